@@ -1,0 +1,125 @@
+"""The `mmplug` command: thin, it parses, calls and renders.
+
+Every subcommand lives with its subject (mmplug.conformance, mmplug.compare,
+mmplug.authoring) and is registered below.  `main()` turns a UsageError or a
+PluginError into one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+from .errors import MmplugError, PluginError, UsageError
+from .plugins import PluginHost
+
+app = typer.Typer(
+    name="mmplug",
+    help="Model the Linux kernel's non-LRU movable page migration with driver plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+#: exit codes shared by every command
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_PLUGIN = 0, 1, 2, 3, 4
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"mmplug {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version_callback, is_eager=True,
+        help="Print the version and exit.")] = None,
+) -> None:
+    """mmplug: compaction, movable drivers and their contract, in Python."""
+
+
+def load_host(extra: list[str] | None = None) -> PluginHost:
+    """A plugin host with every installed driver and the extra specs loaded."""
+    host = PluginHost()
+    host.load_entry_points()
+    for spec in extra or ():
+        host.get(spec)
+    return host
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    load: Annotated[Optional[list[str]], typer.Option(
+        "--load", "-l", metavar="DRIVER",
+        help="Also load this driver: entry-point name, module path or .py file.")] = None,
+) -> None:
+    """List the driver plugins: name, version, origin and status."""
+    host = PluginHost()
+    host.load_entry_points()
+    for spec in load or ():
+        try:
+            host.get(spec)
+        except PluginError:
+            pass  # recorded in host.failed, listed below
+    rows = [d.as_dict() for d in host.all()]
+    if as_json:
+        typer.echo(json.dumps({"mmplug": __version__, "drivers": rows}, indent=2))
+        return
+    if not rows:
+        typer.echo("No driver plugins found (entry-point group mmplug.drivers).")
+        return
+    width = max(len(r["name"]) for r in rows)
+    vwidth = max(len(r["version"]) for r in rows + [{"version": "VERSION"}])
+    typer.echo(f"{'NAME':<{width}}  {'VERSION':<{vwidth}}  STATUS  ORIGIN")
+    for r in rows:
+        status = "loaded" if r["status"] == "loaded" else f"failed: {r['reason']}"
+        typer.echo(f"{r['name']:<{width}}  {r['version']:<{vwidth}}  {status}  ({r['origin']})")
+
+
+# --- subcommands of other modules (one line each) ------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning expected errors into one line."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (UsageError,) as exc:
+        typer.echo(f"mmplug: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except PluginError as exc:
+        typer.echo(f"mmplug: error: {exc}", err=True)
+        sys.exit(EXIT_PLUGIN)
+    except MmplugError as exc:
+        typer.echo(f"mmplug: error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        typer.echo("mmplug: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the parser's usage errors and anything unexpected
+        if type(exc).__name__ == "Abort":
+            sys.exit(EXIT_FAILED)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            message = exc.format_message()
+            if message:  # empty when `mmplug` alone printed the help
+                typer.echo(f"mmplug: error: {message}", err=True)
+            sys.exit(EXIT_USAGE)
+        if os.environ.get("MMPLUG_DEBUG"):
+            raise
+        typer.echo(f"mmplug: internal error: {type(exc).__name__}: {exc} "
+                   "(set MMPLUG_DEBUG=1 for a traceback)", err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The kernel functions a driver calls, under their mmplug names.
+
+    from mmplug.kernel import set_page_movable, clear_page_movable, lock_page, ...
+
+Each is the model of the kernel function named in its docstring; the table
+in docs/kernel-names.md maps every kernel name to its mmplug name.  A driver
+needs nothing else from mmplug to keep the contract: locks come from
+`vm.spinlock()`, `vm.rwlock()` and `vm.mutex()` through `spinlock(vm, name)` etc.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .constants import (  # noqa: F401  (re-exported for drivers)
+    EAGAIN, EBUSY, EINVAL, ENOMEM, ENOSPC, ENOSYS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL,
+    ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE, MIGRATEPAGE_SUCCESS, MigrateMode,
+)
+from .page import (  # noqa: F401
+    PAGE_MAPPING_MOVABLE, Page, clear_page_movable, has_movable_tag, page_count, page_isolated,
+    page_locked, page_mapping, page_movable, set_page_movable,
+)
+
+if TYPE_CHECKING:
+    from .vm import VM
+
+
+def trylock_page(page: Page) -> bool:
+    """trylock_page(): take PG_locked if it is free; never sleeps."""
+    return page.zone.sync.trylock_page(page)
+
+
+def lock_page(page: Page) -> None:
+    """lock_page(): take PG_locked, sleeping until it is free."""
+    page.zone.sync.lock_page(page)
+
+
+def unlock_page(page: Page) -> None:
+    """unlock_page()."""
+    page.zone.sync.unlock_page(page)
+
+
+def get_page(page: Page) -> None:
+    """get_page(): take a reference."""
+    page.zone.sync.get_page(page)
+
+
+def get_page_unless_zero(page: Page) -> bool:
+    """get_page_unless_zero(): a reference, unless the page is being freed."""
+    return page.zone.sync.get_page_unless_zero(page)
+
+
+def put_page(page: Page) -> None:
+    """put_page(): drop a reference; the last one frees the page."""
+    page.zone.sync.put_page(page)
+
+
+def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
+    """alloc_page(gfp): one page with one reference, or None."""
+    return vm.zone.alloc_pages(0, gfp)
+
+
+def page_address(page: Page) -> memoryview:
+    """page_address() / kmap(): the page's bytes, writable."""
+    return page.zone.page_address(page)
+
+
+def copy_highpage(to: Page, frm: Page) -> None:
+    """copy_highpage(to, from): copy a whole page."""
+    to.zone.copy_page(to, frm)
+
+
+def page_private(page: Page) -> Any:
+    """page_private()."""
+    return page.private
+
+
+def set_page_private(page: Page, value: Any) -> None:
+    """set_page_private()."""
+    page.private = value
+
+
+def spinlock(vm: "VM", name: str) -> Any:
+    """spin_lock_init(): a spinlock for the driver's own structures."""
+    return vm.sync.spinlock(name)
+
+
+def rwlock(vm: "VM", name: str) -> Any:
+    """rwlock_init()."""
+    return vm.sync.rwlock(name)
+
+
+def mutex(vm: "VM", name: str) -> Any:
+    """mutex_init(): a sleeping lock."""
+    return vm.sync.mutex(name)
+
+
+def count_vm_event(vm: "VM", name: str, n: int = 1) -> None:
+    """count_vm_event(s)(): e.g. "balloon_inflate"."""
+    vm.vmstat.count(name, n)
+
+
+def schedule_point(page_or_vm: Any, what: str) -> None:
+    """cond_resched(): a place where another simulated CPU may run."""
+    sync = page_or_vm.zone.sync if isinstance(page_or_vm, Page) else page_or_vm.sync
+    sync.point(what)

@@ -1,0 +1,495 @@
+"""Non-LRU movable page migration: the state machine of mm/migrate.c, v4.19.
+
+isolate_movable_page -> (page on a PageList) -> migrate_pages -> unmap_and_move
+-> __unmap_and_move -> move_to_new_page -> a_ops->migratepage, and
+putback_movable_pages for whatever is left.  The labels of the kernel
+functions (out, out_putpage, out_no_isolated, out_unlock, out_unlock_both,
+put_new) survive as comments where the control flow jumps to them.
+
+Every call into a driver goes through `call_isolate`, `call_migratepage` or
+`call_putback`, which check what the driver returned and what it did to the
+page (ISO-2..ISO-4, MIG-7, MIG-8, PUT-1) and name the driver, the callback, the
+page and the rule when something is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from .constants import (
+    EAGAIN, EBUSY, ENOMEM, MIGRATE_PASSES, MIGRATEPAGE_SUCCESS, MigrateMode, MigrateReason,
+    errno_name,
+)
+from .errors import CallbackTimeout, ContractViolation, DriverError
+from .page import (
+    ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
+    page_mapping, page_movable,
+)
+from .sync import PF_MEMALLOC
+
+if TYPE_CHECKING:
+    from .mapping import AddressSpace
+    from .vm import VM
+
+GetNewPage = Callable[[Page, Any], "Page | None"]
+PutNewPage = Callable[[Page, Any], None]
+
+
+class PageList:
+    """A list_head of pages linked through page->lru (cc->migratepages and the like).
+
+    A page on the list has `page.lru is the list`: that is the sentinel the VM
+    checks to see that no driver touched the lru of an isolated page (ISO-4).
+    """
+
+    __slots__ = ("pages", "name")
+
+    def __init__(self, name: str = "migratepages") -> None:
+        self.pages: list[Page] = []
+        self.name = name
+
+    def add(self, page: Page) -> None:
+        """list_add_tail(&page->lru, list)."""
+        page.lru = self
+        self.pages.append(page)
+
+    def delete(self, page: Page) -> None:
+        """list_del(&page->lru)."""
+        self.pages.remove(page)
+        page.lru = None
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def __iter__(self) -> Iterator[Page]:
+        return iter(tuple(self.pages))
+
+    def __bool__(self) -> bool:
+        return bool(self.pages)
+
+    def __repr__(self) -> str:
+        return f"<PageList {self.name} of {len(self.pages)}>"
+
+
+# --- calling the driver ------------------------------------------------------------
+
+def _raised(mapping: "AddressSpace", hook: str, page: Page, rule: str,
+            exc: BaseException) -> DriverError:
+    if isinstance(exc, CallbackTimeout):
+        what = f"did not return within {exc.args[0] if exc.args else '?'} s (hung)"
+    else:
+        what = f"raised {type(exc).__name__}: {exc}"
+    err = DriverError(rule, f"{hook} {what}", driver=mapping.driver, hook=hook, page=page)
+    err.__cause__ = exc
+    return err
+
+
+def check_lru(vm: "VM", page: Page, owner: Any, mapping: "AddressSpace | None",
+              hook: str | None) -> None:
+    """ISO-4: the lru of an isolated page belongs to the VM; it must be as the VM left it."""
+    if page.lru is not owner:
+        raise ContractViolation(
+            "ISO-4", f"page.lru of an isolated page was changed (found {page.lru!r}, the VM "
+            f"left {owner!r})", driver=mapping.driver if mapping else None, hook=hook, page=page)
+
+
+def call_isolate(vm: "VM", mapping: "AddressSpace", page: Page, mode: int) -> bool:
+    """a_ops->isolate_page(page, mode), checked (ISO-2)."""
+    try:
+        ret = mapping.a_ops.isolate_page(page, mode)
+    except ContractViolation as exc:
+        raise exc.with_context(driver=mapping.driver, hook="isolate_page", page=page)
+    except (Exception, CallbackTimeout) as exc:
+        raise _raised(mapping, "isolate_page", page, "ISO-2", exc) from exc
+    if ret is not True and ret is not False:
+        raise DriverError("ISO-2", f"isolate_page returned {ret!r} ({type(ret).__name__}); "
+                          "expected True or False", driver=mapping.driver, hook="isolate_page",
+                          page=page)
+    if not page.flags & LOCKED:
+        raise DriverError("ISO-2", "isolate_page unlocked the page; it runs under the page "
+                          "lock and must leave it held", driver=mapping.driver,
+                          hook="isolate_page", page=page)
+    return ret
+
+
+def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Page,
+                     mode: int) -> int:
+    """a_ops->migratepage(mapping, newpage, page, mode), checked (MIG-7, MIG-8)."""
+    owner = page.lru
+    try:
+        rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)
+    except ContractViolation as exc:
+        raise exc.with_context(driver=mapping.driver, hook="migratepage", page=page)
+    except (Exception, CallbackTimeout) as exc:
+        raise _raised(mapping, "migratepage", page, "MIG-8", exc) from exc
+    drv = mapping.driver
+    if type(rc) is not int or rc > 0:
+        raise DriverError("MIG-8", f"migratepage returned {rc!r} ({type(rc).__name__}); expected "
+                          "0, -EAGAIN or a negative errno", driver=drv, hook="migratepage",
+                          page=page)
+    if not page.flags & LOCKED or not newpage.flags & LOCKED:
+        which = "page" if not page.flags & LOCKED else "newpage"
+        raise DriverError("MIG-7", f"migratepage unlocked {which}; the VM holds both locks",
+                          driver=drv, hook="migratepage", page=page)
+    check_lru(vm, page, owner, mapping, "migratepage")
+    if rc == MIGRATEPAGE_SUCCESS:
+        if page.mapping != PAGE_MAPPING_MOVABLE:
+            raise DriverError("MIG-7", "migratepage returned 0 but the old page is still "
+                              "movable: __ClearPageMovable(page) was not called",
+                              driver=drv, hook="migratepage", page=page)
+        if newpage.mapping != mapping.handle | PAGE_MAPPING_MOVABLE:
+            raise DriverError("MIG-7", "migratepage returned 0 but newpage is not movable with "
+                              "the same mapping: __SetPageMovable(newpage, mapping) was not "
+                              "called", driver=drv, hook="migratepage", page=newpage)
+        if vm.strict_refcounts:
+            if newpage._refcount < 2:
+                raise DriverError("MIG-7", "migratepage returned 0 without taking its own "
+                                  "reference on newpage (get_page): the VM's put_page would "
+                                  "free it under the driver", driver=drv, hook="migratepage",
+                                  page=newpage)
+            if page._refcount != 1:
+                raise DriverError("MIG-7", "migratepage returned 0 but the old page still has "
+                                  f"{page._refcount - 1} reference(s) besides the VM's: the "
+                                  "driver did not drop its own (put_page), so it leaks",
+                                  driver=drv, hook="migratepage", page=page)
+    return rc
+
+
+def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
+    """a_ops->putback_page(page), checked (PUT-2)."""
+    try:
+        ret = mapping.a_ops.putback_page(page)
+    except ContractViolation as exc:
+        raise exc.with_context(driver=mapping.driver, hook="putback_page", page=page)
+    except (Exception, CallbackTimeout) as exc:
+        raise _raised(mapping, "putback_page", page, "PUT-2", exc) from exc
+    if ret is not None:
+        raise DriverError("PUT-2", f"putback_page returned {ret!r}; it returns nothing",
+                          driver=mapping.driver, hook="putback_page", page=page)
+    if not page.flags & LOCKED:
+        raise DriverError("PUT-1", "putback_page unlocked the page; the VM holds the lock "
+                          "around it", driver=mapping.driver, hook="putback_page", page=page)
+
+
+# --- isolation -------------------------------------------------------------------------
+
+def isolate_movable_page(vm: "VM", page: Page, mode: int) -> int:
+    """isolate_movable_page() (mm/migrate.c): 0 if isolated, else -EBUSY (ISO-1, ISO-3).
+
+    On success the page keeps the extra reference taken here until migration
+    or putback ends.  Slab pages are skipped before their lock is touched
+    (commit 8b8817630ae8: SLUB uses PG_locked as slab_lock, BUG-1).
+    """
+    sync = vm.sync
+    ev = vm.vmstat.events
+    ev["isolate_attempt"] += 1
+    # Pages being freed, or just freed, are not worth the cycles.
+    if not sync.get_page_unless_zero(page):
+        ev["isolate_fail_refcount"] += 1
+        return -EBUSY
+    if page.flags & SLAB and vm.config.slab_fix:
+        ev["isolate_fail_not_movable"] += 1
+        sync.put_page(page)                                     # out_putpage
+        return -EBUSY
+    # Checked before the lock: a page's owner assumes nobody takes PG_locked
+    # of the page it just allocated.
+    if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
+        ev["isolate_fail_not_movable"] += 1
+        sync.put_page(page)                                     # out_putpage
+        return -EBUSY
+    if page.flags & SLAB:
+        vm.warn_once("BUG-1", "trylock_page() on a slab page whose overlaid mapping word "
+                     "passes __PageMovable: SLUB uses PG_locked as its slab_lock", page=page)
+    # Never sleep: another compactor, a migration or a release may hold it.
+    if not sync.trylock_page(page):
+        ev["isolate_fail_locked"] += 1
+        sync.put_page(page)                                     # out_putpage
+        return -EBUSY
+    if page.flags & ISOLATED or not page_movable(page):
+        ev["isolate_fail_released"] += 1
+        sync.unlock_page(page)                                  # out_no_isolated
+        sync.put_page(page)
+        return -EBUSY
+    mapping = page_mapping(page)
+    if not call_isolate(vm, mapping, page, mode):
+        ev["isolate_refused"] += 1
+        sync.unlock_page(page)                                  # out_no_isolated
+        sync.put_page(page)
+        return -EBUSY
+    # The driver must leave PG_isolated to the VM.
+    if page.flags & ISOLATED:
+        vm.warn_once("ISO-3", "the driver set PG_isolated itself in isolate_page",
+                     page=page, mapping=mapping, hook="isolate_page")
+    page.flags |= ISOLATED
+    vm.isolated[page] = mapping
+    mapping.nr_isolated += 1
+    sync.unlock_page(page)
+    ev["isolate_success"] += 1
+    if vm.on_isolated is not None:
+        vm.on_isolated(page=page, mapping=mapping)
+    return 0
+
+
+def _end_isolation(vm: "VM", page: Page) -> "AddressSpace | None":
+    mapping = vm.isolated.pop(page, None)
+    if mapping is not None:
+        mapping.nr_isolated -= 1
+    return mapping
+
+
+def _released(vm: "VM", page: Page) -> None:
+    """The driver released the page after isolation: the VM finishes the job (REL-2)."""
+    page.flags &= ~ISOLATED
+    _end_isolation(vm, page)
+    vm.vmstat.events["migrate_released"] += 1
+
+
+# --- putback -----------------------------------------------------------------------------
+
+def putback_movable_page(vm: "VM", page: Page) -> None:
+    """putback_movable_page() (mm/migrate.c): page locked, movable and isolated (PUT-1)."""
+    mapping = page_mapping(page)
+    call_putback(vm, mapping, page)
+    page.flags &= ~ISOLATED
+    _end_isolation(vm, page)
+    vm.vmstat.events["putback_movable"] += 1
+    if vm.on_putback is not None:
+        vm.on_putback(page=page, mapping=mapping)
+
+
+def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
+    """putback_movable_pages() (mm/migrate.c): give every page left on the list back (PUT-1).
+
+    A page the driver released while isolated is not handed to the driver;
+    the VM only clears PG_isolated and drops its reference (REL-2).
+    """
+    sync = vm.sync
+    for page in pagelist:
+        check_lru(vm, page, pagelist, vm.isolated.get(page), None)
+        pagelist.delete(page)
+        if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
+            if not page.flags & ISOLATED:
+                raise ContractViolation("PUT-1", "a movable page on a migration list is not "
+                                        "PG_isolated", page=page)
+            sync.lock_page(page)
+            if page_movable(page):
+                putback_movable_page(vm, page)
+            else:
+                _released(vm, page)
+            sync.unlock_page(page)
+            sync.put_page(page)
+        else:
+            vm.zone.nr_isolated_lru -= 1
+            putback_lru_page(vm, page)
+
+
+def putback_lru_page(vm: "VM", page: Page) -> None:
+    """putback_lru_page(): back on the LRU and drop the isolation reference.
+
+    A page its owner let go meanwhile is simply freed.
+    """
+    if page._refcount > 1:
+        page.flags |= LRU
+    vm.sync.put_page(page)
+
+
+# --- migration -----------------------------------------------------------------------------
+
+def move_to_new_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
+    """move_to_new_page() (mm/migrate.c): both pages locked (MIG-6).
+
+    A non-LRU page released by its driver after isolation counts as migrated
+    and its driver is not called.  Otherwise a_ops->migratepage decides; on
+    success the VM warns once if the page lost PG_isolated, then clears it.
+    """
+    if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
+        return _move_lru_page(vm, newpage, page, mode)
+    if not page.flags & ISOLATED:
+        raise ContractViolation("MIG-6", "move_to_new_page() on a non-LRU page that is not "
+                                "PG_isolated", page=page)
+    if not page_movable(page):
+        # Released by the driver after isolation: nothing to migrate.
+        _released(vm, page)
+        return MIGRATEPAGE_SUCCESS
+    mapping = page_mapping(page)
+    rc = call_migratepage(vm, mapping, newpage, page, mode)
+    if rc == MIGRATEPAGE_SUCCESS:
+        if not page.flags & ISOLATED:
+            vm.warn_once("MIG-6", "migratepage returned 0 but the page is no longer "
+                         "PG_isolated (the driver cleared it)", page=page, mapping=mapping,
+                         hook="migratepage")
+        # Cleared under the page lock so no compactor can try this page again.
+        page.flags &= ~ISOLATED
+        _end_isolation(vm, page)
+        vm.vmstat.events["bytes_copied"] += vm.zone.page_size
+        if vm.on_migrated is not None:
+            vm.on_migrated(page=page, newpage=newpage, mapping=mapping, mode=mode)
+    return rc
+
+
+def _move_lru_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
+    """migrate_page() for an anonymous LRU page: refcount check, copy, move the mapping.
+
+    The owner's reference moves to the new page (its page table entry), so a
+    page pinned by an extra reference fails with -EAGAIN, as
+    migrate_page_move_mapping() does.
+    """
+    owner = vm.mappings.get(page.mapping & ~PAGE_MAPPING_FLAGS)
+    expected = 2  # the owner's mapping + the isolation reference
+    if page._refcount != expected or owner is None:
+        return -EAGAIN
+    if mode != MigrateMode.SYNC_NO_COPY:
+        vm.zone.copy_page(newpage, page)
+        vm.vmstat.events["bytes_copied"] += vm.zone.page_size
+    newpage.mapping = page.mapping
+    owner.private_data.replace_page(page, newpage)
+    return MIGRATEPAGE_SUCCESS
+
+
+def __unmap_and_move(vm: "VM", page: Page, newpage: Page, force: bool, mode: int) -> int:
+    """__unmap_and_move() (mm/migrate.c): the page locks, writeback, then move (MIG-4, MIG-5)."""
+    sync = vm.sync
+    rc = -EAGAIN
+    is_lru = page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
+    if not sync.trylock_page(page):
+        if not force or mode == MigrateMode.ASYNC:
+            return rc                                            # out
+        # Direct compaction must not sleep on a page lock: its holder may be
+        # waiting for the very memory being compacted.
+        if sync.current().flags & PF_MEMALLOC:
+            return rc                                            # out
+        sync.lock_page(page)
+    if page.flags & WRITEBACK:
+        # Only a fully synchronous migration waits for writeback.
+        if mode not in (MigrateMode.SYNC, MigrateMode.SYNC_NO_COPY):
+            sync.unlock_page(page)                               # out_unlock
+            return -EBUSY
+        if not force:
+            sync.unlock_page(page)                               # out_unlock
+            return rc
+        vm.wait_on_page_writeback(page)
+    # Nobody may reach newpage's contents before they are complete.
+    if not sync.trylock_page(newpage):
+        sync.unlock_page(page)                                   # out_unlock
+        return rc
+    rc = move_to_new_page(vm, newpage, page, mode)
+    sync.unlock_page(newpage)                                    # out_unlock_both
+    sync.unlock_page(page)
+    if rc == MIGRATEPAGE_SUCCESS:
+        if is_lru:
+            putback_lru_page(vm, newpage)
+        else:
+            # The driver holds its own reference; this drops the allocation's.
+            sync.put_page(newpage)
+    return rc
+
+
+def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage | None,
+                   private: Any, page: Page, force: bool, mode: int, reason: int,
+                   from_list: PageList) -> int:
+    """unmap_and_move() (mm/migrate.c): one page, one attempt (MIG-2, MIG-3, MIG-8).
+
+    -EAGAIN leaves the page on the list for the next pass; any other result
+    takes it off: migrated pages are released, failed ones are given back to
+    their driver at once.
+    """
+    sync = vm.sync
+    newpage = get_new_page(page, private)
+    if newpage is None:
+        vm.vmstat.events["migrate_enomem"] += 1
+        return -ENOMEM
+    check_lru(vm, page, from_list, vm.isolated.get(page), None)
+    if page._refcount == 1:
+        # Freed from under us: only the isolation reference is left.
+        if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
+            sync.lock_page(page)
+            if page_movable(page):
+                mapping = page_mapping(page)
+                raise ContractViolation(
+                    "REL-1", "the driver dropped its last reference to an isolated page "
+                    "without __ClearPageMovable()", driver=mapping.driver, page=page)
+            _released(vm, page)
+            sync.unlock_page(page)
+        _put_new(vm, put_new_page, newpage, private)
+        rc = MIGRATEPAGE_SUCCESS
+    else:
+        rc = __unmap_and_move(vm, page, newpage, force, mode)
+    if rc != -EAGAIN:
+        from_list.delete(page)
+        if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
+            # NR_ISOLATED_* counts LRU pages only (BUG-3)
+            vm.zone.nr_isolated_lru -= 1
+    if rc == MIGRATEPAGE_SUCCESS:
+        sync.put_page(page)
+        return rc
+    if rc != -EAGAIN:
+        if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
+            putback_lru_page(vm, page)
+        else:
+            sync.lock_page(page)
+            if page_movable(page):
+                putback_movable_page(vm, page)
+            else:
+                _released(vm, page)
+            sync.unlock_page(page)
+            sync.put_page(page)
+    _put_new(vm, put_new_page, newpage, private)                # put_new
+    return rc
+
+
+def _put_new(vm: "VM", put_new_page: PutNewPage | None, newpage: Page, private: Any) -> None:
+    if put_new_page is not None:
+        put_new_page(newpage, private)
+    else:
+        vm.sync.put_page(newpage)
+
+
+def migrate_pages(vm: "VM", from_list: PageList, get_new_page: GetNewPage,
+                  put_new_page: PutNewPage | None, private: Any, mode: int,
+                  reason: int = MigrateReason.COMPACTION) -> int:
+    """migrate_pages() (mm/migrate.c): up to 10 passes while pages ask for a retry (MIG-1).
+
+    From the fourth pass (`pass > 2`) the page lock may be waited for.
+    Returns the number of pages not migrated, or -ENOMEM at once if no new
+    page could be had (MIG-2); pgmigrate_success/fail count pages (MIG-9).
+    The caller puts back whatever is left on the list whenever this is not 0.
+    """
+    ev = vm.vmstat.events
+    nr_failed = 0
+    nr_succeeded = 0
+    retry = 1
+    rc = 0
+    passes = 0
+    while passes < MIGRATE_PASSES and retry:
+        retry = 0
+        for page in from_list:
+            rc = unmap_and_move(vm, get_new_page, put_new_page, private, page,
+                                passes > 2, mode, reason, from_list)
+            if rc == -ENOMEM:
+                nr_failed += 1
+                _count(ev, nr_succeeded, nr_failed)
+                return -ENOMEM
+            if rc == -EAGAIN:
+                retry += 1
+                ev["migrate_eagain"] += 1
+            elif rc == MIGRATEPAGE_SUCCESS:
+                nr_succeeded += 1
+            else:
+                # Permanent failure: off the list, not retried.
+                nr_failed += 1
+                ev["migrate_permanent"] += 1
+        passes += 1
+    nr_failed += retry
+    _count(ev, nr_succeeded, nr_failed)
+    return nr_failed
+
+
+def _count(ev: dict[str, int], nr_succeeded: int, nr_failed: int) -> None:
+    ev["pgmigrate_success"] += nr_succeeded
+    ev["pgmigrate_fail"] += nr_failed
+
+
+__all__ = [
+    "PageList", "isolate_movable_page", "putback_movable_pages", "putback_movable_page",
+    "migrate_pages", "unmap_and_move", "move_to_new_page", "errno_name",
+]

@@ -1,0 +1,283 @@
+"""Finding, loading and validating driver plugins (pluggy).
+
+A driver is found through the entry-point group ``mmplug.drivers``, a dotted
+module path, or a ``.py`` file path; all three end in the same validation:
+hookimpl signatures against the specs, no unknown hooks (pluggy's
+check_pending), all three callbacks present, and an `mmplug_driver` hook that
+returns a DriverInfo.  A plugin that fails is recorded with its reason and
+never stops the others.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pluggy
+from attrs import define, field, frozen
+
+from . import hookspecs
+from .errors import PluginError, UsageError
+from .hookspecs import DRIVER_CALLBACKS
+from .mapping import MovableOps
+
+ENTRY_POINT_GROUP = "mmplug.drivers"
+
+
+@frozen(slots=True)
+class Capabilities:
+    """What a driver declares about itself; checks that do not apply say "not supported"."""
+
+    #: store() keeps the bytes it is given and read() returns them
+    stores_data: bool = True
+    #: largest object store() accepts (None: up to one page)
+    max_object_size: int | None = None
+    #: isolate_page() may return False
+    may_refuse_isolation: bool = True
+    #: migratepage() may return -EAGAIN or another error
+    may_fail_migration: bool = True
+    #: free() of an object whose page is isolated is supported (REL-1, REL-2)
+    free_while_isolated: bool = True
+    #: test knobs the instance offers the conformance suite, e.g. "pin" (pin/unpin
+    #: a handle so its page's migration returns -EAGAIN), "busy" (hold/release
+    #: the driver's lock: -EAGAIN), "map" (map/unmap: a permanent failure)
+    knobs: frozenset[str] = field(factory=frozenset, converter=frozenset)
+
+
+@frozen(slots=True)
+class DriverInfo:
+    """What a driver plugin's `mmplug_driver` hook returns."""
+
+    name: str
+    version: str
+    #: factory(vm, mapping, **options) -> instance (see docs/driver-api.md)
+    factory: Callable[..., Any]
+    summary: str = ""
+    capabilities: Capabilities = Capabilities()
+    #: the kernel source the driver models, e.g. "mm/zsmalloc.c"
+    kernel_source: str = ""
+
+
+@define(slots=True)
+class LoadedDriver:
+    """One plugin as the host knows it: loaded, or failed with a reason."""
+
+    name: str
+    origin: str
+    status: str = "loaded"
+    reason: str = ""
+    info: DriverInfo | None = None
+    ops: MovableOps | None = None
+    plugin: Any = None
+
+    @property
+    def version(self) -> str:
+        return self.info.version if self.info else ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "loaded"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "origin": self.origin,
+                "status": self.status, "reason": self.reason,
+                "summary": self.info.summary if self.info else "",
+                "kernel_source": self.info.kernel_source if self.info else ""}
+
+
+class PluginHost:
+    """The plugin manager and the drivers it validated."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("mmplug")
+        self.pm.add_hookspecs(hookspecs)
+        self.drivers: dict[str, LoadedDriver] = {}
+        self.failed: list[LoadedDriver] = []
+        self._entry_points_loaded = False
+
+    # --- discovery -----------------------------------------------------------------
+    def load_entry_points(self) -> list[LoadedDriver]:
+        """Load every driver of the `mmplug.drivers` entry-point group (once)."""
+        if self._entry_points_loaded:
+            return []
+        self._entry_points_loaded = True
+        out = []
+        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                         key=lambda e: e.name):
+            origin = f"entry point {ep.name} = {ep.value}"
+            if ep.name in self.drivers:
+                continue
+            try:
+                obj = ep.load()
+            except BaseException as exc:  # a plugin's import may raise anything
+                out.append(self._fail(ep.name, origin, f"import failed: {_exc_line(exc)}"))
+                continue
+            out.append(self._register(obj, origin, ep.name))
+        return out
+
+    def load(self, spec: str) -> LoadedDriver:
+        """Load one driver by entry-point name, dotted module path or .py file path.
+
+        Raises UsageError if `spec` names nothing, PluginError if it fails validation.
+        """
+        if spec in self.drivers:
+            return self.drivers[spec]
+        loaded = self._load_spec(spec)
+        if not loaded.ok:
+            raise PluginError(f"driver {loaded.name!r} ({loaded.origin}) failed to load: {loaded.reason}")
+        return loaded
+
+    def _load_spec(self, spec: str) -> LoadedDriver:
+        path = Path(spec)
+        if spec.endswith(".py") or os.sep in spec or path.is_dir():
+            return self._load_file(path)
+        self.load_entry_points()
+        if spec in self.drivers:
+            return self.drivers[spec]
+        for failed in self.failed:
+            if failed.name == spec:
+                return failed
+        origin = f"module {spec}"
+        try:
+            module = importlib.import_module(spec)
+        except ModuleNotFoundError as exc:
+            if exc.name and spec.startswith(exc.name):
+                raise UsageError(self._unknown_message(spec)) from None
+            return self._fail(spec, origin, f"import failed: {_exc_line(exc)}")
+        except BaseException as exc:
+            return self._fail(spec, origin, f"import failed: {_exc_line(exc)}")
+        return self._register(module, origin, spec)
+
+    def _load_file(self, path: Path) -> LoadedDriver:
+        if path.is_dir():
+            path = path / "__init__.py"
+        if not path.is_file():
+            raise UsageError(f"no driver file {str(path)!r}")
+        resolved = path.resolve()
+        digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+        modname = f"mmplug_file_driver_{resolved.stem}_{digest}"
+        origin = f"file {resolved}"
+        for drv in self.drivers.values():
+            if drv.origin == origin:
+                return drv
+        try:
+            spec = importlib.util.spec_from_file_location(modname, resolved)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import {resolved}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = module
+            spec.loader.exec_module(module)
+        except BaseException as exc:
+            sys.modules.pop(modname, None)
+            return self._fail(resolved.stem, origin, f"import failed: {_exc_line(exc)}")
+        return self._register(module, origin, resolved.stem)
+
+    def register(self, plugin: Any, origin: str = "object") -> LoadedDriver:
+        """Register an already imported plugin object (tests, embedding)."""
+        return self._register(plugin, origin, getattr(plugin, "__name__", type(plugin).__name__))
+
+    # --- validation --------------------------------------------------------------------
+    def _register(self, plugin: Any, origin: str, name_hint: str) -> LoadedDriver:
+        pm = self.pm
+        if pm.is_registered(plugin):
+            for drv in self.drivers.values():
+                if drv.plugin is plugin:
+                    return drv
+        try:
+            pm.register(plugin, name=f"{name_hint}@{id(plugin):x}")
+        except pluggy.PluginValidationError as exc:
+            return self._fail(name_hint, origin, f"invalid hook: {exc}")
+        except ValueError as exc:
+            return self._fail(name_hint, origin, str(exc))
+        try:
+            impls = self._plugin_impls(plugin)
+            unknown = sorted(n for n, hc in impls.items() if hc is None)
+            if unknown:
+                raise PluginError(f"unknown hook(s) {', '.join(unknown)}; known hooks are "
+                                  f"{', '.join(sorted(_known_hooks()))}")
+            funcs = {}
+            for cb, argnames in DRIVER_CALLBACKS.items():
+                impl = impls.get(cb)
+                if impl is None:
+                    raise PluginError(f"missing callback {cb}({', '.join(argnames)})")
+                got = tuple(impl.argnames)
+                if got != argnames:
+                    raise PluginError(f"callback {cb}({', '.join(got)}) must take exactly "
+                                      f"({', '.join(argnames)}), in that order")
+                funcs[cb] = impl.function
+            reg = impls.get("mmplug_driver")
+            if reg is None:
+                raise PluginError("missing hook mmplug_driver() returning a DriverInfo")
+            try:
+                info = reg.function()
+            except BaseException as exc:
+                raise PluginError(f"mmplug_driver() raised {_exc_line(exc)}") from None
+            if not isinstance(info, DriverInfo):
+                raise PluginError(f"mmplug_driver() returned {type(info).__name__}, "
+                                  "expected mmplug.DriverInfo")
+            if not info.name.isidentifier():
+                raise PluginError(f"driver name {info.name!r} is not an identifier")
+            if info.name in self.drivers:
+                raise PluginError(f"driver name {info.name!r} is already loaded from "
+                                  f"{self.drivers[info.name].origin}")
+            if not callable(info.factory):
+                raise PluginError("DriverInfo.factory is not callable")
+        except PluginError as exc:
+            pm.unregister(plugin)
+            return self._fail(name_hint, origin, str(exc))
+        drv = LoadedDriver(name=info.name, origin=origin, info=info, plugin=plugin,
+                           ops=MovableOps(funcs["isolate_page"], funcs["migratepage"],
+                                          funcs["putback_page"]))
+        self.drivers[info.name] = drv
+        return drv
+
+    def _plugin_impls(self, plugin: Any) -> dict[str, Any]:
+        """hook name -> this plugin's HookImpl (None for a hook with no spec)."""
+        out: dict[str, Any] = {}
+        for caller in self.pm.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    out[caller.name] = impl if caller.spec is not None else None
+        return out
+
+    def _fail(self, name: str, origin: str, reason: str) -> LoadedDriver:
+        drv = LoadedDriver(name=name, origin=origin, status="failed", reason=reason)
+        self.failed.append(drv)
+        return drv
+
+    # --- lookup ------------------------------------------------------------------------
+    def get(self, name: str) -> LoadedDriver:
+        """A loaded driver by name, loading it if `name` is a module or file."""
+        if name in self.drivers:
+            return self.drivers[name]
+        return self.load(name)
+
+    def all(self) -> list[LoadedDriver]:
+        return sorted(self.drivers.values(), key=lambda d: d.name) + list(self.failed)
+
+    def _unknown_message(self, spec: str) -> str:
+        known = sorted(self.drivers)
+        close = difflib.get_close_matches(spec, known, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        listing = f"installed drivers: {', '.join(known)}" if known else "no drivers are installed"
+        return (f"unknown driver {spec!r}{hint}: not an entry point, an importable module or a "
+                f".py file; {listing}")
+
+    def has_event_listeners(self, hook: str) -> bool:
+        return bool(getattr(self.pm.hook, hook).get_hookimpls())
+
+
+def _known_hooks() -> list[str]:
+    return [n for n in dir(hookspecs) if n in DRIVER_CALLBACKS or n.startswith("mmplug_")]
+
+
+def _exc_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__

@@ -1,0 +1,286 @@
+"""The VM: one zone, its counters, the address spaces and the driver instances.
+
+A VM is what a driver instance lives in: `vm.create_driver(name)` creates an
+AddressSpace with that driver's callbacks and calls the driver's factory with
+it.  The VM also keeps what the kernel spreads over globals: the sync backend
+(CPUs and locks), the vmstat counters, WARN_ON_ONCE records, and the pages
+currently isolated.
+"""
+
+from __future__ import annotations
+
+import inspect
+import signal
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from attrs import define, frozen
+
+from .constants import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
+from .errors import CallbackTimeout, ContractViolation, DriverError, UsageError
+from .mapping import AddressSpace, MovableOps
+from .page import (
+    BUDDY, LRU, PAGE_MAPPING_ANON, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, TAIL,
+    WRITEBACK, Page,
+)
+from .plugins import LoadedDriver, PluginHost
+from .sync import SingleCPU, SyncBackend
+from .vmstat import VmStat
+from .zone import Zone
+
+#: Where address-space handles start: a kernel direct-map address, 64-byte aligned.
+_HANDLE_BASE = 0xFFFF888000100000
+_HANDLE_STRIDE = 0x40
+
+
+@frozen(slots=True)
+class VMConfig:
+    """The shape of the simulated machine."""
+
+    nr_pages: int = 4096
+    page_size: int = 4096
+    pageblock_order: int = 9
+    max_order: int = 11
+    #: min watermark in pages; None derives it as the kernel does from the zone size
+    min_free_pages: int | None = None
+    #: skip slab pages in isolate_movable_page (8b8817630ae8); False shows BUG-1
+    slab_fix: bool = True
+    #: seconds a driver callback may run before it is reported as hung
+    callback_timeout: float | None = None
+
+
+@frozen(slots=True)
+class VMWarning:
+    """One WARN_ON_ONCE that fired."""
+
+    rule: str
+    message: str
+    driver: str | None
+    hook: str | None
+    page: str | None
+
+    def render(self) -> str:
+        where = ", ".join(x for x in (f"driver {self.driver}" if self.driver else "",
+                                      f"callback {self.hook}" if self.hook else "",
+                                      f"page {self.page}" if self.page else "") if x)
+        return f"{self.rule}: {self.message}" + (f" ({where})" if where else "")
+
+
+@define(slots=True, eq=False)
+class DriverInstance:
+    """A driver instance the VM created, with the address space it owns."""
+
+    name: str
+    instance: Any
+    mapping: AddressSpace
+    loaded: LoadedDriver
+    destroyed: bool = False
+
+
+class VM:
+    """A simulated machine with one zone."""
+
+    def __init__(self, config: VMConfig | None = None, *, plugins: PluginHost | None = None,
+                 sync: SyncBackend | None = None, **config_kw: Any) -> None:
+        if config is None:
+            config = VMConfig(**config_kw)
+        elif config_kw:
+            raise TypeError("pass either a VMConfig or keyword settings, not both")
+        self.config = config
+        self.sync: SyncBackend = sync if sync is not None else SingleCPU()
+        #: refcount checks right after migratepage are exact only on one CPU
+        self.strict_refcounts = isinstance(self.sync, SingleCPU)
+        self.mappings: dict[int, AddressSpace] = {}
+        self.vmstat = VmStat()
+        self.zone = Zone(self, config.nr_pages, page_size=config.page_size,
+                         pageblock_order=config.pageblock_order, max_order=config.max_order,
+                         min_free_pages=config.min_free_pages)
+        self.plugins = plugins
+        self.instances: list[DriverInstance] = []
+        #: isolated non-LRU page -> the address space that isolated it
+        self.isolated: dict[Page, AddressSpace] = {}
+        self.warnings: list[VMWarning] = []
+        self._warned: set[tuple] = set()
+        self._serial = 0
+        self.on_isolated = self._event("mmplug_page_isolated")
+        self.on_migrated = self._event("mmplug_page_migrated")
+        self.on_putback = self._event("mmplug_page_putback")
+        self.on_compaction = self._event("mmplug_compaction_finished")
+        self.lru = None  # created on first use (mmplug.users.LruPages)
+
+    # --- plugins and driver instances ------------------------------------------------
+    def _event(self, hook: str) -> Callable | None:
+        if self.plugins is None or not self.plugins.has_event_listeners(hook):
+            return None
+        return getattr(self.plugins.pm.hook, hook)
+
+    def new_address_space(self, driver: str, ops: MovableOps | None,
+                          private_data: Any = None) -> AddressSpace:
+        """Register an address space; its handle is what page->mapping points at (FLG-1)."""
+        self._serial += 1
+        handle = _HANDLE_BASE + self._serial * _HANDLE_STRIDE
+        space = AddressSpace(handle=handle, driver=driver, a_ops=ops,
+                             private_data=private_data, serial=self._serial)
+        self.mappings[handle] = space
+        return space
+
+    def create_driver(self, name: str, /, **options: Any) -> Any:
+        """Create an instance of a loaded driver (by name, module or file) on this VM."""
+        if self.plugins is None:
+            raise UsageError("this VM has no plugin host: create it with VM(plugins=...)")
+        loaded = self.plugins.get(name)
+        return self.create_from(loaded, **options)
+
+    def create_from(self, loaded: LoadedDriver, /, **options: Any) -> Any:
+        """Create an instance of an already validated driver."""
+        info = loaded.info
+        assert info is not None and loaded.ops is not None
+        try:
+            inspect.signature(info.factory).bind(self, None, **options)
+        except TypeError as exc:
+            raise UsageError(f"driver {info.name}: bad options {sorted(options)}: {exc}") from None
+        except ValueError:
+            pass
+        ops = self._wrap_ops(loaded.ops, info.name)
+        mapping = self.new_address_space(info.name, ops)
+        try:
+            instance = info.factory(self, mapping, **options)
+        except ContractViolation as exc:
+            raise exc.with_context(driver=info.name, hook="factory")
+        except Exception as exc:
+            raise DriverError("API-1", f"factory raised {type(exc).__name__}: {exc}",
+                              driver=info.name, hook="factory") from exc
+        if mapping.private_data is None:
+            mapping.private_data = instance
+        self.instances.append(DriverInstance(info.name, instance, mapping, loaded))
+        return instance
+
+    def instance_record(self, instance: Any) -> DriverInstance:
+        for rec in self.instances:
+            if rec.instance is instance:
+                return rec
+        raise KeyError("not a driver instance of this VM")
+
+    def destroy_driver(self, instance: Any) -> None:
+        """Destroy an instance; its pages must all be gone afterwards (REL-3)."""
+        rec = self.instance_record(instance)
+        try:
+            instance.destroy()
+        except ContractViolation as exc:
+            raise exc.with_context(driver=rec.name, hook="destroy")
+        except Exception as exc:
+            raise DriverError("API-1", f"destroy raised {type(exc).__name__}: {exc}",
+                              driver=rec.name, hook="destroy") from exc
+        rec.destroyed = True
+        if rec.mapping.nr_isolated:
+            raise ContractViolation("REL-3", f"instance destroyed while {rec.mapping.nr_isolated} "
+                                    "of its pages are isolated: the VM would call into a dead "
+                                    "mapping", driver=rec.name, hook="destroy")
+        left = [p for p in self.zone.pages
+                if p.mapping & ~PAGE_MAPPING_FLAGS == rec.mapping.handle]
+        if left:
+            raise ContractViolation("REL-3", f"{len(left)} page(s) still point at the mapping "
+                                    "after destroy", driver=rec.name, hook="destroy", page=left[0])
+        rec.mapping.a_ops = None
+
+    def _wrap_ops(self, ops: MovableOps, driver: str) -> MovableOps:
+        timeout = self.config.callback_timeout
+        fns = []
+        for hook in ("isolate_page", "migratepage", "putback_page"):
+            fn = getattr(ops, hook)
+            if timeout is not None:
+                fn = watchdog(fn, timeout)
+            fn = self.sync.wrap_callback(fn, hook, driver)
+            fns.append(fn)
+        return MovableOps(*fns)
+
+    def guard(self, fn: Callable, timeout: float | None = None) -> Callable:
+        """`fn` under the callback watchdog (for a driver's store/read/free)."""
+        timeout = self.config.callback_timeout if timeout is None else timeout
+        return watchdog(fn, timeout) if timeout is not None else fn
+
+    # --- reporting ---------------------------------------------------------------------
+    def warn_once(self, rule: str, message: str, *, page: Page | None = None,
+                  mapping: AddressSpace | None = None, hook: str | None = None) -> None:
+        """WARN_ON_ONCE: record the first time a site fires, keep going."""
+        driver = mapping.driver if mapping is not None else None
+        key = (rule, driver, hook, message)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        self.warnings.append(VMWarning(rule, message, driver, hook,
+                                       page.describe() if page is not None else None))
+
+    # --- memory for drivers --------------------------------------------------------------
+    def alloc_page(self, gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
+        """alloc_page(gfp): one page with one reference, or None."""
+        return self.zone.alloc_pages(0, gfp)
+
+    def alloc_pages(self, order: int, gfp: int = GFP_KERNEL) -> Page | None:
+        return self.zone.alloc_pages(order, gfp)
+
+    def wait_on_page_writeback(self, page: Page) -> None:
+        """wait_on_page_writeback(): on the model the I/O completes while we wait."""
+        self.sync.point("wait_on_page_writeback", page)
+        page.flags &= ~WRITEBACK
+
+    # --- who owns what ----------------------------------------------------------------------
+    def owner_of(self, page: Page) -> str:
+        """"free", "slab", "lru", a driver name, "isolated" or "other" (for maps and leak checks)."""
+        flags = page.flags
+        if flags & BUDDY or (not page._refcount and not flags & TAIL):
+            return "free"
+        if flags & TAIL:
+            return self.owner_of(page.lru)
+        if flags & SLAB:
+            return "slab"
+        word = page.mapping
+        tag = word & PAGE_MAPPING_FLAGS
+        if flags & LRU or tag == PAGE_MAPPING_ANON:
+            return "lru"
+        if tag == PAGE_MAPPING_MOVABLE:
+            space = self.mappings.get(word & ~PAGE_MAPPING_FLAGS)
+            if space is not None:
+                return space.driver
+            mapping = self.isolated.get(page)
+            return mapping.driver if mapping is not None else "other"
+        return "other"
+
+    def unclaimed_pages(self, extra: Iterable[Page] = ()) -> list[Page]:
+        """Pages in use that no driver instance, slab cache or LRU owner claims (leaks)."""
+        claimed: set[int] = {p.pfn for p in extra}
+        for rec in self.instances:
+            if rec.destroyed:
+                continue
+            pages = getattr(rec.instance, "pages", None)
+            if pages is None:
+                return []
+            claimed.update(p.pfn for p in pages())
+        from .users import claimed_by_users
+        claimed.update(claimed_by_users(self))
+        out = []
+        for page in self.zone.pages:
+            if page._refcount and not page.flags & TAIL and page.pfn not in claimed:
+                out.append(page)
+        return out
+
+
+def watchdog(fn: Callable, timeout: float) -> Callable:
+    """Run `fn` with a SIGALRM time limit; a hang becomes CallbackTimeout (main thread only)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        return fn
+
+    def _alarm(signum: int, frame: Any) -> None:
+        raise CallbackTimeout(timeout)
+
+    def guarded(*args: Any) -> Any:
+        old = signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            return fn(*args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+    guarded.__wrapped__ = fn  # type: ignore[attr-defined]
+    return guarded

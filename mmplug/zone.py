@@ -1,0 +1,444 @@
+"""One memory zone: page frames, zone memory, the buddy allocator, pageblocks.
+
+Models mm/page_alloc.c of v4.19: __free_one_page (merging buddies),
+__rmqueue_smallest / expand (splitting), __rmqueue_fallback and
+steal_suitable_fallback (mixing migratetypes), free_pages_prepare /
+free_pages_check (bad page state), zone watermarks and __zone_watermark_ok;
+and the zone fields compaction keeps (include/linux/mmzone.h).
+
+Free lists are dicts keyed by pfn: O(1) removal of an arbitrary buddy, and
+popitem() takes the most recently added block, as list_add + list_first_entry
+does in the kernel.  The head page of a free block carries PG_buddy, its order
+in `private` (page_order) and its list's migratetype in `lru`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Iterator
+
+from .constants import (
+    GFP_COMP, MigrateType, NR_MIGRATETYPES, gfp_migratetype,
+)
+from .errors import ContractViolation
+from .page import (
+    BUDDY, COMPOUND, FLAGS_CHECK_AT_FREE, HEAD, ISOLATED, PAGE_MAPPING_FLAGS, TAIL, Page,
+    flag_names,
+)
+
+if TYPE_CHECKING:
+    from .mapping import AddressSpace
+    from .sync import SyncBackend
+    from .vm import VM
+
+#: mm/page_alloc.c fallbacks[]: where each migratetype may steal from, in order.
+FALLBACKS = {
+    MigrateType.UNMOVABLE: (MigrateType.RECLAIMABLE, MigrateType.MOVABLE),
+    MigrateType.RECLAIMABLE: (MigrateType.UNMOVABLE, MigrateType.MOVABLE),
+    MigrateType.MOVABLE: (MigrateType.RECLAIMABLE, MigrateType.UNMOVABLE),
+}
+#: the types with free lists a normal allocation may use (no HIGHATOMIC/CMA/ISOLATE here).
+PCPTYPES = (MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.RECLAIMABLE)
+
+
+def default_min_free_pages(nr_pages: int, page_size: int) -> int:
+    """init_per_zone_wmark_min(): min_free_kbytes = sqrt(lowmem_kbytes * 16), 128..65536 KiB."""
+    kbytes = nr_pages * page_size // 1024
+    min_kb = min(max(int(math.isqrt(kbytes * 16)), 128), 65536)
+    return max(min_kb * 1024 // page_size, 1)
+
+
+class Zone:
+    """ZONE_NORMAL of one node: `nr_pages` frames over one bytearray."""
+
+    def __init__(self, vm: "VM", nr_pages: int, *, page_size: int = 4096, start_pfn: int = 0,
+                 pageblock_order: int = 9, max_order: int = 11,
+                 min_free_pages: int | None = None) -> None:
+        pb = 1 << pageblock_order
+        if nr_pages <= 0 or nr_pages % pb:
+            raise ValueError(f"a zone holds whole pageblocks: {nr_pages} pages is not a "
+                             f"multiple of {pb}")
+        if pageblock_order >= max_order:
+            raise ValueError("pageblock_order must be below max_order")
+        if page_size < 64 or page_size & (page_size - 1):
+            raise ValueError(f"page size {page_size} is not a power of two >= 64")
+        self.vm = vm
+        self.sync: SyncBackend = vm.sync
+        self.mappings: dict[int, AddressSpace] = vm.mappings
+        self.nr_pages = nr_pages
+        self.page_size = page_size
+        self.start_pfn = start_pfn
+        self.end_pfn = start_pfn + nr_pages
+        self.pageblock_order = pageblock_order
+        self.pageblock_nr_pages = pb
+        self.max_order = max_order
+        self.mem = bytearray(nr_pages * page_size)
+        self.view = memoryview(self.mem)
+        self.pages = [Page(pfn, self) for pfn in range(start_pfn, start_pfn + nr_pages)]
+        # free_area[order][migratetype] -> {pfn: None}
+        self.free_area: list[list[dict[int, None]]] = [
+            [{} for _ in range(NR_MIGRATETYPES)] for _ in range(max_order)]
+        self.nr_free = [0] * max_order
+        self.nr_free_pages = 0
+        nr_blocks = nr_pages // pb
+        # memmap_init_zone(): every pageblock starts MOVABLE
+        self.pageblock_mt = bytearray([MigrateType.MOVABLE]) * nr_blocks
+        self.pageblock_skip = bytearray(nr_blocks)
+        # watermarks (mm/page_alloc.c: __setup_per_zone_wmarks, watermark_scale_factor 10)
+        wmin = default_min_free_pages(nr_pages, page_size) if min_free_pages is None else min_free_pages
+        tmp = max(wmin >> 2, nr_pages * 10 // 10000)
+        self.wmark_min = wmin
+        self.wmark_low = wmin + tmp
+        self.wmark_high = wmin + 2 * tmp
+        # compaction state (include/linux/mmzone.h)
+        last_block = self.end_pfn - pb
+        self.compact_cached_free_pfn = last_block
+        self.compact_cached_migrate_pfn = [start_pfn, start_pfn]
+        self.compact_considered = 0
+        self.compact_defer_shift = 0
+        self.compact_order_failed = 0
+        self.compact_blockskip_flush = False
+        # NR_ISOLATED_ANON/FILE: LRU pages only (BUG-3: never non-LRU movable pages)
+        self.nr_isolated_lru = 0
+        self._free_boot_memory()
+
+    # --- lookups -------------------------------------------------------------------
+    def pfn_to_page(self, pfn: int) -> Page:
+        return self.pages[pfn - self.start_pfn]
+
+    def page_address(self, page: Page) -> memoryview:
+        """page_address(): the page's bytes, a writable view into zone memory."""
+        ps = self.page_size
+        off = (page.pfn - self.start_pfn) * ps
+        return self.view[off:off + ps]
+
+    def copy_page(self, dst: Page, src: Page) -> None:
+        """copy_highpage(): copy one page's bytes."""
+        ps = self.page_size
+        s = (src.pfn - self.start_pfn) * ps
+        d = (dst.pfn - self.start_pfn) * ps
+        self.mem[d:d + ps] = self.view[s:s + ps]
+
+    def pageblock_index(self, pfn: int) -> int:
+        return (pfn - self.start_pfn) >> self.pageblock_order
+
+    def get_pageblock_migratetype(self, pfn: int) -> int:
+        return self.pageblock_mt[(pfn - self.start_pfn) >> self.pageblock_order]
+
+    def set_pageblock_migratetype(self, pfn: int, mt: int) -> None:
+        self.pageblock_mt[(pfn - self.start_pfn) >> self.pageblock_order] = mt
+
+    def compound_head(self, page: Page) -> Page:
+        """compound_head(): a tail page keeps its head in the first word (lru)."""
+        return page.lru if page.flags & TAIL else page
+
+    def compound_order(self, page: Page) -> int:
+        """compound_order(): kept in the first tail page, as the kernel does."""
+        if not page.flags & HEAD:
+            return 0
+        return self.pages[page.pfn - self.start_pfn + 1].private
+
+    def iter_pages(self, start: int | None = None, end: int | None = None) -> Iterator[Page]:
+        lo = (self.start_pfn if start is None else start) - self.start_pfn
+        hi = (self.end_pfn if end is None else end) - self.start_pfn
+        return iter(self.pages[lo:hi])
+
+    # --- free lists --------------------------------------------------------------------
+    def _add_free(self, pfn: int, order: int, mt: int) -> None:
+        page = self.pages[pfn - self.start_pfn]
+        page.flags = BUDDY
+        page.private = order
+        page.lru = mt
+        self.free_area[order][mt][pfn] = None
+        self.nr_free[order] += 1
+
+    def _del_free(self, page: Page, order: int) -> None:
+        del self.free_area[order][page.lru][page.pfn]
+        self.nr_free[order] -= 1
+        page.flags = 0
+        page.private = 0
+        page.lru = None
+
+    def _free_boot_memory(self) -> None:
+        """free_all_bootmem(): hand every frame to the buddy allocator in the largest blocks."""
+        order = self.max_order - 1
+        pfn = self.start_pfn
+        while pfn < self.end_pfn:
+            o = order
+            while o and (pfn & ((1 << o) - 1) or pfn + (1 << o) > self.end_pfn):
+                o -= 1
+            self._add_free(pfn, o, MigrateType.MOVABLE)
+            self.nr_free_pages += 1 << o
+            pfn += 1 << o
+
+    def _free_one_page(self, pfn: int, order: int, mt: int) -> None:
+        """__free_one_page(): merge with free buddies as far as they go."""
+        pages = self.pages
+        start = self.start_pfn
+        n = self.nr_pages
+        top = self.max_order - 1
+        self.nr_free_pages += 1 << order
+        while order < top:
+            buddy_pfn = pfn ^ (1 << order)
+            bidx = buddy_pfn - start
+            if bidx < 0 or bidx >= n:
+                break
+            buddy = pages[bidx]
+            if not buddy.flags & BUDDY or buddy.private != order:
+                break
+            self._del_free(buddy, order)
+            pfn &= buddy_pfn
+            order += 1
+        self._add_free(pfn, order, mt)
+
+    def _expand(self, pfn: int, low: int, high: int, mt: int) -> None:
+        """expand(): give back the upper halves of a block split down to `low`."""
+        size = 1 << high
+        while high > low:
+            high -= 1
+            size >>= 1
+            self._add_free(pfn + size, high, mt)
+
+    def _rmqueue_smallest(self, order: int, mt: int) -> int | None:
+        """__rmqueue_smallest(): the smallest free block of this migratetype that fits."""
+        free_area = self.free_area
+        for o in range(order, self.max_order):
+            lst = free_area[o][mt]
+            if lst:
+                pfn = lst.popitem()[0]
+                page = self.pages[pfn - self.start_pfn]
+                self.nr_free[o] -= 1
+                page.flags = 0
+                page.private = 0
+                page.lru = None
+                self._expand(pfn, order, o, mt)
+                return pfn
+        return None
+
+    def _can_steal(self, order: int, start_mt: int) -> bool:
+        """can_steal_fallback()."""
+        return (order >= self.pageblock_order or order >= self.pageblock_order // 2
+                or start_mt in (MigrateType.RECLAIMABLE, MigrateType.UNMOVABLE))
+
+    def _find_fallback(self, order: int, start_mt: int) -> int:
+        for mt in FALLBACKS.get(start_mt, ()):
+            if self.free_area[order][mt]:
+                return mt
+        return -1
+
+    def _rmqueue_fallback(self, order: int, start_mt: int) -> bool:
+        """__rmqueue_fallback(): steal from another migratetype, largest block first."""
+        fallback_mt = -1
+        current = self.max_order - 1
+        while current >= order:
+            fallback_mt = self._find_fallback(current, start_mt)
+            if fallback_mt != -1:
+                break
+            current -= 1
+        if fallback_mt == -1:
+            return False
+        can_steal = self._can_steal(current, start_mt)
+        if not can_steal and start_mt == MigrateType.MOVABLE and current > order:
+            # find_smallest: movable allocations avoid breaking up large blocks
+            for current in range(order, self.max_order):
+                fallback_mt = self._find_fallback(current, start_mt)
+                if fallback_mt != -1:
+                    break
+        pfn = next(reversed(self.free_area[current][fallback_mt]))
+        self._steal_suitable_fallback(pfn, current, start_mt, can_steal)
+        return True
+
+    def _steal_suitable_fallback(self, pfn: int, order: int, start_mt: int, whole: bool) -> None:
+        """steal_suitable_fallback(): move the block's free pages, maybe claim the block."""
+        page = self.pages[pfn - self.start_pfn]
+        if order >= self.pageblock_order:
+            # change_pageblock_range(): the whole run of pageblocks changes type
+            for i in range(1 << (order - self.pageblock_order)):
+                self.set_pageblock_migratetype(pfn + i * self.pageblock_nr_pages, start_mt)
+            self._del_free(page, order)
+            self._add_free(pfn, order, start_mt)
+            return
+        if not whole:
+            self._del_free(page, order)
+            self._add_free(pfn, order, start_mt)
+            return
+        free_pages, alike = self._move_freepages_block(pfn, start_mt)
+        if free_pages + alike >= 1 << (self.pageblock_order - 1):
+            self.set_pageblock_migratetype(pfn, start_mt)
+
+    def _move_freepages_block(self, pfn: int, mt: int) -> tuple[int, int]:
+        """move_freepages_block(): move every free block of a pageblock to `mt`'s lists.
+
+        Returns (free pages moved, pages in use that are alike to `mt`).
+        """
+        from .page import LRU, PAGE_MAPPING_MOVABLE
+        pb = self.pageblock_nr_pages
+        start = pfn & ~(pb - 1)
+        idx = start - self.start_pfn
+        end = idx + pb
+        moved = alike = 0
+        pages = self.pages
+        while idx < end:
+            page = pages[idx]
+            if page.flags & BUDDY:
+                order = page.private
+                self._del_free(page, order)
+                self._add_free(page.pfn, order, mt)
+                moved += 1 << order
+                idx += 1 << order
+                continue
+            if page._refcount:
+                movable = page.flags & LRU or page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE
+                if (mt == MigrateType.MOVABLE) == bool(movable):
+                    alike += 1
+            idx += 1
+        return moved, alike
+
+    # --- allocation --------------------------------------------------------------------
+    def watermark_ok(self, order: int, mark: int) -> bool:
+        """__zone_watermark_ok(): enough free pages, and a block of `order` or more."""
+        free = self.nr_free_pages - ((1 << order) - 1)
+        if free <= mark:
+            return False
+        if not order:
+            return True
+        free_area = self.free_area
+        for o in range(order, self.max_order):
+            area = free_area[o]
+            for mt in PCPTYPES:
+                if area[mt]:
+                    return True
+        return False
+
+    def alloc_pages(self, order: int, gfp: int, *, ignore_watermark: bool = False) -> Page | None:
+        """alloc_pages() without reclaim: a refcounted block of 2^order pages, or None.
+
+        An order-0 allocation may not take the zone below its min watermark
+        (ALLOC_WMARK_MIN); direct compaction is the caller's to try.
+        """
+        if not ignore_watermark and not self.watermark_ok(order, self.wmark_min):
+            return None
+        mt = gfp_migratetype(gfp)
+        pfn = self._rmqueue_smallest(order, mt)
+        if pfn is None:
+            if self._rmqueue_fallback(order, mt):
+                pfn = self._rmqueue_smallest(order, mt)
+            if pfn is None:
+                return None
+        self.nr_free_pages -= 1 << order
+        page = self.pages[pfn - self.start_pfn]
+        # prep_new_page(): set_page_refcounted(), fresh flags and fields
+        page._refcount = 1
+        page.mapping = 0
+        if order and gfp & GFP_COMP:
+            self._prep_compound_page(page, order)
+        return page
+
+    def _prep_compound_page(self, head: Page, order: int) -> None:
+        head.flags |= HEAD
+        base = head.pfn - self.start_pfn
+        for i in range(1, 1 << order):
+            tail = self.pages[base + i]
+            tail.flags = TAIL
+            tail.lru = head
+        self.pages[base + 1].private = order
+
+    # --- freeing --------------------------------------------------------------------------
+    def release_page(self, page: Page) -> None:
+        """__put_page(): the last reference is gone; free the page or compound page."""
+        if page.flags & HEAD:
+            order = self.compound_order(page)
+            base = page.pfn - self.start_pfn
+            for i in range(1, 1 << order):
+                tail = self.pages[base + i]
+                tail.flags = 0
+                tail.lru = None
+                tail.private = 0
+            page.flags &= ~HEAD
+            self.free_pages(page, order)
+        else:
+            self.free_pages(page, 0)
+
+    def free_pages(self, page: Page, order: int) -> None:
+        """__free_pages_ok(): free_pages_prepare() checks, then merge into the buddy lists."""
+        if page.mapping & PAGE_MAPPING_FLAGS:
+            # free_pages_prepare(): anon and movable words are cleared by the free path
+            page.mapping = 0
+        problem = None
+        if page.flags & BUDDY:
+            problem = "page is already free (double free)"
+        elif page.mapping:
+            problem = f"non-NULL mapping {page.mapping:#x}"
+        elif page._refcount:
+            problem = f"nonzero refcount {page._refcount}"
+        elif page.flags & FLAGS_CHECK_AT_FREE:
+            problem = f"flags {flag_names(page.flags & FLAGS_CHECK_AT_FREE)} set"
+        elif page.flags & ISOLATED:
+            problem = "still PG_isolated: somebody dropped the VM's isolation reference"
+        if problem is not None:
+            rule = "REL-2" if "isolated" in problem else "FREE-1"
+            raise ContractViolation(rule, f"bad page state at free: {problem}", page=page)
+        page.flags = 0
+        page.private = 0
+        page.lru = None
+        pfn = page.pfn
+        self._free_one_page(pfn, order, self.pageblock_mt[(pfn - self.start_pfn) >> self.pageblock_order])
+
+    def isolate_free_page(self, page: Page, order: int) -> int:
+        """__isolate_free_page(): take a free block off its list for compaction.
+
+        Refuses below min watermark + the block; a block of half a pageblock
+        or more claims its pageblock(s) for MOVABLE.
+        """
+        if not self.watermark_ok(0, self.wmark_min + (1 << order)):
+            return 0
+        self._del_free(page, order)
+        self.nr_free_pages -= 1 << order
+        if order >= self.pageblock_order - 1:
+            end = page.pfn + (1 << order)
+            pfn = page.pfn
+            while pfn < end:
+                if self.get_pageblock_migratetype(pfn) < MigrateType.HIGHATOMIC:
+                    self.set_pageblock_migratetype(pfn, MigrateType.MOVABLE)
+                pfn += self.pageblock_nr_pages
+        return 1 << order
+
+    def split_free_block(self, page: Page, order: int) -> list[Page]:
+        """split_page() of an isolated free block: 2^order refcounted order-0 pages."""
+        base = page.pfn - self.start_pfn
+        out = self.pages[base:base + (1 << order)]
+        for p in out:
+            p._refcount = 1
+            p.flags = 0
+            p.private = 0
+            p.lru = None
+            p.mapping = 0
+        return out
+
+    # --- accounting -------------------------------------------------------------------------
+    def buddyinfo(self) -> list[int]:
+        """nr_free per order, as /proc/buddyinfo prints it."""
+        return list(self.nr_free)
+
+    def free_counts_by_type(self) -> list[list[int]]:
+        """[migratetype][order] free block counts (/proc/pagetypeinfo)."""
+        return [[len(self.free_area[o][mt]) for o in range(self.max_order)]
+                for mt in range(NR_MIGRATETYPES)]
+
+    def check_free_lists(self) -> None:
+        """Walk the free lists and the frames: every count must agree (tests, storms)."""
+        total = 0
+        for o in range(self.max_order):
+            n = 0
+            for mt in range(NR_MIGRATETYPES):
+                for pfn in self.free_area[o][mt]:
+                    page = self.pages[pfn - self.start_pfn]
+                    assert page.flags & BUDDY and page.private == o and page.lru == mt, page
+                    assert page._refcount == 0, page
+                    n += 1
+            assert n == self.nr_free[o], (o, n, self.nr_free[o])
+            total += n << o
+        assert total == self.nr_free_pages, (total, self.nr_free_pages)
+
+    def count_compound_tails(self) -> int:
+        return sum(1 for p in self.pages if p.flags & COMPOUND == TAIL)
