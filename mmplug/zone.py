@@ -15,6 +15,7 @@ in `private` (page_order) and its list's migratetype in `lru`.
 from __future__ import annotations
 
 import math
+import mmap
 from typing import TYPE_CHECKING, Iterator
 
 from .constants import (
@@ -72,7 +73,9 @@ class Zone:
         self.pageblock_order = pageblock_order
         self.pageblock_nr_pages = pb
         self.max_order = max_order
-        self.mem = bytearray(nr_pages * page_size)
+        # An anonymous mapping: zero-filled on first touch, so an idle 4 GiB
+        # zone costs no memory until pages are written.
+        self.mem = mmap.mmap(-1, nr_pages * page_size)
         self.view = memoryview(self.mem)
         self.pages = [Page(pfn, self) for pfn in range(start_pfn, start_pfn + nr_pages)]
         # free_area[order][migratetype] -> {pfn: None}
@@ -117,7 +120,8 @@ class Zone:
         ps = self.page_size
         s = (src.pfn - self.start_pfn) * ps
         d = (dst.pfn - self.start_pfn) * ps
-        self.mem[d:d + ps] = self.view[s:s + ps]
+        view = self.view
+        view[d:d + ps] = view[s:s + ps]
 
     def pageblock_index(self, pfn: int) -> int:
         return (pfn - self.start_pfn) >> self.pageblock_order

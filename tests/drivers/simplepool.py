@@ -39,6 +39,8 @@ class Pool:
         self.lock = spinlock(vm, "simplepool.lock")
         self.slot_size = vm.zone.page_size // SLOTS
         self.states: set[PoolPage] = set()
+        # pages with a free slot that are not isolated, most recently used last
+        self.partial: dict[PoolPage, None] = {}
         self.handles: dict[int, tuple[PoolPage, int, int]] = {}
         self.next_handle = 1
         self.held = False
@@ -48,8 +50,8 @@ class Pool:
         if len(data) > self.slot_size:
             raise ValueError(f"object of {len(data)} bytes exceeds slot size {self.slot_size}")
         with self.lock:
-            st = next((s for s in self.states if not s.isolated and s.used() < SLOTS), None)
-            if st is not None:
+            if self.partial:
+                st = next(reversed(self.partial))
                 return self._place(st, data)
         page = alloc_page(self.vm)
         if page is None:
@@ -61,6 +63,7 @@ class Pool:
         unlock_page(page)
         with self.lock:
             self.states.add(st)
+            self.partial[st] = None
             return self._place(st, data)
 
     def _place(self, st, data):
@@ -68,6 +71,8 @@ class Pool:
         handle = self.next_handle
         self.next_handle += 1
         st.slots[slot] = handle
+        if st.used() == SLOTS:
+            del self.partial[st]
         off = slot * self.slot_size
         page_address(st.page)[off:off + len(data)] = data
         self.handles[handle] = (st, slot, len(data))
@@ -84,8 +89,11 @@ class Pool:
             st, slot, _ = self.handles.pop(handle)
             st.slots[slot] = None
             if st.used() or st.pinned:
+                if not st.isolated:
+                    self.partial[st] = None
                 return
             self.states.discard(st)
+            self.partial.pop(st, None)
         # Release the empty page (REL-1): under its lock, which a migration may hold.
         while True:
             page = st.page
@@ -132,7 +140,9 @@ def mmplug_driver():
 def isolate_page(page, mode):
     pool = page_mapping(page).private_data
     with pool.lock:
-        page.private.isolated = True
+        st = page.private
+        st.isolated = True
+        pool.partial.pop(st, None)
     return True
 
 
@@ -149,6 +159,8 @@ def migratepage(mapping, newpage, page, mode):
         newpage.private = st
         st.page = newpage
         st.isolated = False
+        if st.used() < SLOTS:
+            pool.partial[st] = None
         clear_page_movable(page)
         page.private = 0
     put_page(page)
@@ -159,4 +171,7 @@ def migratepage(mapping, newpage, page, mode):
 def putback_page(page):
     pool = page_mapping(page).private_data
     with pool.lock:
-        page.private.isolated = False
+        st = page.private
+        st.isolated = False
+        if st.used() < SLOTS:
+            pool.partial[st] = None

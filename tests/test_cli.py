@@ -1,0 +1,53 @@
+"""The command line: --version, plugins, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from corehelp import SIMPLEPOOL
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "mmplug.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_version():
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("mmplug ")
+
+
+def test_help_lists_plugins_command():
+    r = run("--help")
+    assert r.returncode == 0 and "plugins" in r.stdout
+
+
+def test_plugins_json_includes_a_loaded_file_driver():
+    r = run("plugins", "--json", "--load", str(SIMPLEPOOL))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    row = next(d for d in data["drivers"] if d["name"] == "simplepool")
+    assert row["status"] == "loaded" and row["version"] == "1.0" and row["origin"].startswith("file")
+
+
+def test_plugins_lists_a_failed_driver_with_its_reason(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import nonexistent_module_abc\n")
+    r = run("plugins", "--load", str(bad))
+    assert r.returncode == 0
+    assert "failed: import failed: ModuleNotFoundError" in r.stdout
+
+
+def test_unknown_driver_is_one_line_and_exit_2():
+    r = run("plugins", "--load", "no_such_driver_qq")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "unknown driver 'no_such_driver_qq'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_option_is_one_line_and_exit_2():
+    r = run("plugins", "--frobnicate")
+    assert r.returncode == 2 and r.stderr.strip().startswith("mmplug: error:")
+    assert "Traceback" not in r.stderr
