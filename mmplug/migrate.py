@@ -23,7 +23,7 @@ from .constants import (
 from .errors import CallbackTimeout, ContractViolation, DriverError
 from .page import (
     ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
-    page_mapping, page_movable,
+    movable_mapping, page_mapping, page_movable,
 )
 from .sync import PF_MEMALLOC
 
@@ -205,12 +205,12 @@ def isolate_movable_page(vm: "VM", page: Page, mode: int) -> int:
         ev["isolate_fail_locked"] += 1
         sync.put_page(page)                                     # out_putpage
         return -EBUSY
-    if page.flags & ISOLATED or not page_movable(page):
+    mapping = None if page.flags & ISOLATED else movable_mapping(page)
+    if mapping is None:
         ev["isolate_fail_released"] += 1
         sync.unlock_page(page)                                  # out_no_isolated
         sync.put_page(page)
         return -EBUSY
-    mapping = page_mapping(page)
     if not call_isolate(vm, mapping, page, mode):
         ev["isolate_refused"] += 1
         sync.unlock_page(page)                                  # out_no_isolated
@@ -246,9 +246,10 @@ def _released(vm: "VM", page: Page) -> None:
 
 # --- putback -----------------------------------------------------------------------------
 
-def putback_movable_page(vm: "VM", page: Page) -> None:
+def putback_movable_page(vm: "VM", page: Page, mapping: "AddressSpace | None" = None) -> None:
     """putback_movable_page() (mm/migrate.c): page locked, movable and isolated (PUT-1)."""
-    mapping = page_mapping(page)
+    if mapping is None:
+        mapping = page_mapping(page)
     call_putback(vm, mapping, page)
     page.flags &= ~ISOLATED
     _end_isolation(vm, page)
@@ -272,8 +273,9 @@ def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
                 raise ContractViolation("PUT-1", "a movable page on a migration list is not "
                                         "PG_isolated", page=page)
             sync.lock_page(page)
-            if page_movable(page):
-                putback_movable_page(vm, page)
+            mapping = movable_mapping(page)
+            if mapping is not None:
+                putback_movable_page(vm, page, mapping)
             else:
                 _released(vm, page)
             sync.unlock_page(page)
@@ -307,11 +309,11 @@ def move_to_new_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
     if not page.flags & ISOLATED:
         raise ContractViolation("MIG-6", "move_to_new_page() on a non-LRU page that is not "
                                 "PG_isolated", page=page)
-    if not page_movable(page):
+    mapping = movable_mapping(page)
+    if mapping is None:
         # Released by the driver after isolation: nothing to migrate.
         _released(vm, page)
         return MIGRATEPAGE_SUCCESS
-    mapping = page_mapping(page)
     rc = call_migratepage(vm, mapping, newpage, page, mode)
     if rc == MIGRATEPAGE_SUCCESS:
         if not page.flags & ISOLATED:
@@ -427,8 +429,9 @@ def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage 
             putback_lru_page(vm, page)
         else:
             sync.lock_page(page)
-            if page_movable(page):
-                putback_movable_page(vm, page)
+            mapping = movable_mapping(page)
+            if mapping is not None:
+                putback_movable_page(vm, page, mapping)
             else:
                 _released(vm, page)
             sync.unlock_page(page)

@@ -163,14 +163,32 @@ def page_mapping(page: Page) -> AddressSpace | None:
 
 
 def page_movable(page: Page) -> bool:
-    """PageMovable() (mm/compaction.c): must hold the page lock (FLG-3)."""
-    if not page.flags & LOCKED:
+    """PageMovable() (mm/compaction.c): must hold the page lock (FLG-3).
+
+    True only if the word is tagged movable and points at an address space
+    whose a_ops has isolate_page.
+    """
+    return movable_mapping(page) is not None
+
+
+def movable_mapping(page: Page) -> AddressSpace | None:
+    """PageMovable() that hands back the address space: one lookup where the VM needs both."""
+    flags = page.flags
+    if not flags & LOCKED:
         raise ContractViolation("FLG-3", "PageMovable() called on a page that is not locked",
                                 page=page)
-    if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
-        return False
-    mapping = page_mapping(page)
-    return mapping is not None and mapping.a_ops is not None and mapping.a_ops.isolate_page is not None
+    word = page.mapping
+    if word & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE or flags & (SLAB | TAIL):
+        return None
+    base = word & ~PAGE_MAPPING_FLAGS
+    if not base:
+        return None
+    space = page.zone.mappings.get(base)
+    if space is None:
+        raise ContractViolation("FLG-1", f"mapping word {word:#x} points at no address space",
+                                page=page)
+    ops = space.a_ops
+    return space if ops is not None and ops.isolate_page is not None else None
 
 
 def set_page_movable(page: Page, mapping: AddressSpace) -> None:

@@ -1,0 +1,197 @@
+"""Core speed and memory: prints figures from one run; asserts nothing.
+
+    python benchmarks/bench_core.py [--pages 262144] [--cycle 20000] [--seed 1]
+
+1. Per-page cost of isolate -> migrate and isolate -> putback through the
+   framework, against the floor: the same driver callbacks called directly in a
+   bare loop with the same copy.  Target ratio <= 2.5.
+2. Whole-zone compaction (compact_memory, SYNC) of a zone of --pages 4 KiB
+   pages about half full of driver pages, fragmented: pages migrated per second
+   (target >= 100,000/s) and peak memory against the zone buffer (target <= 1.5x).
+3. Python bytes per page frame (target <= 200).
+
+The driver is tests/drivers/simplepool.py, loaded by file path as any driver is.
+Each measurement of 2 and 3 runs in a fresh process so peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIMPLEPOOL = ROOT / "tests" / "drivers" / "simplepool.py"
+
+
+def _vm(nr_pages: int):
+    from mmplug import VM, PluginHost, VMConfig
+    host = PluginHost()
+    loaded = host.load(str(SIMPLEPOOL))
+    vm = VM(VMConfig(nr_pages=nr_pages, min_free_pages=0), plugins=host)
+    return vm, vm.create_from(loaded), loaded
+
+
+def _fill(pool, n_objects: int, rng: random.Random) -> list[int]:
+    size = pool.slot_size
+    blob = rng.randbytes(size)
+    return [pool.store(blob[: rng.randint(1, size)]) for _ in range(n_objects)]
+
+
+def _cycle_once(n: int, seed: int, framework: bool, putback: bool) -> float:
+    """Seconds per page of one isolate -> migrate (or -> putback) sweep over fresh pages."""
+    from mmplug.constants import MigrateMode
+    from mmplug.kernel import get_page, put_page, trylock_page, unlock_page
+    from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
+    from mmplug.page import ISOLATED
+
+    rng = random.Random(seed)
+    vm, pool, loaded = _vm(1 << max(13, (n * 3).bit_length()))
+    _fill(pool, n * 4, rng)
+    pages = [st.page for st in pool.states]
+    targets = [vm.zone.alloc_pages(0, 0x08) for _ in pages]
+    ops, mapping = loaded.ops, pool.mapping
+    t0 = time.perf_counter()
+    if framework:
+        it = iter(targets)
+        get_new = lambda page, private: next(it)
+        for i in range(0, len(pages), 32):
+            lst = PageList()
+            for page in pages[i:i + 32]:
+                isolate_movable_page(vm, page, 0)
+                lst.add(page)
+            if putback:
+                putback_movable_pages(vm, lst)
+            else:
+                migrate_pages(vm, lst, get_new, None, None, MigrateMode.SYNC)
+    else:
+        # the floor: the same callbacks, page locks, flags, references and copy, nothing else
+        for page, new in zip(pages, targets):
+            get_page(page)
+            trylock_page(page)
+            ops.isolate_page(page, 0)
+            page.flags |= ISOLATED
+            unlock_page(page)
+            trylock_page(page)
+            if putback:
+                ops.putback_page(page)
+                page.flags &= ~ISOLATED
+                unlock_page(page)
+            else:
+                trylock_page(new)
+                ops.migratepage(mapping, new, page, MigrateMode.SYNC)
+                page.flags &= ~ISOLATED
+                unlock_page(new)
+                unlock_page(page)
+                put_page(new)
+            put_page(page)
+    secs = (time.perf_counter() - t0) / len(pages)
+    if framework and not putback:
+        assert vm.vmstat["pgmigrate_success"] == len(pages)
+    return secs
+
+
+def bench_cycle(n: int, seed: int, rounds: int = 5) -> dict:
+    """Framework vs bare callbacks per page; rounds alternate, the best of each is kept.
+
+    Alternating and taking minimums keeps a noisy machine from favouring either side.
+    """
+    best = {}
+    for r in range(rounds):
+        for putback in (False, True):
+            for framework in (False, True):
+                key = (putback, framework)
+                t = _cycle_once(n, seed + r, framework, putback)
+                best[key] = min(best.get(key, t), t)
+    fm, ff = best[(False, True)], best[(False, False)]
+    pm, pf = best[(True, True)], best[(True, False)]
+    return dict(pages=n, rounds=rounds, floor_migrate_us=ff * 1e6, framework_migrate_us=fm * 1e6,
+                ratio_migrate=fm / ff, floor_putback_us=pf * 1e6, framework_putback_us=pm * 1e6,
+                ratio_putback=pm / pf)
+
+
+def bench_compaction(nr_pages: int, seed: int) -> dict:
+    """Whole-zone compaction of a half-full fragmented zone."""
+    from mmplug.compaction import compact_memory
+    rng = random.Random(seed)
+    t0 = time.perf_counter()
+    vm, pool, loaded = _vm(nr_pages)
+    # fill the zone with objects, then free enough to leave about half of it driver pages
+    handles = _fill(pool, (nr_pages - 1024) * 4, rng)
+    rng.shuffle(handles)
+    target = nr_pages // 2
+    for h in handles:
+        if len(pool.states) <= target:
+            break
+        pool.free(h)
+    setup = time.perf_counter() - t0
+    driver_pages = len(pool.states)
+    before = vm.zone.buddyinfo()
+    t0 = time.perf_counter()
+    compact_memory(vm)
+    secs = time.perf_counter() - t0
+    migrated = vm.vmstat["pgmigrate_success"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    buf = nr_pages * vm.zone.page_size
+    return dict(nr_pages=nr_pages, driver_pages=driver_pages, setup_s=setup, compact_s=secs,
+                migrated=migrated, pages_per_s=migrated / secs if secs else 0.0,
+                peak_rss_bytes=peak, zone_buffer_bytes=buf, peak_over_buffer=peak / buf,
+                buddyinfo_before=before, buddyinfo_after=vm.zone.buddyinfo())
+
+
+def bench_frame_bytes(nr_pages: int) -> dict:
+    """Python heap per page frame (the zone buffer itself is an mmap, not counted)."""
+    from mmplug import VM
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    vm = VM(nr_pages=nr_pages)
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    return dict(nr_pages=nr_pages, bytes_per_frame=used / nr_pages)
+
+
+def _child(kind: str, arg: int, seed: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--arg", str(arg), "--seed", str(seed)]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pages", type=int, default=262144)
+    ap.add_argument("--cycle", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--child", choices=["cycle", "compaction", "frame"])
+    ap.add_argument("--arg", type=int)
+    ns = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    if ns.child:
+        fn = {"cycle": bench_cycle, "compaction": bench_compaction}.get(ns.child)
+        res = fn(ns.arg, ns.seed) if fn else bench_frame_bytes(ns.arg)
+        print(json.dumps(res))
+        return
+    print(f"seed {ns.seed}")
+    c = _child("cycle", ns.cycle, ns.seed)
+    print(f"isolate->migrate per page: framework {c['framework_migrate_us']:.2f} us, "
+          f"bare callbacks {c['floor_migrate_us']:.2f} us, ratio {c['ratio_migrate']:.2f} "
+          f"(target <= 2.5; best of {c['rounds']} alternating rounds of ~{c['pages']} pages)")
+    print(f"isolate->putback per page: framework {c['framework_putback_us']:.2f} us, "
+          f"bare callbacks {c['floor_putback_us']:.2f} us, ratio {c['ratio_putback']:.2f}")
+    z = _child("compaction", ns.pages, ns.seed)
+    print(f"compact_memory, {z['nr_pages']} pages ({z['nr_pages'] * 4 // 1024} MiB), "
+          f"{z['driver_pages']} driver pages: {z['migrated']} migrated in {z['compact_s']:.2f} s = "
+          f"{z['pages_per_s']:,.0f} pages/s (target >= 100,000/s); setup {z['setup_s']:.1f} s")
+    print(f"peak RSS {z['peak_rss_bytes'] / 2**20:,.0f} MiB = {z['peak_over_buffer']:.2f}x the "
+          f"zone buffer (target <= 1.5x)")
+    f = _child("frame", ns.pages, ns.seed)
+    print(f"Python heap per page frame: {f['bytes_per_frame']:.0f} bytes (target <= 200)")
+
+
+if __name__ == "__main__":
+    main()
