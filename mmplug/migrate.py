@@ -122,6 +122,8 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
         raise exc.with_context(driver=mapping.driver, hook="migratepage", page=page)
     except (Exception, CallbackTimeout) as exc:
         raise _raised(mapping, "migratepage", page, "MIG-8", exc) from exc
+    if type(rc) is int and rc < 0 and page.lru is owner and page.flags & newpage.flags & LOCKED:
+        return rc  # the common failure: nothing more to check
     drv = mapping.driver
     if type(rc) is not int or rc > 0:
         raise DriverError("MIG-8", f"migratepage returned {rc!r} ({type(rc).__name__}); expected "
@@ -131,7 +133,8 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
         which = "page" if not page.flags & LOCKED else "newpage"
         raise DriverError("MIG-7", f"migratepage unlocked {which}; the VM holds both locks",
                           driver=drv, hook="migratepage", page=page)
-    check_lru(vm, page, owner, mapping, "migratepage")
+    if page.lru is not owner:
+        check_lru(vm, page, owner, mapping, "migratepage")
     if rc == MIGRATEPAGE_SUCCESS:
         if page.mapping != PAGE_MAPPING_MOVABLE:
             raise DriverError("MIG-7", "migratepage returned 0 but the old page is still "
@@ -266,7 +269,8 @@ def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
     """
     sync = vm.sync
     for page in pagelist:
-        check_lru(vm, page, pagelist, vm.isolated.get(page), None)
+        if page.lru is not pagelist:
+            check_lru(vm, page, pagelist, vm.isolated.get(page), None)
         pagelist.delete(page)
         if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
             if not page.flags & ISOLATED:
@@ -400,7 +404,8 @@ def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage 
     if newpage is None:
         vm.vmstat.events["migrate_enomem"] += 1
         return -ENOMEM
-    check_lru(vm, page, from_list, vm.isolated.get(page), None)
+    if page.lru is not from_list:
+        check_lru(vm, page, from_list, vm.isolated.get(page), None)
     if page._refcount == 1:
         # Freed from under us: only the isolation reference is left.
         if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
