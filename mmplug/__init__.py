@@ -2,7 +2,9 @@
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .errors import ContractViolation, DriverError, MmplugError, NoMemory, PluginError, UsageError
+from .errors import (
+    ContractViolation, Deadlock, DriverError, MmplugError, NoMemory, PluginError, UsageError,
+)
 from .hookspecs import hookimpl, hookspec
 from .mapping import AddressSpace, MovableOps
 from .page import Page
@@ -15,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+source"
 
 __all__ = [
-    "AddressSpace", "Capabilities", "ContractViolation", "DriverError", "DriverInfo",
+    "AddressSpace", "Capabilities", "ContractViolation", "Deadlock", "DriverError", "DriverInfo",
     "MmplugError", "MovableOps", "NoMemory", "Page", "PluginError", "PluginHost", "UsageError",
     "VM", "VMConfig", "hookimpl", "hookspec", "__version__",
 ]

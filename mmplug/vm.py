@@ -147,6 +147,8 @@ class VM:
             instance = info.factory(self, mapping, **options)
         except ContractViolation as exc:
             raise exc.with_context(driver=info.name, hook="factory")
+        except UsageError:
+            raise  # the driver rejected the user's options: a one-line error
         except Exception as exc:
             raise DriverError("API-1", f"factory raised {type(exc).__name__}: {exc}",
                               driver=info.name, hook="factory") from exc

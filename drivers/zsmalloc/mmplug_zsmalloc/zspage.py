@@ -1,0 +1,279 @@
+"""The zspage: 1..4 order-0 pages chained together, holding one class's objects.
+
+Models struct zspage and the struct page fields zsmalloc uses (mm/zsmalloc.c,
+v4.19): page->private points at the zspage, page->freelist links the subpages
+(create_page_chain, get_next_page), page->units is the offset of the first
+object that starts in the subpage, page->index holds the handle of a huge
+object, PG_private marks the first subpage, PG_owner_priv_1 a huge one.  The
+model's Page has no freelist/units/index and a driver may not use page flags
+for itself, so those fields live in `PageFields`, one per subpage, kept by the
+pool in `StructPages` and cleared by reset_page() as the kernel clears them.
+
+Objects live in page memory: a free object's first word is the index of the
+next free object (<< 1); an allocated one's is `handle | OBJ_ALLOCATED_TAG`
+(init_zspage, obj_malloc, obj_free).  Objects may span two subpages.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+from attrs import define
+from mmplug.kernel import clear_page_movable, page_address
+
+from .handle import FREELIST_END, OBJ_ALLOCATED_TAG, location_to_obj
+from .sizeclass import OBJ_TAG_BITS, Fullness, Layout, SizeClass, Stat
+
+if TYPE_CHECKING:
+    from mmplug import Page
+
+ZSPAGE_MAGIC = 0x58
+WORD = 8
+
+
+@define(slots=True, eq=False, repr=False)
+class Zspage:
+    """struct zspage."""
+
+    class_idx: int
+    lock: Any  # rwlock_t: the migrate lock
+    fullness: Fullness = Fullness.ZS_EMPTY
+    #: subpages currently isolated for page migration
+    isolated: int = 0
+    inuse: int = 0
+    freeobj: int = 0
+    first_page: "Page | None" = None
+    #: where zspage->list is linked: a Fullness list, "deferred" (async free's
+    #: private list), or None (list_empty: off every list)
+    list: Any = None
+    magic: int = ZSPAGE_MAGIC
+
+    def __repr__(self) -> str:
+        first = f"{self.first_page.pfn:#x}" if self.first_page is not None else "-"
+        return (f"<Zspage class {self.class_idx} first {first} inuse {self.inuse} "
+                f"{self.fullness.name} isolated {self.isolated}>")
+
+
+@define(slots=True, eq=False)
+class PageFields:
+    """The struct page fields of one subpage that the model's Page does not carry."""
+
+    #: page->freelist: the next subpage of the zspage
+    freelist: "Page | None" = None
+    #: page->units: offset of the first object starting in this subpage
+    units: int = 0
+    #: page->index: the handle of a huge object (first subpage only)
+    index: int = 0
+    #: PG_private: the first subpage
+    first: bool = False
+    #: PG_owner_priv_1 (PageHugeObject)
+    huge: bool = False
+
+
+class StructPages:
+    """The zsmalloc-owned fields of every subpage the pool has set up."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self) -> None:
+        self.fields: dict["Page", PageFields] = {}
+
+    def __getitem__(self, page: "Page") -> PageFields:
+        fields = self.fields.get(page)
+        if fields is None:
+            fields = self.fields[page] = PageFields()
+        return fields
+
+    def get_next_page(self, page: "Page") -> "Page | None":
+        """get_next_page(): a huge subpage has none; a reset page has none."""
+        fields = self.fields.get(page)
+        if fields is None or fields.huge:
+            return None
+        return fields.freelist
+
+    def units(self, page: "Page") -> int:
+        """get_first_obj_offset()."""
+        return self[page].units
+
+    def is_first_page(self, page: "Page") -> bool:
+        fields = self.fields.get(page)
+        return fields is not None and fields.first
+
+    def is_huge(self, page: "Page") -> bool:
+        fields = self.fields.get(page)
+        return fields is not None and fields.huge
+
+    def chain(self, zspage: Zspage) -> Iterator["Page"]:
+        """The subpages from the first, following page->freelist."""
+        page = zspage.first_page
+        while page is not None:
+            yield page
+            page = self.get_next_page(page)
+
+    def create_page_chain(self, cls: SizeClass, zspage: Zspage, pages: list["Page"]) -> None:
+        """create_page_chain(): private -> zspage, freelist links, the first page marked."""
+        prev: "Page | None" = None
+        for i, page in enumerate(pages):
+            page.private = zspage
+            fields = self[page]
+            fields.freelist = None
+            if i == 0:
+                zspage.first_page = page
+                fields.first = True
+                if cls.huge:
+                    fields.huge = True
+            else:
+                self[prev].freelist = page  # type: ignore[index]
+            prev = page
+
+    def reset_page(self, page: "Page") -> None:
+        """reset_page(): __ClearPageMovable, private, freelist, huge mark all cleared."""
+        clear_page_movable(page)
+        page.private = 0
+        self.fields.pop(page, None)
+
+
+def get_zspage(page: "Page") -> Zspage:
+    """get_zspage(): page->private, checked by its magic."""
+    zspage = page.private
+    if not isinstance(zspage, Zspage) or zspage.magic != ZSPAGE_MAGIC:
+        raise AssertionError(f"page {page.pfn:#x} does not belong to a zspage "
+                             f"(private {zspage!r})")
+    return zspage
+
+
+# --- page memory ----------------------------------------------------------------------
+
+def read_word(page: "Page", off: int) -> int:
+    return int.from_bytes(page_address(page)[off:off + WORD], "little")
+
+
+def write_word(page: "Page", off: int, value: int) -> None:
+    page_address(page)[off:off + WORD] = (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(WORD, "little")
+
+
+def obj_to_head(sp: StructPages, page: "Page", off: int) -> int:
+    """obj_to_head(): the first word of the object at `off`, or page->index if huge."""
+    if sp.is_huge(page):
+        return sp[page].index
+    return read_word(page, off)
+
+
+def init_zspage(sp: StructPages, cls: SizeClass, zspage: Zspage, page_size: int) -> None:
+    """init_zspage(): thread every object onto the zspage's free list, in place."""
+    freeobj = 1
+    off = 0
+    page = zspage.first_page
+    while page is not None:
+        sp[page].units = off
+        link = off
+        off += cls.size
+        while off < page_size:
+            write_word(page, link, freeobj << OBJ_TAG_BITS)
+            freeobj += 1
+            link = off
+            off += cls.size
+        next_page = sp.get_next_page(page)
+        # The last object of this subpage (possibly spilling over) links to the next one.
+        write_word(page, link, freeobj << OBJ_TAG_BITS if next_page is not None else FREELIST_END)
+        if next_page is not None:
+            freeobj += 1
+        page = next_page
+        off %= page_size
+    zspage.freeobj = 0
+
+
+def _nth_subpage(sp: StructPages, zspage: Zspage, n: int) -> "Page":
+    page = zspage.first_page
+    for _ in range(n):
+        page = sp.get_next_page(page)
+    assert page is not None
+    return page
+
+
+def obj_malloc(sp: StructPages, layout: Layout, cls: SizeClass, zspage: Zspage,
+               handle: int) -> int:
+    """obj_malloc(): take the first free object, record its owner, return its location."""
+    obj = zspage.freeobj
+    offset = obj * cls.size
+    m_page = _nth_subpage(sp, zspage, offset // layout.page_size)
+    m_offset = offset % layout.page_size
+    link = read_word(m_page, m_offset)
+    zspage.freeobj = link >> OBJ_TAG_BITS
+    if not sp.is_huge(m_page):
+        write_word(m_page, m_offset, handle | OBJ_ALLOCATED_TAG)
+    else:
+        sp[zspage.first_page].index = handle | OBJ_ALLOCATED_TAG
+    zspage.inuse += 1
+    cls.stats[Stat.OBJ_USED] += 1
+    return location_to_obj(layout, m_page, obj)
+
+
+def obj_free(sp: StructPages, layout: Layout, cls: SizeClass, obj: int,
+             pfn_to_page: Any) -> None:
+    """obj_free(): push the object back on its zspage's free list."""
+    from .handle import obj_to_location
+    obj &= ~OBJ_ALLOCATED_TAG
+    f_page, f_objidx = obj_to_location(layout, obj, pfn_to_page)
+    f_offset = (cls.size * f_objidx) % layout.page_size
+    zspage = get_zspage(f_page)
+    write_word(f_page, f_offset, zspage.freeobj << OBJ_TAG_BITS)
+    zspage.freeobj = f_objidx
+    zspage.inuse -= 1
+    cls.stats[Stat.OBJ_USED] -= 1
+
+
+# --- object bytes across subpages -----------------------------------------------------
+
+def _second_page(sp: StructPages, page: "Page") -> "Page":
+    nxt = sp.get_next_page(page)
+    if nxt is None:
+        raise AssertionError(f"object at pfn {page.pfn:#x} spans into a missing subpage")
+    return nxt
+
+
+def copy_from_object(sp: StructPages, page: "Page", off: int, length: int,
+                     page_size: int) -> bytes:
+    """__zs_map_object() for reading: `length` bytes from `off`, joined across subpages."""
+    if off + length <= page_size:
+        return bytes(page_address(page)[off:off + length])
+    head = page_size - off
+    second = _second_page(sp, page)
+    return bytes(page_address(page)[off:]) + bytes(page_address(second)[:length - head])
+
+
+def copy_to_object(sp: StructPages, page: "Page", off: int, data: bytes,
+                   page_size: int) -> None:
+    """__zs_unmap_object() for writing: the bytes from `off`, split across subpages."""
+    n = len(data)
+    if off + n <= page_size:
+        page_address(page)[off:off + n] = data
+        return
+    head = page_size - off
+    second = _second_page(sp, page)
+    page_address(page)[off:] = data[:head]
+    page_address(second)[:n - head] = data[head:]
+
+
+def zs_object_copy(sp: StructPages, layout: Layout, cls: SizeClass, dst: int, src: int,
+                   pfn_to_page: Any) -> None:
+    """zs_object_copy(): a whole chunk (header included) from one location to another."""
+    from .handle import obj_to_location
+    ps = layout.page_size
+    s_page, s_idx = obj_to_location(layout, src, pfn_to_page)
+    d_page, d_idx = obj_to_location(layout, dst, pfn_to_page)
+    s_off = cls.size * s_idx % ps
+    d_off = cls.size * d_idx % ps
+    chunk = copy_from_object(sp, s_page, s_off, cls.size, ps)
+    copy_to_object(sp, d_page, d_off, chunk, ps)
+
+
+def allocated_heads(sp: StructPages, cls: SizeClass, page: "Page",
+                    page_size: int) -> Iterator[tuple[int, int]]:
+    """(offset, handle) of every allocated object whose head is in this subpage."""
+    pos = sp.units(page)
+    while pos < page_size:
+        head = obj_to_head(sp, page, pos)
+        if head & OBJ_ALLOCATED_TAG:
+            yield pos, head & ~OBJ_ALLOCATED_TAG
+        pos += cls.size
