@@ -16,9 +16,9 @@ from .constants import (  # noqa: F401  (re-exported for drivers)
     EAGAIN, EBUSY, EINVAL, ENOMEM, ENOSPC, ENOSYS, GFP_HIGHUSER_MOVABLE, GFP_KERNEL,
     ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE, MIGRATEPAGE_SUCCESS, MigrateMode,
 )
+from . import page as _page
 from .page import (  # noqa: F401
-    PAGE_MAPPING_MOVABLE, Page, clear_page_movable, has_movable_tag, page_count, page_isolated,
-    page_locked, page_mapping, page_movable, set_page_movable,
+    PAGE_MAPPING_MOVABLE, Page, has_movable_tag, page_count, page_locked, page_mapping,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +57,35 @@ def put_page(page: Page) -> None:
 
 def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
     """alloc_page(gfp): one page with one reference, or None."""
+    vm.sync.point("alloc_page")
     return vm.zone.alloc_pages(0, gfp)
+
+
+# Flag operations are schedule points: on several CPUs another one may look at
+# the page between a driver's flag changes (page-flags.h ops are single atomics).
+
+def set_page_movable(page: Page, mapping: Any) -> None:
+    """__SetPageMovable() (mm/compaction.c): page locked, mapping untagged (FLG-4)."""
+    page.zone.sync.point("__SetPageMovable", page)
+    _page.set_page_movable(page, mapping)
+
+
+def clear_page_movable(page: Page) -> None:
+    """__ClearPageMovable() (mm/compaction.c): keep only the movable bit (FLG-5)."""
+    page.zone.sync.point("__ClearPageMovable", page)
+    _page.clear_page_movable(page)
+
+
+def page_movable(page: Page) -> bool:
+    """PageMovable() (mm/compaction.c): must hold the page lock (FLG-3)."""
+    page.zone.sync.point("PageMovable", page)
+    return _page.page_movable(page)
+
+
+def page_isolated(page: Page) -> bool:
+    """PageIsolated(): a lockless read that another CPU may change right after (FLG-6)."""
+    page.zone.sync.point("PageIsolated", page)
+    return _page.page_isolated(page)
 
 
 def page_address(page: Page) -> memoryview:
@@ -66,7 +94,8 @@ def page_address(page: Page) -> memoryview:
 
 
 def copy_highpage(to: Page, frm: Page) -> None:
-    """copy_highpage(to, from): copy a whole page."""
+    """copy_highpage(to, from): copy a whole page (a point: readers may run meanwhile)."""
+    to.zone.sync.point("copy_highpage", frm)
     to.zone.copy_page(to, frm)
 
 
@@ -103,4 +132,5 @@ def count_vm_event(vm: "VM", name: str, n: int = 1) -> None:
 def schedule_point(page_or_vm: Any, what: str) -> None:
     """cond_resched(): a place where another simulated CPU may run."""
     sync = page_or_vm.zone.sync if isinstance(page_or_vm, Page) else page_or_vm.sync
-    sync.point(what)
+    # "cond_resched" marks a voluntary yield: the scheduler's default policy moves on
+    sync.point(f"cond_resched: {what}", page_or_vm)

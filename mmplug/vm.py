@@ -89,7 +89,7 @@ class VM:
         self.config = config
         self.sync: SyncBackend = sync if sync is not None else SingleCPU()
         #: refcount checks right after migratepage are exact only on one CPU
-        self.strict_refcounts = isinstance(self.sync, SingleCPU)
+        self.strict_refcounts = getattr(self.sync, "nr_cpus", 1) == 1
         self.mappings: dict[int, AddressSpace] = {}
         self.vmstat = VmStat()
         self.zone = Zone(self, config.nr_pages, page_size=config.page_size,
@@ -174,10 +174,14 @@ class VM:
             raise DriverError("API-1", f"destroy raised {type(exc).__name__}: {exc}",
                               driver=rec.name, hook="destroy") from exc
         rec.destroyed = True
-        if rec.mapping.nr_isolated:
-            raise ContractViolation("REL-3", f"instance destroyed while {rec.mapping.nr_isolated} "
-                                    "of its pages are isolated: the VM would call into a dead "
-                                    "mapping", driver=rec.name, hook="destroy")
+        # Pages the driver released while isolated are the VM's to finish: only
+        # the ones still pointing at the mapping would reach a dead driver.
+        word = rec.mapping.handle | PAGE_MAPPING_MOVABLE
+        live = sum(1 for p, m in self.isolated.items() if m is rec.mapping and p.mapping == word)
+        if live:
+            raise ContractViolation("REL-3", f"instance destroyed while {live} of its pages are "
+                                    "isolated: the VM would call into a dead mapping",
+                                    driver=rec.name, hook="destroy")
         left = [p for p in self.zone.pages
                 if p.mapping & ~PAGE_MAPPING_FLAGS == rec.mapping.handle]
         if left:

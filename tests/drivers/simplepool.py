@@ -38,7 +38,7 @@ class Pool:
         self.mapping = mapping
         self.lock = spinlock(vm, "simplepool.lock")
         self.slot_size = vm.zone.page_size // SLOTS
-        self.states: set[PoolPage] = set()
+        self.states: dict[PoolPage, None] = {}  # ordered: runs repeat exactly
         # pages with a free slot that are not isolated, most recently used last
         self.partial: dict[PoolPage, None] = {}
         self.handles: dict[int, tuple[PoolPage, int, int]] = {}
@@ -62,7 +62,7 @@ class Pool:
         page.private = st
         unlock_page(page)
         with self.lock:
-            self.states.add(st)
+            self.states[st] = None
             self.partial[st] = None
             return self._place(st, data)
 
@@ -92,7 +92,7 @@ class Pool:
                 if not st.isolated:
                     self.partial[st] = None
                 return
-            self.states.discard(st)
+            self.states.pop(st, None)
             self.partial.pop(st, None)
         # Release the empty page (REL-1): under its lock, which a migration may hold.
         while True:
