@@ -1,0 +1,288 @@
+"""Allocating and freeing objects: z3fold_alloc, __z3fold_alloc, z3fold_free.
+
+mm/z3fold.c (v6.0).  A new object first looks for a page on this CPU's
+unbuddied lists with at least its chunk count free (then an exact fit on
+other CPUs' lists), skipping pages that need compaction or are claimed;
+else it takes a fresh page, makes it movable under the page lock and puts
+its header in front.  Objects too big for a shared page get a HEADLESS page.
+Freeing an object zeroes its chunks, clears its slot (unless somebody has
+claimed the page), drops its header reference, and has the page compacted,
+inline if it is on no CPU's list, else as queued work.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mmplug.kernel import (
+    EINVAL, ENOMEM, ENOSPC, alloc_page, lock_page, schedule_point, set_page_movable, trylock_page,
+    unlock_page,
+)
+
+from .flags import (
+    MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING, PAGE_CLAIMED, PAGE_HEADLESS, PAGE_MIGRATED, PAGE_STALE,
+    Buddy, clear_bit, set_bit, test_and_set_bit, test_bit,
+)
+from .handles import (
+    encode_handle, free_handle, get_z3fold_header, handle_to_buddy, is_headless_handle,
+    put_z3fold_header,
+)
+from .header import (
+    Z3foldHeader, kref_get, kref_put, z3fold_page_lock, z3fold_page_trylock, z3fold_page_unlock,
+)
+from .release import free_z3fold_page, release_z3fold_page_locked, release_z3fold_page_locked_list
+from .workqueue import Work
+
+if TYPE_CHECKING:
+    from .pool import Z3foldPool
+
+#: __GFP_HIGHMEM: z3fold must address its pages (page_address), so it refuses highmem
+GFP_HIGHMEM = 0x02
+#: __GFP_DIRECT_RECLAIM: gfpflags_allow_blocking()
+GFP_DIRECT_RECLAIM = 0x400
+
+
+def init_z3fold_page(pool: "Z3foldPool", page: Any, headless: bool) -> Z3foldHeader | None:
+    """init_z3fold_page(): clear the state bits; a shared page gets a header and slots."""
+    page.lru = None
+    for bit in (PAGE_HEADLESS, MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING, PAGE_STALE, PAGE_CLAIMED,
+                PAGE_MIGRATED):
+        clear_bit(bit, page)
+    if headless:
+        return None
+    from .compact import compact_page_work
+    slots = pool.slots_cache.alloc()
+    zhdr = Z3foldHeader(page=page, pool=pool,
+                        page_lock=pool.new_spinlock(f"z3fold_header.page_lock[{page.pfn:#x}]"),
+                        slots=slots)
+    zhdr.work = Work(compact_page_work, zhdr)
+    pool.headers[page.pfn] = zhdr
+    return zhdr
+
+
+def num_free_chunks(pool: "Z3foldPool", zhdr: Z3foldHeader) -> int:
+    """num_free_chunks(): with a middle object, the larger gap on either side of it."""
+    geo = pool.geometry
+    if zhdr.middle_chunks:
+        before = 0 if zhdr.first_chunks else zhdr.start_middle - geo.zhdr_chunks
+        after = 0 if zhdr.last_chunks else (
+            geo.total_chunks - (zhdr.start_middle + zhdr.middle_chunks))
+        return max(before, after)
+    return geo.nchunks - zhdr.first_chunks - zhdr.last_chunks
+
+
+def add_to_unbuddied(pool: "Z3foldPool", zhdr: Z3foldHeader) -> None:
+    """add_to_unbuddied(): onto this CPU's list for its free chunks, if a buddy is free."""
+    if zhdr.first_chunks == 0 or zhdr.last_chunks == 0 or zhdr.middle_chunks == 0:
+        freechunks = num_free_chunks(pool, zhdr)
+        cpu = pool.this_cpu()
+        unbuddied = pool.unbuddied_of(cpu)
+        pool.lock.lock()
+        unbuddied[freechunks].add(zhdr)
+        pool.lock.unlock()
+        zhdr.cpu = cpu
+
+
+def get_free_buddy(zhdr: Z3foldHeader, chunks: int, zhdr_chunks: int) -> Buddy:
+    """get_free_buddy(): which buddy a new object of `chunks` goes into (HEADLESS: none)."""
+    if zhdr.middle_chunks:
+        if not zhdr.first_chunks and chunks <= zhdr.start_middle - zhdr_chunks:
+            return Buddy.FIRST
+        if not zhdr.last_chunks:
+            return Buddy.LAST
+        return Buddy.HEADLESS
+    if not zhdr.first_chunks:
+        return Buddy.FIRST
+    if not zhdr.last_chunks:
+        return Buddy.LAST
+    return Buddy.MIDDLE
+
+
+def _take_from_list(pool: "Z3foldPool", lst: Any, zhdr: Z3foldHeader) -> str:
+    """Re-check under the pool lock, trylock, unlist; "retry", "skip" or "ok"."""
+    pool.lock.lock()
+    if lst.first() is not zhdr or not z3fold_page_trylock(zhdr):
+        pool.lock.unlock()
+        return "retry"
+    lst.delete(zhdr)
+    zhdr.cpu = -1
+    pool.lock.unlock()
+    page = zhdr.page
+    if test_bit(NEEDS_COMPACTING, page) or test_bit(PAGE_CLAIMED, page):
+        z3fold_page_unlock(zhdr)
+        return "skip"
+    # Unlisted under the pool lock, then locked: no kref_put could have run.
+    kref_get(zhdr)
+    return "ok"
+
+
+def z3fold_alloc_existing(pool: "Z3foldPool", size: int, can_sleep: bool) -> Z3foldHeader | None:
+    """__z3fold_alloc(): a locked header with room for `size`, or None."""
+    geo = pool.geometry
+    chunks = geo.size_to_chunks(size)
+    found: Z3foldHeader | None = None
+    while found is None:
+        unbuddied = pool.unbuddied_of(pool.this_cpu())
+        retry = False
+        for i in range(chunks, geo.nchunks):
+            lst = unbuddied[i]
+            zhdr = lst.first()
+            if zhdr is None:
+                continue
+            verdict = _take_from_list(pool, lst, zhdr)
+            if verdict == "ok":
+                found = zhdr
+            else:
+                retry = True
+            break
+        if found is not None or not retry:
+            break
+        if can_sleep:
+            schedule_point(pool.vm, "__z3fold_alloc: cond_resched")
+    if found is None:
+        # An exact fit on any CPU's lists.
+        for cpu in sorted(pool.unbuddied):
+            lst = pool.unbuddied[cpu][chunks]
+            pool.lock.lock()
+            zhdr = lst.first()
+            if zhdr is None or not z3fold_page_trylock(zhdr):
+                pool.lock.unlock()
+                continue
+            lst.delete(zhdr)
+            zhdr.cpu = -1
+            pool.lock.unlock()
+            page = zhdr.page
+            if test_bit(NEEDS_COMPACTING, page) or test_bit(PAGE_CLAIMED, page):
+                z3fold_page_unlock(zhdr)
+                if can_sleep:
+                    schedule_point(pool.vm, "__z3fold_alloc: cond_resched")
+                continue
+            kref_get(zhdr)
+            found = zhdr
+            break
+    if found is not None and found.slots is None:
+        found.slots = pool.slots_cache.alloc()
+    return found
+
+
+def z3fold_alloc(pool: "Z3foldPool", size: int, gfp: int) -> tuple[int, int]:
+    """z3fold_alloc(): (0, handle), or (-EINVAL / -ENOSPC / -ENOMEM, 0)."""
+    geo = pool.geometry
+    chunks = geo.size_to_chunks(size)
+    can_sleep = bool(gfp & GFP_DIRECT_RECLAIM)
+    if not size or gfp & GFP_HIGHMEM:
+        return -EINVAL, 0
+    if size > geo.page_size:
+        return -ENOSPC, 0
+    zhdr: Z3foldHeader | None = None
+    if size > geo.headless_above:
+        bud = Buddy.HEADLESS
+    else:
+        while True:
+            zhdr = z3fold_alloc_existing(pool, size, can_sleep)
+            if zhdr is None:
+                bud = Buddy.FIRST
+                break
+            bud = get_free_buddy(zhdr, chunks, geo.zhdr_chunks)
+            if bud != Buddy.HEADLESS:
+                break
+            if not kref_put(zhdr, release_z3fold_page_locked):
+                z3fold_page_unlock(zhdr)
+            pool.warn("no free chunks in a page from the unbuddied lists", zhdr.page)
+    if zhdr is None:
+        page = alloc_page(pool.vm, gfp)
+        if page is None:
+            return -ENOMEM, 0
+        zhdr = init_z3fold_page(pool, page, bud == Buddy.HEADLESS)
+        pool.pages_nr += 1
+        if bud == Buddy.HEADLESS:
+            set_bit(PAGE_HEADLESS, page)
+            pool.headless[page.pfn] = page
+            return 0, _list_and_encode(pool, page, None, bud)
+        if can_sleep:
+            lock_page(page)
+        elif not trylock_page(page):
+            pool.warn("z3fold_alloc: trylock_page() of a page just allocated failed", page)
+        set_page_movable(page, pool.mapping)
+        unlock_page(page)
+        z3fold_page_lock(zhdr)
+    if bud == Buddy.FIRST:
+        zhdr.first_chunks = chunks
+    elif bud == Buddy.LAST:
+        zhdr.last_chunks = chunks
+    else:
+        zhdr.middle_chunks = chunks
+        zhdr.start_middle = zhdr.first_chunks + geo.zhdr_chunks
+    add_to_unbuddied(pool, zhdr)
+    handle = _list_and_encode(pool, zhdr.page, zhdr, bud)
+    z3fold_page_unlock(zhdr)
+    return 0, handle
+
+
+def _list_and_encode(pool: "Z3foldPool", page: Any, zhdr: Z3foldHeader | None, bud: Buddy) -> int:
+    """Move the page to the LRU head and encode the handle, under the pool lock."""
+    pool.lock.lock()
+    if pool.lru.holds(page):
+        pool.lru.delete(page)
+    pool.lru.add(page)
+    if zhdr is None:
+        handle = pool.virt(page) | 1 << PAGE_HEADLESS
+    else:
+        handle = encode_handle(pool, zhdr, bud)
+    pool.lock.unlock()
+    return handle
+
+
+def z3fold_free(pool: "Z3foldPool", handle: int) -> None:
+    """z3fold_free(): release one object; the page goes when its last reference does."""
+    if is_headless_handle(handle):
+        page = pool.virt_to_page(handle & pool.geometry.page_mask)
+        if test_and_set_bit(PAGE_CLAIMED, page):
+            return  # reclaim owns it and frees it
+        pool.lock.lock()
+        pool.lru.delete(page)
+        pool.lock.unlock()
+        free_z3fold_page(pool, page, True)
+        pool.pages_nr -= 1
+        return
+    zhdr = get_z3fold_header(pool, handle)
+    page = zhdr.page
+    page_claimed = test_and_set_bit(PAGE_CLAIMED, page)
+    bud = handle_to_buddy(pool, handle)
+    if bud == Buddy.FIRST:
+        zhdr.first_chunks = 0
+    elif bud == Buddy.MIDDLE:
+        zhdr.middle_chunks = 0
+    elif bud == Buddy.LAST:
+        zhdr.last_chunks = 0
+    else:
+        pool.warn(f"z3fold_free: unknown buddy {bud}", page)
+        put_z3fold_header(zhdr)
+        return
+    if not page_claimed:
+        free_handle(pool, handle, zhdr)
+    if kref_put(zhdr, release_z3fold_page_locked_list):
+        return
+    if page_claimed:
+        # Isolation, reclaim or compaction owns the page and finishes the job.
+        put_z3fold_header(zhdr)
+        return
+    if test_and_set_bit(NEEDS_COMPACTING, page):
+        clear_bit(PAGE_CLAIMED, page)
+        put_z3fold_header(zhdr)
+        return
+    from .compact import do_compact_page
+    if zhdr.cpu < 0 or zhdr.cpu not in pool.unbuddied:
+        zhdr.cpu = -1
+        kref_get(zhdr)
+        clear_bit(PAGE_CLAIMED, page)
+        do_compact_page(zhdr, True)
+        return
+    kref_get(zhdr)
+    clear_bit(PAGE_CLAIMED, page)
+    pool.compact_wq.queue_work(zhdr.work)
+    put_z3fold_header(zhdr)
+
+
+__all__ = ["z3fold_alloc", "z3fold_free", "z3fold_alloc_existing", "add_to_unbuddied",
+           "num_free_chunks", "get_free_buddy", "init_z3fold_page"]

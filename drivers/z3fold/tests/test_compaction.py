@@ -1,0 +1,85 @@
+"""In-page compaction (do_compact_page, z3fold_compact_page, compact_single_buddy), the
+workqueue that runs it, and verify() catching a broken pool."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmplug_z3fold import flags as zf
+from mmplug_z3fold.flags import Buddy
+from mmplug_z3fold.handles import handle_to_buddy
+
+
+def _full_page(pool, first=600, last=900, middle=700):
+    """A page holding FIRST (b"F"), LAST (b"L") and MIDDLE (b"M"), stored in that order."""
+    handles = {Buddy.FIRST: pool.store(b"F" * first), Buddy.LAST: pool.store(b"L" * last),
+               Buddy.MIDDLE: pool.store(b"M" * middle)}
+    for bud, h in handles.items():
+        assert handle_to_buddy(pool, h) == bud
+    return handles, pool.header_of_handle(handles[Buddy.FIRST])
+
+
+def test_a_lone_middle_object_moves_to_first_and_its_handle_still_reads(make_pool):
+    vm, pool = make_pool()
+    pool.store(b"z" * 3700)  # another page with too little room to take the middle object
+    by_buddy, zhdr = _full_page(pool)
+    middle = by_buddy[Buddy.MIDDLE]
+    pool.free(by_buddy[Buddy.FIRST])  # a full page is on no list: compacted inline
+    pool.free(by_buddy[Buddy.LAST])  # now listed on this CPU: compaction is queued work
+    assert zhdr.work.pending and zhdr.middle_chunks
+    pool.run_workqueues()
+    assert zhdr.middle_chunks == 0 and zhdr.first_chunks and zhdr.first_num == 1
+    assert handle_to_buddy(pool, middle) == Buddy.FIRST and pool.read(middle) == b"M" * 700
+    pool.verify()
+
+
+def test_the_middle_object_slides_toward_last_for_a_big_enough_gap(make_pool):
+    vm, pool = make_pool()
+    geo = pool.geometry
+    by_buddy, zhdr = _full_page(pool, first=1000, last=500, middle=300)
+    assert zhdr.start_middle == geo.zhdr_chunks + zhdr.first_chunks
+    pool.free(by_buddy[Buddy.FIRST])
+    assert zhdr.start_middle == geo.total_chunks - zhdr.last_chunks - zhdr.middle_chunks
+    assert pool.read(by_buddy[Buddy.MIDDLE]) == b"M" * 300
+    assert pool.read(by_buddy[Buddy.LAST]) == b"L" * 500
+    pool.verify()
+
+
+def test_a_mapped_middle_object_is_not_moved(make_pool):
+    vm, pool = make_pool()
+    by_buddy, zhdr = _full_page(pool, first=1000, last=500, middle=300)
+    middle = by_buddy[Buddy.MIDDLE]
+    pool.map(middle)
+    start = zhdr.start_middle
+    pool.free(by_buddy[Buddy.FIRST])
+    pool.run_workqueues()
+    assert zf.test_bit(zf.MIDDLE_CHUNK_MAPPED, zhdr.page) and zhdr.start_middle == start
+    pool.unmap(middle)
+    assert pool.read(middle) == b"M" * 300
+    pool.verify()
+
+
+def test_compaction_work_is_queued_once_per_page(make_pool):
+    vm, pool = make_pool()
+    a = pool.store(b"a" * 100)
+    b = pool.store(b"b" * 100)
+    c = pool.store(b"c" * 100)
+    zhdr = pool.header_of_handle(a)
+    pool.free(c)  # the page was full: compacted inline, now on this CPU's list
+    assert not zhdr.work.pending
+    from mmplug_z3fold.alloc import z3fold_free
+    del pool.objects[a], pool.objects[b]
+    z3fold_free(pool, a)  # queues the work
+    z3fold_free(pool, b)  # already NEEDS_COMPACTING: nothing more is queued
+    assert len(pool.compact_wq) == 1 and zhdr.refcount == 1
+    pool.run_workqueues()
+    assert pool.pages() == []
+
+
+def test_verify_reports_a_broken_kref(make_pool):
+    vm, pool = make_pool()
+    h = pool.store(b"x" * 100)
+    pool.verify()
+    pool.header_of_handle(h).refcount += 1
+    with pytest.raises(AssertionError, match="kref"):
+        pool.verify()
