@@ -1,0 +1,140 @@
+"""`mmplug compare`: the command line of the comparison (registered by mmplug.cli)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from ..plugins import PluginHost
+from .plot import write_pictures
+from .render import json_text, kernel_text, table
+from .runner import Scenario, run_all, scenario_dict
+from .trace import Trace, load_trace, write_trace
+from .workload import PRESETS, load_workload, pages_for, preset
+
+FORMATS = ("table", "kernel", "json")
+
+
+def choose_scenario(preset_name: str | None, workload: Path | None, trace: Path | None,
+                    seed: int | None, zone_size: str | None) -> Scenario:
+    given = [x for x in (preset_name, workload, trace) if x is not None]
+    if len(given) > 1:
+        raise UsageError("give one of --preset, --workload and --trace")
+    if trace is not None:
+        if zone_size is not None:
+            raise UsageError("--zone-size does not apply to a trace: it replays its own zone")
+        return load_trace(trace)
+    w = load_workload(workload) if workload is not None else preset(preset_name or "small")
+    nr_pages = pages_for(zone_size, w.page_size) if zone_size is not None else None
+    return w.with_overrides(seed=seed, nr_pages=nr_pages)
+
+
+def choose_drivers(host: PluginHost, specs: list[str]) -> list[str]:
+    if specs:
+        for spec in specs:
+            host.get(spec)   # UsageError / PluginError: one line, before any work
+        return specs
+    names = sorted(host.drivers)
+    for failed in host.failed:
+        typer.echo(f"mmplug compare: skipping driver {failed.name!r}: {failed.reason}", err=True)
+    if not names:
+        raise UsageError("no driver plugins are installed (entry-point group mmplug.drivers); "
+                         "name one: mmplug compare path/to/driver.py")
+    return names
+
+
+def compare(
+    drivers: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[DRIVER]...",
+        help="Drivers to compare: entry-point names, module paths or .py files "
+             "(default: every installed driver).")] = None,
+    driver_opt: Annotated[Optional[list[str]], typer.Option(
+        "--driver", "-d", metavar="DRIVER", help="Also compare this driver.")] = None,
+    preset_name: Annotated[Optional[str], typer.Option(
+        "--preset", "-p", metavar="NAME",
+        help=f"Built-in workload: {', '.join(PRESETS)} (default small).")] = None,
+    workload: Annotated[Optional[Path], typer.Option(
+        "--workload", "-w", metavar="FILE.toml", help="Workload file (TOML).")] = None,
+    trace: Annotated[Optional[Path], typer.Option(
+        "--trace", "-t", metavar="FILE", help="Replay this trace exactly.")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", "-s", help="Seed (default: the workload's).")] = None,
+    zone_size: Annotated[Optional[str], typer.Option(
+        "--zone-size", metavar="SIZE", help="Override the zone size, e.g. 4GiB.")] = None,
+    repeat: Annotated[int, typer.Option(
+        "--repeat", "-n", help="Run N seeds (seed, seed+1, ...): mean and spread.")] = 1,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", help="Processes to run in.")] = 1,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="table, kernel (the kernel's own files) or json.")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", metavar="DIR", help="Write PNG pictures (zone maps, buddyinfo) here.")] = None,
+    save_trace: Annotated[Optional[Path], typer.Option(
+        "--save-trace", metavar="FILE",
+        help="Save each driver's history as a trace (FILE, or FILE-<driver> for several).")] = None,
+    list_presets: Annotated[bool, typer.Option(
+        "--list-presets", help="List the built-in workloads and exit.")] = False,
+) -> None:
+    """Compare drivers' migration behaviour under compaction on the same workload."""
+    if list_presets:
+        for name, w in PRESETS.items():
+            typer.echo(f"{name:<8} {w.description}")
+        return
+    if as_json:
+        fmt = "json"
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if repeat < 1:
+        raise UsageError(f"--repeat {repeat}: expected a count >= 1")
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: expected a count >= 1")
+    scenario = choose_scenario(preset_name, workload, trace, seed, zone_size)
+    host = PluginHost()
+    host.load_entry_points()
+    specs = choose_drivers(host, list(drivers or []) + list(driver_opt or []))
+    base = 0 if isinstance(scenario, Trace) else scenario.seed
+    seeds = [base + i for i in range(repeat)]
+    sdict = scenario_dict(scenario)
+    seed_note = "replayed trace" if isinstance(scenario, Trace) else (
+        f"seed {base}" if repeat == 1 else f"seeds {seeds[0]}..{seeds[-1]}")
+    typer.echo(f"mmplug compare: {sdict['name']}, {seed_note}, drivers {', '.join(specs)}",
+               err=True)
+    total = len(specs) * len(seeds)
+    with typer.progressbar(length=total, label="running", file=sys.stderr,
+                           show_eta=False, show_pos=True) as bar:
+        def step(name: str) -> None:
+            bar.label = f"done {name}"
+            bar.update(1)
+        results = run_all(host, specs, scenario, seeds, jobs=jobs, keep_maps=plot is not None,
+                          record=save_trace is not None, progress=step)
+    if save_trace is not None:
+        _save_traces(results, scenario, save_trace)
+    if plot is not None:
+        for path in write_pictures(results, plot):
+            typer.echo(f"wrote {path}", err=True)
+    if fmt == "json":
+        typer.echo(json_text(results, sdict, seeds), nl=False)
+    elif fmt == "kernel":
+        typer.echo(f"==> {sdict['name']}: {seed_note} <==")
+        typer.echo(kernel_text(results), nl=False)
+    else:
+        typer.echo(table(results, sdict, seeds), nl=False)
+    if any(r["status"] != "ok" for runs in results for r in runs):
+        raise typer.Exit(1)
+
+
+def _save_traces(results: list, scenario: Scenario, path: Path) -> None:
+    nr_pages = scenario.nr_pages
+    page_size = scenario.page_size
+    for runs in results:
+        r = runs[0]
+        target = path if len(results) == 1 else path.with_name(
+            f"{path.stem}-{r['driver']}{path.suffix}")
+        write_trace(Trace(f"{scenario.name}-{r['driver']}", nr_pages, page_size,
+                          tuple(r["_trace"] or ())), target)
+        typer.echo(f"wrote {target}", err=True)

@@ -1,0 +1,298 @@
+"""One simulated machine running one driver: the events of a history, executed.
+
+Both a generated workload and a replayed trace come down to the same events
+(mmplug.compare.trace): store, lru, slab, free, pin/unpin, map/unmap,
+hold/release, compact, direct, kcompactd.  The machine executes them through
+the driver-facing instance protocol and the core only, keeps what it needs to
+verify every object at the end, and can record what it executed as a trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any, Callable
+
+from ..compaction import alloc_pages_compact, compact_memory, kcompactd_do_work
+from ..errors import MmplugError, NoMemory
+from ..plugins import LoadedDriver, PluginHost
+from ..sched import RandomStrategy, Scheduler
+from ..users import LruPages, SlabCache
+from ..vm import VM, VMConfig
+from .metrics import Snapshot, owner_map, take_snapshot
+from .probe import Probe
+from .trace import Event
+
+
+def object_bytes(key: int, size: int) -> bytes:
+    """The contents of object `key`: distinct per object, cheap to make again for checking."""
+    block = hashlib.blake2b(key.to_bytes(8, "little"), digest_size=64).digest()
+    return (block * (size // 64 + 1))[:size]
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class Machine:
+    """A VM with one instance of one driver, an LRU owner and a slab cache."""
+
+    def __init__(self, loaded: LoadedDriver, host: PluginHost, nr_pages: int, page_size: int,
+                 *, slab_order: int = 0, record: bool = False, keep_maps: bool = False,
+                 cpus: int = 1) -> None:
+        # Several CPUs: the scheduler interleaves them at every lock, refcount and
+        # callback boundary; the step limit is off, a compaction has many steps.
+        self.sched = Scheduler(cpus, max_steps=1 << 62) if cpus > 1 else None
+        self.vm = VM(VMConfig(nr_pages=nr_pages, page_size=page_size), plugins=host,
+                     sync=self.sched)
+        self.loaded = loaded
+        assert loaded.info is not None
+        self.caps = loaded.info.capabilities
+        self.instance = self.vm.create_from(loaded)
+        self.driver_record = self.vm.instance_record(self.instance)
+        self.probe = Probe()
+        self.probe.install(self.driver_record.mapping)
+        self.lru = LruPages(self.vm)
+        self.slab = SlabCache(self.vm, "kmalloc-256", order=slab_order)
+        self.keep_maps = keep_maps
+        #: id -> driver handle; id -> (size, digest of what read() must return)
+        self.objects: dict[int, Any] = {}
+        self.expect: dict[int, tuple[int, bytes | None]] = {}
+        self.lru_keys: dict[int, int] = {}
+        self.slabs: dict[int, Any] = {}
+        self.held: dict[int, tuple[Any, int]] = {}
+        self.pinned: set[int] = set()
+        self.mapped: set[int] = set()
+        self.asked: dict[str, set[int]] = {"pin": set(), "map": set()}
+        self.holding = False
+        self.last_store_rejected = False
+        self.trace: list[Event] | None = [] if record else None
+        self.before: Snapshot | None = None
+        self.stats = dict.fromkeys((
+            "objects_stored", "store_no_memory", "store_rejected", "lru_pages", "lru_no_memory",
+            "slab_pages", "slab_no_memory", "frees", "pins", "maps", "holds",
+            "whole_zone_compactions", "kcompactd_runs", "unknown_ids", "concurrent_runs"), 0)
+        self.requests: dict[int, list[int]] = {}   # order -> [attempts, successes]
+        self.compaction_seconds = 0.0
+
+    # --- events ------------------------------------------------------------------
+    def execute(self, ev: Event) -> bool:
+        """Run one event; returns whether it took effect (a store may fail: no memory)."""
+        op = ev[0]
+        if self.trace is not None:
+            self.trace.append(ev)
+        return getattr(self, "op_" + op)(*ev[1:])
+
+    def op_store(self, key: int, size: int) -> bool:
+        data = object_bytes(key, size)
+        self.last_store_rejected = False
+        try:
+            handle = self.instance.store(data)
+        except NoMemory:
+            self.stats["store_no_memory"] += 1
+            return False
+        except ValueError:
+            self.last_store_rejected = True
+            self.stats["store_rejected"] += 1
+            return False
+        self.objects[key] = handle
+        if self.caps.stores_data:
+            self.expect[key] = (size, None)
+        else:
+            # A driver that keeps no data must still read the same before and after.
+            self.expect[key] = (size, _digest(bytes(self.instance.read(handle))))
+        self.stats["objects_stored"] += 1
+        return True
+
+    def op_lru(self, key: int) -> bool:
+        lkey = self.lru.alloc(key.to_bytes(8, "little"))
+        if lkey is None:
+            self.stats["lru_no_memory"] += 1
+            return False
+        self.lru_keys[key] = lkey
+        self.stats["lru_pages"] += 1
+        return True
+
+    def op_slab(self, key: int) -> bool:
+        page = self.slab.alloc_slab()
+        if page is None:
+            self.stats["slab_no_memory"] += 1
+            return False
+        self.slabs[key] = page
+        self.stats["slab_pages"] += 1
+        return True
+
+    def op_free(self, key: int) -> bool:
+        if key in self.objects:
+            self.op_unpin(key)
+            self.op_unmap(key)
+            self.instance.free(self.objects.pop(key))
+            del self.expect[key]
+        elif key in self.lru_keys:
+            self.lru.free(self.lru_keys.pop(key))
+        elif key in self.slabs:
+            self.slab.free_slab(self.slabs.pop(key))
+        elif key in self.held:
+            page, _ = self.held.pop(key)
+            self.vm.sync.put_page(page)
+        else:
+            self.stats["unknown_ids"] += 1
+            return False
+        self.stats["frees"] += 1
+        return True
+
+    def _ask(self, knob: str, key: int, on: bool) -> bool:
+        """pin/unpin or map/unmap one object, if the driver has the knob.
+
+        What was asked is remembered even when the driver lacks the knob, so
+        the matching release is still issued (and recorded in a trace).
+        """
+        asked = self.asked[knob]
+        done = self.pinned if knob == "pin" else self.mapped
+        if on:
+            if key not in self.objects or key in asked:
+                return False
+            asked.add(key)
+            if knob not in self.caps.knobs:
+                return False
+            getattr(self.instance, knob)(self.objects[key])
+            done.add(key)
+            self.stats["pins" if knob == "pin" else "maps"] += 1
+            return True
+        asked.discard(key)
+        if key not in done:
+            return False
+        done.discard(key)
+        getattr(self.instance, "un" + knob)(self.objects[key])
+        return True
+
+    def op_pin(self, key: int) -> bool:
+        return self._ask("pin", key, True)
+
+    def op_unpin(self, key: int) -> bool:
+        return self._ask("pin", key, False)
+
+    def op_map(self, key: int) -> bool:
+        return self._ask("map", key, True)
+
+    def op_unmap(self, key: int) -> bool:
+        return self._ask("map", key, False)
+
+    def pinned_or_asked(self, knob: str) -> set[int]:
+        return set(self.asked[knob])
+
+    def op_hold(self) -> bool:
+        if "busy" not in self.caps.knobs or self.holding:
+            return False
+        self.instance.hold()
+        self.holding = True
+        self.stats["holds"] += 1
+        return True
+
+    def op_release(self) -> bool:
+        if not self.holding:
+            return False
+        self.holding = False
+        self.instance.release()
+        return True
+
+    def _first_compaction(self) -> None:
+        if self.before is None:
+            self.before = take_snapshot(self.vm, self.owners() if self.keep_maps else None)
+
+    def op_compact(self) -> bool:
+        self._first_compaction()
+        t0 = time.perf_counter()
+        compact_memory(self.vm)
+        self.compaction_seconds += time.perf_counter() - t0
+        self.stats["whole_zone_compactions"] += 1
+        return True
+
+    def op_direct(self, key: int, order: int) -> bool:
+        self._first_compaction()
+        t0 = time.perf_counter()
+        page = alloc_pages_compact(self.vm, order)
+        self.compaction_seconds += time.perf_counter() - t0
+        counts = self.requests.setdefault(order, [0, 0])
+        counts[0] += 1
+        if page is None:
+            return False
+        counts[1] += 1
+        self.held[key] = (page, order)
+        return True
+
+    def op_kcompactd(self, order: int) -> bool:
+        self._first_compaction()
+        t0 = time.perf_counter()
+        kcompactd_do_work(self.vm, order)
+        self.compaction_seconds += time.perf_counter() - t0
+        self.stats["kcompactd_runs"] += 1
+        return True
+
+    def concurrently(self, first: Callable[[], Any], others: list[Callable[[], Any]],
+                     seed: int) -> None:
+        """Run `first` on cpu0 and each of `others` on its own CPU, interleaved by a seeded
+        random strategy; a failure on any CPU, or a deadlock, ends the run with an error."""
+        assert self.sched is not None
+        out = self.sched.run([first, *others], RandomStrategy(seed))
+        self.stats["concurrent_runs"] += 1
+        if out.error is not None:
+            raise out.error
+        if out.deadlock:
+            raise MmplugError("deadlock between CPUs: "
+                              + "; ".join(c.render() for c in out.cpus))
+
+    # --- state -----------------------------------------------------------------------
+    def driver_pfns(self) -> list[int]:
+        return [p.pfn for p in self.instance.pages()]
+
+    def held_blocks(self) -> list[tuple[int, int]]:
+        return [(page.pfn, order) for page, order in self.held.values()]
+
+    def owners(self) -> bytearray:
+        return owner_map(self.vm, self.driver_pfns(),
+                         (p.pfn for p in self.lru.pages.values()),
+                         self.slab.pfns(), self.held_blocks())
+
+    def release_knobs(self) -> None:
+        for key in list(self.asked["pin"]):
+            self.op_unpin(key)
+        for key in list(self.asked["map"]):
+            self.op_unmap(key)
+        self.op_release()
+
+    def verify(self) -> dict[str, Any]:
+        """Read every live object back through the driver; count lost and corrupted."""
+        read = self.instance.read
+        verified = lost = corrupted = 0
+        first_problem = ""
+        for key, handle in self.objects.items():
+            size, digest = self.expect[key]
+            try:
+                got = bytes(read(handle))
+            except Exception as exc:  # a driver that lost the handle may raise anything
+                lost += 1
+                first_problem = first_problem or f"object {key}: read raised {type(exc).__name__}: {exc}"
+                continue
+            ok = (_digest(got) == digest) if digest is not None else got == object_bytes(key, size)
+            if ok:
+                verified += 1
+            else:
+                corrupted += 1
+                first_problem = first_problem or f"object {key}: {size} bytes read back differ"
+        out: dict[str, Any] = {"objects_verified": verified, "objects_lost": lost,
+                               "objects_corrupted": corrupted,
+                               "lru_corrupted": len(self.lru.verify())}
+        verify = getattr(self.instance, "verify", None)
+        out["driver_verify"] = "ok"
+        if callable(verify):
+            try:
+                verify()
+            except AssertionError as exc:
+                out["driver_verify"] = f"failed: {exc}"
+        else:
+            out["driver_verify"] = "not provided"
+        held_pages = [page for page, _ in self.held.values()]
+        out["leaked_pages"] = len(self.vm.unclaimed_pages(extra=held_pages))
+        out["first_problem"] = first_problem
+        return out

@@ -1,0 +1,344 @@
+"""Running a workload or a trace on each driver, and collecting the metrics.
+
+`run_one` is the unit of work: one driver, one workload (or trace), one seed,
+in a fresh VM; it returns a plain dict (picklable, JSON-ready).  `run_all`
+runs the drivers x seeds grid, in this process or in `jobs` spawned processes
+(each child loads the drivers again from their specs, so .py drivers work).
+
+A workload is turned into events as it runs: the fill phase interleaves driver
+objects, LRU pages and slab pages so that each user's share of the pages used
+follows the workload, whatever the driver's density.  Separate random streams
+(sizes, interleaving, frees, knobs), all derived from the seed, keep the i-th
+object's size the same on every driver.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import multiprocessing
+import random
+import time
+from typing import Any, Callable, Iterator
+
+from .. import __version__
+from ..errors import ContractViolation, MmplugError
+from ..plugins import PluginHost
+from ..vmstat import KERNEL_EVENTS
+from .machine import Machine
+from .metrics import blocking_pageblocks, gorman_cost, take_snapshot
+from .trace import Trace
+from .workload import Workload
+
+Scenario = Workload | Trace
+
+
+# --- a workload as events ----------------------------------------------------------
+
+class _Streams:
+    """Independent random streams of one seed."""
+
+    def __init__(self, seed: int) -> None:
+        self.sizes = random.Random(f"{seed}:sizes")
+        self.mix = random.Random(f"{seed}:mix")
+        self.free = random.Random(f"{seed}:free")
+        self.knobs = random.Random(f"{seed}:knobs")
+
+
+def _choose_frees(ids: list[int], fraction: float, pattern: str, rng: random.Random) -> list[int]:
+    n = round(len(ids) * fraction)
+    if n <= 0:
+        return []
+    if pattern == "random":
+        return rng.sample(ids, n)
+    if pattern == "oldest":
+        return ids[:n]
+    if pattern == "newest":
+        return ids[-n:]
+    # alternate: spread evenly, every 1/fraction-th of the allocation order
+    return [k for i, k in enumerate(ids) if int((i + 1) * fraction) > int(i * fraction)]
+
+
+def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int) -> int:
+    """Allocate until the zone is `w.fill` used; returns the next free id.
+
+    Each step picks a user at random, weighted by how far it is below its
+    share of the pages used so far, so the users interleave through memory
+    as they do on a running system.
+    """
+    zone = m.vm.zone
+    sizes = [s for s, _ in w.sizes]
+    cum = list(itertools.accumulate(wt for _, wt in w.sizes))
+    size_total = cum[-1]
+    max_size = m.caps.max_object_size or w.page_size
+    share_sum = w.driver_share + w.lru_share + w.slab_share
+    kinds = [k for k, s in (("store", w.driver_share), ("lru", w.lru_share),
+                            ("slab", w.slab_share)) if s > 0]
+    shares = {"store": w.driver_share / share_sum, "lru": w.lru_share / share_sum,
+              "slab": w.slab_share / share_sum}
+    used = dict.fromkeys(shares, 0)
+    used_total = 0
+    target = int(w.fill * w.nr_pages)
+    live = list(kinds)
+    mix, size_rng = rng.mix.random, rng.sizes.random
+    execute = m.execute
+    while w.nr_pages - zone.nr_free_pages < target and live:
+        deficits = [max(shares[k] * (used_total + 1) - used[k], 0.0) + 0.05 * shares[k]
+                    for k in live]
+        r = mix() * sum(deficits)
+        kind = live[-1]
+        for k, d in zip(live, deficits):
+            r -= d
+            if r < 0:
+                kind = k
+                break
+        before = zone.nr_free_pages
+        key = next_id
+        next_id += 1
+        if kind == "store":
+            size = min(sizes[bisect.bisect(cum, size_rng() * size_total)], max_size)
+            ok = execute(("store", key, size))
+            # A size the driver rejects (ValueError) is halved until it fits,
+            # and becomes the largest size offered from then on.
+            while not ok and m.last_store_rejected and size > 16:
+                size //= 2
+                max_size = size
+                ok = execute(("store", key, size))
+        else:
+            ok = execute((kind, key))
+        if not ok:
+            live.remove(kind)
+            continue
+        grown = before - zone.nr_free_pages
+        used[kind] += grown
+        used_total += grown
+    return next_id
+
+
+def run_workload(m: Machine, w: Workload) -> None:
+    """Execute workload `w` on machine `m`: rounds of fill, free, compaction."""
+    rng = _Streams(w.seed)
+    next_id = 0
+    for _ in range(w.rounds):
+        next_id = _fill(m, w, rng, next_id)
+        # free
+        for ids, fraction in ((list(m.objects), w.free_driver), (list(m.lru_keys), w.free_lru),
+                              (list(m.slabs), w.free_slab)):
+            for key in _choose_frees(ids, fraction, w.free_pattern, rng.free):
+                m.execute(("free", key))
+        # compaction, with knobs held while it runs
+        for trig in w.triggers:
+            _hold_knobs(m, w, rng.knobs)
+            for _ in range(trig.count):
+                # The driver's lock is held for a whole trigger, decided per trigger.
+                busy = rng.knobs.random() < w.busy
+                if trig.kind == "direct":
+                    event = ("direct", next_id, trig.order)
+                    next_id += 1
+                else:
+                    event = ("compact",) if trig.kind == "whole_zone" else ("kcompactd", trig.order)
+                events = [("hold",), event, ("release",)] if busy else [event]
+                live = list(m.objects)
+                n = round(len(live) * w.free_during)
+                doomed = [("free", k) for k in (rng.free.sample(live, n) if n else ())]
+                if m.sched is not None and doomed:
+                    # The other CPUs free objects while compaction runs on cpu0 (which
+                    # also takes and drops the driver's lock, so frees may wait for it).
+                    workers = m.sched.nr_cpus - 1
+                    bodies = [[ev for ev in doomed[i::workers]] for i in range(workers)]
+                    m.concurrently(lambda: _run(m, events),
+                                   [lambda evs=evs: _run(m, evs) for evs in bodies],
+                                   seed=w.seed * 1_000_003 + next_id)
+                else:
+                    _run(m, events)
+                    _run(m, doomed)
+                if event[0] == "direct" and not trig.keep and event[1] in m.held:
+                    m.execute(("free", event[1]))
+            _release_knobs(m)
+
+
+def _run(m: Machine, events: list) -> None:
+    for ev in events:
+        m.execute(ev)
+
+
+def _hold_knobs(m: Machine, w: Workload, rng: random.Random) -> None:
+    """Pin and map a seeded sample of live objects.
+
+    The events are issued whether or not the driver offers the knob (the
+    machine skips what the driver lacks), so a saved trace carries them for
+    every driver it is replayed on.
+    """
+    live = list(m.objects)
+    for knob, fraction in (("pin", w.pin), ("map", w.map)):
+        n = round(len(live) * fraction)
+        for key in sorted(rng.sample(live, n) if n else ()):
+            m.execute((knob, key))
+
+
+def _release_knobs(m: Machine) -> None:
+    for key in sorted(m.pinned_or_asked("pin")):
+        m.execute(("unpin", key))
+    for key in sorted(m.pinned_or_asked("map")):
+        m.execute(("unmap", key))
+
+
+def run_trace(m: Machine, trace: Trace) -> None:
+    for ev in trace.events:
+        m.execute(ev)
+    m.release_knobs()
+
+
+# --- one run -------------------------------------------------------------------------
+
+def scenario_dict(scenario: Scenario) -> dict[str, Any]:
+    if isinstance(scenario, Trace):
+        return scenario.as_dict()
+    d = scenario.as_dict()
+    d["kind"] = "workload"
+    return d
+
+
+def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool = False,
+            record: bool = False) -> dict[str, Any]:
+    """One driver on one scenario: every metric, as a JSON-ready dict.
+
+    A driver that breaks the contract does not stop the comparison: its
+    column reports the error (rule, driver, callback, page).
+    """
+    loaded = host.get(spec)
+    info = loaded.info
+    assert info is not None
+    if isinstance(scenario, Trace):
+        nr_pages, page_size, seed, slab_order = (scenario.nr_pages, scenario.page_size, 0, 0)
+    else:
+        nr_pages, page_size, seed, slab_order = (scenario.nr_pages, scenario.page_size,
+                                                 scenario.seed, scenario.slab_order)
+    result: dict[str, Any] = {
+        "driver": info.name, "version": info.version, "kernel_source": info.kernel_source,
+        "capabilities": {"stores_data": info.capabilities.stores_data,
+                         "may_refuse_isolation": info.capabilities.may_refuse_isolation,
+                         "knobs": sorted(info.capabilities.knobs)},
+        "seed": seed, "cpus": 1 if isinstance(scenario, Trace) else scenario.cpus,
+        "status": "ok", "error": "",
+    }
+    t0 = time.perf_counter()
+    cpus = 1 if isinstance(scenario, Trace) else scenario.cpus
+    m = Machine(loaded, host, nr_pages, page_size, slab_order=slab_order, record=record,
+                keep_maps=keep_maps, cpus=cpus)
+    try:
+        if isinstance(scenario, Trace):
+            run_trace(m, scenario)
+        else:
+            run_workload(m, scenario)
+        m.release_knobs()
+    except (ContractViolation, MmplugError) as exc:
+        result["status"] = "error"
+        result["error"] = str(exc)
+    t_run = time.perf_counter() - t0
+    vm = m.vm
+    if m.before is None:
+        m.before = take_snapshot(vm, m.owners() if keep_maps else None)
+    owners = bytes(m.owners())
+    after = take_snapshot(vm, owners)
+    ev = vm.vmstat.events
+    result["workload_stats"] = dict(m.stats)
+    result["counters"] = {k: ev.get(k, 0) for k in KERNEL_EVENTS}
+    result["isolation"] = {
+        "attempts": ev["isolate_attempt"], "isolated": ev["isolate_success"],
+        "refused_by_driver": ev["isolate_refused"], "failed_page_locked": ev["isolate_fail_locked"],
+        "failed_not_movable": ev["isolate_fail_not_movable"],
+        "failed_refcount": ev["isolate_fail_refcount"],
+        "failed_released_or_isolated": ev["isolate_fail_released"],
+    }
+    result["migration"] = {
+        "eagain_retries": ev["migrate_eagain"], "permanent_failures": ev["migrate_permanent"],
+        "no_target_page": ev["migrate_enomem"], "putbacks": ev["putback_movable"],
+        "released_while_isolated": ev["migrate_released"],
+    }
+    result["driver_callbacks"] = m.probe.as_dict()
+    requests = {str(o): {"attempts": a, "successes": s,
+                         "success_rate": round(s / a, 4) if a else None}
+                for o, (a, s) in sorted(m.requests.items())}
+    result["outcome"] = {"before": m.before.as_dict(), "after": after.as_dict(),
+                         "allocations": requests}
+    o9 = m.requests.get(9)
+    result["outcome"]["order9_success_rate"] = round(o9[1] / o9[0], 4) if o9 and o9[0] else None
+    result["blocking"] = blocking_pageblocks(vm, owners, m.probe.last, m.held_blocks())
+    t_check = time.perf_counter()
+    if result["status"] == "ok":
+        try:
+            result["integrity"] = m.verify()
+        except MmplugError as exc:
+            result["status"] = "error"
+            result["error"] = str(exc)
+    result.setdefault("integrity", {})
+    result["integrity"]["vm_warnings"] = [w.render() for w in vm.warnings]
+    result["cost"] = {
+        "pages_scanned_migrate": ev["compact_migrate_scanned"],
+        "pages_scanned_free": ev["compact_free_scanned"],
+        "pages_isolated": ev["compact_isolated"],
+        "bytes_copied": ev["bytes_copied"],
+        "gorman_words": gorman_cost(ev, page_size),
+    }
+    result["wall_seconds"] = {"run": round(t_run, 3),
+                              "compaction": round(m.compaction_seconds, 3),
+                              "check": round(time.perf_counter() - t_check, 3)}
+    maps = {"after": owners}
+    if keep_maps and m.before.owners is not None:
+        maps["before"] = bytes(m.before.owners)
+    result["_maps"] = maps if keep_maps else {}
+    result["_before"] = m.before
+    result["_after"] = after
+    result["_trace"] = m.trace
+    return result
+
+
+# --- the grid ----------------------------------------------------------------------------
+
+def _seeded(scenario: Scenario, seed: int) -> Scenario:
+    return scenario if isinstance(scenario, Trace) else scenario.with_overrides(seed=seed)
+
+
+def _child(args: tuple) -> tuple[int, dict[str, Any]]:
+    """Run in a spawned process: a fresh host, the driver loaded from its spec."""
+    index, spec, scenario, keep_maps, record = args
+    host = PluginHost()
+    host.load_entry_points()
+    return index, run_one(host, spec, scenario, keep_maps=keep_maps, record=record)
+
+
+def run_all(host: PluginHost, specs: list[str], scenario: Scenario, seeds: list[int], *,
+            jobs: int = 1, keep_maps: bool = False, record: bool = False,
+            progress: Callable[[str], None] | None = None) -> list[list[dict[str, Any]]]:
+    """results[d][s]: driver d of `specs`, seed s of `seeds`."""
+    tasks = [(d * len(seeds) + s, spec, _seeded(scenario, seed), keep_maps, record)
+             for d, spec in enumerate(specs) for s, seed in enumerate(seeds)]
+    flat: dict[int, dict[str, Any]] = {}
+    if jobs <= 1 or len(tasks) == 1:
+        for task in tasks:
+            index, spec, sc, km, rec = task
+            flat[index] = run_one(host, spec, sc, keep_maps=km, record=rec)
+            if progress:
+                progress(flat[index]["driver"])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(min(jobs, len(tasks))) as pool:
+            for index, res in pool.imap_unordered(_child, tasks):
+                # snapshots hold bytes and attrs values: they pickle across processes
+                flat[index] = res
+                if progress:
+                    progress(res["driver"])
+    return [[flat[d * len(seeds) + s] for s in range(len(seeds))] for d in range(len(specs))]
+
+
+def iter_public(result: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The JSON-worthy items of a result (private ones start with '_')."""
+    return ((k, v) for k, v in result.items() if not k.startswith("_"))
+
+
+def versions(results: list[list[dict[str, Any]]]) -> dict[str, str]:
+    out = {"mmplug": __version__}
+    for runs in results:
+        out[runs[0]["driver"]] = runs[0]["version"]
+    return out
