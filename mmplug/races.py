@@ -488,8 +488,8 @@ class RunResult:
         return re.sub(r"0x[0-9a-f]+|\d+", "#", f"{self.kind} {self.rule} {self.message}")
 
     def replay_command(self) -> str:
-        return (f"mmplug check-driver {self.driver} --races --scenario {self.scenario} "
-                f"--replay {self.schedule}")
+        return (f"mmplug check-driver {self.driver} -k RACE/explore --races "
+                f"--scenario {self.scenario} --replay {self.schedule}")
 
     def render(self) -> str:
         seed = f"seed {self.seed}" if self.seed is not None else "no seed"

@@ -1,0 +1,22 @@
+"""`mmplug check-driver`: the conformance suite that tells a driver author, rule by rule,
+whether a driver keeps the VM <-> driver contract (mmplug/contract.md).
+
+Public API (the pytest plugin and `mmplug explain` build on it):
+
+- ``list_checks() -> list[CheckSpec]``: every check (id such as
+  "ISO-4/lru-untouched", the rule ids it enforces, title, needs, kind).
+- ``run_suite(driver, *, seed=0, select=(), quick=False, races=True,
+  max_examples=None, replay=None, exit_first=False, host=None, on_result=None)
+  -> Report``.
+- ``Report`` (driver, driver_version, mmplug_version, seed, results, totals,
+  ``to_json()``) and ``CheckResult`` (check, rule, title, verdict, message,
+  page, repro), with verdicts "OK", "FAIL", "OK (not supported)", "warn".
+"""
+
+from __future__ import annotations
+
+from .model import FAIL, NOT_SUPPORTED, OK, WARN, CheckResult, CheckSpec, Report
+from .runner import InternalError, list_checks, run_suite
+
+__all__ = ["CheckResult", "CheckSpec", "FAIL", "InternalError", "NOT_SUPPORTED", "OK", "Report",
+           "WARN", "list_checks", "run_suite"]

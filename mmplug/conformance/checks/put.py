@@ -1,0 +1,148 @@
+"""PUT: putback (mm/migrate.c: putback_movable_pages, putback_movable_page; the
+driver's a_ops->putback_page) and the fate of every isolated page (PUT-3).
+
+A permanent failure is forced by the VM (PG_writeback under a non-SYNC
+migration gives -EBUSY in __unmap_and_move) and, where the driver offers the
+"map" knob, by the driver's own logic.
+"""
+
+from __future__ import annotations
+
+from ...constants import MigrateMode
+from ...page import ISOLATED, WRITEBACK, Page
+from ..harness import CheckFailed, NotSupported, rc_name
+from ..registry import Context, check
+
+
+@check("PUT-1/putback-restores",
+       "putback gives every page back exactly once and restores it as it was",
+       rules=("PUT-2", "PUT-3"))
+def putback_restores(ctx: Context) -> None:
+    bench = ctx.bench()
+    bench.populate(ctx.size(6, 3))
+    drv_before = bench.snapshot_driver()
+    pages_before = {p: bench.snapshot_page(p) for p in bench.pages()}
+    done, _ = bench.isolate_all()
+    if not done:
+        raise NotSupported("no page could be isolated")
+    counts = {p: bench.spy.count("putback_page", p) for p in done}
+    bench.putback(bench.to_list(done))
+    for page in done:
+        n = bench.spy.count("putback_page", page) - counts[page]
+        if n != 1:
+            raise CheckFailed("PUT-3", f"putback_page called {n} times for one isolated page; "
+                              "expected exactly once", page=page)
+        snap = bench.snapshot_page(page)
+        before = pages_before[page]
+        changed = [d for d in before.diff(snap) if not d.startswith("lru ")]
+        if changed:
+            raise CheckFailed("PUT-2", f"after putback the page is not as before isolation: "
+                              f"{'; '.join(changed)}", page=page, hook="putback_page")
+    changed = drv_before.diff(bench.snapshot_driver())
+    if changed:
+        raise CheckFailed("PUT-2", f"after putback the driver is not as before isolation: "
+                          f"{'; '.join(changed)}", hook="putback_page")
+
+
+@check("PUT-2/usable-again",
+       "after putback the page is used and found exactly as before isolation",
+       rules=("PUT-1", "ISO-1"))
+def usable_again(ctx: Context) -> None:
+    # Two identical instances; one goes through isolation and putback of every page.
+    twin = ctx.bench()
+    bench = ctx.bench()
+    for b in (twin, bench):
+        b.rng.seed(ctx.seed)
+        b.populate(ctx.size(6, 3))
+    if sorted(twin.objects.values()) != sorted(bench.objects.values()):
+        raise NotSupported("the driver is not deterministic enough to compare two instances")
+    done, _ = bench.isolate_all()
+    if not done:
+        raise NotSupported("no page could be isolated")
+    bench.putback(bench.to_list(done))
+    want = twin.capacity()
+    got = bench.capacity()
+    if got < want:
+        raise CheckFailed("PUT-2", f"after putback the driver stored only {got} new object(s) "
+                          f"before taking a new page, an instance never isolated stored {want}: "
+                          "putback_page did not give the pages' free space back to the driver",
+                          page=done[0], hook="putback_page")
+    bench.verify_objects("PUT-2", "after putback and new stores")
+    again, refused = bench.isolate_all()
+    if refused and not ctx.caps.may_refuse_isolation:
+        raise CheckFailed("PUT-2", "a page put back could not be isolated again",
+                          page=refused[0], hook="isolate_page")
+    rc = bench.migrate(bench.to_list(again))
+    if rc and not ctx.caps.may_fail_migration:
+        raise CheckFailed("PUT-2", f"pages put back could not be migrated ({rc_name(rc)})")
+    bench.verify_objects("PUT-2", "after putback, isolation and migration")
+    bench.check_owned_pages("PUT-2", "after putback, isolation and migration")
+
+
+def _fates(bench, done: list[Page], before: dict) -> None:
+    """PUT-3: each page migrated, put back or released: exactly one of them."""
+    migrated = {pfn for hook, pfn, rc in bench.spy.results
+                if hook == "migratepage" and rc == 0}
+    for page in done:
+        putbacks = bench.spy.count("putback_page", page) - before[page]
+        moved = page.pfn in migrated
+        if putbacks + moved != 1:
+            raise CheckFailed("PUT-3", f"an isolated page was migrated {int(moved)} and put "
+                              f"back {putbacks} time(s); expected exactly one of them",
+                              page=page)
+        if page.flags & ISOLATED:
+            raise CheckFailed("PUT-3", "a page is still PG_isolated after migration ended",
+                              page=page)
+
+
+@check("PUT-3/vm-failure",
+       "a permanent failure (-EBUSY under writeback) is followed by exactly one putback",
+       rules=("MIG-8", "PUT-2"))
+def vm_failure(ctx: Context) -> None:
+    bench = ctx.bench()
+    done = bench.isolate_populated(ctx.size(4, 2))
+    bench.spy.reset()
+    before = {p: 0 for p in done}
+    for page in done:
+        page.flags |= WRITEBACK
+    try:
+        rc = bench.migrate(bench.to_list(done), MigrateMode.ASYNC)
+    finally:
+        for page in done:
+            page.flags &= ~WRITEBACK
+    if rc != len(done):
+        raise CheckFailed("MIG-8", f"with every page under writeback an ASYNC migration "
+                          f"returned {rc_name(rc)}; expected {len(done)} failed")
+    if bench.spy.count("migratepage"):
+        raise CheckFailed("MIG-8", "migratepage was called for a page under writeback in "
+                          "ASYNC mode")
+    _fates(bench, done, before)
+    bench.verify_objects("PUT-2", "after a failed migration and putback")
+    bench.check_owned_pages("PUT-2", "after a failed migration and putback")
+    again, _ = bench.isolate_all()
+    if bench.migrate(bench.to_list(again)) and not ctx.caps.may_fail_migration:
+        raise CheckFailed("PUT-2", "pages put back after a failure could not be migrated")
+    bench.verify_objects("PUT-2", "after a failure, putback and a later migration")
+
+
+@check("PUT-3/driver-failure",
+       "a mapped object fails migration for good; each page migrated or put back, once",
+       rules=("MIG-8", "PUT-2"), needs=("knob:map",))
+def driver_failure(ctx: Context) -> None:
+    bench = ctx.bench()
+    done = bench.isolate_populated(ctx.size(4, 2))
+    handles = list(bench.objects)[::2]
+    for h in handles:
+        bench.call("map", h)
+    bench.spy.reset()
+    before = {p: 0 for p in done}
+    try:
+        rc = bench.migrate(bench.to_list(done), MigrateMode.SYNC)
+    finally:
+        for h in handles:
+            bench.call("unmap", h)
+    _fates(bench, done, before)
+    if rc < 0:
+        raise CheckFailed("MIG-9", f"migrate_pages returned {rc_name(rc)}")
+    bench.verify_objects("PUT-2", "after failed migrations and putback")
+    bench.check_owned_pages("PUT-2", "after failed migrations and putback")

@@ -1,0 +1,103 @@
+"""`mmplug check-driver DRIVER`: run the conformance suite and print one line per check.
+
+Exit codes: 0 every check passed (warnings allowed), 1 a check failed, 2 usage
+error, 3 internal error, 4 the driver could not be loaded or validated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import PluginError, UsageError
+from .model import FAIL, WARN, CheckResult, Report
+from .runner import InternalError, run_suite
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_PLUGIN = 0, 1, 2, 3, 4
+
+
+def render_result(result: CheckResult, rule: str | None = None) -> list[str]:
+    """The line of one check and, for a FAIL or a warning, what it found."""
+    shown = rule or result.check.split("/", 1)[0]
+    lines = [f"test {shown} {result.title}: {result.verdict}"]
+    if result.verdict == FAIL:
+        where = ", ".join(x for x in (f"driver {result.driver}" if result.driver else "",
+                                      f"callback {result.hook}" if result.hook else "") if x)
+        head, *rest = result.message.splitlines() or [""]
+        lines.append(f"    {result.rule}: {head}" + (f" ({where})" if where else ""))
+        lines += [f"    {line}" for line in rest]
+        if result.page:
+            lines.append(f"    page: {result.page}")
+        lines.append(f"    reproduce: {result.repro}")
+    elif result.verdict == WARN:
+        lines.append(f"    {result.message}")
+    return lines
+
+
+def render_totals(report: Report) -> str:
+    t = report.totals
+    return (f"Total for {report.driver}: {t['total']}, Succeeded: {t['succeeded']}, "
+            f"Failed: {t['failed']}, Warnings: {t['warnings']}")
+
+
+def check_driver(
+    driver: Annotated[str, typer.Argument(
+        help="Entry-point name, dotted module path or .py file of the driver.")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice.")] = 0,
+    select: Annotated[Optional[list[str]], typer.Option(
+        "--select", "-k", metavar="RULE",
+        help="Run only checks of this rule id or prefix (ISO, MIG-7, ISO-4/lru-untouched); "
+             "repeatable.")] = None,
+    exit_first: Annotated[bool, typer.Option(
+        "--exit-first", "-x", help="Stop after the first failed check.")] = False,
+    max_examples: Annotated[Optional[int], typer.Option(
+        "--max-examples", min=1, help="Random sequences the stateful fuzzing tries.")] = None,
+    races: Annotated[bool, typer.Option(
+        "--races/--no-races", help="Run the race checks on several simulated CPUs.")] = True,
+    replay: Annotated[Optional[str], typer.Option(
+        "--replay", metavar="SCHEDULE",
+        help="Replay one race interleaving (SCENARIO@SCHEDULE, as a failure prints it).")] = None,
+    scenario: Annotated[Optional[str], typer.Option(
+        "--scenario", metavar="NAME",
+        help="The race scenario --replay replays (same as --replay NAME@SCHEDULE).")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Smaller populations and fewer random sequences (a few seconds).")]
+        = False,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE",
+        help="Also write a JSON report to FILE ('-': print only the JSON).")] = None,
+) -> None:
+    """Check a driver against the VM <-> driver contract, rule by rule."""
+    to_stdout = json_out == "-"
+    if scenario is not None:
+        if not replay:
+            raise UsageError("--scenario needs --replay SCHEDULE")
+        replay = f"{scenario}@{replay}"
+
+    def show(result: CheckResult) -> None:
+        if not to_stdout:
+            for line in render_result(result):
+                typer.echo(line)
+
+    try:
+        report = run_suite(driver, seed=seed, select=tuple(select or ()), quick=quick,
+                           races=races, max_examples=max_examples, replay=replay,
+                           exit_first=exit_first, on_result=show)
+    except (UsageError, PluginError):
+        raise  # cli.main() prints one line: exit 2 / exit 4
+    except InternalError as exc:
+        typer.echo(f"mmplug: internal error: {exc}", err=True)
+        raise SystemExit(EXIT_INTERNAL)
+    if to_stdout:
+        typer.echo(report.to_json())
+    else:
+        typer.echo(render_totals(report))
+        if json_out:
+            try:
+                Path(json_out).write_text(report.to_json() + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write {json_out}: {exc.strerror}") from None
+    # SystemExit, not typer.Exit: the code must survive click's non-standalone mode.
+    raise SystemExit(EXIT_OK if report.passed else EXIT_FAILED)

@@ -1,0 +1,236 @@
+"""Running the suite: load the driver, run each selected check, turn what happened into verdicts.
+
+A check's outcome is decided here, in one place:
+- it returned: OK (with a warning from the VM that is not the driver's fault: "warn");
+- NotSupported, or a capability/knob it needs is not declared: "OK (not supported)";
+- CheckFailed or a ContractViolation/DriverError from the core: FAIL, with the
+  rule, the driver, the callback and the page the error names;
+- a WARN_ON_ONCE only a driver can trigger (ISO-3, MIG-6): FAIL;
+- a Deadlock on one CPU: FAIL (a lock taken twice, LCK-3);
+- anything else raised from the driver's own code: FAIL (API-1); raised from
+  mmplug itself: an InternalError (exit 3), since the suite must not guess.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+import traceback
+from typing import Any, Callable, Iterable
+
+from .. import __version__
+from ..errors import ContractViolation, Deadlock, MmplugError, UsageError
+from ..plugins import LoadedDriver, PluginHost
+from .checks import all_checks
+from .harness import DRIVER_WARNINGS, CheckFailed, NotSupported
+from .model import FAIL, NOT_SUPPORTED, OK, WARN, CheckResult, CheckSpec, Report
+from .registry import Check, Context
+
+
+class InternalError(MmplugError):
+    """The suite itself failed (a bug in mmplug, not in the driver): exit code 3."""
+
+
+def list_checks() -> list[CheckSpec]:
+    """Every check of the suite, in run order: id, rules, title, needs, kind."""
+    return [c.spec for c in all_checks()]
+
+
+def select_checks(select: Iterable[str] = (), *, races: bool = True) -> list[Check]:
+    """The checks `--select` patterns (rule ids, prefixes, check ids) pick; all if none."""
+    patterns = [p for item in select for p in item.split(",") if p.strip()]
+    checks = all_checks()
+    if not races:
+        checks = [c for c in checks if c.spec.kind != "races"]
+    if not patterns:
+        return checks
+    chosen = [c for c in checks if any(c.spec.matches(p) for p in patterns)]
+    if not chosen:
+        raise UsageError(f"--select {' '.join(patterns)} matches no check; rules and checks "
+                         f"are e.g. {', '.join(sorted({c.spec.rule for c in checks}))}")
+    return chosen
+
+
+def load_driver(driver: str, host: PluginHost | None = None) -> tuple[PluginHost, LoadedDriver]:
+    """The driver by entry-point name, module path or .py file (UsageError / PluginError)."""
+    host = host if host is not None else PluginHost()
+    loaded = host.get(driver)
+    return host, loaded
+
+
+def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: bool = False,
+              races: bool = True, max_examples: int | None = None, replay: str | None = None,
+              exit_first: bool = False, host: PluginHost | None = None,
+              on_result: Callable[[CheckResult], Any] | None = None) -> Report:
+    """Run the conformance suite on `driver` and return the Report.
+
+    `driver` is an entry-point name, a dotted module path or a .py file.
+    `select` keeps the checks matching any of the rule ids / prefixes / check
+    ids; `quick` runs smaller populations and fewer examples; `races` includes
+    the multi-CPU checks; `max_examples` bounds the stateful fuzzing;
+    `replay` ("SCENARIO@SCHEDULE") replays one race interleaving; `exit_first`
+    stops after the first FAIL; `on_result` is called with each CheckResult as
+    soon as it is known.  Raises UsageError (bad selection, unknown driver),
+    PluginError (the driver does not load or validate) or InternalError.
+    """
+    if replay:
+        races = True
+    checks = select_checks(select, races=races)
+    if replay and not any(c.spec.kind == "races" for c in checks):
+        checks = checks + [c for c in all_checks() if c.spec.kind == "races"]
+    host, loaded = load_driver(driver, host)
+    info = loaded.info
+    report = Report(driver=info.name, driver_version=info.version, mmplug_version=__version__,
+                    seed=seed)
+    start = time.perf_counter()
+    for chk in checks:
+        ctx = Context(loaded=loaded, host=host, seed=seed, check_id=chk.spec.id, quick=quick,
+                      max_examples=max_examples, replay=replay, driver_spec=driver)
+        result = run_check(chk, ctx)
+        report.results.append(result)
+        if on_result is not None:
+            on_result(result)
+        if exit_first and result.failed:
+            break
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def run_check(chk: Check, ctx: Context) -> CheckResult:
+    """One check, its outcome turned into a CheckResult (see the module docstring)."""
+    spec = chk.spec
+    t0 = time.perf_counter()
+    base = dict(check=spec.id, title=spec.title, driver=ctx.loaded.info.name)
+    missing = _missing_needs(spec, ctx.loaded)
+    if missing:
+        return CheckResult(rule=spec.rule, verdict=NOT_SUPPORTED,
+                           message=f"needs {missing}", **base)
+    note = ""
+    try:
+        note = chk.fn(ctx) or ""
+        for bench in ctx.benches:
+            bench.check_warnings()
+    except NotSupported as exc:
+        return CheckResult(rule=spec.rule, verdict=NOT_SUPPORTED, message=str(exc),
+                           seconds=time.perf_counter() - t0, **base)
+    except CheckFailed as exc:
+        return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
+                     getattr(exc, "recipe", None))
+    except ContractViolation as exc:
+        return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
+                     getattr(exc, "recipe", None), driver=exc.driver)
+    except Deadlock as exc:
+        return _fail(ctx, spec, "LCK-3", f"deadlock: {exc}", None, None, t0, base,
+                     getattr(exc, "recipe", None))
+    except (KeyboardInterrupt, SystemExit, UsageError):
+        raise
+    except BaseException as exc:
+        corrupt = _corrupted_page(ctx)
+        if corrupt is not None:
+            page, what = corrupt
+            return _fail(ctx, spec, "FLG-1", f"the driver corrupted struct page ({what}); the VM "
+                         f"failed on it with {type(exc).__name__}: {exc}", page, None, t0, base,
+                         None)
+        if _raised_by_driver(exc, ctx.loaded):
+            return _fail(ctx, spec, "API-1", f"driver code raised {type(exc).__name__}: {exc}",
+                         None, _driver_frame(exc, ctx.loaded), t0, base,
+                         getattr(exc, "recipe", None))
+        if os.environ.get("MMPLUG_DEBUG"):
+            raise
+        where = traceback.extract_tb(exc.__traceback__)[-1:] or [None]
+        loc = f" at {where[0].filename}:{where[0].lineno}" if where[0] else ""
+        raise InternalError(f"check {spec.id} crashed: {type(exc).__name__}: {exc}{loc}") \
+            from exc
+    verdict, message = OK, note
+    warned = [w for b in ctx.benches for w in b.vm.warnings if w.rule not in DRIVER_WARNINGS]
+    warned += ctx.warnings
+    if warned:
+        verdict = WARN
+        message = "; ".join(w.render() if hasattr(w, "render") else str(w) for w in warned)
+    return CheckResult(rule=spec.rule, verdict=verdict, message=message,
+                       repro=_repro(ctx) if verdict == WARN else "",
+                       seconds=time.perf_counter() - t0, **base)
+
+
+def _fail(ctx: Context, spec: CheckSpec, rule: str, message: str, page: str | None,
+          hook: str | None, t0: float, base: dict, recipe: list[str] | None,
+          driver: str | None = None) -> CheckResult:
+    if recipe:
+        message = message + "\nshortest failing sequence:\n" + "\n".join(
+            "  " + line for line in recipe)
+    base = dict(base)
+    if driver:
+        base["driver"] = driver
+    return CheckResult(rule=rule, verdict=FAIL, message=message, page=page, hook=hook,
+                       repro=_repro(ctx), seconds=time.perf_counter() - t0, **base)
+
+
+def _repro(ctx: Context) -> str:
+    words = ["mmplug", "check-driver", shlex.quote(ctx.driver_spec or ctx.loaded.name),
+             "--seed", str(ctx.seed), "-k", ctx.check_id]
+    if ctx.quick:
+        words.append("--quick")
+    if ctx.max_examples is not None:
+        words += ["--max-examples", str(ctx.max_examples)]
+    cmd = " ".join(words)
+    return f"{cmd} {ctx.repro_extra}".strip()
+
+
+def _missing_needs(spec: CheckSpec, loaded: LoadedDriver) -> str:
+    """"" if the driver declares what the check needs, else what is missing."""
+    caps = loaded.info.capabilities
+    missing = []
+    for need in spec.needs:
+        if need.startswith("knob:"):
+            options = need[5:].split("|")
+            if not any(k in caps.knobs for k in options):
+                missing.append(" or ".join(f"the {k!r} knob" for k in options))
+        elif not getattr(caps, need, False):
+            missing.append(f"capability {need}")
+    return ", ".join(missing)
+
+
+def _driver_files(loaded: LoadedDriver) -> set[str]:
+    files = set()
+    plugin = loaded.plugin
+    mod_file = getattr(plugin, "__file__", None)
+    if mod_file:
+        files.add(os.path.realpath(mod_file))
+        pkg_dir = os.path.dirname(os.path.realpath(mod_file))
+        if os.path.basename(mod_file) == "__init__.py":
+            files.add(pkg_dir)
+    return files
+
+
+def _in_driver(filename: str, files: set[str]) -> bool:
+    real = os.path.realpath(filename)
+    return any(real == f or real.startswith(f + os.sep) for f in files)
+
+
+def _raised_by_driver(exc: BaseException, loaded: LoadedDriver) -> bool:
+    files = _driver_files(loaded)
+    if not files:
+        return False
+    tb = traceback.extract_tb(exc.__traceback__)
+    return bool(tb) and _in_driver(tb[-1].filename, files)
+
+
+def _driver_frame(exc: BaseException, loaded: LoadedDriver) -> str | None:
+    files = _driver_files(loaded)
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if _in_driver(frame.filename, files):
+            return frame.name
+    return None
+
+
+def _corrupted_page(ctx: Context) -> tuple[str, str] | None:
+    """A struct page whose fields no longer have their types: the driver wrote garbage."""
+    for bench in ctx.benches:
+        for page in bench.vm.zone.pages:
+            for name, value in (("flags", page.flags), ("refcount", page._refcount),
+                                ("mapping", page.mapping)):
+                if type(value) is not int:
+                    return (f"pfn {page.pfn:#x} {name} {value!r}",
+                            f"page->{name} is a {type(value).__name__}")
+    return None
