@@ -261,6 +261,20 @@ def putback_movable_page(vm: "VM", page: Page, mapping: "AddressSpace | None" = 
         vm.on_putback(page=page, mapping=mapping)
 
 
+def _give_back(vm: "VM", page: Page) -> None:
+    """Under the page lock: to the driver if it still has the page, else finish the release;
+    then drop the isolation reference (the tail of putback_movable_pages and unmap_and_move)."""
+    sync = vm.sync
+    sync.lock_page(page)
+    mapping = movable_mapping(page)
+    if mapping is not None:
+        putback_movable_page(vm, page, mapping)
+    else:
+        _released(vm, page)
+    sync.unlock_page(page)
+    sync.put_page(page)
+
+
 def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
     """putback_movable_pages() (mm/migrate.c): give every page left on the list back (PUT-1).
 
@@ -276,14 +290,7 @@ def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
             if not page.flags & ISOLATED:
                 raise ContractViolation("PUT-1", "a movable page on a migration list is not "
                                         "PG_isolated", page=page)
-            sync.lock_page(page)
-            mapping = movable_mapping(page)
-            if mapping is not None:
-                putback_movable_page(vm, page, mapping)
-            else:
-                _released(vm, page)
-            sync.unlock_page(page)
-            sync.put_page(page)
+            _give_back(vm, page)
         else:
             vm.zone.nr_isolated_lru -= 1
             putback_lru_page(vm, page)
@@ -433,14 +440,7 @@ def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage 
         if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
             putback_lru_page(vm, page)
         else:
-            sync.lock_page(page)
-            mapping = movable_mapping(page)
-            if mapping is not None:
-                putback_movable_page(vm, page, mapping)
-            else:
-                _released(vm, page)
-            sync.unlock_page(page)
-            sync.put_page(page)
+            _give_back(vm, page)
     _put_new(vm, put_new_page, newpage, private)                # put_new
     return rc
 

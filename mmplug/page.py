@@ -152,6 +152,11 @@ def page_mapping(page: Page) -> AddressSpace | None:
     word = page.mapping
     if word & PAGE_MAPPING_ANON:
         return None
+    return _space_of(page, word)
+
+
+def _space_of(page: Page, word: int) -> AddressSpace | None:
+    """The address space a mapping word points at; a word pointing nowhere is FLG-1."""
     base = word & ~PAGE_MAPPING_FLAGS
     if not base:
         return None
@@ -180,13 +185,9 @@ def movable_mapping(page: Page) -> AddressSpace | None:
     word = page.mapping
     if word & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE or flags & (SLAB | TAIL):
         return None
-    base = word & ~PAGE_MAPPING_FLAGS
-    if not base:
-        return None
-    space = page.zone.mappings.get(base)
+    space = _space_of(page, word)
     if space is None:
-        raise ContractViolation("FLG-1", f"mapping word {word:#x} points at no address space",
-                                page=page)
+        return None
     ops = space.a_ops
     return space if ops is not None and ops.isolate_page is not None else None
 
