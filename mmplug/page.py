@@ -185,9 +185,10 @@ def movable_mapping(page: Page) -> AddressSpace | None:
     word = page.mapping
     if word & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE or flags & (SLAB | TAIL):
         return None
-    space = _space_of(page, word)
+    # the hot path: one dict probe, _space_of only to tell "released" from a bad word
+    space = page.zone.mappings.get(word - PAGE_MAPPING_MOVABLE)
     if space is None:
-        return None
+        return _space_of(page, word)
     ops = space.a_ops
     return space if ops is not None and ops.isolate_page is not None else None
 
