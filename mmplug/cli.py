@@ -86,12 +86,20 @@ def plugins(
 
 
 # --- subcommands of other modules (one line each) ------------------------------------
+from .compare.cli import compare as _compare  # noqa: E402
+app.command("compare")(_compare)
+from .authoring.command import explain, new_driver  # noqa: E402
+app.command("new-driver")(new_driver); app.command("explain")(explain)  # noqa: E702
+from .conformance.command import check_driver  # noqa: E402
+app.command("check-driver")(check_driver)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning expected errors into one line."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)  # a command's typer.Exit(code), returned in this mode
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (UsageError,) as exc:
