@@ -1,0 +1,5 @@
+"""`python -m mmplug`: the same as the `mmplug` command."""
+
+from .cli import main
+
+main()
