@@ -250,14 +250,22 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
                 low_pfn = next_skip_pfn - 1
                 next_skip_pfn += 1 << cc.order
         low_pfn += 1
-    if low_pfn > end_pfn:
-        low_pfn = end_pfn
-    if low_pfn == end_pfn:
-        update_pageblock_skip(cc, valid_page, nr_isolated, True)
+    low_pfn = _end_of_block_scan(vm, cc, low_pfn, end_pfn, valid_page, nr_isolated, True)
     cc.total_migrate_scanned += nr_scanned
+    return low_pfn
+
+
+def _end_of_block_scan(vm: "VM", cc: CompactControl, pfn: int, end_pfn: int,
+                       valid_page: Page | None, nr_isolated: int, migrate_scanner: bool) -> int:
+    """What both scanners do after a block: clamp the pfn a free block's order may have
+    carried past the end, set the skip bit of a block scanned in vain, count isolations."""
+    if pfn > end_pfn:
+        pfn = end_pfn
+    if pfn == end_pfn:
+        update_pageblock_skip(cc, valid_page, nr_isolated, migrate_scanner)
     if nr_isolated:
         vm.vmstat.events["compact_isolated"] += nr_isolated
-    return low_pfn
+    return pfn
 
 
 def suitable_migration_source(cc: CompactControl, pfn: int) -> bool:
@@ -337,13 +345,8 @@ def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pf
             blockpfn += isolated
             break
         blockpfn += isolated
-    if blockpfn > end_pfn:
-        blockpfn = end_pfn
-    if blockpfn == end_pfn:
-        update_pageblock_skip(cc, valid_page, total_isolated, False)
+    blockpfn = _end_of_block_scan(vm, cc, blockpfn, end_pfn, valid_page, total_isolated, False)
     cc.total_free_scanned += nr_scanned
-    if total_isolated:
-        vm.vmstat.events["compact_isolated"] += total_isolated
     return blockpfn
 
 
