@@ -76,10 +76,17 @@ def check_driver(
             raise UsageError("--scenario needs --replay SCHEDULE")
         replay = f"{scenario}@{replay}"
 
+    header = []
+
     def show(result: CheckResult) -> None:
-        if not to_stdout:
-            for line in render_result(result):
-                typer.echo(line)
+        if to_stdout:
+            return
+        if not header:
+            # the seed of every random choice, printed before the first check
+            header.append(f"check-driver {result.driver}: seed {seed}")
+            typer.echo(header[0])
+        for line in render_result(result):
+            typer.echo(line)
 
     try:
         report = run_suite(driver, seed=seed, select=tuple(select or ()), quick=quick,
