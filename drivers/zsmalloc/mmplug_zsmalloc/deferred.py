@@ -132,7 +132,7 @@ def async_free_zspage(pool: "ZsPool") -> None:
     for cls in distinct_classes(pool.size_class):
         with cls.lock:
             empties = cls.fullness_list[Fullness.ZS_EMPTY]
-            for zspage in empties:
+            for zspage in list(empties):
                 zspage.list = "deferred"
             free_pages.extend(empties)
             # list_splice_init(); the model keeps the per-group count exact.

@@ -111,6 +111,59 @@ def get_pages_per_zspage(class_size: int, page_size: int) -> int:
     return best
 
 
+
+class ZspageList:
+    """One fullness list (a list_head): the kernel adds at the head or second and
+    deletes from anywhere in O(1); so does this, linked through two dicts."""
+
+    __slots__ = ("_next", "_prev")
+
+    def __init__(self) -> None:
+        self._next: dict[Any, Any] = {self: self}
+        self._prev: dict[Any, Any] = {self: self}
+
+    def _add_after(self, at: Any, zspage: Any) -> None:
+        after = self._next[at]
+        self._next[at] = zspage
+        self._prev[zspage] = at
+        self._next[zspage] = after
+        self._prev[after] = zspage
+
+    def insert(self, index: int, zspage: Any) -> None:
+        """list_add() (index 0) or list_add() after the head (index 1)."""
+        if index not in (0, 1) or (index == 1 and not self):
+            raise IndexError("a fullness list takes a zspage first or second")
+        self._add_after(self if index == 0 else self._next[self], zspage)
+
+    def remove(self, zspage: Any) -> None:
+        """list_del()."""
+        before = self._prev.pop(zspage)
+        after = self._next.pop(zspage)
+        self._next[before] = after
+        self._prev[after] = before
+
+    def clear(self) -> None:
+        self._next = {self: self}
+        self._prev = {self: self}
+
+    def __getitem__(self, index: int) -> Any:
+        if index != 0 or not self:
+            raise IndexError("only the head of a fullness list is looked at")
+        return self._next[self]
+
+    def __iter__(self):
+        node = self._next[self]
+        while node is not self:
+            nxt = self._next[node]
+            yield node
+            node = nxt
+
+    def __len__(self) -> int:
+        return len(self._next) - 1
+
+    def __bool__(self) -> bool:
+        return len(self._next) > 1
+
 @define(slots=True, eq=False, repr=False)
 class SizeClass:
     """struct size_class: fixed-size objects, zspages kept in fullness lists.
@@ -124,8 +177,8 @@ class SizeClass:
     pages_per_zspage: int
     objs_per_zspage: int
     lock: Any
-    fullness_list: list[list["Zspage"]] = field(
-        factory=lambda: [[] for _ in range(NR_ZS_FULLNESS)])
+    fullness_list: list["ZspageList"] = field(
+        factory=lambda: [ZspageList() for _ in range(NR_ZS_FULLNESS)])
     stats: list[int] = field(factory=lambda: [0] * NR_ZS_STAT_TYPE)
 
     @property

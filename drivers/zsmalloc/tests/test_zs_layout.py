@@ -155,7 +155,7 @@ def test_fullness_groups_and_list_order(make_pool, steps):
     a, b, c = Fake(5), Fake(3), Fake(9)
     for z in (a, b, c):
         cls.insert_zspage(z, Fullness.ZS_ALMOST_FULL)
-    assert cls.fullness_list[Fullness.ZS_ALMOST_FULL] == [c, a, b]
+    assert list(cls.fullness_list[Fullness.ZS_ALMOST_FULL]) == [c, a, b]
 
 
 def test_zs_compact_frees_exactly_what_zs_can_compact_predicts(make_pool, steps):
