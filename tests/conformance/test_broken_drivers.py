@@ -3,6 +3,7 @@ and pass the correct driver it was copied from."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,18 @@ def test_every_broken_driver_has_an_expectation() -> None:
     assert len(EXPECTED) >= 15
     groups = {rule.split("-")[0] for rule in EXPECTED.values()}
     assert {"FLG", "ISO", "MIG", "PUT", "REL"} <= groups
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_driver_is_simplepool_plus_one_mistake(name: str) -> None:
+    """Each copy stays the reference driver but for its header and its marked mistake,
+    so a change to simplepool cannot leave the broken drivers testing an older driver."""
+    ref = SIMPLEPOOL.read_text().splitlines()
+    got = (BROKEN / f"{name}.py").read_text().splitlines()
+    changed = [line for line in difflib.unified_diff(ref, got, lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert len(changed) <= 30, "\n".join(changed)
+    assert any("the mistake" in line for line in changed if line.startswith("+"))
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) - {"hangs"}))

@@ -17,16 +17,17 @@ SLOTS = 4
 class PoolPage:
     """The pool's bookkeeping of one page."""
 
-    __slots__ = ("page", "slots", "isolated", "pinned")
+    __slots__ = ("page", "slots", "nused", "isolated", "pinned")
 
     def __init__(self, page):
         self.page = page
         self.slots = [None] * SLOTS      # handle or None
+        self.nused = 0
         self.isolated = False
         self.pinned = 0
 
     def used(self):
-        return sum(h is not None for h in self.slots)
+        return self.nused
 
 
 class Pool:
@@ -35,7 +36,7 @@ class Pool:
         self.mapping = mapping
         self.lock = spinlock(vm, "simplepool.lock")
         self.slot_size = vm.zone.page_size // SLOTS
-        self.states: set[PoolPage] = set()
+        self.states: dict[PoolPage, None] = {}  # ordered: runs repeat exactly
         # pages with a free slot that are not isolated, most recently used last
         self.partial: dict[PoolPage, None] = {}
         self.handles: dict[int, tuple[PoolPage, int, int]] = {}
@@ -59,7 +60,7 @@ class Pool:
         page.private = st
         unlock_page(page)
         with self.lock:
-            self.states.add(st)
+            self.states[st] = None
             self.partial[st] = None
             return self._place(st, data)
 
@@ -68,7 +69,8 @@ class Pool:
         handle = self.next_handle
         self.next_handle += 1
         st.slots[slot] = handle
-        if st.used() == SLOTS:
+        st.nused += 1
+        if st.nused == SLOTS:
             del self.partial[st]
         off = slot * self.slot_size
         page_address(st.page)[off:off + len(data)] = data
@@ -85,11 +87,12 @@ class Pool:
         with self.lock:
             st, slot, _ = self.handles.pop(handle)
             st.slots[slot] = None
-            if st.used() or st.pinned:
+            st.nused -= 1
+            if st.nused or st.pinned:
                 if not st.isolated:
                     self.partial[st] = None
                 return
-            self.states.discard(st)
+            self.states.pop(st, None)
             self.partial.pop(st, None)
         # Release the empty page (REL-1): under its lock, which a migration may hold.
         while True:

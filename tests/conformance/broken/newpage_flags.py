@@ -17,16 +17,17 @@ SLOTS = 4
 class PoolPage:
     """The pool's bookkeeping of one page."""
 
-    __slots__ = ("page", "slots", "isolated", "pinned")
+    __slots__ = ("page", "slots", "nused", "isolated", "pinned")
 
     def __init__(self, page):
         self.page = page
         self.slots = [None] * SLOTS      # handle or None
+        self.nused = 0
         self.isolated = False
         self.pinned = 0
 
     def used(self):
-        return sum(h is not None for h in self.slots)
+        return self.nused
 
 
 class Pool:
@@ -68,7 +69,8 @@ class Pool:
         handle = self.next_handle
         self.next_handle += 1
         st.slots[slot] = handle
-        if st.used() == SLOTS:
+        st.nused += 1
+        if st.nused == SLOTS:
             del self.partial[st]
         off = slot * self.slot_size
         page_address(st.page)[off:off + len(data)] = data
@@ -85,7 +87,8 @@ class Pool:
         with self.lock:
             st, slot, _ = self.handles.pop(handle)
             st.slots[slot] = None
-            if st.used() or st.pinned:
+            st.nused -= 1
+            if st.nused or st.pinned:
                 if not st.isolated:
                     self.partial[st] = None
                 return
@@ -154,13 +157,13 @@ def migratepage(mapping, newpage, page, mode):
         set_page_movable(newpage, mapping)
         get_page(newpage)
         newpage.private = st
+        newpage.flags |= 1 << 5  # the mistake: PG_lru belongs to LRU pages
         st.page = newpage
         st.isolated = False
         if st.used() < SLOTS:
             pool.partial[st] = None
         clear_page_movable(page)
         page.private = 0
-        newpage.flags |= 1 << 5  # the mistake: PG_lru belongs to LRU pages
     put_page(page)
     return MIGRATEPAGE_SUCCESS
 
