@@ -1,9 +1,11 @@
 """The generated driver project, installed into a fresh virtual environment, passes the suite.
 
-Offline and quick: the venv sees the system site-packages (mmplug, pytest,
-setuptools, wheel), and the project is installed editable without
-dependencies, build isolation or an index.  The console script `mmplug`
-lives in the system's bin, not the venv's, so the venv's python runs the CLI
+Offline and quick: the inner venv sees the packages of the environment that
+runs these tests (mmplug, pytest, setuptools, wheel) through a `.pth` file,
+and the project is installed editable without dependencies, build isolation
+or an index.  `--system-site-packages` would not do: when the tests run in a
+venv, it shows the base interpreter's packages, not the venv's.  The console
+script `mmplug` is not in the inner venv's bin, so its python runs the CLI
 module itself.
 """
 
@@ -12,8 +14,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import site
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -53,13 +57,30 @@ def venv_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("generated")
     project = write_project(NAME, root / "mmplug-venvpool").directory
     venv = root / "venv"
-    made = run([sys.executable, "-m", "venv", "--system-site-packages", venv], cwd=root)
+    made = run([sys.executable, "-m", "venv", venv], cwd=root)
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
+    _see_this_environment(python)
     installed = run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
                      "--no-index", "-e", project], cwd=root)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return python, project
+
+
+def _see_this_environment(python: Path) -> None:
+    """Let the venv of `python` import what this environment has, editable installs included.
+
+    `site.addsitedir` on each of this environment's site directories runs their
+    `.pth` files too, which is how editable installs (mmplug's, the drivers')
+    are found.
+    """
+    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True)
+    inner = Path(out.stdout.strip())
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+                          *site.getsitepackages()])
+    lines = [f"import site; site.addsitedir({d!r})" for d in ours if Path(d).is_dir()]
+    (inner / "_mmplug_outer_env.pth").write_text("\n".join(lines) + "\n")
 
 
 def test_the_installed_driver_is_found_through_its_entry_point(venv_project):
