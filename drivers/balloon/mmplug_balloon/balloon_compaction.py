@@ -140,11 +140,13 @@ def balloon_page_insert(b_dev_info: BalloonDevInfo, page: Page) -> None:
     """balloon_page_insert(): movable, private = device, on the list (DRV-B1).
 
     Caller holds the page lock and pages_lock.  __SetPageBalloon (a page type
-    kept in _mapcount, read only by /proc/kpageflags) is not modelled.
+    kept in _mapcount, read only by /proc/kpageflags) is not modelled.  Without
+    CONFIG_BALLOON_COMPACTION the header's other variant only lists the page:
+    nothing reads page->private then, so it is left alone.
     """
     if b_dev_info.compaction:
         set_page_movable(page, b_dev_info.mapping)
-    page.private = b_dev_info
+        page.private = b_dev_info
     b_dev_info.pages.add(page)
 
 
@@ -153,7 +155,7 @@ def balloon_page_delete(b_dev_info: BalloonDevInfo, page: Page) -> None:
 
     An isolated page's lru belongs to the VM (ISO-4, REL-2): it is left alone
     and the VM finishes the page when it next looks at it.  Caller holds the
-    page lock and pages_lock.
+    page lock and pages_lock.  Without CONFIG_BALLOON_COMPACTION: list_del only.
     """
     if b_dev_info.compaction:
         clear_page_movable(page)
@@ -161,7 +163,6 @@ def balloon_page_delete(b_dev_info: BalloonDevInfo, page: Page) -> None:
         if not page_isolated(page):
             b_dev_info.pages.delete(page)
     else:
-        page.private = 0
         b_dev_info.pages.delete(page)
 
 

@@ -111,6 +111,10 @@ class VirtioBalloon:
 
         Pages are allocated before the mutex is taken: allocation may enter
         direct compaction, which may migrate balloon pages, which needs the mutex.
+        They wait on a local list through balloon_page_push() (list_add) and
+        leave it through balloon_page_pop() (the head), so the last page
+        allocated is enqueued, and announced, first; the first one allocated
+        ends up at the head of the balloon list and is the first to deflate.
         """
         num = min(num, ARRAY_PFNS_MAX)
         new_pages = []
@@ -122,7 +126,7 @@ class VirtioBalloon:
         handles = []
         with self.balloon_lock:
             self.num_pfns = 0
-            for page in new_pages:
+            for page in reversed(new_pages):
                 handles.append(self._new_handle(page))
                 balloon_page_enqueue(self.vb_dev_info, page)
                 self._set_pfns(page)
@@ -135,7 +139,9 @@ class VirtioBalloon:
         """leak_balloon(): deflate by up to `num` pages (one message); returns how many.
 
         The host hears of the pages before the guest reuses them
-        (VIRTIO_BALLOON_F_MUST_TELL_HOST order).
+        (VIRTIO_BALLOON_F_MUST_TELL_HOST order).  Dequeued pages are collected
+        with list_add() and released from the head, so they go back to the
+        allocator in the reverse of the order they were dequeued in.
         """
         num = min(num, ARRAY_PFNS_MAX)
         released = []
@@ -152,6 +158,7 @@ class VirtioBalloon:
             freed = self.num_pfns
             if freed:
                 self._tell_host(DEFLATE)
+            released.reverse()
             self._release_pages_balloon(released)
         return freed
 
@@ -336,11 +343,12 @@ class VirtioBalloon:
         if listed - owned:
             problems.append(f"DRV-B1: {len(listed - owned)} listed page(s) have no handle")
         for page in sorted(listed, key=lambda p: p.pfn):
-            if page.private is not dev:
-                problems.append(f"DRV-B1: listed pfn {page.pfn:#x} has private {page.private!r}")
             if page.lru is not dev.pages:
                 problems.append(f"DRV-B1: listed pfn {page.pfn:#x} has lru {page.lru!r}")
             if self.compaction:
+                if page.private is not dev:
+                    problems.append(f"DRV-B1: listed pfn {page.pfn:#x} has private "
+                                    f"{page.private!r}")
                 if not has_movable_tag(page) or page_mapping(page) is not self.mapping:
                     problems.append(f"DRV-B1: listed pfn {page.pfn:#x} is not movable with the "
                                     "balloon's mapping")

@@ -83,6 +83,48 @@ def test_drv_b1_deflate_tells_the_host_before_the_pages_are_freed(make_balloon):
     balloon.verify()
 
 
+
+def test_fill_and_leak_keep_the_kernels_list_order(make_balloon, monkeypatch):
+    """Which page is announced, dequeued and freed first (virtio_balloon.c v4.19).
+
+    fill_balloon() (drivers/virtio/virtio_balloon.c:138-186) parks the pages it
+    allocates with balloon_page_push(), a list_add() (balloon_compaction.h:216-219),
+    and takes them back with balloon_page_pop(), the head (:228-237): allocated
+    a, b, c are enqueued c, b, a, and the inflate message is (c, b, a).  Each
+    balloon_page_insert() list_add()s to b_dev_info->pages (:112-119), so from the
+    head the balloon list reads a, b, c; balloon_page_dequeue() walks it from
+    the head (mm/balloon_compaction.c:79-99), so leak_balloon() (:202-236)
+    dequeues a, b, c and tells the host (a, b, c).  It list_add()s each to its
+    local list, and release_pages_balloon() (:188-200) walks that from the head:
+    the pages go back to the allocator c, b, a.
+    """
+    import mmplug_balloon.virtio_balloon as vb
+
+    allocated, released = [], []
+
+    def recording_alloc(b_dev_info):
+        page = real_alloc(b_dev_info)
+        allocated.append(page)
+        return page
+
+    def recording_put(page):
+        released.append(page)
+        real_put(page)
+
+    real_alloc, real_put = vb.balloon_page_alloc, vb.put_page
+    monkeypatch.setattr(vb, "balloon_page_alloc", recording_alloc)
+    monkeypatch.setattr(vb, "put_page", recording_put)
+    vm, balloon = make_balloon()
+    assert balloon.inflate(3) == 3
+    a, b, c = allocated
+    assert balloon.host.log == [Notification(INFLATE, (c.pfn, b.pfn, a.pfn))]
+    assert list(balloon.vb_dev_info.pages) == [a, b, c]  # iteration starts at the head
+    assert balloon.deflate(3) == 3
+    assert balloon.host.log[-1] == Notification(DEFLATE, (a.pfn, b.pfn, c.pfn))
+    assert released == [c, b, a]
+    balloon.verify()
+
+
 # --- DRV-B2: isolate and putback ---------------------------------------------------------------
 
 def test_drv_b2_isolation_takes_the_page_off_the_list_and_counts_it(make_balloon, isolated):
@@ -338,6 +380,9 @@ def test_without_compaction_pages_are_unmovable_and_left_alone(make_balloon):
     balloon.inflate(20)
     pages = balloon.pages()
     assert not any(has_movable_tag(p) for p in pages)
+    # !CONFIG_BALLOON_COMPACTION balloon_page_insert() (balloon_compaction.h:158-163)
+    # only lists the page: page->private stays as the allocator left it.
+    assert all(p.private == 0 for p in pages)
     compact_memory(vm)
     assert balloon.pages() == pages and vm.vmstat["balloon_migrate"] == 0
     balloon.verify()
