@@ -127,17 +127,25 @@ def lock_zspage(pool: "ZsPool", zspage: Zspage) -> list["Page"]:
 
 
 def async_free_zspage(pool: "ZsPool") -> None:
-    """async_free_zspage(): free every zspage waiting in a ZS_EMPTY list."""
-    free_pages: list[Zspage] = []
+    """async_free_zspage(): free every zspage waiting in a ZS_EMPTY list.
+
+    The classes are walked upward and each ZS_EMPTY list is spliced to the
+    *head* of the private list (list_splice_init), so the frees start with
+    the largest class and, inside a class, with the zspage at its list head.
+    """
+    spliced: list[list[Zspage]] = []
     for cls in distinct_classes(pool.size_class):
         with cls.lock:
             empties = cls.fullness_list[Fullness.ZS_EMPTY]
-            for zspage in list(empties):
+            taken = list(empties)
+            for zspage in taken:
                 zspage.list = "deferred"
-            free_pages.extend(empties)
-            # list_splice_init(); the model keeps the per-group count exact.
-            cls.stats[Fullness.ZS_EMPTY] -= len(empties)
+            spliced.append(taken)
+            # The kernel leaves CLASS_EMPTY as it was (nothing reads it); the
+            # model keeps the per-group count exact for verify().
+            cls.stats[Fullness.ZS_EMPTY] -= len(taken)
             empties.clear()
+    free_pages = [zspage for taken in reversed(spliced) for zspage in taken]
     for zspage in free_pages:
         zspage.list = None
         lock_zspage(pool, zspage)

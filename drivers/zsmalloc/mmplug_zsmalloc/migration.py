@@ -1,7 +1,8 @@
 """The movable callbacks: zs_page_isolate, zs_page_migrate, zs_page_putback.
 
-mm/zsmalloc.c, v4.19, with the isolation accounting and deferred free of
-701d678599d0 (pool->isolated_pages, putback_zspage_deferred).  A zspage
+mm/zsmalloc.c, v4.19, with the deferred free of an emptied zspage after
+migration (putback_zspage_deferred, 1a87aa03597e) and the isolation
+accounting of 701d678599d0 (pool->isolated_pages).  A zspage
 counts its isolated subpages; while any is isolated the zspage is off its
 class's lists, so neither zs_malloc nor zs_compact touches it (DRV-Z2,
 DRV-Z6), and zs_free never frees it (DRV-Z5).

@@ -11,9 +11,12 @@ Bugs that fixes removed can be put back per pool, `bugs={"BUG-6"}`:
 - BUG-5: zs_destroy_pool does not wait for isolated zspages to drain
   (before 701d678599d0).
 - BUG-6: zs_page_migrate puts an emptied zspage back on ZS_EMPTY without
-  queueing the deferred free, so it stays there (before 701d678599d0).
+  queueing the deferred free, so it stays there (before 1a87aa03597e).
 - BUG-7: lock_zspage walks the subpage chain without the migrate lock
   (before 2505a981114d).
+
+The three fixes went to the stable series that carries v4.19 (4.19.y), so
+the default is v4.19 as maintained; all three bugs together give v4.19.0.
 """
 
 from __future__ import annotations
@@ -117,12 +120,15 @@ class ZsPool:
 
     # --- zspages ----------------------------------------------------------------------
     def alloc_zspage(self, cls: SizeClass) -> Zspage | None:
-        """alloc_zspage(): pages_per_zspage pages, chained and threaded with free objects."""
+        """alloc_zspage(): pages_per_zspage pages, chained and threaded with free objects.
+
+        If a page cannot be had, the ones already taken go back last first.
+        """
         pages = []
         for _ in range(cls.pages_per_zspage):
             page = alloc_page(self.vm)
             if page is None:
-                for p in pages:
+                for p in reversed(pages):
                     put_page(p)
                 return None
             pages.append(page)
