@@ -85,3 +85,63 @@ def test_alloc_zspage_gives_back_a_partial_zspage_last_page_first(make_pool, ste
     assert freed == [taken[1], taken[0]]
     assert not pool.handles and pool.pages_allocated == 0
     pool.verify()
+
+
+def _two_sparse_zspages(pool, steps, size):
+    """Two zspages of the class for `size`-byte objects, one object left in each."""
+    cls = pool.size_class[pool.layout.size_class_index(size + 8)]
+    n = cls.objs_per_zspage
+    handles = [pool.store(bytes(size)) for _ in range(n + 1)]  # one full zspage, one more
+    for h in handles[1:n]:
+        pool.free(h)
+    zspages = [steps.zspage_of(pool, h) for h in (handles[0], handles[n])]
+    assert zspages[0] is not zspages[1]
+    assert all(z.fullness == Fullness.ZS_ALMOST_EMPTY for z in zspages)
+    return cls, zspages
+
+
+def test_zs_compact_walks_the_classes_from_the_largest_down(make_pool, steps, monkeypatch):
+    """Two classes, each with two one-page zspages holding one object apiece.
+
+    zs_compact() (mm/zsmalloc.c:2264-2279) runs __zs_compact() for i from
+    ZS_SIZE_CLASSES - 1 down to 0.  In each class (:2217-2262) zs_can_compact()
+    (:2202-2215) is (2n - 2) / n = 1 page; the source's one object moves to the
+    other zspage, the source empties, putback_zspage() puts it on ZS_EMPTY and
+    free_zspage() frees it at once (no subpage lock is taken), adding
+    pages_per_zspage = 1 to pages_compacted.  Then zs_can_compact() is
+    (n - 2) / n = 0 and the class is done.  So exactly one page of the 2048-byte
+    class is freed, then one page of the 32-byte class.
+    """
+    vm, pool = make_pool()
+    small, small_zspages = _two_sparse_zspages(pool, steps, 24)      # 32-byte chunks
+    large, large_zspages = _two_sparse_zspages(pool, steps, 2040)    # 2048-byte chunks
+    assert small.pages_per_zspage == large.pages_per_zspage == 1
+    assert small.index < large.index
+    pages = {z.first_page: name for name, zs in (("small", small_zspages),
+                                                  ("large", large_zspages)) for z in zs}
+    freed = _record_frees(monkeypatch)
+    assert pool.compact() == 2
+    assert [pages[p] for p in freed] == ["large", "small"]
+    assert pool.pages_compacted == 2 and pool.pages_allocated == 2
+    pool.verify()
+
+
+def test_pages_compacted_counts_a_source_whose_free_is_deferred(make_pool, steps):
+    """__zs_compact() adds class->pages_per_zspage to pages_compacted as soon as
+    putback_zspage() says ZS_EMPTY (mm/zsmalloc.c:2249-2252), whether
+    free_zspage() (:980-993) freed the zspage or, finding a subpage locked,
+    only kicked the deferred work."""
+    vm, pool = make_pool()
+    cls, zspages = _two_sparse_zspages(pool, steps, 24)
+    locked = [z.first_page for z in zspages]
+    for page in locked:
+        assert trylock_page(page)
+    before = pool.pages_allocated
+    assert pool.compact() == 1
+    assert pool.pages_compacted == 1 and pool.pages_allocated == before
+    assert sum(z.list == Fullness.ZS_EMPTY for z in zspages) == 1
+    for page in locked:
+        unlock_page(page)
+    assert pool.run_deferred_work() == 1
+    assert pool.pages_allocated == before - 1
+    pool.verify()
