@@ -125,6 +125,22 @@ def test_fill_and_leak_keep_the_kernels_list_order(make_balloon, monkeypatch):
     balloon.verify()
 
 
+
+@pytest.mark.parametrize("compaction, migratetype", [(True, "MOVABLE"), (False, "UNMOVABLE")])
+def test_balloon_pages_are_placed_by_balloon_mapping_gfp_mask(make_balloon, compaction,
+                                                              migratetype):
+    """balloon_page_alloc() (mm/balloon_compaction.c:22-27) allocates with
+    balloon_mapping_gfp_mask(): GFP_HIGHUSER_MOVABLE with balloon compaction
+    (balloon_compaction.h:151-154), GFP_HIGHUSER without (:202-205), which on
+    x86-64 (no highmem) is an unmovable allocation.  The pages land in
+    pageblocks of that migratetype."""
+    from mmplug.constants import MigrateType
+
+    vm, balloon = make_balloon(compaction=compaction)
+    balloon.inflate(8)
+    assert {vm.zone.get_pageblock_migratetype(p.pfn) for p in balloon.pages()} == {
+        MigrateType[migratetype]}
+
 # --- DRV-B2: isolate and putback ---------------------------------------------------------------
 
 def test_drv_b2_isolation_takes_the_page_off_the_list_and_counts_it(make_balloon, isolated):
