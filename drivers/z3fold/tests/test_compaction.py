@@ -83,3 +83,34 @@ def test_verify_reports_a_broken_kref(make_pool):
     pool.header_of_handle(h).refcount += 1
     with pytest.raises(AssertionError, match="kref"):
         pool.verify()
+
+
+def test_freeing_a_moved_object_drops_the_foreign_handle_and_its_slots(make_pool, steps):
+    """compact_single_buddy() moved b into d's page, leaving b's handle in the old
+    page's slots: a foreign handle of d's page (see test_isolate.py).
+
+    z3fold_free(b) (mm/z3fold.c:1109-1182) calls free_handle() (:292-329): the
+    slot is cleared; the slots are not d's own, so d's foreign_handles drops
+    to 0; a and c already cleared the other slots, so the slots structure is
+    freed.  The free also queued compaction of d's page (:1166-1181); once it
+    has run, with no foreign handle left, the page can be isolated again
+    (z3fold_page_isolate, :1474-1479).
+    """
+    vm, pool = make_pool()
+    a, b, c = (pool.store(bytes([i]) * 900) for i in (1, 2, 3))
+    d = pool.store(b"d" * 900)
+    old_slots = pool.slots_cache.lookup(b)
+    pool.free(a)
+    pool.free(c)
+    pool.run_workqueues()
+    target = pool.header_of_handle(d)
+    assert pool.header_of_handle(b) is target and target.foreign_handles == 1
+    assert target.slots is not old_slots
+    pool.free(b)
+    assert target.foreign_handles == 0
+    assert old_slots.addr not in pool.slots_cache.live
+    pool.run_workqueues()
+    st = steps(vm)
+    assert st.isolate(target.page)
+    st.putback()
+    pool.verify()
