@@ -1,0 +1,84 @@
+"""docs/fidelity.md, section "Drivers": every row names a model function that
+exists, a status the doc defines, and a test that exists."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "fidelity.md"
+STATUSES = ("same", "approximated", "not modelled")
+MODEL_REF = re.compile(r"`([\w.]+):([\w.]+)`")
+TEST_REF = re.compile(r"`([\w./-]+\.py)::(\w+)`")
+RANGE = re.compile(r"(\d+)-(\d+)")
+
+
+def _section_rows() -> list[list[str]]:
+    text = DOC.read_text()
+    start = text.index("\n## Drivers\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end != -1 else len(text)]
+    rows = []
+    for line in section.splitlines():
+        if not line.startswith("| ") or line.startswith("|---"):
+            continue
+        # "\|" is a literal bar inside a cell
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if cells[0] in ("Kernel", "Bug"):
+            continue
+        rows.append(cells)
+    return rows
+
+
+ROWS = _section_rows()
+
+
+def _resolve(module: str, attrs: str) -> object:
+    obj: object = importlib.import_module(module)
+    for name in attrs.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+def _test_exists(path: str, name: str) -> bool:
+    file = ROOT / path
+    if not file.is_file():
+        return False
+    tree = ast.parse(file.read_text())
+    return any(isinstance(node, ast.FunctionDef) and node.name == name
+               for node in ast.walk(tree))
+
+
+def test_the_section_has_a_table_per_driver():
+    kinds = {cells[1].split(".")[0].strip("`") for cells in ROWS if cells[1].startswith("`")}
+    assert {"mmplug_balloon", "mmplug_zsmalloc", "mmplug_z3fold"} <= kinds
+    assert len(ROWS) > 100
+
+
+@pytest.mark.parametrize("cells", ROWS, ids=[c[0][:60] for c in ROWS])
+def test_row(cells):
+    assert len(cells) == 4, cells
+    if cells[0].startswith("BUG-"):
+        # the bugs an instance can put back: bug, behaviour, model, test
+        kernel, status, (model, tests) = cells[1], "same", cells[2:]
+    else:
+        kernel, model, status, tests = cells
+    for a, b in RANGE.findall(kernel):
+        assert int(a) <= int(b), kernel
+    for module, attrs in MODEL_REF.findall(model):
+        _resolve(module, attrs)
+    assert re.match(r"(same|approximated|not modelled)\b", status), status
+    if not status.startswith("same"):
+        assert ": " in status, f"{status!r} does not say how or why"
+    refs = TEST_REF.findall(tests)
+    if status.startswith("not modelled"):
+        assert tests == "—" or refs, tests
+    else:
+        assert refs, f"no test pins {kernel}"
+    for path, name in refs:
+        assert _test_exists(path, name), f"{path}::{name} does not exist"
