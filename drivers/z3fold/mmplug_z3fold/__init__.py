@@ -1,4 +1,4 @@
-"""z3fold: mm/z3fold.c (v5.3-v6.0) as an mmplug movable-page driver.
+"""z3fold: mm/z3fold.c (v6.0; migration since v5.3) as an mmplug movable-page driver.
 
 Up to three objects (FIRST, MIDDLE, LAST buddies) share a page after a
 header; larger objects get a HEADLESS page, which is never movable
