@@ -168,8 +168,8 @@ class ZspageList:
 class SizeClass:
     """struct size_class: fixed-size objects, zspages kept in fullness lists.
 
-    A fullness list is a Python list whose index 0 is the list head, so that
-    insert_zspage's "more used zspages first" ordering is kept exactly.
+    A fullness list is a ZspageList whose first entry is the list head, so
+    that insert_zspage's "more used zspages first" ordering is kept exactly.
     """
 
     size: int
