@@ -136,58 +136,55 @@ def _usage_line(command: Any, ctx: Any) -> str:
     return " ".join(pieces)
 
 
-def _widen(command: Any) -> None:
-    """Let help use the terminal's width up to MAX_WIDTH (click stops at 80)."""
-    command.context_settings.setdefault("max_content_width", MAX_WIDTH)
-
-
-class PlainCommand(TyperCommand):
-    """A command whose help names values by their metavars, never by Python types."""
+class _PlainHelp:
+    """Help and usage written from metavars; `_usage` and `_more` are what differs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _widen(self)
+        # the terminal's width, up to MAX_WIDTH (click stops at 80)
+        self.context_settings.setdefault("max_content_width", MAX_WIDTH)  # type: ignore
+
+    def _usage(self, ctx: Any) -> str:
+        return _usage_line(self, ctx)
+
+    def _more(self, ctx: Any, width: int) -> list[str]:
+        return _paragraphs(getattr(self, "epilog", None) or "", width)
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        return [_usage_line(self, ctx)]
+        return [self._usage(ctx)]
 
     def format_usage(self, ctx: Any, formatter: Any) -> None:
-        formatter.write(f"Usage: {ctx.command_path} {_usage_line(self, ctx)}\n")
+        formatter.write(f"Usage: {ctx.command_path} {self._usage(ctx)}\n")
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         width = _width(ctx, formatter)
-        lines = [f"Usage: {ctx.command_path} {_usage_line(self, ctx)}", ""]
-        lines += _paragraphs(self.help or "", width)
+        lines = [f"Usage: {ctx.command_path} {self._usage(ctx)}", ""]
+        lines += _paragraphs(getattr(self, "help", None) or "", width)
         lines += _parameter_sections(self, ctx, width)
-        if self.epilog:
-            lines += _paragraphs(self.epilog, width)
+        lines += self._more(ctx, width)
         formatter.write("\n".join(lines).rstrip() + "\n")
 
 
-class PlainGroup(TyperGroup):
+class PlainCommand(_PlainHelp, TyperCommand):
+    """A command whose help names values by their metavars, never by Python types."""
+
+
+class PlainGroup(_PlainHelp, TyperGroup):
     """`mmplug --help`: the same plain style, and one line per command."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _widen(self)
+    def _usage(self, ctx: Any) -> str:
+        return "[OPTIONS] COMMAND [ARGS]..."
 
-    def format_usage(self, ctx: Any, formatter: Any) -> None:
-        formatter.write(f"Usage: {ctx.command_path} [OPTIONS] COMMAND [ARGS]...\n")
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        width = _width(ctx, formatter)
-        lines = [f"Usage: {ctx.command_path} [OPTIONS] COMMAND [ARGS]...", ""]
-        lines += _paragraphs(self.help or "", width)
-        lines += _parameter_sections(self, ctx, width)
+    def _more(self, ctx: Any, width: int) -> list[str]:
         rows = []
         for name in self.list_commands(ctx):
             cmd = self.get_command(ctx, name)
             if cmd is not None and not cmd.hidden:
                 rows.append((name, cmd.get_short_help_str(limit=10 * width)))
-        if rows:
-            lines += ["Commands:", *_definitions(rows, width), ""]
-            lines.append(f"  `{ctx.command_path} COMMAND --help` shows the options of a command.")
-        formatter.write("\n".join(lines).rstrip() + "\n")
+        if not rows:
+            return []
+        return ["Commands:", *_definitions(rows, width), "",
+                f"  `{ctx.command_path} COMMAND --help` shows the options of a command."]
 
 
 # --- one JSON convention ------------------------------------------------------------------

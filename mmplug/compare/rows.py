@@ -183,6 +183,13 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("free blocks per order", "the free lists, before and after"),
 )
 
+def _counted(key: str, label: str, section: str, path: str, *, formula: str, reading: str,
+             kernel: str = "", **cell_kw: Any) -> Row:
+    """A row showing one field of the JSON as it is (or as an index or a percentage)."""
+    return Row(key, label, section, _c(path, **cell_kw), formula=formula, reading=reading,
+               kernel=kernel, fields=(path,))
+
+
 _BEFORE_AFTER = ("Before is the zone just before the run's first compaction; after is the "
                  "end of the run (every round done, knobs released, order-9 blocks the "
                  "workload kept still allocated).")
@@ -196,20 +203,20 @@ ROWS: tuple[Row, ...] = (
                 "the driver, the callback and the page, as check-driver does.",
         fields=("status", "error")),
     # --- workload on this driver
-    Row("objects_stored", "objects stored", "workload on this driver",
-        _c("workload_stats.objects_stored"),
+    _counted(
+        "objects_stored", "objects stored", "workload on this driver",
+        "workload_stats.objects_stored",
         formula="store() calls that succeeded during the whole run (frees do not subtract). "
                 "Sizes come from the workload's size mix, capped at the driver's "
                 "max_object_size; a size the driver rejects is halved until it fits.",
         reading="Every driver fills the same share of the zone, so a denser driver stores more "
-                "objects in it. The balloon stores one page per object.",
-        fields=("workload_stats.objects_stored",)),
-    Row("stores_failed", "stores failed (no memory)", "workload on this driver",
-        _c("workload_stats.store_no_memory"),
+                "objects in it. The balloon stores one page per object."),
+    _counted(
+        "stores_failed", "stores failed (no memory)", "workload on this driver",
+        "workload_stats.store_no_memory",
         formula="store() calls that raised NoMemory: no free page for the driver.",
         reading="Nonzero when the fill target could not be reached; the driver stops being "
-                "offered objects in that fill phase.",
-        fields=("workload_stats.store_no_memory",)),
+                "offered objects in that fill phase."),
     Row("lru_slab", "LRU / slab pages", "workload on this driver", _lru_slab,
         formula="LRU pages and slab pages allocated by the workload's other users.",
         reading="LRU pages are movable (compaction migrates them as anonymous pages); slab "
@@ -236,70 +243,69 @@ ROWS: tuple[Row, ...] = (
                 "mutex_trylock).",
         fields=("workload_stats.holds",)),
     # --- isolation
-    Row("isolation_attempts", "isolation attempts", "isolation", _c("isolation.attempts"),
+    _counted(
+        "isolation_attempts", "isolation attempts", "isolation", "isolation.attempts",
         formula="isolate_movable_page() calls by the migrate scanner (LRU pages take "
                 "isolate_lru_page() and are not counted). It equals the sum of the next six rows.",
         reading="How often compaction reached one of the driver's pages.",
-        kernel="mm/migrate.c isolate_movable_page",
-        fields=("isolation.attempts",)),
-    Row("isolated", "isolated", "isolation", _c("isolation.isolated"),
+        kernel="mm/migrate.c isolate_movable_page"),
+    _counted(
+        "isolated", "isolated", "isolation", "isolation.isolated",
         formula="isolate_movable_page() returned 0: the page is PG_isolated and on the "
                 "migrate list.",
         reading="Pages handed to migrate_pages.",
-        kernel="mm/migrate.c isolate_movable_page",
-        fields=("isolation.isolated",)),
-    Row("refused", "refused by driver", "isolation", _c("isolation.refused_by_driver"),
+        kernel="mm/migrate.c isolate_movable_page"),
+    _counted(
+        "refused", "refused by driver", "isolation", "isolation.refused_by_driver",
         formula="The driver's isolate_page() returned false.",
         reading="The driver's own choice (ISO-6), e.g. z3fold refuses pages with mapped "
                 "objects. A page refused to the end blocks its pageblock: see driver refused "
                 "isolation.",
-        kernel="mm/migrate.c isolate_movable_page (a_ops->isolate_page)",
-        fields=("isolation.refused_by_driver",)),
-    Row("failed_locked", "failed: page locked", "isolation", _c("isolation.failed_page_locked"),
+        kernel="mm/migrate.c isolate_movable_page (a_ops->isolate_page)"),
+    _counted(
+        "failed_locked", "failed: page locked", "isolation", "isolation.failed_page_locked",
         formula="trylock_page() failed: someone held the page lock.",
         reading="Isolation never sleeps; the page is tried again on a later scan.",
-        kernel="mm/migrate.c isolate_movable_page (trylock_page)",
-        fields=("isolation.failed_page_locked",)),
-    Row("failed_released", "failed: released/isolated", "isolation",
-        _c("isolation.failed_released_or_isolated"),
+        kernel="mm/migrate.c isolate_movable_page (trylock_page)"),
+    _counted(
+        "failed_released", "failed: released/isolated", "isolation",
+        "isolation.failed_released_or_isolated",
         formula="Under the page lock the page was no longer PageMovable (its driver released "
                 "it) or already PG_isolated (another compactor has it).",
         reading="Races with the driver's frees and with other compactors; harmless.",
-        kernel="mm/migrate.c isolate_movable_page (PageMovable, PageIsolated)",
-        fields=("isolation.failed_released_or_isolated",)),
-    Row("failed_not_movable", "failed: not movable", "isolation",
-        _c("isolation.failed_not_movable"),
+        kernel="mm/migrate.c isolate_movable_page (PageMovable, PageIsolated)"),
+    _counted(
+        "failed_not_movable", "failed: not movable", "isolation", "isolation.failed_not_movable",
         formula="__PageMovable() was false when the page was looked at again, or it is a slab "
                 "page.",
         reading="The page stopped being a movable driver page between the scanner's look and "
                 "the isolation.",
-        kernel="mm/migrate.c isolate_movable_page (__PageMovable)",
-        fields=("isolation.failed_not_movable",)),
-    Row("failed_refcount", "failed: no reference", "isolation", _c("isolation.failed_refcount"),
+        kernel="mm/migrate.c isolate_movable_page (__PageMovable)"),
+    _counted(
+        "failed_refcount", "failed: no reference", "isolation", "isolation.failed_refcount",
         formula="get_page_unless_zero() failed: the page was being freed.",
         reading="The driver freed the page as compaction reached it; harmless.",
-        kernel="mm/migrate.c isolate_movable_page (get_page_unless_zero)",
-        fields=("isolation.failed_refcount",)),
+        kernel="mm/migrate.c isolate_movable_page (get_page_unless_zero)"),
     # --- migration
-    Row("pgmigrate_success", "pgmigrate_success", "migration", _c("counters.pgmigrate_success"),
+    _counted(
+        "pgmigrate_success", "pgmigrate_success", "migration", "counters.pgmigrate_success",
         formula="Pages migrate_pages() moved, LRU pages included; a page its driver released "
                 "after isolation counts as moved (MIG-3, MIG-6).",
         reading="The work that made free pageblocks.",
-        kernel="mm/migrate.c migrate_pages (PGMIGRATE_SUCCESS)",
-        fields=("counters.pgmigrate_success",)),
-    Row("pgmigrate_fail", "pgmigrate_fail", "migration", _c("counters.pgmigrate_fail"),
+        kernel="mm/migrate.c migrate_pages (PGMIGRATE_SUCCESS)"),
+    _counted(
+        "pgmigrate_fail", "pgmigrate_fail", "migration", "counters.pgmigrate_fail",
         formula="Pages migrate_pages() gave up on: a permanent error, or still -EAGAIN after "
                 "its 10 passes.",
         reading="Each one went back to its driver through putback.",
-        kernel="mm/migrate.c migrate_pages (PGMIGRATE_FAIL)",
-        fields=("counters.pgmigrate_fail",)),
-    Row("migratepage_eagain", "migratepage -EAGAIN", "migration",
-        _c("driver_callbacks.migratepage_eagain"),
+        kernel="mm/migrate.c migrate_pages (PGMIGRATE_FAIL)"),
+    _counted(
+        "migratepage_eagain", "migratepage -EAGAIN", "migration",
+        "driver_callbacks.migratepage_eagain",
         formula="Times the driver's migratepage() returned -EAGAIN.",
         reading="Temporary refusals (pinned object, lock busy): migrate_pages retries the page "
                 "on its next pass, up to 10 (MIG-8, MIG-1), so one page can count many times.",
-        kernel="mm/migrate.c migrate_pages, move_to_new_page",
-        fields=("driver_callbacks.migratepage_eagain",)),
+        kernel="mm/migrate.c migrate_pages, move_to_new_page"),
     Row("migratepage_permanent", "migratepage permanent", "migration", _errnos,
         formula="Times the driver's migratepage() returned another negative errno, per errno "
                 "(mean over seeds).",
@@ -307,60 +313,58 @@ ROWS: tuple[Row, ...] = (
         kernel="mm/migrate.c unmap_and_move",
         fields=("driver_callbacks.migratepage_permanent",
                 "driver_callbacks.migratepage_permanent_by_errno")),
-    Row("putbacks", "putbacks", "migration", _c("migration.putbacks"),
+    _counted(
+        "putbacks", "putbacks", "migration", "migration.putbacks",
         formula="putback_movable_page() calls: the driver's putback_page() ran.",
         reading="Every isolated page ends migrated, put back or released by its driver, "
                 "exactly one of them (PUT-3).",
-        kernel="mm/migrate.c putback_movable_pages, putback_movable_page",
-        fields=("migration.putbacks",)),
-    Row("released_isolated", "released while isolated", "migration",
-        _c("migration.released_while_isolated"),
+        kernel="mm/migrate.c putback_movable_pages, putback_movable_page"),
+    _counted(
+        "released_isolated", "released while isolated", "migration",
+        "migration.released_while_isolated",
         formula="Isolated pages the VM found !PageMovable: their driver released them "
                 "meanwhile, so migratepage or putback_page was never called for them.",
         reading="Frees racing with compaction (REL-2, MIG-3, MIG-6, PUT-1); not an error.",
-        kernel="mm/migrate.c unmap_and_move, move_to_new_page, putback_movable_pages",
-        fields=("migration.released_while_isolated",)),
+        kernel="mm/migrate.c unmap_and_move, move_to_new_page, putback_movable_pages"),
     # --- compaction (STA-1)
-    Row("compact_migrate_scanned", "compact_migrate_scanned", "compaction (STA-1)",
-        _c("counters.compact_migrate_scanned"),
+    _counted(
+        "compact_migrate_scanned", "compact_migrate_scanned", "compaction (STA-1)",
+        "counters.compact_migrate_scanned",
         formula="Pages the migrate scanner looked at.",
         reading="The first term of the Gorman cost.",
-        kernel="mm/compaction.c isolate_migratepages_block (COMPACTMIGRATE_SCANNED)",
-        fields=("counters.compact_migrate_scanned",)),
-    Row("compact_free_scanned", "compact_free_scanned", "compaction (STA-1)",
-        _c("counters.compact_free_scanned"),
+        kernel="mm/compaction.c isolate_migratepages_block (COMPACTMIGRATE_SCANNED)"),
+    _counted(
+        "compact_free_scanned", "compact_free_scanned", "compaction (STA-1)",
+        "counters.compact_free_scanned",
         formula="Pages the free scanner looked at for migration targets.",
         reading="High when free pages are scarce or scattered: the free scanner walked far "
                 "to feed the migrations.",
-        kernel="mm/compaction.c isolate_freepages_block (COMPACTFREE_SCANNED)",
-        fields=("counters.compact_free_scanned",)),
-    Row("compact_isolated", "compact_isolated", "compaction (STA-1)",
-        _c("counters.compact_isolated"),
+        kernel="mm/compaction.c isolate_freepages_block (COMPACTFREE_SCANNED)"),
+    _counted(
+        "compact_isolated", "compact_isolated", "compaction (STA-1)", "counters.compact_isolated",
         formula="Pages isolated by both scanners: migration sources (driver and LRU pages) plus "
                 "free target pages.",
         reading="Not the driver's isolations alone: compare with isolated above.",
         kernel="mm/compaction.c isolate_migratepages_block, isolate_freepages_block "
-               "(COMPACTISOLATED)",
-        fields=("counters.compact_isolated",)),
-    Row("compact_stall", "compact_stall", "compaction (STA-1)", _c("counters.compact_stall"),
+               "(COMPACTISOLATED)"),
+    _counted(
+        "compact_stall", "compact_stall", "compaction (STA-1)", "counters.compact_stall",
         formula="Direct compaction runs: an allocation of the workload's direct triggers "
                 "failed and compacted, ASYNC first, then SYNC_LIGHT, so one allocation may "
                 "count twice. Deferred or skipped compactions do not count.",
         reading="Whole-zone compaction and kcompactd are not counted here.",
-        kernel="mm/page_alloc.c __alloc_pages_direct_compact (COMPACTSTALL)",
-        fields=("counters.compact_stall",)),
-    Row("compact_success", "compact_success", "compaction (STA-1)",
-        _c("counters.compact_success"),
+        kernel="mm/page_alloc.c __alloc_pages_direct_compact (COMPACTSTALL)"),
+    _counted(
+        "compact_success", "compact_success", "compaction (STA-1)", "counters.compact_success",
         formula="Direct compaction runs after which the allocation got its page.",
         reading="compact_success + compact_fail = compact_stall. An allocation that succeeds "
                 "without compacting counts in neither.",
-        kernel="mm/page_alloc.c __alloc_pages_direct_compact (COMPACTSUCCESS)",
-        fields=("counters.compact_success",)),
-    Row("compact_fail", "compact_fail", "compaction (STA-1)", _c("counters.compact_fail"),
+        kernel="mm/page_alloc.c __alloc_pages_direct_compact (COMPACTSUCCESS)"),
+    _counted(
+        "compact_fail", "compact_fail", "compaction (STA-1)", "counters.compact_fail",
         formula="Direct compaction runs after which the allocation still failed.",
         reading="Compare with order-9 allocations below.",
-        kernel="mm/page_alloc.c __alloc_pages_direct_compact (COMPACTFAIL)",
-        fields=("counters.compact_fail",)),
+        kernel="mm/page_alloc.c __alloc_pages_direct_compact (COMPACTFAIL)"),
     # --- outcome
     Row("free_pages", "free pages", "outcome (before → after)",
         _p("outcome.before.nr_free_pages", "outcome.after.nr_free_pages"),
@@ -430,7 +434,8 @@ ROWS: tuple[Row, ...] = (
                 "holds.",
         reading="What compaction delivered, whoever took it.",
         fields=("blocking.obtained", "blocking.free_pageblocks", "blocking.held_pageblocks")),
-    Row("ceiling", "order-9 ceiling", "order-9 blocks at the end", _c("blocking.ceiling"),
+    _counted(
+        "ceiling", "order-9 ceiling", "order-9 blocks at the end", "blocking.ceiling",
         formula="B − U − ⌈max(0, M − F) / 512⌉: B pageblocks, U of them holding a page that "
                 "cannot move (slab, part of a smaller held allocation, a driver page without "
                 "the movable tag), M movable pages (driver and LRU) in the other pageblocks, "
@@ -439,83 +444,82 @@ ROWS: tuple[Row, ...] = (
                 "end, with unmovable pages where they are: an upper bound, reached only if every "
                 "movable page moves.",
         kernel="mm/compaction.c suitable_migration_target (at MIN_COMPACT_PRIORITY any "
-               "pageblock may receive pages)",
-        fields=("blocking.ceiling",)),
-    Row("efficiency", "efficiency", "order-9 blocks at the end", _c("blocking.efficiency",
-                                                                    percent=True),
+               "pageblock may receive pages)"),
+    _counted(
+        "efficiency", "efficiency", "order-9 blocks at the end",
+        "blocking.efficiency", percent=True,
         formula="order-9 obtained / order-9 ceiling.",
         reading="100%: compaction got every pageblock this population allows. Less: the "
                 "driver's refusals, -EAGAIN or failures, or pageblocks compaction never "
-                "reached, kept some; the causes are in the next section.",
-        fields=("blocking.efficiency",)),
+                "reached, kept some; the causes are in the next section."),
     # --- pageblocks not emptied, by cause
-    Row("cause_unmovable", "unmovable (slab, held)", "pageblocks not emptied, by cause",
-        _c("blocking.blocking_by_cause.unmovable"),
+    _counted(
+        "cause_unmovable", "unmovable (slab, held)", "pageblocks not emptied, by cause",
+        "blocking.blocking_by_cause.unmovable",
         formula="Pageblocks holding a slab page, part of an allocation smaller than a "
                 "pageblock that the workload keeps, or a page of no known owner. Causes are "
                 "tried in the order of this section; each pageblock counts once, under the "
                 "first that applies. The six causes add up to the pageblocks in use at the "
                 "end.",
-        reading="No driver can help these: compaction never moves unmovable pages.",
-        fields=("blocking.blocking_by_cause.unmovable",)),
-    Row("cause_not_movable", "driver page not movable", "pageblocks not emptied, by cause",
-        _c("blocking.blocking_by_cause.driver_not_movable"),
+        reading="No driver can help these: compaction never moves unmovable pages."),
+    _counted(
+        "cause_not_movable", "driver page not movable", "pageblocks not emptied, by cause",
+        "blocking.blocking_by_cause.driver_not_movable",
         formula="Pageblocks holding a driver page without PAGE_MAPPING_MOVABLE in its mapping "
                 "word (__SetPageMovable never called, e.g. z3fold's headless pages).",
         reading="The driver's design, not a failure: such pages are unmovable.",
-        kernel="include/linux/page-flags.h __PageMovable",
-        fields=("blocking.blocking_by_cause.driver_not_movable",)),
-    Row("cause_refused", "driver refused isolation", "pageblocks not emptied, by cause",
-        _c("blocking.blocking_by_cause.refused_isolation"),
+        kernel="include/linux/page-flags.h __PageMovable"),
+    _counted(
+        "cause_refused", "driver refused isolation", "pageblocks not emptied, by cause",
+        "blocking.blocking_by_cause.refused_isolation",
         formula="Pageblocks holding a driver page whose last isolate_page() answer was false.",
         reading="The driver's refusals kept these (ISO-6).",
-        kernel="mm/migrate.c isolate_movable_page",
-        fields=("blocking.blocking_by_cause.refused_isolation",)),
-    Row("cause_permanent", "permanent failure", "pageblocks not emptied, by cause",
-        _c("blocking.blocking_by_cause.permanent_failure"),
+        kernel="mm/migrate.c isolate_movable_page"),
+    _counted(
+        "cause_permanent", "permanent failure", "pageblocks not emptied, by cause",
+        "blocking.blocking_by_cause.permanent_failure",
         formula="Pageblocks holding a driver page whose last migratepage() answer was a "
                 "permanent errno.",
         reading="The driver failed these for good (MIG-8).",
-        kernel="mm/migrate.c unmap_and_move",
-        fields=("blocking.blocking_by_cause.permanent_failure",)),
-    Row("cause_eagain", "pinned/-EAGAIN to the end", "pageblocks not emptied, by cause",
-        _c("blocking.blocking_by_cause.eagain_until_end"),
+        kernel="mm/migrate.c unmap_and_move"),
+    _counted(
+        "cause_eagain", "pinned/-EAGAIN to the end", "pageblocks not emptied, by cause",
+        "blocking.blocking_by_cause.eagain_until_end",
         formula="Pageblocks holding a driver page whose last migratepage() answer was -EAGAIN.",
         reading="Pinned objects or a busy lock outlasted every retry (MIG-8, MIG-1).",
-        kernel="mm/migrate.c migrate_pages",
-        fields=("blocking.blocking_by_cause.eagain_until_end",)),
-    Row("cause_target", "target or not reached", "pageblocks not emptied, by cause",
-        _c("blocking.blocking_by_cause.target_or_not_reached"),
+        kernel="mm/migrate.c migrate_pages"),
+    _counted(
+        "cause_target", "target or not reached", "pageblocks not emptied, by cause",
+        "blocking.blocking_by_cause.target_or_not_reached",
         formula="Every other pageblock in use: only movable pages and none of the driver's "
                 "failures above.",
         reading="Pageblocks that received migrated pages (someone's pages must live "
-                "somewhere), or that compaction stopped before reaching.",
-        fields=("blocking.blocking_by_cause.target_or_not_reached",)),
+                "somewhere), or that compaction stopped before reaching."),
     # --- integrity
-    Row("objects_verified", "objects verified", "integrity", _c("integrity.objects_verified"),
+    _counted(
+        "objects_verified", "objects verified", "integrity", "integrity.objects_verified",
         formula="Live objects at the end read back through the driver's read() with exactly "
                 "the bytes stored (for a driver that stores no data: the bytes read right "
                 "after the store).",
         reading="Equals the live objects when nothing was lost: objects stored minus the "
-                "objects freed.",
-        fields=("integrity.objects_verified",)),
-    Row("objects_lost", "objects lost", "integrity", _c("integrity.objects_lost"),
+                "objects freed."),
+    _counted(
+        "objects_lost", "objects lost", "integrity", "integrity.objects_lost",
         formula="Live objects whose read() raised.",
-        reading="Must be 0: a migration lost the object.",
-        fields=("integrity.objects_lost",)),
-    Row("objects_corrupted", "objects corrupted", "integrity", _c("integrity.objects_corrupted"),
+        reading="Must be 0: a migration lost the object."),
+    _counted(
+        "objects_corrupted", "objects corrupted", "integrity", "integrity.objects_corrupted",
         formula="Live objects whose read() returned other bytes.",
-        reading="Must be 0: a migration corrupted the object.",
-        fields=("integrity.objects_corrupted",)),
-    Row("lru_corrupted", "LRU pages corrupted", "integrity", _c("integrity.lru_corrupted"),
+        reading="Must be 0: a migration corrupted the object."),
+    _counted(
+        "lru_corrupted", "LRU pages corrupted", "integrity", "integrity.lru_corrupted",
         formula="LRU pages whose contents differ from what was written, after every migration.",
-        reading="Must be 0: the VM's own migration of LRU pages is checked too.",
-        fields=("integrity.lru_corrupted",)),
-    Row("leaked_pages", "leaked pages", "integrity", _c("integrity.leaked_pages"),
+        reading="Must be 0: the VM's own migration of LRU pages is checked too."),
+    _counted(
+        "leaked_pages", "leaked pages", "integrity", "integrity.leaked_pages",
         formula="Pages in use that neither the driver's pages(), the slab and LRU users nor "
                 "the workload's held blocks claim.",
-        reading="Must be 0: a page lost its owner (a reference taken and never dropped).",
-        fields=("integrity.leaked_pages",)),
+        reading="Must be 0: a page lost its owner (a reference taken and never dropped)."),
     Row("driver_verify", "driver verify()", "integrity", _verify,
         formula="The driver's own verify() at the end: ok, failed: MESSAGE, or not provided.",
         reading="The driver's internal invariants after everything the run did.",
@@ -543,12 +547,12 @@ ROWS: tuple[Row, ...] = (
         kernel="commit 397487db696c (\"mm: compaction: Add scanned and isolated counters for "
                "compaction\", v3.7), which defines the model on these /proc/vmstat counters",
         fields=("cost.gorman_words",)),
-    Row("wall_time", "wall time (s)", "cost", _c("wall_seconds.run", decimals=2),
+    _counted(
+        "wall_time", "wall time (s)", "cost", "wall_seconds.run", decimals=2,
         formula="Seconds the run took in this process (workload, compaction, the driver's "
                 "callbacks).",
         reading="The model's speed, not the kernel's: it varies from run to run, every other "
-                "number does not.",
-        fields=("wall_seconds.run",)),
+                "number does not."),
     # --- the buddyinfo block under the table
     Row("buddyinfo", "free blocks per order", "free blocks per order",
         lambda runs: " ".join(str(n) for n in runs[0]["outcome"]["after"]["buddyinfo"]),

@@ -41,7 +41,8 @@ def test_every_command_is_covered():
     assert set(COMMANDS) >= {"plugins", "compare", "check-driver", "new-driver", "explain"}
 
 
-@pytest.mark.parametrize("argv", [[]] + [[c] for c in COMMANDS], ids=lambda a: " ".join(a) or "mmplug")
+@pytest.mark.parametrize("argv", [[]] + [[c] for c in COMMANDS],
+                         ids=lambda a: " ".join(a) or "mmplug")
 def test_help_shows_no_python_type_names(capsys, monkeypatch, argv):
     out = _help(capsys, monkeypatch, *argv)
     assert out.startswith(f"Usage: mmplug {' '.join(argv)}".rstrip() + " ")
