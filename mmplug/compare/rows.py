@@ -448,7 +448,7 @@ ROWS: tuple[Row, ...] = (
     _counted(
         "efficiency", "efficiency", "order-9 blocks at the end",
         "blocking.efficiency", percent=True,
-        formula="order-9 obtained / order-9 ceiling.",
+        formula="order-9 obtained / order-9 ceiling; - when the ceiling is 0.",
         reading="100%: compaction got every pageblock this population allows. Less: the "
                 "driver's refusals, -EAGAIN or failures, or pageblocks compaction never "
                 "reached, kept some; the causes are in the next section."),
