@@ -175,6 +175,13 @@ class PlainGroup(_PlainHelp, TyperGroup):
     def _usage(self, ctx: Any) -> str:
         return "[OPTIONS] COMMAND [ARGS]..."
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            # `mmplug` alone: the help on stdout, as --help, and the usage error's code
+            typer.echo(ctx.get_help())
+            raise typer.Exit(2)
+        return super().parse_args(ctx, args)
+
     def _more(self, ctx: Any, width: int) -> list[str]:
         rows = []
         for name in self.list_commands(ctx):

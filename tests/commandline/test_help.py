@@ -84,3 +84,9 @@ def test_usage_of_optional_and_repeated_arguments(capsys, monkeypatch):
     assert "Usage: mmplug compare [OPTIONS] [DRIVER...]\n" in _help(capsys, monkeypatch, "compare")
     assert "Usage: mmplug explain [OPTIONS] [RULE|ROW]\n" in _help(capsys, monkeypatch, "explain")
     assert "Usage: mmplug new-driver [OPTIONS] NAME\n" in _help(capsys, monkeypatch, "new-driver")
+
+
+def test_mmplug_alone_prints_the_help_and_no_error(capsys):
+    code, out, err = run(capsys)
+    assert code == 2 and err == ""
+    assert out.startswith("Usage: ") and "Commands:" in out and "check-driver" in out
