@@ -441,8 +441,9 @@ ROWS: tuple[Row, ...] = (
                 "the movable tag), M movable pages (driver and LRU) in the other pageblocks, "
                 "F free pages inside the U pageblocks, where migrated pages may also land.",
         reading="The most order-9 blocks any compaction could get from the population at the "
-                "end, with unmovable pages where they are: an upper bound, reached only if every "
-                "movable page moves.",
+                "end, with unmovable pages where they are: an upper bound, reached only by "
+                "packing the movable pages into as few pageblocks as they fit in. 512 is the "
+                "pages of a pageblock (pageblock_order 9).",
         kernel="mm/compaction.c suitable_migration_target (at MIN_COMPACT_PRIORITY any "
                "pageblock may receive pages)"),
     _counted(
