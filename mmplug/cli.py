@@ -7,7 +7,6 @@ PluginError into one line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Annotated, Optional
@@ -15,10 +14,13 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
+from .commandline import LegacyJsonCommand, PlainCommand, PlainGroup, emit_json, json_option, \
+    output_option
 from .errors import MmplugError, PluginError, UsageError
 from .plugins import PluginHost
 
 app = typer.Typer(
+    cls=PlainGroup,
     name="mmplug",
     help="Model the Linux kernel's non-LRU movable page migration with driver plugins.",
     no_args_is_help=True,
@@ -55,9 +57,10 @@ def load_host(extra: list[str] | None = None) -> PluginHost:
     return host
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def plugins(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, json_option("the list")] = False,
+    output: Annotated[Optional[str], output_option("the list")] = None,
     load: Annotated[Optional[list[str]], typer.Option(
         "--load", "-l", metavar="DRIVER",
         help="Also load this driver: entry-point name, module path or .py file.")] = None,
@@ -71,8 +74,7 @@ def plugins(
         except PluginError:
             pass  # recorded in host.failed, listed below
     rows = [d.as_dict() for d in host.all()]
-    if as_json:
-        typer.echo(json.dumps({"mmplug": __version__, "drivers": rows}, indent=2))
+    if emit_json({"mmplug": __version__, "drivers": rows}, as_json=as_json, output=output):
         return
     if not rows:
         typer.echo("No driver plugins found (entry-point group mmplug.drivers).")
@@ -81,17 +83,18 @@ def plugins(
     vwidth = max(len(r["version"]) for r in rows + [{"version": "VERSION"}])
     typer.echo(f"{'NAME':<{width}}  {'VERSION':<{vwidth}}  STATUS  ORIGIN")
     for r in rows:
-        status = "loaded" if r["status"] == "loaded" else f"failed: {r['reason']}"
+        status = "loaded" if r["status"] == "loaded" else f"{r['status']}: {r['reason']}"
         typer.echo(f"{r['name']:<{width}}  {r['version']:<{vwidth}}  {status}  ({r['origin']})")
 
 
 # --- subcommands of other modules (one line each) ------------------------------------
 from .compare.cli import compare as _compare  # noqa: E402
-app.command("compare")(_compare)
+app.command("compare", cls=PlainCommand)(_compare)
 from .authoring.command import explain, new_driver  # noqa: E402
-app.command("new-driver")(new_driver); app.command("explain")(explain)  # noqa: E702
+app.command("new-driver", cls=PlainCommand)(new_driver)
+app.command("explain", cls=PlainCommand)(explain)
 from .conformance.command import check_driver  # noqa: E402
-app.command("check-driver")(check_driver)
+app.command("check-driver", cls=LegacyJsonCommand)(check_driver)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,6 +55,35 @@ def put_page(page: Page) -> None:
     page.zone.sync.put_page(page)
 
 
+def PAGE_SIZE(vm: "VM") -> int:  # noqa: N802  (the kernel's macro name)
+    """PAGE_SIZE: bytes per page.  A constant of a kernel build; here each VM has its own
+    (VMConfig.page_size, a workload's page_size), so it takes the VM."""
+    return vm.zone.page_size
+
+
+def page_to_pfn(page: Page) -> int:
+    """page_to_pfn(): the page frame number of a page."""
+    return page.pfn
+
+
+def pfn_to_page(vm: "VM", pfn: int) -> Page:
+    """pfn_to_page(): the page of a frame number of the VM's zone.
+
+    The kernel does not check (a bad pfn is a bad pointer); here it is a
+    ValueError, so a driver's stale pfn is found where it is used.
+    """
+    zone = vm.zone
+    if not zone.start_pfn <= pfn < zone.end_pfn:
+        raise ValueError(f"pfn_to_page: pfn {pfn:#x} is outside the zone "
+                         f"[{zone.start_pfn:#x}, {zone.end_pfn:#x})")
+    return zone.pfn_to_page(pfn)
+
+
+def smp_processor_id(vm: "VM") -> int:
+    """smp_processor_id(): the simulated CPU running now (0 on a one-CPU VM)."""
+    return vm.sync.current().cpu
+
+
 def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
     """alloc_page(gfp): one page with one reference, or None."""
     vm.sync.point("alloc_page")

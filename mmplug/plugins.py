@@ -6,6 +6,12 @@ hookimpl signatures against the specs, no unknown hooks (pluggy's
 check_pending), all three callbacks present, and an `mmplug_driver` hook that
 returns a DriverInfo.  A plugin that fails is recorded with its reason and
 never stops the others.
+
+A file or module named on the command line wins over an installed driver of
+the same name (the installed one is listed as overridden), and ``NAME@SPEC``
+loads SPEC under the name NAME, so a copy can run beside the driver it was
+copied from: ``mmplug compare zsmalloc mine@./zsmalloc_copy.py``.  Every
+driver's `origin` says which code it is.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 
 from . import hookspecs
 from .errors import PluginError, UsageError
@@ -29,6 +35,15 @@ from .hookspecs import DRIVER_CALLBACKS
 from .mapping import MovableOps
 
 ENTRY_POINT_GROUP = "mmplug.drivers"
+_ENTRY_POINT = "entry point "
+
+
+def split_alias(spec: str) -> tuple[str | None, str]:
+    """`NAME@SPEC` -> (NAME, SPEC) when NAME is an identifier; any other spec -> (None, spec)."""
+    name, sep, rest = spec.partition("@")
+    if sep and rest and name.isidentifier():
+        return name, rest
+    return None, spec
 
 
 @frozen(slots=True)
@@ -100,6 +115,10 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.drivers: dict[str, LoadedDriver] = {}
         self.failed: list[LoadedDriver] = []
+        #: installed drivers a file or module of the same name replaced
+        self.overridden: list[LoadedDriver] = []
+        #: what each spec given to load() resolved to
+        self._by_spec: dict[str, LoadedDriver] = {}
         self._entry_points_loaded = False
 
     # --- discovery -----------------------------------------------------------------
@@ -123,24 +142,31 @@ class PluginHost:
         return out
 
     def load(self, spec: str) -> LoadedDriver:
-        """Load one driver by entry-point name, dotted module path or .py file path.
+        """Load one driver by entry-point name, dotted module path or .py file path, or
+        `NAME@SPEC` to load SPEC under the name NAME.
 
         Raises UsageError if `spec` names nothing, PluginError if it fails validation.
         """
+        if spec in self._by_spec:
+            return self._by_spec[spec]
         if spec in self.drivers:
             return self.drivers[spec]
-        loaded = self._load_spec(spec)
+        alias, inner = split_alias(spec)
+        if alias is not None and not inner:
+            raise UsageError(f"{spec!r}: NAME@SPEC needs a driver after the @")
+        loaded = self._load_spec(inner, alias)
         if not loaded.ok:
             raise PluginError(f"driver {loaded.name!r} ({loaded.origin}) failed to load: {loaded.reason}")
+        self._by_spec[spec] = loaded
         return loaded
 
-    def _load_spec(self, spec: str) -> LoadedDriver:
+    def _load_spec(self, spec: str, alias: str | None = None) -> LoadedDriver:
         path = Path(spec)
         if spec.endswith(".py") or os.sep in spec or path.is_dir():
-            return self._load_file(path)
+            return self._load_file(path, alias)
         self.load_entry_points()
         if spec in self.drivers:
-            return self.drivers[spec]
+            return self._alias(self.drivers[spec], alias)
         for failed in self.failed:
             if failed.name == spec:
                 return failed
@@ -153,19 +179,21 @@ class PluginHost:
             return self._fail(spec, origin, f"import failed: {_exc_line(exc)}")
         except BaseException as exc:
             return self._fail(spec, origin, f"import failed: {_exc_line(exc)}")
-        return self._register(module, origin, spec)
+        return self._register(module, origin, spec, alias=alias, explicit=True)
 
-    def _load_file(self, path: Path) -> LoadedDriver:
+    def _load_file(self, path: Path, alias: str | None = None) -> LoadedDriver:
         if path.is_dir():
             path = path / "__init__.py"
         if not path.is_file():
             raise UsageError(f"no driver file {str(path)!r}")
         resolved = path.resolve()
-        digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+        # One module per file and name: a file loaded under two names is two plugins.
+        digest = hashlib.sha1(f"{resolved}@{alias or ''}".encode()).hexdigest()[:8]
         modname = f"mmplug_file_driver_{resolved.stem}_{digest}"
         origin = f"file {resolved}"
+        wanted = _aliased(origin, alias)
         for drv in self.drivers.values():
-            if drv.origin == origin:
+            if drv.origin == wanted or drv.origin.startswith(f"{wanted} (instead of "):
                 return drv
         try:
             spec = importlib.util.spec_from_file_location(modname, resolved)
@@ -177,19 +205,55 @@ class PluginHost:
         except BaseException as exc:
             sys.modules.pop(modname, None)
             return self._fail(resolved.stem, origin, f"import failed: {_exc_line(exc)}")
-        return self._register(module, origin, resolved.stem)
+        return self._register(module, origin, resolved.stem, alias=alias, explicit=True)
 
     def register(self, plugin: Any, origin: str = "object") -> LoadedDriver:
         """Register an already imported plugin object (tests, embedding)."""
         return self._register(plugin, origin, getattr(plugin, "__name__", type(plugin).__name__))
 
+    def _alias(self, drv: LoadedDriver, alias: str | None) -> LoadedDriver:
+        """`drv` under the name `alias` too (same plugin, same callbacks)."""
+        if alias is None or alias == drv.name or not drv.ok:
+            return drv
+        if alias in self.drivers:
+            if self.drivers[alias].plugin is drv.plugin:
+                return self.drivers[alias]
+            raise PluginError(f"driver name {alias!r} is already loaded from "
+                              f"{self.drivers[alias].origin}")
+        assert drv.info is not None
+        twin = LoadedDriver(name=alias, origin=_aliased(drv.origin, alias),
+                            info=evolve(drv.info, name=alias), ops=drv.ops, plugin=drv.plugin)
+        self.drivers[alias] = twin
+        return twin
+
+    def _take_name(self, name: str, origin: str, explicit: bool) -> str:
+        """Make room for a driver called `name`; returns its origin, noting what it replaced.
+
+        An installed driver gives way to one the user named as a file or a
+        module; any other clash is an error.
+        """
+        existing = self.drivers.get(name)
+        if existing is None:
+            return origin
+        if explicit and existing.origin.startswith(_ENTRY_POINT):
+            del self.drivers[name]
+            self.overridden.append(LoadedDriver(
+                name=name, origin=existing.origin, status="overridden",
+                reason=f"by {origin}", info=existing.info, ops=existing.ops,
+                plugin=existing.plugin))
+            return f"{origin} (instead of {existing.origin})"
+        raise PluginError(f"driver name {name!r} is already loaded from {existing.origin}"
+                          + (f"; load this one under another name: NAME@{origin.split(' ', 1)[1]}"
+                             if explicit else ""))
+
     # --- validation --------------------------------------------------------------------
-    def _register(self, plugin: Any, origin: str, name_hint: str) -> LoadedDriver:
+    def _register(self, plugin: Any, origin: str, name_hint: str, *, alias: str | None = None,
+                  explicit: bool = False) -> LoadedDriver:
         pm = self.pm
         if pm.is_registered(plugin):
             for drv in self.drivers.values():
                 if drv.plugin is plugin:
-                    return drv
+                    return self._alias(drv, alias)
         try:
             pm.register(plugin, name=f"{name_hint}@{id(plugin):x}")
         except pluggy.PluginValidationError as exc:
@@ -224,14 +288,15 @@ class PluginHost:
                                   "expected mmplug.DriverInfo")
             if not info.name.isidentifier():
                 raise PluginError(f"driver name {info.name!r} is not an identifier")
-            if info.name in self.drivers:
-                raise PluginError(f"driver name {info.name!r} is already loaded from "
-                                  f"{self.drivers[info.name].origin}")
             if not callable(info.factory):
                 raise PluginError("DriverInfo.factory is not callable")
+            if alias is not None:
+                info = evolve(info, name=alias)
+                origin = _aliased(origin, alias)
+            origin = self._take_name(info.name, origin, explicit)
         except PluginError as exc:
             pm.unregister(plugin)
-            return self._fail(name_hint, origin, str(exc))
+            return self._fail(alias or name_hint, origin, str(exc))
         drv = LoadedDriver(name=info.name, origin=origin, info=info, plugin=plugin,
                            ops=MovableOps(funcs["isolate_page"], funcs["migratepage"],
                                           funcs["putback_page"]))
@@ -260,7 +325,18 @@ class PluginHost:
         return self.load(name)
 
     def all(self) -> list[LoadedDriver]:
-        return sorted(self.drivers.values(), key=lambda d: d.name) + list(self.failed)
+        return (sorted(self.drivers.values(), key=lambda d: d.name) + list(self.overridden)
+                + list(self.failed))
+
+    def check_distinct(self, specs: list[str]) -> None:
+        """UsageError if two of `specs` are the same driver (a copy without NAME@)."""
+        seen: dict[str, str] = {}
+        for spec in specs:
+            name = self.get(spec).name
+            if name in seen:
+                raise UsageError(f"{seen[name]!r} and {spec!r} are both the driver {name!r}: "
+                                 f"name one of them, e.g. mine@{split_alias(spec)[1]}")
+            seen[name] = spec
 
     def _unknown_message(self, spec: str) -> str:
         known = sorted(self.drivers)
@@ -272,6 +348,10 @@ class PluginHost:
 
     def has_event_listeners(self, hook: str) -> bool:
         return bool(getattr(self.pm.hook, hook).get_hookimpls())
+
+
+def _aliased(origin: str, alias: str | None) -> str:
+    return origin if alias is None else f"{origin}, as {alias}"
 
 
 def _known_hooks() -> list[str]:

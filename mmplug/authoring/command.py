@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..commandline import emit_json, json_option, output_option
+from ..compare import rows as table_rows
 from . import explain as explaining
 from .scaffold import write_project
 
@@ -20,49 +21,65 @@ def new_driver(
     directory: Annotated[Optional[Path], typer.Option(
         "--dir", "-d", metavar="PATH",
         help="Where to write the project; it must not exist (default: ./mmplug-NAME).")] = None,
+    as_json: Annotated[bool, json_option("what was written")] = False,
+    output: Annotated[Optional[str], output_option("what was written")] = None,
 ) -> None:
     """Write a complete, installable driver plugin to start from."""
     project = write_project(name, directory)
     where = project.directory
+    steps = project.next_steps()
+    document = {"name": project.name, "package": project.package, "dist": project.dist,
+                "directory": str(where), "files": sorted(project.files()), "next": steps}
+    if emit_json(document, as_json=as_json, output=output):
+        return
     typer.echo(f"Created {where}/: driver {project.name}, package {project.package}")
     for relpath in sorted(project.files()):
         typer.echo(f"  {relpath}")
     typer.echo("\nNext:")
-    typer.echo(f"  cd {where}")
-    typer.echo("  pip install -e .")
-    typer.echo(f"  mmplug check-driver {project.name}")
-    typer.echo("  pytest")
+    for step in steps:
+        typer.echo(f"  {step}")
 
 
 def explain(
     rule: Annotated[Optional[str], typer.Argument(
-        metavar="RULE",
-        help="A rule id (ISO-4), a check id (ISO-4/...) or a group (ISO); none lists every rule.")]
-        = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        metavar="RULE|ROW",
+        help="A rule id (ISO-4), a check id (ISO-4/...), a group (ISO), or a row of "
+             "`mmplug compare`'s table (efficiency, \"order-9 ceiling\"); none lists every "
+             "rule.")] = None,
+    as_json: Annotated[bool, json_option("the explanation")] = False,
+    output: Annotated[Optional[str], output_option("the explanation")] = None,
 ) -> None:
-    """Print a rule of the VM <-> driver contract, its kernel sources and the checks enforcing it."""
+    """Print a rule of the VM <-> driver contract (its kernel sources, the checks enforcing
+    it) or the definition of a row of compare's table."""
+    def done(document: object) -> bool:
+        return emit_json(document, as_json=as_json, output=output)
+
     if rule is None or (group := explaining.group_of(rule)) is not None:
         selected = None if rule is None else group
-        if as_json:
-            chosen = selected if selected is not None else list(explaining.rules.all_rules().values())
-            typer.echo(json.dumps([{"id": r.id, "section": r.section, "text": r.text}
-                                   for r in chosen], indent=2))
+        chosen = selected if selected is not None else list(explaining.rules.all_rules().values())
+        if done([{"id": r.id, "section": r.section, "text": r.text} for r in chosen]):
             return
         typer.echo(explaining.listing(selected))
-        typer.echo("\n`mmplug explain RULE` prints one rule in full.")
+        typer.echo("\n`mmplug explain RULE` prints one rule in full; `mmplug explain ROW` a row "
+                   "of compare's table (every row: docs/metrics.md).")
         return
     if not explaining.rules.exists(rule.split("/", 1)[0]):
         specs = explaining.checks_named(rule)
-        if specs and as_json:
-            typer.echo(json.dumps([{"id": c.id, "title": c.title, "kind": c.kind,
-                                    "rules": list(c.rules)} for c in specs], indent=2))
-            return
         if specs:
-            typer.echo(explaining.render_checks(specs))
+            if not done([{"id": c.id, "title": c.title, "kind": c.kind,
+                          "rules": list(c.rules)} for c in specs]):
+                typer.echo(explaining.render_checks(specs))
+            return
+        row = explaining.row_of(rule)
+        if row is not None:
+            explain_row(row, as_json=as_json, output=output)
             return
     found = explaining.explain(rule)
-    if as_json:
-        typer.echo(json.dumps(explaining.as_dict(found), indent=2))
-        return
-    typer.echo(found.render())
+    if not done(explaining.as_dict(found)):
+        typer.echo(found.render())
+
+
+def explain_row(row: table_rows.Row, *, as_json: bool, output: str | None) -> None:
+    """One row's definition, as text or JSON (`explain ROW`, `compare --explain ROW`)."""
+    if not emit_json(table_rows.as_dict(row), as_json=as_json, output=output):
+        typer.echo(table_rows.render(row))

@@ -1,8 +1,10 @@
-"""`mmplug explain RULE`: a rule's text, its kernel sources and the checks that enforce it.
+"""`mmplug explain RULE|ROW`: a rule's text, its kernel sources and the checks that enforce
+it; or what a row of `mmplug compare`'s table means.
 
 Rules come from mmplug.rules (contract.md); checks from
 `mmplug.conformance.list_checks()`, imported only here and only when asked,
 so that `explain` still works if the conformance suite cannot be imported.
+Rows come from mmplug.compare.rows, the source docs/metrics.md is written from.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from attrs import frozen
 
 from .. import rules
+from ..compare import rows as table_rows
 from ..errors import UsageError
 
 #: the kernel the contract's baseline describes (CONTRACT.md)
@@ -168,6 +171,28 @@ def symbols_of(rule: rules.Rule) -> tuple[str, ...]:
         if kernelish and name not in found:
             found.append(name)
     return tuple(found)
+
+
+def row_of(query: str) -> table_rows.Row | None:
+    """The row of compare's table `query` names, when it names no rule, group or check.
+
+    An exact name (key, label or its slug) wins; a unique part of a name is
+    taken only when it is not a rule id either.
+    """
+    row = table_rows.find(query)
+    if row is not None:
+        return row
+    try:
+        resolve(query)
+        return None
+    except UsageError:
+        pass
+    try:
+        return table_rows.resolve(query)
+    except UsageError as exc:
+        if "several rows" in str(exc):
+            raise
+        return None
 
 
 def explain(query: str) -> Explanation:

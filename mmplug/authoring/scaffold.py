@@ -57,6 +57,16 @@ class DriverProject:
         return {"name": self.name, "package": self.package, "dist": self.dist,
                 "mmplug_requirement": _mmplug_requirement()}
 
+    def next_steps(self) -> list[str]:
+        """The commands that take the new project to passing tests, in order.
+
+        pytest comes with the project's `test` extra, so the install names it.
+        """
+        return [f"cd {self.directory}",
+                "python -m pip install -e '.[test]'",
+                f"mmplug check-driver {self.name}",
+                "python -m pytest"]
+
     def files(self) -> dict[str, str]:
         """Project-relative path -> rendered text, for every file of the template."""
         values = self.placeholders()

@@ -4,7 +4,8 @@ workload.py (presets, TOML files), trace.py (histories replayed exactly),
 machine.py (one VM and one driver executing events), runner.py (workloads as
 events, the drivers x seeds grid, processes), probe.py (what the driver's
 callbacks answered), metrics.py (snapshots, blocking pageblocks, ceiling,
-cost), render.py (table, kernel formats, JSON), plot.py (PNG pictures),
+cost), rows.py (every row of the table and its definition), render.py (table,
+kernel formats, JSON), plot.py (PNG pictures), html.py (the HTML report),
 cli.py (the command).
 """
 

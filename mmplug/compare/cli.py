@@ -8,8 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..commandline import emit_json, json_option, output_option, wants_json
 from ..errors import UsageError
 from ..plugins import PluginHost
+from . import rows
+from .html import write_report
 from .plot import write_pictures
 from .render import json_text, kernel_text, table
 from .runner import Scenario, run_all, scenario_dict
@@ -37,6 +40,7 @@ def choose_drivers(host: PluginHost, specs: list[str]) -> list[str]:
     if specs:
         for spec in specs:
             host.get(spec)   # UsageError / PluginError: one line, before any work
+        host.check_distinct(specs)
         return specs
     names = sorted(host.drivers)
     for failed in host.failed:
@@ -49,8 +53,9 @@ def choose_drivers(host: PluginHost, specs: list[str]) -> list[str]:
 
 def compare(
     drivers: Annotated[Optional[list[str]], typer.Argument(
-        metavar="[DRIVER]...",
-        help="Drivers to compare: entry-point names, module paths or .py files "
+        metavar="DRIVER",
+        help="Drivers to compare: entry-point names, module paths or .py files; NAME@FILE "
+             "runs FILE under the name NAME, beside an installed driver of the same name "
              "(default: every installed driver).")] = None,
     driver_opt: Annotated[Optional[list[str]], typer.Option(
         "--driver", "-d", metavar="DRIVER", help="Also compare this driver.")] = None,
@@ -62,30 +67,46 @@ def compare(
     trace: Annotated[Optional[Path], typer.Option(
         "--trace", "-t", metavar="FILE", help="Replay this trace exactly.")] = None,
     seed: Annotated[Optional[int], typer.Option(
-        "--seed", "-s", help="Seed (default: the workload's).")] = None,
+        "--seed", "-s", metavar="SEED", help="Seed (default: the workload's).")] = None,
     zone_size: Annotated[Optional[str], typer.Option(
         "--zone-size", metavar="SIZE", help="Override the zone size, e.g. 4GiB.")] = None,
     repeat: Annotated[int, typer.Option(
-        "--repeat", "-n", help="Run N seeds (seed, seed+1, ...): mean and spread.")] = 1,
+        "--repeat", "-n", metavar="N",
+        help="Run N seeds (seed, seed+1, ...): mean and spread.")] = 1,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", help="Processes to run in.")] = 1,
+        "--jobs", "-j", metavar="N", help="Processes to run in.")] = 1,
     fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="table, kernel (the kernel's own files) or json.")] = "table",
-    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+        "--format", "-f", metavar="FORMAT",
+        help="table, kernel (the kernel's own files) or json (same as --json).")] = "table",
+    as_json: Annotated[bool, json_option("every metric, with the workload, seeds and versions,")]
+        = False,
+    output: Annotated[Optional[str], output_option("every metric")] = None,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", metavar="FILE",
+        help="Write one self-contained HTML report: the table, zone maps, buddyinfo, "
+             "per-driver details.")] = None,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", metavar="DIR", help="Write PNG pictures (zone maps, buddyinfo) here.")] = None,
     save_trace: Annotated[Optional[Path], typer.Option(
         "--save-trace", metavar="FILE",
-        help="Save each driver's history as a trace (FILE, or FILE-<driver> for several).")] = None,
+        help="Save each driver's history as a trace: FILE, or with several drivers "
+             "STEM-DRIVER.EXT beside it.")] = None,
     list_presets: Annotated[bool, typer.Option(
         "--list-presets", help="List the built-in workloads and exit.")] = False,
+    explain: Annotated[Optional[str], typer.Option(
+        "--explain", metavar="ROW",
+        help="Print what a row of the table means (e.g. efficiency) and exit.")] = None,
 ) -> None:
     """Compare drivers' migration behaviour under compaction on the same workload."""
     if list_presets:
         for name, w in PRESETS.items():
             typer.echo(f"{name:<8} {w.description}")
         return
-    if as_json:
+    if explain is not None:
+        from ..authoring.command import explain_row
+        explain_row(rows.resolve(explain), as_json=as_json, output=output)
+        return
+    if wants_json(as_json, output):
         fmt = "json"
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -110,19 +131,23 @@ def compare(
         def step(name: str) -> None:
             bar.label = f"done {name}"
             bar.update(1)
-        results = run_all(host, specs, scenario, seeds, jobs=jobs, keep_maps=plot is not None,
+        results = run_all(host, specs, scenario, seeds, jobs=jobs,
+                          keep_maps=plot is not None or html is not None,
                           record=save_trace is not None, progress=step)
     if save_trace is not None:
         _save_traces(results, scenario, save_trace)
     if plot is not None:
         for path in write_pictures(results, plot):
             typer.echo(f"wrote {path}", err=True)
-    if fmt == "json":
-        typer.echo(json_text(results, sdict, seeds), nl=False)
-    elif fmt == "kernel":
+    if html is not None:
+        write_report(results, sdict, seeds, html)
+        typer.echo(f"wrote {html}", err=True)
+    if fmt == "json" or output is not None:
+        emit_json(json_text(results, sdict, seeds), as_json=fmt == "json", output=output)
+    if fmt == "kernel":
         typer.echo(f"==> {sdict['name']}: {seed_note} <==")
         typer.echo(kernel_text(results), nl=False)
-    else:
+    elif fmt == "table":
         typer.echo(table(results, sdict, seeds), nl=False)
     if any(r["status"] != "ok" for runs in results for r in runs):
         raise typer.Exit(1)

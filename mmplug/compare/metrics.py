@@ -9,9 +9,11 @@
   look: an unmovable page in it, a driver page that is not movable at all, a
   page its driver refused to isolate, a permanent migration failure, a page
   still answering -EAGAIN, else it was a compaction target or never reached.
-- The ceiling is how many order-9 blocks this population could occupy
-  at best: pageblocks without an unmovable page, minus the blocks the
-  movable pages in them need.
+- The ceiling is how many order-9 blocks this population could give at
+  best: pageblocks without an unmovable page, minus the blocks their
+  movable pages need once the free pages beside unmovable pages are used as
+  targets too (suitable_migration_target takes any pageblock at
+  MIN_COMPACT_PRIORITY), so it is an upper bound on what compaction gets.
 - Cost follows Mel Gorman's model from the commit that added
   compact_migrate_scanned / compact_free_scanned / compact_isolated
   ("mm: compaction: Add scanned and isolated counters for compaction", 2012).
@@ -146,6 +148,7 @@ def blocking_pageblocks(vm: "VM", owners: bytes, last: dict[int, str],
     free_blocks = held_blocks = 0
     movable_outside = 0
     unmovable_blocks = 0
+    free_beside_unmovable = 0
     last_by_block: dict[int, set[str]] = {}
     for pfn, what in last.items():
         i = pfn - start
@@ -173,6 +176,7 @@ def blocking_pageblocks(vm: "VM", owners: bytes, last: dict[int, str],
                     break
         if unmovable or not_movable:
             unmovable_blocks += 1
+            free_beside_unmovable += block.count(FREE)
             causes["unmovable" if unmovable else "driver_not_movable"] += 1
             continue
         movable_outside += n_driver + n_lru
@@ -186,7 +190,10 @@ def blocking_pageblocks(vm: "VM", owners: bytes, last: dict[int, str],
         else:
             causes["target_or_not_reached"] += 1
     obtained = free_blocks + held_blocks
-    ceiling = max(nr_blocks - unmovable_blocks - math.ceil(movable_outside / pb), obtained)
+    # Movable pages must live somewhere: in the pageblocks not emptied, or in the
+    # free pages of the pageblocks that can never be emptied.
+    must_fill = max(0, movable_outside - free_beside_unmovable)
+    ceiling = nr_blocks - unmovable_blocks - math.ceil(must_fill / pb)
     return {
         "pageblocks": nr_blocks,
         "free_pageblocks": free_blocks,

@@ -128,59 +128,120 @@ def zone_map_figure(name: str, before: bytes, after: bytes,
 
 # --- buddyinfo --------------------------------------------------------------------------
 
-BAR_W = 7
-ORDER_W = 2 * BAR_W + 6
-PANEL_H = 150
-BAR_MAX = 100
+BAR_W = 14                    # one bar: before or after
+ORDER_W = 2 * BAR_W + 12      # one order: both bars and a gap
+PANEL_H = 214                 # title, chart, order labels, the counts under them
+BAR_MAX = 120                 # pixels of the tallest tick
+AXIS_W = 56                   # the y axis: tick labels and its title
 AXIS_RGB = (120, 120, 120)
+GRID_RGB = (225, 225, 225)
+COUNT_ROW_H = 13
+
+
+def _font(size: int) -> Any:
+    """Pillow's own font at `size` (Pillow >= 10.1), else its fixed bitmap font."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
 
 
 def _lighter(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     return tuple(c + (255 - c) * 6 // 10 for c in rgb)  # type: ignore[return-value]
 
 
+def log_top(count: int) -> int:
+    """The axis' top: the power of ten at or above `count` (at least 10)."""
+    top = 10
+    while top < count:
+        top *= 10
+    return top
+
+
 def bar_height(count: int, top: int) -> int:
-    """Bars are log-scaled: free lists span 0 to hundreds of thousands of blocks."""
+    """Bars are log-scaled, log(1 + count): free lists span 0 to hundreds of thousands."""
     if count <= 0 or top <= 0:
         return 0
     return max(1, round(BAR_MAX * math.log2(1 + count) / math.log2(1 + top)))
 
 
-def buddyinfo_figure(panels: list[tuple[str, list[int], list[int]]]) -> tuple[Image.Image, list]:
-    """One panel per driver: per order, a light bar (before) and a dark bar (after).
+def axis_ticks(top: int) -> list[tuple[int, int]]:
+    """(count, pixels above the baseline) of every labelled tick: 0, 1, 10, ... top."""
+    ticks = [(0, 0)]
+    value = 1
+    while value <= top:
+        ticks.append((value, bar_height(value, top)))
+        value *= 10
+    return ticks
 
-    Returns the image and, per panel, per order, the pixel boxes of both bars
-    (for tests and captions).
+
+def _count_text(n: int) -> str:
+    return f"{n:,}" if n < 100_000 else f"{n / 1000:,.0f}k"
+
+
+def buddyinfo_figure(panels: list[tuple[str, list[int], list[int]]]) -> tuple[Image.Image, list]:
+    """One panel per driver: free blocks per order before and after, with axes, counts, a legend.
+
+    Per order a light bar (before) and a dark bar (after) on a log scale whose
+    ticks are labelled 0, 1, 10, 100, ...; under the order numbers the two
+    counts are written out.  Returns the image and, per panel, per order, the
+    pixel boxes of both bars (None for a zero count).
     """
-    font = ImageFont.load_default()
-    orders = max(len(b) for _, b, _ in panels)
-    top = max(max(b + a) for _, b, a in panels) if panels else 1
-    width = MARGIN * 2 + 40 + orders * ORDER_W
-    height = MARGIN + len(panels) * (PANEL_H + MARGIN) + LEGEND_H
-    img = Image.new("RGB", (max(width, 300), height), BACKGROUND_RGB)
+    font, small = _font(12), _font(10)
+    orders = max((max(len(b), len(a)) for _, b, a in panels), default=1)
+    top = log_top(max((max(b + a, default=0) for _, b, a in panels), default=1))
+    chart_x = MARGIN + AXIS_W
+    width = chart_x + orders * ORDER_W + MARGIN
+    legend_y = MARGIN + len(panels) * (PANEL_H + MARGIN)
+    height = legend_y + LEGEND_H + MARGIN
+    img = Image.new("RGB", (max(width, 420), height), BACKGROUND_RGB)
     draw = ImageDraw.Draw(img)
     boxes = []
     for p, (name, before, after) in enumerate(panels):
         rgb = driver_colour(p)
         y0 = MARGIN + p * (PANEL_H + MARGIN)
-        base = y0 + TITLE_H + BAR_MAX + 4
-        draw.text((MARGIN, y0), f"{name}: free blocks per order (log scale), before | after",
-                  fill=TEXT_RGB, font=font)
-        draw.line((MARGIN + 36, base, MARGIN + 40 + orders * ORDER_W, base), fill=AXIS_RGB)
+        base = y0 + TITLE_H + 8 + BAR_MAX
+        draw.text((MARGIN, y0), f"{name}: free blocks per order (/proc/buddyinfo), "
+                  "log scale", fill=TEXT_RGB, font=font)
+        right = chart_x + orders * ORDER_W
+        for count, h in axis_ticks(top):
+            y = base - h
+            draw.line((chart_x, y, right, y), fill=GRID_RGB if count else AXIS_RGB)
+            draw.line((chart_x - 4, y, chart_x, y), fill=AXIS_RGB)
+            label = _count_text(count)
+            draw.text((chart_x - 6 - draw.textlength(label, font=small), y - 6), label,
+                      fill=TEXT_RGB, font=small)
+        draw.line((chart_x, base - BAR_MAX, chart_x, base), fill=AXIS_RGB)
         panel_boxes = []
         for o in range(orders):
-            x = MARGIN + 40 + o * ORDER_W
-            hb = bar_height(before[o] if o < len(before) else 0, top)
-            ha = bar_height(after[o] if o < len(after) else 0, top)
+            x = chart_x + 6 + o * ORDER_W
+            nb = before[o] if o < len(before) else 0
+            na = after[o] if o < len(after) else 0
+            hb, ha = bar_height(nb, top), bar_height(na, top)
             bb = (x, base - hb, x + BAR_W - 1, base - 1)
             ab = (x + BAR_W, base - ha, x + 2 * BAR_W - 1, base - 1)
             if hb:
                 draw.rectangle(bb, fill=_lighter(rgb))
             if ha:
                 draw.rectangle(ab, fill=rgb)
-            draw.text((x + 2, base + 3), str(o), fill=TEXT_RGB, font=font)
+            centre = x + BAR_W
+            for row, text, shade in ((0, str(o), TEXT_RGB), (1, _count_text(nb), AXIS_RGB),
+                                     (2, _count_text(na), TEXT_RGB)):
+                f = font if row == 0 else small
+                draw.text((centre - draw.textlength(text, font=f) / 2,
+                           base + 4 + row * COUNT_ROW_H), text, fill=shade, font=f)
             panel_boxes.append((bb if hb else None, ab if ha else None))
+        for row, text in ((0, "order"), (1, "before"), (2, "after")):
+            draw.text((MARGIN, base + 4 + row * COUNT_ROW_H), text, fill=TEXT_RGB, font=small)
         boxes.append(panel_boxes)
+    x = MARGIN
+    for label, shade in (("before compaction", _lighter(driver_colour(0))),
+                         ("after", driver_colour(0))):
+        draw.rectangle((x, legend_y + 3, x + 10, legend_y + 13), fill=shade, outline=AXIS_RGB)
+        draw.text((x + 14, legend_y + 2), label, fill=TEXT_RGB, font=font)
+        x += 14 + int(draw.textlength(label, font=font)) + 16
+    draw.text((x, legend_y + 2), "(light: before, dark: after, in each driver's colour)",
+              fill=AXIS_RGB, font=small)
     return img, boxes
 
 
@@ -221,5 +282,6 @@ def write_pictures(results: list[list[dict[str, Any]]], directory: str | Path) -
 
 
 __all__ = ["zone_map_image", "zone_map_figure", "buddyinfo_figure", "write_pictures",
+           "axis_ticks", "log_top",
            "driver_colour", "tile_origin", "map_geometry", "FREE", "DRIVER", "LRU", "SLAB",
            "HELD", "OTHER"]

@@ -2,8 +2,10 @@
 
 The table puts drivers in columns and metrics in rows, grouped as a kernel
 developer reads them: isolation, migration, the STA-1 counters, the outcome
-in free memory, the pageblocks that could not be emptied, integrity, cost.
-With several seeds every number is the mean, followed by ±sample stdev.
+in free memory, the order-9 blocks obtained against the ceiling, the
+pageblocks that could not be emptied, integrity, cost.  Every row and its
+definition come from mmplug.compare.rows.  With several seeds every number
+is the mean, followed by ±sample stdev.
 
 `--format kernel` prints each driver's end state as the kernel prints it
 (mm/vmstat.c: frag_show_print for /proc/buddyinfo, pagetypeinfo_show for
@@ -15,199 +17,16 @@ a real machine's files.
 from __future__ import annotations
 
 import json
-import statistics
-from typing import Any, Callable
+from typing import Any
 
 from ..constants import MIGRATETYPE_NAMES
 from ..vmstat import KERNEL_EVENTS, format_index
-from .metrics import Snapshot, flatten
+from .metrics import Snapshot
+from .rows import TABLE_ROWS, sections
 from .runner import iter_public, versions
 from .workload import describe_size
 
 ZONE_NAME = "Normal"
-
-
-# --- values over seeds ------------------------------------------------------------------
-
-def _values(runs: list[dict[str, Any]], path: str) -> list[Any]:
-    return [flatten(r).get(path) for r in runs]
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    return None
-
-
-def _fmt_number(x: float, decimals: int) -> str:
-    if decimals == 0 and float(x).is_integer():
-        return f"{int(x):,}"
-    return f"{x:,.{decimals or 1}f}"
-
-
-def cell(runs: list[dict[str, Any]], path: str, *, decimals: int = 0,
-         index: bool = False, percent: bool = False) -> str:
-    """One metric of one driver: the value, or mean±stdev over seeds."""
-    vals = _values(runs, path)
-    nums = [_num(v) for v in vals]
-    if any(n is None for n in nums):
-        first = vals[0]
-        return "-" if first is None else str(first)
-    if percent:
-        nums = [n * 100 for n in nums]
-    if len(nums) == 1:
-        if index:
-            return format_index(round(nums[0] * 1000))
-        text = _fmt_number(nums[0], decimals)
-        return text + ("%" if percent else "")
-    mean = statistics.fmean(nums)
-    sd = statistics.stdev(nums)
-    d = 3 if index else max(decimals, 1)
-    return f"{mean:,.{d}f}±{sd:,.{d}f}" + ("%" if percent else "")
-
-
-def pair(runs: list[dict[str, Any]], before: str, after: str, **kw: Any) -> str:
-    return f"{cell(runs, before, **kw)} → {cell(runs, after, **kw)}"
-
-
-# --- the table ----------------------------------------------------------------------------
-
-Row = tuple[str, Callable[[list[dict[str, Any]]], str]]
-
-
-def _c(path: str, **kw: Any) -> Callable[[list[dict[str, Any]]], str]:
-    return lambda runs: cell(runs, path, **kw)
-
-
-def _p(before: str, after: str, **kw: Any) -> Callable[[list[dict[str, Any]]], str]:
-    return lambda runs: pair(runs, before, after, **kw)
-
-
-def _errnos(runs: list[dict[str, Any]]) -> str:
-    total: dict[str, int] = {}
-    for r in runs:
-        for k, v in r.get("driver_callbacks", {}).get("migratepage_permanent_by_errno", {}).items():
-            total[k] = total.get(k, 0) + v
-    if not total:
-        return cell(runs, "driver_callbacks.migratepage_permanent")
-    n = len(runs)
-    return ", ".join(f"{k} {v / n:g}" for k, v in sorted(total.items()))
-
-
-def _knob(name: str, stat: str) -> Callable[[list[dict[str, Any]]], str]:
-    def get(runs: list[dict[str, Any]]) -> str:
-        if name not in runs[0].get("capabilities", {}).get("knobs", []):
-            return "n/a"
-        return cell(runs, f"workload_stats.{stat}")
-    return get
-
-
-def _o9(runs: list[dict[str, Any]]) -> str:
-    a = _values(runs, "outcome.allocations.9.attempts")
-    if a[0] is None:
-        return "-"
-    return (f"{cell(runs, 'outcome.allocations.9.successes')}/{cell(runs, 'outcome.allocations.9.attempts')}"
-            f" ({cell(runs, 'outcome.order9_success_rate', percent=True)})")
-
-
-def _status(runs: list[dict[str, Any]]) -> str:
-    bad = [r for r in runs if r["status"] != "ok"]
-    return "ok" if not bad else f"ERROR ({len(bad)}/{len(runs)})"
-
-
-def _verify(runs: list[dict[str, Any]]) -> str:
-    vals = {str(r.get("integrity", {}).get("driver_verify", "-")) for r in runs}
-    return "ok" if vals == {"ok"} else ", ".join(sorted(v[:30] for v in vals))
-
-
-def _warnings(runs: list[dict[str, Any]]) -> str:
-    return str(sum(len(r.get("integrity", {}).get("vm_warnings", [])) for r in runs))
-
-
-SECTIONS: list[tuple[str, list[Row]]] = [
-    ("", [("status", _status)]),
-    ("workload on this driver", [
-        ("objects stored", _c("workload_stats.objects_stored")),
-        ("stores failed (no memory)", _c("workload_stats.store_no_memory")),
-        ("LRU / slab pages", lambda r: f"{cell(r, 'workload_stats.lru_pages')} / "
-                                       f"{cell(r, 'workload_stats.slab_pages')}"),
-        ("objects pinned (knob pin)", _knob("pin", "pins")),
-        ("objects mapped (knob map)", _knob("map", "maps")),
-        ("lock held (knob busy)", _knob("busy", "holds")),
-    ]),
-    ("isolation", [
-        ("isolation attempts", _c("isolation.attempts")),
-        ("isolated", _c("isolation.isolated")),
-        ("refused by driver", _c("isolation.refused_by_driver")),
-        ("failed: page locked", _c("isolation.failed_page_locked")),
-        ("failed: released/isolated", _c("isolation.failed_released_or_isolated")),
-    ]),
-    ("migration", [
-        ("pgmigrate_success", _c("counters.pgmigrate_success")),
-        ("pgmigrate_fail", _c("counters.pgmigrate_fail")),
-        ("migratepage -EAGAIN", _c("driver_callbacks.migratepage_eagain")),
-        ("migratepage permanent", _errnos),
-        ("putbacks", _c("migration.putbacks")),
-        ("released while isolated", _c("migration.released_while_isolated")),
-    ]),
-    ("compaction (STA-1)", [
-        ("compact_migrate_scanned", _c("counters.compact_migrate_scanned")),
-        ("compact_free_scanned", _c("counters.compact_free_scanned")),
-        ("compact_isolated", _c("counters.compact_isolated")),
-        ("compact_stall", _c("counters.compact_stall")),
-        ("compact_success", _c("counters.compact_success")),
-        ("compact_fail", _c("counters.compact_fail")),
-    ]),
-    ("outcome (before → after)", [
-        ("free pages", _p("outcome.before.nr_free_pages", "outcome.after.nr_free_pages")),
-        ("free pageblocks", _p("outcome.before.free_pageblocks", "outcome.after.free_pageblocks")),
-        ("unusable index order 3", _p("outcome.before.unusable_index_3",
-                                      "outcome.after.unusable_index_3", index=True)),
-        ("unusable index order 9", _p("outcome.before.unusable_index_9",
-                                      "outcome.after.unusable_index_9", index=True)),
-        ("extfrag index order 3", _p("outcome.before.extfrag_index_3",
-                                     "outcome.after.extfrag_index_3", index=True)),
-        ("extfrag index order 9", _p("outcome.before.extfrag_index_9",
-                                     "outcome.after.extfrag_index_9", index=True)),
-        ("order-9 allocations", _o9),
-    ]),
-    ("pageblocks not emptied, by cause", [
-        ("unmovable (slab, held)", _c("blocking.blocking_by_cause.unmovable")),
-        ("driver page not movable", _c("blocking.blocking_by_cause.driver_not_movable")),
-        ("driver refused isolation", _c("blocking.blocking_by_cause.refused_isolation")),
-        ("permanent failure", _c("blocking.blocking_by_cause.permanent_failure")),
-        ("pinned/-EAGAIN to the end", _c("blocking.blocking_by_cause.eagain_until_end")),
-        ("target or not reached", _c("blocking.blocking_by_cause.target_or_not_reached")),
-        ("order-9 ceiling", _c("blocking.ceiling")),
-        ("order-9 obtained", _c("blocking.obtained")),
-        ("efficiency", _c("blocking.efficiency", percent=True)),
-    ]),
-    ("integrity", [
-        ("objects verified", _c("integrity.objects_verified")),
-        ("objects lost", _c("integrity.objects_lost")),
-        ("objects corrupted", _c("integrity.objects_corrupted")),
-        ("leaked pages", _c("integrity.leaked_pages")),
-        ("driver verify()", _verify),
-        ("VM warnings", _warnings),
-    ]),
-    ("cost", [
-        ("pages scanned (migrate)", _c("cost.pages_scanned_migrate")),
-        ("pages scanned (free)", _c("cost.pages_scanned_free")),
-        ("pages isolated", _c("cost.pages_isolated")),
-        ("MiB copied", lambda r: cell([{"x": x / 2**20} for x in _values(r, "cost.bytes_copied")],
-                                      "x", decimals=1)),
-        ("Gorman cost (Mwords)", lambda r: cell(
-            [{"x": x / 1e6} for x in _values(r, "cost.gorman_words.total")], "x", decimals=2)),
-        ("wall time (s)", _c("wall_seconds.run", decimals=2)),
-    ]),
-]
 
 
 def header(scenario: dict[str, Any], seeds: list[int]) -> str:
@@ -228,19 +47,25 @@ def header(scenario: dict[str, Any], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def origins(results: list[list[dict[str, Any]]]) -> list[str]:
+    """One line per driver: which code ran (`NAME@FILE` and a file override say so)."""
+    return [f"{runs[0]['driver']} {runs[0]['version']}: {runs[0].get('origin', '?')}"
+            for runs in results]
+
+
 def table(results: list[list[dict[str, Any]]], scenario: dict[str, Any], seeds: list[int]) -> str:
     names = [runs[0]["driver"] for runs in results]
-    label_w = max(len(label) for _, rows in SECTIONS for label, _ in rows) + 2
-    cols = [[fn(runs) for _, rows in SECTIONS for _, fn in rows] for runs in results]
+    label_w = max(len(row.label) for row in TABLE_ROWS) + 2
+    cols = [[row.value(runs) for _, rows in sections() for row in rows] for runs in results]
     widths = [max([len(n)] + [len(c) for c in col]) for n, col in zip(names, cols)]
-    out = [header(scenario, seeds), ""]
+    out = [header(scenario, seeds), *origins(results), ""]
     out.append(" " * label_w + "  ".join(f"{n:>{w}}" for n, w in zip(names, widths)))
     i = 0
-    for title, rows in SECTIONS:
+    for title, rows in sections():
         if title:
             out.append(title.upper())
-        for label, _ in rows:
-            out.append(f"  {label:<{label_w - 2}}" +
+        for row in rows:
+            out.append(f"  {row.label:<{label_w - 2}}" +
                        "  ".join(f"{col[i]:>{w}}" for col, w in zip(cols, widths)))
             i += 1
     out.append("")

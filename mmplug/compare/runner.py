@@ -215,7 +215,8 @@ def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool 
         nr_pages, page_size, seed, slab_order = (scenario.nr_pages, scenario.page_size,
                                                  scenario.seed, scenario.slab_order)
     result: dict[str, Any] = {
-        "driver": info.name, "version": info.version, "kernel_source": info.kernel_source,
+        "driver": info.name, "version": info.version, "origin": loaded.origin,
+        "kernel_source": info.kernel_source,
         "capabilities": {"stores_data": info.capabilities.stores_data,
                          "may_refuse_isolation": info.capabilities.may_refuse_isolation,
                          "knobs": sorted(info.capabilities.knobs)},

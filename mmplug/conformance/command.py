@@ -6,11 +6,11 @@ error, 3 internal error, 4 the driver could not be loaded or validated.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..commandline import emit_json, json_option, output_option, wants_json
 from ..errors import PluginError, UsageError
 from .model import FAIL, WARN, CheckResult, Report
 from .runner import InternalError, run_suite
@@ -44,8 +44,11 @@ def render_totals(report: Report) -> str:
 
 def check_driver(
     driver: Annotated[str, typer.Argument(
-        help="Entry-point name, dotted module path or .py file of the driver.")],
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice.")] = 0,
+        metavar="DRIVER",
+        help="Entry-point name, dotted module path or .py file of the driver; NAME@FILE "
+             "loads FILE under the name NAME.")],
+    seed: Annotated[int, typer.Option(
+        "--seed", metavar="N", help="Seed of every random choice.")] = 0,
     select: Annotated[Optional[list[str]], typer.Option(
         "--select", "-k", metavar="RULE",
         help="Run only checks of this rule id or prefix (ISO, MIG-7, ISO-4/lru-untouched); "
@@ -53,7 +56,8 @@ def check_driver(
     exit_first: Annotated[bool, typer.Option(
         "--exit-first", "-x", help="Stop after the first failed check.")] = False,
     max_examples: Annotated[Optional[int], typer.Option(
-        "--max-examples", min=1, help="Random sequences the stateful fuzzing tries.")] = None,
+        "--max-examples", metavar="N", min=1,
+        help="Random sequences the stateful fuzzing tries.")] = None,
     races: Annotated[bool, typer.Option(
         "--races/--no-races", help="Run the race checks on several simulated CPUs.")] = True,
     replay: Annotated[Optional[str], typer.Option(
@@ -65,12 +69,11 @@ def check_driver(
     quick: Annotated[bool, typer.Option(
         "--quick", help="Smaller populations and fewer random sequences (a few seconds).")]
         = False,
-    json_out: Annotated[Optional[str], typer.Option(
-        "--json", metavar="FILE",
-        help="Also write a JSON report to FILE ('-': print only the JSON).")] = None,
+    as_json: Annotated[bool, json_option("the report")] = False,
+    output: Annotated[Optional[str], output_option("the report")] = None,
 ) -> None:
     """Check a driver against the VM <-> driver contract, rule by rule."""
-    to_stdout = json_out == "-"
+    to_stdout = wants_json(as_json, output)
     if scenario is not None:
         if not replay:
             raise UsageError("--scenario needs --replay SCHEDULE")
@@ -97,14 +100,8 @@ def check_driver(
     except InternalError as exc:
         typer.echo(f"mmplug: internal error: {exc}", err=True)
         raise SystemExit(EXIT_INTERNAL)
-    if to_stdout:
-        typer.echo(report.to_json())
-    else:
+    if not to_stdout:
         typer.echo(render_totals(report))
-        if json_out:
-            try:
-                Path(json_out).write_text(report.to_json() + "\n", encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(f"cannot write {json_out}: {exc.strerror}") from None
+    emit_json(report.to_json() + "\n", as_json=as_json, output=output)
     # SystemExit, not typer.Exit: the code must survive click's non-standalone mode.
     raise SystemExit(EXIT_OK if report.passed else EXIT_FAILED)

@@ -113,3 +113,51 @@ def test_links_follow_the_kernel_version_a_rule_describes(fake_suite, capsys):
     assert "https://elixir.bootlin.com/linux/v6.18/source/mm/migrate.c" in batches
     _, flags, _ = run_cli(["explain", "FLG-5"], capsys)  # mentions [v6.0] only on the side
     assert "linux/v4.19/source/" in flags and "linux/v6.0/" not in flags
+
+
+# --- rows of compare's table ---------------------------------------------------------------
+
+@pytest.mark.parametrize("query", ["order-9 ceiling", "ceiling", "ORDER-9 CEILING",
+                                   "order_9_ceiling"])
+def test_a_row_of_compares_table_by_label_key_or_slug(capsys, query):
+    code, out, _ = run_cli(["explain", query], capsys)
+    assert code == 0
+    assert out.startswith("order-9 ceiling  (ORDER-9 BLOCKS AT THE END; a row of `mmplug compare`)")
+    assert "value:" in out and "reading:" in out and "blocking.ceiling" in out
+
+
+def test_a_row_with_its_kernel_source(capsys):
+    _, out, _ = run_cli(["explain", "extfrag index order 9"], capsys)
+    assert "__fragmentation_index" in out and "-1.000" in out
+    _, gorman, _ = run_cli(["explain", "Gorman cost (Mwords)"], capsys)
+    assert "397487db696c" in gorman and "Wi" in gorman
+
+
+def test_a_part_naming_several_rows_lists_them(capsys):
+    code, _, err = run_cli(["explain", "extfrag"], capsys)
+    assert code == 2 and "several rows" in err
+    assert "'extfrag index order 3'" in err and "'extfrag index order 9'" in err
+
+
+def test_rule_ids_still_win_and_unknown_words_say_so(fake_suite, capsys):
+    code, out, _ = run_cli(["explain", "ISO-4"], capsys)
+    assert code == 0 and out.startswith("ISO-4  (")
+    code, _, err = run_cli(["explain", "nothing-like-this"], capsys)
+    assert code == 2 and "no rule 'nothing-like-this'" in err
+
+
+def test_a_row_as_json_and_through_compare(capsys):
+    _, out, _ = run_cli(["explain", "efficiency", "--json"], capsys)
+    doc = json.loads(out)
+    assert doc["row"] == "efficiency" and doc["json"] == ["blocking.efficiency"]
+    code, same, _ = run_cli(["compare", "--explain", "efficiency", "--json"], capsys)
+    assert code == 0 and json.loads(same) == doc
+    code, text, _ = run_cli(["compare", "--explain", "efficiency"], capsys)
+    assert code == 0 and text.startswith("efficiency  (")
+    code, _, err = run_cli(["compare", "--explain", "no such row"], capsys)
+    assert code == 2 and "no row 'no such row'" in err
+
+
+def test_the_rule_listing_points_at_rows(capsys):
+    _, out, _ = run_cli(["explain"], capsys)
+    assert "`mmplug explain ROW`" in out and "docs/metrics.md" in out

@@ -14,10 +14,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
 import site
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -51,20 +53,50 @@ def run(args, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+#: what makes `pip install` work offline here: the venv already sees every dependency
+OFFLINE = ["--no-deps", "--no-build-isolation", "--no-index"]
+
+
 @pytest.fixture(scope="module")
-def venv_project(tmp_path_factory):
+def venv(tmp_path_factory):
+    """The python of a fresh venv that sees this environment's packages."""
+    root = tmp_path_factory.mktemp("venv")
+    made = run([sys.executable, "-m", "venv", root / "venv"], cwd=root)
+    assert made.returncode == 0, made.stderr
+    python = root / "venv" / "bin" / "python"
+    _see_this_environment(python)
+    return python
+
+
+def install(python: Path, project: Path) -> None:
+    installed = run([python, "-m", "pip", "install", *OFFLINE, "-e", project], cwd=project.parent)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+
+@pytest.fixture(scope="module")
+def venv_project(venv, tmp_path_factory):
     """(python of a fresh venv with the generated driver installed, the project directory)."""
     root = tmp_path_factory.mktemp("generated")
     project = write_project(NAME, root / "mmplug-venvpool").directory
-    venv = root / "venv"
-    made = run([sys.executable, "-m", "venv", venv], cwd=root)
-    assert made.returncode == 0, made.stderr
-    python = venv / "bin" / "python"
-    _see_this_environment(python)
-    installed = run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                     "--no-index", "-e", project], cwd=root)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    return python, project
+    install(venv, project)
+    return venv, project
+
+
+def variant(root: Path, name: str, edits: dict[str, str]) -> Path:
+    """A generated project whose driver has `edits` (old text -> new text) applied."""
+    project = write_project(name, root / f"mmplug-{name}").directory
+    driver = project / f"mmplug_{name}" / "__init__.py"
+    text = driver.read_text()
+    for old, new in edits.items():
+        assert text.count(old) == 1, f"the template no longer has {old!r}"
+        text = text.replace(old, new)
+    driver.write_text(text)
+    return project
+
+
+def pytest_in(python: Path, project: Path, *args: str) -> subprocess.CompletedProcess:
+    return run([python, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                *args], cwd=project)
 
 
 def _see_this_environment(python: Path) -> None:
@@ -107,3 +139,68 @@ def test_the_projects_own_tests_pass_with_the_conformance_suite(venv_project):
     assert out.returncode == 0, out.stdout + out.stderr
     # one test per check of the suite, plus the template's own two tests
     assert "failed" not in out.stdout and " passed" in out.stdout
+
+
+# --- the project's own tests on drivers that use several pages ----------------------------
+
+#: slots of 1500 bytes: two per 4 KiB page, so the template's objects take several pages
+MULTI_PAGE = {"OBJECT_SIZE = 256": "OBJECT_SIZE = 1500"}
+
+
+def test_the_projects_own_tests_pass_on_a_multi_page_variant(venv, tmp_path):
+    project = variant(tmp_path, "multipool", MULTI_PAGE)
+    install(venv, project)
+    out = pytest_in(venv, project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "failed" not in out.stdout and " passed" in out.stdout
+
+
+def test_the_projects_own_tests_pass_on_zsmalloc(venv_project):
+    """zsmalloc is correct and multi-page: zspages of up to 4 pages, objects across them."""
+    python, project = venv_project
+    out = pytest_in(python, project, "--mmplug-driver", "zsmalloc", "-k", "not conformance")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 passed" in out.stdout
+
+
+def test_the_migration_test_still_fails_on_a_driver_listing_a_migrated_page(venv, tmp_path):
+    ghost = variant(tmp_path, "ghostpool", {
+        **MULTI_PAGE,
+        "            return [record.page for record in self.records]":
+            "            return [record.page for record in self.records] + "
+            "getattr(self, 'gone', [])",
+        "    put_page(page)                           # MIG-7":
+            "    pool.gone = getattr(pool, 'gone', []) + [page]\n"
+            "    put_page(page)                           # MIG-7",
+    })
+    install(venv, ghost)
+    out = pytest_in(venv, ghost, "-k", "test_objects_survive_migration")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "1 failed" in out.stdout and "the pool still lists page" in out.stdout
+
+
+# --- new-driver's "Next:" steps, run as printed --------------------------------------------
+
+def test_the_next_steps_new_driver_prints_work(venv, tmp_path):
+    project = write_project("nextpool", tmp_path / "mmplug-nextpool")
+    steps = [shlex.split(step) for step in project.next_steps()]
+    meta = tomllib.loads((project.directory / "pyproject.toml").read_text())
+    assert steps[0] == ["cd", str(project.directory)]
+    cwd = Path(steps[0][1])
+    ran = []
+    for argv in steps[1:]:
+        if argv[:4] == ["python", "-m", "pip", "install"]:
+            # The extra the step installs must bring pytest, which the last step runs.
+            extras = [a.split("[", 1)[1].rstrip("]") for a in argv if a.startswith(".[")]
+            assert extras and all(any(dep.startswith("pytest")
+                                      for dep in meta["project"]["optional-dependencies"][x])
+                                  for x in extras)
+            argv = [venv, *argv[1:], *OFFLINE]
+        elif argv[0] == "python":
+            argv = [venv, *argv[1:]]
+        elif argv[0] == "mmplug":
+            argv = [venv, "-m", "mmplug.cli", *argv[1:]]   # no console script in this venv
+        out = run(argv, cwd=cwd)
+        assert out.returncode == 0, f"{argv}: {out.stdout}{out.stderr}"
+        ran.append(argv[1:3])
+    assert ["-m", "pytest"] in ran

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import random
 import tomllib
 from importlib import resources
@@ -52,7 +53,21 @@ def test_writes_every_file_and_says_what_to_do_next(tmp_path, capsys):
                    if p.is_file())
     assert files == [".gitignore", "README.md", "mmplug_gpupool/__init__.py", "pyproject.toml",
                      "tests/test_gpupool.py"]
-    assert "mmplug check-driver gpupool" in out and "pip install -e ." in out
+    assert "mmplug check-driver gpupool" in out
+    # pytest comes with the test extra: the install step must name it (run for real in
+    # test_generated_project.py)
+    assert "python -m pip install -e '.[test]'" in out and "python -m pytest" in out
+
+
+def test_json_says_what_was_written_and_what_to_do_next(tmp_path, capsys):
+    code, out, _ = run_cli(["new-driver", "gpupool", "--dir", str(tmp_path / "p"), "--json",
+                            "-o", str(tmp_path / "new.json")], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc == json.loads((tmp_path / "new.json").read_text())
+    assert doc["name"] == "gpupool" and doc["directory"] == str(tmp_path / "p")
+    assert "mmplug_gpupool/__init__.py" in doc["files"]
+    assert doc["next"][1] == "python -m pip install -e '.[test]'"
 
 
 def test_default_directory_is_mmplug_dash_name(tmp_path, capsys, monkeypatch):
@@ -227,3 +242,23 @@ def test_generated_driver_refuses_sync_no_copy_as_zsmalloc_does(driver):
     assert result.isolated and not result.migrated
     assert vm.vmstat.events["migrate_permanent"] == 1
     assert pool.pages() == [page] and pool.read(handle) == b"data"
+
+
+def test_a_freed_page_returns_as_a_later_migrations_target(tmp_path, capsys):
+    """Why the template's migration test checks each page right after its own migration:
+    with objects on several pages, the page one migration frees is the next one's target."""
+    code, _, _ = run_cli(["new-driver", "bigpool", "--dir", str(tmp_path / "p")], capsys)
+    assert code == 0
+    driver_file = tmp_path / "p" / "mmplug_bigpool" / "__init__.py"
+    driver_file.write_text(driver_file.read_text().replace("OBJECT_SIZE = 256",
+                                                           "OBJECT_SIZE = 1500"))
+    host = PluginHost()
+    vm = VM(VMConfig(nr_pages=1024), plugins=host)
+    pool = vm.create_from(host.load(str(driver_file)))
+    for i in range(6):
+        pool.store(bytes([i]) * 100)
+    before = {p.pfn for p in pool.pages()}
+    assert len(before) == 3
+    for page in list(pool.pages()):
+        assert migrate_page(vm, page).migrated
+    assert before & {p.pfn for p in pool.pages()}, "no pfn recurred: the case is not covered"

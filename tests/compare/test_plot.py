@@ -7,8 +7,9 @@ from PIL import Image
 from comparehelp import KNOBPOOL, host, tiny
 from mmplug.compare.metrics import DRIVER, FREE, LRU, SLAB
 from mmplug.compare.plot import (
-    BOUNDARY_RGB, FREE_RGB, LRU_RGB, SLAB_RGB, TILE_H, TILE_W, bar_height, buddyinfo_figure,
-    driver_colour, map_geometry, tile_origin, write_pictures, zone_map_figure, zone_map_image,
+    BAR_MAX, BOUNDARY_RGB, FREE_RGB, LRU_RGB, SLAB_RGB, TILE_H, TILE_W, axis_ticks, bar_height,
+    buddyinfo_figure, driver_colour, log_top, map_geometry, tile_origin, write_pictures,
+    zone_map_figure, zone_map_image,
 )
 from mmplug.compare.runner import run_all
 
@@ -73,6 +74,23 @@ def test_buddyinfo_bars_follow_counts():
     assert img.getpixel((bx0, by1)) != rgb and img.getpixel((bx0, by1)) != (255, 255, 255)
     assert by1 - by0 > y1 - y0                       # 100 blocks stand higher than 1
     assert bar_height(100, 100) > bar_height(10, 100) > bar_height(1, 100) > 0
+
+
+def test_buddyinfo_has_a_labelled_log_axis_counts_and_a_legend():
+    img, boxes = buddyinfo_figure([("a", [1725, 651, 0], [173, 51, 4])])
+    assert log_top(1725) == 10_000 and log_top(3) == 10
+    ticks = axis_ticks(10_000)
+    assert [c for c, _ in ticks] == [0, 1, 10, 100, 1_000, 10_000]
+    heights = [h for _, h in ticks]
+    assert heights == sorted(heights) and heights[-1] == BAR_MAX
+    # a bar reaches exactly the tick of its count
+    _, after_100 = buddyinfo_figure([("a", [0], [100]), ("b", [0], [10_000])])[1][0][0]
+    assert after_100[3] - after_100[1] + 1 == dict(ticks)[100]
+    (x0, y0, x1, y1), _ = boxes[0][0]
+    grey = img.crop((0, y1 + 2, img.width, y1 + 50)).convert("L")
+    assert grey.getextrema()[0] < 100               # order numbers and counts under the bars
+    legend = img.crop((0, img.height - 30, img.width, img.height)).convert("RGB")
+    assert driver_colour(0) in {c for _, c in legend.getcolors(1 << 16)}
 
 
 def test_write_pictures_from_a_run(tmp_path):
