@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,8 +11,9 @@ import typer
 
 from ..errors import UsageError
 from ..plugins import PluginHost
+from ..vm import kernel_model
 from .plot import write_pictures
-from .render import json_text, kernel_text, table
+from .render import json_document, kernel_text, table
 from .runner import Scenario, run_all, scenario_dict
 from .trace import Trace, load_trace, write_trace
 from .workload import PRESETS, load_workload, pages_for, preset
@@ -79,6 +81,9 @@ def compare(
         help="Save each driver's history as a trace (FILE, or FILE-<driver> for several).")] = None,
     list_presets: Annotated[bool, typer.Option(
         "--list-presets", help="List the built-in workloads and exit.")] = False,
+    kernel_version: Annotated[bool, typer.Option(
+        "--kernel-version", help="List the kernel the runs model (v4.19 and each newer-kernel "
+        "option's value) and exit.")] = False,
 ) -> None:
     """Compare drivers' migration behaviour under compaction on the same workload."""
     if list_presets:
@@ -87,6 +92,9 @@ def compare(
         return
     if as_json:
         fmt = "json"
+    if kernel_version:
+        typer.echo(_kernel_text(fmt), nl=False)
+        return
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if repeat < 1:
@@ -118,7 +126,9 @@ def compare(
         for path in write_pictures(results, plot):
             typer.echo(f"wrote {path}", err=True)
     if fmt == "json":
-        typer.echo(json_text(results, sdict, seeds), nl=False)
+        doc = json_document(results, sdict, seeds)
+        doc["kernel"] = kernel_model()
+        typer.echo(json.dumps(doc, indent=2) + "\n", nl=False)
     elif fmt == "kernel":
         typer.echo(f"==> {sdict['name']}: {seed_note} <==")
         typer.echo(kernel_text(results), nl=False)
@@ -126,6 +136,18 @@ def compare(
         typer.echo(table(results, sdict, seeds), nl=False)
     if any(r["status"] != "ok" for runs in results for r in runs):
         raise typer.Exit(1)
+
+
+def _kernel_text(fmt: str) -> str:
+    """The kernel model of a run: the baseline, and each newer-kernel option with its value."""
+    model = kernel_model()
+    if fmt == "json":
+        return json.dumps(model, indent=2) + "\n"
+    lines = [f"kernel: Linux {model['baseline']}, with these newer-kernel options (VMConfig):"]
+    for opt in model["options"]:
+        lines.append(f"  {opt['name']} = {opt['value']}  ({opt['kernel']}, {opt['commit']}: "
+                     f"{opt['summary']})")
+    return "\n".join(lines) + "\n"
 
 
 def _save_traces(results: list, scenario: Scenario, path: Path) -> None:
