@@ -322,6 +322,9 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
         next_skip_pfn = block_end_pfn(low_pfn, cc.order)
     max_order = zone.max_order
     cluster = SWAP_CLUSTER_MAX - 1
+    # Only an isolation attempt can run other code (a schedule point, a driver callback)
+    # that raises need_resched or a signal: the flags are read again after each.
+    watch = task.sigkill_pending or task.need_resched
     while low_pfn < end_pfn:
         if skip_on_failure and low_pfn >= next_skip_pfn:
             # The previous order-aligned block was all isolated: migrate it now.
@@ -329,8 +332,7 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
                 break
             next_skip_pfn = block_end_pfn(low_pfn, cc.order)
         # Every SWAP_CLUSTER_MAX pfns: drop the lru_lock, back off if asked to.
-        if (not low_pfn & cluster and (task.sigkill_pending or task.need_resched)
-                and compact_unlock_should_abort(vm, cc, task)):
+        if watch and not low_pfn & cluster and compact_unlock_should_abort(vm, cc, task):
             break
         nr_scanned += 1
         page = pages[low_pfn - start]
@@ -353,10 +355,13 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
             if (page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE
                     and not flags & ISOLATED):
                 isolated = isolate_movable_page(vm, page, isolate_mode) == 0
-        elif page._refcount <= 1 and _isolate_lru_page(vm, page, isolate_mode):
+                watch = task.sigkill_pending or task.need_resched
+        elif page._refcount <= 1:
             # (a page with more references than mappings is pinned: not worth it)
-            zone.nr_isolated_lru += 1
-            isolated = True
+            if _isolate_lru_page(vm, page, isolate_mode):
+                zone.nr_isolated_lru += 1
+                isolated = True
+            watch = task.sigkill_pending or task.need_resched
         if isolated:
             migratepages.add_head(page)
             cc.nr_migratepages += 1
@@ -462,10 +467,11 @@ def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pf
     nr_scanned = total_isolated = 0
     valid_page = None
     blockpfn = start_pfn
+    # nothing in this loop runs other code: the flags cannot change during it
+    watch = task.sigkill_pending or task.need_resched
     while blockpfn < end_pfn:
         # Every SWAP_CLUSTER_MAX pfns: drop the zone lock, back off if asked to.
-        if (not blockpfn & cluster and (task.sigkill_pending or task.need_resched)
-                and compact_unlock_should_abort(vm, cc, task)):
+        if watch and not blockpfn & cluster and compact_unlock_should_abort(vm, cc, task):
             break
         nr_scanned += 1
         page = pages[blockpfn - start]

@@ -6,11 +6,11 @@ find_suitable_fallback and steal_suitable_fallback (mixing migratetypes),
 free_pages_prepare / free_pages_check (bad page state), zone watermarks and
 __zone_watermark_ok; and the zone fields compaction keeps (include/linux/mmzone.h).
 
-A free list is an OrderedDict keyed by pfn whose last entry is the list's
-head: list_add is an insertion, list_add_tail an insertion moved to the front
-(move_to_end(last=False)), list_first_entry is the last key, and removing an
-arbitrary buddy is O(1).  The head page of a free block carries PG_buddy, its
-order in `private` (page_order) and its list's migratetype in `lru`.
+A free list is a `FreeList`: a dict keyed by pfn whose last key is the list's
+head (list_add is an insertion, list_first_entry the last key, list_del of an
+arbitrary buddy O(1)), plus the blocks added at the tail (list_add_tail).  The
+head page of a free block carries PG_buddy, its order in `private`
+(page_order) and its list's migratetype in `lru`.
 
 Not modelled: the per-CPU page lists (order-0 pages are freed to and taken
 from the buddy lists directly, as with pcp->high = 0), highatomic reserves,
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import mmap
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Iterator
 
 from .constants import (
@@ -46,6 +45,59 @@ FALLBACKS = {
 }
 #: the types with free lists a normal allocation may use (no HIGHATOMIC/CMA/ISOLATE here).
 PCPTYPES = (MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.RECLAIMABLE)
+
+
+class FreeList(dict):
+    """free_area[order].free_list[migratetype]: pfn -> None, in list order.
+
+    Blocks added at the head (list_add) are the dict's own keys, the latest
+    last; blocks added at the tail (list_add_tail) wait in `tail`, the oldest
+    first, and become the dict's keys, in list order, when the head part runs
+    out.  So the dict is empty only when the list is, and its last key is
+    always list_first_entry().  Iteration runs from the tail to the head.
+    """
+
+    __slots__ = ("tail",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tail: dict[int, None] = {}
+
+    def add_tail(self, pfn: int) -> None:
+        """list_add_tail()."""
+        if self:
+            self.tail[pfn] = None
+        else:
+            self[pfn] = None
+
+    def remove(self, pfn: int) -> None:
+        """list_del()."""
+        try:
+            del self[pfn]
+        except KeyError:
+            del self.tail[pfn]
+        else:
+            if not self and self.tail:
+                self._refill()
+
+    def pop_head(self) -> int:
+        """list_first_entry() + list_del()."""
+        pfn = self.popitem()[0]
+        if not self and self.tail:
+            self._refill()
+        return pfn
+
+    def _refill(self) -> None:
+        for pfn in reversed(self.tail):
+            self[pfn] = None
+        self.tail.clear()
+
+    def size(self) -> int:
+        return len(self) + len(self.tail)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from reversed(self.tail)
+        yield from dict.__iter__(self)
 
 
 def default_min_free_pages(nr_pages: int, page_size: int) -> int:
@@ -85,8 +137,8 @@ class Zone:
         self.view = memoryview(self.mem)
         self.pages = [Page(pfn, self) for pfn in range(start_pfn, start_pfn + nr_pages)]
         # free_area[order][migratetype] -> {pfn: None}, the head last
-        self.free_area: list[list[OrderedDict[int, None]]] = [
-            [OrderedDict() for _ in range(NR_MIGRATETYPES)] for _ in range(max_order)]
+        self.free_area: list[list[FreeList]] = [
+            [FreeList() for _ in range(NR_MIGRATETYPES)] for _ in range(max_order)]
         self.nr_free = [0] * max_order
         self.nr_free_pages = 0
         nr_blocks = nr_pages // pb
@@ -165,13 +217,15 @@ class Zone:
         self.free_area[order][mt][pfn] = None
         self.nr_free[order] += 1
 
-    def _add_free_tail(self, pfn: int, order: int, mt: int) -> None:
-        """set_page_order() + list_add_tail(): the block goes last, to be taken last."""
-        self._add_free(pfn, order, mt)
-        self.free_area[order][mt].move_to_end(pfn, last=False)
-
     def _del_free(self, page: Page, order: int) -> None:
-        del self.free_area[order][page.lru][page.pfn]
+        lst = self.free_area[order][page.lru]
+        try:
+            del lst[page.pfn]
+        except KeyError:
+            del lst.tail[page.pfn]
+        else:
+            if not lst and lst.tail:
+                lst._refill()
         self.nr_free[order] -= 1
         page.flags = 0
         page.private = 0
@@ -180,7 +234,7 @@ class Zone:
     def _move_free(self, page: Page, order: int, mt: int) -> None:
         """list_move(): to the head of another migratetype's list."""
         pfn = page.pfn
-        del self.free_area[order][page.lru][pfn]
+        self.free_area[order][page.lru].remove(pfn)
         page.lru = mt
         self.free_area[order][mt][pfn] = None
 
@@ -201,14 +255,6 @@ class Zone:
             self._free_one_page(pfn, o, MigrateType.MOVABLE)
             pfn += 1 << o
 
-    def _is_buddy(self, pfn: int, order: int) -> bool:
-        """page_is_buddy(): a free block of exactly `order` at `pfn`, in this zone."""
-        idx = pfn - self.start_pfn
-        if idx < 0 or idx >= self.nr_pages:
-            return False
-        buddy = self.pages[idx]
-        return bool(buddy.flags & BUDDY) and buddy.private == order
-
     def _free_one_page(self, pfn: int, order: int, mt: int) -> None:
         """__free_one_page() (mm/page_alloc.c:831-934): merge with free buddies as far as
         they go; the result goes to the tail of its list when the buddy of the next order
@@ -217,6 +263,8 @@ class Zone:
         start = self.start_pfn
         n = self.nr_pages
         top = self.max_order - 1
+        free_area = self.free_area
+        nr_free = self.nr_free
         self.nr_free_pages += 1 << order
         while order < top:
             buddy_pfn = pfn ^ (1 << order)
@@ -226,16 +274,35 @@ class Zone:
             buddy = pages[bidx]
             if not buddy.flags & BUDDY or buddy.private != order:
                 break
-            self._del_free(buddy, order)
+            # the buddy leaves its list (list_del, rmv_page_order)
+            lst = free_area[order][buddy.lru]
+            try:
+                del lst[buddy_pfn]
+            except KeyError:
+                del lst.tail[buddy_pfn]
+            else:
+                if not lst and lst.tail:
+                    lst._refill()
+            nr_free[order] -= 1
+            buddy.flags = 0
+            buddy.private = 0
+            buddy.lru = None
             pfn &= buddy_pfn
             order += 1
+        page = pages[pfn - start]
+        page.flags = BUDDY
+        page.private = order
+        page.lru = mt
+        nr_free[order] += 1
         # done_merging: is the buddy of our order+1 parent free at order+1?
-        if order < self.max_order - 2:
-            parent = pfn & ~(1 << order)
-            if self._is_buddy(parent ^ (1 << (order + 1)), order + 1):
-                self._add_free_tail(pfn, order, mt)
-                return
-        self._add_free(pfn, order, mt)
+        if order < top - 1:
+            hidx = ((pfn & ~(1 << order)) ^ (1 << (order + 1))) - start
+            if 0 <= hidx < n:
+                higher = pages[hidx]
+                if higher.flags & BUDDY and higher.private == order + 1:
+                    free_area[order][mt].add_tail(pfn)
+                    return
+        free_area[order][mt][pfn] = None                  # list_add
 
     def _expand(self, pfn: int, low: int, high: int, mt: int) -> None:
         """expand(): give back the upper halves of a block split down to `low`."""
@@ -251,7 +318,7 @@ class Zone:
         for o in range(order, self.max_order):
             lst = free_area[o][mt]
             if lst:
-                pfn = lst.popitem()[0]
+                pfn = lst.pop_head()
                 page = self.pages[pfn - self.start_pfn]
                 self.nr_free[o] -= 1
                 page.flags = 0
@@ -508,7 +575,7 @@ class Zone:
 
     def free_counts_by_type(self) -> list[list[int]]:
         """[migratetype][order] free block counts (/proc/pagetypeinfo)."""
-        return [[len(self.free_area[o][mt]) for o in range(self.max_order)]
+        return [[self.free_area[o][mt].size() for o in range(self.max_order)]
                 for mt in range(NR_MIGRATETYPES)]
 
     def check_free_lists(self) -> None:
