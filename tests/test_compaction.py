@@ -232,6 +232,10 @@ def test_kcompactd_defers_after_partial_skipped_and_counts_its_scans():
     assert compaction_suitable(zone, 2) == CompactResult.CONTINUE
     assert kcompactd_do_work(vm, 2) == CompactResult.PARTIAL_SKIPPED
     assert zone.compact_defer_shift == 1 and zone.compact_considered == 0
+    # update_pageblock_skip (291-322): blocks 1 and 2 scanned in vain; reset_cached_positions
+    # (213-219) when the scanners met
+    assert list(zone.pageblock_skip) == [0, 1, 1, 0]
+    assert zone.compact_cached_migrate_pfn == [0, 0] and zone.compact_cached_free_pfn == 24
     assert vm.vmstat["compact_daemon_migrate_scanned"] == 16
     assert vm.vmstat["compact_migrate_scanned"] == 16
     assert vm.vmstat["compact_daemon_free_scanned"] == 0
@@ -357,3 +361,21 @@ def test_fatal_signal_stops_every_compaction():
     assert zone.compact_defer_shift == 0
     vm.sync.current().sigkill_pending = False
     assert compact_memory(vm) == CompactResult.COMPLETE and lay.intact()
+
+
+def test_compaction_restarting_forgets_skip_bits_after_the_longest_deferral():
+    """compaction_restarting (mm/compaction.c:194-201): deferred to the limit (shift 6, 64
+    attempts considered) -> compact_zone clears the skip bits first (1579-1580)."""
+    from mmplug.compaction import compact_zone, compaction_restarting
+    lay = Layout("DDDU.U.U" + "U.U.U.U." * 3)
+    vm, zone = lay.vm, lay.vm.zone
+    for _ in range(7):
+        defer_compaction(zone, 2)
+    assert zone.compact_defer_shift == 6
+    assert sum(compaction_deferred(zone, 2) for _ in range(64)) == 63
+    assert compaction_restarting(zone, 2)
+    zone.pageblock_skip[:] = b"\x01" * 4
+    cc = CompactControl(zone=zone, order=2, mode=MigrateMode.SYNC_LIGHT,
+                        gfp_mask=GFP_HIGHUSER_MOVABLE)
+    compact_zone(vm, cc)
+    assert vm.vmstat["pgmigrate_success"] > 0          # block 0 was scanned again

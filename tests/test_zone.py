@@ -235,3 +235,22 @@ def test_find_suitable_fallback_and_can_steal_fallback():
     fallback, can_steal = zone.find_suitable_fallback(2, MigrateType.MOVABLE, False)
     assert (fallback, can_steal) == (MigrateType.UNMOVABLE, False)
     assert zone.find_suitable_fallback(2, MigrateType.MOVABLE, True) == (-1, False)
+
+
+def test_isolate_free_page_obeys_the_min_watermark_and_claims_big_blocks():
+    """__isolate_free_page (mm/page_alloc.c:3236-3283): refused unless min + 2^order pages
+    stay free; a block of pageblock_order - 1 or more turns its pageblock(s) MOVABLE."""
+    vm = small_vm(min_free_pages=1000)            # 1024 pages, pageblocks of 64
+    zone = vm.zone
+    zone.set_pageblock_migratetype(0, MigrateType.UNMOVABLE)
+    head = zone.pfn_to_page(0)
+    assert head.private == 7
+    assert zone.isolate_free_page(head, 7) == 0       # 1024 - 0 > 1000 + 128? no
+    vm2 = small_vm(min_free_pages=100)
+    zone = vm2.zone
+    zone.set_pageblock_migratetype(0, MigrateType.UNMOVABLE)
+    zone.set_pageblock_migratetype(64, MigrateType.UNMOVABLE)
+    assert zone.isolate_free_page(zone.pfn_to_page(0), 7) == 128
+    assert zone.get_pageblock_migratetype(0) == zone.get_pageblock_migratetype(64) == \
+        MigrateType.MOVABLE
+    assert zone.nr_free_pages == 1024 - 128 and zone.buddyinfo()[7] == 7
