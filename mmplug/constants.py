@@ -46,7 +46,7 @@ class MigrateMode(IntEnum):
 
 
 class MigrateReason(IntEnum):
-    """enum migrate_reason (include/linux/migrate.h)."""
+    """enum migrate_reason (include/linux/migrate.h:20-29, v4.19)."""
 
     COMPACTION = 0
     MEMORY_FAILURE = 1
@@ -54,7 +54,7 @@ class MigrateReason(IntEnum):
     SYSCALL = 3
     MEMPOLICY_MBIND = 4
     NUMA_MISPLACED = 5
-    CMA = 6
+    CONTIG_RANGE = 6
 
 
 # isolate_mode_t bits (include/linux/mmzone.h, v4.19)
