@@ -218,14 +218,7 @@ class Zone:
         self.nr_free[order] += 1
 
     def _del_free(self, page: Page, order: int) -> None:
-        lst = self.free_area[order][page.lru]
-        try:
-            del lst[page.pfn]
-        except KeyError:
-            del lst.tail[page.pfn]
-        else:
-            if not lst and lst.tail:
-                lst._refill()
+        self.free_area[order][page.lru].remove(page.pfn)
         self.nr_free[order] -= 1
         page.flags = 0
         page.private = 0
@@ -275,14 +268,7 @@ class Zone:
             if not buddy.flags & BUDDY or buddy.private != order:
                 break
             # the buddy leaves its list (list_del, rmv_page_order)
-            lst = free_area[order][buddy.lru]
-            try:
-                del lst[buddy_pfn]
-            except KeyError:
-                del lst.tail[buddy_pfn]
-            else:
-                if not lst and lst.tail:
-                    lst._refill()
+            free_area[order][buddy.lru].remove(buddy_pfn)
             nr_free[order] -= 1
             buddy.flags = 0
             buddy.private = 0
