@@ -38,8 +38,8 @@ from .constants import (
 from .errors import Deadlock
 from .migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from .page import (
-    BUDDY, COMPOUND, HEAD, ISOLATED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, TAIL,
-    UNEVICTABLE, WRITEBACK, Page,
+    BUDDY, COMPOUND, ISOLATED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, UNEVICTABLE,
+    WRITEBACK, Page,
 )
 from .sync import PF_MEMALLOC, Task
 from .vmstat import fragmentation_index
@@ -99,10 +99,6 @@ def pageblock_end_pfn(zone: "Zone", pfn: int) -> int:
 
 def block_end_pfn(pfn: int, order: int) -> int:
     return (pfn & ~((1 << order) - 1)) + (1 << order)
-
-
-def block_start_pfn(pfn: int, order: int) -> int:
-    return pfn & ~((1 << order) - 1)
 
 
 # --- backing off (cc->contended) -------------------------------------------------------------

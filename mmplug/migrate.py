@@ -22,7 +22,7 @@ from .constants import (
 )
 from .errors import CallbackTimeout, ContractViolation, DriverError
 from .page import (
-    ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
+    ISOLATED, LOCKED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
     movable_mapping, page_mapping, page_movable,
 )
 from .sync import PF_MEMALLOC
