@@ -6,29 +6,42 @@ free pages as migration targets; compaction ends when they meet or, for a
 request of a given order, when a free block of that order exists.
 
 Three callers are modelled: a whole-zone run (`compact_memory`, what writing
-/proc/sys/vm/compact_memory does: SYNC, skip bits ignored), direct compaction
-from the allocator's slow path (`try_to_compact_pages`: ASYNC, then SYNC_LIGHT)
-and kcompactd (`kcompactd_do_work`: SYNC_LIGHT).
+/proc/sys/vm/compact_memory does: SYNC, skip bits ignored), direct
+compaction from the allocator's slow path (`alloc_pages_compact`: the
+priorities ASYNC, SYNC_LIGHT and SYNC_FULL with should_compact_retry) and
+kcompactd (`kcompactd_do_work`: SYNC_LIGHT).
+
+A compaction backs off (cc->contended, COMPACT_CONTENDED) where the kernel's
+does: on a pending fatal signal, on need_resched() in ASYNC mode, and when
+too many LRU pages are isolated (ASYNC aborts, the others wait).  Not
+modelled: zone->lock and lru_lock contention (the model's critical sections
+under those locks contain no schedule point, so no other simulated CPU can
+find them held) and the per-CPU page lists that compaction drains.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from attrs import define, field
 
 from .constants import (
-    COMPACT_CLUSTER_MAX, COMPACT_MAX_DEFER_SHIFT, EXTFRAG_THRESHOLD, ENOMEM, GFP_FS,
-    GFP_HIGHUSER_MOVABLE, GFP_KERNEL, ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE,
-    PAGE_ALLOC_COSTLY_ORDER, CompactResult, MigrateMode, MigrateReason, MigrateType,
-    gfp_migratetype,
+    COMPACT_CLUSTER_MAX, COMPACT_MAX_DEFER_SHIFT, DEF_COMPACT_PRIORITY, EXTFRAG_THRESHOLD,
+    ENOMEM, GFP_COMP, GFP_DIRECT_RECLAIM, GFP_HIGHUSER_MOVABLE, GFP_IO, GFP_KERNEL,
+    GFP_KSWAPD_RECLAIM, GFP_NORETRY, GFP_RETRY_MAYFAIL, INIT_COMPACT_PRIORITY,
+    ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE, MAX_COMPACT_RETRIES, MAX_RECLAIM_RETRIES,
+    MIN_COMPACT_COSTLY_PRIORITY, MIN_COMPACT_PRIORITY, PAGE_ALLOC_COSTLY_ORDER, SWAP_CLUSTER_MAX,
+    CompactPriority, CompactResult, MigrateMode, MigrateReason, MigrateType, compaction_failed,
+    compaction_made_progress, compaction_withdrawn, gfp_migratetype,
 )
+from .errors import Deadlock
 from .migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from .page import (
-    BUDDY, COMPOUND, HEAD, ISOLATED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE,
-    UNEVICTABLE, WRITEBACK, Page,
+    BUDDY, COMPOUND, ISOLATED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, UNEVICTABLE,
+    WRITEBACK, Page,
 )
-from .sync import PF_MEMALLOC
+from .sync import PF_MEMALLOC, Task
 from .vmstat import fragmentation_index
 
 if TYPE_CHECKING:
@@ -36,9 +49,22 @@ if TYPE_CHECKING:
     from .zone import Zone
 
 
+class IsolateMigrate(IntEnum):
+    """isolate_migrate_t (mm/compaction.c:1210-1214): what isolate_migratepages found."""
+
+    ISOLATE_ABORT = 0     #: abort compaction now (COMPACT_CONTENDED)
+    ISOLATE_NONE = 1      #: nothing isolated, continue scanning
+    ISOLATE_SUCCESS = 2   #: pages isolated, migrate them
+
+
+ISOLATE_ABORT = IsolateMigrate.ISOLATE_ABORT
+ISOLATE_NONE = IsolateMigrate.ISOLATE_NONE
+ISOLATE_SUCCESS = IsolateMigrate.ISOLATE_SUCCESS
+
+
 @define(slots=True, eq=False)
 class CompactControl:
-    """struct compact_control (mm/internal.h)."""
+    """struct compact_control (mm/internal.h:196-220)."""
 
     zone: "Zone"
     order: int = -1
@@ -75,10 +101,78 @@ def block_end_pfn(pfn: int, order: int) -> int:
     return (pfn & ~((1 << order) - 1)) + (1 << order)
 
 
+# --- backing off (cc->contended) -------------------------------------------------------------
+
+def fatal_signal_pending(vm: "VM") -> bool:
+    """fatal_signal_pending(current): a SIGKILL is pending for the running task."""
+    return vm.sync.current().sigkill_pending
+
+
+def cond_resched(vm: "VM", task: Task) -> None:
+    """cond_resched(): the task gives the CPU away, and need_resched() is answered."""
+    task.need_resched = False
+    vm.sync.point("cond_resched")
+
+
+def compact_should_abort(vm: "VM", cc: CompactControl, task: Task) -> bool:
+    """compact_should_abort() (mm/compaction.c:413-426): ASYNC gives up on need_resched(),
+    the other modes reschedule and go on."""
+    if task.need_resched:
+        if cc.mode == MigrateMode.ASYNC:
+            cc.contended = True
+            return True
+        cond_resched(vm, task)
+    return False
+
+
+def compact_unlock_should_abort(vm: "VM", cc: CompactControl, task: Task) -> bool:
+    """compact_unlock_should_abort() (mm/compaction.c:380-402) without the lock: a fatal
+    signal stops every mode, need_resched() stops ASYNC."""
+    if task.sigkill_pending:
+        cc.contended = True
+        return True
+    return compact_should_abort(vm, cc, task)
+
+
+def too_many_isolated(zone: "Zone") -> bool:
+    """too_many_isolated() (mm/compaction.c:659-671): more LRU pages isolated than half of
+    those still on the LRU lists (non-LRU movable pages never count, BUG-3)."""
+    return zone.nr_isolated_lru > zone.nr_lru // 2
+
+
+#: congestion_wait()s with nothing changing before a multi-CPU model calls it a deadlock.
+CONGESTION_WAITS_MAX = 1000
+
+
+def _wait_while_too_many_isolated(vm: "VM", cc: CompactControl, task: Task) -> bool:
+    """The throttle at the top of isolate_migratepages_block (mm/compaction.c:713-722).
+
+    Returns False when the block must not be scanned: ASYNC gives up at once,
+    the other modes sleep in congestion_wait() until the isolated pages are
+    back or a fatal signal arrives.  One CPU cannot wait for anybody: that is
+    reported as the deadlock the kernel would sit in.
+    """
+    zone = cc.zone
+    waits = 0
+    while too_many_isolated(zone):
+        if cc.mode == MigrateMode.ASYNC:
+            return False
+        state = (zone.nr_isolated_lru, zone.nr_lru)
+        if getattr(vm.sync, "nr_cpus", 1) == 1 or waits >= CONGESTION_WAITS_MAX:
+            raise Deadlock(f"compaction waits in congestion_wait() for {zone.nr_isolated_lru} "
+                           f"isolated LRU pages to go back ({zone.nr_lru} on the LRU) and no "
+                           "other CPU can put them back (too_many_isolated)")
+        vm.sync.point("congestion_wait", zone)               # congestion_wait(HZ/10)
+        if task.sigkill_pending:
+            return False
+        waits = 0 if (zone.nr_isolated_lru, zone.nr_lru) != state else waits + 1
+    return True
+
+
 # --- deferral (CMP-7) --------------------------------------------------------------------
 
 def defer_compaction(zone: "Zone", order: int) -> None:
-    """defer_compaction(): back off exponentially after a failure."""
+    """defer_compaction() (mm/compaction.c:141-153): back off exponentially after a failure."""
     zone.compact_considered = 0
     zone.compact_defer_shift += 1
     if order < zone.compact_order_failed:
@@ -88,7 +182,8 @@ def defer_compaction(zone: "Zone", order: int) -> None:
 
 
 def compaction_deferred(zone: "Zone", order: int) -> bool:
-    """compaction_deferred(): skip this attempt while under the 1 << shift limit."""
+    """compaction_deferred() (mm/compaction.c:156-173): skip this attempt while under the
+    1 << shift limit."""
     defer_limit = 1 << zone.compact_defer_shift
     if order < zone.compact_order_failed:
         return False
@@ -101,7 +196,7 @@ def compaction_deferred(zone: "Zone", order: int) -> bool:
 
 
 def compaction_defer_reset(zone: "Zone", order: int, alloc_success: bool) -> None:
-    """compaction_defer_reset(): a success forgets the back-off."""
+    """compaction_defer_reset() (mm/compaction.c:180-191): a success forgets the back-off."""
     if alloc_success:
         zone.compact_considered = 0
         zone.compact_defer_shift = 0
@@ -110,7 +205,8 @@ def compaction_defer_reset(zone: "Zone", order: int, alloc_success: bool) -> Non
 
 
 def compaction_restarting(zone: "Zone", order: int) -> bool:
-    """compaction_restarting(): deferred to the limit; time to forget skip bits."""
+    """compaction_restarting() (mm/compaction.c:194-201): deferred to the limit; time to
+    forget skip bits."""
     if order < zone.compact_order_failed:
         return False
     return (zone.compact_defer_shift == COMPACT_MAX_DEFER_SHIFT
@@ -119,22 +215,36 @@ def compaction_restarting(zone: "Zone", order: int) -> bool:
 
 # --- skip bits (CMP-5) --------------------------------------------------------------------
 
+def pageblock_skip_persistent(zone: "Zone", pfn: int) -> bool:
+    """pageblock_skip_persistent() (mm/compaction.c:226-237): a compound page of pageblock
+    order or more covers the block; its skip bit stays until the page is freed."""
+    page = zone.pages[pfn - zone.start_pfn]
+    if not page.flags & COMPOUND:
+        return False
+    return zone.compound_order(zone.compound_head(page)) >= zone.pageblock_order
+
+
 def reset_isolation_suitable(zone: "Zone") -> None:
-    """__reset_isolation_suitable(): clear every skip bit and the cached scanner positions."""
-    zone.compact_cached_migrate_pfn[0] = zone.start_pfn
-    zone.compact_cached_migrate_pfn[1] = zone.start_pfn
-    zone.compact_cached_free_pfn = pageblock_start_pfn(zone, zone.end_pfn - 1)
+    """__reset_isolation_suitable() (mm/compaction.c:244-270): clear the skip bits of every
+    pageblock but the persistent ones, and the cached scanner positions."""
     zone.compact_blockskip_flush = False
-    zone.pageblock_skip[:] = bytes(len(zone.pageblock_skip))
+    skip = zone.pageblock_skip
+    pb = zone.pageblock_nr_pages
+    for i in range(len(skip)):
+        if skip[i] and not pageblock_skip_persistent(zone, zone.start_pfn + i * pb):
+            skip[i] = 0
+    reset_cached_positions(zone)
 
 
 def reset_cached_positions(zone: "Zone") -> None:
+    """reset_cached_positions() (mm/compaction.c:213-219)."""
     zone.compact_cached_migrate_pfn[0] = zone.start_pfn
     zone.compact_cached_migrate_pfn[1] = zone.start_pfn
     zone.compact_cached_free_pfn = pageblock_start_pfn(zone, zone.end_pfn - 1)
 
 
 def isolation_suitable(cc: CompactControl, pfn: int) -> bool:
+    """isolation_suitable() (mm/compaction.c:204-211): the block's skip bit, unless ignored."""
     if cc.ignore_skip_hint:
         return True
     zone = cc.zone
@@ -143,7 +253,8 @@ def isolation_suitable(cc: CompactControl, pfn: int) -> bool:
 
 def update_pageblock_skip(cc: CompactControl, page: Page | None, nr_isolated: int,
                           migrate_scanner: bool) -> None:
-    """update_pageblock_skip(): nothing isolated from a whole block: skip it next time."""
+    """update_pageblock_skip() (mm/compaction.c:291-322): nothing isolated from a whole
+    block: skip it next time, and move the cached scanner position past it."""
     if cc.no_set_skip_hint or page is None or nr_isolated:
         return
     zone = cc.zone
@@ -161,7 +272,8 @@ def update_pageblock_skip(cc: CompactControl, page: Page | None, nr_isolated: in
 # --- the migrate scanner (CMP-2, CMP-3) ------------------------------------------------------
 
 def _isolate_lru_page(vm: "VM", page: Page, isolate_mode: int) -> bool:
-    """__isolate_lru_page(): take an LRU page off the LRU with a reference."""
+    """__isolate_lru_page() (mm/vmscan.c:1621-1666) + del_page_from_lru_list(): take an LRU
+    page off the LRU with a reference."""
     flags = page.flags
     if not flags & LRU:
         return False
@@ -171,20 +283,29 @@ def _isolate_lru_page(vm: "VM", page: Page, isolate_mode: int) -> bool:
         return False
     if not vm.sync.get_page_unless_zero(page):
         return False
-    page.flags = flags & ~LRU
+    page.zone.lru_del(page)
     return True
 
 
 def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_pfn: int,
                                isolate_mode: int) -> int:
-    """isolate_migratepages_block(): isolate from [low_pfn, end_pfn) of one pageblock.
+    """isolate_migratepages_block() (mm/compaction.c:695-962): isolate from [low_pfn, end_pfn)
+    of one pageblock.
 
-    Returns the first pfn not scanned.  Free blocks and compound pages are
-    stepped over by their order; non-LRU pages go to isolate_movable_page if
-    they look movable and are not isolated yet (ISO-5); at 32 isolated pages
-    the block is left for the next round.
+    Returns the first pfn not scanned, or 0 when compaction must abort (too
+    many LRU pages isolated in ASYNC mode, a fatal signal, need_resched() in
+    ASYNC mode).  Free blocks and compound pages are stepped over by their
+    order; non-LRU pages go to isolate_movable_page if they look movable and
+    are not isolated yet (ISO-5); each isolated page goes to the head of
+    cc->migratepages (list_add), so the list runs from the highest pfn down;
+    at 32 isolated pages the block is left for the next round.
     """
     zone = cc.zone
+    task = vm.sync.current()
+    if not _wait_while_too_many_isolated(vm, cc, task):
+        return 0
+    if task.need_resched and compact_should_abort(vm, cc, task):
+        return 0
     pages = zone.pages
     start = zone.start_pfn
     nr_scanned = nr_isolated = 0
@@ -196,12 +317,19 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
         skip_on_failure = True
         next_skip_pfn = block_end_pfn(low_pfn, cc.order)
     max_order = zone.max_order
+    cluster = SWAP_CLUSTER_MAX - 1
+    # Only an isolation attempt can run other code (a schedule point, a driver callback)
+    # that raises need_resched or a signal: the flags are read again after each.
+    watch = task.sigkill_pending or task.need_resched
     while low_pfn < end_pfn:
         if skip_on_failure and low_pfn >= next_skip_pfn:
             # The previous order-aligned block was all isolated: migrate it now.
             if nr_isolated:
                 break
             next_skip_pfn = block_end_pfn(low_pfn, cc.order)
+        # Every SWAP_CLUSTER_MAX pfns: drop the lru_lock, back off if asked to.
+        if watch and not low_pfn & cluster and compact_unlock_should_abort(vm, cc, task):
+            break
         nr_scanned += 1
         page = pages[low_pfn - start]
         if valid_page is None:
@@ -223,12 +351,15 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
             if (page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE
                     and not flags & ISOLATED):
                 isolated = isolate_movable_page(vm, page, isolate_mode) == 0
-        elif page._refcount <= 1 and _isolate_lru_page(vm, page, isolate_mode):
+                watch = task.sigkill_pending or task.need_resched
+        elif page._refcount <= 1:
             # (a page with more references than mappings is pinned: not worth it)
-            zone.nr_isolated_lru += 1
-            isolated = True
+            if _isolate_lru_page(vm, page, isolate_mode):
+                zone.nr_isolated_lru += 1
+                isolated = True
+            watch = task.sigkill_pending or task.need_resched
         if isolated:
-            migratepages.add(page)
+            migratepages.add_head(page)
             cc.nr_migratepages += 1
             nr_isolated += 1
             if not cc.last_migrated_pfn:
@@ -269,7 +400,8 @@ def _end_of_block_scan(vm: "VM", cc: CompactControl, pfn: int, end_pfn: int,
 
 
 def suitable_migration_source(cc: CompactControl, pfn: int) -> bool:
-    """Async direct compaction only takes from blocks of the wanted migratetype."""
+    """suitable_migration_source() (mm/compaction.c:1013-1027): async direct compaction
+    only takes from blocks of the wanted migratetype."""
     if cc.mode != MigrateMode.ASYNC or not cc.direct_compaction:
         return True
     block_mt = cc.zone.get_pageblock_migratetype(pfn)
@@ -278,48 +410,65 @@ def suitable_migration_source(cc: CompactControl, pfn: int) -> bool:
     return block_mt == cc.migratetype
 
 
-def isolate_migratepages(vm: "VM", cc: CompactControl) -> str:
-    """isolate_migratepages(): the next suitable pageblock's candidates ("success"/"none")."""
+def isolate_migratepages(vm: "VM", cc: CompactControl) -> IsolateMigrate:
+    """isolate_migratepages() (mm/compaction.c:1234-1311): the candidates of the next
+    suitable pageblock below the free scanner."""
     zone = cc.zone
     pb = zone.pageblock_nr_pages
     isolate_mode = ISOLATE_UNEVICTABLE | (ISOLATE_ASYNC_MIGRATE if cc.mode != MigrateMode.SYNC else 0)
+    task = vm.sync.current()
     low_pfn = cc.migrate_pfn
     block_start = max(pageblock_start_pfn(zone, low_pfn), zone.start_pfn)
     block_end = pageblock_end_pfn(zone, low_pfn)
+    check = SWAP_CLUSTER_MAX * pb
     while block_end <= cc.free_pfn:
+        if not low_pfn % check and task.need_resched and compact_should_abort(vm, cc, task):
+            break
         if isolation_suitable(cc, block_start) and suitable_migration_source(cc, block_start):
             low_pfn = isolate_migratepages_block(vm, cc, low_pfn, block_end, isolate_mode)
+            if not low_pfn or cc.contended:
+                return ISOLATE_ABORT
             break
         low_pfn = block_end
         block_start = block_end
         block_end += pb
     cc.migrate_pfn = low_pfn
-    return "success" if cc.nr_migratepages else "none"
+    return ISOLATE_SUCCESS if cc.nr_migratepages else ISOLATE_NONE
 
 
 # --- the free scanner (CMP-2, CMP-4) ----------------------------------------------------------
 
 def suitable_migration_target(cc: CompactControl, pfn: int) -> bool:
-    """Only MOVABLE/CMA blocks, and never a block that is wholly free already."""
-    if cc.ignore_block_suitable:
-        return True
+    """suitable_migration_target() (mm/compaction.c:1030-1053): never a block that is one
+    free block of pageblock order or more, even at full priority; otherwise only
+    MOVABLE/CMA blocks, unless block suitability is ignored."""
     zone = cc.zone
     page = zone.pages[pfn - zone.start_pfn]
     if page.flags & BUDDY and page.private >= zone.pageblock_order:
         return False
+    if cc.ignore_block_suitable:
+        return True
     return zone.get_pageblock_migratetype(pfn) in (MigrateType.MOVABLE, MigrateType.CMA)
 
 
 def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pfn: int,
                             freelist: list[tuple[Page, int]]) -> int:
-    """isolate_freepages_block(): free blocks of [start_pfn, end_pfn); returns where it stopped."""
+    """isolate_freepages_block() (mm/compaction.c:433-575), not strict: free blocks of
+    [start_pfn, end_pfn); returns where it stopped."""
     zone = cc.zone
     pages = zone.pages
     start = zone.start_pfn
+    task = vm.sync.current()
+    cluster = SWAP_CLUSTER_MAX - 1
     nr_scanned = total_isolated = 0
     valid_page = None
     blockpfn = start_pfn
+    # nothing in this loop runs other code: the flags cannot change during it
+    watch = task.sigkill_pending or task.need_resched
     while blockpfn < end_pfn:
+        # Every SWAP_CLUSTER_MAX pfns: drop the zone lock, back off if asked to.
+        if watch and not blockpfn & cluster and compact_unlock_should_abort(vm, cc, task):
+            break
         nr_scanned += 1
         page = pages[blockpfn - start]
         if valid_page is None:
@@ -351,15 +500,20 @@ def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pf
 
 
 def isolate_freepages(vm: "VM", cc: CompactControl) -> None:
-    """isolate_freepages(): walk down from cc->free_pfn until enough targets are isolated."""
+    """isolate_freepages() (mm/compaction.c:1069-1165): walk down from cc->free_pfn until
+    enough targets are isolated."""
     zone = cc.zone
     pb = zone.pageblock_nr_pages
+    task = vm.sync.current()
+    check = SWAP_CLUSTER_MAX * pb
     isolate_start = cc.free_pfn
     block_start = pageblock_start_pfn(zone, cc.free_pfn)
     block_end = min(block_start + pb, zone.end_pfn)
     low_pfn = pageblock_end_pfn(zone, cc.migrate_pfn)
     found: list[tuple[Page, int]] = []
     while block_start >= low_pfn:
+        if not block_start % check and task.need_resched and compact_should_abort(vm, cc, task):
+            break
         if suitable_migration_target(cc, block_start) and isolation_suitable(cc, block_start):
             isolate_start = isolate_freepages_block(vm, cc, isolate_start, block_end, found)
             if cc.nr_freepages >= cc.nr_migratepages or cc.contended:
@@ -371,14 +525,16 @@ def isolate_freepages(vm: "VM", cc: CompactControl) -> None:
         block_end = block_start
         block_start -= pb
         isolate_start = block_start
-    # map_pages(): split every isolated block into refcounted order-0 pages
+    # map_pages(): split every isolated block into refcounted order-0 pages; the list's
+    # head (the end of cc.freepages) is the last page of the last block isolated
     for page, order in found:
         cc.freepages.extend(zone.split_free_block(page, order))
     cc.free_pfn = isolate_start
 
 
 def compaction_alloc(page: Page, cc: CompactControl) -> Page | None:
-    """compaction_alloc(): get_new_page for migrate_pages; refills from the free scanner."""
+    """compaction_alloc() (mm/compaction.c:1171-1194): get_new_page for migrate_pages;
+    refills from the free scanner unless compaction is backing off."""
     if not cc.freepages:
         if not cc.contended:
             isolate_freepages(cc.zone.vm, cc)
@@ -389,13 +545,15 @@ def compaction_alloc(page: Page, cc: CompactControl) -> Page | None:
 
 
 def compaction_free(page: Page, cc: CompactControl) -> None:
-    """compaction_free(): put_new_page: an unused target goes back on the list."""
+    """compaction_free() (mm/compaction.c:1201-1207): put_new_page: an unused target goes
+    back to the head of the list."""
     cc.freepages.append(page)
     cc.nr_freepages += 1
 
 
 def release_freepages(vm: "VM", freepages: list[Page]) -> int:
-    """release_freepages(): free the targets not used; returns the highest pfn."""
+    """release_freepages() (mm/compaction.c:52-66): free the targets not used; returns the
+    highest pfn."""
     high = 0
     put = vm.sync.put_page
     for page in freepages:
@@ -409,22 +567,15 @@ def release_freepages(vm: "VM", freepages: list[Page]) -> int:
 # --- finishing and suitability (CMP-6) -----------------------------------------------------------
 
 def compact_scanners_met(cc: CompactControl) -> bool:
+    """compact_scanners_met() (mm/compaction.c:1059-1063)."""
     zone = cc.zone
     return (cc.free_pfn >> zone.pageblock_order) <= (cc.migrate_pfn >> zone.pageblock_order)
 
 
-def _find_suitable_fallback(zone: "Zone", order: int, migratetype: int) -> int:
-    from .zone import FALLBACKS
-    for mt in FALLBACKS.get(migratetype, ()):
-        if zone.free_area[order][mt] and zone._can_steal(order, migratetype):
-            return mt
-    return -1
-
-
 def compact_finished(vm: "VM", cc: CompactControl) -> CompactResult:
-    """compact_finished() / __compact_finished()."""
+    """compact_finished() / __compact_finished() (mm/compaction.c:1322-1424)."""
     zone = cc.zone
-    if cc.contended:
+    if cc.contended or fatal_signal_pending(vm):
         return CompactResult.CONTENDED
     if compact_scanners_met(cc):
         reset_cached_positions(zone)
@@ -441,7 +592,7 @@ def compact_finished(vm: "VM", cc: CompactControl) -> CompactResult:
     for order in range(cc.order, zone.max_order):
         if zone.free_area[order][cc.migratetype]:
             return CompactResult.SUCCESS
-        if _find_suitable_fallback(zone, order, cc.migratetype) != -1:
+        if zone.find_suitable_fallback(order, cc.migratetype, True)[0] != -1:
             if cc.migratetype == MigrateType.MOVABLE:
                 return CompactResult.SUCCESS
             if cc.mode == MigrateMode.ASYNC or cc.migrate_pfn % zone.pageblock_nr_pages == 0:
@@ -451,35 +602,59 @@ def compact_finished(vm: "VM", cc: CompactControl) -> CompactResult:
     return CompactResult.CONTINUE  # COMPACT_NO_SUITABLE_PAGE: keep going
 
 
-def compaction_suitable(zone: "Zone", order: int) -> CompactResult:
-    """compaction_suitable(): already enough? too little free memory? fragmentation?"""
+def compaction_suitable_at(zone: "Zone", order: int, wmark_target: int) -> CompactResult:
+    """__compaction_suitable() (mm/compaction.c:1433-1474): SUCCESS if the allocation would
+    succeed now, SKIPPED if `wmark_target` free pages leave no room for the targets,
+    else CONTINUE."""
     if order == -1:
         return CompactResult.CONTINUE
     if zone.watermark_ok(order, zone.wmark_min):
         return CompactResult.SUCCESS
     mark = zone.wmark_low if order > PAGE_ALLOC_COSTLY_ORDER else zone.wmark_min
     mark += 2 << order  # compact_gap(): room for the targets and the migrated copies
-    if not zone.watermark_ok(0, mark):
+    if not zone.watermark_ok(0, mark, wmark_target):
         return CompactResult.SKIPPED
-    if order > PAGE_ALLOC_COSTLY_ORDER:
+    return CompactResult.CONTINUE
+
+
+def compaction_suitable(zone: "Zone", order: int) -> CompactResult:
+    """compaction_suitable() (mm/compaction.c:1476-1512): already enough? too little free
+    memory? For a costly order, would a failure be for lack of memory rather than
+    fragmentation (COMPACT_NOT_SUITABLE_ZONE)?  Callers see that last one as SKIPPED."""
+    ret = compaction_suitable_at(zone, order, zone.nr_free_pages)
+    if ret == CompactResult.CONTINUE and order > PAGE_ALLOC_COSTLY_ORDER:
         fragindex = fragmentation_index(zone.buddyinfo(), order)
         if 0 <= fragindex <= EXTFRAG_THRESHOLD:
-            # Failure would be for lack of memory: reclaim, not compaction, helps.
-            return CompactResult.NOT_SUITABLE_ZONE
-    return CompactResult.CONTINUE
+            ret = CompactResult.NOT_SUITABLE_ZONE
+    if ret == CompactResult.NOT_SUITABLE_ZONE:
+        ret = CompactResult.SKIPPED
+    return ret
+
+
+def zone_reclaimable_pages(zone: "Zone") -> int:
+    """zone_reclaimable_pages() (mm/vmscan.c:319-330): file LRU pages, and anon ones when
+    there is swap.  The model's LRU pages are anonymous and it has no swap: 0."""
+    return 0
+
+
+def compaction_zonelist_suitable(zone: "Zone", order: int) -> bool:
+    """compaction_zonelist_suitable() (mm/compaction.c:1514-1544): would compaction run at
+    all if reclaim freed what it could?"""
+    available = zone_reclaimable_pages(zone) // order + zone.nr_free_pages
+    return compaction_suitable_at(zone, order, available) != CompactResult.SKIPPED
 
 
 # --- compact_zone -----------------------------------------------------------------------------------
 
 def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
-    """compact_zone() (mm/compaction.c): run the two scanners until finished."""
+    """compact_zone() (mm/compaction.c:1557-1724): run the two scanners until finished."""
     zone = cc.zone
     start_pfn = zone.start_pfn
     end_pfn = zone.end_pfn
     sync = 1 if cc.mode != MigrateMode.ASYNC else 0
     cc.migratetype = gfp_migratetype(cc.gfp_mask)
     ret = compaction_suitable(zone, cc.order)
-    if ret in (CompactResult.SUCCESS, CompactResult.SKIPPED, CompactResult.NOT_SUITABLE_ZONE):
+    if ret in (CompactResult.SUCCESS, CompactResult.SKIPPED):
         return ret
     if compaction_restarting(zone, cc.order):
         reset_isolation_suitable(zone)
@@ -503,8 +678,14 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
         ret = compact_finished(vm, cc)
         if ret != CompactResult.CONTINUE:
             break
-        if isolate_migratepages(vm, cc) == "none":
-            continue
+        isolated = isolate_migratepages(vm, cc)
+        if isolated == ISOLATE_ABORT:
+            ret = CompactResult.CONTENDED
+            putback_movable_pages(vm, cc.migratepages)
+            cc.nr_migratepages = 0
+            break
+        if isolated == ISOLATE_NONE:
+            continue    # check_drain: no per-CPU lists to drain
         err = migrate_pages(vm, cc.migratepages, compaction_alloc, compaction_free, cc,
                             cc.mode, MigrateReason.COMPACTION)
         cc.nr_migratepages = 0
@@ -518,9 +699,6 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
             if cc.direct_compaction and cc.mode == MigrateMode.ASYNC:
                 cc.migrate_pfn = block_end_pfn(cc.migrate_pfn - 1, cc.order)
                 cc.last_migrated_pfn = 0
-    if cc.migratepages:
-        putback_movable_pages(vm, cc.migratepages)
-        cc.nr_migratepages = 0
     if cc.nr_freepages > 0 or cc.freepages:
         free_pfn = release_freepages(vm, cc.freepages)
         cc.nr_freepages = 0
@@ -536,15 +714,24 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
 
 
 def compact_memory(vm: "VM") -> CompactResult:
-    """compact_node() for /proc/sys/vm/compact_memory: the whole zone, SYNC, skip bits ignored."""
+    """compact_node() (mm/compaction.c:1860-1893) for /proc/sys/vm/compact_memory: the
+    whole zone, SYNC, skip bits ignored."""
     cc = CompactControl(zone=vm.zone, order=-1, mode=MigrateMode.SYNC, ignore_skip_hint=True,
                         whole_zone=True, gfp_mask=GFP_KERNEL)
     return compact_zone(vm, cc)
 
 
-def compact_zone_order(vm: "VM", order: int, gfp: int, mode: MigrateMode,
-                       full: bool = False) -> CompactResult:
-    """compact_zone_order(): one direct-compaction attempt at one priority."""
+# --- direct compaction: the allocator's slow path --------------------------------------------------
+
+def compact_zone_order(vm: "VM", order: int, gfp: int, prio: CompactPriority) -> CompactResult:
+    """compact_zone_order() (mm/compaction.c:1732-1764): one direct compaction at `prio`.
+
+    ASYNC migrates ASYNC; every other priority SYNC_LIGHT.  At MIN_COMPACT_PRIORITY
+    (SYNC_FULL) the whole zone is scanned, skip bits are ignored and the free
+    scanner takes any block's free pages.
+    """
+    full = prio == MIN_COMPACT_PRIORITY
+    mode = MigrateMode.ASYNC if prio == CompactPriority.ASYNC else MigrateMode.SYNC_LIGHT
     cc = CompactControl(zone=vm.zone, order=order, mode=mode, gfp_mask=gfp,
                         direct_compaction=True, whole_zone=full, ignore_skip_hint=full,
                         ignore_block_suitable=full)
@@ -552,73 +739,182 @@ def compact_zone_order(vm: "VM", order: int, gfp: int, mode: MigrateMode,
 
 
 def try_to_compact_pages(vm: "VM", order: int, gfp: int = GFP_HIGHUSER_MOVABLE,
-                         mode: MigrateMode = MigrateMode.ASYNC) -> CompactResult:
-    """try_to_compact_pages(): deferral, one compact_zone_order, defer on failure."""
+                         prio: CompactPriority = INIT_COMPACT_PRIORITY) -> CompactResult:
+    """try_to_compact_pages() (mm/compaction.c:1782-1852): no compaction without __GFP_IO;
+    deferral (except at full priority), one compact_zone_order, defer on failure."""
     zone = vm.zone
-    # Every priority above MIN_COMPACT_PRIORITY respects deferral.
-    if compaction_deferred(zone, order):
-        return CompactResult.DEFERRED
-    task = vm.sync.current()
-    saved = task.flags
-    task.flags |= PF_MEMALLOC  # memalloc_noreclaim_save(): direct compaction context
-    try:
-        status = compact_zone_order(vm, order, gfp, mode)
-    finally:
-        task.flags = saved
+    if not gfp & GFP_IO:
+        # GFP_NOIO: migration might need I/O
+        return CompactResult.SKIPPED
+    rc = CompactResult.SKIPPED
+    if prio > MIN_COMPACT_PRIORITY and compaction_deferred(zone, order):
+        return max(CompactResult.DEFERRED, rc)
+    status = compact_zone_order(vm, order, gfp, prio)
+    rc = max(status, rc)
     if status == CompactResult.SUCCESS:
         compaction_defer_reset(zone, order, False)
-    elif mode != MigrateMode.ASYNC and status in (CompactResult.COMPLETE,
-                                                   CompactResult.PARTIAL_SKIPPED):
+    elif prio != CompactPriority.ASYNC and status in (CompactResult.COMPLETE,
+                                                      CompactResult.PARTIAL_SKIPPED):
         defer_compaction(zone, order)
-    return status
+    return rc
+
+
+def alloc_pages_direct_compact(vm: "VM", order: int, gfp: int, prio: CompactPriority
+                               ) -> tuple[Page | None, CompactResult]:
+    """__alloc_pages_direct_compact() (mm/page_alloc.c:4006-4053): compact in direct
+    compaction context (PF_MEMALLOC), then try the free lists again.
+
+    Counts compact_stall when compaction ran, then compact_success or compact_fail.
+    """
+    zone = vm.zone
+    if not order:
+        return None, CompactResult.SKIPPED
+    task = vm.sync.current()
+    saved = task.flags
+    task.flags |= PF_MEMALLOC  # memalloc_noreclaim_save()
+    try:
+        result = try_to_compact_pages(vm, order, gfp, prio)
+    finally:
+        task.flags = saved
+    if result <= CompactResult.INACTIVE:
+        return None, result
+    ev = vm.vmstat.events
+    ev["compact_stall"] += 1
+    page = zone.alloc_pages(order, gfp)
+    if page is not None:
+        zone.compact_blockskip_flush = False
+        compaction_defer_reset(zone, order, True)
+        ev["compact_success"] += 1
+        return page, result
+    ev["compact_fail"] += 1
+    vm.sync.point("cond_resched")
+    return None, result
+
+
+def should_compact_retry(zone: "Zone", order: int, result: CompactResult,
+                         prio: CompactPriority, retries: int
+                         ) -> tuple[bool, CompactPriority, int]:
+    """should_compact_retry() (mm/page_alloc.c:4055-4123): (retry?, priority, retries).
+
+    Progress (SUCCESS) counts a retry, up to MAX_COMPACT_RETRIES (a quarter for
+    costly orders); a withdrawn result retries while compaction could run at all;
+    a failed one, or retries used up, raise the priority (lower value) down to
+    SYNC_FULL, or SYNC_LIGHT for costly orders, starting the count again.
+    """
+    if not order:
+        return False, prio, retries
+    if compaction_made_progress(result):
+        retries += 1
+    if not compaction_failed(result):
+        if compaction_withdrawn(result):
+            return compaction_zonelist_suitable(zone, order), prio, retries
+        max_retries = MAX_COMPACT_RETRIES
+        if order > PAGE_ALLOC_COSTLY_ORDER:
+            max_retries //= 4
+        if retries <= max_retries:
+            return True, prio, retries
+    # check_priority:
+    min_priority = (MIN_COMPACT_COSTLY_PRIORITY if order > PAGE_ALLOC_COSTLY_ORDER
+                    else MIN_COMPACT_PRIORITY)
+    if prio > min_priority:
+        return True, CompactPriority(prio - 1), 0
+    return False, prio, retries
 
 
 def alloc_pages_compact(vm: "VM", order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
-    """The allocator's slow path for an order: try, compact ASYNC, then SYNC_LIGHT (MIG-10).
+    """__alloc_pages_slowpath() (mm/page_alloc.c:4546-4826) as far as compaction goes (MIG-10).
 
-    Models __alloc_pages_slowpath's calls of __alloc_pages_direct_compact with
-    INIT_COMPACT_PRIORITY (ASYNC) and then DEF_COMPACT_PRIORITY (SYNC_LIGHT),
-    counting compact_stall/success/fail as it does.  Pages come back
+    For a costly order, or any order that is not movable, an ASYNC compaction
+    first (INIT_COMPACT_PRIORITY); then rounds of direct reclaim and direct
+    compaction from SYNC_LIGHT (DEF_COMPACT_PRIORITY), retried and raised to
+    SYNC_FULL as should_compact_retry decides.  __GFP_NORETRY stops after one
+    round (a costly one keeps ASYNC, and gives up on DEFERRED); a costly order
+    stops after one round unless __GFP_RETRY_MAYFAIL.
+
+    Approximated: direct reclaim frees nothing the model holds; whether it
+    reports progress, which is what lets should_compact_retry run, is
+    `VMConfig.reclaim_progress`.  kswapd's only effect is clearing stale skip
+    bits (reset_isolation_suitable when compact_blockskip_flush is set).  The
+    OOM killer is not modelled: where it would run, the allocation fails; so
+    does it for a task with a fatal signal (the OOM victim's last attempt).
+    As the model's reclaim never changes the zone, at most MAX_RECLAIM_RETRIES
+    rounds in a row are retried on a withdrawn result.  Pages come back
     refcounted, as a compound page for order > 0.
     """
-    from .constants import GFP_COMP
     zone = vm.zone
     if order > 0:
         gfp |= GFP_COMP
-    page = zone.alloc_pages(order, gfp)
-    if page is not None or order == 0:
+    page = zone.alloc_pages(order, gfp)     # get_page_from_freelist()
+    if page is not None or order == 0 or order >= zone.max_order:
         return page
-    if zone.compact_blockskip_flush:
-        # kswapd clears stale skip bits before it goes to sleep
+    if gfp & GFP_KSWAPD_RECLAIM and zone.compact_blockskip_flush:
+        # wake_all_kswapds(): kswapd clears stale skip bits before it goes back to sleep
         reset_isolation_suitable(zone)
-    ev = vm.vmstat.events
-    for mode in (MigrateMode.ASYNC, MigrateMode.SYNC_LIGHT):
-        result = try_to_compact_pages(vm, order, gfp, mode)
-        if result <= CompactResult.INACTIVE:
-            continue
-        ev["compact_stall"] += 1
+    can_direct_reclaim = bool(gfp & GFP_DIRECT_RECLAIM)
+    costly = order > PAGE_ALLOC_COSTLY_ORDER
+    prio = DEF_COMPACT_PRIORITY
+    retries = 0
+    result = CompactResult.SKIPPED
+    if can_direct_reclaim and (costly or gfp_migratetype(gfp) != MigrateType.MOVABLE):
+        page, result = alloc_pages_direct_compact(vm, order, gfp, INIT_COMPACT_PRIORITY)
+        if page is not None:
+            return page
+        if costly and gfp & GFP_NORETRY:
+            if result == CompactResult.DEFERRED:
+                return None
+            prio = INIT_COMPACT_PRIORITY
+    task = vm.sync.current()
+    withdrawn = 0
+    while True:                                                  # retry:
         page = zone.alloc_pages(order, gfp)
         if page is not None:
-            zone.compact_blockskip_flush = False
-            compaction_defer_reset(zone, order, True)
-            ev["compact_success"] += 1
             return page
-        ev["compact_fail"] += 1
-    return None
+        if not can_direct_reclaim or task.flags & PF_MEMALLOC:
+            return None
+        progress = vm.config.reclaim_progress   # __alloc_pages_direct_reclaim()
+        page, result = alloc_pages_direct_compact(vm, order, gfp, prio)
+        if page is not None:
+            return page
+        if gfp & GFP_NORETRY or (costly and not gfp & GFP_RETRY_MAYFAIL):
+            return None
+        # should_reclaim_retry(): only if reclaiming all it could would pass the watermark
+        if zone.watermark_ok(order, zone.wmark_min,
+                             zone.nr_free_pages + zone_reclaimable_pages(zone)):
+            continue
+        if task.sigkill_pending:
+            return None
+        if not progress:
+            return None
+        retry, prio, retries = should_compact_retry(zone, order, result, prio, retries)
+        if not retry:
+            return None
+        withdrawn = withdrawn + 1 if compaction_withdrawn(result) else 0
+        if withdrawn > MAX_RECLAIM_RETRIES:
+            return None
 
 
 def kcompactd_do_work(vm: "VM", order: int) -> CompactResult:
-    """kcompactd_do_work(): background compaction for an order, SYNC_LIGHT."""
+    """kcompactd_do_work() (mm/compaction.c:1985-2068): background compaction for an order,
+    SYNC_LIGHT; defers after a run that found nothing (COMPLETE or PARTIAL_SKIPPED).
+
+    Returns what became of the zone: DEFERRED, the suitability result when
+    compaction did not run, or compact_zone's result.
+    """
     zone = vm.zone
-    vm.vmstat.events["compact_daemon_wake"] += 1
+    ev = vm.vmstat.events
+    ev["compact_daemon_wake"] += 1
     if compaction_deferred(zone, order):
         return CompactResult.DEFERRED
-    if compaction_suitable(zone, order) != CompactResult.CONTINUE:
-        return CompactResult.SKIPPED
+    suitable = compaction_suitable(zone, order)
+    if suitable != CompactResult.CONTINUE:
+        return suitable
     cc = CompactControl(zone=zone, order=order, mode=MigrateMode.SYNC_LIGHT, gfp_mask=GFP_KERNEL)
     status = compact_zone(vm, cc)
     if status == CompactResult.SUCCESS:
         compaction_defer_reset(zone, order, False)
-    elif status == CompactResult.COMPLETE:
+    elif status in (CompactResult.PARTIAL_SKIPPED, CompactResult.COMPLETE):
+        # drain_all_pages(zone): no per-CPU lists in the model
         defer_compaction(zone, order)
+    ev["compact_daemon_migrate_scanned"] += cc.total_migrate_scanned
+    ev["compact_daemon_free_scanned"] += cc.total_free_scanned
     return status

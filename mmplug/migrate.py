@@ -22,7 +22,7 @@ from .constants import (
 )
 from .errors import CallbackTimeout, ContractViolation, DriverError
 from .page import (
-    ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
+    ISOLATED, LOCKED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
     movable_mapping, page_mapping, page_movable,
 )
 from .sync import PF_MEMALLOC
@@ -49,9 +49,14 @@ class PageList:
         self.name = name
 
     def add(self, page: Page) -> None:
-        """list_add_tail(&page->lru, list)."""
+        """list_add_tail(&page->lru, list): at the tail."""
         page.lru = self
         self.pages.append(page)
+
+    def add_head(self, page: Page) -> None:
+        """list_add(&page->lru, list): at the head, what the compaction scanner does."""
+        page.lru = self
+        self.pages.insert(0, page)
 
     def delete(self, page: Page) -> None:
         """list_del(&page->lru)."""
@@ -180,8 +185,11 @@ def isolate_movable_page(vm: "VM", page: Page, mode: int) -> int:
     """isolate_movable_page() (mm/migrate.c): 0 if isolated, else -EBUSY (ISO-1, ISO-3).
 
     On success the page keeps the extra reference taken here until migration
-    or putback ends.  Slab pages are skipped before their lock is touched
-    (commit 8b8817630ae8: SLUB uses PG_locked as slab_lock, BUG-1).
+    or putback ends.  In v4.19 a page whose mapping word passes __PageMovable
+    is trylocked before PageMovable finds out it is not movable: a slab page
+    with such an overlay has PG_locked taken, which SLUB uses as its slab_lock
+    (BUG-1).  `VMConfig.slab_fix` models v6.2's commit 8b8817630ae8, which
+    skips PageSlab pages before the lock.
     """
     sync = vm.sync
     ev = vm.vmstat.events
@@ -302,7 +310,7 @@ def putback_lru_page(vm: "VM", page: Page) -> None:
     A page its owner let go meanwhile is simply freed.
     """
     if page._refcount > 1:
-        page.flags |= LRU
+        page.zone.lru_add(page)
     vm.sync.put_page(page)
 
 

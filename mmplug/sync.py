@@ -37,6 +37,10 @@ class Task:
     flags: int = 0
     #: spinlocks held: sleeping while > 0 is a bug (might_sleep, LCK-1)
     preempt_count: int = 0
+    #: TIF_NEED_RESCHED: need_resched(); ASYNC compaction backs off on it (cc->contended)
+    need_resched: bool = False
+    #: SIGKILL pending: fatal_signal_pending(); every compaction backs off on it
+    sigkill_pending: bool = False
 
 
 class SyncBackend(Protocol):

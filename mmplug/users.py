@@ -83,7 +83,7 @@ class LruPages:
         view = zone.page_address(page)
         if data is not None:
             view[:len(data)] = data
-        page.flags |= LRU
+        zone.lru_add(page)
         page.mapping = self.space.handle | PAGE_MAPPING_ANON
         page.private = key
         self.pages[key] = page
@@ -97,7 +97,7 @@ class LruPages:
         for _ in range(self.pinned.pop(key, 0)):
             self.vm.sync.put_page(page)
         if page.flags & LRU:
-            page.flags &= ~LRU  # del_page_from_lru_list()
+            page.zone.lru_del(page)
         self.vm.sync.put_page(page)
 
     def pin(self, key: int) -> None:

@@ -14,7 +14,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from attrs import define, frozen
+from attrs import define, field, fields, frozen
 
 from .constants import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from .errors import CallbackTimeout, ContractViolation, DriverError, UsageError
@@ -33,9 +33,32 @@ _HANDLE_BASE = 0xFFFF888000100000
 _HANDLE_STRIDE = 0x40
 
 
+#: The kernel the model follows unless a VMConfig option below says otherwise.
+KERNEL_BASELINE = "v4.19"
+
+
+@frozen(slots=True)
+class KernelOption:
+    """What a newer-kernel option of VMConfig models: the release and commit it comes from."""
+
+    version: str
+    commit: str
+    summary: str
+
+
+def _newer(version: str, commit: str, summary: str) -> Any:
+    """A VMConfig field for newer-kernel behaviour: off, that is v4.19, by default."""
+    return field(default=False, metadata={"kernel": KernelOption(version, commit, summary)})
+
+
 @frozen(slots=True)
 class VMConfig:
-    """The shape of the simulated machine."""
+    """The shape of the simulated machine, and the kernel it runs.
+
+    The model is v4.19.  Every behaviour of a newer kernel is an option here,
+    off by default, and names the release and commit it models
+    (`kernel_options()` lists them; `mmplug compare --kernel-version` prints them).
+    """
 
     nr_pages: int = 4096
     page_size: int = 4096
@@ -43,10 +66,35 @@ class VMConfig:
     max_order: int = 11
     #: min watermark in pages; None derives it as the kernel does from the zone size
     min_free_pages: int | None = None
-    #: skip slab pages in isolate_movable_page (8b8817630ae8); False shows BUG-1
-    slab_fix: bool = True
     #: seconds a driver callback may run before it is reported as hung
     callback_timeout: float | None = None
+    #: direct reclaim reports progress, as on a machine with page cache to reclaim (the
+    #: model holds none and frees nothing): the allocator's slow path then retries
+    #: compaction and raises its priority (should_compact_retry).  False: a machine with
+    #: nothing to reclaim, where v4.19 gives up after one SYNC_LIGHT round.
+    reclaim_progress: bool = True
+
+    # --- newer-kernel behaviour (default: v4.19) ---------------------------------------
+    #: isolate_movable_page() skips PageSlab pages before touching their lock (BUG-1)
+    slab_fix: bool = _newer("v6.2", "8b8817630ae8",
+                            "isolate_movable_page() skips PageSlab pages before their page lock")
+
+
+def kernel_options(config: VMConfig | None = None) -> list[dict[str, Any]]:
+    """The newer-kernel options of `config` (default: the defaults), with what each models."""
+    config = config if config is not None else VMConfig()
+    out = []
+    for a in fields(VMConfig):
+        opt = a.metadata.get("kernel")
+        if opt is not None:
+            out.append({"name": a.name, "value": getattr(config, a.name),
+                        "kernel": opt.version, "commit": opt.commit, "summary": opt.summary})
+    return out
+
+
+def kernel_model(config: VMConfig | None = None) -> dict[str, Any]:
+    """The kernel a run models: the baseline and every newer-kernel option's value."""
+    return {"baseline": KERNEL_BASELINE, "options": kernel_options(config)}
 
 
 @frozen(slots=True)

@@ -19,7 +19,7 @@ KERNEL_EVENTS = (
     "pgmigrate_success", "pgmigrate_fail",
     "compact_migrate_scanned", "compact_free_scanned", "compact_isolated",
     "compact_stall", "compact_fail", "compact_success",
-    "compact_daemon_wake",
+    "compact_daemon_wake", "compact_daemon_migrate_scanned", "compact_daemon_free_scanned",
     "balloon_inflate", "balloon_deflate", "balloon_migrate",
 )
 #: Counters the kernel has no vmstat line for, kept to explain outcomes.

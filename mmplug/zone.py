@@ -1,15 +1,20 @@
 """One memory zone: page frames, zone memory, the buddy allocator, pageblocks.
 
 Models mm/page_alloc.c of v4.19: __free_one_page (merging buddies),
-__rmqueue_smallest / expand (splitting), __rmqueue_fallback and
-steal_suitable_fallback (mixing migratetypes), free_pages_prepare /
-free_pages_check (bad page state), zone watermarks and __zone_watermark_ok;
-and the zone fields compaction keeps (include/linux/mmzone.h).
+__rmqueue_smallest / expand (splitting), __rmqueue_fallback,
+find_suitable_fallback and steal_suitable_fallback (mixing migratetypes),
+free_pages_prepare / free_pages_check (bad page state), zone watermarks and
+__zone_watermark_ok; and the zone fields compaction keeps (include/linux/mmzone.h).
 
-Free lists are dicts keyed by pfn: O(1) removal of an arbitrary buddy, and
-popitem() takes the most recently added block, as list_add + list_first_entry
-does in the kernel.  The head page of a free block carries PG_buddy, its order
-in `private` (page_order) and its list's migratetype in `lru`.
+A free list is a `FreeList`: a dict keyed by pfn whose last key is the list's
+head (list_add is an insertion, list_first_entry the last key, list_del of an
+arbitrary buddy O(1)), plus the blocks added at the tail (list_add_tail).  The
+head page of a free block carries PG_buddy, its order in `private`
+(page_order) and its list's migratetype in `lru`.
+
+Not modelled: the per-CPU page lists (order-0 pages are freed to and taken
+from the buddy lists directly, as with pcp->high = 0), highatomic reserves,
+CMA and isolated pageblocks, guard pages.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from .constants import (
 )
 from .errors import ContractViolation
 from .page import (
-    BUDDY, COMPOUND, FLAGS_CHECK_AT_FREE, HEAD, ISOLATED, PAGE_MAPPING_FLAGS, TAIL, Page,
-    flag_names,
+    BUDDY, COMPOUND, FLAGS_CHECK_AT_FREE, HEAD, ISOLATED, LRU, PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_MOVABLE, TAIL, Page, flag_names,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +45,59 @@ FALLBACKS = {
 }
 #: the types with free lists a normal allocation may use (no HIGHATOMIC/CMA/ISOLATE here).
 PCPTYPES = (MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.RECLAIMABLE)
+
+
+class FreeList(dict):
+    """free_area[order].free_list[migratetype]: pfn -> None, in list order.
+
+    Blocks added at the head (list_add) are the dict's own keys, the latest
+    last; blocks added at the tail (list_add_tail) wait in `tail`, the oldest
+    first, and become the dict's keys, in list order, when the head part runs
+    out.  So the dict is empty only when the list is, and its last key is
+    always list_first_entry().  Iteration runs from the tail to the head.
+    """
+
+    __slots__ = ("tail",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tail: dict[int, None] = {}
+
+    def add_tail(self, pfn: int) -> None:
+        """list_add_tail()."""
+        if self:
+            self.tail[pfn] = None
+        else:
+            self[pfn] = None
+
+    def remove(self, pfn: int) -> None:
+        """list_del()."""
+        try:
+            del self[pfn]
+        except KeyError:
+            del self.tail[pfn]
+        else:
+            if not self and self.tail:
+                self._refill()
+
+    def pop_head(self) -> int:
+        """list_first_entry() + list_del()."""
+        pfn = self.popitem()[0]
+        if not self and self.tail:
+            self._refill()
+        return pfn
+
+    def _refill(self) -> None:
+        for pfn in reversed(self.tail):
+            self[pfn] = None
+        self.tail.clear()
+
+    def size(self) -> int:
+        return len(self) + len(self.tail)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from reversed(self.tail)
+        yield from dict.__iter__(self)
 
 
 def default_min_free_pages(nr_pages: int, page_size: int) -> int:
@@ -78,9 +136,9 @@ class Zone:
         self.mem = mmap.mmap(-1, nr_pages * page_size)
         self.view = memoryview(self.mem)
         self.pages = [Page(pfn, self) for pfn in range(start_pfn, start_pfn + nr_pages)]
-        # free_area[order][migratetype] -> {pfn: None}
-        self.free_area: list[list[dict[int, None]]] = [
-            [{} for _ in range(NR_MIGRATETYPES)] for _ in range(max_order)]
+        # free_area[order][migratetype] -> {pfn: None}, the head last
+        self.free_area: list[list[FreeList]] = [
+            [FreeList() for _ in range(NR_MIGRATETYPES)] for _ in range(max_order)]
         self.nr_free = [0] * max_order
         self.nr_free_pages = 0
         nr_blocks = nr_pages // pb
@@ -103,6 +161,8 @@ class Zone:
         self.compact_blockskip_flush = False
         # NR_ISOLATED_ANON/FILE: LRU pages only (BUG-3: never non-LRU movable pages)
         self.nr_isolated_lru = 0
+        # NR_{IN,}ACTIVE_{ANON,FILE}: pages on the LRU lists (too_many_isolated)
+        self.nr_lru = 0
         self._free_boot_memory()
 
     # --- lookups -------------------------------------------------------------------
@@ -149,6 +209,7 @@ class Zone:
 
     # --- free lists --------------------------------------------------------------------
     def _add_free(self, pfn: int, order: int, mt: int) -> None:
+        """set_page_order() + list_add(): the block becomes the head of its list."""
         page = self.pages[pfn - self.start_pfn]
         page.flags = BUDDY
         page.private = order
@@ -157,30 +218,46 @@ class Zone:
         self.nr_free[order] += 1
 
     def _del_free(self, page: Page, order: int) -> None:
-        del self.free_area[order][page.lru][page.pfn]
+        self.free_area[order][page.lru].remove(page.pfn)
         self.nr_free[order] -= 1
         page.flags = 0
         page.private = 0
         page.lru = None
 
+    def _move_free(self, page: Page, order: int, mt: int) -> None:
+        """list_move(): to the head of another migratetype's list."""
+        pfn = page.pfn
+        self.free_area[order][page.lru].remove(pfn)
+        page.lru = mt
+        self.free_area[order][mt][pfn] = None
+
+    def free_list_head(self, order: int, mt: int) -> int | None:
+        """list_first_entry_or_null(): the pfn the allocator takes next from this list."""
+        lst = self.free_area[order][mt]
+        return next(reversed(lst)) if lst else None
+
     def _free_boot_memory(self) -> None:
-        """free_all_bootmem(): hand every frame to the buddy allocator in the largest blocks."""
+        """__free_pages_memory(): every frame to the buddy allocator, largest aligned blocks
+        first, each through __free_one_page as __free_pages_boot_core frees it."""
         order = self.max_order - 1
         pfn = self.start_pfn
         while pfn < self.end_pfn:
             o = order
             while o and (pfn & ((1 << o) - 1) or pfn + (1 << o) > self.end_pfn):
                 o -= 1
-            self._add_free(pfn, o, MigrateType.MOVABLE)
-            self.nr_free_pages += 1 << o
+            self._free_one_page(pfn, o, MigrateType.MOVABLE)
             pfn += 1 << o
 
     def _free_one_page(self, pfn: int, order: int, mt: int) -> None:
-        """__free_one_page(): merge with free buddies as far as they go."""
+        """__free_one_page() (mm/page_alloc.c:831-934): merge with free buddies as far as
+        they go; the result goes to the tail of its list when the buddy of the next order
+        up is free, since the block is then likely to merge further soon."""
         pages = self.pages
         start = self.start_pfn
         n = self.nr_pages
         top = self.max_order - 1
+        free_area = self.free_area
+        nr_free = self.nr_free
         self.nr_free_pages += 1 << order
         while order < top:
             buddy_pfn = pfn ^ (1 << order)
@@ -190,10 +267,28 @@ class Zone:
             buddy = pages[bidx]
             if not buddy.flags & BUDDY or buddy.private != order:
                 break
-            self._del_free(buddy, order)
+            # the buddy leaves its list (list_del, rmv_page_order)
+            free_area[order][buddy.lru].remove(buddy_pfn)
+            nr_free[order] -= 1
+            buddy.flags = 0
+            buddy.private = 0
+            buddy.lru = None
             pfn &= buddy_pfn
             order += 1
-        self._add_free(pfn, order, mt)
+        page = pages[pfn - start]
+        page.flags = BUDDY
+        page.private = order
+        page.lru = mt
+        nr_free[order] += 1
+        # done_merging: is the buddy of our order+1 parent free at order+1?
+        if order < top - 1:
+            hidx = ((pfn & ~(1 << order)) ^ (1 << (order + 1))) - start
+            if 0 <= hidx < n:
+                higher = pages[hidx]
+                if higher.flags & BUDDY and higher.private == order + 1:
+                    free_area[order][mt].add_tail(pfn)
+                    return
+        free_area[order][mt][pfn] = None                  # list_add
 
     def _expand(self, pfn: int, low: int, high: int, mt: int) -> None:
         """expand(): give back the upper halves of a block split down to `low`."""
@@ -209,7 +304,7 @@ class Zone:
         for o in range(order, self.max_order):
             lst = free_area[o][mt]
             if lst:
-                pfn = lst.popitem()[0]
+                pfn = lst.pop_head()
                 page = self.pages[pfn - self.start_pfn]
                 self.nr_free[o] -= 1
                 page.flags = 0
@@ -219,89 +314,129 @@ class Zone:
                 return pfn
         return None
 
-    def _can_steal(self, order: int, start_mt: int) -> bool:
-        """can_steal_fallback()."""
+    def can_steal_fallback(self, order: int, start_mt: int) -> bool:
+        """can_steal_fallback() (mm/page_alloc.c:2389-2408): may the whole block be taken?"""
         return (order >= self.pageblock_order or order >= self.pageblock_order // 2
                 or start_mt in (MigrateType.RECLAIMABLE, MigrateType.UNMOVABLE))
 
-    def _find_fallback(self, order: int, start_mt: int) -> int:
-        for mt in FALLBACKS.get(start_mt, ()):
-            if self.free_area[order][mt]:
-                return mt
-        return -1
+    def find_suitable_fallback(self, order: int, migratetype: int,
+                               only_stealable: bool) -> tuple[int, bool]:
+        """find_suitable_fallback() (mm/page_alloc.c:2504-2533): (fallback type or -1, can_steal).
+
+        The first fallbacks[] type with a free block of `order`; with `only_stealable`
+        only if the whole block could be stolen.
+        """
+        if not self.nr_free[order]:
+            return -1, False
+        area = self.free_area[order]
+        can_steal = False
+        for mt in FALLBACKS.get(migratetype, ()):
+            if not area[mt]:
+                continue
+            if self.can_steal_fallback(order, migratetype):
+                can_steal = True
+            if not only_stealable or can_steal:
+                return mt, can_steal
+        return -1, can_steal
 
     def _rmqueue_fallback(self, order: int, start_mt: int) -> bool:
-        """__rmqueue_fallback(): steal from another migratetype, largest block first."""
-        fallback_mt = -1
-        current = self.max_order - 1
-        while current >= order:
-            fallback_mt = self._find_fallback(current, start_mt)
-            if fallback_mt != -1:
-                break
-            current -= 1
-        if fallback_mt == -1:
+        """__rmqueue_fallback() (mm/page_alloc.c:2673-2748): steal from another migratetype,
+        the largest block first; a movable request that cannot take the whole block
+        splits the smallest instead (find_smallest)."""
+        for current in range(self.max_order - 1, order - 1, -1):
+            fallback_mt, can_steal = self.find_suitable_fallback(current, start_mt, False)
+            if fallback_mt == -1:
+                continue
+            if not can_steal and start_mt == MigrateType.MOVABLE and current > order:
+                for current in range(order, self.max_order):
+                    fallback_mt, can_steal = self.find_suitable_fallback(current, start_mt,
+                                                                         False)
+                    if fallback_mt != -1:
+                        break
+            break
+        else:
             return False
-        can_steal = self._can_steal(current, start_mt)
-        if not can_steal and start_mt == MigrateType.MOVABLE and current > order:
-            # find_smallest: movable allocations avoid breaking up large blocks
-            for current in range(order, self.max_order):
-                fallback_mt = self._find_fallback(current, start_mt)
-                if fallback_mt != -1:
-                    break
-        pfn = next(reversed(self.free_area[current][fallback_mt]))
-        self._steal_suitable_fallback(pfn, current, start_mt, can_steal)
+        pfn = self.free_list_head(current, fallback_mt)
+        assert pfn is not None
+        self._steal_suitable_fallback(pfn, start_mt, can_steal)
         return True
 
-    def _steal_suitable_fallback(self, pfn: int, order: int, start_mt: int, whole: bool) -> None:
-        """steal_suitable_fallback(): move the block's free pages, maybe claim the block."""
+    def _steal_suitable_fallback(self, pfn: int, start_type: int, whole_block: bool) -> None:
+        """steal_suitable_fallback() (mm/page_alloc.c:2427-2496): move the block's free pages,
+        and claim the pageblock when at least half of it is free or alike.
+
+        "Alike" is the kernel's count: for a movable request the movable pages; for
+        another request in a MOVABLE block every page neither free nor movable; else 0.
+        """
         page = self.pages[pfn - self.start_pfn]
-        if order >= self.pageblock_order:
-            # change_pageblock_range(): the whole run of pageblocks changes type
-            for i in range(1 << (order - self.pageblock_order)):
-                self.set_pageblock_migratetype(pfn + i * self.pageblock_nr_pages, start_mt)
-            self._del_free(page, order)
-            self._add_free(pfn, order, start_mt)
-            return
-        if not whole:
-            self._del_free(page, order)
-            self._add_free(pfn, order, start_mt)
-            return
-        free_pages, alike = self._move_freepages_block(pfn, start_mt)
-        if free_pages + alike >= 1 << (self.pageblock_order - 1):
-            self.set_pageblock_migratetype(pfn, start_mt)
+        current_order = page.private
+        old_block_type = self.get_pageblock_migratetype(pfn)
+        if old_block_type != MigrateType.HIGHATOMIC:
+            if current_order >= self.pageblock_order:
+                # change_pageblock_range(): the whole run of pageblocks changes type
+                for i in range(1 << (current_order - self.pageblock_order)):
+                    self.set_pageblock_migratetype(pfn + i * self.pageblock_nr_pages, start_type)
+            elif whole_block:
+                free_pages, movable_pages = self._move_freepages_block(pfn, start_type)
+                if start_type == MigrateType.MOVABLE:
+                    alike_pages = movable_pages
+                elif old_block_type == MigrateType.MOVABLE:
+                    alike_pages = self.pageblock_nr_pages - (free_pages + movable_pages)
+                else:
+                    alike_pages = 0
+                if free_pages:
+                    if free_pages + alike_pages >= 1 << (self.pageblock_order - 1):
+                        self.set_pageblock_migratetype(pfn, start_type)
+                    return
+        # single_page:
+        self._move_free(page, current_order, start_type)
 
     def _move_freepages_block(self, pfn: int, mt: int) -> tuple[int, int]:
-        """move_freepages_block(): move every free block of a pageblock to `mt`'s lists.
+        """move_freepages_block() + move_freepages() (mm/page_alloc.c:2261-2351): every free
+        block of the pageblock to the head of `mt`'s lists.
 
-        Returns (free pages moved, pages in use that are alike to `mt`).
+        Returns (free pages moved, pages in use that PageLRU or __PageMovable says
+        could be migrated: num_movable, counted without trying to isolate them).
         """
-        from .page import LRU, PAGE_MAPPING_MOVABLE
         pb = self.pageblock_nr_pages
         start = pfn & ~(pb - 1)
         idx = start - self.start_pfn
         end = idx + pb
-        moved = alike = 0
+        moved = movable = 0
         pages = self.pages
         while idx < end:
             page = pages[idx]
-            if page.flags & BUDDY:
+            flags = page.flags
+            if flags & BUDDY:
                 order = page.private
-                self._del_free(page, order)
-                self._add_free(page.pfn, order, mt)
+                self._move_free(page, order, mt)
                 moved += 1 << order
                 idx += 1 << order
                 continue
-            if page._refcount:
-                movable = page.flags & LRU or page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE
-                if (mt == MigrateType.MOVABLE) == bool(movable):
-                    alike += 1
+            # PageLRU() looks at the head of a compound page; __PageMovable at the page itself
+            lru = page.lru.flags & LRU if flags & TAIL else flags & LRU
+            if lru or page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
+                movable += 1
             idx += 1
-        return moved, alike
+        return moved, movable
+
+    # --- the LRU lists (mm/swap.c, mm/vmscan.c), as far as compaction looks at them ------
+    def lru_add(self, page: Page) -> None:
+        """lru_cache_add() + __pagevec_lru_add(): PG_lru set, one more page on the LRU."""
+        page.flags |= LRU
+        self.nr_lru += 1
+
+    def lru_del(self, page: Page) -> None:
+        """del_page_from_lru_list() + ClearPageLRU()."""
+        page.flags &= ~LRU
+        self.nr_lru -= 1
 
     # --- allocation --------------------------------------------------------------------
-    def watermark_ok(self, order: int, mark: int) -> bool:
-        """__zone_watermark_ok(): enough free pages, and a block of `order` or more."""
-        free = self.nr_free_pages - ((1 << order) - 1)
+    def watermark_ok(self, order: int, mark: int, free_pages: int | None = None) -> bool:
+        """__zone_watermark_ok() (mm/page_alloc.c:3515-3597): more than `mark` free pages
+        (NR_FREE_PAGES unless given), and a free block of `order` or more in a list a
+        normal allocation may use."""
+        free = (self.nr_free_pages if free_pages is None else free_pages) - ((1 << order) - 1)
         if free <= mark:
             return False
         if not order:
@@ -323,12 +458,12 @@ class Zone:
         if not ignore_watermark and not self.watermark_ok(order, self.wmark_min):
             return None
         mt = gfp_migratetype(gfp)
+        # __rmqueue(): after a successful steal the request is retried from the top
         pfn = self._rmqueue_smallest(order, mt)
-        if pfn is None:
-            if self._rmqueue_fallback(order, mt):
-                pfn = self._rmqueue_smallest(order, mt)
-            if pfn is None:
+        while pfn is None:
+            if not self._rmqueue_fallback(order, mt):
                 return None
+            pfn = self._rmqueue_smallest(order, mt)
         self.nr_free_pages -= 1 << order
         page = self.pages[pfn - self.start_pfn]
         # prep_new_page(): set_page_refcounted(), fresh flags and fields
@@ -426,7 +561,7 @@ class Zone:
 
     def free_counts_by_type(self) -> list[list[int]]:
         """[migratetype][order] free block counts (/proc/pagetypeinfo)."""
-        return [[len(self.free_area[o][mt]) for o in range(self.max_order)]
+        return [[self.free_area[o][mt].size() for o in range(self.max_order)]
                 for mt in range(NR_MIGRATETYPES)]
 
     def check_free_lists(self) -> None:

@@ -87,3 +87,65 @@ def migrate(vm: VM, lst: PageList, mode: MigrateMode = MigrateMode.SYNC):
     get_new, handed = fresh_target(vm)
     return migrate_pages(vm, lst, get_new, None, None, mode), handed
 
+
+
+class Layout:
+    """A zone built pfn by pfn from a map, so a test can work its outcome out by hand.
+
+    One character per page frame:
+      D  a simplepool page holding SLOTS objects (movable; `handles[pfn]`)
+      L  an anonymous page on the LRU (`lru_keys[pfn]`)
+      U  a page in use by nobody the VM knows: unmovable, never isolated
+      .  a free page
+    Pages are freed in increasing pfn order, so buddies merge as that order makes them.
+    `types` sets pageblock migratetypes ({block index: MigrateType}) before anything is
+    freed, so free pages land on the lists of their block's type.
+    """
+
+    def __init__(self, layout: str, *, pageblock_order: int = 3, max_order: int = 5,
+                 types: dict[int, int] | None = None, **config: Any) -> None:
+        from mmplug.constants import GFP_HIGHUSER_MOVABLE
+        from mmplug.users import LruPages
+        self.vm, self.pool = make_vm(nr_pages=len(layout), pageblock_order=pageblock_order,
+                                     max_order=max_order, **config)
+        vm, zone = self.vm, self.vm.zone
+        self.layout = layout
+        held = {}
+        while True:
+            page = zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE, ignore_watermark=True)
+            if page is None:
+                break
+            held[page.pfn] = page
+        assert len(held) == zone.nr_pages
+        for block, mt in (types or {}).items():
+            zone.set_pageblock_migratetype(zone.start_pfn + (block << pageblock_order), mt)
+        self.lru = LruPages(vm)
+        self.handles: dict[int, list[int]] = {}
+        self.lru_keys: dict[int, int] = {}
+        self.unmovable = []
+        for i, c in enumerate(layout):
+            pfn = zone.start_pfn + i
+            if c == "D":
+                vm.sync.put_page(held.pop(pfn))       # the one free page: the next alloc_page
+                hs = [self.pool.store(bytes([i & 0xFF]) * 8) for _ in range(simplepool.SLOTS)]
+                assert self.pool.handles[hs[0]][0].page.pfn == pfn
+                self.handles[pfn] = hs
+            elif c == "L":
+                vm.sync.put_page(held.pop(pfn))
+                self.lru_keys[pfn] = self.lru.alloc(bytes([i & 0xFF]) * 8)
+                assert self.lru.pages[self.lru_keys[pfn]].pfn == pfn
+            elif c == "U":
+                self.unmovable.append(held.pop(pfn))
+            elif c != ".":
+                raise ValueError(f"layout character {c!r}")
+        for pfn in sorted(held):
+            vm.sync.put_page(held[pfn])
+        zone.check_free_lists()
+
+    def pfn_of(self, pfn: int) -> int:
+        """Where the objects first stored at `pfn` are now."""
+        return self.pool.handles[self.handles[pfn][0]][0].page.pfn
+
+    def intact(self) -> bool:
+        return all(self.pool.read(h) == bytes([(pfn - self.vm.zone.start_pfn) & 0xFF]) * 8
+                   for pfn, hs in self.handles.items() for h in hs)

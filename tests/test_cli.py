@@ -51,3 +51,37 @@ def test_bad_option_is_one_line_and_exit_2():
     r = run("plugins", "--frobnicate")
     assert r.returncode == 2 and r.stderr.strip().startswith("mmplug: error:")
     assert "Traceback" not in r.stderr
+
+
+def test_compare_kernel_version_lists_the_kernel_options_of_a_run():
+    """`mmplug compare --kernel-version`: v4.19 and every newer-kernel option, off."""
+    from mmplug.vm import VMConfig, kernel_options
+    r = run("compare", "--kernel-version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("kernel: Linux v4.19")
+    assert "slab_fix = False  (v6.2, 8b8817630ae8" in r.stdout
+    r = run("compare", "--kernel-version", "--json")
+    data = json.loads(r.stdout)
+    assert data["baseline"] == "v4.19"
+    assert data["options"] == kernel_options(VMConfig())
+    assert all(opt["value"] is False for opt in data["options"])
+
+
+def test_compare_json_names_the_kernel_model():
+    r = run("compare", str(SIMPLEPOOL), "--zone-size", "8MiB", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["kernel"]["baseline"] == "v4.19"
+    assert [o["name"] for o in data["kernel"]["options"]] == ["slab_fix"]
+
+
+def test_every_newer_kernel_option_names_its_kernel_and_defaults_to_v419():
+    """VMConfig keeps the newer-kernel options in one place (issue 11)."""
+    import attrs
+    from mmplug.vm import KernelOption, VMConfig
+    opts = [a for a in attrs.fields(VMConfig) if "kernel" in a.metadata]
+    assert [a.name for a in opts] == ["slab_fix"]
+    for a in opts:
+        opt = a.metadata["kernel"]
+        assert isinstance(opt, KernelOption) and opt.version.startswith("v")
+        assert len(opt.commit) >= 12 and a.default is False

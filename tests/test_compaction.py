@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import random
 
-from corehelp import make_vm
+import pytest
+
+from corehelp import Layout, make_vm
 from mmplug import VM
 from mmplug.compaction import (
     CompactControl, alloc_pages_compact, compact_memory, compaction_deferred, compaction_suitable,
     defer_compaction, kcompactd_do_work, compaction_defer_reset,
 )
 from mmplug.constants import (
-    COMPACT_CLUSTER_MAX, CompactResult, EXTFRAG_THRESHOLD, MAX_ORDER, PAGEBLOCK_ORDER,
-    PAGE_ALLOC_COSTLY_ORDER,
+    COMPACT_CLUSTER_MAX, CompactResult, EXTFRAG_THRESHOLD, GFP_HIGHUSER_MOVABLE, GFP_KERNEL,
+    MAX_ORDER, PAGEBLOCK_ORDER, PAGE_ALLOC_COSTLY_ORDER, MigrateMode, MigrateType,
 )
+from mmplug.migrate import putback_movable_pages
 from mmplug.users import LruPages, SlabCache
 
 
@@ -175,3 +178,204 @@ def test_lru_pages_are_migrated_by_the_vm_and_pinned_ones_stay():
     assert vm.vmstat["pgmigrate_success"] > 0 and vm.zone.nr_isolated_lru == 0
     lru.unpin(pinned)
     assert vm.unclaimed_pages() == []
+
+
+# --- v4.19 line by line, on hand-built zones (docs/fidelity.md) ----------------------------
+
+def _cc(vm, **kw):
+    zone = vm.zone
+    cc = CompactControl(zone=zone, **kw)
+    cc.migrate_pfn = zone.start_pfn
+    cc.free_pfn = zone.end_pfn - zone.pageblock_nr_pages
+    return cc
+
+
+def test_scanner_puts_isolated_pages_at_the_head_and_migration_takes_them_from_it():
+    """isolate_migratepages_block list_add()s (mm/compaction.c:887): the list runs from
+    the highest pfn down, and migrate_pages (mm/migrate.c:1417) walks it from the head.
+
+    Pageblocks of 8 pages.  Block 0 = D D D U U U U U, block 1 all U, block 2 = U and
+    free pages 17 (order 0), 18-19 (order 1), 20-23 (order 2).  One isolation round
+    takes pfns 0, 1, 2 -> list [2, 1, 0].  The first compaction_alloc runs the free
+    scanner over block 2 (low_pfn = pageblock_end_pfn(8) = 16): it isolates 17, then
+    18-19, and stops with 3 >= 3 targets; map_pages leaves 19 at the head, then 18, 17.
+    So page 2 goes to 19, page 1 to 18, page 0 to 17 (appending would have sent 0 to 19).
+    """
+    from mmplug.compaction import ISOLATE_SUCCESS, isolate_migratepages
+    lay = Layout("DDDUUUUU" "UUUUUUUU" "U.......")
+    vm = lay.vm
+    cc = _cc(vm, order=-1, ignore_skip_hint=True, whole_zone=True)
+    assert isolate_migratepages(vm, cc) == ISOLATE_SUCCESS
+    assert [p.pfn for p in cc.migratepages] == [2, 1, 0]
+    putback_movable_pages(vm, cc.migratepages)
+    result = compact_memory(vm)
+    assert result == CompactResult.COMPLETE
+    assert (lay.pfn_of(2), lay.pfn_of(1), lay.pfn_of(0)) == (19, 18, 17)
+    assert lay.intact()
+    vm.zone.check_free_lists()
+
+
+def test_kcompactd_defers_after_partial_skipped_and_counts_its_scans():
+    """kcompactd_do_work (mm/compaction.c:2032-2053) defers after PARTIAL_SKIPPED as after
+    COMPLETE, and counts compact_daemon_migrate/free_scanned (vmstat.c:1231-1233).
+
+    Four blocks of 8 pages, each U . U . U . U . : 16 free order-0 pages, no block of
+    order 2.  compaction_suitable(2): not SUCCESS; 16 > min 0 + compact_gap 8: CONTINUE.
+    The cached migrate pfn is 8, so the run is not whole-zone: the migrate scanner scans
+    blocks 1 and 2 (16 pfns, nothing to isolate), meets the free scanner at block 3 and
+    returns PARTIAL_SKIPPED -> defer_compaction: shift 1.  The next wake is deferred
+    (considered 1 < 1 << 1).
+    """
+    lay = Layout("U.U.U.U." * 4)
+    vm, zone = lay.vm, lay.vm.zone
+    zone.compact_cached_migrate_pfn[1] = 8
+    assert compaction_suitable(zone, 2) == CompactResult.CONTINUE
+    assert kcompactd_do_work(vm, 2) == CompactResult.PARTIAL_SKIPPED
+    assert zone.compact_defer_shift == 1 and zone.compact_considered == 0
+    # update_pageblock_skip (291-322): blocks 1 and 2 scanned in vain; reset_cached_positions
+    # (213-219) when the scanners met
+    assert list(zone.pageblock_skip) == [0, 1, 1, 0]
+    assert zone.compact_cached_migrate_pfn == [0, 0] and zone.compact_cached_free_pfn == 24
+    assert vm.vmstat["compact_daemon_migrate_scanned"] == 16
+    assert vm.vmstat["compact_migrate_scanned"] == 16
+    assert vm.vmstat["compact_daemon_free_scanned"] == 0
+    assert kcompactd_do_work(vm, 2) == CompactResult.DEFERRED
+    assert vm.vmstat["compact_daemon_wake"] == 2
+
+
+def test_not_suitable_zone_reaches_callers_as_skipped():
+    """compaction_suitable (mm/compaction.c:1501-1509): a costly order whose failure would
+    be for lack of memory is COMPACT_NOT_SUITABLE_ZONE, which callers only see as SKIPPED.
+
+    128 pages in blocks of 8; blocks 0, 2, 4, 6, 8 free (5 free blocks of order 3, their
+    buddies in use), the rest U.  Order 4: no free block of order 4; order-0 check: 40 free
+    pages > low 0 + compact_gap(4) 32 -> CONTINUE.  fragmentation_index(4) = 1000 - (1000 +
+    40 * 1000 / 16) / 5 = 300, within 0..500 -> NOT_SUITABLE_ZONE -> SKIPPED.
+    """
+    from mmplug.compaction import compact_zone, compaction_suitable_at
+    lay = Layout(("........" "UUUUUUUU") * 5 + "UUUUUUUU" * 6, max_order=6)
+    zone = lay.vm.zone
+    assert zone.buddyinfo()[3] == 5 and sum(zone.buddyinfo()[4:]) == 0
+    assert compaction_suitable_at(zone, 4, zone.nr_free_pages) == CompactResult.CONTINUE
+    assert compaction_suitable(zone, 4) == CompactResult.SKIPPED
+    cc = CompactControl(zone=zone, order=4, mode=MigrateMode.SYNC_LIGHT)
+    assert compact_zone(lay.vm, cc) == CompactResult.SKIPPED
+    assert kcompactd_do_work(lay.vm, 4) == CompactResult.SKIPPED
+
+
+def test_free_scanner_never_takes_a_free_pageblock_even_at_full_priority():
+    """suitable_migration_target (mm/compaction.c:1033-1045): a block that is one free
+    block of pageblock order or more is refused before ignore_block_suitable is looked at."""
+    from mmplug.compaction import suitable_migration_target
+    vm = VM(nr_pages=64, pageblock_order=3, max_order=5, min_free_pages=0)
+    cc = CompactControl(zone=vm.zone, ignore_block_suitable=True)
+    assert vm.zone.pfn_to_page(0).private == 4            # pfn 0 heads a free order-4 block
+    assert not suitable_migration_target(cc, 0)
+    vm.zone.set_pageblock_migratetype(8, MigrateType.UNMOVABLE)
+    page = vm.zone.alloc_pages(0, 0)                      # breaks up a block: no longer whole
+    assert page is not None
+    block = page.pfn & ~7
+    assert suitable_migration_target(cc, block)           # ignore_block_suitable: any type
+    cc.ignore_block_suitable = False
+    assert not suitable_migration_target(cc, block)       # UNMOVABLE now
+
+
+def test_reset_isolation_suitable_keeps_skip_bits_of_pageblock_sized_compound_pages():
+    """__reset_isolation_suitable (mm/compaction.c:253-266) skips pageblock_skip_persistent
+    blocks (226-237): a compound page of pageblock order or more keeps its block's bit."""
+    from mmplug.compaction import pageblock_skip_persistent, reset_isolation_suitable
+    from mmplug.constants import GFP_COMP
+    vm = VM(nr_pages=64, pageblock_order=3, max_order=5, min_free_pages=0)
+    zone = vm.zone
+    big = zone.alloc_pages(3, GFP_KERNEL | GFP_COMP)       # covers one whole pageblock
+    small = zone.alloc_pages(2, GFP_KERNEL | GFP_COMP)     # half a pageblock: not persistent
+    assert pageblock_skip_persistent(zone, big.pfn)
+    assert not pageblock_skip_persistent(zone, small.pfn)
+    zone.pageblock_skip[:] = b"\x01" * len(zone.pageblock_skip)
+    reset_isolation_suitable(zone)
+    assert [i for i, b in enumerate(zone.pageblock_skip) if b] == [big.pfn >> 3]
+
+
+def test_too_many_isolated_lru_pages_abort_async_and_block_sync_compaction():
+    """too_many_isolated (mm/compaction.c:659-671, 713-722): isolated LRU pages > half of
+    those on the LRU: ASYNC returns 0 -> ISOLATE_ABORT (1296) -> COMPACT_CONTENDED (1622);
+    SYNC waits in congestion_wait(), which one CPU can never leave.
+
+    Block 0 = L L L L U U U U, block 1 U, blocks 2 and 3 U . U . U . U . (8 free pages,
+    no free block of order 1: compaction_suitable(1) is CONTINUE, 8 > compact_gap 4).
+    A first compactor isolates the four LRU pages (isolated 4 > on the LRU 0 / 2).
+    """
+    from mmplug.compaction import (
+        compact_zone, isolate_migratepages, too_many_isolated,
+    )
+    from mmplug.errors import Deadlock
+    lay = Layout("LLLLUUUU" "UUUUUUUU" "U.U.U.U." "U.U.U.U.")
+    vm, zone = lay.vm, lay.vm.zone
+    assert zone.nr_lru == 4 and not too_many_isolated(zone)
+    first = _cc(vm, order=-1, ignore_skip_hint=True)
+    isolate_migratepages(vm, first)
+    assert zone.nr_isolated_lru == 4 and zone.nr_lru == 0 and too_many_isolated(zone)
+    direct = CompactControl(zone=zone, order=1, mode=MigrateMode.ASYNC, direct_compaction=True,
+                            gfp_mask=GFP_HIGHUSER_MOVABLE)
+    assert compact_zone(vm, direct) == CompactResult.CONTENDED
+    assert vm.vmstat["compact_migrate_scanned"] == 0
+    sync = CompactControl(zone=zone, order=-1, mode=MigrateMode.SYNC, whole_zone=True,
+                          ignore_skip_hint=True)
+    with pytest.raises(Deadlock, match="too_many_isolated"):
+        compact_zone(vm, sync)
+    putback_movable_pages(vm, sync.migratepages)
+    putback_movable_pages(vm, first.migratepages)
+    assert zone.nr_isolated_lru == 0 and zone.nr_lru == 4
+    assert compact_memory(vm) == CompactResult.COMPLETE
+    assert lay.lru.verify() == [] and zone.nr_lru == 4
+
+
+def test_need_resched_makes_async_back_off_and_sync_reschedule():
+    """compact_should_abort (mm/compaction.c:413-426): need_resched() sets cc->contended in
+    ASYNC mode (COMPACT_CONTENDED, 1328); SYNC calls cond_resched() and carries on."""
+    lay = Layout("DDDUUUUU" "UUUUUUUU" "U.......")
+    vm = lay.vm
+    task = vm.sync.current()
+    task.need_resched = True
+    from mmplug.compaction import compact_zone
+    cc = CompactControl(zone=vm.zone, order=-1, mode=MigrateMode.ASYNC, whole_zone=True)
+    assert compact_zone(vm, cc) == CompactResult.CONTENDED and cc.contended
+    assert vm.vmstat["pgmigrate_success"] == 0 and task.need_resched
+    assert compact_memory(vm) == CompactResult.COMPLETE      # SYNC: cond_resched()
+    assert not task.need_resched and vm.vmstat["pgmigrate_success"] == 3
+
+
+def test_fatal_signal_stops_every_compaction():
+    """__compact_finished (mm/compaction.c:1328): a pending fatal signal is COMPACT_CONTENDED
+    before anything is scanned, whatever the mode; kcompactd does not defer on it (2034).
+
+    14 free order-0 pages, no free block of order 2: compaction_suitable(2) is CONTINUE.
+    """
+    lay = Layout("DDDU.U.U" + "U.U.U.U." * 3)
+    vm, zone = lay.vm, lay.vm.zone
+    vm.sync.current().sigkill_pending = True
+    assert compact_memory(vm) == CompactResult.CONTENDED
+    assert compaction_suitable(zone, 2) == CompactResult.CONTINUE
+    assert kcompactd_do_work(vm, 2) == CompactResult.CONTENDED
+    assert vm.vmstat["compact_migrate_scanned"] == 0 and vm.vmstat["pgmigrate_success"] == 0
+    assert zone.compact_defer_shift == 0
+    vm.sync.current().sigkill_pending = False
+    assert compact_memory(vm) == CompactResult.COMPLETE and lay.intact()
+
+
+def test_compaction_restarting_forgets_skip_bits_after_the_longest_deferral():
+    """compaction_restarting (mm/compaction.c:194-201): deferred to the limit (shift 6, 64
+    attempts considered) -> compact_zone clears the skip bits first (1579-1580)."""
+    from mmplug.compaction import compact_zone, compaction_restarting
+    lay = Layout("DDDU.U.U" + "U.U.U.U." * 3)
+    vm, zone = lay.vm, lay.vm.zone
+    for _ in range(7):
+        defer_compaction(zone, 2)
+    assert zone.compact_defer_shift == 6
+    assert sum(compaction_deferred(zone, 2) for _ in range(64)) == 63
+    assert compaction_restarting(zone, 2)
+    zone.pageblock_skip[:] = b"\x01" * 4
+    cc = CompactControl(zone=zone, order=2, mode=MigrateMode.SYNC_LIGHT,
+                        gfp_mask=GFP_HIGHUSER_MOVABLE)
+    compact_zone(vm, cc)
+    assert vm.vmstat["pgmigrate_success"] > 0          # block 0 was scanned again

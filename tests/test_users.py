@@ -9,7 +9,8 @@ from mmplug.page import LOCKED, SLAB, has_movable_tag
 
 
 def test_bug1_slab_page_with_poisoned_word_is_skipped_before_its_lock():
-    vm, pool = make_vm()
+    """slab_fix (v6.2, 8b8817630ae8): the PageSlab test comes before trylock_page()."""
+    vm, pool = make_vm(slab_fix=True)
     from mmplug.users import SlabCache
     slab = SlabCache(vm).alloc_slab(poisoned=True)
     assert slab.mapping == LIST_POISON2 and has_movable_tag(slab)
@@ -21,7 +22,10 @@ def test_bug1_slab_page_with_poisoned_word_is_skipped_before_its_lock():
 
 
 def test_bug1_without_the_fix_the_slab_lock_is_touched():
-    vm, pool = make_vm(slab_fix=False)
+    """v4.19 (the default): mm/migrate.c:97-122 tests __PageMovable, trylocks the page, and
+    only then finds !PageMovable (page_mapping() is NULL for PageSlab) -> out_no_isolated."""
+    vm, pool = make_vm()
+    assert vm.config.slab_fix is False
     from mmplug.users import SlabCache
     slab = SlabCache(vm).alloc_slab(poisoned=True)
     assert isolate_movable_page(vm, slab, 0) != 0       # PageMovable is still false ...

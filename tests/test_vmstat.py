@@ -10,10 +10,12 @@ from mmplug.vmstat import (
 
 
 def test_sta1_kernel_counter_names():
-    for name in ("pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned",
-                 "compact_free_scanned", "compact_isolated", "compact_stall", "compact_success",
-                 "compact_fail", "balloon_inflate", "balloon_deflate", "balloon_migrate"):
-        assert name in KERNEL_EVENTS
+    """vmstat_text (mm/vmstat.c:1221-1233, 1268-1271), in the kernel's order."""
+    assert KERNEL_EVENTS == (
+        "pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned",
+        "compact_free_scanned", "compact_isolated", "compact_stall", "compact_fail",
+        "compact_success", "compact_daemon_wake", "compact_daemon_migrate_scanned",
+        "compact_daemon_free_scanned", "balloon_inflate", "balloon_deflate", "balloon_migrate")
     vm = VM(nr_pages=512, pageblock_order=6, max_order=8)
     vm.vmstat.count("pgmigrate_success", 3)
     assert "pgmigrate_success 3\n" in vm.vmstat.vmstat_lines()

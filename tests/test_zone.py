@@ -143,3 +143,114 @@ def test_default_watermarks_follow_min_free_kbytes():
     vm = VM(nr_pages=262144)   # 1 GiB: sqrt(1048576 * 16) = 4096 KiB -> 1024 pages
     assert vm.zone.wmark_min == 1024
     assert vm.zone.wmark_low == 1024 + 262 and vm.zone.wmark_high == 1024 + 2 * 262
+
+
+# --- v4.19 line by line, on hand-built zones (docs/fidelity.md) ----------------------------
+
+def test_free_one_page_puts_a_block_likely_to_merge_at_the_tail():
+    """__free_one_page (mm/page_alloc.c:905-931): a merged block goes to the tail when the
+    buddy of its order+1 parent is free, so it is taken last and gets a chance to merge.
+
+    32 pages, all allocated, then freed: 6, 7 (-> order 1 at 6), 9 (buddy 8 in use; its
+    parent 8-9's buddy 10-11 in use: head), then 5 (buddy 4 in use; its parent 4-5's buddy
+    6-7 is a free order-1 block: tail).  The order-0 list is 5 ... 9, head 9, so the next
+    order-0 allocation gets 9, not the page freed last.
+    """
+    from corehelp import Layout
+    lay = Layout("U" * 32)
+    zone, put = lay.vm.zone, lay.vm.sync.put_page
+    pages = {p.pfn: p for p in lay.unmovable}
+    for pfn in (6, 7, 9, 5):
+        put(pages.pop(pfn))
+    assert list(zone.free_area[0][MigrateType.MOVABLE]) == [5, 9]     # tail first, head last
+    assert list(zone.free_area[1][MigrateType.MOVABLE]) == [6]
+    assert zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE).pfn == 9
+    zone.check_free_lists()
+
+
+def test_steal_counts_no_alike_pages_in_a_block_that_was_not_movable():
+    """steal_suitable_fallback (mm/page_alloc.c:2462-2489): for a non-movable request, the
+    pages in use count as alike only in a MOVABLE block; elsewhere alike is 0.
+
+    Block 0 in use; block 1 RECLAIMABLE, in use but for free pages 9 and 11.  An UNMOVABLE
+    order-0 request falls back to RECLAIMABLE (fallbacks[]), can steal (can_steal_fallback),
+    moves both free pages to the UNMOVABLE list (11 last, so at the head) but 2 + 0 < 4:
+    the block stays RECLAIMABLE.  The page handed out is 11.
+    """
+    from corehelp import Layout
+    lay = Layout("UUUUUUUU" "U.U.UUUU", max_order=4, types={1: MigrateType.RECLAIMABLE})
+    zone = lay.vm.zone
+    page = zone.alloc_pages(0, GFP_KERNEL)
+    assert page.pfn == 11
+    assert zone.get_pageblock_migratetype(8) == MigrateType.RECLAIMABLE
+    assert list(zone.free_area[0][MigrateType.UNMOVABLE]) == [9]
+
+
+def test_steal_counts_tail_pages_as_alike_in_a_movable_block():
+    """move_freepages (mm/page_alloc.c:2294-2305) counts every page in use that is neither
+    PageLRU (of its head) nor __PageMovable; steal_suitable_fallback (2472-2474) takes all
+    the others as alike, tail pages of a compound page included.
+
+    Block 1 (MOVABLE): an order-2 compound page at 8-11, driver pages at 12, 13, 14, pfn 15
+    free.  UNMOVABLE order 0 steals 15: free 1, movable 3, alike 8 - 4 = 4: 5 >= 4 claims
+    the block.
+    """
+    from corehelp import Layout
+    lay = Layout("UUUUUUUU" "UUUUDDD.", max_order=4)
+    zone = lay.vm.zone
+    head = zone.pfn_to_page(8)
+    for pfn in (9, 10, 11):
+        zone.pfn_to_page(pfn)._refcount = 0
+    zone._prep_compound_page(head, 2)
+    page = zone.alloc_pages(0, GFP_KERNEL)
+    assert page.pfn == 15
+    assert zone.get_pageblock_migratetype(8) == MigrateType.UNMOVABLE
+
+
+def test_find_suitable_fallback_and_can_steal_fallback():
+    """find_suitable_fallback (mm/page_alloc.c:2504-2533), can_steal_fallback (2389-2408).
+
+    Pageblock order 6: a whole-block steal needs order >= 3 for a movable request, any
+    order for the others.
+    """
+    vm = small_vm()
+    zone = vm.zone
+    assert zone.can_steal_fallback(6, MigrateType.MOVABLE)
+    assert zone.can_steal_fallback(3, MigrateType.MOVABLE)
+    assert not zone.can_steal_fallback(2, MigrateType.MOVABLE)
+    assert zone.can_steal_fallback(0, MigrateType.UNMOVABLE)
+    # boot memory: order-7 blocks on the MOVABLE lists only
+    assert zone.find_suitable_fallback(7, MigrateType.UNMOVABLE, False) == (MigrateType.MOVABLE,
+                                                                           True)
+    assert zone.find_suitable_fallback(7, MigrateType.MOVABLE, False) == (-1, False)
+    assert zone.find_suitable_fallback(2, MigrateType.UNMOVABLE, False) == (-1, False)
+    page = zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)   # splits one: orders 0..6 appear
+    assert page is not None
+    assert zone.find_suitable_fallback(2, MigrateType.RECLAIMABLE, True) == (
+        MigrateType.MOVABLE, True)
+    small = zone.alloc_pages(0, GFP_KERNEL)      # steals a whole order-7 block, splits it
+    assert small is not None
+    # now UNMOVABLE lists hold small blocks: a movable order-2 request may use them,
+    # but not steal the whole block (only_stealable refuses it)
+    fallback, can_steal = zone.find_suitable_fallback(2, MigrateType.MOVABLE, False)
+    assert (fallback, can_steal) == (MigrateType.UNMOVABLE, False)
+    assert zone.find_suitable_fallback(2, MigrateType.MOVABLE, True) == (-1, False)
+
+
+def test_isolate_free_page_obeys_the_min_watermark_and_claims_big_blocks():
+    """__isolate_free_page (mm/page_alloc.c:3236-3283): refused unless min + 2^order pages
+    stay free; a block of pageblock_order - 1 or more turns its pageblock(s) MOVABLE."""
+    vm = small_vm(min_free_pages=1000)            # 1024 pages, pageblocks of 64
+    zone = vm.zone
+    zone.set_pageblock_migratetype(0, MigrateType.UNMOVABLE)
+    head = zone.pfn_to_page(0)
+    assert head.private == 7
+    assert zone.isolate_free_page(head, 7) == 0       # 1024 - 0 > 1000 + 128? no
+    vm2 = small_vm(min_free_pages=100)
+    zone = vm2.zone
+    zone.set_pageblock_migratetype(0, MigrateType.UNMOVABLE)
+    zone.set_pageblock_migratetype(64, MigrateType.UNMOVABLE)
+    assert zone.isolate_free_page(zone.pfn_to_page(0), 7) == 128
+    assert zone.get_pageblock_migratetype(0) == zone.get_pageblock_migratetype(64) == \
+        MigrateType.MOVABLE
+    assert zone.nr_free_pages == 1024 - 128 and zone.buddyinfo()[7] == 7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,6 +12,7 @@ import typer
 from ..commandline import emit_json, json_option, output_option, wants_json
 from ..errors import UsageError
 from ..plugins import PluginHost
+from ..vm import kernel_model
 from . import rows
 from .html import write_report
 from .plot import write_pictures
@@ -96,6 +98,9 @@ def compare(
     explain: Annotated[Optional[str], typer.Option(
         "--explain", metavar="ROW",
         help="Print what a row of the table means (e.g. efficiency) and exit.")] = None,
+    kernel_version: Annotated[bool, typer.Option(
+        "--kernel-version", help="List the kernel the runs model (v4.19 and each newer-kernel "
+        "option's value) and exit.")] = False,
 ) -> None:
     """Compare drivers' migration behaviour under compaction on the same workload."""
     if list_presets:
@@ -108,6 +113,12 @@ def compare(
         return
     if wants_json(as_json, output):
         fmt = "json"
+    if kernel_version:
+        if fmt == "json":
+            emit_json(json.dumps(kernel_model(), indent=2) + "\n", as_json=as_json, output=output)
+        else:
+            typer.echo(_kernel_text(), nl=False)
+        return
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if repeat < 1:
@@ -151,6 +162,16 @@ def compare(
         typer.echo(table(results, sdict, seeds), nl=False)
     if any(r["status"] != "ok" for runs in results for r in runs):
         raise typer.Exit(1)
+
+
+def _kernel_text() -> str:
+    """The kernel model of a run: the baseline, and each newer-kernel option with its value."""
+    model = kernel_model()
+    lines = [f"kernel: Linux {model['baseline']}, with these newer-kernel options (VMConfig):"]
+    for opt in model["options"]:
+        lines.append(f"  {opt['name']} = {opt['value']}  ({opt['kernel']}, {opt['commit']}: "
+                     f"{opt['summary']})")
+    return "\n".join(lines) + "\n"
 
 
 def _save_traces(results: list, scenario: Scenario, path: Path) -> None:

@@ -157,4 +157,8 @@ def json_document(results: list[list[dict[str, Any]]], scenario: dict[str, Any],
 
 def json_text(results: list[list[dict[str, Any]]], scenario: dict[str, Any],
               seeds: list[int]) -> str:
-    return json.dumps(json_document(results, scenario, seeds), indent=2, sort_keys=False) + "\n"
+    """compare's JSON: every run, and the kernel the runs modelled (`--kernel-version`)."""
+    from ..vm import kernel_model
+    doc = json_document(results, scenario, seeds)
+    doc["kernel"] = kernel_model()
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"

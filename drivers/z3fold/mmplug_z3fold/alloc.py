@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmplug.kernel import (
-    EINVAL, ENOMEM, ENOSPC, alloc_page, lock_page, schedule_point, set_page_movable, trylock_page,
-    unlock_page,
+    EINVAL, ENOMEM, ENOSPC, GFP_DIRECT_RECLAIM, GFP_HIGHMEM, alloc_page, lock_page, schedule_point,
+    set_page_movable, trylock_page, unlock_page,
 )
 
 from .flags import (
@@ -35,11 +35,6 @@ from .workqueue import Work
 
 if TYPE_CHECKING:
     from .pool import Z3foldPool
-
-#: __GFP_HIGHMEM: z3fold must address its pages (page_address), so it refuses highmem
-GFP_HIGHMEM = 0x02
-#: __GFP_DIRECT_RECLAIM: gfpflags_allow_blocking()
-GFP_DIRECT_RECLAIM = 0x400
 
 
 def init_z3fold_page(pool: "Z3foldPool", page: Any, headless: bool) -> Z3foldHeader | None:
