@@ -92,6 +92,8 @@ from .authoring.command import explain, new_driver  # noqa: E402
 app.command("new-driver")(new_driver); app.command("explain")(explain)  # noqa: E702
 from .conformance.command import check_driver  # noqa: E402
 app.command("check-driver")(check_driver)
+from .realkernel.command import kernel_app, snapshot  # noqa: E402
+app.add_typer(kernel_app); app.command("snapshot")(snapshot)  # noqa: E702
 
 
 def main(argv: list[str] | None = None) -> None:
