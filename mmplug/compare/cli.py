@@ -79,8 +79,17 @@ def compare(
         help="Save each driver's history as a trace (FILE, or FILE-<driver> for several).")] = None,
     list_presets: Annotated[bool, typer.Option(
         "--list-presets", help="List the built-in workloads and exit.")] = False,
+    snapshot: Annotated[Optional[Path], typer.Option(
+        "--snapshot", metavar="FILE",
+        help="Start from a page-frame snapshot (mmplug snapshot, mmplug kernel run --keep).")] = None,
+    zone: Annotated[Optional[str], typer.Option(
+        "--zone", metavar="NAME", help="With --snapshot: the zone to model (default: the largest).")] = None,
 ) -> None:
     """Compare drivers' migration behaviour under compaction on the same workload."""
+    if snapshot is not None:
+        _compare_snapshot(snapshot, zone, list(drivers or []) + list(driver_opt or []), seed,
+                          as_json or fmt == "json")
+        return
     if list_presets:
         for name, w in PRESETS.items():
             typer.echo(f"{name:<8} {w.description}")
@@ -138,3 +147,20 @@ def _save_traces(results: list, scenario: Scenario, path: Path) -> None:
         write_trace(Trace(f"{scenario.name}-{r['driver']}", nr_pages, page_size,
                           tuple(r["_trace"] or ())), target)
         typer.echo(f"wrote {target}", err=True)
+
+
+def _compare_snapshot(path: Path, zone: str | None, specs: list[str], seed: int | None,
+                      as_json: bool) -> None:
+    """`compare --snapshot FILE`: each driver on the snapshot's memory (compare/snapshot.py)."""
+    import json
+
+    from .snapshot import PageFrames, compare_snapshot, snapshot_table
+    frames = PageFrames.read(path)
+    host = PluginHost()
+    host.load_entry_points()
+    names = choose_drivers(host, specs)
+    seed = 0 if seed is None else seed
+    typer.echo(f"mmplug compare: snapshot {path}, seed {seed}, drivers {', '.join(names)}",
+               err=True)
+    result = compare_snapshot(frames, host, names, zone, seed)
+    typer.echo(json.dumps(result, indent=2) if as_json else snapshot_table(result), nl=not as_json)

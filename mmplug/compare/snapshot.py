@@ -34,7 +34,7 @@ from attrs import define, field
 
 from ..constants import GFP_COMP, GFP_KERNEL, GFP_HIGHUSER_MOVABLE, MigrateMode
 from ..errors import UsageError
-from ..page import Page
+from ..page import PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
 
@@ -438,8 +438,12 @@ def _plan(host: Any, driver: str, nr_pages: int, page_size: int, replay: Replay
 
 
 def build_zone(frames: PageFrames, zone_name: str, *, host: Any = None, driver: str | None = None,
-               replay: Replay | None = None) -> ModelZone:
-    """The model of one zone of `frames`, its driver's pages filled by `replay`."""
+               replay: Replay | None = None, driver_codes: str | None = None) -> ModelZone:
+    """The model of one zone of `frames`, its driver's pages filled by `replay`.
+
+    The driver's pages are the pfns of the snapshot's kind for that driver, or
+    of any of `driver_codes` (e.g. every movable driver's, when another driver
+    takes their place)."""
     span = frames.zone(zone_name)
     ps = frames.page_size
     pb = 512
@@ -479,9 +483,10 @@ def build_zone(frames: PageFrames, zone_name: str, *, host: Any = None, driver: 
     held: list[tuple[Page, int]] = []
     model = ModelZone(zone_name, vm, base, span, lru, slabs, held)
     try:
-        code = DRIVERS[driver][0] if driver in DRIVERS else None
+        if driver_codes is None:
+            driver_codes = DRIVERS[driver][0] if driver in DRIVERS else ""
         if driver is not None:
-            target = [i for i, k in enumerate(kinds) if k == code] if code else []
+            target = [i for i, k in enumerate(kinds) if k in driver_codes] if driver_codes else []
             _place_driver(model, host, driver, replay, target, free_pfns, steer)
         for i, k in enumerate(kinds):
             if i not in reservoir or k in (FREE, TAIL):
@@ -584,7 +589,10 @@ def model_frames(models: list[ModelZone], template: PageFrames) -> PageFrames:
         pfn_kinds = bytearray(b"k") * vm.zone.nr_pages
         drv = set()
         if m.instance is not None and m.driver is not None:
-            drv = {p.pfn for p in m.instance.pages()}
+            # Only movable pages are the driver's in a snapshot (the probe lists movable
+            # pages); the others, like z3fold's headless ones, count as kernel memory.
+            drv = {p.pfn for p in m.instance.pages()
+                   if p.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE}
         for p in vm.zone.pages:
             owner = vm.owner_of(p)
             if owner == "free":
@@ -606,3 +614,70 @@ def model_frames(models: list[ModelZone], template: PageFrames) -> PageFrames:
             kinds[kp] = ord(orig if orig in (RESERVED, PGTABLE) and c == KERNEL else c)
     return PageFrames(template.page_size, kinds, compound, list(template.zones),
                       {}, {"model": True})
+
+
+# --- `mmplug compare --snapshot` ------------------------------------------------------------
+
+MOVABLE_CODES = "".join(c for c, _ in DRIVERS.values()) + OTHER_MOVABLE
+
+
+def largest_zone(frames: PageFrames) -> str:
+    return max(frames.zones, key=lambda z: z.end_pfn - z.start_pfn).name
+
+
+def compare_snapshot(frames: PageFrames, host: Any, drivers: list[str], zone_name: str | None,
+                     seed: int) -> dict[str, Any]:
+    """Each driver on the snapshot's zone: its pages are the pfns any movable driver held,
+    filled with seeded objects; then compact_memory's compact_zone."""
+    zone_name = zone_name or largest_zone(frames)
+    span = frames.zone(zone_name)
+    out: dict[str, Any] = {"zone": zone_name, "seed": seed, "source": frames.source,
+                           "pages": frames.counts(span.start_pfn, span.end_pfn), "drivers": {}}
+    n_driver = sum(len(frames.pfns_of(c, span.start_pfn, span.end_pfn)) for c in MOVABLE_CODES)
+    for spec in drivers:
+        loaded = host.get(spec)
+        name = loaded.info.name
+        model = build_zone(frames, zone_name, host=host, driver=spec,
+                           replay=fill_replay(n_driver, seed), driver_codes=MOVABLE_CODES)
+        before = model.vm.zone.buddyinfo()
+        drv_before = model.driver_pfns()
+        free_before = _free_pageblocks(before)
+        meet = compact_whole_zone(model)
+        ev = model.vm.vmstat.events
+        drv_after = model.driver_pfns()
+        out["drivers"][name] = {
+            "driver_pages": len(drv_before), "placement": model.placement,
+            "pgmigrate_success": ev["pgmigrate_success"], "pgmigrate_fail": ev["pgmigrate_fail"],
+            "compact_isolated": ev["compact_isolated"],
+            "compact_migrate_scanned": ev["compact_migrate_scanned"],
+            "compact_free_scanned": ev["compact_free_scanned"],
+            "driver_pages_migrated": len(drv_before - drv_after),
+            "scanners_met_pfn": meet["migrate_pfn"],
+            "free_pageblocks_before": free_before,
+            "free_pageblocks_after": _free_pageblocks(model.vm.zone.buddyinfo()),
+            "buddyinfo_before": before, "buddyinfo_after": model.vm.zone.buddyinfo(),
+        }
+    return out
+
+
+def _free_pageblocks(buddyinfo: list[int], pageblock_order: int = 9) -> int:
+    return sum(n << (o - pageblock_order) for o, n in enumerate(buddyinfo) if o >= pageblock_order)
+
+
+def snapshot_table(result: dict[str, Any]) -> str:
+    names = list(result["drivers"])
+    src = result["source"]
+    lines = [f"snapshot of {src.get('machine', '?')} (Linux {src.get('kernel', '?')}), zone "
+             f"{result['zone']}, seed {result['seed']}: "
+             + ", ".join(f"{k} {v:,}" for k, v in result["pages"].items())]
+    w = 26
+    lines.append(f"{'':<{w}}" + "".join(f"{n:>16}" for n in names))
+    keys = ("driver_pages", "driver_pages_migrated", "pgmigrate_success", "pgmigrate_fail",
+            "compact_isolated", "compact_migrate_scanned", "compact_free_scanned",
+            "scanners_met_pfn", "free_pageblocks_before", "free_pageblocks_after")
+    for k in keys:
+        lines.append(f"{k:<{w}}" + "".join(f"{result['drivers'][n][k]:>16,}" for n in names))
+    for k in ("buddyinfo_before", "buddyinfo_after"):
+        for n in names:
+            lines.append(f"{k} {n}: " + " ".join(map(str, result["drivers"][n][k])))
+    return "\n".join(lines) + "\n"

@@ -63,19 +63,27 @@ def run_cmd(
         "--keep", metavar="DIR", help="Keep the guest's raw files and snapshots here.")] = None,
     accel: Annotated[str, typer.Option(
         "--accel", metavar="ACCEL", help="auto (KVM if it works, else TCG), kvm or tcg.")] = "auto",
+    from_run: Annotated[Optional[Path], typer.Option(
+        "--from-run", metavar="DIR", help="Compare again from the files a --keep run left; "
+        "boot nothing.")] = None,
 ) -> None:
     """Run SCENARIO in the guest kernel and in the model; print them side by side."""
     from .guest import GuestError
     from .kernelside import RunFilesError
     from .parts import PartMissing
     from .probe import build_probe  # noqa: F401  (import errors surface before the boot)
-    from .run import public, run_scenario, table_text, write_plot
+    from .run import compare_kept, public, run_scenario, table_text, write_plot
     from .scenario import ScenarioError
     if accel not in ACCELS:
         raise UsageError(f"--accel {accel!r}: expected one of {', '.join(ACCELS)}")
     log = (lambda s: typer.echo(f"mmplug kernel: {s}", err=True))
     try:
-        result = run_scenario(scenario, keep=keep, accel=accel, log=log)
+        if from_run is not None:
+            if keep is not None:
+                raise UsageError("give --keep or --from-run, not both")
+            result = compare_kept(scenario, from_run)
+        else:
+            result = run_scenario(scenario, keep=keep, accel=accel, log=log)
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
     except PartMissing as exc:

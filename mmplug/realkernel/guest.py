@@ -27,6 +27,8 @@ from .parts import Parts
 
 GUEST_DIR = Path(__file__).with_name("guest")
 MARK = "MMPLUG: "
+#: every guest has its disks (the out disk at least): virtio-blk over virtio-pci
+BASE_MODULES = ("virtio_blk", "virtio_pci")
 #: seconds the guest may take to print its first line under KVM before TCG is used
 KVM_BOOT_TIMEOUT = 20.0
 #: the out disk: a tar of /out at its start, then 16 MiB slots from 64 MiB on (lib.sh: dump)

@@ -10,6 +10,7 @@ mm_stat.filled / mm_stat.compacted (zram), zswap.filled / zswap.removed.
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,25 @@ class RunFilesError(Exception):
     """A run folder lacks a file or holds one that does not parse."""
 
 
-def _text(path: Path) -> str:
+def _bytes(path: Path) -> bytes:
+    """A file's bytes; `name.gz` stands for `name` (fixtures and kept runs may be gzip'd)."""
+    gz = path.with_name(path.name + ".gz")
     try:
-        return path.read_bytes().rstrip(b"\0").decode()
+        if not path.exists() and gz.exists():
+            return gzip.decompress(gz.read_bytes())
+        return path.read_bytes()
     except OSError as exc:
         raise RunFilesError(f"{path}: {exc.strerror}") from None
 
 
+def _text(path: Path) -> str:
+    # the guest pads what it dumps to whole 4 KiB blocks with NULs
+    return _bytes(path).rstrip(b"\0").decode()
+
+
 def _opt(path: Path) -> str | None:
-    return _text(path) if path.exists() else None
+    gz = path.with_name(path.name + ".gz")
+    return _text(path) if path.exists() or gz.exists() else None
 
 
 @dataclass
@@ -48,7 +59,7 @@ class Moment:
 
 def read_moment(d: Path, source: dict[str, Any] | None = None) -> Moment:
     try:
-        flags = procfs.u64_array((d / "kpageflags").read_bytes())
+        flags = procfs.u64_array(_bytes(d / "kpageflags"))
         zones = procfs.zoneinfo(_text(d / "zoneinfo"))
         movable = procfs.probe_movable(_text(d / "movable"))
         blocks = procfs.probe_blocks(_text(d / "blocks"))

@@ -45,7 +45,8 @@ def run_scenario(name: str, *, keep: Path | None = None, accel: str = "auto",
     try:
         log(f"scenario {sc.name} ({sc.kind}), seed {sc.seed}: {sc.description}")
         gp = plan(sc, workdir)
-        spec = guest.GuestSpec(sc.memory_mib, sc.cpus, gp.modules, gp.script, gp.env, gp.files,
+        modules = list(dict.fromkeys(gp.modules + list(guest.BASE_MODULES)))
+        spec = guest.GuestSpec(sc.memory_mib, sc.cpus, modules, gp.script, gp.env, gp.files,
                                gp.disks, gp.balloon, gp.actions,
                                extra_modules=[("mmplug_pfn", ko)])
         res = guest.run(spec, parts, workdir, accel=accel, log=log, memo=cache / "kvm-failed")
@@ -65,6 +66,18 @@ def run_scenario(name: str, *, keep: Path | None = None, accel: str = "auto",
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def compare_kept(name: str, folder: Path) -> dict[str, Any]:
+    """The comparison again, from a folder an earlier `--keep` left: no guest boots."""
+    sc = load(name)
+    out = folder / "out" if (folder / "out").is_dir() else folder
+    kernel = read_run(out)
+    result = compare_with_model(sc, plan(sc, None), kernel)
+    result["guest"] = {"release": kernel.release, "package_version": "", "accel": "kept run",
+                       "accel_note": "", "seconds": 0, "memory_mib": sc.memory_mib,
+                       "cpus": sc.cpus}
+    return result
 
 
 def compare_with_model(sc: Scenario, gp: GuestPlan, kernel: KernelRun) -> dict[str, Any]:

@@ -181,7 +181,9 @@ class GuestPlan:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def plan(sc: Scenario, workdir: Path) -> GuestPlan:
+def plan(sc: Scenario, workdir: Path | None) -> GuestPlan:
+    """The guest's part of `sc`; with workdir None, no disk image is written (the blocks'
+    sizes are still drawn, for comparing with a run kept earlier)."""
     return {"zram": _plan_zram, "balloon": _plan_balloon, "zswap": _plan_zswap}[sc.kind](sc, workdir)
 
 
@@ -195,7 +197,7 @@ def _runs(ids: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
-def _plan_zram(sc: Scenario, workdir: Path) -> GuestPlan:
+def _plan_zram(sc: Scenario, workdir: Path | None) -> GuestPlan:
     assert sc.mix is not None
     comp = sc.get("zram", "compressor", "lz4", str)
     if comp != "lz4":
@@ -204,7 +206,7 @@ def _plan_zram(sc: Scenario, workdir: Path) -> GuestPlan:
     disksize = parse_size(sc.get("zram", "disksize", "64M", (str, int)), f"{sc.path}: disksize")
     if disksize < sc.mix.blocks * PAGE_SIZE:
         raise ScenarioError(f"{sc.path}: [zram] disksize holds fewer than {sc.mix.blocks} blocks")
-    data = workdir / "data.img"
+    data = workdir / "data.img" if workdir is not None else None
     sc.blocks = generate(sc.mix, sc.seed, data)
     stored = [i for i, b in enumerate(sc.blocks) if b.kind != SAME]
     freed = choose(stored, sc.fraction("free", "fraction", 0.5), sc.pattern("free"),
@@ -216,11 +218,11 @@ def _plan_zram(sc: Scenario, workdir: Path) -> GuestPlan:
          "ZCOMPACT": "1" if sc.get("zram", "compact", True, bool) else "0"},
         ["zram", "lz4", "virtio_blk", "virtio_pci"],
         files={"free.runs": "".join(f"{a} {n}\n" for a, n in runs).encode()},
-        disks={"data": (data, True)},
+        disks={"data": (data, True)} if data is not None else {},
         facts={"freed": freed})
 
 
-def _plan_balloon(sc: Scenario, workdir: Path) -> GuestPlan:
+def _plan_balloon(sc: Scenario, workdir: Path | None) -> GuestPlan:
     inflate = parse_size(sc.get("balloon", "inflate", "256M", (str, int)), f"{sc.path}: inflate")
     deflate = parse_size(sc.get("balloon", "deflate", "128M", (str, int)), f"{sc.path}: deflate")
     if inflate >= sc.memory or deflate > inflate:
@@ -239,7 +241,7 @@ def _plan_balloon(sc: Scenario, workdir: Path) -> GuestPlan:
                      facts={"inflate": npages, "deflate": dpages})
 
 
-def _plan_zswap(sc: Scenario, workdir: Path) -> GuestPlan:
+def _plan_zswap(sc: Scenario, workdir: Path | None) -> GuestPlan:
     assert sc.mix is not None
     comp = sc.get("zswap", "compressor", "lz4", str)
     if comp != "lz4":
@@ -251,11 +253,12 @@ def _plan_zswap(sc: Scenario, workdir: Path) -> GuestPlan:
         raise ScenarioError(f"{sc.path}: [files] count and blocks must be positive")
     swap = parse_size(sc.get("zswap", "swap", "512M", (str, int)), f"{sc.path}: swap")
     pool = sc.get("zswap", "max_pool_percent", 40, int)
-    data = workdir / "data.img"
-    sc.blocks = generate(sc.mix, sc.seed, data)
-    swap_img = workdir / "swap.img"
-    with open(swap_img, "wb") as f:
-        f.truncate(swap)
+    disks: dict[str, tuple[Path, bool]] = {}
+    if workdir is not None:
+        disks = {"data": (workdir / "data.img", True), "swap": (workdir / "swap.img", False)}
+        with open(workdir / "swap.img", "wb") as f:
+            f.truncate(swap)
+    sc.blocks = generate(sc.mix, sc.seed, disks["data"][0] if disks else None)
     removed = choose(list(range(nfiles)), sc.fraction("files", "remove", 0.5),
                      sc.pattern("files"), random.Random(f"{sc.seed}:remove"))
     tmpfs = nfiles * fblocks * PAGE_SIZE + (16 << 20)
@@ -265,8 +268,7 @@ def _plan_zswap(sc: Scenario, workdir: Path) -> GuestPlan:
          "FBLOCKS": str(fblocks), "TMPFS_SIZE": str(tmpfs),
          "REMOVE": " ".join(str(i) for i in removed)},
         ["z3fold", "lz4", "virtio_blk", "virtio_pci"],
-        disks={"data": (data, True), "swap": (swap_img, False)},
-        facts={"removed": removed, "fblocks": fblocks})
+        disks=disks, facts={"removed": removed, "fblocks": fblocks})
 
 
 # --- what the model replays ----------------------------------------------------------------

@@ -16,13 +16,18 @@ from .kernelside import KernelRun
 from .modelside import ModelRun
 from .scenario import PAGE_SIZE, GuestPlan, Scenario, zram_object_size
 
+#: the reasons of every row that depends on where the scanners met
+MEET = ("stride", "rescan")
+
 #: Named differences a row may cite.  Each names the functions on both sides.
 REASONS = {
     "stride": (
         "6.1's free scanner samples: isolate_freepages() passes isolate_freepages_block() a "
         "stride that doubles, up to COMPACT_CLUSTER_MAX, after each pageblock that gave no free "
         "page, and resets to 1 after one that did; v4.19's isolate_freepages_block() looks at "
-        "every pfn.  The kernel counts fewer pages in compact_free_scanned."),
+        "every pfn.  The kernel scans fewer pages (compact_free_scanned) and passes free pages "
+        "by, so it comes down further for the same targets and the scanners meet lower: the "
+        "rows that depend on where they met move with it."),
     "rescan": (
         "6.1 finishes a pageblock in one go: compact_zone() sets cc->rescan when the migrate "
         "scanner resumes in the pageblock of the previous migration, and "
@@ -31,14 +36,17 @@ REASONS = {
         "pages.  Bigger batches take more targets from compaction_alloc() at once, so the free "
         "scanner comes down further and the scanners meet at another pfn: the rows that depend "
         "on where they met (pages migrated and isolated, pages scanned, free blocks after, "
-        "pageblocks emptied) move with it."),
-    "compound-scan": (
-        "6.1's isolate_freepages_block() counts a compound page's tail pages in nr_scanned "
-        "(nr_scanned += (1 << order) - 1); v4.19 steps over them uncounted."),
+        "pageblocks emptied) move with it; the last batch may also hold more pages than the "
+        "free scanner can still find targets for, and those go back (putback_movable_pages)."),
     "zone-end": (
         "The model's zone is whole pageblocks: the pfns past the real zone's end in its last "
         "pageblock are held pages in the model, which its free scanner (isolate_freepages_block) "
         "scans and the kernel's, bounded by zone_end_pfn(), does not."),
+    "one-zone": (
+        "The model's driver instance lives in one zone (the one holding most of its pages); "
+        "the kernel's pool allocates in every zone, here in DMA under memory pressure "
+        "(__alloc_pages() falling back along the zonelist in both versions).  Its pages in "
+        "other zones are held, unmovable pages in the model."),
     "headless": (
         "z3fold pages of one large object (headless) are not movable in either version "
         "(z3fold_alloc() calls __SetPageMovable() only for pages with a header), so the probe, "
@@ -114,6 +122,8 @@ def _movable_moved(before: PageFrames, after: PageFrames, zone: ZoneSpan, below:
 def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun) -> list[Row]:
     rows: list[Row] = []
     driver = sc.driver
+    # zswap's history is reclaim's: rows that depend on which objects sit where cite it
+    hist = ("reclaim-order",) if sc.kind == "zswap" else ()
     code = DRIVERS[driver][0]
     home = m.driver_zone or k.before.frames.zones[-1].name
     kz = k.before.frames.zone(home)
@@ -128,29 +138,32 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun) -> list
                         note="the model starts from the snapshot's free pages"))
     rows.append(Row(sec, f"{home} free pageblocks before", k.before.frames.free_pageblocks(kz),
                     m.before.free_pageblocks(kz)))
-    rows.append(Row(sec, f"{driver} pages before compaction", len(k.before.frames.pfns_of(code)),
-                    len(m.before.pfns_of(code)),
-                    reasons=("headless",) if driver == "z3fold" else ()))
+    rows.append(Row(sec, f"{driver} pages before compaction (movable)",
+                    len(k.before.frames.pfns_of(code)), len(m.before.pfns_of(code)),
+                    reasons=hist))
+    if m.driver_elsewhere:
+        rows.append(Row(sec, f"{driver} pages outside {home} (unmovable in the model)",
+                        m.driver_elsewhere, 0, reasons=("one-zone",)))
 
     # --- compaction's counters ---------------------------------------------------------------
     sec = "COMPACTION (echo 1 > /proc/sys/vm/compact_memory: every zone)"
     kmeet = k.meeting_point(kz.start_pfn)
     rows.append(Row(sec, f"{home} pfn where the scanners met", kmeet, m.meeting.get(home),
-                    "±512", ("rescan", "stride")))
-    spec = {"pgmigrate_success": ("±5%", ("rescan",)), "pgmigrate_fail": ("exact", ()),
-            "compact_isolated": ("±5%", ("rescan",)),
-            "compact_migrate_scanned": ("±5%", ("rescan",)),
-            "compact_free_scanned": ("±10%", ("stride", "compound-scan", "zone-end"))}
+                    "±512", MEET))
+    spec = {"pgmigrate_success": ("±5%", MEET), "pgmigrate_fail": ("exact", MEET),
+            "compact_isolated": ("±5%", MEET), "compact_migrate_scanned": ("±5%", MEET),
+            "compact_free_scanned": ("±10%", MEET + ("zone-end",))}
     if driver == "balloon":
-        spec["balloon_migrate"] = ("±5%", ("rescan",))
+        spec["balloon_migrate"] = ("±5%", MEET)
     for name, (tol, why) in spec.items():
         rows.append(Row(sec, name, k.counter(name), m.counters.get(name, 0), tol, why))
     # The pageblocks both migrate scanners went through, short of the one where either met
     # the free scanner: there every movable page should have moved on both sides.
-    common = min(x for x in (kmeet, m.meeting.get(home), kz.end_pfn) if x is not None) // 512 * 512
+    common = (min(x for x in (kmeet, m.meeting.get(home), kz.end_pfn) if x is not None) - 1) \
+        // 512 * 512
     rows.append(Row(sec, f"{home} LRU and {driver} pages moved below pfn {common}",
                     _movable_moved(k.before.frames, k.after.frames, kz, common),
-                    _movable_moved(m.before, m.after, kz, common), "±1%",
+                    _movable_moved(m.before, m.after, kz, common), "±1%", hist,
                     note="the pageblocks both migrate scanners passed"))
 
     # --- free memory after ---------------------------------------------------------------------
@@ -161,26 +174,27 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun) -> list
     for order in range(len(mb)):
         kv = kb[order] if order < len(kb) else None
         tol = f"±{max(3, (kv or 0) // 10)}"
-        rows.append(Row(sec, f"order {order}", kv, mb[order], tol, ("rescan",)))
+        rows.append(Row(sec, f"order {order}", kv, mb[order], tol, MEET))
     for z in m.zones:
         if z.name != home:
             rows.append(Row(sec.replace(home, z.name), f"{z.name} buddyinfo",
                             " ".join(map(str, k.after.buddyinfo.get(z.name, []))),
-                            " ".join(map(str, z.vm.zone.buddyinfo())), "exact", ("rescan",)))
+                            " ".join(map(str, z.vm.zone.buddyinfo())), "exact",
+                            MEET + (("one-zone",) if m.driver_elsewhere else ())))
     kfree = k.after.frames.free_pageblocks(kz) - k.before.frames.free_pageblocks(kz)
     mfree = m.after.free_pageblocks(kz) - m.before.free_pageblocks(kz)
-    rows.append(Row(sec, "pageblocks emptied by compaction", kfree, mfree, "±2", ("rescan",)))
+    rows.append(Row(sec, "pageblocks emptied by compaction", kfree, mfree, "±2", MEET))
 
     # --- the driver ------------------------------------------------------------------------------
     sec = f"DRIVER ({driver})"
     km = _moved(k.before.frames, k.after.frames, code, kz, kmeet)
     mm = _moved(m.before, m.after, code, kz, m.meeting.get(home))
     rows.append(Row(sec, f"{driver} pages migrated", km["migrated"], mm["migrated"], "±5%",
-                    ("rescan",)))
+                    MEET + hist))
     rows.append(Row(sec, "unmoved: beyond where the scanners met", km["unmoved_beyond"],
-                    mm["unmoved_beyond"], "±5%", ("rescan",)))
+                    mm["unmoved_beyond"], "±5%", MEET + hist))
     rows.append(Row(sec, "unmoved: scanned, refused or failed", km["unmoved_scanned"],
-                    mm["unmoved_scanned"], "±5%", ("rescan",),
+                    mm["unmoved_scanned"], "±5%", ("rescan",) + hist,
                     note="isolated in the last batch and put back when the scanners met"))
     rows.extend(_driver_rows(sc, plan, k, m))
     return rows
@@ -192,6 +206,7 @@ def _pages(blocks: list[int]) -> int:
 
 def _driver_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun) -> list[Row]:
     rows: list[Row] = []
+    hist = ("reclaim-order",) if sc.kind == "zswap" else ()
     inst = m.instance
     if sc.kind == "zram":
         sec = "ZRAM (mm_stat | the model's zsmalloc)"
@@ -240,7 +255,8 @@ def _driver_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun) -> li
         rows.append(Row("PLACEMENT (how the model's driver pages sit on the kernel's pfns)",
                         "model driver pages without a kernel driver pfn", 0,
                         m.placement.get("extra", 0),
-                        reasons=("headless", "reclaim-order") if sc.kind == "zswap" else ()))
+                        reasons=(("headless", "one-zone") + hist) if sc.kind == "zswap" else (),
+                        note="placed on free pfns of the snapshot"))
         rows.append(Row("PLACEMENT (how the model's driver pages sit on the kernel's pfns)",
                         "kernel driver pfns without a model page", 0,
                         m.placement.get("unfilled", 0),

@@ -54,6 +54,20 @@ wait_vmstat() {
     done
 }
 
+# Let reclaim and writeback finish: wait until the free page count holds still.
+settle() {
+    sync
+    n=0
+    last=-1
+    while [ $n -lt 50 ]; do
+        now=$(awk '$1 == "nr_free_pages" { print $2 }' /proc/vmstat)
+        [ "$now" = "$last" ] && break
+        last=$now
+        n=$((n + 1))
+        usleep 200000
+    done
+}
+
 # dump FILE NAME: FILE's bytes into the next 16 MiB slot of the out disk, written
 # with O_DIRECT so that no page cache grows while the page arrays are read;
 # one dd process, whose few pages are all a snapshot adds to the machine.
@@ -71,6 +85,7 @@ dump() {
 snap() {
     d=/out/$1
     mkdir -p $d
+    settle
     cat /proc/vmstat > $d/vmstat
     [ -e /sys/block/zram0/mm_stat ] && cat /sys/block/zram0/mm_stat > $d/mm_stat
     [ -d /sys/kernel/debug/zswap ] && grep -r . /sys/kernel/debug/zswap > $d/zswap
