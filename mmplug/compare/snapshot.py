@@ -35,6 +35,7 @@ from attrs import define, field
 from ..constants import GFP_COMP, GFP_KERNEL, GFP_HIGHUSER_MOVABLE, MigrateMode
 from ..errors import UsageError
 from ..page import PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
+from ..page import TAIL as PG_TAIL
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
 
@@ -302,12 +303,23 @@ def from_machine(kpageflags: list[int], zones: list[Any], *, page_size: int = 40
     return PageFrames(page_size, kinds, compound, spans, details, dict(source or {}))
 
 
+def _read_u64_file(path: Path) -> bytes:
+    """/proc/kpageflags answers reads of whole u64s only: read it in 1 MiB chunks."""
+    chunks = []
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
 def take_live(root: Path = Path("/")) -> PageFrames:
     """The snapshot of the machine this runs on (needs root for /proc/kpageflags)."""
     from ..realkernel import procfs
     proc = root / "proc"
     try:
-        flags = procfs.u64_array((proc / "kpageflags").read_bytes())
+        flags = procfs.u64_array(_read_u64_file(proc / "kpageflags"))
         zones = procfs.zoneinfo((proc / "zoneinfo").read_text())
     except PermissionError:
         raise SnapshotError("mmplug snapshot needs root: /proc/kpageflags is readable by "
@@ -595,7 +607,9 @@ def model_frames(models: list[ModelZone], template: PageFrames) -> PageFrames:
                    if p.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE}
         for p in vm.zone.pages:
             owner = vm.owner_of(p)
-            if owner == "free":
+            if p.flags & PG_TAIL and owner != "free":
+                c = TAIL
+            elif owner == "free":
                 c = FREE
             elif p.pfn in drv:
                 c = DRIVERS.get(m.driver or "", (OTHER_MOVABLE,))[0]

@@ -11,6 +11,7 @@ mm_stat.filled / mm_stat.compacted (zram), zswap.filled / zswap.removed.
 from __future__ import annotations
 
 import gzip
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ class KernelRun:
     trace: list[procfs.ZoneRun]
     extra: dict[str, Any] = field(default_factory=dict)
     release: str = ""
+    package_version: str = ""
 
     def counter(self, name: str) -> int:
         """The change of a /proc/vmstat counter across compaction."""
@@ -104,10 +106,13 @@ class KernelRun:
 def read_run(out: Path) -> KernelRun:
     """A run folder -> KernelRun."""
     dmesg = _opt(out / "dmesg") or ""
-    release = ""
+    release = version = ""
     for line in dmesg.splitlines():
         if "Linux version" in line:
             release = line.split("Linux version", 1)[1].split()[0]
+            # "... #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (date)": the last "Debian X"
+            found = re.findall(r"Debian (\S+)", line)
+            version = found[-1] if found else ""
             break
     source = {"kernel": release, "machine": "qemu guest", "probe": True}
     before = read_moment(out / "before", source)
@@ -122,4 +127,4 @@ def read_run(out: Path) -> KernelRun:
         t = _opt(out / name)
         if t:
             extra[name] = procfs.zswap(t)
-    return KernelRun(before, after, procfs.compaction_trace(trace_text), extra, release)
+    return KernelRun(before, after, procfs.compaction_trace(trace_text), extra, release, version)

@@ -74,9 +74,15 @@ def compare_kept(name: str, folder: Path) -> dict[str, Any]:
     out = folder / "out" if (folder / "out").is_dir() else folder
     kernel = read_run(out)
     result = compare_with_model(sc, plan(sc, None), kernel)
-    result["guest"] = {"release": kernel.release, "package_version": "", "accel": "kept run",
-                       "accel_note": "", "seconds": 0, "memory_mib": sc.memory_mib,
-                       "cpus": sc.cpus}
+    cmd = folder / "qemu.cmd"
+    accel = "kept run"
+    if cmd.exists():
+        words = cmd.read_text().split()
+        if "-accel" in words:
+            accel = f"kept {words[words.index('-accel') + 1]} run"
+    result["guest"] = {"release": kernel.release, "package_version": kernel.package_version,
+                       "accel": accel, "accel_note": "", "seconds": 0,
+                       "memory_mib": sc.memory_mib, "cpus": sc.cpus}
     return result
 
 
