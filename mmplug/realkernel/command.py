@@ -71,7 +71,6 @@ def run_cmd(
     from .guest import GuestError
     from .kernelside import RunFilesError
     from .parts import PartMissing
-    from .probe import build_probe  # noqa: F401  (import errors surface before the boot)
     from .run import compare_kept, public, run_scenario, table_text, write_plot
     from .scenario import ScenarioError
     if accel not in ACCELS:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +24,7 @@ from .modelside import ModelRun, run_model
 from .parts import cache_dir, find_parts
 from .probe import build_probe
 from .scenario import GuestPlan, Scenario, load, plan, replay_for
-from .sidebyside import REASONS, Row, build_rows, render, rows_json
+from .sidebyside import REASONS, build_rows, render, rows_json
 
 
 def run_scenario(name: str, *, keep: Path | None = None, accel: str = "auto",
@@ -181,7 +180,3 @@ def owners(frames: PageFrames, zone: Any, driver: str) -> bytes:
         head = code.get(c, OTHER)
         out[p - base] = head
     return bytes(out)
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

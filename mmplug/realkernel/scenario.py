@@ -197,12 +197,17 @@ def _runs(ids: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
+def _compressor(sc: Scenario, table: str) -> str:
+    comp = sc.get(table, "compressor", "lz4", str)
+    if comp != "lz4":
+        raise ScenarioError(f"{sc.path}: [{table}] compressor = {comp!r}: only lz4 has a Python "
+                            "package that reproduces the guest's compressed sizes")
+    return comp
+
+
 def _plan_zram(sc: Scenario, workdir: Path | None) -> GuestPlan:
     assert sc.mix is not None
-    comp = sc.get("zram", "compressor", "lz4", str)
-    if comp != "lz4":
-        raise ScenarioError(f"{sc.path}: [zram] compressor = {comp!r}: only lz4 has a Python "
-                            "package that reproduces the guest's compressed sizes")
+    comp = _compressor(sc, "zram")
     disksize = parse_size(sc.get("zram", "disksize", "64M", (str, int)), f"{sc.path}: disksize")
     if disksize < sc.mix.blocks * PAGE_SIZE:
         raise ScenarioError(f"{sc.path}: [zram] disksize holds fewer than {sc.mix.blocks} blocks")
@@ -243,10 +248,7 @@ def _plan_balloon(sc: Scenario, workdir: Path | None) -> GuestPlan:
 
 def _plan_zswap(sc: Scenario, workdir: Path | None) -> GuestPlan:
     assert sc.mix is not None
-    comp = sc.get("zswap", "compressor", "lz4", str)
-    if comp != "lz4":
-        raise ScenarioError(f"{sc.path}: [zswap] compressor = {comp!r}: only lz4 has a Python "
-                            "package that reproduces the guest's compressed sizes")
+    comp = _compressor(sc, "zswap")
     nfiles = sc.get("files", "count", 96, int)
     fblocks = sc.get("files", "blocks", 768, int)
     if nfiles < 1 or fblocks < 1:
