@@ -89,8 +89,6 @@ def run_cmd(
         raise PartsMissing(str(exc)) from None
     except (GuestError, RunFilesError) as exc:
         raise MmplugError(str(exc)) from None
-    if result["guest"]["accel_note"]:
-        typer.echo(f"mmplug kernel: {result['guest']['accel_note']}", err=True)
     if plot is not None:
         for p in write_plot(result, plot):
             typer.echo(f"wrote {p}", err=True)
