@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shlex
 import socket
 import subprocess
 import tarfile
@@ -204,7 +205,7 @@ def _boot(spec: GuestSpec, parts: Parts, workdir: Path, accel: str, note: str,
     if sock.exists():
         sock.unlink()
     cmd = qemu_command(parts, spec, workdir, accel)
-    (workdir / "qemu.cmd").write_text(" ".join(cmd) + "\n")
+    (workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -76,7 +77,7 @@ def compare_kept(name: str, folder: Path) -> dict[str, Any]:
     cmd = folder / "qemu.cmd"
     accel = "kept run"
     if cmd.exists():
-        words = cmd.read_text().split()
+        words = shlex.split(cmd.read_text())
         if "-accel" in words:
             accel = f"kept {words[words.index('-accel') + 1]} run"
     result["guest"] = {"release": kernel.release, "package_version": kernel.package_version,
