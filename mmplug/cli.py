@@ -95,6 +95,8 @@ app.command("new-driver", cls=PlainCommand)(new_driver)
 app.command("explain", cls=PlainCommand)(explain)
 from .conformance.command import check_driver  # noqa: E402
 app.command("check-driver", cls=LegacyJsonCommand)(check_driver)
+from .realkernel.command import kernel_app, snapshot  # noqa: E402
+app.add_typer(kernel_app); app.command("snapshot", cls=PlainCommand)(snapshot)  # noqa: E702
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,8 +101,17 @@ def compare(
     kernel_version: Annotated[bool, typer.Option(
         "--kernel-version", help="List the kernel the runs model (v4.19 and each newer-kernel "
         "option's value) and exit.")] = False,
+    snapshot: Annotated[Optional[Path], typer.Option(
+        "--snapshot", metavar="FILE",
+        help="Start from a page-frame snapshot (mmplug snapshot, mmplug kernel run --keep).")] = None,
+    zone: Annotated[Optional[str], typer.Option(
+        "--zone", metavar="NAME", help="With --snapshot: the zone to model (default: the largest).")] = None,
 ) -> None:
     """Compare drivers' migration behaviour under compaction on the same workload."""
+    if snapshot is not None:
+        _compare_snapshot(snapshot, zone, list(drivers or []) + list(driver_opt or []), seed,
+                          as_json=as_json or fmt == "json", output=output)
+        return
     if list_presets:
         for name, w in PRESETS.items():
             typer.echo(f"{name:<8} {w.description}")
@@ -184,3 +193,23 @@ def _save_traces(results: list, scenario: Scenario, path: Path) -> None:
         write_trace(Trace(f"{scenario.name}-{r['driver']}", nr_pages, page_size,
                           tuple(r["_trace"] or ())), target)
         typer.echo(f"wrote {target}", err=True)
+
+
+def _compare_snapshot(path: Path, zone: str | None, specs: list[str], seed: int | None, *,
+                      as_json: bool, output: str | None) -> None:
+    """`compare --snapshot FILE`: each driver on the snapshot's memory (compare/snapshot.py)."""
+    import json
+
+    from .snapshot import PageFrames, compare_snapshot, snapshot_table
+    frames = PageFrames.read(path)
+    host = PluginHost()
+    host.load_entry_points()
+    names = choose_drivers(host, specs)
+    seed = 0 if seed is None else seed
+    typer.echo(f"mmplug compare: snapshot {path}, seed {seed}, drivers {', '.join(names)}",
+               err=True)
+    result = compare_snapshot(frames, host, names, zone, seed)
+    on_stdout = (as_json or output is not None) and emit_json(
+        json.dumps(result, indent=2) + "\n", as_json=as_json, output=output)
+    if not on_stdout:
+        typer.echo(snapshot_table(result))

@@ -11,7 +11,18 @@ from clihelp import run
 from mmplug.cli import app
 
 GROUP = typer.main.get_command(app)
-COMMANDS = sorted(GROUP.commands)
+
+
+def _leaves(group, path=()):
+    """Every command's path, the commands of a command group (`mmplug kernel run`) included."""
+    for name, command in sorted(group.commands.items()):
+        yield " ".join((*path, name)), command
+        if hasattr(command, "commands"):
+            yield from _leaves(command, (*path, name))
+
+
+LEAVES = dict(_leaves(GROUP))
+COMMANDS = sorted(LEAVES)
 
 #: what typer prints when a parameter has no plain metavar
 TYPE_NAMES = [
@@ -38,10 +49,11 @@ def _help(capsys, monkeypatch, *argv: str, columns: int = 100) -> str:
 
 
 def test_every_command_is_covered():
-    assert set(COMMANDS) >= {"plugins", "compare", "check-driver", "new-driver", "explain"}
+    assert set(COMMANDS) >= {"plugins", "compare", "check-driver", "new-driver", "explain",
+                             "kernel", "kernel run", "kernel setup", "snapshot"}
 
 
-@pytest.mark.parametrize("argv", [[]] + [[c] for c in COMMANDS],
+@pytest.mark.parametrize("argv", [[]] + [c.split() for c in COMMANDS],
                          ids=lambda a: " ".join(a) or "mmplug")
 def test_help_shows_no_python_type_names(capsys, monkeypatch, argv):
     out = _help(capsys, monkeypatch, *argv)
@@ -52,7 +64,7 @@ def test_help_shows_no_python_type_names(capsys, monkeypatch, argv):
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_value_has_a_plain_metavar_and_flags_have_none(name):
-    command = GROUP.commands[name]
+    command = LEAVES[name]
     for param in command.params:
         if param.param_type_name == "option" and (param.is_flag or param.count):
             continue
@@ -62,10 +74,11 @@ def test_every_value_has_a_plain_metavar_and_flags_have_none(name):
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_descriptions_get_the_width_of_the_terminal(capsys, monkeypatch, name):
-    out = _help(capsys, monkeypatch, name, columns=100)
+    out = _help(capsys, monkeypatch, *name.split(), columns=100)
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= 100
     options = lines[lines.index("Options:") + 1:]
+    options = options[:options.index("")] if "" in options else options
     starts = {len(m.group(1)) for line in options if (m := re.match(r"(  \S.*?  +)\S", line))}
     # One description column, no wider than the longest option's names allow.
     assert len(starts) == 1 and starts.pop() <= 34
