@@ -17,6 +17,7 @@ import typer
 from . import __version__
 from .errors import MmplugError, PluginError, UsageError
 from .plugins import PluginHost
+from .watchdog import hard_stop, interrupts, trap_exits, user_interrupted
 
 app = typer.Typer(
     name="mmplug",
@@ -95,9 +96,17 @@ app.command("check-driver")(check_driver)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning expected errors into one line."""
+    """Entry point: run the app, turning expected errors into one line.
+
+    Driver code runs with the watchdog's hard stop (a call that cannot be
+    interrupted ends the process with a line naming it), the user's Ctrl-C
+    told apart from a driver's KeyboardInterrupt, and os._exit trapped.
+    """
     try:
-        rc = app(args=argv, standalone_mode=False)
+        with interrupts(), hard_stop(), trap_exits():
+            rc = app(args=argv, standalone_mode=False)
+            if user_interrupted():
+                raise KeyboardInterrupt  # typer turned it into exit code 130
         if isinstance(rc, int) and rc:
             sys.exit(rc)  # a command's typer.Exit(code), returned in this mode
     except typer.Exit as exc:
@@ -112,21 +121,32 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"mmplug: error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
-        typer.echo("mmplug: interrupted", err=True)
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:  # the parser's usage errors and anything unexpected
         if type(exc).__name__ == "Abort":
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                _interrupted()   # click turns Ctrl-C into Abort
             sys.exit(EXIT_FAILED)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             message = exc.format_message()
             if message:  # empty when `mmplug` alone printed the help
-                typer.echo(f"mmplug: error: {message}", err=True)
+                typer.echo(f"mmplug: error: {_one_line(message)}", err=True)
             sys.exit(EXIT_USAGE)
         if os.environ.get("MMPLUG_DEBUG"):
             raise
-        typer.echo(f"mmplug: internal error: {type(exc).__name__}: {exc} "
+        typer.echo(f"mmplug: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
                    "(set MMPLUG_DEBUG=1 for a traceback)", err=True)
         sys.exit(EXIT_INTERNAL)
+
+
+def _interrupted() -> None:
+    typer.echo("mmplug: interrupted", err=True)
+    sys.exit(130)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 if __name__ == "__main__":

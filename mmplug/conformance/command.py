@@ -6,16 +6,20 @@ error, 3 internal error, 4 the driver could not be loaded or validated.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import PluginError, UsageError
+from ..outputs import check_output_file, stdout_for_drivers, write_atomic
+from ..watchdog import memory_budget, time_limit
 from .model import FAIL, WARN, CheckResult, Report
 from .runner import InternalError, run_suite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_PLUGIN = 0, 1, 2, 3, 4
+
+#: the most random sequences --max-examples may ask for
+MAX_EXAMPLES = 1_000_000
 
 
 def render_result(result: CheckResult, rule: str | None = None) -> list[str]:
@@ -68,6 +72,14 @@ def check_driver(
     json_out: Annotated[Optional[str], typer.Option(
         "--json", metavar="FILE",
         help="Also write a JSON report to FILE ('-': print only the JSON).")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", metavar="SECONDS",
+        help="Time limit of one driver call; a call that runs longer fails as hung "
+             "(0: no limit).")] = 2.0,
+    memory_limit: Annotated[Optional[str], typer.Option(
+        "--memory-limit", metavar="SIZE",
+        help="Most memory the run may add, e.g. 2GiB (0: no limit; default 2 GiB, at most "
+             "what the machine has free).")] = None,
 ) -> None:
     """Check a driver against the VM <-> driver contract, rule by rule."""
     to_stdout = json_out == "-"
@@ -75,6 +87,12 @@ def check_driver(
         if not replay:
             raise UsageError("--scenario needs --replay SCHEDULE")
         replay = f"{scenario}@{replay}"
+    if not to_stdout:
+        check_output_file(json_out, "--json")
+    if max_examples is not None and max_examples > MAX_EXAMPLES:
+        raise UsageError(f"--max-examples {max_examples}: at most {MAX_EXAMPLES:,}")
+    limit = time_limit(timeout)
+    memory = memory_budget(memory_limit)
 
     header = []
 
@@ -84,14 +102,16 @@ def check_driver(
         if not header:
             # the seed of every random choice, printed before the first check
             header.append(f"check-driver {result.driver}: seed {seed}")
-            typer.echo(header[0])
+            typer.echo(header[0], file=out)
         for line in render_result(result):
-            typer.echo(line)
+            typer.echo(line, file=out)
 
     try:
-        report = run_suite(driver, seed=seed, select=tuple(select or ()), quick=quick,
-                           races=races, max_examples=max_examples, replay=replay,
-                           exit_first=exit_first, on_result=show)
+        with stdout_for_drivers() as out:   # what the driver prints goes to stderr
+            report = run_suite(driver, seed=seed, select=tuple(select or ()), quick=quick,
+                               races=races, max_examples=max_examples, replay=replay,
+                               exit_first=exit_first, on_result=show, timeout=limit,
+                               memory=memory)
     except (UsageError, PluginError):
         raise  # cli.main() prints one line: exit 2 / exit 4
     except InternalError as exc:
@@ -102,9 +122,6 @@ def check_driver(
     else:
         typer.echo(render_totals(report))
         if json_out:
-            try:
-                Path(json_out).write_text(report.to_json() + "\n", encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(f"cannot write {json_out}: {exc.strerror}") from None
+            write_atomic(json_out, report.to_json() + "\n")
     # SystemExit, not typer.Exit: the code must survive click's non-standalone mode.
     raise SystemExit(EXIT_OK if report.passed else EXIT_FAILED)
