@@ -16,6 +16,7 @@ import typer
 
 from . import __version__
 from .errors import MmplugError, PluginError, UsageError
+from .outputs import stdout_for_drivers
 from .plugins import PluginHost
 from .watchdog import hard_stop, interrupts, trap_exits, user_interrupted
 
@@ -64,13 +65,14 @@ def plugins(
         help="Also load this driver: entry-point name, module path or .py file.")] = None,
 ) -> None:
     """List the driver plugins: name, version, origin and status."""
-    host = PluginHost()
-    host.load_entry_points()
-    for spec in load or ():
-        try:
-            host.get(spec)
-        except PluginError:
-            pass  # recorded in host.failed, listed below
+    with stdout_for_drivers():   # what a driver prints when imported goes to stderr
+        host = PluginHost()
+        host.load_entry_points()
+        for spec in load or ():
+            try:
+                host.get(spec)
+            except PluginError:
+                pass  # recorded in host.failed, listed below
     rows = [d.as_dict() for d in host.all()]
     if as_json:
         typer.echo(json.dumps({"mmplug": __version__, "drivers": rows}, indent=2))
@@ -105,20 +107,20 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with interrupts(), hard_stop(), trap_exits():
             rc = app(args=argv, standalone_mode=False)
-            if user_interrupted():
+            if user_interrupted() or rc == 130:
                 raise KeyboardInterrupt  # typer turned it into exit code 130
         if isinstance(rc, int) and rc:
             sys.exit(rc)  # a command's typer.Exit(code), returned in this mode
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (UsageError,) as exc:
-        typer.echo(f"mmplug: error: {exc}", err=True)
+        typer.echo(f"mmplug: error: {_one_line(str(exc))}", err=True)
         sys.exit(EXIT_USAGE)
     except PluginError as exc:
-        typer.echo(f"mmplug: error: {exc}", err=True)
+        typer.echo(f"mmplug: error: {_one_line(str(exc))}", err=True)
         sys.exit(EXIT_PLUGIN)
     except MmplugError as exc:
-        typer.echo(f"mmplug: error: {exc}", err=True)
+        typer.echo(f"mmplug: error: {_one_line(str(exc))}", err=True)
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         _interrupted()
@@ -144,7 +146,8 @@ def _interrupted() -> None:
     sys.exit(130)
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def _one_line(text: str, limit: int = 500) -> str:
+    """An error as one line of at most `limit` characters: never a whole input echoed."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
 

@@ -55,6 +55,8 @@ from .units import parse_bytes
 
 #: seconds one driver call may run (VMConfig.callback_timeout; --timeout of the commands)
 DEFAULT_LIMIT = 10.0
+#: seconds the import of a driver's module (and its mmplug_driver hook) may take
+IMPORT_LIMIT = 60.0
 #: interrupts a hung call may ignore before a command gives up on the process
 MAX_FIRES = 3
 #: the signal that carries a timeout to the main thread (real-time: nobody else's)
@@ -561,7 +563,7 @@ def memory_budget(text: str | None, need: int = 0, option: str = "--memory-limit
 
 
 __all__ = [
-    "Call", "DEFAULT_LIMIT", "DriverExit", "Lane", "address_space", "available_memory",
+    "Call", "DEFAULT_LIMIT", "IMPORT_LIMIT", "DriverExit", "Lane", "address_space", "available_memory",
     "describe", "driver_error", "guard", "guarded_call", "hard_stop", "interrupts",
     "is_user_interrupt", "lane", "memory_budget", "memory_limit", "passes_through",
     "time_limit", "trap_exits", "user_interrupted",

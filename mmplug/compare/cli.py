@@ -39,17 +39,18 @@ def check_fits(scenario: Scenario, parallel: int, available: int | None) -> int:
     need = run_bytes(scenario.nr_pages, scenario.page_size)
     if available is None or need * parallel <= available:
         return need
-    what = f"{parallel} runs at once" if parallel > 1 else "a run"
     per_run = available // parallel - RUN_BASE_BYTES
     fits = max(0, per_run) // (scenario.page_size + RUN_FRAME_BYTES) // 512 * 512
     size = fits * scenario.page_size
-    hint = (f"the largest zone that fits is about --zone-size {size >> 20}MiB"
-            if fits >= 512 else "no zone fits; free memory first")
+    unit = "GiB" if size >= 1 << 30 else "MiB"
+    hint = (f"the largest zone that fits is about --zone-size {size >> (30 if unit == 'GiB' else 20)}"
+            f"{unit}" if fits >= 512 else "no zone fits; free some memory first")
+    runs = f", for each of {parallel} runs at once" if parallel > 1 else ""
     if parallel > 1:
         hint += " (or use fewer --jobs)"
     raise UsageError(f"a zone of {round_size(scenario.nr_pages * scenario.page_size)} needs "
-                     f"about {round_size(need)} of memory per run and {what}; this machine "
-                     f"has {round_size(available)} available: {hint}")
+                     f"about {round_size(need)} of memory{runs}; this machine has "
+                     f"{round_size(available)} available: {hint}")
 
 
 def choose_scenario(preset_name: str | None, workload: Path | None, trace: Path | None,
@@ -61,15 +62,21 @@ def choose_scenario(preset_name: str | None, workload: Path | None, trace: Path 
         if zone_size is not None:
             raise UsageError("--zone-size does not apply to a trace: it replays its own zone")
         return load_trace(trace)
-    w = load_workload(workload) if workload is not None else preset(preset_name or "small")
+    w = load_workload(workload) if workload is not None else \
+        preset(preset_name if preset_name is not None else "small")
     nr_pages = pages_for(zone_size, w.page_size) if zone_size is not None else None
     return w.with_overrides(seed=seed, nr_pages=nr_pages)
 
 
 def choose_drivers(host: PluginHost, specs: list[str]) -> list[str]:
     if specs:
+        names: dict[str, str] = {}
         for spec in specs:
-            host.get(spec)   # UsageError / PluginError: one line, before any work
+            name = host.get(spec).name   # UsageError / PluginError: one line, before any work
+            if name in names:
+                raise UsageError(f"driver {name} is named twice ({names[name][:60]!r} and "
+                                 f"{spec[:60]!r}); name each driver once")
+            names[name] = spec
         return specs
     names = sorted(host.drivers)
     for failed in host.failed:

@@ -52,7 +52,9 @@ def select_checks(select: Iterable[str] = (), *, races: bool = True) -> list[Che
         return checks
     chosen = [c for c in checks if any(c.spec.matches(p) for p in patterns)]
     if not chosen:
-        raise UsageError(f"--select {' '.join(patterns)} matches no check; rules and checks "
+        given = " ".join(patterns)
+        given = given if len(given) <= 60 else given[:60] + "..."
+        raise UsageError(f"--select {given} matches no check; rules and checks "
                          f"are e.g. {', '.join(sorted({c.spec.rule for c in checks}))}")
     return chosen
 
