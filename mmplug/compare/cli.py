@@ -145,14 +145,13 @@ def compare(
     check_output_dir(plot, "--plot")
     check_output_file(save_trace, "--save-trace")
     scenario = choose_scenario(preset_name, workload, trace, seed, zone_size)
-    specs_given = list(drivers or []) + list(driver_opt or [])
-    runs = max(len(specs_given), 1) * repeat
-    need = check_fits(scenario, min(jobs, runs), available_memory())
-    memory = memory_budget(memory_limit, need)
     with stdout_for_drivers():   # what drivers print, loading or running, goes to stderr
         host = PluginHost()
         host.load_entry_points()
-        specs = choose_drivers(host, specs_given)
+        specs = choose_drivers(host, list(drivers or []) + list(driver_opt or []))
+        # before any zone is allocated: do the runs at once fit in memory?
+        need = check_fits(scenario, min(jobs, len(specs) * repeat), available_memory())
+        memory = memory_budget(memory_limit, need)
         base = 0 if isinstance(scenario, Trace) else scenario.seed
         seeds = [base + i for i in range(repeat)]
         sdict = scenario_dict(scenario)

@@ -273,7 +273,20 @@ def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool 
     except DRIVER_FAULTS as exc:
         _fail(result, m, exc)
     t_run = time.perf_counter() - t0
+    if result["status"] != "ok":
+        try:
+            return _measure(result, m, keep_maps, t_run)
+        except Exception:   # noqa: BLE001 - a hang stopped mid-update may leave the VM torn
+            return _failed_result(m.loaded.info, scenario, result["error"])
+    return _measure(result, m, keep_maps, t_run)
+
+
+def _measure(result: dict[str, Any], m: Machine, keep_maps: bool, t_run: float
+             ) -> dict[str, Any]:
+    """The metrics of a run that ended (`result` says how), into `result`."""
     vm = m.vm
+    info = m.loaded.info
+    page_size = vm.zone.page_size
     if m.before is None:
         m.before = take_snapshot(vm, m.owners() if keep_maps else None)
     owners = bytes(m.owners())
@@ -476,14 +489,20 @@ def _exit_text(code: int | None) -> str:
 
 
 def _failed_run(host: PluginHost, task: tuple, error: str) -> dict[str, Any]:
-    """The result of a run whose worker gave none: driver, seed, what happened, and
-    the metrics of a zone with nothing measured."""
+    """The result of a run whose worker gave none."""
     _, spec, scenario, _, _ = task
-    info = host.get(spec).info
+    return _failed_result(host.get(spec).info, scenario, error)
+
+
+def _failed_result(info: Any, scenario: Scenario, error: str) -> dict[str, Any]:
+    """A failed run that measured nothing: driver, seed, what happened, and the
+    metrics of a zone with nothing measured."""
     orders = VMConfig().max_order
     empty = Snapshot(buddyinfo=(0,) * orders,
                      free_by_type=((0,) * orders,) * len(MIGRATETYPE_NAMES),
                      blocks_by_type=(0,) * len(MIGRATETYPE_NAMES), nr_free_pages=0)
+    if f"(driver {info.name})" not in error:
+        error = f"{error} (driver {info.name})"
     return {
         "driver": info.name, "version": info.version, "kernel_source": info.kernel_source,
         "capabilities": {"stores_data": info.capabilities.stores_data,
@@ -491,7 +510,7 @@ def _failed_run(host: PluginHost, task: tuple, error: str) -> dict[str, Any]:
                          "knobs": sorted(info.capabilities.knobs)},
         "seed": 0 if isinstance(scenario, Trace) else scenario.seed,
         "cpus": 1 if isinstance(scenario, Trace) else scenario.cpus,
-        "status": "failed", "error": f"{error} (driver {info.name})",
+        "status": "failed", "error": error,
         "outcome": {"before": empty.as_dict(), "after": empty.as_dict()},
         "integrity": {}, "cost": {"bytes_copied": 0, "gorman_words": {"total": 0}},
         "_maps": {}, "_before": empty, "_after": empty, "_trace": None,

@@ -80,6 +80,7 @@ def test_a_trace_over_the_size_cap(monkeypatch, tmp_path):
     (["--memory-limit", "1"], "at least 64MiB"),
     (["--plot", "/etc/hostname"], "--plot '/etc/hostname' is a file; give a folder"),
     (["--plot", "/proc/version/pics"], "'/proc/version' is a file, not a folder"),
+    (["--plot", "/proc/mmplug-pics"], "cannot write in '/proc'"),   # read-only, even for root
     (["--save-trace", "/"], "--save-trace '/' is a folder; give a file name"),
     (["--save-trace", "/no/such/folder/h.trace"], "'/no/such/folder' does not exist"),
 ])
