@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from attrs import define, frozen
 
 from .constants import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
-from .errors import ContractViolation, UsageError
+from .errors import ContractViolation, DriverError, UsageError
 from .mapping import AddressSpace, MovableOps
 from .page import (
     BUDDY, LRU, PAGE_MAPPING_ANON, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, TAIL,
@@ -192,6 +192,15 @@ class VM:
         return guarded_call(fn, args, driver=driver, hook=hook,
                             limit=self.config.callback_timeout, page=page, expected=expected)
 
+    def driver_pages(self, rec: DriverInstance) -> list[Page]:
+        """instance.pages(), driver code: a list of this zone's pages, else a DriverError."""
+        got = self.call_driver(rec.name, "pages", lambda: list(rec.instance.pages()))
+        for p in got:
+            if not isinstance(p, Page):
+                raise DriverError("API-1", f"pages() yielded {type(p).__name__} {p!r:.60}, "
+                                  "not a Page", driver=rec.name, hook="pages")
+        return got
+
     # --- reporting ---------------------------------------------------------------------
     def warn_once(self, rule: str, message: str, *, page: Page | None = None,
                   mapping: AddressSpace | None = None, hook: str | None = None) -> None:
@@ -245,11 +254,9 @@ class VM:
         for rec in self.instances:
             if rec.destroyed:
                 continue
-            pages = getattr(rec.instance, "pages", None)
-            if pages is None:
+            if getattr(rec.instance, "pages", None) is None:
                 return []
-            claimed.update(p.pfn for p in self.call_driver(rec.name, "pages",
-                                                           lambda: list(pages())))
+            claimed.update(p.pfn for p in self.driver_pages(rec))
         from .users import claimed_by_users
         claimed.update(claimed_by_users(self))
         out = []

@@ -126,7 +126,7 @@ class Machine:
             self.expect[key] = (size, None)
         else:
             # A driver that keeps no data must still read the same before and after.
-            self.expect[key] = (size, _digest(bytes(self.call("read", handle))))
+            self.expect[key] = (size, _digest(self.read(handle)))
         self.stats["objects_stored"] += 1
         return True
 
@@ -269,14 +269,21 @@ class Machine:
                               + "; ".join(c.render() for c in out.cpus))
 
     # --- state -----------------------------------------------------------------------
+    def read(self, handle: Any) -> bytes:
+        """read(handle): the driver's bytes (API-1 if it returns anything else)."""
+        got = self.call("read", handle)
+        if not isinstance(got, (bytes, bytearray, memoryview)):
+            raise DriverError("API-1", f"read() returned {type(got).__name__}, expected bytes",
+                              driver=self.name, hook="read")
+        return bytes(got)
+
     def driver_pfns(self) -> list[int]:
         """The pfns the driver lists; none once it cannot be called (its pages then
         count as "other" in the maps)."""
         if self.instance is None or not self.usable:
             return []
-        pages = self.instance.pages
         try:
-            return [p.pfn for p in self.vm.call_driver(self.name, "pages", lambda: list(pages()))]
+            return [p.pfn for p in self.vm.driver_pages(self.driver_record)]
         except ContractViolation:
             self.usable = False
             return []
@@ -307,7 +314,7 @@ class Machine:
         for key, handle in self.objects.items():
             size, digest = self.expect[key]
             try:
-                got = bytes(self.call("read", handle))
+                got = self.read(handle)
             except ContractViolation as exc:
                 if isinstance(exc.__cause__, CallbackTimeout):
                     self.usable = False
