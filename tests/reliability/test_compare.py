@@ -63,13 +63,13 @@ def test_a_failing_verify_fails_the_run(capsys, tmp_path):
     ("custom_base_exception", "PUT-2: putback_page raised PoolGone: pool state lost"),
     ("exits_in_callback", "MIG-8: migratepage called sys.exit(0)"),
     ("interrupts_itself", "ISO-2: isolate_page raised KeyboardInterrupt itself"),
-    ("hangs", "MIG-8: migratepage did not return within 1 s (hung)"),
-    ("free_hangs", "API-1: free() did not return within 1 s (hung)"),
+    ("hangs", "MIG-8: migratepage did not return within 2 s (hung)"),
+    ("free_hangs", "API-1: free() did not return within 2 s (hung)"),
 ])
 def test_a_driver_that_raises_exits_or_hangs_fails_its_run_in_one_line(capsys, tmp_path,
                                                                       driver, says):
     code, out, err = run_cli(capsys, "compare", broken(driver), str(SIMPLEPOOL),
-                             "--workload", tiny_workload(tmp_path), "--timeout", "1")
+                             "--workload", tiny_workload(tmp_path), "--timeout", "2")
     assert code == 1, err
     assert f"error in broken_{driver}: {says}" in out
     assert errors(err) == []          # no traceback, no internal error
@@ -82,7 +82,7 @@ def test_dead_workers_fail_their_run_and_the_others_still_report(tmp_path):
                      "import os\nimport signal\n")
     quits = variant(tmp_path, "quits", COPY, "        posix._exit(0)\n" + COPY, "import posix\n")
     r = mmplug("compare", killed, quits, broken("exits_hard"), broken("sleeps"), str(SIMPLEPOOL),
-               "--workload", tiny_workload(tmp_path), "--jobs", "2", "--timeout", "1", "--json")
+               "--workload", tiny_workload(tmp_path), "--jobs", "2", "--timeout", "2", "--json")
     assert r.returncode == 1, r.stderr
     doc = json.loads(r.stdout)
     status = {name: d["runs"][0]["status"] for name, d in doc["drivers"].items()}
@@ -92,7 +92,7 @@ def test_dead_workers_fail_their_run_and_the_others_still_report(tmp_path):
     assert "its worker process was killed by SIGKILL before giving a result" in error["killed"]
     assert "its worker process exited with code 0 before giving a result" in error["quits"]
     assert "migratepage called os._exit(0)" in error["broken_exits_hard"]
-    assert "migratepage did not return within 1 s (hung)" in error["broken_sleeps"]
+    assert "migratepage did not return within 2 s (hung)" in error["broken_sleeps"]
 
 
 def test_a_driver_that_eats_memory_fails_within_the_memory_limit(tmp_path):
@@ -100,7 +100,7 @@ def test_a_driver_that_eats_memory_fails_within_the_memory_limit(tmp_path):
                   "        junk = [bytearray(1 << 20) for _ in range(1 << 20)]\n" + COPY)
     for jobs in ("1", "2"):
         r = mmplug("compare", hog, "--workload", tiny_workload(tmp_path), "--jobs", jobs,
-                   "--memory-limit", "512MiB")
+                   "--memory-limit", "512MiB", "--timeout", "100")   # memory first
         assert r.returncode == 1, r.stderr
         assert "error in hog: MIG-8: migratepage ran out of memory (MemoryError)" in r.stdout
 

@@ -63,8 +63,8 @@ def test_a_busy_loop_on_another_thread_is_stopped():
 
 def test_calls_that_return_in_time_are_never_interrupted():
     """Many short calls, together far longer than the limit, run undisturbed."""
-    short = watchdog.guard(time.sleep, driver="d", hook="nap", limit=0.3)
-    end = time.monotonic() + 1.5
+    short = watchdog.guard(time.sleep, driver="d", hook="nap", limit=1.0)
+    end = time.monotonic() + 3.0
     n = 0
     while time.monotonic() < end:
         short(0.01)
