@@ -51,6 +51,7 @@ from attrs import frozen
 from greenlet import GreenletExit
 
 from .errors import CallbackTimeout, ContractViolation, DriverError, UsageError
+from .hookspecs import DRIVER_CALLBACKS
 from .units import parse_bytes
 
 #: seconds one driver call may run (VMConfig.callback_timeout; --timeout of the commands)
@@ -252,75 +253,43 @@ def guard(fn: Callable, *, driver: str, hook: str, limit: float | None) -> Calla
     A hang raises CallbackTimeout out of the wrapper; everything else `fn`
     raises passes unchanged, for the call site to judge (mmplug.migrate's
     call_isolate and friends check what a callback returned and raised).
-    The three movable callbacks get wrappers of their own arity: they are the
-    per-page hot path.
     """
     if limit is None:
         return fn
-    call = _W.call_for(driver, hook, limit)
-    tls = _W.tls
-    new_lane = _W._new_lane
-    # Inlined in each arity: a helper call would cost as much as the rest.
-    arity = _ARITY.get(hook)
-    if arity == 1:
-        def guarded(a: Any) -> Any:
-            try:
-                ln = tls.lane
-            except AttributeError:
-                ln = new_lane()
-            prev = ln.call
-            ln.call = call
-            ln.fresh = True
-            try:
-                return fn(a)
-            finally:
-                ln.call = prev
-    elif arity == 2:
-        def guarded(a: Any, b: Any) -> Any:  # type: ignore[misc]
-            try:
-                ln = tls.lane
-            except AttributeError:
-                ln = new_lane()
-            prev = ln.call
-            ln.call = call
-            ln.fresh = True
-            try:
-                return fn(a, b)
-            finally:
-                ln.call = prev
-    elif arity == 4:
-        def guarded(a: Any, b: Any, c: Any, d: Any) -> Any:  # type: ignore[misc]
-            try:
-                ln = tls.lane
-            except AttributeError:
-                ln = new_lane()
-            prev = ln.call
-            ln.call = call
-            ln.fresh = True
-            try:
-                return fn(a, b, c, d)
-            finally:
-                ln.call = prev
-    else:
-        def guarded(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            try:
-                ln = tls.lane
-            except AttributeError:
-                ln = new_lane()
-            prev = ln.call
-            ln.call = call
-            ln.fresh = True
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                ln.call = prev
-
-    guarded.__wrapped__ = fn  # type: ignore[attr-defined]
+    make = _GUARDS.get(hook, _GENERIC)
+    guarded = make(fn, _W.call_for(driver, hook, limit), _W.tls, _W._new_lane)
+    guarded.__wrapped__ = fn
     return guarded
 
 
-#: the arity of the movable callbacks (include/linux/fs.h: address_space_operations)
-_ARITY = {"isolate_page": 2, "migratepage": 4, "putback_page": 1}
+def _guard_maker(params: str) -> Callable:
+    """make(fn, call, tls, new_lane) -> guarded(PARAMS): the wrapper written out for one
+    argument list, as attrs writes __init__: the movable callbacks are the per-page hot
+    path, where *args and a helper call would cost as much as the rest."""
+    source = f"""
+def make(fn, call, tls, new_lane):
+    def guarded({params}):
+        try:
+            ln = tls.lane
+        except AttributeError:
+            ln = new_lane()
+        prev = ln.call
+        ln.call = call
+        ln.fresh = True
+        try:
+            return fn({params})
+        finally:
+            ln.call = prev
+    return guarded
+"""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<mmplug.watchdog guard({params})>", "exec"), namespace)
+    return namespace["make"]
+
+
+#: a wrapper maker per movable callback (include/linux/fs.h: address_space_operations)
+_GUARDS = {hook: _guard_maker(", ".join(args)) for hook, args in DRIVER_CALLBACKS.items()}
+_GENERIC = _guard_maker("*args, **kwargs")
 
 
 def guarded_call(fn: Callable, args: tuple = (), *, driver: str, hook: str,

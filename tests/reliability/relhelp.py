@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,11 @@ kind = "direct"
 order = 9
 count = 2
 """
+
+
+def broken(name: str) -> str:
+    """A driver of tests/conformance/broken by name."""
+    return str(BROKEN / f"{name}.py")
 
 
 def variant(folder: Path, name: str, old: str, new: str, imports: str = "") -> str:
@@ -72,10 +78,28 @@ def mmplug(*argv: str, timeout: float = 120, **kw) -> subprocess.CompletedProces
                           text=True, timeout=timeout, env=env, **kw)
 
 
-def spawn(*argv: str) -> subprocess.Popen:
+def slow_driver(folder: Path) -> str:
+    """simplepool that says MIGRATING on stderr and sleeps in every successful migratepage."""
+    return variant(folder, "slow", COPY,
+                   "        print('MIGRATING', file=sys.stderr, flush=True)\n"
+                   "        time.sleep(0.2)\n" + COPY, "import sys\nimport time\n")
+
+
+def ctrl_c_while_migrating(*argv: str) -> tuple[int, str, str]:
+    """Run mmplug, press Ctrl-C (SIGINT) once a driver is inside migratepage (slow_driver):
+    (exit code, stdout, stderr)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "mmplug", *argv], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "mmplug", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stderr:
+            if "MIGRATING" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err
 
 
 def errors(stderr: str) -> list[str]:

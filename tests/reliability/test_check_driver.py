@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
 
-from relhelp import BROKEN, COPY, SIMPLEPOOL, errors, mmplug, run_cli, spawn, variant
+from relhelp import (
+    COPY, SIMPLEPOOL, broken, ctrl_c_while_migrating, errors, mmplug, run_cli, slow_driver, variant,
+)
 
 #: a hang these tests look for must not hang the test run instead
 pytestmark = pytest.mark.timeout(120)
-
-
-def broken(name: str) -> str:
-    return str(BROKEN / f"{name}.py")
 
 
 def fail_lines(out: str) -> list[str]:
@@ -83,19 +80,8 @@ def test_what_a_driver_prints_never_reaches_the_json_on_stdout(capsys, tmp_path)
 
 def test_the_users_ctrl_c_stops_the_race_checks_at_once(tmp_path):
     """SIGINT while a simulated CPU sleeps inside the driver: the user's, not the driver's."""
-    slow = variant(tmp_path, "slow", COPY,
-                   "        print('MIGRATING', file=sys.stderr, flush=True)\n"
-                   "        time.sleep(0.2)\n" + COPY, "import sys\nimport time\n")
-    proc = spawn("check-driver", slow, "-k", "RACE")
-    try:
-        for line in proc.stderr:
-            if "MIGRATING" in line:
-                break
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130
+    code, out, err = ctrl_c_while_migrating("check-driver", slow_driver(tmp_path), "-k", "RACE")
+    assert code == 130
     assert errors(err)[-1] == "mmplug: interrupted"
     assert "Total for" not in out and "FAIL" not in out
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
 
-from relhelp import BROKEN, COPY, SIMPLEPOOL, errors, mmplug, run_cli, spawn, tiny_workload, variant
+from relhelp import (
+    COPY, SIMPLEPOOL, broken, ctrl_c_while_migrating, errors, mmplug, run_cli, slow_driver,
+    tiny_workload, variant,
+)
 
 #: a hang these tests look for must not hang the test run instead
 pytestmark = pytest.mark.timeout(120)
-
-
-def broken(name: str) -> str:
-    return str(BROKEN / f"{name}.py")
 
 
 def run_json(capsys, *argv: str) -> tuple[int, dict, str]:
@@ -114,18 +112,7 @@ def test_what_drivers_print_never_reaches_the_json_on_stdout(capsys, tmp_path):
 
 
 def test_the_users_ctrl_c_stops_compare_and_its_workers(tmp_path):
-    slow = variant(tmp_path, "slow", COPY,
-                   "        print('MIGRATING', file=sys.stderr, flush=True)\n"
-                   "        time.sleep(0.2)\n" + COPY, "import sys\nimport time\n")
-    proc = spawn("compare", slow, str(SIMPLEPOOL), "--jobs", "2", "--workload",
-                 tiny_workload(tmp_path))
-    try:
-        for line in proc.stderr:
-            if "MIGRATING" in line:
-                break
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130
+    code, out, err = ctrl_c_while_migrating("compare", slow_driver(tmp_path), str(SIMPLEPOOL),
+                                            "--jobs", "2", "--workload", tiny_workload(tmp_path))
+    assert code == 130
     assert errors(err)[-1] == "mmplug: interrupted" and out == ""
