@@ -58,6 +58,8 @@ from .units import parse_bytes
 DEFAULT_LIMIT = 10.0
 #: seconds the import of a driver's module (and its mmplug_driver hook) may take
 IMPORT_LIMIT = 60.0
+#: seconds between two looks of the monitor that mean the process was stopped or starved
+STALL = 5.0
 #: interrupts a hung call may ignore before a command gives up on the process
 MAX_FIRES = 3
 #: the signal that carries a timeout to the main thread (real-time: nobody else's)
@@ -110,7 +112,6 @@ class _Watch:
         self.lanes: list[Lane] = []
         self.main_lane: Lane | None = None
         self.monitor: threading.Thread | None = None
-        self.pid = os.getpid()
         self.tick = 0.25
         self.calls: dict[tuple, Call] = {}
         self.timeouts: dict[Call, type] = {}
@@ -131,15 +132,13 @@ class _Watch:
             return self._new_lane()
 
     def _new_lane(self) -> Lane:
-        if self.pid != os.getpid():       # a forked child: the monitor stayed behind
-            self.__init__()               # type: ignore[misc]
         lane = Lane(threading.current_thread())
         self.tls.lane = lane
-        if lane.main and TIMEOUT_SIGNAL is not None:
+        if lane.main:
             try:
                 signal.signal(TIMEOUT_SIGNAL, _on_timeout_signal)
                 self.main_lane = lane
-            except ValueError:            # not the main interpreter
+            except (TypeError, ValueError):   # no real-time signals, or not the main interpreter
                 lane.main = False
         with self.lock:
             self.lanes.append(lane)
@@ -162,6 +161,18 @@ class _Watch:
                                              {"limit": call.limit, "call": call})
         return cls
 
+    def after_fork(self) -> None:
+        """In a forked child: only the forking thread exists, and no monitor runs."""
+        self.lock = threading.Lock()
+        self.lanes = []
+        self.main_lane = None
+        self.monitor = None
+        self.hard = 0
+        try:
+            del self.tls.lane   # the wrappers keep this tls: its lane is made again
+        except AttributeError:
+            pass
+
     # --- the monitor ---------------------------------------------------------------------
     def start_monitor(self) -> None:
         with self.lock:
@@ -172,32 +183,44 @@ class _Watch:
             self.monitor.start()
 
     def _run(self) -> None:
+        last = time.monotonic()
         while True:
             time.sleep(self.tick)
             now = time.monotonic()
-            with self.lock:
-                lanes = list(self.lanes)
-            for lane in lanes:
-                if not lane.thread.is_alive():
-                    with self.lock:
-                        self.lanes.remove(lane)
-                    continue
-                call = lane.call
-                if call is None:
-                    lane.seen = None
-                    continue
-                if lane.fresh or call is not lane.seen:
-                    lane.fresh = False
-                    lane.seen = call
-                    lane.since = now
-                    lane.fires = 0
-                    continue
-                if now - lane.since >= call.limit:
-                    lane.since = now
-                    lane.fires += 1
-                    if lane.fires > MAX_FIRES and self.hard:
-                        self._give_up(call, lane.fires - 1)
-                    self._fire(lane, call)
+            # A gap of seconds between ticks: the process was stopped (Ctrl-Z) or starved,
+            # and the time passed belongs to no call.
+            stalled = now - last > STALL
+            last = now
+            try:
+                self._tick(now, stalled)
+            except Exception:   # noqa: BLE001 - the monitor must outlive a bad tick
+                pass
+
+    def _tick(self, now: float, stalled: bool) -> None:
+        with self.lock:
+            lanes = list(self.lanes)
+        for lane in lanes:
+            if not lane.thread.is_alive():
+                with self.lock:
+                    self.lanes.remove(lane)
+                continue
+            call = lane.call
+            if call is None:
+                lane.seen = None
+                continue
+            if lane.fresh or call is not lane.seen or stalled:
+                lane.fresh = False
+                lane.seen = call
+                lane.since = now
+                lane.fires = 0
+                continue
+            if now - lane.since >= call.limit:
+                lane.since = now
+                lane.fires += 1
+                if lane.fires > MAX_FIRES and self.hard:
+                    self._give_up(call, lane.fires - 1)
+                self._fire(lane, call)
+        with self.lock:   # never re-armed after hard_stop() ended
             if self.hard and now - self.armed_at > self.backstop / 4:
                 self._arm_backstop(now)
 
@@ -227,6 +250,8 @@ class _Watch:
 
 
 _W = _Watch()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_W.after_fork)
 
 
 def _on_timeout_signal(signum: int, frame: Any) -> None:
@@ -427,20 +452,42 @@ def trap_exits() -> Iterator[None]:
         os._exit = _W.real_exit  # type: ignore[assignment]
 
 
+def _on_tstp(signum: int, frame: Any) -> None:
+    """Ctrl-Z: stop as the default action would, with the backstop off meanwhile (its
+    clock would run on and end the process the moment it is continued)."""
+    with _W.lock:
+        faulthandler.cancel_dump_traceback_later()
+    signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTSTP)
+    # continued (fg, SIGCONT)
+    signal.signal(signal.SIGTSTP, _on_tstp)
+    with _W.lock:
+        if _W.hard:
+            _W._arm_backstop(time.monotonic())
+
+
 @contextmanager
 def hard_stop(backstop: float = 60.0) -> Iterator[None]:
     """In a command: a call that ignores MAX_FIRES interrupts ends the process (exit 1),
     and a GIL held for `backstop` seconds ends it through faulthandler."""
     _W.lane()   # the monitor runs from here on
-    _W.hard += 1
-    _W.backstop = max(backstop, _W.backstop)
-    _W._arm_backstop(time.monotonic())
+    tstp = None
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
+        tstp = signal.signal(signal.SIGTSTP, _on_tstp)
+    with _W.lock:
+        _W.hard += 1
+        _W.backstop = max(backstop, _W.backstop)
+        _W._arm_backstop(time.monotonic())
     try:
         yield
     finally:
-        _W.hard -= 1
-        if not _W.hard:
-            faulthandler.cancel_dump_traceback_later()
+        with _W.lock:
+            _W.hard -= 1
+            if not _W.hard:
+                faulthandler.cancel_dump_traceback_later()
+        if tstp is not None:
+            signal.signal(signal.SIGTSTP, tstp)
 
 
 # --- memory ------------------------------------------------------------------------------

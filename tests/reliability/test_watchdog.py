@@ -207,3 +207,22 @@ def test_the_scheduler_lets_the_users_ctrl_c_through():
     with watchdog.interrupts():
         with pytest.raises(KeyboardInterrupt):
             sched.run([pressed, lambda: None])
+
+
+def test_a_forked_child_watches_its_own_calls():
+    r = _python("""
+        import os, time
+        from mmplug import watchdog
+        from mmplug.errors import CallbackTimeout
+        nap = watchdog.guard(time.sleep, driver="d", hook="nap", limit=0.5)
+        nap(0.01)                   # the parent's lane and monitor exist
+        pid = os.fork()
+        if pid == 0:
+            try:
+                nap(60)
+            except CallbackTimeout:
+                os._exit(0)
+            os._exit(2)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    """)
+    assert r.stdout.strip() == "0", r.stderr
