@@ -45,8 +45,17 @@ def _umask() -> int:
 
 @contextmanager
 def atomic_file(path: Path | str, mode: str = "wb") -> Iterator[IO]:
-    """A file object whose contents replace `path` only when the block completes."""
-    target = Path(path)
+    """A file object whose contents replace `path` only when the block completes.
+
+    A symbolic link is followed (the file it names is replaced, not the link);
+    what is not a regular file (/dev/null, /dev/stdout, a FIFO) is written in
+    place, as it cannot be replaced and need not be.
+    """
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        with open(target, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+        return
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:64]}.",
                                suffix=".tmp")
     try:
@@ -98,6 +107,12 @@ def check_output_file(path: Path | str | None, option: str) -> Path | None:
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{option} {_shown(p)} is a folder; give a file name")
+    if p.exists() and not Path(os.path.realpath(p)).is_file():
+        # /dev/null, /dev/stdout, a FIFO: written in place (atomic_file)
+        if not os.access(p, os.W_OK):
+            raise UsageError(f"{option} {_shown(p)}: not writable")
+        return p
+    p = Path(os.path.realpath(p)) if p.is_symlink() else p
     parent = p.parent
     if not parent.is_dir():
         what = "is not a folder" if parent.exists() else "does not exist"

@@ -87,3 +87,13 @@ def test_check_driver_json_report_is_written_whole(capsys, tmp_path):
                            "--json", str(target))
     assert code == 0 and json.loads(target.read_text())["driver"] == "simplepool"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_special_files_and_links_are_written_not_replaced(tmp_path):
+    outputs.write_atomic("/dev/null", "discarded\n")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    real = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    outputs.write_atomic(link, "{}\n")
+    assert link.is_symlink() and real.read_text() == "{}\n"
