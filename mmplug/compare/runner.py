@@ -511,6 +511,7 @@ def _failed_result(info: Any, scenario: Scenario, error: str) -> dict[str, Any]:
         "seed": 0 if isinstance(scenario, Trace) else scenario.seed,
         "cpus": 1 if isinstance(scenario, Trace) else scenario.cpus,
         "status": "failed", "error": error,
+        "counters": dict.fromkeys(KERNEL_EVENTS, 0),
         "outcome": {"before": empty.as_dict(), "after": empty.as_dict()},
         "integrity": {}, "cost": {"bytes_copied": 0, "gorman_words": {"total": 0}},
         "_maps": {}, "_before": empty, "_after": empty, "_trace": None,

@@ -116,3 +116,17 @@ def test_the_users_ctrl_c_stops_compare_and_its_workers(tmp_path):
                                             "--jobs", "2", "--workload", tiny_workload(tmp_path))
     assert code == 130
     assert errors(err)[-1] == "mmplug: interrupted" and out == ""
+
+
+@pytest.mark.parametrize("fmt", ["table", "kernel"])
+def test_a_dead_workers_run_renders_in_every_output(tmp_path, fmt):
+    killed = variant(tmp_path, "killed", COPY,
+                     "        os.kill(os.getpid(), signal.SIGKILL)\n" + COPY,
+                     "import os\nimport signal\n")
+    r = mmplug("compare", killed, str(SIMPLEPOOL), "--workload", tiny_workload(tmp_path),
+               "--jobs", "2", "--format", fmt, "--plot", str(tmp_path / "pics"),
+               "--save-trace", str(tmp_path / "h.trace"))
+    assert r.returncode == 1, r.stderr
+    assert "==> killed:" in r.stdout if fmt == "kernel" else "error in killed: " in r.stdout
+    assert "no trace for killed: its run gave no history" in r.stderr
+    assert (tmp_path / "pics" / "buddyinfo.png").exists() and (tmp_path / "h-simplepool.trace").exists()
