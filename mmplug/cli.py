@@ -7,6 +7,7 @@ PluginError into one line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -134,11 +135,22 @@ def main(argv: list[str] | None = None) -> None:
             if message:  # empty when `mmplug` alone printed the help
                 typer.echo(f"mmplug: error: {_one_line(message)}", err=True)
             sys.exit(EXIT_USAGE)
+        if isinstance(exc, OSError) and exc.filename is not None and exc.errno in _PATH_ERRNOS:
+            # a path from the command line that the system refuses
+            name = str(exc.filename)
+            name = name if len(name) <= 120 else name[:120] + "..."
+            typer.echo(f"mmplug: error: {name!r}: {exc.strerror}", err=True)
+            sys.exit(EXIT_USAGE)
         if os.environ.get("MMPLUG_DEBUG"):
             raise
         typer.echo(f"mmplug: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
                    "(set MMPLUG_DEBUG=1 for a traceback)", err=True)
         sys.exit(EXIT_INTERNAL)
+
+
+#: errors of a path itself: too long, missing, not a folder, a folder, a link loop, denied
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
+                errno.EACCES, errno.EROFS}
 
 
 def _interrupted() -> None:

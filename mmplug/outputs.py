@@ -20,7 +20,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator, TextIO
+from typing import IO, Callable, Iterator, TextIO
 
 from .errors import UsageError
 
@@ -98,6 +98,19 @@ def _existing_ancestor(path: Path) -> Path:
     return Path(".")
 
 
+def _path_checked(check: Callable) -> Callable:
+    """A path check whose OSError (a name too long, a loop of links) is a usage error."""
+    def checked(path: Path | str | None, option: str) -> Path | None:
+        try:
+            return check(path, option)
+        except OSError as exc:
+            raise UsageError(f"{option} {_shown(path)}: {exc.strerror or exc}") from None
+    checked.__doc__ = check.__doc__
+    checked.__name__ = check.__name__
+    return checked
+
+
+@_path_checked
 def check_output_file(path: Path | str | None, option: str) -> Path | None:
     """`path` as the file `option` writes: not empty, not a folder, in a writable folder."""
     if path is None:
@@ -121,6 +134,7 @@ def check_output_file(path: Path | str | None, option: str) -> Path | None:
     return p
 
 
+@_path_checked
 def check_output_dir(path: Path | str | None, option: str) -> Path | None:
     """`path` as the folder `option` writes into (made on first write): not a file, and
     its nearest existing ancestor a folder that takes new files."""

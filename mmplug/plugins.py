@@ -135,7 +135,10 @@ class PluginHost:
         if not spec.strip() or "\0" in spec:
             raise UsageError(f"driver {spec[:60]!r}: give an entry-point name, a module path or "
                              "a .py file")
-        loaded = self._load_spec(spec)
+        try:
+            loaded = self._load_spec(spec)
+        except OSError as exc:   # a path the system refuses (too long, a loop of links)
+            raise UsageError(f"driver {spec[:60]!r}: {exc.strerror or exc}") from None
         if not loaded.ok:
             raise PluginError(f"driver {loaded.name!r} ({loaded.origin}) failed to load: {loaded.reason}")
         return loaded

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 RUNNABLE, BLOCKED, DONE = 0, 1, 2
 _STATE_NAMES = {RUNNABLE: "runnable", BLOCKED: "blocked", DONE: "done"}
 
+#: the most choices a schedule string may spell out
+MAX_SCHEDULE = 10_000_000
 #: a run that passes this many schedule points is reported as a livelock
 DEFAULT_MAX_STEPS = 20_000
 
@@ -83,11 +85,12 @@ def decode_schedule(text: str) -> list[int]:
     for part in text.split("-"):
         cpu, sep, count = part.partition("x")
         if not cpu.isdigit() or (sep and not count.isdigit()):
-            raise ValueError(f"bad schedule item {part!r} in {text!r}: expected CPU or CPUxCOUNT, "
-                             "joined by '-' (e.g. 0x3-1-0)")
+            raise ValueError(f"bad schedule item {part[:40]!r} in {text[:60]!r}: expected CPU or "
+                             "CPUxCOUNT, joined by '-' (e.g. 0x3-1-0)")
         n = int(count) if sep else 1
-        if n < 1:
-            raise ValueError(f"bad repeat count in {part!r} of schedule {text!r}")
+        if n < 1 or len(out) + n > MAX_SCHEDULE:
+            raise ValueError(f"bad repeat count in {part[:40]!r}: a schedule has from 1 to "
+                             f"{MAX_SCHEDULE:,} choices")
         out.extend([int(cpu)] * n)
     return out
 

@@ -126,8 +126,13 @@ def write_project(name: str, directory: Path | str | None = None) -> DriverProje
     """
     project = DriverProject.for_name(name, Path(directory) if directory is not None else None)
     target = project.directory
-    if target.exists():
-        raise UsageError(f"{str(target)!r} already exists; choose another --dir or remove it")
+    shown = str(target) if len(str(target)) <= 120 else str(target)[:120] + "..."
+    try:
+        exists = target.exists()
+    except OSError as exc:
+        raise UsageError(f"--dir {shown!r}: {exc.strerror or exc}") from None
+    if exists:
+        raise UsageError(f"{shown!r} already exists; choose another --dir or remove it")
     files = project.files()
     try:
         for relpath, text in files.items():
@@ -135,7 +140,7 @@ def write_project(name: str, directory: Path | str | None = None) -> DriverProje
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write {shown!r}: {exc.strerror or exc}") from None
     return project
 
 

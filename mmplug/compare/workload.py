@@ -248,15 +248,16 @@ def load_workload(path: str | Path) -> Workload:
 
 def read_input(path: Path, what: str, cap: int) -> str:
     """The text of an input file of at most `cap` bytes; UsageError saying what is wrong."""
-    if path.is_dir():
-        raise UsageError(f"{path}: is a folder; give a {what} file")
     try:
+        if path.is_dir():
+            raise UsageError(f"{shown(str(path))}: is a folder; give a {what} file")
         with open(path, "rb") as f:
             data = f.read(cap + 1)
     except FileNotFoundError:
-        raise UsageError(f"{path}: no such {what} file") from None
+        raise UsageError(f"{shown(str(path))}: no such {what} file") from None
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from None
+        raise UsageError(f"{shown(str(path))}: cannot read the {what} file: "
+                         f"{exc.strerror or exc}") from None
     if len(data) > cap:
         raise UsageError(f"{path}: a {what} file may be at most {cap >> 20} MiB; this one "
                          "is larger")

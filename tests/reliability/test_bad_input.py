@@ -154,3 +154,24 @@ def test_a_saved_history_is_a_valid_trace(capsys, tmp_path):
 def test_workload_size_cap_and_unknown_files(tmp_path):
     with pytest.raises(UsageError, match="no such workload file"):
         load_workload(tmp_path / "none.toml")
+
+
+LONG = "d" * 5000   # longer than any file name the system takes
+
+
+@pytest.mark.parametrize("argv", [
+    ["compare", SP, "--plot", LONG],
+    ["compare", SP, "--save-trace", LONG],
+    ["compare", SP, "--workload", LONG],
+    ["compare", SP, "--trace", LONG],
+    ["compare", LONG],
+    ["check-driver", SP, "--json", LONG],
+    ["check-driver", LONG],
+    ["check-driver", SP, "--replay", "0x99999999999999999999"],
+    ["plugins", "--load", "a." * 300],
+    ["new-driver", "ok", "--dir", LONG + "/x"],
+])
+def test_paths_and_schedules_the_system_cannot_take(capsys, argv):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and err.startswith("mmplug: error: ") and err.count("\n") == 1
+    assert len(err) < 600
