@@ -35,7 +35,7 @@ from attrs import define, field, frozen
 from .constants import (
     GFP_HIGHUSER_MOVABLE, ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE, MigrateMode,
 )
-from .errors import ContractViolation, Deadlock, DriverError, NoMemory, UsageError
+from .errors import ContractViolation, Deadlock, NoMemory, UsageError
 from .migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from .page import ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
 from .plugins import Capabilities, LoadedDriver, PluginHost

@@ -41,7 +41,6 @@ import faulthandler
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from contextlib import contextmanager
