@@ -7,6 +7,7 @@ PluginError into one line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Annotated, Optional
@@ -17,7 +18,9 @@ from . import __version__
 from .commandline import LegacyJsonCommand, PlainCommand, PlainGroup, emit_json, json_option, \
     output_option
 from .errors import MmplugError, PluginError, UsageError
+from .outputs import stdout_for_drivers
 from .plugins import PluginHost
+from .watchdog import hard_stop, interrupts, trap_exits, user_interrupted
 
 app = typer.Typer(
     cls=PlainGroup,
@@ -66,13 +69,14 @@ def plugins(
         help="Also load this driver: entry-point name, module path or .py file.")] = None,
 ) -> None:
     """List the driver plugins: name, version, origin and status."""
-    host = PluginHost()
-    host.load_entry_points()
-    for spec in load or ():
-        try:
-            host.get(spec)
-        except PluginError:
-            pass  # recorded in host.failed, listed below
+    with stdout_for_drivers():   # what a driver prints when imported goes to stderr
+        host = PluginHost()
+        host.load_entry_points()
+        for spec in load or ():
+            try:
+                host.get(spec)
+            except PluginError:
+                pass  # recorded in host.failed, listed below
     rows = [d.as_dict() for d in host.all()]
     if emit_json({"mmplug": __version__, "drivers": rows}, as_json=as_json, output=output):
         return
@@ -100,38 +104,69 @@ app.add_typer(kernel_app); app.command("snapshot", cls=PlainCommand)(snapshot)  
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning expected errors into one line."""
+    """Entry point: run the app, turning expected errors into one line.
+
+    Driver code runs with the watchdog's hard stop (a call that cannot be
+    interrupted ends the process with a line naming it), the user's Ctrl-C
+    told apart from a driver's KeyboardInterrupt, and os._exit trapped.
+    """
     try:
-        rc = app(args=argv, standalone_mode=False)
+        with interrupts(), hard_stop(), trap_exits():
+            rc = app(args=argv, standalone_mode=False)
+            if user_interrupted() or rc == 130:
+                raise KeyboardInterrupt  # typer turned it into exit code 130
         if isinstance(rc, int) and rc:
             sys.exit(rc)  # a command's typer.Exit(code), returned in this mode
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (UsageError,) as exc:
-        typer.echo(f"mmplug: error: {exc}", err=True)
+        typer.echo(f"mmplug: error: {_one_line(str(exc))}", err=True)
         sys.exit(EXIT_USAGE)
     except PluginError as exc:
-        typer.echo(f"mmplug: error: {exc}", err=True)
+        typer.echo(f"mmplug: error: {_one_line(str(exc))}", err=True)
         sys.exit(EXIT_PLUGIN)
     except MmplugError as exc:
-        typer.echo(f"mmplug: error: {exc}", err=True)
+        typer.echo(f"mmplug: error: {_one_line(str(exc))}", err=True)
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
-        typer.echo("mmplug: interrupted", err=True)
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:  # the parser's usage errors and anything unexpected
         if type(exc).__name__ == "Abort":
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                _interrupted()   # click turns Ctrl-C into Abort
             sys.exit(EXIT_FAILED)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             message = exc.format_message()
             if message:  # empty when `mmplug` alone printed the help
-                typer.echo(f"mmplug: error: {message}", err=True)
+                typer.echo(f"mmplug: error: {_one_line(message)}", err=True)
+            sys.exit(EXIT_USAGE)
+        if isinstance(exc, OSError) and exc.filename is not None and exc.errno in _PATH_ERRNOS:
+            # a path from the command line that the system refuses
+            name = str(exc.filename)
+            name = name if len(name) <= 120 else name[:120] + "..."
+            typer.echo(f"mmplug: error: {name!r}: {exc.strerror}", err=True)
             sys.exit(EXIT_USAGE)
         if os.environ.get("MMPLUG_DEBUG"):
             raise
-        typer.echo(f"mmplug: internal error: {type(exc).__name__}: {exc} "
+        typer.echo(f"mmplug: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
                    "(set MMPLUG_DEBUG=1 for a traceback)", err=True)
         sys.exit(EXIT_INTERNAL)
+
+
+#: errors of a path itself: too long, missing, not a folder, a folder, a link loop, denied
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
+                errno.EACCES, errno.EROFS}
+
+
+def _interrupted() -> None:
+    typer.echo("mmplug: interrupted", err=True)
+    sys.exit(130)
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """An error as one line of at most `limit` characters: never a whole input echoed."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 if __name__ == "__main__":

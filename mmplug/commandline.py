@@ -15,16 +15,13 @@ check-driver's former `--json FILE` still works, with a note on stderr.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import textwrap
-from pathlib import Path
 from typing import Any, Iterable
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .errors import UsageError
+from .outputs import write_atomic
 
 #: help text never gets narrower or wider than this
 MIN_WIDTH, MAX_WIDTH = 60, 100
@@ -212,34 +209,6 @@ def json_text(document: Any) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def write_atomically(path: Path | str, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and a rename.
-
-    UsageError, one line, if the file cannot be written.
-    """
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                   dir=target.parent if str(target.parent) else ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            # mkstemp makes the file private; give it the mode a plain open() would.
-            os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask())
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise UsageError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def wants_json(as_json: bool, output: str | None) -> bool:
     """Whether stdout carries JSON: `--json`, or `-o -`."""
     return as_json or output == "-"
@@ -253,7 +222,7 @@ def emit_json(document: Any, *, as_json: bool, output: str | None) -> bool:
     """
     text = document if isinstance(document, str) else json_text(document)
     if output not in (None, "-"):
-        write_atomically(output, text)
+        write_atomic(output, text)
     to_stdout = wants_json(as_json, output)
     if to_stdout:
         typer.echo(text, nl=False)
@@ -311,8 +280,9 @@ def legacy_json_file(command: Any, args: list[str]) -> list[str]:
         if value is None:
             continue
         out[i:i + width] = ["--json"] if value == "-" else ["--output", value]
-        typer.echo(f"mmplug {command.name}: `--json {value}` is deprecated: use "
-                   + ("`--json`" if value == "-" else f"`-o {value}`")
+        shown = value if len(value) <= 60 else value[:60] + "..."
+        typer.echo(f"mmplug {command.name}: `--json {shown}` is deprecated: use "
+                   + ("`--json`" if value == "-" else f"`-o {shown}`")
                    + " (--json prints JSON on stdout, -o FILE writes it to FILE)", err=True)
         break
     return out

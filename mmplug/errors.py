@@ -81,9 +81,22 @@ class DriverError(ContractViolation):
     """A driver callback raised, returned a value of the wrong type, or hung."""
 
 
-class CallbackTimeout(Exception):
-    """Raised inside a driver callback that ran past the watchdog's limit.
+class CallbackTimeout(BaseException):
+    """Raised inside driver code that ran past its time limit (mmplug.watchdog).
 
-    Deliberately not an MmplugError: it must unwind through driver code that
-    catches MmplugError, and is turned into a DriverError by the VM.
+    A BaseException, like asyncio.CancelledError: it must unwind through driver
+    code that catches Exception (or MmplugError).  The call site turns it into a
+    DriverError naming the driver, the callback and the page.
     """
+
+    #: the limit in seconds (a class attribute where the watchdog raises a class)
+    limit: float | None = None
+
+    def __init__(self, limit: float | None = None) -> None:
+        if limit is not None:
+            self.limit = limit
+        super().__init__(self.limit)
+
+    def __str__(self) -> str:
+        return f"did not return within {self.limit:g} s" if self.limit is not None else \
+            "did not return in time"

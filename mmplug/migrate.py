@@ -20,12 +20,13 @@ from .constants import (
     EAGAIN, EBUSY, ENOMEM, MIGRATE_PASSES, MIGRATEPAGE_SUCCESS, MigrateMode, MigrateReason,
     errno_name,
 )
-from .errors import CallbackTimeout, ContractViolation, DriverError
+from .errors import ContractViolation, DriverError
 from .page import (
     ISOLATED, LOCKED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
     movable_mapping, page_mapping, page_movable,
 )
 from .sync import PF_MEMALLOC
+from .watchdog import driver_error, passes_through
 
 if TYPE_CHECKING:
     from .mapping import AddressSpace
@@ -80,13 +81,7 @@ class PageList:
 
 def _raised(mapping: "AddressSpace", hook: str, page: Page, rule: str,
             exc: BaseException) -> DriverError:
-    if isinstance(exc, CallbackTimeout):
-        what = f"did not return within {exc.args[0] if exc.args else '?'} s (hung)"
-    else:
-        what = f"raised {type(exc).__name__}: {exc}"
-    err = DriverError(rule, f"{hook} {what}", driver=mapping.driver, hook=hook, page=page)
-    err.__cause__ = exc
-    return err
+    return driver_error(exc, rule, driver=mapping.driver, hook=hook, page=page)
 
 
 def check_lru(vm: "VM", page: Page, owner: Any, mapping: "AddressSpace | None",
@@ -104,7 +99,9 @@ def call_isolate(vm: "VM", mapping: "AddressSpace", page: Page, mode: int) -> bo
         ret = mapping.a_ops.isolate_page(page, mode)
     except ContractViolation as exc:
         raise exc.with_context(driver=mapping.driver, hook="isolate_page", page=page)
-    except (Exception, CallbackTimeout) as exc:
+    except BaseException as exc:
+        if passes_through(exc):  # the user's Ctrl-C, a simulated CPU unwound
+            raise
         raise _raised(mapping, "isolate_page", page, "ISO-2", exc) from exc
     if ret is not True and ret is not False:
         raise DriverError("ISO-2", f"isolate_page returned {ret!r} ({type(ret).__name__}); "
@@ -125,7 +122,9 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
         rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)
     except ContractViolation as exc:
         raise exc.with_context(driver=mapping.driver, hook="migratepage", page=page)
-    except (Exception, CallbackTimeout) as exc:
+    except BaseException as exc:
+        if passes_through(exc):  # the user's Ctrl-C, a simulated CPU unwound
+            raise
         raise _raised(mapping, "migratepage", page, "MIG-8", exc) from exc
     if type(rc) is int and rc < 0 and page.lru is owner and page.flags & newpage.flags & LOCKED:
         return rc  # the common failure: nothing more to check
@@ -169,7 +168,9 @@ def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
         ret = mapping.a_ops.putback_page(page)
     except ContractViolation as exc:
         raise exc.with_context(driver=mapping.driver, hook="putback_page", page=page)
-    except (Exception, CallbackTimeout) as exc:
+    except BaseException as exc:
+        if passes_through(exc):  # the user's Ctrl-C, a simulated CPU unwound
+            raise
         raise _raised(mapping, "putback_page", page, "PUT-2", exc) from exc
     if ret is not None:
         raise DriverError("PUT-2", f"putback_page returned {ret!r}; it returns nothing",

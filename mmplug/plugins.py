@@ -30,9 +30,10 @@ import pluggy
 from attrs import define, evolve, field, frozen
 
 from . import hookspecs
-from .errors import PluginError, UsageError
+from .errors import CallbackTimeout, PluginError, UsageError
 from .hookspecs import DRIVER_CALLBACKS
 from .mapping import MovableOps
+from .watchdog import IMPORT_LIMIT, guard, is_user_interrupt
 
 ENTRY_POINT_GROUP = "mmplug.drivers"
 _ENTRY_POINT = "entry point "
@@ -134,8 +135,10 @@ class PluginHost:
             if ep.name in self.drivers:
                 continue
             try:
-                obj = ep.load()
+                obj = _guarded_import(ep.name, ep.load)
             except BaseException as exc:  # a plugin's import may raise anything
+                if is_user_interrupt(exc):
+                    raise
                 out.append(self._fail(ep.name, origin, f"import failed: {_exc_line(exc)}"))
                 continue
             out.append(self._register(obj, origin, ep.name))
@@ -151,10 +154,16 @@ class PluginHost:
             return self._by_spec[spec]
         if spec in self.drivers:
             return self.drivers[spec]
+        if not spec.strip() or "\0" in spec:
+            raise UsageError(f"driver {spec[:60]!r}: give an entry-point name, a module path or "
+                             "a .py file")
         alias, inner = split_alias(spec)
         if alias is not None and not inner:
             raise UsageError(f"{spec!r}: NAME@SPEC needs a driver after the @")
-        loaded = self._load_spec(inner, alias)
+        try:
+            loaded = self._load_spec(inner, alias)
+        except OSError as exc:   # a path the system refuses (too long, a loop of links)
+            raise UsageError(f"driver {spec[:60]!r}: {exc.strerror or exc}") from None
         if not loaded.ok:
             raise PluginError(f"driver {loaded.name!r} ({loaded.origin}) failed to load: {loaded.reason}")
         self._by_spec[spec] = loaded
@@ -172,12 +181,14 @@ class PluginHost:
                 return failed
         origin = f"module {spec}"
         try:
-            module = importlib.import_module(spec)
+            module = _guarded_import(spec, importlib.import_module, spec)
         except ModuleNotFoundError as exc:
             if exc.name and spec.startswith(exc.name):
                 raise UsageError(self._unknown_message(spec)) from None
             return self._fail(spec, origin, f"import failed: {_exc_line(exc)}")
         except BaseException as exc:
+            if is_user_interrupt(exc):
+                raise
             return self._fail(spec, origin, f"import failed: {_exc_line(exc)}")
         return self._register(module, origin, spec, alias=alias, explicit=True)
 
@@ -201,9 +212,11 @@ class PluginHost:
                 raise ImportError(f"cannot import {resolved}")
             module = importlib.util.module_from_spec(spec)
             sys.modules[modname] = module
-            spec.loader.exec_module(module)
+            _guarded_import(resolved.stem, spec.loader.exec_module, module)
         except BaseException as exc:
             sys.modules.pop(modname, None)
+            if is_user_interrupt(exc):
+                raise
             return self._fail(resolved.stem, origin, f"import failed: {_exc_line(exc)}")
         return self._register(module, origin, resolved.stem, alias=alias, explicit=True)
 
@@ -280,8 +293,11 @@ class PluginHost:
             if reg is None:
                 raise PluginError("missing hook mmplug_driver() returning a DriverInfo")
             try:
-                info = reg.function()
+                info = guard(reg.function, driver=name_hint, hook="mmplug_driver",
+                             limit=IMPORT_LIMIT)()
             except BaseException as exc:
+                if is_user_interrupt(exc):
+                    raise
                 raise PluginError(f"mmplug_driver() raised {_exc_line(exc)}") from None
             if not isinstance(info, DriverInfo):
                 raise PluginError(f"mmplug_driver() returned {type(info).__name__}, "
@@ -334,8 +350,9 @@ class PluginHost:
         for spec in specs:
             name = self.get(spec).name
             if name in seen:
-                raise UsageError(f"{seen[name]!r} and {spec!r} are both the driver {name!r}: "
-                                 f"name one of them, e.g. mine@{split_alias(spec)[1]}")
+                raise UsageError(f"driver {name} is named twice: {seen[name][:60]!r} and "
+                                 f"{spec[:60]!r} are both the driver {name!r}; name one of "
+                                 f"them, e.g. mine@{split_alias(spec)[1][:60]}")
             seen[name] = spec
 
     def _unknown_message(self, spec: str) -> str:
@@ -358,6 +375,16 @@ def _known_hooks() -> list[str]:
     return [n for n in dir(hookspecs) if n in DRIVER_CALLBACKS or n.startswith("mmplug_")]
 
 
+def _guarded_import(name: str, load: Callable, *args: Any) -> Any:
+    """A driver's import is driver code too: under the watchdog's import time limit."""
+    return guard(load, driver=name, hook="import", limit=IMPORT_LIMIT)(*args)
+
+
 def _exc_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__
+    line = text[0] if text else ""
+    if len(line) > 200:
+        line = line[:200] + "..."
+    if isinstance(exc, CallbackTimeout):
+        return f"did not finish within {exc.limit:g} s (hung)"
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

@@ -35,7 +35,7 @@ from attrs import define, field, frozen
 from .constants import (
     GFP_HIGHUSER_MOVABLE, ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE, MigrateMode,
 )
-from .errors import ContractViolation, Deadlock, DriverError, NoMemory, UsageError
+from .errors import ContractViolation, Deadlock, NoMemory, UsageError
 from .migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from .page import ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
 from .plugins import Capabilities, LoadedDriver, PluginHost
@@ -83,14 +83,8 @@ class RaceEnv:
         sched = self.sched
         prev = sched.enter(f"{self.driver}.{op}")
         try:
-            return fn(*args)
-        except (ContractViolation, Deadlock, NondeterminismError):
-            raise
-        except NoMemory:
-            raise
-        except Exception as exc:
-            raise DriverError("API-1", f"{op} raised {type(exc).__name__}: {exc}",
-                              driver=self.driver, hook=op) from exc
+            return self.vm.call_driver(self.driver, op, fn, *args,
+                                       expected=(NoMemory, Deadlock, NondeterminismError))
         finally:
             sched.leave(prev)
 
@@ -439,7 +433,7 @@ def check_common(env: RaceEnv) -> None:
     verify = getattr(env.instance, "verify", None)
     if callable(verify):
         try:
-            verify()
+            vm.call_driver(drv, "verify", verify, expected=(AssertionError,))
         except AssertionError as exc:
             raise ContractViolation("API-1", f"verify() failed after the race: {exc}",
                                     driver=drv, hook="verify") from exc
@@ -565,14 +559,19 @@ def _classify(exc: BaseException) -> tuple[str, str | None, str]:
 
 
 def run_once(driver: Any, scenario: Scenario | str, strategy: Strategy | None = None, *,
-             max_steps: int = DEFAULT_MAX_STEPS, options: dict | None = None) -> RunResult:
-    """One run of `scenario` on a fresh VM under `strategy` (default: the default policy)."""
+             max_steps: int = DEFAULT_MAX_STEPS, options: dict | None = None,
+             timeout: float | None = None) -> RunResult:
+    """One run of `scenario` on a fresh VM under `strategy` (default: the default policy).
+
+    `timeout` is the time limit of one driver call (default: the scenario's VMConfig).
+    """
     loaded = load_driver(driver)
     sc = get_scenario(scenario)
     strategy = strategy or Strategy()
     name = loaded.info.name if loaded.info else loaded.name
     sched = Scheduler(cpus=len(sc.cpus), max_steps=max_steps)
-    vm = VM(sc.config, sync=sched)
+    config = sc.config if timeout is None else attrs.evolve(sc.config, callback_timeout=timeout)
+    vm = VM(config, sync=sched)
     base = dict(driver=name, scenario=sc.name, strategy=strategy.name, seed=strategy.seed)
     try:
         instance = vm.create_from(loaded, **(options or {}))
@@ -610,27 +609,30 @@ def run_once(driver: Any, scenario: Scenario | str, strategy: Strategy | None = 
 
 
 def replay(driver: Any, scenario: Scenario | str, schedule: str, *,
-           max_steps: int = DEFAULT_MAX_STEPS, options: dict | None = None) -> RunResult:
+           max_steps: int = DEFAULT_MAX_STEPS, options: dict | None = None,
+           timeout: float | None = None) -> RunResult:
     """Run `scenario` again under `schedule` (as printed by a failure): the same result."""
     try:
         decode_schedule(schedule)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return run_once(driver, scenario, ReplayStrategy(schedule), max_steps=max_steps,
-                    options=options)
+                    options=options, timeout=timeout)
 
 
 def check_determinism(driver: Any, scenario: Scenario | str, schedule: str, *,
-                      max_steps: int = DEFAULT_MAX_STEPS, options: dict | None = None
-                      ) -> RunResult:
+                      max_steps: int = DEFAULT_MAX_STEPS, options: dict | None = None,
+                      timeout: float | None = None) -> RunResult:
     """Replay `schedule` twice; the second must see the same runnable CPUs at every step.
 
     Returns the second run, of kind "nondeterminism" if they differed.
     """
     driver = load_driver(driver)  # once: a module's state must carry over, as it would
-    first = replay(driver, scenario, schedule, max_steps=max_steps, options=options)
+    first = replay(driver, scenario, schedule, max_steps=max_steps, options=options,
+                   timeout=timeout)
     strategy = ReplayStrategy(schedule, expect=first.trace)
-    second = run_once(driver, scenario, strategy, max_steps=max_steps, options=options)
+    second = run_once(driver, scenario, strategy, max_steps=max_steps, options=options,
+                      timeout=timeout)
     if second.kind != "nondeterminism" and second.signature() != first.signature():
         return RunResult(driver=second.driver, scenario=second.scenario, strategy="replay",
                          seed=None, schedule=schedule, kind="nondeterminism", message=(
@@ -641,7 +643,8 @@ def check_determinism(driver: Any, scenario: Scenario | str, schedule: str, *,
 
 def explore(driver: Any, scenario: Scenario | str, *, strategy: str = "random", seed: int = 0,
             runs: int = 1000, preemption_bound: int = 2, depth: int = 3, max_failures: int = 1,
-            max_steps: int = DEFAULT_MAX_STEPS, options: dict | None = None) -> ExploreResult:
+            max_steps: int = DEFAULT_MAX_STEPS, options: dict | None = None,
+            timeout: float | None = None) -> ExploreResult:
     """Run `scenario` under many schedules; collect distinct failures with their schedules.
 
     random: run i uses seed + i.  pct: one run under the default policy
@@ -663,7 +666,7 @@ def explore(driver: Any, scenario: Scenario | str, *, strategy: str = "random", 
     name = loaded.info.name if loaded.info else loaded.name
     failures: list[RunResult] = []
     seen: set[str] = set()
-    kw = dict(max_steps=max_steps, options=options)
+    kw = dict(max_steps=max_steps, options=options, timeout=timeout)
     dfs = DFSSearch(preemption_bound) if strategy == "dfs" else None
     length = 0
     if strategy == "pct":
@@ -698,14 +701,15 @@ def explore(driver: Any, scenario: Scenario | str, *, strategy: str = "random", 
 
 def check_driver(driver: Any, *, strategy: str = "random", seed: int = 0, runs: int = 1000,
                  preemption_bound: int = 2, depth: int = 3, scenarios: Sequence[str] | None = None,
-                 max_failures: int = 1, options: dict | None = None) -> list[ExploreResult]:
+                 max_failures: int = 1, options: dict | None = None,
+                 timeout: float | None = None) -> list[ExploreResult]:
     """Explore every applicable scenario (or the named ones) on a driver."""
     loaded = load_driver(driver)
     chosen = ([get_scenario(n) for n in scenarios] if scenarios
               else [sc for sc in SCENARIOS if sc.applies(loaded)])
     return [explore(loaded, sc, strategy=strategy, seed=seed, runs=runs,
                     preemption_bound=preemption_bound, depth=depth, max_failures=max_failures,
-                    options=options) for sc in chosen]
+                    options=options, timeout=timeout) for sc in chosen]
 
 
 __all__ = [

@@ -35,6 +35,7 @@ from .errors import ContractViolation, Deadlock, MmplugError
 from .lockdep import PAGE_LOCK, LockClass, LockDep, Witness
 from .page import LOCKED
 from .sync import SingleCPU, Task
+from .watchdog import is_user_interrupt, lane as watchdog_lane
 
 if TYPE_CHECKING:
     from .page import Page
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 RUNNABLE, BLOCKED, DONE = 0, 1, 2
 _STATE_NAMES = {RUNNABLE: "runnable", BLOCKED: "blocked", DONE: "done"}
 
+#: the most choices a schedule string may spell out
+MAX_SCHEDULE = 10_000_000
 #: a run that passes this many schedule points is reported as a livelock
 DEFAULT_MAX_STEPS = 20_000
 
@@ -82,11 +85,12 @@ def decode_schedule(text: str) -> list[int]:
     for part in text.split("-"):
         cpu, sep, count = part.partition("x")
         if not cpu.isdigit() or (sep and not count.isdigit()):
-            raise ValueError(f"bad schedule item {part!r} in {text!r}: expected CPU or CPUxCOUNT, "
-                             "joined by '-' (e.g. 0x3-1-0)")
+            raise ValueError(f"bad schedule item {part[:40]!r} in {text[:60]!r}: expected CPU or "
+                             "CPUxCOUNT, joined by '-' (e.g. 0x3-1-0)")
         n = int(count) if sep else 1
-        if n < 1:
-            raise ValueError(f"bad repeat count in {part!r} of schedule {text!r}")
+        if n < 1 or len(out) + n > MAX_SCHEDULE:
+            raise ValueError(f"bad repeat count in {part[:40]!r}: a schedule has from 1 to "
+                             f"{MAX_SCHEDULE:,} choices")
         out.extend([int(cpu)] * n)
     return out
 
@@ -611,6 +615,7 @@ class Scheduler:
         self._strategy: Strategy = Strategy()
         self._outcome = Outcome()
         self._main: Any = None
+        self._lane: Any = None
         #: every lock handed out, to check that none is left held
         self.locks: list[SchedLock | SchedRWLock] = []
         if self.fast:
@@ -809,6 +814,9 @@ class Scheduler:
                 self._page_owner[pfn] = cpus[0]
         self._nrunnable = len(cpus)
         self._running = True
+        # The watchdog's lane is the thread's: each CPU keeps its own driver call in it.
+        lane = self._lane = watchdog_lane()
+        outer = lane.call
         try:
             while out.error is None and not out.deadlock and not out.livelock:
                 runnable = [c.index for c in cpus if c.state == RUNNABLE]
@@ -826,11 +834,16 @@ class Scheduler:
                 try:
                     cpus[idx].glet.switch()
                 except BaseException as exc:  # a CPU body failed: the run is over
+                    if is_user_interrupt(exc):
+                        raise  # the user's Ctrl-C ends everything, at once
                     if out.error is None and not isinstance(exc, GreenletExit):
                         out.error, out.error_cpu = exc, self._cur.index
+                finally:
+                    lane.call = outer
         finally:
             out.cpus = tuple(self._report(c) for c in cpus)
             self._stop(cpus)
+            lane.call = outer
             self._running = False
             self._boot.holds = []
             self._cur = self._boot
@@ -841,6 +854,7 @@ class Scheduler:
 
     def _entry(self, cpu: Cpu, body: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:
+            self._lane.call = None   # a CPU starts outside any driver call
             try:
                 body()
             finally:
@@ -873,9 +887,12 @@ class Scheduler:
     def _switch_to(self, nxt: Cpu) -> None:
         me = self._cur
         self._cur = nxt
+        lane = self._lane
+        call = lane.call
         nxt.glet.switch()
         # back on this CPU: whoever switched here set _cur already
         self._cur = me
+        lane.call = call
 
     def _wait(self, cur: Cpu, desc: str, obj: Any, waiters: list[Cpu]) -> None:
         """Park `cur` until a release wakes it; with nobody able to run, a deadlock."""
@@ -910,16 +927,20 @@ class Scheduler:
     def _stop(self, cpus: list[Cpu]) -> None:
         """Unwind CPUs that did not finish, with every operation turned harmless."""
         self._stopping = True
+        interrupted = None
         try:
             for cpu in cpus:
                 g = cpu.glet
                 if g is not None and not g.dead:
                     try:
                         g.throw(_Stop())
-                    except BaseException:
-                        pass
+                    except BaseException as exc:
+                        if is_user_interrupt(exc):
+                            interrupted = exc
         finally:
             self._stopping = False
+        if interrupted is not None:
+            raise interrupted
 
     # --- ownership ---------------------------------------------------------------------------
     def _own_page(self, cur: Cpu, page: "Page", how: str) -> None:

@@ -10,14 +10,12 @@ currently isolated.
 from __future__ import annotations
 
 import inspect
-import signal
-import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from attrs import define, field, fields, frozen
 
 from .constants import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
-from .errors import CallbackTimeout, ContractViolation, DriverError, UsageError
+from .errors import ContractViolation, DriverError, UsageError
 from .mapping import AddressSpace, MovableOps
 from .page import (
     BUDDY, LRU, PAGE_MAPPING_ANON, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, TAIL,
@@ -26,6 +24,7 @@ from .page import (
 from .plugins import LoadedDriver, PluginHost
 from .sync import SingleCPU, SyncBackend
 from .vmstat import VmStat
+from .watchdog import DEFAULT_LIMIT, guard, guarded_call
 from .zone import Zone
 
 #: Where address-space handles start: a kernel direct-map address, 64-byte aligned.
@@ -66,8 +65,8 @@ class VMConfig:
     max_order: int = 11
     #: min watermark in pages; None derives it as the kernel does from the zone size
     min_free_pages: int | None = None
-    #: seconds a driver callback may run before it is reported as hung
-    callback_timeout: float | None = None
+    #: seconds one driver call may run before it is reported as hung (None: no limit)
+    callback_timeout: float | None = DEFAULT_LIMIT
     #: direct reclaim reports progress, as on a machine with page cache to reclaim (the
     #: model holds none and frees nothing): the allocator's slow path then retries
     #: compaction and raises its priority (should_compact_retry).  False: a machine with
@@ -160,7 +159,8 @@ class VM:
     def _event(self, hook: str) -> Callable | None:
         if self.plugins is None or not self.plugins.has_event_listeners(hook):
             return None
-        return getattr(self.plugins.pm.hook, hook)
+        return guard(getattr(self.plugins.pm.hook, hook), driver="event listeners", hook=hook,
+                     limit=self.config.callback_timeout)
 
     def new_address_space(self, driver: str, ops: MovableOps | None,
                           private_data: Any = None) -> AddressSpace:
@@ -191,15 +191,9 @@ class VM:
             pass
         ops = self._wrap_ops(loaded.ops, info.name)
         mapping = self.new_address_space(info.name, ops)
-        try:
-            instance = info.factory(self, mapping, **options)
-        except ContractViolation as exc:
-            raise exc.with_context(driver=info.name, hook="factory")
-        except UsageError:
-            raise  # the driver rejected the user's options: a one-line error
-        except Exception as exc:
-            raise DriverError("API-1", f"factory raised {type(exc).__name__}: {exc}",
-                              driver=info.name, hook="factory") from exc
+        instance = self.call_driver(info.name, "factory",
+                                    lambda: info.factory(self, mapping, **options),
+                                    expected=(UsageError,))
         if mapping.private_data is None:
             mapping.private_data = instance
         self.instances.append(DriverInstance(info.name, instance, mapping, loaded))
@@ -214,13 +208,7 @@ class VM:
     def destroy_driver(self, instance: Any) -> None:
         """Destroy an instance; its pages must all be gone afterwards (REL-3)."""
         rec = self.instance_record(instance)
-        try:
-            instance.destroy()
-        except ContractViolation as exc:
-            raise exc.with_context(driver=rec.name, hook="destroy")
-        except Exception as exc:
-            raise DriverError("API-1", f"destroy raised {type(exc).__name__}: {exc}",
-                              driver=rec.name, hook="destroy") from exc
+        self.call_driver(rec.name, "destroy", instance.destroy)
         rec.destroyed = True
         # Pages the driver released while isolated are the VM's to finish: only
         # the ones still pointing at the mapping would reach a dead driver.
@@ -238,20 +226,28 @@ class VM:
         rec.mapping.a_ops = None
 
     def _wrap_ops(self, ops: MovableOps, driver: str) -> MovableOps:
-        timeout = self.config.callback_timeout
+        limit = self.config.callback_timeout
         fns = []
         for hook in ("isolate_page", "migratepage", "putback_page"):
-            fn = getattr(ops, hook)
-            if timeout is not None:
-                fn = watchdog(fn, timeout)
-            fn = self.sync.wrap_callback(fn, hook, driver)
-            fns.append(fn)
+            fn = guard(getattr(ops, hook), driver=driver, hook=hook, limit=limit)
+            fns.append(self.sync.wrap_callback(fn, hook, driver))
         return MovableOps(*fns)
 
-    def guard(self, fn: Callable, timeout: float | None = None) -> Callable:
-        """`fn` under the callback watchdog (for a driver's store/read/free)."""
-        timeout = self.config.callback_timeout if timeout is None else timeout
-        return watchdog(fn, timeout) if timeout is not None else fn
+    def call_driver(self, driver: str, hook: str, fn: Callable, /, *args: Any,
+                    page: Page | None = None, expected: tuple = ()) -> Any:
+        """fn(*args): driver code under this VM's time limit; whatever it raises but
+        `expected` is a DriverError naming the driver and the call (mmplug.watchdog)."""
+        return guarded_call(fn, args, driver=driver, hook=hook,
+                            limit=self.config.callback_timeout, page=page, expected=expected)
+
+    def driver_pages(self, rec: DriverInstance) -> list[Page]:
+        """instance.pages(), driver code: a list of this zone's pages, else a DriverError."""
+        got = self.call_driver(rec.name, "pages", lambda: list(rec.instance.pages()))
+        for p in got:
+            if not isinstance(p, Page):
+                raise DriverError("API-1", f"pages() yielded {type(p).__name__} {p!r:.60}, "
+                                  "not a Page", driver=rec.name, hook="pages")
+        return got
 
     # --- reporting ---------------------------------------------------------------------
     def warn_once(self, rule: str, message: str, *, page: Page | None = None,
@@ -306,10 +302,9 @@ class VM:
         for rec in self.instances:
             if rec.destroyed:
                 continue
-            pages = getattr(rec.instance, "pages", None)
-            if pages is None:
+            if getattr(rec.instance, "pages", None) is None:
                 return []
-            claimed.update(p.pfn for p in pages())
+            claimed.update(p.pfn for p in self.driver_pages(rec))
         from .users import claimed_by_users
         claimed.update(claimed_by_users(self))
         out = []
@@ -318,23 +313,3 @@ class VM:
                 out.append(page)
         return out
 
-
-def watchdog(fn: Callable, timeout: float) -> Callable:
-    """Run `fn` with a SIGALRM time limit; a hang becomes CallbackTimeout (main thread only)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        return fn
-
-    def _alarm(signum: int, frame: Any) -> None:
-        raise CallbackTimeout(timeout)
-
-    def guarded(*args: Any) -> Any:
-        old = signal.signal(signal.SIGALRM, _alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout)
-        try:
-            return fn(*args)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
-
-    guarded.__wrapped__ = fn  # type: ignore[attr-defined]
-    return guarded

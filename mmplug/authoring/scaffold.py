@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import keyword
 import re
+import unicodedata
 from importlib import resources
 from pathlib import Path
 
@@ -88,21 +89,44 @@ def render(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(fill, text)
 
 
+#: the longest driver name: it is also a package, a distribution and file names
+MAX_NAME = 64
+#: what packaging accepts as a distribution name (PEP 508, core metadata "Name")
+_DIST_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
 def check_name(name: str) -> None:
-    """A driver name must be a Python identifier that names no installed driver."""
+    """A driver name must make a valid package, distribution and entry point, and name no
+    installed driver: ASCII letters, digits and _, a letter first, not ending in _."""
+    shown = name if len(name) <= 40 else name[:40] + "..."
+    if not name:
+        raise UsageError("driver name '' is empty; give one, e.g. gpupool")
+    if len(name) > MAX_NAME:
+        raise UsageError(f"driver name {shown!r} has {len(name)} characters; use at most "
+                         f"{MAX_NAME} (it names the package, the distribution and their files)")
     if keyword.iskeyword(name):
         raise UsageError(f"driver name {name!r} is a Python keyword; choose another name")
-    if not name.isidentifier():
-        fixed = re.sub(r"\W", "_", name).strip("_")
-        if fixed and fixed[0].isdigit():
-            fixed = f"drv_{fixed}"
-        hint = f" (e.g. {fixed})" if fixed.isidentifier() and not keyword.iskeyword(fixed) else ""
-        raise UsageError(f"driver name {name!r} is not a Python identifier: use letters, digits "
-                         f"and _, not starting with a digit{hint}")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name.endswith("_") or \
+            not _DIST_NAME.match(f"mmplug-{name.replace('_', '-')}"):
+        raise UsageError(f"driver name {shown!r} cannot be packaged: use ASCII letters, digits "
+                         f"and _, starting with a letter and not ending with _{_hint(name)}")
     taken = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
     if name in taken:
         raise UsageError(f"a driver named {name!r} is already installed ({taken[name]}); "
                          "choose another name")
+
+
+def _hint(name: str) -> str:
+    """ (e.g. pool) for pöol, drv_9lives for 9lives: a name that would do, if one is near."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    fixed = re.sub(r"[^A-Za-z0-9_]", "_", ascii_name).strip("_")
+    fixed = re.sub(r"__+", "_", fixed)[:MAX_NAME]
+    if fixed and not fixed[0].isalpha():
+        fixed = f"drv_{fixed}"[:MAX_NAME].rstrip("_")
+    if fixed and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*[A-Za-z0-9]|[A-Za-z]", fixed) and \
+            not keyword.iskeyword(fixed):
+        return f" (e.g. {fixed})"
+    return ""
 
 
 def write_project(name: str, directory: Path | str | None = None) -> DriverProject:
@@ -112,8 +136,13 @@ def write_project(name: str, directory: Path | str | None = None) -> DriverProje
     """
     project = DriverProject.for_name(name, Path(directory) if directory is not None else None)
     target = project.directory
-    if target.exists():
-        raise UsageError(f"{str(target)!r} already exists; choose another --dir or remove it")
+    shown = str(target) if len(str(target)) <= 120 else str(target)[:120] + "..."
+    try:
+        exists = target.exists()
+    except OSError as exc:
+        raise UsageError(f"--dir {shown!r}: {exc.strerror or exc}") from None
+    if exists:
+        raise UsageError(f"{shown!r} already exists; choose another --dir or remove it")
     files = project.files()
     try:
         for relpath, text in files.items():
@@ -121,7 +150,7 @@ def write_project(name: str, directory: Path | str | None = None) -> DriverProje
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write {shown!r}: {exc.strerror or exc}") from None
     return project
 
 

@@ -11,10 +11,13 @@ import typer
 
 from ..commandline import emit_json, json_option, output_option, wants_json
 from ..errors import UsageError
+from ..outputs import check_output_dir, check_output_file, stdout_for_drivers
 from ..plugins import PluginHost
 from ..vm import kernel_model
 from . import rows
 from .html import write_report
+from ..units import round_size
+from ..watchdog import available_memory, memory_budget, time_limit
 from .plot import write_pictures
 from .render import json_text, kernel_text, table
 from .runner import Scenario, run_all, scenario_dict
@@ -22,6 +25,37 @@ from .trace import Trace, load_trace, write_trace
 from .workload import PRESETS, load_workload, pages_for, preset
 
 FORMATS = ("table", "kernel", "json")
+#: the most seeds --repeat runs per driver, and the most worker processes
+MAX_REPEAT = 1000
+MAX_JOBS = 256
+#: the memory one run needs besides its zone: the interpreter, and per page frame
+RUN_BASE_BYTES = 160 << 20
+RUN_FRAME_BYTES = 512
+
+
+def run_bytes(nr_pages: int, page_size: int) -> int:
+    """About the memory one run takes: the zone, its frames and the driver's records."""
+    return nr_pages * (page_size + RUN_FRAME_BYTES) + RUN_BASE_BYTES
+
+
+def check_fits(scenario: Scenario, parallel: int, available: int | None) -> int:
+    """The memory one run needs; a UsageError saying how large a zone fits if the
+    `parallel` runs at once need more than the machine has available."""
+    need = run_bytes(scenario.nr_pages, scenario.page_size)
+    if available is None or need * parallel <= available:
+        return need
+    per_run = available // parallel - RUN_BASE_BYTES
+    fits = max(0, per_run) // (scenario.page_size + RUN_FRAME_BYTES) // 512 * 512
+    size = fits * scenario.page_size
+    unit = "GiB" if size >= 1 << 30 else "MiB"
+    hint = (f"the largest zone that fits is about --zone-size {size >> (30 if unit == 'GiB' else 20)}"
+            f"{unit}" if fits >= 512 else "no zone fits; free some memory first")
+    runs = f", for each of {parallel} runs at once" if parallel > 1 else ""
+    if parallel > 1:
+        hint += " (or use fewer --jobs)"
+    raise UsageError(f"a zone of {round_size(scenario.nr_pages * scenario.page_size)} needs "
+                     f"about {round_size(need)} of memory{runs}; this machine has "
+                     f"{round_size(available)} available: {hint}")
 
 
 def choose_scenario(preset_name: str | None, workload: Path | None, trace: Path | None,
@@ -33,7 +67,8 @@ def choose_scenario(preset_name: str | None, workload: Path | None, trace: Path 
         if zone_size is not None:
             raise UsageError("--zone-size does not apply to a trace: it replays its own zone")
         return load_trace(trace)
-    w = load_workload(workload) if workload is not None else preset(preset_name or "small")
+    w = load_workload(workload) if workload is not None else \
+        preset(preset_name if preset_name is not None else "small")
     nr_pages = pages_for(zone_size, w.page_size) if zone_size is not None else None
     return w.with_overrides(seed=seed, nr_pages=nr_pages)
 
@@ -106,6 +141,14 @@ def compare(
         help="Start from a page-frame snapshot (mmplug snapshot, mmplug kernel run --keep).")] = None,
     zone: Annotated[Optional[str], typer.Option(
         "--zone", metavar="NAME", help="With --snapshot: the zone to model (default: the largest).")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", metavar="SECONDS",
+        help="Time limit of one driver call; a call that runs longer fails its run as hung "
+             "(0: no limit).")] = 10.0,
+    memory_limit: Annotated[Optional[str], typer.Option(
+        "--memory-limit", metavar="SIZE",
+        help="Most memory one run may add, e.g. 4GiB (0: no limit; default twice what the "
+             "zone needs plus 1 GiB, at most what the machine has free).")] = None,
 ) -> None:
     """Compare drivers' migration behaviour under compaction on the same workload."""
     if snapshot is not None:
@@ -129,46 +172,66 @@ def compare(
             typer.echo(_kernel_text(), nl=False)
         return
     if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    if repeat < 1:
-        raise UsageError(f"--repeat {repeat}: expected a count >= 1")
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs}: expected a count >= 1")
+        raise UsageError(f"--format {fmt[:40]!r}: expected one of {', '.join(FORMATS)}")
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UsageError(f"--repeat {repeat}: expected a count from 1 to {MAX_REPEAT}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise UsageError(f"--jobs {jobs}: expected a count from 1 to {MAX_JOBS}")
+    limit = time_limit(timeout)
+    check_output_dir(plot, "--plot")
+    check_output_file(save_trace, "--save-trace")
+    check_output_file(html, "--html")
+    if output not in (None, "-"):
+        check_output_file(output, "--output")
     scenario = choose_scenario(preset_name, workload, trace, seed, zone_size)
-    host = PluginHost()
-    host.load_entry_points()
-    specs = choose_drivers(host, list(drivers or []) + list(driver_opt or []))
-    base = 0 if isinstance(scenario, Trace) else scenario.seed
-    seeds = [base + i for i in range(repeat)]
-    sdict = scenario_dict(scenario)
-    seed_note = "replayed trace" if isinstance(scenario, Trace) else (
-        f"seed {base}" if repeat == 1 else f"seeds {seeds[0]}..{seeds[-1]}")
-    typer.echo(f"mmplug compare: {sdict['name']}, {seed_note}, drivers {', '.join(specs)}",
-               err=True)
-    total = len(specs) * len(seeds)
-    with typer.progressbar(length=total, label="running", file=sys.stderr,
-                           show_eta=False, show_pos=True) as bar:
-        def step(name: str) -> None:
-            bar.label = f"done {name}"
-            bar.update(1)
-        results = run_all(host, specs, scenario, seeds, jobs=jobs,
-                          keep_maps=plot is not None or html is not None,
-                          record=save_trace is not None, progress=step)
-    if save_trace is not None:
-        _save_traces(results, scenario, save_trace)
-    if plot is not None:
-        for path in write_pictures(results, plot):
-            typer.echo(f"wrote {path}", err=True)
-    if html is not None:
-        write_report(results, sdict, seeds, html)
-        typer.echo(f"wrote {html}", err=True)
-    if fmt == "json" or output is not None:
-        emit_json(json_text(results, sdict, seeds), as_json=fmt == "json", output=output)
-    if fmt == "kernel":
+    with stdout_for_drivers():   # what drivers print, loading or running, goes to stderr
+        host = PluginHost()
+        host.load_entry_points()
+        specs = choose_drivers(host, list(drivers or []) + list(driver_opt or []))
+        # before any zone is allocated: do the runs at once fit in memory?
+        need = check_fits(scenario, min(jobs, len(specs) * repeat), available_memory())
+        memory = memory_budget(memory_limit, need)
+        base = 0 if isinstance(scenario, Trace) else scenario.seed
+        seeds = [base + i for i in range(repeat)]
+        sdict = scenario_dict(scenario)
+        seed_note = "replayed trace" if isinstance(scenario, Trace) else (
+            f"seed {base}" if repeat == 1 else f"seeds {seeds[0]}..{seeds[-1]}")
+        typer.echo(f"mmplug compare: {sdict['name']}, {seed_note}, drivers {', '.join(specs)}",
+                   err=True)
+        total = len(specs) * len(seeds)
+        with typer.progressbar(length=total, label="running", file=sys.stderr,
+                               show_eta=False, show_pos=True) as bar:
+            def step(name: str) -> None:
+                bar.label = f"done {name}"
+                bar.update(1)
+            results = run_all(host, specs, scenario, seeds, jobs=jobs,
+                              keep_maps=plot is not None or html is not None,
+                              record=save_trace is not None, progress=step, timeout=limit,
+                              memory=memory)
+    document = json_text(results, sdict, seeds) if fmt == "json" or output else None
+    if fmt == "json":
+        typer.echo(document, nl=False)
+    elif fmt == "kernel":
         typer.echo(f"==> {sdict['name']}: {seed_note} <==")
         typer.echo(kernel_text(results), nl=False)
     elif fmt == "table":
         typer.echo(table(results, sdict, seeds), nl=False)
+    # Files after the table: a file that cannot be written loses nothing printed.
+    if document is not None and output not in (None, "-"):
+        emit_json(document, as_json=False, output=output)
+    if html is not None:
+        write_report(results, sdict, seeds, html)
+        typer.echo(f"wrote {html}", err=True)
+    if save_trace is not None:
+        _save_traces(results, scenario, save_trace)
+    if plot is not None:
+        try:
+            written = write_pictures(results, plot)
+        except OSError as exc:
+            raise UsageError(f"--plot {str(plot)[:120]!r}: cannot write the pictures: "
+                             f"{exc.strerror or exc}") from None
+        for path in written:
+            typer.echo(f"wrote {path}", err=True)
     if any(r["status"] != "ok" for runs in results for r in runs):
         raise typer.Exit(1)
 
@@ -190,9 +253,14 @@ def _save_traces(results: list, scenario: Scenario, path: Path) -> None:
         r = runs[0]
         target = path if len(results) == 1 else path.with_name(
             f"{path.stem}-{r['driver']}{path.suffix}")
+        if r["_trace"] is None:
+            typer.echo(f"no trace for {r['driver']}: its run gave no history", err=True)
+            continue
         write_trace(Trace(f"{scenario.name}-{r['driver']}", nr_pages, page_size,
-                          tuple(r["_trace"] or ())), target)
-        typer.echo(f"wrote {target}", err=True)
+                          tuple(r["_trace"])), target)
+        note = " (its run failed: the history stops where it failed)" \
+            if r["status"] != "ok" else ""
+        typer.echo(f"wrote {target}{note}", err=True)
 
 
 def _compare_snapshot(path: Path, zone: str | None, specs: list[str], seed: int | None, *,

@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from .. import __version__
-from ..commandline import write_atomically
+from ..outputs import write_atomic
 from ..vmstat import KERNEL_EVENTS
 from .plot import buddyinfo_figure, driver_colour, zone_map_figure
 from .render import buddyinfo_text, header, index_text, origins, pagetypeinfo_text
@@ -229,4 +229,4 @@ The same definitions: <code>mmplug explain ROW</code>, docs/metrics.md.</footer>
 
 def write_report(results: Results, scenario: dict[str, Any], seeds: list[int],
                  path: Path | str) -> None:
-    write_atomically(path, report(results, scenario, seeds))
+    write_atomic(path, report(results, scenario, seeds))

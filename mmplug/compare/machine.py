@@ -14,11 +14,12 @@ import time
 from typing import Any, Callable
 
 from ..compaction import alloc_pages_compact, compact_memory, kcompactd_do_work
-from ..errors import MmplugError, NoMemory
+from ..errors import CallbackTimeout, ContractViolation, DriverError, MmplugError, NoMemory
 from ..plugins import LoadedDriver, PluginHost
 from ..sched import RandomStrategy, Scheduler
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
+from ..watchdog import DEFAULT_LIMIT
 from .metrics import Snapshot, owner_map, take_snapshot
 from .probe import Probe
 from .trace import Event
@@ -39,19 +40,21 @@ class Machine:
 
     def __init__(self, loaded: LoadedDriver, host: PluginHost, nr_pages: int, page_size: int,
                  *, slab_order: int = 0, record: bool = False, keep_maps: bool = False,
-                 cpus: int = 1) -> None:
+                 cpus: int = 1, timeout: float | None = DEFAULT_LIMIT,
+                 start: bool = True) -> None:
         # Several CPUs: the scheduler interleaves them at every lock, refcount and
         # callback boundary; the step limit is off, a compaction has many steps.
         self.sched = Scheduler(cpus, max_steps=1 << 62) if cpus > 1 else None
-        self.vm = VM(VMConfig(nr_pages=nr_pages, page_size=page_size), plugins=host,
-                     sync=self.sched)
+        self.vm = VM(VMConfig(nr_pages=nr_pages, page_size=page_size, callback_timeout=timeout),
+                     plugins=host, sync=self.sched)
         self.loaded = loaded
         assert loaded.info is not None
+        self.name = loaded.info.name
         self.caps = loaded.info.capabilities
-        self.instance = self.vm.create_from(loaded)
-        self.driver_record = self.vm.instance_record(self.instance)
+        self.instance: Any = None
         self.probe = Probe()
-        self.probe.install(self.driver_record.mapping)
+        #: False once the driver hung, exited or exhausted memory: it is called no more
+        self.usable = True
         self.lru = LruPages(self.vm)
         self.slab = SlabCache(self.vm, "kmalloc-256", order=slab_order)
         self.keep_maps = keep_maps
@@ -74,20 +77,43 @@ class Machine:
             "whole_zone_compactions", "kcompactd_runs", "unknown_ids", "concurrent_runs"), 0)
         self.requests: dict[int, list[int]] = {}   # order -> [attempts, successes]
         self.compaction_seconds = 0.0
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Create the driver instance (its factory may fail: a DriverError)."""
+        self.instance = self.vm.create_from(self.loaded)
+        self.driver_record = self.vm.instance_record(self.instance)
+        self.probe.install(self.driver_record.mapping)
+
+    def call(self, hook: str, *args: Any, expected: tuple = ()) -> Any:
+        """instance.<hook>(*args): driver code, under the time limit; what it raises but
+        `expected` is a DriverError naming the driver and the call."""
+        fn = getattr(self.instance, hook, None)
+        if not callable(fn):
+            raise DriverError("API-1", f"the instance has no method {hook}()",
+                              driver=self.name, hook=hook)
+        return self.vm.call_driver(self.name, hook, fn, *args, expected=expected)
 
     # --- events ------------------------------------------------------------------
     def execute(self, ev: Event) -> bool:
         """Run one event; returns whether it took effect (a store may fail: no memory)."""
         op = ev[0]
-        if self.trace is not None:
-            self.trace.append(ev)
-        return getattr(self, "op_" + op)(*ev[1:])
+        trace = self.trace
+        if trace is not None:
+            trace.append(ev)
+        ok = getattr(self, "op_" + op)(*ev[1:])
+        if not ok and op == "store" and self.last_store_rejected and trace and trace[-1] is ev:
+            # A size the driver rejected changed nothing: the history keeps only the
+            # store that took (a trace never stores one id twice).
+            trace.pop()
+        return ok
 
     def op_store(self, key: int, size: int) -> bool:
         data = object_bytes(key, size)
         self.last_store_rejected = False
         try:
-            handle = self.instance.store(data)
+            handle = self.call("store", data, expected=(NoMemory, ValueError))
         except NoMemory:
             self.stats["store_no_memory"] += 1
             return False
@@ -100,7 +126,7 @@ class Machine:
             self.expect[key] = (size, None)
         else:
             # A driver that keeps no data must still read the same before and after.
-            self.expect[key] = (size, _digest(bytes(self.instance.read(handle))))
+            self.expect[key] = (size, _digest(self.read(handle)))
         self.stats["objects_stored"] += 1
         return True
 
@@ -126,7 +152,7 @@ class Machine:
         if key in self.objects:
             self.op_unpin(key)
             self.op_unmap(key)
-            self.instance.free(self.objects.pop(key))
+            self.call("free", self.objects.pop(key))
             del self.expect[key]
         elif key in self.lru_keys:
             self.lru.free(self.lru_keys.pop(key))
@@ -155,7 +181,7 @@ class Machine:
             asked.add(key)
             if knob not in self.caps.knobs:
                 return False
-            getattr(self.instance, knob)(self.objects[key])
+            self.call(knob, self.objects[key])
             done.add(key)
             self.stats["pins" if knob == "pin" else "maps"] += 1
             return True
@@ -163,7 +189,7 @@ class Machine:
         if key not in done:
             return False
         done.discard(key)
-        getattr(self.instance, "un" + knob)(self.objects[key])
+        self.call("un" + knob, self.objects[key])
         return True
 
     def op_pin(self, key: int) -> bool:
@@ -184,7 +210,7 @@ class Machine:
     def op_hold(self) -> bool:
         if "busy" not in self.caps.knobs or self.holding:
             return False
-        self.instance.hold()
+        self.call("hold")
         self.holding = True
         self.stats["holds"] += 1
         return True
@@ -193,7 +219,7 @@ class Machine:
         if not self.holding:
             return False
         self.holding = False
-        self.instance.release()
+        self.call("release")
         return True
 
     def _first_compaction(self) -> None:
@@ -243,8 +269,24 @@ class Machine:
                               + "; ".join(c.render() for c in out.cpus))
 
     # --- state -----------------------------------------------------------------------
+    def read(self, handle: Any) -> bytes:
+        """read(handle): the driver's bytes (API-1 if it returns anything else)."""
+        got = self.call("read", handle)
+        if not isinstance(got, (bytes, bytearray, memoryview)):
+            raise DriverError("API-1", f"read() returned {type(got).__name__}, expected bytes",
+                              driver=self.name, hook="read")
+        return bytes(got)
+
     def driver_pfns(self) -> list[int]:
-        return [p.pfn for p in self.instance.pages()]
+        """The pfns the driver lists; none once it cannot be called (its pages then
+        count as "other" in the maps)."""
+        if self.instance is None or not self.usable:
+            return []
+        try:
+            return [p.pfn for p in self.vm.driver_pages(self.driver_record)]
+        except ContractViolation:
+            self.usable = False
+            return []
 
     def held_blocks(self) -> list[tuple[int, int]]:
         return [(page.pfn, order) for page, order in self.held.values()]
@@ -262,17 +304,23 @@ class Machine:
         self.op_release()
 
     def verify(self) -> dict[str, Any]:
-        """Read every live object back through the driver; count lost and corrupted."""
-        read = self.instance.read
+        """Read every live object back through the driver; count lost and corrupted.
+
+        `first_problem` names the first lost or corrupted object, else the first
+        leaked page.  A read that hangs ends the verification (DriverError).
+        """
         verified = lost = corrupted = 0
         first_problem = ""
         for key, handle in self.objects.items():
             size, digest = self.expect[key]
             try:
-                got = bytes(read(handle))
-            except Exception as exc:  # a driver that lost the handle may raise anything
-                lost += 1
-                first_problem = first_problem or f"object {key}: read raised {type(exc).__name__}: {exc}"
+                got = self.read(handle)
+            except ContractViolation as exc:
+                if isinstance(exc.__cause__, CallbackTimeout):
+                    self.usable = False
+                    raise
+                lost += 1   # a driver that lost the handle may raise anything
+                first_problem = first_problem or f"object {key}: {exc.message}"
                 continue
             ok = (_digest(got) == digest) if digest is not None else got == object_bytes(key, size)
             if ok:
@@ -287,12 +335,32 @@ class Machine:
         out["driver_verify"] = "ok"
         if callable(verify):
             try:
-                verify()
+                self.call("verify", expected=(AssertionError,))
             except AssertionError as exc:
                 out["driver_verify"] = f"failed: {exc}"
         else:
             out["driver_verify"] = "not provided"
         held_pages = [page for page, _ in self.held.values()]
-        out["leaked_pages"] = len(self.vm.unclaimed_pages(extra=held_pages))
+        leaked = self.vm.unclaimed_pages(extra=held_pages)
+        out["leaked_pages"] = len(leaked)
+        if leaked and not first_problem:
+            first_problem = f"leaked page {leaked[0].describe()}"
         out["first_problem"] = first_problem
         return out
+
+
+def integrity_failure(integrity: dict[str, Any], warnings: list[str]) -> str:
+    """What the end-of-run checks found wrong ("" if nothing): a run that loses, corrupts
+    or leaks anything, whose verify() fails or that made the VM warn has failed."""
+    found = [f"{integrity[k]} {what}" for k, what in (
+        ("objects_lost", "object(s) lost"), ("objects_corrupted", "object(s) corrupted"),
+        ("lru_corrupted", "LRU page(s) corrupted"), ("leaked_pages", "page(s) leaked"))
+        if integrity.get(k)]
+    if str(integrity.get("driver_verify", "")).startswith("failed"):
+        found.append(f"verify() {integrity['driver_verify']}")
+    if warnings:
+        found.append(f"{len(warnings)} VM warning(s), first {warnings[0]}")
+    if not found:
+        return ""
+    first = integrity.get("first_problem")
+    return "integrity: " + ", ".join(found) + (f"; first: {first}" if first else "")

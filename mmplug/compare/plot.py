@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..outputs import atomic_file
 from .metrics import DRIVER, FREE, HELD, LRU, OTHER, SLAB
 
 TILE_W, TILE_H = 32, 16       # cells per pageblock tile (32 x 16 = 512 pages)
@@ -245,6 +246,12 @@ def buddyinfo_figure(panels: list[tuple[str, list[int], list[int]]]) -> tuple[Im
     return img, boxes
 
 
+def _save(img: Image.Image, path: Path) -> None:
+    """A PNG written whole: an interrupted run leaves no half picture (mmplug.outputs)."""
+    with atomic_file(path) as f:
+        img.save(f, format="PNG")
+
+
 def write_pictures(results: list[list[dict[str, Any]]], directory: str | Path) -> list[Path]:
     """zonemap-<driver>.png for every driver and buddyinfo.png for all (first seed)."""
     out_dir = Path(directory)
@@ -258,7 +265,7 @@ def write_pictures(results: list[list[dict[str, Any]]], directory: str | Path) -
         if "before" in maps and "after" in maps:
             img, _, _ = zone_map_figure(name, maps["before"], maps["after"], driver_colour(i))
             path = out_dir / f"zonemap-{name}.png"
-            img.save(path)
+            _save(img, path)
             written.append(path)
         panels.append((name, list(r["outcome"]["before"]["buddyinfo"]),
                        list(r["outcome"]["after"]["buddyinfo"])))
@@ -272,11 +279,11 @@ def write_pictures(results: list[list[dict[str, Any]]], directory: str | Path) -
             combined.paste(f, (0, y))
             y += f.height
         path = out_dir / "zonemaps.png"
-        combined.save(path)
+        _save(combined, path)
         written.append(path)
     img, _ = buddyinfo_figure(panels)
     path = out_dir / "buddyinfo.png"
-    img.save(path)
+    _save(img, path)
     written.append(path)
     return written
 

@@ -17,16 +17,26 @@ from __future__ import annotations
 import bisect
 import itertools
 import multiprocessing
+import os
 import random
+import signal
+import sys
 import time
+import traceback
+from multiprocessing import connection
 from typing import Any, Callable, Iterator
 
 from .. import __version__
-from ..errors import ContractViolation, MmplugError
+from ..constants import MIGRATETYPE_NAMES
+from ..errors import CallbackTimeout, ContractViolation, MmplugError
 from ..plugins import PluginHost
+from ..vm import VMConfig
 from ..vmstat import KERNEL_EVENTS
-from .machine import Machine
-from .metrics import blocking_pageblocks, gorman_cost, take_snapshot
+from ..watchdog import (
+    DEFAULT_LIMIT, DriverExit, describe, hard_stop, interrupts, memory_limit, trap_exits,
+)
+from .machine import Machine, integrity_failure
+from .metrics import Snapshot, blocking_pageblocks, gorman_cost, take_snapshot
 from .trace import Trace
 from .workload import Workload
 
@@ -199,12 +209,39 @@ def scenario_dict(scenario: Scenario) -> dict[str, Any]:
     return d
 
 
+#: what a driver can make a run end with (anything else is mmplug's own failure)
+DRIVER_FAULTS = (ContractViolation, MmplugError, CallbackTimeout, MemoryError, DriverExit)
+
+
+def _fail(result: dict[str, Any], m: Machine, exc: BaseException) -> None:
+    """Record why the run failed; a driver that hung, exited or exhausted memory is
+    not called again for the metrics."""
+    result["status"] = "failed"
+    call = getattr(exc, "call", None)
+    if isinstance(exc, ContractViolation):
+        text = str(exc)
+    elif call is not None:
+        text = f"{call.hook} {describe(exc)} ({call.describe()})"
+    else:
+        text = f"{describe(exc)} (driver {m.name})"
+    result["error"] = text
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, (CallbackTimeout, DriverExit, MemoryError, SystemExit)):
+            m.usable = False
+        cause = cause.__cause__
+
+
 def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool = False,
-            record: bool = False) -> dict[str, Any]:
+            record: bool = False, timeout: float | None = DEFAULT_LIMIT
+            ) -> dict[str, Any]:
     """One driver on one scenario: every metric, as a JSON-ready dict.
 
     A driver that breaks the contract does not stop the comparison: its
-    column reports the error (rule, driver, callback, page).
+    column reports the error (rule, driver, callback, page).  So does a run
+    that lost, corrupted or leaked anything, whose verify() failed or that
+    made the VM warn: its status is "failed", its error names the first bad
+    object.  `timeout` is the time limit of one driver call.
     """
     loaded = host.get(spec)
     info = loaded.info
@@ -226,18 +263,31 @@ def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool 
     t0 = time.perf_counter()
     cpus = 1 if isinstance(scenario, Trace) else scenario.cpus
     m = Machine(loaded, host, nr_pages, page_size, slab_order=slab_order, record=record,
-                keep_maps=keep_maps, cpus=cpus)
+                keep_maps=keep_maps, cpus=cpus, timeout=timeout, start=False)
     try:
+        m.start()
         if isinstance(scenario, Trace):
             run_trace(m, scenario)
         else:
             run_workload(m, scenario)
         m.release_knobs()
-    except (ContractViolation, MmplugError) as exc:
-        result["status"] = "error"
-        result["error"] = str(exc)
+    except DRIVER_FAULTS as exc:
+        _fail(result, m, exc)
     t_run = time.perf_counter() - t0
+    if result["status"] != "ok":
+        try:
+            return _measure(result, m, keep_maps, t_run)
+        except Exception:   # noqa: BLE001 - a hang stopped mid-update may leave the VM torn
+            return _failed_result(m.loaded.info, scenario, result["error"])
+    return _measure(result, m, keep_maps, t_run)
+
+
+def _measure(result: dict[str, Any], m: Machine, keep_maps: bool, t_run: float
+             ) -> dict[str, Any]:
+    """The metrics of a run that ended (`result` says how), into `result`."""
     vm = m.vm
+    info = m.loaded.info
+    page_size = vm.zone.page_size
     if m.before is None:
         m.before = take_snapshot(vm, m.owners() if keep_maps else None)
     owners = bytes(m.owners())
@@ -270,11 +320,15 @@ def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool 
     if result["status"] == "ok":
         try:
             result["integrity"] = m.verify()
-        except MmplugError as exc:
-            result["status"] = "error"
-            result["error"] = str(exc)
+        except DRIVER_FAULTS as exc:
+            _fail(result, m, exc)
     result.setdefault("integrity", {})
     result["integrity"]["vm_warnings"] = [w.render() for w in vm.warnings]
+    if result["status"] == "ok":
+        found = integrity_failure(result["integrity"], result["integrity"]["vm_warnings"])
+        if found:
+            result["status"] = "failed"
+            result["error"] = f"{found} (driver {info.name})"
     result["cost"] = {
         "pages_scanned_migrate": ev["compact_migrate_scanned"],
         "pages_scanned_free": ev["compact_free_scanned"],
@@ -301,36 +355,168 @@ def _seeded(scenario: Scenario, seed: int) -> Scenario:
     return scenario if isinstance(scenario, Trace) else scenario.with_overrides(seed=seed)
 
 
-def _child(args: tuple) -> tuple[int, dict[str, Any]]:
-    """Run in a spawned process: a fresh host, the driver loaded from its spec."""
-    index, spec, scenario, keep_maps, record = args
-    host = PluginHost()
-    host.load_entry_points()
-    return index, run_one(host, spec, scenario, keep_maps=keep_maps, record=record)
-
-
 def run_all(host: PluginHost, specs: list[str], scenario: Scenario, seeds: list[int], *,
             jobs: int = 1, keep_maps: bool = False, record: bool = False,
-            progress: Callable[[str], None] | None = None) -> list[list[dict[str, Any]]]:
-    """results[d][s]: driver d of `specs`, seed s of `seeds`."""
-    tasks = [(d * len(seeds) + s, spec, _seeded(scenario, seed), keep_maps, record)
+            progress: Callable[[str], None] | None = None,
+            timeout: float | None = DEFAULT_LIMIT,
+            memory: int | None = None) -> list[list[dict[str, Any]]]:
+    """results[d][s]: driver d of `specs`, seed s of `seeds`.
+
+    With `jobs` 1 every run is made in this process; with more, each run is a
+    worker process of its own (at most `jobs` at a time), so that a driver
+    that kills its process, blocks it in C code or exhausts its memory fails
+    its own run and no other.  `timeout` limits each driver call, `memory`
+    (bytes) what a run may add to its process.
+    """
+    # The pictures show the first seed: only its runs keep their zone maps.
+    tasks = [(d * len(seeds) + s, spec, _seeded(scenario, seed), keep_maps and s == 0, record)
              for d, spec in enumerate(specs) for s, seed in enumerate(seeds)]
     flat: dict[int, dict[str, Any]] = {}
-    if jobs <= 1 or len(tasks) == 1:
-        for task in tasks:
-            index, spec, sc, km, rec = task
-            flat[index] = run_one(host, spec, sc, keep_maps=km, record=rec)
-            if progress:
-                progress(flat[index]["driver"])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(min(jobs, len(tasks))) as pool:
-            for index, res in pool.imap_unordered(_child, tasks):
-                # snapshots hold bytes and attrs values: they pickle across processes
-                flat[index] = res
+    if jobs <= 1:
+        with interrupts(), trap_exits(), memory_limit(memory):
+            for index, spec, sc, km, rec in tasks:
+                flat[index] = run_one(host, spec, sc, keep_maps=km, record=rec,
+                                      timeout=timeout)
                 if progress:
-                    progress(res["driver"])
+                    progress(flat[index]["driver"])
+    else:
+        # snapshots hold bytes and attrs values: they pickle across processes
+        for index, res in _in_workers(host, tasks, jobs, timeout, memory):
+            flat[index] = res
+            if progress:
+                progress(res["driver"])
     return [[flat[d * len(seeds) + s] for s in range(len(seeds))] for d in range(len(specs))]
+
+
+# --- worker processes ---------------------------------------------------------------------
+
+#: seconds a run may always take before the wall-clock backstop ends its worker
+WORKER_MIN_SECONDS = 600.0
+
+
+def backstop_seconds(scenario: Scenario) -> float:
+    """How long one run may take before its worker is killed: generous, since each
+    driver call has its own time limit; this ends only what nothing else can."""
+    if isinstance(scenario, Trace):
+        work = len(scenario.events) + scenario.nr_pages
+    else:
+        work = scenario.nr_pages * scenario.rounds * (1 + len(scenario.triggers))
+    return max(WORKER_MIN_SECONDS, 0.005 * work)
+
+
+def _worker(conn: Any, task: tuple, timeout: float | None, memory: int | None) -> None:
+    """One run in a worker process; its result, or why it crashed, goes through `conn`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+    os.dup2(2, 1)                                   # what a driver prints goes to stderr
+    sys.stdout = sys.stderr
+    index, spec, scenario, keep_maps, record = task
+    with hard_stop(), trap_exits():
+        try:
+            with memory_limit(memory):
+                host = PluginHost()
+                host.load_entry_points()
+                msg: tuple = ("ok", run_one(host, spec, scenario, keep_maps=keep_maps,
+                                            record=record, timeout=timeout))
+        except BaseException as exc:
+            frame = traceback.extract_tb(exc.__traceback__)[-1:]
+            where = f" at {frame[0].filename}:{frame[0].lineno}" if frame else ""
+            msg = ("crashed", f"its worker process crashed: {describe(exc)}{where}")
+    conn.send(msg)
+    conn.close()
+
+
+def _in_workers(host: PluginHost, tasks: list[tuple], jobs: int, timeout: float | None,
+                memory: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Run each task in a spawned worker process, at most `jobs` at once, and yield
+    (index, result) as they end.  A worker that dies, or outlives its backstop,
+    gives a failed result for its run; the others go on."""
+    ctx = multiprocessing.get_context("spawn")
+    pending = list(tasks)
+    running: dict[int, tuple[Any, Any, float, tuple]] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                task = pending.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_worker, args=(send, task, timeout, memory),
+                                   name=f"mmplug-compare-{task[0]}", daemon=True)
+                proc.start()
+                send.close()
+                running[task[0]] = (proc, recv, time.monotonic() + backstop_seconds(task[2]),
+                                    task)
+            ready = set(connection.wait(
+                [w for proc, recv, _, _ in running.values() for w in (recv, proc.sentinel)],
+                timeout=1.0))
+            now = time.monotonic()
+            for index, (proc, recv, deadline, task) in list(running.items()):
+                if recv not in ready and proc.sentinel not in ready and now < deadline:
+                    continue
+                msg = None
+                if recv.poll():
+                    try:
+                        msg = recv.recv()
+                    except (EOFError, OSError):
+                        msg = None
+                if msg is None and proc.is_alive():
+                    if now < deadline:
+                        continue   # the pipe closed first: the worker is still exiting
+                    proc.kill()
+                    msg = ("crashed", f"the run did not finish within "
+                           f"{backstop_seconds(task[2]):.0f} s and its worker was killed")
+                proc.join(5)
+                if msg is None:
+                    msg = ("crashed", f"its worker process {_exit_text(proc.exitcode)} "
+                           "before giving a result")
+                recv.close()
+                del running[index]
+                kind, payload = msg
+                yield index, payload if kind == "ok" else _failed_run(host, task, payload)
+    finally:
+        for proc, recv, _, _ in running.values():
+            proc.kill()
+            proc.join(5)
+            recv.close()
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _failed_run(host: PluginHost, task: tuple, error: str) -> dict[str, Any]:
+    """The result of a run whose worker gave none."""
+    _, spec, scenario, _, _ = task
+    return _failed_result(host.get(spec).info, scenario, error)
+
+
+def _failed_result(info: Any, scenario: Scenario, error: str) -> dict[str, Any]:
+    """A failed run that measured nothing: driver, seed, what happened, and the
+    metrics of a zone with nothing measured."""
+    orders = VMConfig().max_order
+    empty = Snapshot(buddyinfo=(0,) * orders,
+                     free_by_type=((0,) * orders,) * len(MIGRATETYPE_NAMES),
+                     blocks_by_type=(0,) * len(MIGRATETYPE_NAMES), nr_free_pages=0)
+    if f"(driver {info.name})" not in error:
+        error = f"{error} (driver {info.name})"
+    return {
+        "driver": info.name, "version": info.version, "kernel_source": info.kernel_source,
+        "capabilities": {"stores_data": info.capabilities.stores_data,
+                         "may_refuse_isolation": info.capabilities.may_refuse_isolation,
+                         "knobs": sorted(info.capabilities.knobs)},
+        "seed": 0 if isinstance(scenario, Trace) else scenario.seed,
+        "cpus": 1 if isinstance(scenario, Trace) else scenario.cpus,
+        "status": "failed", "error": error,
+        "counters": dict.fromkeys(KERNEL_EVENTS, 0),
+        "outcome": {"before": empty.as_dict(), "after": empty.as_dict()},
+        "integrity": {}, "cost": {"bytes_copied": 0, "gorman_words": {"total": 0}},
+        "_maps": {}, "_before": empty, "_after": empty, "_trace": None,
+    }
 
 
 def iter_public(result: dict[str, Any]) -> Iterator[tuple[str, Any]]:

@@ -8,7 +8,7 @@ that driver the very same history.
 
 Format, one event per line, `#` starts a comment::
 
-    mmplug-trace 1
+    mmplug-trace 2
     zone pages=4096 page_size=4096
     store ID BYTES        a driver object
     lru ID                an anonymous page on the LRU
@@ -19,6 +19,13 @@ Format, one event per line, `#` starts a comment::
     compact               whole zone (/proc/sys/vm/compact_memory)
     direct ID ORDER       an allocation of ORDER through direct compaction
     kcompactd ORDER
+    end EVENTS            the last line: how many events came before
+
+A trace must be whole to be "replayed exactly": a file cut off in the middle
+of a line, or (version 2) without its `end` line or with a different count,
+is an error; so is an event on an id that is not live (never stored, already
+freed) and a second store of a live id, each named with its line number.
+Version 1 files, which have no `end` line, are still read.
 """
 
 from __future__ import annotations
@@ -30,8 +37,17 @@ from typing import Any, Iterable
 from attrs import frozen
 
 from ..errors import UsageError
+from ..outputs import write_atomic
+from .workload import MAX_PAGE_SIZE, MAX_PAGES, read_input, shown
 
-MAGIC = "mmplug-trace 1"
+MAGIC = "mmplug-trace 2"
+#: the versions read: 1 has no `end` line
+MAGICS = ("mmplug-trace 1", MAGIC)
+#: the largest trace file read
+MAX_TRACE_BYTES = 128 << 20
+#: ops that make an id live, and ops that need it live
+CREATES = ("store", "lru", "slab", "direct")
+NEEDS_LIVE_OBJECT = ("pin", "unpin", "map", "unmap")
 
 #: op -> argument names; every argument is a non-negative integer
 OPS: dict[str, tuple[str, ...]] = {
@@ -74,41 +90,49 @@ class Trace:
 def format_trace(trace: Trace) -> str:
     lines = [MAGIC, f"zone pages={trace.nr_pages} page_size={trace.page_size}"]
     lines.extend(" ".join(str(x) for x in ev) for ev in trace.events)
+    lines.append(f"end {len(trace.events)}")
     return "\n".join(lines) + "\n"
 
 
 def write_trace(trace: Trace, path: str | Path) -> None:
-    Path(path).write_text(format_trace(trace), encoding="utf-8")
+    """Write the trace whole (a temporary file renamed over `path`)."""
+    write_atomic(path, format_trace(trace))
 
 
 def load_trace(path: str | Path) -> Trace:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such trace file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not a text file ({exc.reason})") from None
-    return parse_trace(text.splitlines(), path)
+    text = read_input(path, "trace", MAX_TRACE_BYTES)
+    lines = text.splitlines()
+    if text and not text.endswith(("\n", "\r")):
+        raise UsageError(f"{path}:{len(lines)}: the file ends in the middle of a line: it was "
+                         "cut off; save or copy the trace again")
+    return parse_trace(lines, path)
 
 
 def parse_trace(lines: Iterable[str], path: str | Path = "<trace>") -> Trace:
     path = Path(path)
     events: list[Event] = []
     nr_pages = page_size = None
-    seen_magic = False
+    magic = None
+    ended = None
+    #: id -> (op, line) while live; id -> line of its free
+    live: dict[int, tuple[str, int]] = {}
+    freed: dict[int, int] = {}
+    lineno = 0
     for lineno, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
 
         def bad(expected: str) -> UsageError:
-            return UsageError(f"{path}:{lineno}: {text!r}: expected {expected}")
+            return UsageError(f"{path}:{lineno}: {shown(text)}: expected {expected}")
 
-        if not seen_magic:
-            if text != MAGIC:
+        if ended is not None:
+            raise bad(f"nothing after the 'end' line (line {ended})")
+        if magic is None:
+            if text not in MAGICS:
                 raise bad(f"the first line {MAGIC!r}")
-            seen_magic = True
+            magic = text
             continue
         words = text.split()
         if nr_pages is None:
@@ -120,12 +144,18 @@ def parse_trace(lines: Iterable[str], path: str | Path = "<trace>") -> Trace:
                 page_size = int(fields.get("page_size", "4096"))
             except (KeyError, ValueError):
                 raise bad("'zone pages=N page_size=BYTES' with integers") from None
-            if nr_pages < 512 or nr_pages % 512:
-                raise bad("pages= a whole number of 512-page pageblocks")
-            if page_size < 64 or page_size & (page_size - 1):
-                raise bad("page_size= a power of two >= 64")
+            if nr_pages < 512 or nr_pages % 512 or nr_pages > MAX_PAGES:
+                raise bad(f"pages= a whole number of 512-page pageblocks, from 1 to "
+                          f"{MAX_PAGES // 512:,}")
+            if not 64 <= page_size <= MAX_PAGE_SIZE or page_size & (page_size - 1):
+                raise bad(f"page_size= a power of two from 64 to {MAX_PAGE_SIZE}")
             continue
         op, args = words[0], words[1:]
+        if op == "end" and magic == MAGIC:
+            if len(args) != 1 or not args[0].isdigit() or int(args[0]) != len(events):
+                raise bad(f"'end {len(events)}': the number of events before it")
+            ended = lineno
+            continue
         if op not in OPS:
             raise bad(f"an event ({', '.join(OPS)})")
         names = OPS[op]
@@ -141,7 +171,35 @@ def parse_trace(lines: Iterable[str], path: str | Path = "<trace>") -> Trace:
             raise bad(f"an object size from 1 to the page size ({page_size})")
         if op in ("direct", "kcompactd") and not 0 <= values[-1] <= 10:
             raise bad("an order from 0 to 10")
+        if names and names[0] == "id":
+            _check_id(op, values[0], lineno, live, freed, bad)
         events.append((op, *values))
-    if not seen_magic or nr_pages is None:
+    if magic is None or nr_pages is None:
         raise UsageError(f"{path}: empty trace: expected {MAGIC!r} and a 'zone' line")
+    if magic == MAGIC and ended is None:
+        raise UsageError(f"{path}:{lineno}: no 'end {len(events)}' line: the trace was cut off "
+                         "after its last whole line; save or copy it again")
     return Trace(path.stem, nr_pages, page_size, tuple(events))
+
+
+def _check_id(op: str, key: int, lineno: int, live: dict, freed: dict, bad: Any) -> None:
+    """An id is made live by store/lru/slab/direct and ends with free; every other use
+    needs it live, and a live id is never made again."""
+    if op in CREATES:
+        if key in live:
+            raise bad(f"a new id: id {key} is still live ({live[key][0]} at line "
+                      f"{live[key][1]}, not freed since)")
+        live[key] = (op, lineno)
+        freed.pop(key, None)
+        return
+    if key in live:
+        if op == "free":
+            freed[key] = lineno
+            del live[key]
+        elif live[key][0] != "store":
+            raise bad(f"a driver object: id {key} is {live[key][0]} (line {live[key][1]})")
+        return
+    if key in freed:
+        raise bad(f"a live id: id {key} was freed at line {freed[key]}"
+                  + (" (a double free)" if op == "free" else ""))
+    raise bad(f"a live id: id {key} was never stored")

@@ -14,7 +14,6 @@ same history on every driver.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,27 @@ from typing import Any
 from attrs import asdict, evolve, frozen
 
 from ..errors import UsageError
+from ..units import describe_size, parse_bytes  # noqa: F401  (part of this module's API)
 
 TRIGGER_KINDS = ("whole_zone", "direct", "kcompactd")
 FREE_PATTERNS = ("random", "alternate", "oldest", "newest")
+
+#: bounds of what a workload file may ask for (sizes are checked against memory too)
+MAX_FILE_BYTES = 1 << 20
+MAX_PAGE_SIZE = 1 << 20
+MAX_PAGES = 1 << 30
+MAX_ROUNDS = 1000
+MAX_COUNT = 10_000
+MAX_SHARE = 1e6
+MAX_TEXT = 1000
+#: at most this much of a bad value is echoed in a message
+SHOWN = 100
+
+
+def shown(value: Any) -> str:
+    """repr(value), cut to about SHOWN characters: a message never echoes a whole input."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[:SHOWN] + "..."
 
 
 @frozen(slots=True)
@@ -154,20 +171,6 @@ def preset(name: str) -> Workload:
     return PRESETS[name]
 
 
-# --- sizes like "64MiB" ----------------------------------------------------------------
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
-
-
-def parse_bytes(text: str) -> int:
-    """'64MiB' -> 67108864; raises ValueError."""
-    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"{text!r} is not a size like 4096, 64MiB or 1GiB")
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
-
-
 # --- TOML files ---------------------------------------------------------------------------
 
 class _Reader:
@@ -181,8 +184,8 @@ class _Reader:
 
     def fail(self, key: str, expected: str, got: Any = None) -> UsageError:
         where = f"{self.prefix}{key}" if key else self.prefix.rstrip(".")
-        shown = "" if got is None else f", got {got!r}"
-        return UsageError(f"{self.path}: key {where!r}: expected {expected}{shown}")
+        value = "" if got is None else f", got {shown(got)}"
+        return UsageError(f"{self.path}: key {shown(where)}: expected {expected}{value}")
 
     def get(self, key: str, kind: type | tuple, default: Any, expected: str) -> Any:
         self.used.add(key)
@@ -195,16 +198,29 @@ class _Reader:
             raise self.fail(key, expected, value)
         return value
 
-    def fraction(self, key: str, default: float) -> float:
-        v = self.get(key, (int, float), default, "a number from 0 to 1")
-        if not 0 <= v <= 1:
-            raise self.fail(key, "a number from 0 to 1", v)
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        """A finite number from `low` to `high` (never inf or nan)."""
+        expected = f"a number from {low:g} to {high:g}"
+        v = self.get(key, (int, float), default, expected)
+        if not low <= v <= high:   # also false for nan
+            raise self.fail(key, expected, v)
         return float(v)
 
-    def positive_int(self, key: str, default: int, low: int = 1) -> int:
-        v = self.get(key, int, default, f"an integer >= {low}")
-        if v < low:
-            raise self.fail(key, f"an integer >= {low}", v)
+    def fraction(self, key: str, default: float) -> float:
+        return self.number(key, default, 0, 1)
+
+    def positive_int(self, key: str, default: int, low: int = 1, high: int | None = None) -> int:
+        expected = f"an integer >= {low}" if high is None else \
+            f"an integer from {low} to {high:,}"
+        v = self.get(key, int, default, expected)
+        if v < low or (high is not None and v > high):
+            raise self.fail(key, expected, v)
+        return v
+
+    def text(self, key: str, default: str) -> str:
+        v = self.get(key, str, default, f"a string of at most {MAX_TEXT} characters")
+        if len(v) > MAX_TEXT or not v.isprintable():
+            raise self.fail(key, f"a printable string of at most {MAX_TEXT} characters", v)
         return v
 
     def table_of(self, key: str) -> "_Reader":
@@ -215,22 +231,40 @@ class _Reader:
         unknown = sorted(set(self.table) - self.used)
         if unknown:
             where = f"{self.prefix}{unknown[0]}"
-            raise UsageError(f"{self.path}: key {where!r}: unknown key; expected one of "
+            raise UsageError(f"{self.path}: key {shown(where)}: unknown key; expected one of "
                              f"{', '.join(sorted(self.used))}")
 
 
 def load_workload(path: str | Path) -> Workload:
     """Read and validate a workload TOML file (see examples/workloads/)."""
     path = Path(path)
+    text = read_input(path, "workload", MAX_FILE_BYTES)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such workload file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not a text file ({exc.reason})") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     return workload_from_dict(raw, path)
+
+
+def read_input(path: Path, what: str, cap: int) -> str:
+    """The text of an input file of at most `cap` bytes; UsageError saying what is wrong."""
+    try:
+        if path.is_dir():
+            raise UsageError(f"{shown(str(path))}: is a folder; give a {what} file")
+        with open(path, "rb") as f:
+            data = f.read(cap + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{shown(str(path))}: no such {what} file") from None
+    except OSError as exc:
+        raise UsageError(f"{shown(str(path))}: cannot read the {what} file: "
+                         f"{exc.strerror or exc}") from None
+    if len(data) > cap:
+        raise UsageError(f"{path}: a {what} file may be at most {cap >> 20} MiB; this one "
+                         "is larger")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
 
 
 def workload_from_dict(raw: dict[str, Any], path: Path | str = "<workload>") -> Workload:
@@ -238,18 +272,17 @@ def workload_from_dict(raw: dict[str, Any], path: Path | str = "<workload>") -> 
     top = _Reader(path, raw)
     base = Workload(name=path.stem)
     kw: dict[str, Any] = {}
-    kw["name"] = top.get("name", str, path.stem, "a string")
-    kw["description"] = top.get("description", str, "", "a string")
+    kw["name"] = top.text("name", path.stem[:MAX_TEXT])
+    kw["description"] = top.text("description", "")
     kw["seed"] = top.get("seed", int, base.seed, "an integer")
-    kw["cpus"] = top.positive_int("cpus", base.cpus)
-    if kw["cpus"] > 8:
-        raise top.fail("cpus", "an integer from 1 to 8", kw["cpus"])
-    kw["rounds"] = top.positive_int("rounds", base.rounds)
+    kw["cpus"] = top.positive_int("cpus", base.cpus, high=8)
+    kw["rounds"] = top.positive_int("rounds", base.rounds, high=MAX_ROUNDS)
 
     zone = top.table_of("zone")
-    page_size = zone.get("page_size", int, base.page_size, "a power of two >= 64")
-    if page_size < 64 or page_size & (page_size - 1):
-        raise zone.fail("page_size", "a power of two >= 64", page_size)
+    expected = f"a power of two from 64 to {MAX_PAGE_SIZE}"
+    page_size = zone.get("page_size", int, base.page_size, expected)
+    if not 64 <= page_size <= MAX_PAGE_SIZE or page_size & (page_size - 1):
+        raise zone.fail("page_size", expected, page_size)
     kw["page_size"] = page_size
     if "size" in zone.table and "pages" in zone.table:
         raise zone.fail("size", "either zone.size or zone.pages, not both")
@@ -260,20 +293,18 @@ def workload_from_dict(raw: dict[str, Any], path: Path | str = "<workload>") -> 
             nr_pages = parse_bytes(size) // page_size
         except ValueError as exc:
             raise zone.fail("size", "a size like \"64MiB\"", size) from exc
-    if nr_pages < 512 or nr_pages % 512:
+    if nr_pages < 512 or nr_pages % 512 or nr_pages > MAX_PAGES:
         raise zone.fail("pages" if size is None else "size",
-                        "a whole number of 512-page pageblocks (at least one)", nr_pages)
+                        f"a whole number of 512-page pageblocks, from 1 to {MAX_PAGES // 512:,}",
+                        nr_pages)
     kw["nr_pages"] = nr_pages
     zone.check_unknown()
 
     mix = top.table_of("mix")
     kw["fill"] = mix.fraction("fill", base.fill)
-    kw["driver_share"] = mix.get("driver", (int, float), base.driver_share, "a number >= 0")
-    kw["lru_share"] = mix.get("lru", (int, float), base.lru_share, "a number >= 0")
-    kw["slab_share"] = mix.get("slab", (int, float), base.slab_share, "a number >= 0")
-    for key, name in (("driver", "driver_share"), ("lru", "lru_share"), ("slab", "slab_share")):
-        if kw[name] < 0:
-            raise mix.fail(key, "a number >= 0", kw[name])
+    kw["driver_share"] = mix.number("driver", base.driver_share, 0, MAX_SHARE)
+    kw["lru_share"] = mix.number("lru", base.lru_share, 0, MAX_SHARE)
+    kw["slab_share"] = mix.number("slab", base.slab_share, 0, MAX_SHARE)
     if kw["driver_share"] + kw["lru_share"] + kw["slab_share"] <= 0:
         raise mix.fail("driver", "shares whose sum is above 0")
     kw["slab_order"] = mix.get("slab_order", int, 0, "an integer from 0 to 3")
@@ -322,15 +353,17 @@ def _sizes(objects: _Reader, page_size: int,
     raw = objects.get("sizes", list, None, "a list of [bytes, weight] pairs")
     if raw is None:
         return default
+    if len(raw) > MAX_COUNT:
+        raise objects.fail("sizes", f"at most {MAX_COUNT:,} [bytes, weight] pairs", len(raw))
     out = []
     for i, item in enumerate(raw):
         if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], int)
                 or isinstance(item[0], bool) or not isinstance(item[1], (int, float))
                 or isinstance(item[1], bool)):
             raise objects.fail(f"sizes[{i}]", "a pair [bytes, weight]", item)
-        if not 1 <= item[0] <= page_size or item[1] <= 0:
-            raise objects.fail(f"sizes[{i}]",
-                               f"1 <= bytes <= page_size ({page_size}) and weight > 0", item)
+        if not 1 <= item[0] <= page_size or not 0 < item[1] <= MAX_SHARE:
+            raise objects.fail(f"sizes[{i}]", f"1 <= bytes <= page_size ({page_size}) and "
+                               f"0 < weight <= {MAX_SHARE:g}", item)
         out.append((item[0], float(item[1])))
     if not out:
         raise objects.fail("sizes", "a non-empty list of [bytes, weight] pairs", raw)
@@ -341,6 +374,8 @@ def _triggers(top: _Reader, default: tuple[Trigger, ...]) -> tuple[Trigger, ...]
     raw = top.get("compact", list, None, "an array of tables [[compact]]")
     if raw is None:
         return default
+    if len(raw) > MAX_COUNT:
+        raise top.fail("compact", f"at most {MAX_COUNT:,} [[compact]] tables", len(raw))
     out = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
@@ -352,7 +387,7 @@ def _triggers(top: _Reader, default: tuple[Trigger, ...]) -> tuple[Trigger, ...]
         order = r.get("order", int, 9, "an order from 0 to 10")
         if not 0 <= order <= 10:
             raise r.fail("order", "an order from 0 to 10", order)
-        count = r.positive_int("count", 1)
+        count = r.positive_int("count", 1, high=MAX_COUNT)
         keep = r.get("keep", bool, True, "true or false")
         r.check_unknown()
         out.append(Trigger(kind, order, count, keep))
@@ -368,14 +403,8 @@ def pages_for(size: str | int, page_size: int) -> int:
     except ValueError as exc:
         raise UsageError(f"--zone-size: {exc}") from None
     pages = nbytes // page_size
-    if pages < 512 or pages % 512:
-        raise UsageError(f"--zone-size: {size} is {pages} pages of {page_size} bytes; expected "
-                         "a whole number of 512-page pageblocks")
+    if pages < 512 or pages % 512 or pages > MAX_PAGES:
+        raise UsageError(f"--zone-size: {shown(str(size))[1:-1]} is {pages:,} pages of "
+                         f"{page_size} bytes; expected a whole number of 512-page pageblocks, "
+                         f"from 1 to {MAX_PAGES // 512:,}")
     return pages
-
-
-def describe_size(nbytes: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if nbytes >= scale and nbytes % scale == 0:
-            return f"{nbytes // scale} {unit}"
-    return f"{nbytes} B"

@@ -12,10 +12,15 @@ import typer
 
 from ..commandline import emit_json, json_option, output_option, wants_json
 from ..errors import PluginError, UsageError
+from ..outputs import check_output_file, stdout_for_drivers, write_atomic
+from ..watchdog import memory_budget, time_limit
 from .model import FAIL, WARN, CheckResult, Report
 from .runner import InternalError, run_suite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_PLUGIN = 0, 1, 2, 3, 4
+
+#: the most random sequences --max-examples may ask for
+MAX_EXAMPLES = 1_000_000
 
 
 def render_result(result: CheckResult, rule: str | None = None) -> list[str]:
@@ -71,6 +76,14 @@ def check_driver(
         = False,
     as_json: Annotated[bool, json_option("the report")] = False,
     output: Annotated[Optional[str], output_option("the report")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", metavar="SECONDS",
+        help="Time limit of one driver call; a call that runs longer fails as hung "
+             "(0: no limit).")] = 2.0,
+    memory_limit: Annotated[Optional[str], typer.Option(
+        "--memory-limit", metavar="SIZE",
+        help="Most memory the run may add, e.g. 2GiB (0: no limit; default 2 GiB, at most "
+             "what the machine has free).")] = None,
 ) -> None:
     """Check a driver against the VM <-> driver contract, rule by rule."""
     to_stdout = wants_json(as_json, output)
@@ -78,6 +91,12 @@ def check_driver(
         if not replay:
             raise UsageError("--scenario needs --replay SCHEDULE")
         replay = f"{scenario}@{replay}"
+    if output not in (None, "-"):
+        check_output_file(output, "--output")
+    if max_examples is not None and max_examples > MAX_EXAMPLES:
+        raise UsageError(f"--max-examples {max_examples}: at most {MAX_EXAMPLES:,}")
+    limit = time_limit(timeout)
+    memory = memory_budget(memory_limit)
 
     header = []
 
@@ -87,14 +106,16 @@ def check_driver(
         if not header:
             # the seed of every random choice, printed before the first check
             header.append(f"check-driver {result.driver}: seed {seed}")
-            typer.echo(header[0])
+            typer.echo(header[0], file=out)
         for line in render_result(result):
-            typer.echo(line)
+            typer.echo(line, file=out)
 
     try:
-        report = run_suite(driver, seed=seed, select=tuple(select or ()), quick=quick,
-                           races=races, max_examples=max_examples, replay=replay,
-                           exit_first=exit_first, on_result=show)
+        with stdout_for_drivers() as out:   # what the driver prints goes to stderr
+            report = run_suite(driver, seed=seed, select=tuple(select or ()), quick=quick,
+                               races=races, max_examples=max_examples, replay=replay,
+                               exit_first=exit_first, on_result=show, timeout=limit,
+                               memory=memory)
     except (UsageError, PluginError):
         raise  # cli.main() prints one line: exit 2 / exit 4
     except InternalError as exc:

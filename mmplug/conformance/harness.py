@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from attrs import define, field, frozen
 
 from ..constants import ISOLATE_ASYNC_MIGRATE, MigrateMode, errno_name
-from ..errors import CallbackTimeout, ContractViolation, DriverError, NoMemory
+from ..errors import ContractViolation, NoMemory
 from ..mapping import MovableOps
 from ..migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from ..page import (
@@ -237,18 +237,10 @@ class Bench:
             raise CheckFailed("API-1", f"the instance has no method {what}()")
         documented = (NoMemory, ValueError) if what == "store" else ()
         try:
-            ret = self.vm.guard(fn)(*args)
+            ret = self.vm.call_driver(self.name, what, fn, *args, expected=documented)
         except documented:
             self.verify_lru(what)
             raise
-        except ContractViolation as exc:
-            raise exc.with_context(driver=self.name, hook=what)
-        except CallbackTimeout as exc:
-            raise DriverError("API-1", f"{what}() did not return within {exc.args[0]} s (hung)",
-                              driver=self.name, hook=what) from None
-        except Exception as exc:
-            raise DriverError("API-1", f"{what}() raised {type(exc).__name__}: {exc}",
-                              driver=self.name, hook=what) from exc
         self.verify_lru(what)
         return ret
 
@@ -388,14 +380,9 @@ class Bench:
         if fn is None:
             return
         try:
-            self.vm.guard(fn)()
+            self.vm.call_driver(self.name, "verify", fn, expected=(AssertionError,))
         except AssertionError as exc:
             raise CheckFailed(rule, f"the driver's verify() fails {when}: {exc}") from None
-        except ContractViolation as exc:
-            raise exc.with_context(driver=self.name, hook="verify")
-        except Exception as exc:
-            raise DriverError("API-1", f"verify() raised {type(exc).__name__}: {exc}",
-                              driver=self.name, hook="verify") from exc
 
     def page_holding(self, data: bytes) -> Page | None:
         """The driver page whose contents hold `data` (for error messages), if one does."""
@@ -416,8 +403,8 @@ class Bench:
 
     def _safe_pages(self) -> list[Page]:
         try:
-            return list(self.instance.pages())
-        except Exception:
+            return self.vm.call_driver(self.name, "pages", lambda: list(self.instance.pages()))
+        except ContractViolation:
             return []
 
     # --- knobs ------------------------------------------------------------------------
@@ -441,7 +428,7 @@ class Bench:
         fn = getattr(self.instance, "verify", None)
         if fn is not None:
             try:
-                self.vm.guard(fn)()
+                self.vm.call_driver(self.name, "verify", fn, expected=(AssertionError,))
             except AssertionError as exc:
                 err = str(exc) or "AssertionError"
         return DriverSnapshot(objects, pfns, err)

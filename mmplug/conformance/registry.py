@@ -58,6 +58,8 @@ class Context:
     warnings: list = field(factory=list)
     #: what a check keeps between its parts (e.g. fuzzing examples)
     scratch: dict = field(factory=dict)
+    #: seconds one driver call may run (check-driver --timeout)
+    timeout: float | None = 2.0
 
     def rng(self, salt: str = "") -> random.Random:
         """A generator seeded by --seed, the check and `salt`: same seed, same run."""
@@ -71,6 +73,7 @@ class Context:
         """
         salt = salt if salt is not None else f"bench{len(self.benches)}"
         seed = self.rng(salt).getrandbits(64)
+        config.setdefault("callback_timeout", self.timeout)
         bench = Bench.create(self.loaded, self.host, seed, **config)
         self.benches.append(bench)
         return bench

@@ -20,8 +20,9 @@ import traceback
 from typing import Any, Callable, Iterable
 
 from .. import __version__
-from ..errors import ContractViolation, Deadlock, MmplugError, UsageError
+from ..errors import CallbackTimeout, ContractViolation, Deadlock, MmplugError, UsageError
 from ..plugins import LoadedDriver, PluginHost
+from ..watchdog import describe, interrupts, is_user_interrupt, memory_limit, trap_exits
 from .checks import all_checks
 from .harness import DRIVER_WARNINGS, CheckFailed, NotSupported
 from .model import FAIL, NOT_SUPPORTED, OK, WARN, CheckResult, CheckSpec, Report
@@ -39,7 +40,11 @@ def list_checks() -> list[CheckSpec]:
 
 def select_checks(select: Iterable[str] = (), *, races: bool = True) -> list[Check]:
     """The checks `--select` patterns (rule ids, prefixes, check ids) pick; all if none."""
-    patterns = [p for item in select for p in item.split(",") if p.strip()]
+    select = list(select)
+    patterns = [p.strip() for item in select for p in item.split(",") if p.strip()]
+    if select and not patterns:
+        raise UsageError("-k/--select '': an empty pattern selects nothing; give a rule id, "
+                         "a prefix (ISO) or a check id (ISO-4/lru-untouched)")
     checks = all_checks()
     if not races:
         checks = [c for c in checks if c.spec.kind != "races"]
@@ -47,7 +52,9 @@ def select_checks(select: Iterable[str] = (), *, races: bool = True) -> list[Che
         return checks
     chosen = [c for c in checks if any(c.spec.matches(p) for p in patterns)]
     if not chosen:
-        raise UsageError(f"--select {' '.join(patterns)} matches no check; rules and checks "
+        given = " ".join(patterns)
+        given = given if len(given) <= 60 else given[:60] + "..."
+        raise UsageError(f"--select {given} matches no check; rules and checks "
                          f"are e.g. {', '.join(sorted({c.spec.rule for c in checks}))}")
     return chosen
 
@@ -62,7 +69,8 @@ def load_driver(driver: str, host: PluginHost | None = None) -> tuple[PluginHost
 def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: bool = False,
               races: bool = True, max_examples: int | None = None, replay: str | None = None,
               exit_first: bool = False, host: PluginHost | None = None,
-              on_result: Callable[[CheckResult], Any] | None = None) -> Report:
+              on_result: Callable[[CheckResult], Any] | None = None,
+              timeout: float | None = 2.0, memory: int | None = None) -> Report:
     """Run the conformance suite on `driver` and return the Report.
 
     `driver` is an entry-point name, a dotted module path or a .py file.
@@ -71,30 +79,60 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
     the multi-CPU checks; `max_examples` bounds the stateful fuzzing;
     `replay` ("SCENARIO@SCHEDULE") replays one race interleaving; `exit_first`
     stops after the first FAIL; `on_result` is called with each CheckResult as
-    soon as it is known.  Raises UsageError (bad selection, unknown driver),
-    PluginError (the driver does not load or validate) or InternalError.
+    soon as it is known; `timeout` is the time limit of one driver call (None:
+    none); `memory` bounds the address space the run may add (bytes, None: no
+    bound).  Every option is checked before the driver is loaded.  Raises
+    UsageError (bad option, unknown driver), PluginError (the driver does not
+    load or validate) or InternalError.
     """
     if replay:
         races = True
+        check_replay(replay)
     checks = select_checks(select, races=races)
     if replay and not any(c.spec.kind == "races" for c in checks):
         checks = checks + [c for c in all_checks() if c.spec.kind == "races"]
-    host, loaded = load_driver(driver, host)
-    info = loaded.info
-    report = Report(driver=info.name, driver_version=info.version, mmplug_version=__version__,
-                    seed=seed)
-    start = time.perf_counter()
-    for chk in checks:
-        ctx = Context(loaded=loaded, host=host, seed=seed, check_id=chk.spec.id, quick=quick,
-                      max_examples=max_examples, replay=replay, driver_spec=driver)
-        result = run_check(chk, ctx)
-        report.results.append(result)
-        if on_result is not None:
-            on_result(result)
-        if exit_first and result.failed:
-            break
-    report.seconds = time.perf_counter() - start
+    with interrupts(), trap_exits(), memory_limit(memory):
+        host, loaded = load_driver(driver, host)
+        if replay:
+            check_replay(replay, loaded)
+        info = loaded.info
+        report = Report(driver=info.name, driver_version=info.version,
+                        mmplug_version=__version__, seed=seed)
+        start = time.perf_counter()
+        for chk in checks:
+            ctx = Context(loaded=loaded, host=host, seed=seed, check_id=chk.spec.id,
+                          quick=quick, max_examples=max_examples, replay=replay,
+                          driver_spec=driver, timeout=timeout)
+            result = run_check(chk, ctx)
+            report.results.append(result)
+            if on_result is not None:
+                on_result(result)
+            if exit_first and result.failed:
+                break
+        report.seconds = time.perf_counter() - start
     return report
+
+
+def check_replay(replay: str, loaded: LoadedDriver | None = None) -> None:
+    """--replay [SCENARIO@]SCHEDULE: a schedule that parses and, once the driver is
+    loaded, a scenario that applies to it (UsageError otherwise)."""
+    from ..races import SCENARIOS, scenarios_for
+    from ..sched import decode_schedule
+    name, sep, schedule = replay.partition("@")
+    if not sep:
+        name, schedule = "", replay
+    shown = replay if len(replay) <= 60 else replay[:60] + "..."
+    try:
+        decode_schedule(schedule)
+    except ValueError:
+        raise UsageError(f"--replay {shown!r}: not a schedule: expected [SCENARIO@]SCHEDULE, "
+                         "a schedule being CPU or CPUxCOUNT joined by '-' (e.g. "
+                         "two_compactors@0x3-1-0), as a failure prints it") from None
+    names = [sc.name for sc in (SCENARIOS if loaded is None else scenarios_for(loaded))]
+    if name and name not in names:
+        whose = "" if loaded is None else f" for driver {loaded.info.name}"
+        raise UsageError(f"--replay {shown!r}: no race scenario {name[:60]!r}{whose}; "
+                         f"scenarios are {', '.join(names)}")
 
 
 def run_check(chk: Check, ctx: Context) -> CheckResult:
@@ -123,19 +161,30 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
     except Deadlock as exc:
         return _fail(ctx, spec, "LCK-3", f"deadlock: {exc}", None, None, t0, base,
                      getattr(exc, "recipe", None))
-    except (KeyboardInterrupt, SystemExit, UsageError):
+    except UsageError:
         raise
     except BaseException as exc:
+        if is_user_interrupt(exc):
+            raise
         corrupt = _corrupted_page(ctx)
         if corrupt is not None:
             page, what = corrupt
             return _fail(ctx, spec, "FLG-1", f"the driver corrupted struct page ({what}); the VM "
                          f"failed on it with {type(exc).__name__}: {exc}", page, None, t0, base,
                          None)
-        if _raised_by_driver(exc, ctx.loaded):
-            return _fail(ctx, spec, "API-1", f"driver code raised {type(exc).__name__}: {exc}",
+        call = getattr(exc, "call", None)
+        if isinstance(exc, CallbackTimeout) and call is not None:
+            return _fail(ctx, spec, "API-1", f"{call.hook} {describe(exc)}", None, call.hook,
+                         t0, base, None, driver=call.driver)
+        if _raised_by_driver(exc, ctx.loaded) or not isinstance(exc, Exception):
+            # SystemExit, KeyboardInterrupt, os._exit, MemoryError: nothing of mmplug's
+            # raises them, so they come from the driver (or what it exhausted).
+            return _fail(ctx, spec, "API-1", f"driver code {describe(exc)}",
                          None, _driver_frame(exc, ctx.loaded), t0, base,
                          getattr(exc, "recipe", None))
+        if isinstance(exc, MemoryError):
+            return _fail(ctx, spec, "API-1", f"the run {describe(exc)}; the driver's "
+                         "structures hold the memory", None, None, t0, base, None)
         if os.environ.get("MMPLUG_DEBUG"):
             raise
         where = traceback.extract_tb(exc.__traceback__)[-1:] or [None]

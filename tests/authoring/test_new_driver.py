@@ -110,10 +110,15 @@ def test_the_template_files_ship_as_package_data():
 # --- bad input: one line on stderr, exit 2, nothing written ------------------------------------
 
 @pytest.mark.parametrize("name, why", [
-    ("my-driver", "is not a Python identifier"),
-    ("9lives", "is not a Python identifier"),
+    ("my-driver", "cannot be packaged"),
+    ("9lives", "cannot be packaged"),
     ("class", "is a Python keyword"),
-    ("", "is not a Python identifier"),
+    ("", "is empty"),
+    ("pöol", "cannot be packaged: use ASCII letters"),    # an identifier, not a distribution
+    ("__init__", "cannot be packaged"),                   # mmplug---init-- is no distribution
+    ("pool_", "not ending with _"),
+    ("p" * 300, "use at most 64"),
+    ("a\x00b", "cannot be packaged"),
 ])
 def test_bad_names_give_one_line_and_exit_2(tmp_path, capsys, name, why):
     code, out, err = run_cli(["new-driver", name, "--dir", str(tmp_path / "p")], capsys)
@@ -126,6 +131,8 @@ def test_bad_names_give_one_line_and_exit_2(tmp_path, capsys, name, why):
 def test_a_bad_name_gets_a_suggestion(tmp_path, capsys):
     _, _, err = run_cli(["new-driver", "gpu-pool", "--dir", str(tmp_path / "p")], capsys)
     assert "(e.g. gpu_pool)" in err
+    _, _, err = run_cli(["new-driver", "pöol", "--dir", str(tmp_path / "p")], capsys)
+    assert "(e.g. pool)" in err
 
 
 def test_an_existing_directory_is_refused_and_left_alone(tmp_path, capsys):

@@ -11,7 +11,8 @@ import typer
 
 from clihelp import KNOBPOOL, SIMPLEPOOL, run
 from mmplug.cli import app
-from mmplug.commandline import legacy_json_file, write_atomically
+from mmplug.commandline import legacy_json_file
+from mmplug.outputs import write_atomic
 from mmplug.errors import UsageError
 
 #: each command with arguments that make it quick; {tmp} is a fresh directory
@@ -94,11 +95,11 @@ def test_files_are_written_whole_with_the_usual_mode(tmp_path):
     target = tmp_path / "f.json"
     umask = os.umask(0o022)
     os.umask(umask)
-    write_atomically(target, "{}\n")
+    write_atomic(target, "{}\n")
     assert target.read_text() == "{}\n" and target.stat().st_mode & 0o777 == 0o666 & ~umask
     assert not [p for p in tmp_path.iterdir() if p.name != "f.json"]   # no temporary left
     target.chmod(0o600)
-    write_atomically(target, "[]\n")
+    write_atomic(target, "[]\n")
     assert target.read_text() == "[]\n" and target.stat().st_mode & 0o777 == 0o600
     with pytest.raises(UsageError, match="cannot write"):
-        write_atomically(tmp_path / "missing" / "f.json", "x")
+        write_atomic(tmp_path / "missing" / "f.json", "x")

@@ -42,7 +42,7 @@ def test_plot_and_kernel_format(capsys, tmp_path):
 def test_trace_save_and_replay(capsys, tmp_path):
     path = tmp_path / "h.trace"
     code, _, _ = run(capsys, "compare", KNOBPOOL, "--zone-size", "4MiB", "--save-trace", str(path))
-    assert code == 0 and path.read_text().startswith("mmplug-trace 1\nzone pages=1024")
+    assert code == 0 and path.read_text().startswith("mmplug-trace 2\nzone pages=1024")
     code, out, _ = run(capsys, "compare", KNOBPOOL, "--trace", str(path))
     assert code == 0 and "replayed exactly" in out
 

@@ -156,5 +156,5 @@ def test_a_driver_that_breaks_the_contract_is_reported_not_fatal(tmp_path):
         "    clear_page_movable(page)\n    page.private = 0\n    put_page(page)\n    return MIGRATEPAGE_SUCCESS",
         "    return MIGRATEPAGE_SUCCESS").replace('name="knobpool"', 'name="leaky"'))
     r = run_one(host(), str(bad), tiny(pin=0.0, map=0.0))
-    assert r["status"] == "error"
+    assert r["status"] == "failed"
     assert "MIG-7" in r["error"] and "leaky" in r["error"] and "migratepage" in r["error"]

@@ -18,7 +18,7 @@ def test_round_trip():
 
 
 @pytest.mark.parametrize("lines, expected", [
-    (["zone pages=1024"], "expected the first line 'mmplug-trace 1'"),
+    (["zone pages=1024"], "expected the first line 'mmplug-trace 2'"),
     (["mmplug-trace 1", "store 1 10"], "'zone pages=N page_size=BYTES' before any event"),
     (["mmplug-trace 1", "zone pages=1000"], "512-page pageblocks"),
     (["mmplug-trace 1", "zone pages=1024", "explode 3"], "an event (store, lru"),

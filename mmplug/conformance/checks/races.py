@@ -37,7 +37,7 @@ def explore(ctx: Context) -> str:
     for scenario in scenarios:
         for strategy in STRATEGIES:
             result = races.explore(ctx.loaded, scenario, strategy=strategy, seed=ctx.seed,
-                                   runs=runs, preemption_bound=2)
+                                   runs=runs, preemption_bound=2, timeout=ctx.timeout)
             failures = list(getattr(result, "failures", ()) or ())
             if failures:
                 _report(ctx, scenario, failures[0], f"{strategy}, seed {failures[0].seed}")
@@ -74,7 +74,7 @@ def _replay(ctx: Context, races: Any, scenarios: list) -> str:
         raise UsageError(f"no race scenario {name!r} for this driver; its scenarios are "
                          f"{', '.join(_name(s) for s in scenarios)}")
     for scenario in chosen:
-        outcome = races.replay(ctx.loaded, scenario, schedule)
+        outcome = races.replay(ctx.loaded, scenario, schedule, timeout=ctx.timeout)
         if _failure_message(outcome):
             _report(ctx, scenario, outcome, "replayed")
     return f"replayed {schedule}"
