@@ -280,7 +280,7 @@ def legacy_json_file(command: Any, args: list[str]) -> list[str]:
         if value is None:
             continue
         out[i:i + width] = ["--json"] if value == "-" else ["--output", value]
-        shown = value if len(value) <= 60 else value[:60] + "..."
+        shown = value if len(value) <= 100 else value[:100] + "..."
         typer.echo(f"mmplug {command.name}: `--json {shown}` is deprecated: use "
                    + ("`--json`" if value == "-" else f"`-o {shown}`")
                    + " (--json prints JSON on stdout, -o FILE writes it to FILE)", err=True)
