@@ -3,73 +3,96 @@ and pass the correct driver it was copied from."""
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import pytest
+from conformance.broken import regenerate
+from conformance.broken.mistakes import MISTAKES, SIMPLEPOOL, AnchorError, Edit, Mistake
 
 from mmplug.conformance import FAIL, NOT_SUPPORTED, OK, run_suite
 
 HERE = Path(__file__).parent
 BROKEN = HERE / "broken"
-SIMPLEPOOL = HERE.parent / "drivers" / "simplepool.py"
-
-#: broken driver -> the rule check-driver must report it breaking
-EXPECTED = {
-    "sets_pg_isolated": "ISO-3",
-    "no_clear_movable": "MIG-7",
-    "no_set_movable": "MIG-7",
-    "no_newpage_ref": "MIG-7",
-    "partial_copy": "MIG-7",
-    "stale_handle": "MIG-7",
-    "putback_not_relisted": "PUT-2",
-    "touches_lru": "ISO-4",
-    "free_isolated_wrong": "REL-2",
-    "isolate_keeps_page": "ISO-2",
-    "positive_return": "MIG-8",
-    "raises": "MIG-8",
-    "movable_no_lock": "FLG-4",
-    "unlocks_in_putback": "PUT-1",
-    "leaks_page": "REL-1",
-    "leaks_old_page": "MIG-7",
-    "isolate_returns_none": "ISO-2",
-    "eagain_keeps_newpage": "MIG-8",
-    "destroy_keeps_pages": "REL-3",
-    "refusal_changes": "ISO-6",
-    "hangs": "MIG-8",
-    "newpage_flags": "MIG-7",
-    # BaseExceptions, exits and hangs are the driver's failures too
-    "exits_in_callback": "MIG-8",
-    "interrupts_itself": "ISO-2",
-    "custom_base_exception": "PUT-2",
-    "exits_hard": "MIG-8",
-    "free_raises": "API-1",
-    "free_hangs": "API-1",
-    "sleeps": "MIG-8",
-}
-
+#: the rule check-driver must report on each broken driver: the mistake table's
+EXPECTED = {m.name: m.rule for m in MISTAKES}
 #: checked on a few checks only (tests/reliability): a hang costs its time limit in every
 #: check, and os._exit must not get a chance to end the test process
-SLOW_OR_FATAL = {"hangs", "free_hangs", "sleeps", "exits_hard"}
+SLOW_OR_FATAL = {m.name for m in MISTAKES if m.stalls}
+REGENERATE = "python -m tests.conformance.broken.regenerate"
 
 
-def test_every_broken_driver_has_an_expectation() -> None:
-    assert sorted(p.stem for p in BROKEN.glob("*.py")) == sorted(EXPECTED)
-    assert len(EXPECTED) >= 15
+def test_every_broken_driver_has_a_row_in_the_table() -> None:
+    files = sorted(p.name for p in BROKEN.glob("*.py") if p.name not in regenerate.NOT_DRIVERS)
+    assert files == sorted(f"{name}.py" for name in EXPECTED), f"run {REGENERATE}"
+    assert len(EXPECTED) == len(MISTAKES) >= 15             # names are unique
     groups = {rule.split("-")[0] for rule in EXPECTED.values()}
     assert {"FLG", "ISO", "MIG", "PUT", "REL"} <= groups
+    for m in MISTAKES:
+        assert m.rule not in m.also_expected and m.summary.endswith(".")
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_broken_driver_is_simplepool_plus_one_mistake(name: str) -> None:
-    """Each copy stays the reference driver but for its header and its marked mistake,
-    so a change to simplepool cannot leave the broken drivers testing an older driver."""
-    ref = SIMPLEPOOL.read_text().splitlines()
-    got = (BROKEN / f"{name}.py").read_text().splitlines()
-    changed = [line for line in difflib.unified_diff(ref, got, lineterm="", n=0)
-               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert len(changed) <= 30, "\n".join(changed)
-    assert any("the mistake" in line for line in changed if line.startswith("+"))
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.name)
+def test_edit_anchors_match_once_in_simplepool(mistake: Mistake) -> None:
+    source = SIMPLEPOOL.read_text()
+    for edit in mistake.edits:
+        span = edit.locate(source)
+        assert source[span.start:span.end] == edit.anchor
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.name)
+def test_broken_driver_is_generated_from_simplepool(mistake: Mistake) -> None:
+    """Each committed driver is simplepool of today plus its one marked mistake, so a
+    change to simplepool cannot leave the broken drivers testing an older driver."""
+    made = mistake.render(SIMPLEPOOL.read_text())
+    assert mistake.path.read_text() == made, f"{mistake.path.name} is out of date: run {REGENERATE}"
+    assert made.startswith(f'"""{mistake.driver}: simplepool with one mistake, which breaks '
+                           f"{mistake.rule}.\n\n{mistake.summary}\n")
+    assert f'name="{mistake.driver}"' in made and "# the mistake" in made
+    for edit in mistake.edits:
+        assert edit.replacement in made
+
+
+def test_anchor_must_match_exactly_once() -> None:
+    source = "def f():\n    x = 1\n    x = 1\n\n\ndef g():\n    x = 1\n"
+    with pytest.raises(AnchorError, match="occurs 3 times in simplepool"):
+        Edit("    x = 1\n", "    x = 2  # the mistake\n").locate(source)
+    with pytest.raises(AnchorError, match="occurs 2 times in f"):
+        Edit("    x = 1\n", "    x = 2  # the mistake\n", within="f").locate(source)
+    with pytest.raises(AnchorError, match="occurs 0 times in g"):
+        Edit("    y = 1\n", "    y = 2  # the mistake\n", within="g").locate(source)
+    with pytest.raises(AnchorError, match="defines no h"):
+        Edit("    x = 1\n", "    x = 2  # the mistake\n", within="h").locate(source)
+    span = Edit("    x = 1\n", "    x = 2  # the mistake\n", within="g").locate(source)
+    assert source[span.start:] == "    x = 1\n"
+
+
+def test_an_edit_is_marked_and_a_rule_exists() -> None:
+    with pytest.raises(ValueError, match="carries none"):
+        Edit("x = 1\n", "x = 2\n")
+    edit = Edit("x = 1\n", "x = 2  # the mistake\n")
+    with pytest.raises(ValueError, match="no rule"):
+        Mistake("bad", "MIG-99", "A mistake.", (edit,))
+    with pytest.raises(ValueError, match="no rule"):
+        Mistake("bad", "MIG-7", "A mistake.", (edit,), also_expected={"XYZ-1"})
+
+
+def test_regenerate_writes_every_driver_and_checks_them(tmp_path: Path, capsys) -> None:
+    assert regenerate.main(["--check"]) == 0                # the committed files are current
+    assert regenerate.main(["--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.py" for n in EXPECTED)
+    for m in MISTAKES:
+        assert (tmp_path / f"{m.name}.py").read_text() == m.path.read_text()
+    (tmp_path / "raises.py").write_text("stale\n")
+    (tmp_path / "forgotten.py").write_text("")
+    capsys.readouterr()
+    assert regenerate.main(["--check", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == f"{tmp_path / 'raises.py'}: out of date\n"
+    assert err == f"{tmp_path / 'forgotten.py'}: no row in the mistake table\n"
+    assert (tmp_path / "raises.py").read_text() == "stale\n"     # --check writes nothing
+    assert regenerate.main(["--out", str(tmp_path)]) == 1       # the stray is reported, kept
+    assert (tmp_path / "raises.py").read_text() == BROKEN.joinpath("raises.py").read_text()
+    assert (tmp_path / "forgotten.py").exists()
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) - SLOW_OR_FATAL))

@@ -1,6 +1,9 @@
 """broken_custom_base_exception: simplepool with one mistake, which breaks PUT-2.
 
 putback_page raises an exception derived from BaseException.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from mmplug.kernel import (
 SLOTS = 4
 
 
-class PoolGone(BaseException):
+class PoolGone(BaseException):  # for the mistake
     """The driver's own exception, derived from BaseException."""
 
 
@@ -177,7 +180,7 @@ def putback_page(page):
     with pool.lock:
         st = page.private
         if st.nused:
-            raise PoolGone("pool state lost")  # the mistake: not even an Exception
+            raise PoolGone("pool state lost")  # the mistake: not an Exception
         st.isolated = False
         if st.used() < SLOTS:
             pool.partial[st] = None

@@ -1,6 +1,9 @@
 """broken_destroy_keeps_pages: simplepool with one mistake, which breaks REL-3.
 
 destroy() forgets the pages of objects still stored.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

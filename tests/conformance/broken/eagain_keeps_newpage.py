@@ -1,6 +1,9 @@
 """broken_eagain_keeps_newpage: simplepool with one mistake, which breaks MIG-8.
 
 migratepage takes a reference on the new page before it gives up with -EAGAIN.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -152,7 +155,7 @@ def migratepage(mapping, newpage, page, mode):
     with pool.lock:
         st = page.private
         if pool.held or st.pinned:
-            get_page(newpage)  # the mistake: newpage is the VM's again after -EAGAIN
+            get_page(newpage)  # the mistake: after -EAGAIN newpage is the VM's
             return -EAGAIN
         copy_highpage(newpage, page)
         set_page_movable(newpage, mapping)

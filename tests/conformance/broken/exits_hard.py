@@ -1,11 +1,14 @@
 """broken_exits_hard: simplepool with one mistake, which breaks MIG-8.
 
 migratepage calls os._exit(0), which must not end the tool silently.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
 
-import os
+import os  # for the mistake
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (

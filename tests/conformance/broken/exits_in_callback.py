@@ -1,11 +1,14 @@
 """broken_exits_in_callback: simplepool with one mistake, which breaks MIG-8.
 
 migratepage calls sys.exit(0), which must not end the tool with success.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
 
-import sys
+import sys  # for the mistake
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (

@@ -1,6 +1,9 @@
 """broken_free_hangs: simplepool with one mistake, which breaks API-1.
 
 free() of the last object of a page waits for a change that cannot come.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """broken_free_isolated_wrong: simplepool with one mistake, which breaks REL-2.
 
 free() releasing an isolated page clears PG_isolated itself.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

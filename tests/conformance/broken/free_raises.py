@@ -1,6 +1,9 @@
 """broken_free_raises: simplepool with one mistake, which breaks API-1.
 
 free() raises on an object it does not find in its own table.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

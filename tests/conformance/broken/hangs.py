@@ -1,6 +1,9 @@
 """broken_hangs: simplepool with one mistake, which breaks MIG-8.
 
 migratepage spins forever when asked to migrate a full page.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

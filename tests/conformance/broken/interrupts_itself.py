@@ -1,6 +1,9 @@
 """broken_interrupts_itself: simplepool with one mistake, which breaks ISO-2.
 
 isolate_page raises KeyboardInterrupt, which is not the user's Ctrl-C.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """broken_isolate_keeps_page: simplepool with one mistake, which breaks ISO-2.
 
 isolate_page returns True without taking the page out of the pool.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -140,7 +143,8 @@ def mmplug_driver():
 def isolate_page(page, mode):
     pool = page_mapping(page).private_data
     with pool.lock:
-        pass  # the mistake: the page stays where store() can use it
+        st = page.private
+        # the mistake: not taken out, the page stays where store() can use it
     return True
 
 

@@ -1,6 +1,9 @@
 """broken_isolate_returns_none: simplepool with one mistake, which breaks ISO-2.
 
 isolate_page returns None instead of a bool.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ def isolate_page(page, mode):
         st = page.private
         st.isolated = True
         pool.partial.pop(st, None)
-    return None  # the mistake
+    return None  # the mistake: not a bool
 
 
 @hookimpl

@@ -1,6 +1,9 @@
 """broken_leaks_old_page: simplepool with one mistake, which breaks MIG-7.
 
 migratepage keeps its reference on the old page.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -163,7 +166,8 @@ def migratepage(mapping, newpage, page, mode):
             pool.partial[st] = None
         clear_page_movable(page)
         page.private = 0
-    return MIGRATEPAGE_SUCCESS  # the mistake: no put_page(page)
+    # the mistake: no put_page(page)
+    return MIGRATEPAGE_SUCCESS
 
 
 @hookimpl

@@ -1,6 +1,9 @@
 """broken_leaks_page: simplepool with one mistake, which breaks REL-1.
 
 free() of the last object forgets to drop the page's reference.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ class Pool:
             unlock_page(page)
         clear_page_movable(page)
         page.private = 0
-        unlock_page(page)  # the mistake: no put_page(page)
+        unlock_page(page)
+        # the mistake: no put_page(page)
 
     def destroy(self) -> None:
         for handle in list(self.handles):

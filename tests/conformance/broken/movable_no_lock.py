@@ -1,6 +1,9 @@
 """broken_movable_no_lock: simplepool with one mistake, which breaks FLG-4.
 
 store() makes a new page movable before taking its lock.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class Pool:
         if page is None:
             raise NoMemory("simplepool: no page")
         st = PoolPage(page)
-        set_page_movable(page, self.mapping)  # the mistake: not under the page lock
+        set_page_movable(page, self.mapping)  # the mistake: before the lock
         lock_page(page)
         page.private = st
         unlock_page(page)

@@ -1,6 +1,9 @@
 """broken_newpage_flags: simplepool with one mistake, which breaks MIG-7.
 
 migratepage leaves PG_lru set on the new page, as if it were an LRU page.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

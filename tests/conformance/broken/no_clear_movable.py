@@ -1,6 +1,9 @@
 """broken_no_clear_movable: simplepool with one mistake, which breaks MIG-7.
 
 migratepage forgets __ClearPageMovable on the old page.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -161,7 +164,8 @@ def migratepage(mapping, newpage, page, mode):
         st.isolated = False
         if st.used() < SLOTS:
             pool.partial[st] = None
-        page.private = 0  # the mistake: no clear_page_movable(page)
+        # the mistake: no clear_page_movable(page)
+        page.private = 0
     put_page(page)
     return MIGRATEPAGE_SUCCESS
 

@@ -1,6 +1,9 @@
 """broken_no_newpage_ref: simplepool with one mistake, which breaks MIG-7.
 
 migratepage forgets to take its own reference on the new page.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -154,7 +157,8 @@ def migratepage(mapping, newpage, page, mode):
         if pool.held or st.pinned:
             return -EAGAIN
         copy_highpage(newpage, page)
-        set_page_movable(newpage, mapping)  # the mistake: no get_page(newpage)
+        set_page_movable(newpage, mapping)
+        # the mistake: no get_page(newpage)
         newpage.private = st
         st.page = newpage
         st.isolated = False

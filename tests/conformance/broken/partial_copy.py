@@ -1,6 +1,9 @@
 """broken_partial_copy: simplepool with one mistake, which breaks MIG-7.
 
 migratepage copies only the first half of the page.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """broken_positive_return: simplepool with one mistake, which breaks MIG-8.
 
 migratepage returns 1 instead of MIGRATEPAGE_SUCCESS.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

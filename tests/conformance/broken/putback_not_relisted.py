@@ -1,6 +1,9 @@
 """broken_putback_not_relisted: simplepool with one mistake, which breaks PUT-2.
 
 putback_page does not offer the page's free slots to store() again.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -172,4 +175,5 @@ def putback_page(page):
     pool = page_mapping(page).private_data
     with pool.lock:
         st = page.private
-        st.isolated = False  # the mistake: not re-listed
+        st.isolated = False
+        # the mistake: not re-listed

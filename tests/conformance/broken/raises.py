@@ -1,6 +1,9 @@
 """broken_raises: simplepool with one mistake, which breaks MIG-8.
 
 migratepage raises on a page with a free slot.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """broken_refusal_changes: simplepool with one mistake, which breaks ISO-6.
 
 isolate_page refuses a page with a mapped object, after dropping it from the pool.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ SLOTS = 4
 class PoolPage:
     """The pool's bookkeeping of one page."""
 
-    __slots__ = ("page", "slots", "nused", "isolated", "pinned", "mapped")
+    __slots__ = ("page", "slots", "nused", "isolated", "pinned", "mapped")  # for the mistake
 
     def __init__(self, page):
         self.page = page
@@ -25,7 +28,7 @@ class PoolPage:
         self.nused = 0
         self.isolated = False
         self.pinned = 0
-        self.mapped = 0
+        self.mapped = 0  # for the mistake
 
     def used(self):
         return self.nused
@@ -122,7 +125,7 @@ class Pool:
         with self.lock:
             self.handles[handle][0].pinned -= 1
 
-    def map(self, handle):
+    def map(self, handle):  # for the mistake: a knob that makes isolation refuse
         with self.lock:
             self.handles[handle][0].mapped += 1
 
@@ -142,7 +145,7 @@ def mmplug_driver():
     return DriverInfo(name="broken_refusal_changes", version="1.0", factory=Pool,
                       summary="simplepool that breaks ISO-6",
                       capabilities=Capabilities(max_object_size=None, may_refuse_isolation=True,
-                                                knobs={"pin", "busy", "map"}))
+                                                knobs={"pin", "busy", "map"}))  # for the mistake
 
 
 @hookimpl
@@ -151,7 +154,7 @@ def isolate_page(page, mode):
     with pool.lock:
         st = page.private
         if st.mapped:
-            pool.states.pop(st, None)  # the mistake: a refusal must change nothing
+            pool.states.pop(st, None)  # the mistake: a refusal changes nothing
             return False
         st.isolated = True
         pool.partial.pop(st, None)

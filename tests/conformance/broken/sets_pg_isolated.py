@@ -1,6 +1,9 @@
 """broken_sets_pg_isolated: simplepool with one mistake, which breaks ISO-3.
 
 isolate_page sets PG_isolated (PG_reclaim, bit 17) itself; only the VM may.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

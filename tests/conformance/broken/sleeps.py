@@ -1,11 +1,14 @@
 """broken_sleeps: simplepool with one mistake, which breaks MIG-8.
 
 migratepage sleeps for an hour (a blocking call, not a busy loop).
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
 
-import time
+import time  # for the mistake
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (

@@ -1,6 +1,9 @@
 """broken_stale_handle: simplepool with one mistake, which breaks MIG-7.
 
 migratepage does not point its bookkeeping (and so its handles) at the new page.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations
@@ -156,7 +159,8 @@ def migratepage(mapping, newpage, page, mode):
         copy_highpage(newpage, page)
         set_page_movable(newpage, mapping)
         get_page(newpage)
-        newpage.private = st  # the mistake: st.page still names the old page
+        newpage.private = st
+        # the mistake: st.page still names the old page
         st.isolated = False
         if st.used() < SLOTS:
             pool.partial[st] = None

@@ -1,6 +1,9 @@
 """broken_touches_lru: simplepool with one mistake, which breaks ISO-4.
 
 free() unlinks page.lru of the object's page even while it is isolated.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """broken_unlocks_in_putback: simplepool with one mistake, which breaks PUT-1.
 
 putback_page unlocks the page the VM holds locked.
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 
 from __future__ import annotations

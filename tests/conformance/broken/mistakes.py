@@ -1,0 +1,510 @@
+"""The deliberately broken drivers, as a table: simplepool plus one mistake each.
+
+Every other file in this folder is made from `tests/drivers/simplepool.py` and
+one row of `MISTAKES`: the simplepool docstring gives way to a header that
+names the mistake and the rule it breaks, the driver is renamed `broken_NAME`,
+and the row's edits are applied, each one carrying a `# the mistake` (or
+`# for the mistake`) comment so that a reader of the file sees it.  The files
+stay committed, so `mmplug check-driver tests/conformance/broken/NAME.py` and
+the reproduce lines it prints run on real files.
+
+After a change to simplepool or to this table, rewrite them from the
+repository's root and run their tests:
+
+    python -m tests.conformance.broken.regenerate
+    python -m pytest tests/conformance/test_broken_drivers.py
+
+`regenerate --check` writes nothing and lists the files that are out of date.
+An anchor that no longer matches exactly once is an error naming the mistake
+and the anchor: fix the anchor here, never the generated file.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterable
+from itertools import pairwise
+from pathlib import Path
+
+from attrs import field, frozen, validators
+
+from mmplug import rules
+
+BROKEN = Path(__file__).resolve().parent
+SIMPLEPOOL = BROKEN.parents[1] / "drivers" / "simplepool.py"
+#: every edit's replacement carries one of these comments
+MARKS = ("# the mistake", "# for the mistake")
+#: what a header tells the reader of a generated file
+HEADER = '''\
+"""{driver}: simplepool with one mistake, which breaks {rule}.
+
+{summary}
+
+Generated from tests/drivers/simplepool.py and this mistake's row in
+mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
+"""
+'''
+
+
+class AnchorError(ValueError):
+    """An edit's anchor does not match exactly once where it must."""
+
+
+@frozen(slots=True)
+class Span:
+    """Characters `start:end` of the source become `text`."""
+
+    start: int
+    end: int
+    text: str
+
+
+def _marked(_obj: object, _attr: object, replacement: str) -> None:
+    if not any(mark in replacement for mark in MARKS):
+        raise ValueError(f"edit {replacement!r} carries none of the comments {MARKS}")
+
+
+@frozen(slots=True)
+class Edit:
+    """Replace `anchor` by `replacement`.
+
+    `anchor` must occur exactly once in simplepool, or, when `within` names a
+    function, class or method ("migratepage", "Pool.free"), exactly once in
+    that definition, which lets a short anchor stay unambiguous.
+    """
+
+    anchor: str
+    replacement: str = field(validator=_marked)
+    within: str | None = None
+
+    def locate(self, source: str, tree: ast.Module | None = None) -> Span:
+        """Where the edit applies in `source`; AnchorError unless exactly once."""
+        start, end = 0, len(source)
+        if self.within is not None:
+            start, end = _definition(source, tree or ast.parse(source), self.within)
+        where = f"in {self.within}" if self.within else "in simplepool"
+        found = source.count(self.anchor, start, end)
+        if found != 1:
+            raise AnchorError(f"anchor {self.anchor!r} occurs {found} times {where}, not once")
+        at = source.index(self.anchor, start, end)
+        return Span(at, at + len(self.anchor), self.replacement)
+
+
+def _rule_set(ids: Iterable[str]) -> frozenset[str]:
+    return frozenset(ids)
+
+
+def _known_rule(_obj: object, _attr: object, value: str) -> None:
+    if not rules.exists(value):
+        raise ValueError(f"no rule {value!r} in the contract")
+
+
+@frozen(slots=True)
+class Mistake:
+    """One broken driver: simplepool with `edits` applied.
+
+    check-driver must report `rule` on it.  `also_expected` are the other
+    rules the mistake goes on to break, each a violation of its own that the
+    kernel would catch too (a reference never taken underflows when it is
+    dropped: REF-1); the same violation seen again under another rule's name
+    does not count.  A verdict outside `may_fail` names the wrong rule.
+    `stalls` marks a mistake that hangs, sleeps or ends the process: the
+    tests run it on a few checks only.
+    """
+
+    name: str
+    rule: str = field(validator=_known_rule)
+    summary: str
+    edits: tuple[Edit, ...] = field(validator=validators.min_len(1))
+    also_expected: frozenset[str] = field(
+        default=frozenset(), converter=_rule_set,
+        validator=validators.deep_iterable(member_validator=_known_rule))
+    stalls: bool = False
+
+    @property
+    def driver(self) -> str:
+        """The name the broken driver registers under."""
+        return f"broken_{self.name}"
+
+    @property
+    def path(self) -> Path:
+        return BROKEN / f"{self.name}.py"
+
+    @property
+    def may_fail(self) -> frozenset[str]:
+        """Every rule check-driver may fail this driver on."""
+        return self.also_expected | {self.rule}
+
+    def spans(self, source: str) -> list[Span]:
+        """Every change to simplepool, in order: header, name, summary, the edits."""
+        tree = ast.parse(source)
+        header = HEADER.format(driver=self.driver, rule=self.rule, summary=self.summary)
+        spans = [_docstring(source, tree, header),
+                 *_driver_info(source, tree, name=self.driver,
+                               summary=f"simplepool that breaks {self.rule}"),
+                 *(edit.locate(source, tree) for edit in self.edits)]
+        spans.sort(key=lambda s: s.start)
+        for a, b in pairwise(spans):
+            if b.start < a.end:
+                raise AnchorError(f"{self.name}: edits overlap at {a.text!r} and {b.text!r}")
+        return spans
+
+    def render(self, source: str) -> str:
+        """The broken driver's file: `source` (simplepool) with the mistake made."""
+        out, at = [], 0
+        for span in self.spans(source):
+            out += [source[at:span.start], span.text]
+            at = span.end
+        return "".join(out) + source[at:]
+
+
+def _offsets(source: str) -> list[int]:
+    """Character offset of the start of each line, indexed by ast's 1-based line numbers."""
+    return [0, 0, *(m.end() for m in re.finditer("\n", source)), len(source)]
+
+
+def _char(source: str, starts: list[int], line: int, col: int) -> int:
+    """ast's (line, UTF-8 byte column) as a character offset into `source`."""
+    text = source[starts[line]:starts[line + 1]]
+    return starts[line] + len(text.encode()[:col].decode())
+
+
+def _definition(source: str, tree: ast.Module, dotted: str) -> tuple[int, int]:
+    """The character range of the def or class `dotted` ("Pool.free")."""
+    body: list[ast.stmt] = tree.body
+    node: ast.stmt | None = None
+    for part in dotted.split("."):
+        node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+                     and n.name == part), None)
+        if node is None:
+            raise AnchorError(f"simplepool defines no {dotted}")
+        body = node.body
+    assert node is not None and node.end_lineno is not None
+    starts = _offsets(source)
+    return starts[node.lineno], starts[node.end_lineno + 1]
+
+
+def _docstring(source: str, tree: ast.Module, header: str) -> Span:
+    """The module docstring's lines, to be replaced by `header` (or the top, if none)."""
+    first = tree.body[0] if tree.body else None
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        assert first.end_lineno is not None
+        return Span(0, _offsets(source)[first.end_lineno + 1], header)
+    return Span(0, 0, header + "\n")
+
+
+def _driver_info(source: str, tree: ast.Module, **values: str) -> list[Span]:
+    """The string literals of DriverInfo(...)'s keywords `values`, replaced."""
+    starts = _offsets(source)
+    spans = []
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                and call.func.id == "DriverInfo"):
+            continue
+        for kw in call.keywords:
+            if kw.arg in values and isinstance(kw.value, ast.Constant):
+                v = kw.value
+                assert v.end_lineno is not None and v.end_col_offset is not None
+                spans.append(Span(_char(source, starts, v.lineno, v.col_offset),
+                                  _char(source, starts, v.end_lineno, v.end_col_offset),
+                                  json.dumps(values[kw.arg])))
+    if len(spans) != len(values):
+        raise AnchorError(f"simplepool has no single DriverInfo({', '.join(values)}=...)")
+    return spans
+
+
+_IMPORTS = "from __future__ import annotations\n"
+
+
+def _import(module: str) -> Edit:
+    """`import module` among simplepool's imports, for a mistake that needs it."""
+    return Edit(_IMPORTS, f"{_IMPORTS}\nimport {module}  # for the mistake\n")
+
+
+#: the broken drivers, one row each; the driver file is broken/NAME.py
+MISTAKES: tuple[Mistake, ...] = (
+    # --- flags ---
+    Mistake(
+        "movable_no_lock", "FLG-4",
+        "store() makes a new page movable before taking its lock.",
+        (Edit("        lock_page(page)\n        set_page_movable(page, self.mapping)\n",
+              "        set_page_movable(page, self.mapping)  # the mistake: before the lock\n"
+              "        lock_page(page)\n",
+              within="Pool.store"),),
+    ),
+    # --- isolation ---
+    Mistake(
+        "isolate_keeps_page", "ISO-2",
+        "isolate_page returns True without taking the page out of the pool.",
+        (Edit("        st.isolated = True\n        pool.partial.pop(st, None)\n",
+              "        # the mistake: not taken out, the page stays where store() can use it\n",
+              within="isolate_page"),),
+    ),
+    Mistake(
+        "isolate_returns_none", "ISO-2",
+        "isolate_page returns None instead of a bool.",
+        (Edit("    return True\n", "    return None  # the mistake: not a bool\n",
+              within="isolate_page"),),
+    ),
+    Mistake(
+        "interrupts_itself", "ISO-2",
+        "isolate_page raises KeyboardInterrupt, which is not the user's Ctrl-C.",
+        (Edit("        st = page.private\n",
+              "        st = page.private\n"
+              "        if st.nused == SLOTS:\n"
+              "            raise KeyboardInterrupt  # the mistake: a BaseException of its own\n",
+              within="isolate_page"),),
+    ),
+    Mistake(
+        "sets_pg_isolated", "ISO-3",
+        "isolate_page sets PG_isolated (PG_reclaim, bit 17) itself; only the VM may.",
+        (Edit("    return True\n",
+              "    page.flags |= 1 << 17  # the mistake: PG_isolated is the VM's\n"
+              "    return True\n",
+              within="isolate_page"),),
+    ),
+    Mistake(
+        "touches_lru", "ISO-4",
+        "free() unlinks page.lru of the object's page even while it is isolated.",
+        (Edit("            st.nused -= 1\n",
+              "            st.nused -= 1\n"
+              "            st.page.lru = None  # the mistake: list_del on a page the VM may own\n",
+              within="Pool.free"),),
+        # the same mistake when the object is the last and the isolated page is released
+        also_expected={"REL-2"},
+    ),
+    Mistake(
+        "refusal_changes", "ISO-6",
+        "isolate_page refuses a page with a mapped object, after dropping it from the pool.",
+        (Edit('"pinned")\n', '"pinned", "mapped")  # for the mistake\n', within="PoolPage"),
+         Edit("        self.pinned = 0\n",
+              "        self.pinned = 0\n"
+              "        self.mapped = 0  # for the mistake\n",
+              within="PoolPage.__init__"),
+         Edit("            self.handles[handle][0].pinned -= 1\n",
+              "            self.handles[handle][0].pinned -= 1\n"
+              "\n"
+              "    def map(self, handle):  # for the mistake: a knob that makes isolation refuse\n"
+              "        with self.lock:\n"
+              "            self.handles[handle][0].mapped += 1\n"
+              "\n"
+              "    def unmap(self, handle):\n"
+              "        with self.lock:\n"
+              "            self.handles[handle][0].mapped -= 1\n",
+              within="Pool.unpin"),
+         Edit('may_refuse_isolation=False,\n' + ' ' * 48 + 'knobs={"pin", "busy"}))\n',
+              'may_refuse_isolation=True,\n'
+              + ' ' * 48 + 'knobs={"pin", "busy", "map"}))  # for the mistake\n',
+              within="mmplug_driver"),
+         Edit("        st = page.private\n",
+              "        st = page.private\n"
+              "        if st.mapped:\n"
+              "            pool.states.pop(st, None)  # the mistake: a refusal changes nothing\n"
+              "            return False\n",
+              within="isolate_page")),
+    ),
+    # --- migration ---
+    Mistake(
+        "no_set_movable", "MIG-7",
+        "migratepage forgets __SetPageMovable on the new page.",
+        (Edit("        set_page_movable(newpage, mapping)\n",
+              "        # the mistake: no set_page_movable(newpage, mapping)\n",
+              within="migratepage"),),
+        # releasing the new page later: __ClearPageMovable on a page that is not movable
+        also_expected={"FLG-5"},
+    ),
+    Mistake(
+        "no_newpage_ref", "MIG-7",
+        "migratepage forgets to take its own reference on the new page.",
+        (Edit("        get_page(newpage)\n", "        # the mistake: no get_page(newpage)\n",
+              within="migratepage"),),
+        # the VM's put_page frees newpage under the driver: its own put_page underflows
+        also_expected={"REF-1"},
+    ),
+    Mistake(
+        "partial_copy", "MIG-7",
+        "migratepage copies only the first half of the page.",
+        (Edit("        copy_highpage(newpage, page)\n",
+              "        half = len(page_address(page)) // 2  # the mistake: half a copy\n"
+              "        page_address(newpage)[:half] = page_address(page)[:half]\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "stale_handle", "MIG-7",
+        "migratepage does not point its bookkeeping (and so its handles) at the new page.",
+        (Edit("        st.page = newpage\n",
+              "        # the mistake: st.page still names the old page\n",
+              within="migratepage"),),
+        # releasing through the stale pointer: __ClearPageMovable and put_page on the old,
+        # already released page
+        also_expected={"FLG-5", "REF-1"},
+    ),
+    Mistake(
+        "newpage_flags", "MIG-7",
+        "migratepage leaves PG_lru set on the new page, as if it were an LRU page.",
+        (Edit("        newpage.private = st\n",
+              "        newpage.private = st\n"
+              "        newpage.flags |= 1 << 5  # the mistake: PG_lru belongs to LRU pages\n",
+              within="migratepage"),),
+        # freeing a page with PG_lru set is a bad page state (free_pages_check)
+        also_expected={"FREE-1"},
+    ),
+    Mistake(
+        "no_clear_movable", "MIG-7",
+        "migratepage forgets __ClearPageMovable on the old page.",
+        (Edit("        clear_page_movable(page)\n",
+              "        # the mistake: no clear_page_movable(page)\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "leaks_old_page", "MIG-7",
+        "migratepage keeps its reference on the old page.",
+        (Edit("    put_page(page)\n", "    # the mistake: no put_page(page)\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "positive_return", "MIG-8",
+        "migratepage returns 1 instead of MIGRATEPAGE_SUCCESS.",
+        (Edit("    return MIGRATEPAGE_SUCCESS\n",
+              "    return 1  # the mistake: not 0, -EAGAIN or a negative errno\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "eagain_keeps_newpage", "MIG-8",
+        "migratepage takes a reference on the new page before it gives up with -EAGAIN.",
+        (Edit("            return -EAGAIN\n",
+              "            get_page(newpage)  # the mistake: after -EAGAIN newpage is the VM's\n"
+              "            return -EAGAIN\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "raises", "MIG-8",
+        "migratepage raises on a page with a free slot.",
+        (Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        if None in st.slots:\n"
+              '            raise LookupError("slot table out of date")  # the mistake\n',
+              within="migratepage"),),
+    ),
+    Mistake(
+        "hangs", "MIG-8",
+        "migratepage spins forever when asked to migrate a full page.",
+        (Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        while st.used() == SLOTS:\n"
+              "            pass  # the mistake: waits for a change that cannot come\n",
+              within="migratepage"),),
+        stalls=True,
+    ),
+    Mistake(
+        "sleeps", "MIG-8",
+        "migratepage sleeps for an hour (a blocking call, not a busy loop).",
+        (_import("time"),
+         Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        time.sleep(3600)  # the mistake: blocks far past any time limit\n",
+              within="migratepage")),
+        stalls=True,
+    ),
+    Mistake(
+        "exits_in_callback", "MIG-8",
+        "migratepage calls sys.exit(0), which must not end the tool with success.",
+        (_import("sys"),
+         Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        sys.exit(0)  # the mistake: ends the process, successfully\n",
+              within="migratepage")),
+    ),
+    Mistake(
+        "exits_hard", "MIG-8",
+        "migratepage calls os._exit(0), which must not end the tool silently.",
+        (_import("os"),
+         Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        os._exit(0)  # the mistake: ends the process at once\n",
+              within="migratepage")),
+        stalls=True,
+    ),
+    # --- putback ---
+    Mistake(
+        "unlocks_in_putback", "PUT-1",
+        "putback_page unlocks the page the VM holds locked.",
+        (Edit("            pool.partial[st] = None\n",
+              "            pool.partial[st] = None\n"
+              "    unlock_page(page)  # the mistake: the VM unlocks it\n",
+              within="putback_page"),),
+        # the driver releases a lock it does not hold; the VM's unlock then finds it unlocked
+        also_expected={"LCK-2"},
+    ),
+    Mistake(
+        "putback_not_relisted", "PUT-2",
+        "putback_page does not offer the page's free slots to store() again.",
+        (Edit("        if st.used() < SLOTS:\n            pool.partial[st] = None\n",
+              "        # the mistake: not re-listed\n",
+              within="putback_page"),),
+    ),
+    Mistake(
+        "custom_base_exception", "PUT-2",
+        "putback_page raises an exception derived from BaseException.",
+        (Edit("class PoolPage:\n",
+              "class PoolGone(BaseException):  # for the mistake\n"
+              '    """The driver\'s own exception, derived from BaseException."""\n'
+              "\n"
+              "\n"
+              "class PoolPage:\n"),
+         Edit("        st = page.private\n",
+              "        st = page.private\n"
+              "        if st.nused:\n"
+              '            raise PoolGone("pool state lost")  # the mistake: not an Exception\n',
+              within="putback_page")),
+    ),
+    # --- release ---
+    Mistake(
+        "leaks_page", "REL-1",
+        "free() of the last object forgets to drop the page's reference.",
+        (Edit("        put_page(page)\n", "        # the mistake: no put_page(page)\n",
+              within="Pool.free"),),
+    ),
+    Mistake(
+        "free_isolated_wrong", "REL-2",
+        "free() releasing an isolated page clears PG_isolated itself.",
+        (Edit("        page.private = 0\n",
+              "        page.private = 0\n"
+              "        page.flags &= ~(1 << 17)  # the mistake: PG_isolated is left to the VM\n",
+              within="Pool.free"),),
+        # the VM's own asserts that the page is still PG_isolated: move_to_new_page,
+        # putback_movable_pages
+        also_expected={"MIG-6", "PUT-1"},
+    ),
+    Mistake(
+        "destroy_keeps_pages", "REL-3",
+        "destroy() forgets the pages of objects still stored.",
+        (Edit("        for handle in list(self.handles):\n            self.free(handle)\n",
+              "        self.handles.clear()  # the mistake: pages are never released\n"
+              "        self.states.clear()\n",
+              within="Pool.destroy"),),
+    ),
+    # --- the instance protocol ---
+    Mistake(
+        "free_raises", "API-1",
+        "free() raises on an object it does not find in its own table.",
+        (Edit("            st, slot, _ = self.handles.pop(handle)\n",
+              "            st, slot, _ = self.handles.pop(handle)\n"
+              "            if st.nused == 1:\n"
+              '                raise RuntimeError("bookkeeping bug in free")  # the mistake\n',
+              within="Pool.free"),),
+    ),
+    Mistake(
+        "free_hangs", "API-1",
+        "free() of the last object of a page waits for a change that cannot come.",
+        (Edit("            st, slot, _ = self.handles.pop(handle)\n",
+              "            st, slot, _ = self.handles.pop(handle)\n"
+              "            while st.nused == 1:\n"
+              "                pass  # the mistake: spins forever\n",
+              within="Pool.free"),),
+        stalls=True,
+    ),
+)
