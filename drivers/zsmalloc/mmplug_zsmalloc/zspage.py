@@ -112,10 +112,13 @@ class StructPages:
 
     def create_page_chain(self, cls: SizeClass, zspage: Zspage, pages: list["Page"]) -> None:
         """create_page_chain(): private -> zspage, freelist links, the first page marked."""
-        prev: "Page | None" = None
+        fields_of = self.fields
+        prev: PageFields | None = None
         for i, page in enumerate(pages):
             page.private = zspage
-            fields = self[page]
+            fields = fields_of.get(page)
+            if fields is None:
+                fields = fields_of[page] = PageFields()
             fields.freelist = None
             if i == 0:
                 zspage.first_page = page
@@ -123,8 +126,8 @@ class StructPages:
                 if cls.huge:
                     fields.huge = True
             else:
-                self[prev].freelist = page  # type: ignore[index]
-            prev = page
+                prev.freelist = page  # type: ignore[union-attr]
+            prev = fields
 
     def reset_page(self, page: "Page") -> None:
         """reset_page(): __ClearPageMovable, private, freelist, huge mark all cleared."""
@@ -177,10 +180,11 @@ def init_zspage(sp: StructPages, mem: PageMemory, cls: SizeClass, zspage: Zspage
     off = 0
     page = zspage.first_page
     while page is not None:
-        sp[page].units = off
+        fields = sp.fields[page]
+        fields.units = off
         # objects starting in this subpage: at off, off + size, ... below page_size
         n = -(-(page_size - off) // size)
-        next_page = sp.get_next_page(page)
+        next_page = None if fields.huge else fields.freelist    # get_next_page()
         links = range(freeobj << OBJ_TAG_BITS, (freeobj + n) << OBJ_TAG_BITS, 1 << OBJ_TAG_BITS)
         if next_page is None:
             links = [*links[:-1], FREELIST_END]
