@@ -58,7 +58,7 @@ class Stat(IntEnum):
 
 
 NR_ZS_STAT_TYPE = 6
-OBJ_ALLOCATED, OBJ_USED = Stat.OBJ_ALLOCATED, Stat.OBJ_USED
+OBJ_USED = Stat.OBJ_USED
 
 
 @frozen(slots=True)
