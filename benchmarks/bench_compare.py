@@ -1,4 +1,4 @@
-"""Benchmark of `mmplug compare` at scale: wall time and peak RSS per driver.
+"""Benchmark of `mmplug compare` at scale: time and peak memory per driver, as ratios.
 
 Each driver runs in its own fresh process (so peak RSS is that driver's
 alone), on the 1 GiB preset by default:
@@ -6,6 +6,16 @@ alone), on the 1 GiB preset by default:
     python benchmarks/bench_compare.py                       # 1g preset, every driver
     python benchmarks/bench_compare.py --zone-size 4GiB      # the 4 GiB zone
     python benchmarks/bench_compare.py --profile zsmalloc    # where the time goes
+
+Machines here are shared, so every figure comes with a ratio measured in the
+same run: before the first driver and after the last, a fixed pure-Python
+reference workload (objects, dicts and a buffer, independent of mmplug) runs
+in its own process, and each driver's CPU time is divided by its CPU time.
+Peak RSS is divided by the zone size.  CPU time is what the wall time of an
+idle machine would be; the wall time is printed too.
+
+Targets (issue 15): a 1 GiB zone in under 12 s and a 4 GiB zone in under
+60 s per driver, peak memory at most 1.5x the zone.
 
 `--profile` runs one driver under cProfile and splits the time between the
 core (mmplug/, without compare), the comparison (mmplug/compare) and the
@@ -23,6 +33,11 @@ import sys
 import time
 from pathlib import Path
 
+#: seconds per driver, by zone size (issue 15); other sizes have no target
+TIME_TARGETS = {1 << 30: 12.0, 4 << 30: 60.0}
+#: peak RSS / zone size
+MEMORY_TARGET = 1.5
+
 CHILD = r"""
 import json, resource, sys, time
 from mmplug.plugins import PluginHost
@@ -34,17 +49,47 @@ if size:
     w = w.with_overrides(nr_pages=pages_for(size, w.page_size))
 host = PluginHost()
 host.load_entry_points()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 r = run_one(host, spec, w)
-total = time.perf_counter() - t0
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 print(json.dumps({
     "driver": r["driver"], "status": r["status"], "error": r["error"],
-    "nr_pages": w.nr_pages, "seconds": round(total, 2), "phases": r["wall_seconds"],
+    "nr_pages": w.nr_pages, "zone_bytes": w.zone_bytes,
+    "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "phases": r["wall_seconds"],
     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     "objects": r["workload_stats"]["objects_stored"],
     "pgmigrate_success": r["counters"]["pgmigrate_success"],
-    "order9": r["outcome"]["allocations"].get("9"),
 }))
+"""
+
+#: The reference: fixed work of the kinds the model does (slotted objects, a
+#: large dict, word stores into a buffer), and nothing of mmplug, so that its
+#: time tracks the machine, not the code being measured.
+REFERENCE = r"""
+import json, time
+
+class Node:
+    __slots__ = ("key", "value", "next")
+
+    def __init__(self, key, value, nxt):
+        self.key, self.value, self.next = key, value, nxt
+
+def work(n):
+    table = {}
+    view = memoryview(bytearray(1 << 20))
+    head = None
+    for i in range(n):
+        head = Node(i, i * 7919 & 0xFFFF, head if i % 3 else None)
+        table[i * 2654435761 & 0xFFFFFFFF] = head
+        off = (i * 64) & 0xFFFC0
+        view[off:off + 8] = (i & 0xFFFFFFFF).to_bytes(8, "little")
+        if i % 4 == 3:
+            table.pop((i - 1) * 2654435761 & 0xFFFFFFFF, None)
+    return len(table)
+
+t0, c0 = time.perf_counter(), time.process_time()
+work(1_500_000)
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}))
 """
 
 
@@ -55,14 +100,27 @@ def installed_drivers() -> list[str]:
     return sorted(host.drivers)
 
 
+def _child(code: str, *args: str) -> tuple[dict | None, str]:
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if proc.returncode:
+        return None, proc.stderr.strip()[-300:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+
+
 def measure(spec: str, preset: str, zone_size: str) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, spec, preset, zone_size or ""],
-                          capture_output=True, text=True)
-    if proc.returncode:
-        return {"driver": spec, "status": "crashed", "error": proc.stderr.strip()[-300:],
+    out, err = _child(CHILD, spec, preset, zone_size or "")
+    if out is None:
+        return {"driver": spec, "status": "crashed", "error": err,
                 "seconds": round(time.perf_counter() - t0, 2)}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def reference() -> dict:
+    out, err = _child(REFERENCE)
+    if out is None:
+        raise SystemExit(f"bench_compare: the reference workload failed: {err}")
+    return out
 
 
 def profile(spec: str, preset: str, zone_size: str, top: int) -> None:
@@ -85,10 +143,10 @@ def profile(spec: str, preset: str, zone_size: str, top: int) -> None:
         path = Path(filename).as_posix()
         if "/mmplug/compare/" in path:
             who = "compare"
-        elif "/mmplug/" in path and "/drivers/" not in path:
-            who = "core"
         elif "/drivers/" in path or "mmplug_" in path:
             who = "driver"
+        elif "/mmplug/" in path:
+            who = "core"
         else:
             who = "python/stdlib"
         shares[who] = shares.get(who, 0.0) + v[2]
@@ -98,28 +156,63 @@ def profile(spec: str, preset: str, zone_size: str, top: int) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+def verdict(r: dict) -> str:
+    """Against the targets, which exist for the 1 GiB and 4 GiB zones (below, the
+    interpreter's own memory outweighs the zone)."""
+    target = TIME_TARGETS.get(r["zone_bytes"])
+    if target is None:
+        return "no target at this zone size"
+    rss_ratio = r["peak_rss_mib"] * (1 << 20) / r["zone_bytes"]
+    return (f"time {'ok' if r['cpu_seconds'] < target else 'OVER'} (<{target:.0f} s), "
+            f"memory {'ok' if rss_ratio <= MEMORY_TARGET else 'OVER'} (<={MEMORY_TARGET}x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("drivers", nargs="*", help="drivers (default: every installed one)")
     ap.add_argument("--preset", default="1g")
-    ap.add_argument("--zone-size", default="", help="e.g. 4GiB")
+    ap.add_argument("--zone-size", default="", metavar="SIZE", help="e.g. 4GiB")
     ap.add_argument("--profile", metavar="DRIVER", help="profile one driver instead")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
+    if args.zone_size:
+        from mmplug.compare.workload import pages_for
+        from mmplug.errors import UsageError
+        try:
+            pages_for(args.zone_size, 4096)
+        except UsageError as exc:
+            raise SystemExit(f"bench_compare: {exc}") from None
     if args.profile:
         profile(args.profile, args.preset, args.zone_size, args.top)
         return
     drivers = args.drivers or installed_drivers()
-    print(f"{'driver':<12} {'pages':>9} {'seconds':>8} {'peak RSS MiB':>13} {'objects':>9} "
-          f"{'migrated':>9}  phases")
-    for spec in drivers:
-        r = measure(spec, args.preset, args.zone_size)
+    before = reference()
+    print(f"reference workload: {before['cpu_seconds']:.2f} s CPU "
+          f"({before['seconds']:.2f} s wall)")
+    results = [measure(spec, args.preset, args.zone_size) for spec in drivers]
+    after = reference()
+    ref = (before["cpu_seconds"] + after["cpu_seconds"]) / 2
+    drift = abs(after["cpu_seconds"] - before["cpu_seconds"]) / ref
+    print(f"reference workload again: {after['cpu_seconds']:.2f} s CPU "
+          f"({after['seconds']:.2f} s wall); ratios below use the mean, {ref:.2f} s"
+          + (f"  [drifted {100 * drift:.0f} %: the machine's load changed]" if drift > 0.2
+             else ""))
+    print()
+    print(f"{'driver':<10} {'pages':>9} {'wall s':>7} {'CPU s':>7} {'CPU/ref':>8} "
+          f"{'peak MiB':>9} {'RSS/zone':>8}  {'objects':>9} {'migrated':>9}  verdict")
+    for r in results:
         if r["status"] != "ok":
-            print(f"{r['driver']:<12} {r['status']}: {r['error']}")
+            print(f"{r['driver']:<10} {r['status']}: {r['error']}")
             continue
-        print(f"{r['driver']:<12} {r['nr_pages']:>9,} {r['seconds']:>8.1f} "
-              f"{r['peak_rss_mib']:>13.1f} {r['objects']:>9,} {r['pgmigrate_success']:>9,}  "
-              f"{r['phases']}")
+        rss_ratio = r["peak_rss_mib"] * (1 << 20) / r["zone_bytes"]
+        print(f"{r['driver']:<10} {r['nr_pages']:>9,} {r['seconds']:>7.1f} "
+              f"{r['cpu_seconds']:>7.1f} {r['cpu_seconds'] / ref:>8.2f} "
+              f"{r['peak_rss_mib']:>9.0f} {rss_ratio:>8.2f}  {r['objects']:>9,} "
+              f"{r['pgmigrate_success']:>9,}  {verdict(r)}")
+    print()
+    for r in results:
+        if r["status"] == "ok":
+            print(f"{r['driver']:<10} phases (wall s): {r['phases']}")
 
 
 if __name__ == "__main__":

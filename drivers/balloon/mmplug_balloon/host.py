@@ -15,17 +15,20 @@ larger pages into 4 KiB balloon units.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
-from attrs import define, field, frozen
+from attrs import define, field
 
 INFLATE = "inflate"
 DEFLATE = "deflate"
 
 
-@frozen(slots=True)
-class Notification:
-    """One buffer the host read from a queue: which queue, which pfns."""
+class Notification(NamedTuple):
+    """One buffer the host read from a queue: which queue, which pfns.
+
+    A named tuple rather than an attrs class: the host logs one per message,
+    and a balloon of a million pages sends millions.
+    """
 
     queue: str
     pfns: tuple[int, ...]

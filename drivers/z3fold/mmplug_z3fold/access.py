@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING
 from mmplug import ContractViolation
 from mmplug.kernel import page_address
 
-from .flags import MIDDLE_CHUNK_MAPPED, PAGE_HEADLESS, Buddy, clear_bit, set_bit, test_bit
+from .flags import (
+    FIRST, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, PAGE_HEADLESS, clear_bit, set_bit, test_bit,
+)
 from .handles import (
-    get_z3fold_header, handle_to_buddy, handle_to_chunks, is_headless_handle, put_z3fold_header,
+    HEADLESS_BIT, get_z3fold_header, handle_to_buddy, handle_to_chunks, put_z3fold_header,
 )
 
 if TYPE_CHECKING:
@@ -30,21 +32,21 @@ if TYPE_CHECKING:
 def z3fold_map(pool: "Z3foldPool", handle: int) -> int:
     """z3fold_map(): the object's address; counts the mapping (not for HEADLESS)."""
     geo = pool.geometry
-    if is_headless_handle(handle):
+    if handle & HEADLESS_BIT:
         return handle & geo.page_mask
     zhdr = get_z3fold_header(pool, handle)
-    addr = pool.virt(zhdr.page)
     page = zhdr.page
+    addr = pool.virt(page)
     if test_bit(PAGE_HEADLESS, page):
         put_z3fold_header(zhdr)
         return addr
     buddy = handle_to_buddy(pool, handle)
-    if buddy == Buddy.FIRST:
+    if buddy == FIRST:
         addr += geo.zhdr_size_aligned
-    elif buddy == Buddy.MIDDLE:
+    elif buddy == MIDDLE:
         addr += zhdr.start_middle << geo.chunk_shift
         set_bit(MIDDLE_CHUNK_MAPPED, page)
-    elif buddy == Buddy.LAST:
+    elif buddy == LAST:
         addr += geo.page_size - (handle_to_chunks(pool, handle) << geo.chunk_shift)
     else:
         pool.warn(f"z3fold_map: unknown buddy id {buddy}", page)
@@ -57,10 +59,10 @@ def z3fold_map(pool: "Z3foldPool", handle: int) -> int:
 
 def z3fold_unmap(pool: "Z3foldPool", handle: int) -> None:
     """z3fold_unmap()."""
-    if is_headless_handle(handle):
+    if handle & HEADLESS_BIT:
         return
     zhdr = get_z3fold_header(pool, handle)
-    if handle_to_buddy(pool, handle) == Buddy.MIDDLE:
+    if handle_to_buddy(pool, handle) == MIDDLE:
         clear_bit(MIDDLE_CHUNK_MAPPED, zhdr.page)
     zhdr.mapped_count -= 1
     put_z3fold_header(zhdr)
@@ -68,7 +70,8 @@ def z3fold_unmap(pool: "Z3foldPool", handle: int) -> None:
 
 def _owned_page(pool: "Z3foldPool", addr: int, length: int):
     page = pool.virt_to_page(addr)
-    if page.pfn not in pool.headers and page.pfn not in pool.headless:
+    pfn = page.pfn
+    if pfn not in pool.headers and pfn not in pool.headless:
         raise ContractViolation(
             "DRV-3F5", f"a reader touches pfn {page.pfn:#x} through an address it mapped, but "
             "the pool no longer owns that page: migration released it under the reader "

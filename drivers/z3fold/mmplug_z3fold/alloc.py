@@ -19,9 +19,11 @@ from mmplug.kernel import (
     set_page_movable, trylock_page, unlock_page,
 )
 
+from . import compact as _compact
 from .flags import (
-    MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING, PAGE_CLAIMED, PAGE_HEADLESS, PAGE_MIGRATED, PAGE_STALE,
-    Buddy, clear_bit, set_bit, test_and_set_bit, test_bit,
+    FIRST, HEADLESS, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING, PAGE_CLAIMED,
+    PAGE_HEADLESS, PAGE_MIGRATED, PAGE_STALE, Buddy, clear_bit, set_bit, test_and_set_bit,
+    test_bit,
 )
 from .handles import (
     encode_handle, free_handle, get_z3fold_header, handle_to_buddy, is_headless_handle,
@@ -36,21 +38,22 @@ from .workqueue import Work
 if TYPE_CHECKING:
     from .pool import Z3foldPool
 
+#: the state bits init_z3fold_page() clears
+_INIT_CLEARED = sum(1 << bit for bit in (PAGE_HEADLESS, MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING,
+                                         PAGE_STALE, PAGE_CLAIMED, PAGE_MIGRATED))
+
 
 def init_z3fold_page(pool: "Z3foldPool", page: Any, headless: bool) -> Z3foldHeader | None:
     """init_z3fold_page(): clear the state bits; a shared page gets a header and slots."""
     page.lru = None
-    for bit in (PAGE_HEADLESS, MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING, PAGE_STALE, PAGE_CLAIMED,
-                PAGE_MIGRATED):
-        clear_bit(bit, page)
+    page.private &= ~_INIT_CLEARED
     if headless:
         return None
-    from .compact import compact_page_work
     slots = pool.slots_cache.alloc()
     zhdr = Z3foldHeader(page=page, pool=pool,
                         page_lock=pool.new_spinlock(f"z3fold_header.page_lock[{page.pfn:#x}]"),
                         slots=slots)
-    zhdr.work = Work(compact_page_work, zhdr)
+    zhdr.work = Work(_compact.compact_page_work, zhdr)
     pool.headers[page.pfn] = zhdr
     return zhdr
 
@@ -82,15 +85,15 @@ def get_free_buddy(zhdr: Z3foldHeader, chunks: int, zhdr_chunks: int) -> Buddy:
     """get_free_buddy(): which buddy a new object of `chunks` goes into (HEADLESS: none)."""
     if zhdr.middle_chunks:
         if not zhdr.first_chunks and chunks <= zhdr.start_middle - zhdr_chunks:
-            return Buddy.FIRST
+            return FIRST
         if not zhdr.last_chunks:
-            return Buddy.LAST
-        return Buddy.HEADLESS
+            return LAST
+        return HEADLESS
     if not zhdr.first_chunks:
-        return Buddy.FIRST
+        return FIRST
     if not zhdr.last_chunks:
-        return Buddy.LAST
-    return Buddy.MIDDLE
+        return LAST
+    return MIDDLE
 
 
 def _take_from_list(pool: "Z3foldPool", lst: Any, zhdr: Z3foldHeader) -> str:
@@ -121,9 +124,9 @@ def z3fold_alloc_existing(pool: "Z3foldPool", size: int, can_sleep: bool) -> Z3f
         retry = False
         for i in range(chunks, geo.nchunks):
             lst = unbuddied[i]
-            zhdr = lst.first()
-            if zhdr is None:
+            if not lst.entries:
                 continue
+            zhdr = lst.first()
             verdict = _take_from_list(pool, lst, zhdr)
             if verdict == "ok":
                 found = zhdr
@@ -171,15 +174,15 @@ def z3fold_alloc(pool: "Z3foldPool", size: int, gfp: int) -> tuple[int, int]:
         return -ENOSPC, 0
     zhdr: Z3foldHeader | None = None
     if size > geo.headless_above:
-        bud = Buddy.HEADLESS
+        bud = HEADLESS
     else:
         while True:
             zhdr = z3fold_alloc_existing(pool, size, can_sleep)
             if zhdr is None:
-                bud = Buddy.FIRST
+                bud = FIRST
                 break
             bud = get_free_buddy(zhdr, chunks, geo.zhdr_chunks)
-            if bud != Buddy.HEADLESS:
+            if bud != HEADLESS:
                 break
             if not kref_put(zhdr, release_z3fold_page_locked):
                 z3fold_page_unlock(zhdr)
@@ -188,9 +191,9 @@ def z3fold_alloc(pool: "Z3foldPool", size: int, gfp: int) -> tuple[int, int]:
         page = alloc_page(pool.vm, gfp)
         if page is None:
             return -ENOMEM, 0
-        zhdr = init_z3fold_page(pool, page, bud == Buddy.HEADLESS)
+        zhdr = init_z3fold_page(pool, page, bud == HEADLESS)
         pool.pages_nr += 1
-        if bud == Buddy.HEADLESS:
+        if bud == HEADLESS:
             set_bit(PAGE_HEADLESS, page)
             pool.headless[page.pfn] = page
             return 0, _list_and_encode(pool, page, None, bud)
@@ -201,9 +204,9 @@ def z3fold_alloc(pool: "Z3foldPool", size: int, gfp: int) -> tuple[int, int]:
         set_page_movable(page, pool.mapping)
         unlock_page(page)
         z3fold_page_lock(zhdr)
-    if bud == Buddy.FIRST:
+    if bud == FIRST:
         zhdr.first_chunks = chunks
-    elif bud == Buddy.LAST:
+    elif bud == LAST:
         zhdr.last_chunks = chunks
     else:
         zhdr.middle_chunks = chunks
@@ -244,11 +247,11 @@ def z3fold_free(pool: "Z3foldPool", handle: int) -> None:
     page = zhdr.page
     page_claimed = test_and_set_bit(PAGE_CLAIMED, page)
     bud = handle_to_buddy(pool, handle)
-    if bud == Buddy.FIRST:
+    if bud == FIRST:
         zhdr.first_chunks = 0
-    elif bud == Buddy.MIDDLE:
+    elif bud == MIDDLE:
         zhdr.middle_chunks = 0
-    elif bud == Buddy.LAST:
+    elif bud == LAST:
         zhdr.last_chunks = 0
     else:
         pool.warn(f"z3fold_free: unknown buddy {bud}", page)
@@ -266,12 +269,11 @@ def z3fold_free(pool: "Z3foldPool", handle: int) -> None:
         clear_bit(PAGE_CLAIMED, page)
         put_z3fold_header(zhdr)
         return
-    from .compact import do_compact_page
     if zhdr.cpu < 0 or zhdr.cpu not in pool.unbuddied:
         zhdr.cpu = -1
         kref_get(zhdr)
         clear_bit(PAGE_CLAIMED, page)
-        do_compact_page(zhdr, True)
+        _compact.do_compact_page(zhdr, True)
         return
     kref_get(zhdr)
     clear_bit(PAGE_CLAIMED, page)

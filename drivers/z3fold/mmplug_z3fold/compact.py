@@ -17,8 +17,8 @@ from mmplug.kernel import page_address, page_isolated
 
 from . import alloc as _alloc
 from .flags import (
-    MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING, PAGE_CLAIMED, PAGE_STALE, BUDDY_MASK, BUDDY_SHIFT, Buddy,
-    clear_bit, test_and_clear_bit, test_and_set_bit, test_bit,
+    BUDDY_MASK, BUDDY_SHIFT, FIRST, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING,
+    PAGE_CLAIMED, PAGE_STALE, clear_bit, test_and_clear_bit, test_and_set_bit, test_bit,
 )
 from .handles import buddy_index
 from .header import Z3foldHeader, kref_put, z3fold_page_lock, z3fold_page_unlock
@@ -63,16 +63,16 @@ def compact_single_buddy(pool: "Z3foldPool", zhdr: Z3foldHeader) -> Z3foldHeader
     src_off = size = 0
     old_idx = -1
     moved = ""
-    if zhdr.first_chunks and slots.slot[buddy_index(zhdr, Buddy.FIRST)]:
+    if zhdr.first_chunks and slots.slot[buddy_index(zhdr, FIRST)]:
         src_off, size = geo.zhdr_size_aligned, zhdr.first_chunks << shift
-        old_idx, moved = buddy_index(zhdr, Buddy.FIRST), "first_chunks"
-    elif zhdr.middle_chunks and slots.slot[buddy_index(zhdr, Buddy.MIDDLE)]:
+        old_idx, moved = buddy_index(zhdr, FIRST), "first_chunks"
+    elif zhdr.middle_chunks and slots.slot[buddy_index(zhdr, MIDDLE)]:
         src_off, size = zhdr.start_middle << shift, zhdr.middle_chunks << shift
-        old_idx, moved = buddy_index(zhdr, Buddy.MIDDLE), "middle_chunks"
-    elif zhdr.last_chunks and slots.slot[buddy_index(zhdr, Buddy.LAST)]:
+        old_idx, moved = buddy_index(zhdr, MIDDLE), "middle_chunks"
+    elif zhdr.last_chunks and slots.slot[buddy_index(zhdr, LAST)]:
         src_off = geo.page_size - (zhdr.last_chunks << shift)
         size = zhdr.last_chunks << shift
-        old_idx, moved = buddy_index(zhdr, Buddy.LAST), "last_chunks"
+        old_idx, moved = buddy_index(zhdr, LAST), "last_chunks"
     if not size:
         return None
     chunks = geo.size_to_chunks(size)
@@ -83,14 +83,14 @@ def compact_single_buddy(pool: "Z3foldPool", zhdr: Z3foldHeader) -> Z3foldHeader
         pool.warn("compact_single_buddy() found the page it is emptying", zhdr.page)
         return _out_fail(pool, new_zhdr)
     new_bud = _alloc.get_free_buddy(new_zhdr, chunks, geo.zhdr_chunks)
-    if new_bud == Buddy.FIRST:
+    if new_bud == FIRST:
         new_zhdr.first_chunks = chunks
         dst_off = geo.zhdr_size_aligned
-    elif new_bud == Buddy.MIDDLE:
+    elif new_bud == MIDDLE:
         new_zhdr.middle_chunks = chunks
         new_zhdr.start_middle = new_zhdr.first_chunks + geo.zhdr_chunks
         dst_off = new_zhdr.start_middle << shift
-    elif new_bud == Buddy.LAST:
+    elif new_bud == LAST:
         new_zhdr.last_chunks = chunks
         dst_off = geo.page_size - (chunks << shift)
     else:
@@ -98,7 +98,7 @@ def compact_single_buddy(pool: "Z3foldPool", zhdr: Z3foldHeader) -> Z3foldHeader
     new_zhdr.foreign_handles += 1
     page_address(new_zhdr.page)[dst_off:dst_off + size] = page_address(zhdr.page)[src_off:src_off + size]
     value = pool.virt(new_zhdr.page) + buddy_index(new_zhdr, new_bud)
-    if new_bud == Buddy.LAST:
+    if new_bud == LAST:
         value |= new_zhdr.last_chunks << BUDDY_SHIFT
     slots.lock.write_lock()
     slots.slot[old_idx] = value

@@ -44,6 +44,10 @@ class Buddy(IntEnum):
     LAST = 3
 
 
+# The members under their kernel names, looked up without the enum class on hot paths.
+HEADLESS, FIRST, MIDDLE, LAST = Buddy
+
+
 def test_bit(nr: int, page: Any) -> bool:
     return bool(page.private >> nr & 1)
 

@@ -9,7 +9,7 @@ PAGE_SIZE - ZHDR_SIZE_ALIGNED - CHUNK_SIZE get a HEADLESS page of their own
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import field, frozen
 
 NCHUNKS_ORDER = 6
 #: sizeof(struct z3fold_header) on x86-64 without spinlock debugging:
@@ -35,6 +35,18 @@ class Geometry:
     zhdr_chunks: int
     total_chunks: int
     nchunks: int
+    #: PAGE_MASK, kept rather than derived: every handle and address lookup uses it
+    page_mask: int = field()
+    #: objects larger than this get a HEADLESS page (z3fold_alloc)
+    headless_above: int = field()
+
+    @page_mask.default
+    def _page_mask(self) -> int:
+        return ~(self.page_size - 1)
+
+    @headless_above.default
+    def _headless_above(self) -> int:
+        return self.page_size - self.zhdr_size_aligned - self.chunk_size
 
     @classmethod
     def for_page_size(cls, page_size: int) -> "Geometry":
@@ -56,11 +68,3 @@ class Geometry:
         """size_to_chunks(): bytes to chunks, rounded up."""
         return (size + self.chunk_size - 1) >> self.chunk_shift
 
-    @property
-    def headless_above(self) -> int:
-        """Objects larger than this get a HEADLESS page (z3fold_alloc)."""
-        return self.page_size - self.zhdr_size_aligned - self.chunk_size
-
-    @property
-    def page_mask(self) -> int:
-        return ~(self.page_size - 1)

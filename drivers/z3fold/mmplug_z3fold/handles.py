@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from mmplug import ContractViolation
 
 from .flags import (
-    BUDDY_MASK, BUDDY_SHIFT, HANDLES_NOFREE, PAGE_HEADLESS, PAGE_MIGRATED,
-    SLOTS_ALIGN, Buddy, test_bit,
+    BUDDY_MASK, BUDDY_SHIFT, HANDLES_NOFREE, HEADLESS, LAST, PAGE_HEADLESS, PAGE_MIGRATED,
+    SLOTS_ALIGN, Buddy,
 )
 from .header import Z3foldHeader, cpu_relax, z3fold_page_trylock, z3fold_page_unlock
 
@@ -34,6 +34,13 @@ SLOTS_BASE = 0xFFFF888100000000
 #: an on-stack slots structure (z3fold_reclaim_page) lives here
 STACK_SLOTS_BASE = 0xFFFFC90000000000
 _SLOT_WORD = 8
+#: a handle's slots structure: the handle with its slot index cleared
+_SLOTS_MASK = ~(SLOTS_ALIGN - 1)
+_SLOT_OFFSET = SLOTS_ALIGN - 1
+#: the bit a HEADLESS handle carries
+HEADLESS_BIT = 1 << PAGE_HEADLESS
+#: enum buddy by value, without an enum lookup per handle
+_BUDDY = tuple(Buddy)
 
 
 class BuddySlots:
@@ -86,8 +93,7 @@ class SlotsCache:
 
     def lookup(self, handle: int) -> BuddySlots:
         """handle_to_slots()."""
-        addr = handle & ~(SLOTS_ALIGN - 1)
-        slots = self.live.get(addr)
+        slots = self.live.get(handle & _SLOTS_MASK)
         if slots is None:
             raise ContractViolation("REF-1", f"handle {handle:#x} points into a "
                                     "z3fold_buddy_slots that was freed (use after free)",
@@ -96,11 +102,11 @@ class SlotsCache:
 
 
 def slot_index(handle: int) -> int:
-    return (handle & (SLOTS_ALIGN - 1)) // _SLOT_WORD
+    return (handle & _SLOT_OFFSET) // _SLOT_WORD
 
 
 def is_headless_handle(handle: int) -> bool:
-    return bool(handle & 1 << PAGE_HEADLESS)
+    return bool(handle & HEADLESS_BIT)
 
 
 def buddy_index(zhdr: Z3foldHeader, bud: Buddy) -> int:
@@ -112,11 +118,11 @@ def encode_handle_in(pool: "Z3foldPool", zhdr: Z3foldHeader, slots: BuddySlots,
                     bud: Buddy) -> int:
     """__encode_handle(): write the slot, return its address (pool lock or page lock held)."""
     h = pool.virt(zhdr.page)
-    if bud == Buddy.HEADLESS:
+    if bud == HEADLESS:
         return h | 1 << PAGE_HEADLESS
     idx = buddy_index(zhdr, bud)
     h += idx
-    if bud == Buddy.LAST:
+    if bud == LAST:
         h |= zhdr.last_chunks << BUDDY_SHIFT
     slots.lock.write_lock()
     slots.slot[idx] = h
@@ -132,9 +138,10 @@ def encode_handle(pool: "Z3foldPool", zhdr: Z3foldHeader, bud: Buddy) -> int:
 def read_slot(pool: "Z3foldPool", handle: int) -> int:
     """*(unsigned long *)handle under the slots' read lock."""
     slots = pool.slots_cache.lookup(handle)
-    slots.lock.read_lock()
-    addr = slots.slot[slot_index(handle)]
-    slots.lock.read_unlock()
+    lock = slots.lock
+    lock.read_lock()
+    addr = slots.slot[(handle & _SLOT_OFFSET) // _SLOT_WORD]
+    lock.read_unlock()
     return addr
 
 
@@ -146,11 +153,11 @@ def handle_to_chunks(pool: "Z3foldPool", handle: int) -> int:
 
 def handle_to_buddy(pool: "Z3foldPool", handle: int) -> Buddy:
     """handle_to_buddy(): undo the first_num rotation of the header the slot points at."""
-    if is_headless_handle(handle):
+    if handle & HEADLESS_BIT:
         pool.warn("handle_to_buddy() on a HEADLESS handle")
     addr = read_slot(pool, handle)
     zhdr = pool.header_at(addr & pool.geometry.page_mask)
-    return Buddy((addr - zhdr.first_num) & BUDDY_MASK)
+    return _BUDDY[(addr - zhdr.first_num) & BUDDY_MASK]
 
 
 def handle_to_z3fold_header(pool: "Z3foldPool", handle: int) -> Z3foldHeader:
@@ -168,19 +175,21 @@ def get_z3fold_header(pool: "Z3foldPool", handle: int) -> Z3foldHeader:
     skipped, as before the fix, and a reader can lock the old header.
     """
     slots = pool.slots_cache.lookup(handle)
-    idx = slot_index(handle)
+    idx = (handle & _SLOT_OFFSET) // _SLOT_WORD
     check_migrated = "BUG-13" not in pool.bugs
+    lock = slots.lock
+    page_mask = pool.geometry.page_mask
     while True:
-        slots.lock.read_lock()
+        lock.read_lock()
         addr = slots.slot[idx]
-        zhdr = pool.header_at(addr & pool.geometry.page_mask)
+        zhdr = pool.header_at(addr & page_mask)
         locked = z3fold_page_trylock(zhdr)
         # v6.0 tests PAGE_MIGRATED after read_unlock; by then migration may have
         # re-encoded the slot, finished and cleared the old page's private word, and
         # the reader goes on with a freed header.  Under the read lock the slot cannot
         # move on, so the bit is still there to see.
-        migrated = locked and check_migrated and test_bit(PAGE_MIGRATED, zhdr.page)
-        slots.lock.read_unlock()
+        migrated = locked and check_migrated and zhdr.page.private >> PAGE_MIGRATED & 1
+        lock.read_unlock()
         if locked:
             if not migrated:
                 return zhdr

@@ -26,8 +26,8 @@ from mmplug.kernel import (
 
 from .alloc import add_to_unbuddied
 from .flags import (
-    NEEDS_COMPACTING, PAGE_CLAIMED, PAGE_HEADLESS, PAGE_MIGRATED, PAGE_STALE, Buddy, clear_bit,
-    set_bit, test_and_set_bit, test_bit,
+    FIRST, LAST, MIDDLE, NEEDS_COMPACTING, PAGE_CLAIMED, PAGE_HEADLESS, PAGE_MIGRATED,
+    PAGE_STALE, clear_bit, set_bit, test_and_set_bit, test_bit,
 )
 from .handles import encode_handle
 from .header import (
@@ -92,11 +92,11 @@ def z3fold_page_migrate(mapping: Any, newpage: Any, page: Any, mode: int) -> int
     get_page(newpage)
     z3fold_page_lock(new_zhdr)
     if new_zhdr.first_chunks:
-        encode_handle(pool, new_zhdr, Buddy.FIRST)
+        encode_handle(pool, new_zhdr, FIRST)
     if new_zhdr.last_chunks:
-        encode_handle(pool, new_zhdr, Buddy.LAST)
+        encode_handle(pool, new_zhdr, LAST)
     if new_zhdr.middle_chunks:
-        encode_handle(pool, new_zhdr, Buddy.MIDDLE)
+        encode_handle(pool, new_zhdr, MIDDLE)
     set_bit(NEEDS_COMPACTING, newpage)
     new_zhdr.cpu = pool.this_cpu()
     pool.unbuddied_of(new_zhdr.cpu)

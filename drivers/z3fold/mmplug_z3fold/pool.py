@@ -135,7 +135,7 @@ class Z3foldPool:
     # --- workqueues --------------------------------------------------------------------------
     def run_workqueues(self) -> int:
         """Let the pool's kworkers catch up: compaction first, then releases."""
-        if self.destroyed:
+        if self.destroyed or not (self.compact_wq.items or self.release_wq.items):
             return 0
         return self.compact_wq.run_pending() + self.release_wq.run_pending()
 

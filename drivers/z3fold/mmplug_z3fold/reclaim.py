@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 from mmplug.kernel import EAGAIN, EINVAL
 
 from .alloc import add_to_unbuddied
-from .flags import PAGE_CLAIMED, PAGE_HEADLESS, Buddy, clear_bit, test_and_set_bit, test_bit
+from .flags import (
+    FIRST, LAST, MIDDLE, PAGE_CLAIMED, PAGE_HEADLESS, clear_bit, test_and_set_bit, test_bit,
+)
 from .handles import encode_handle_in
 from .header import kref_get, kref_put, z3fold_page_lock, z3fold_page_trylock, z3fold_page_unlock
 from .lists import list_del_init
@@ -78,9 +80,9 @@ def _reclaim(pool: "Z3foldPool", retries: int, slots) -> int:
         handles = []
         if zhdr is not None:
             slots.slot = [0] * len(slots.slot)
-            for bud, chunks in ((Buddy.MIDDLE, zhdr.middle_chunks),
-                                (Buddy.FIRST, zhdr.first_chunks),
-                                (Buddy.LAST, zhdr.last_chunks)):
+            for bud, chunks in ((MIDDLE, zhdr.middle_chunks),
+                                (FIRST, zhdr.first_chunks),
+                                (LAST, zhdr.last_chunks)):
                 if chunks:
                     handles.append(encode_handle_in(pool, zhdr, slots, bud))
             z3fold_page_unlock(zhdr)

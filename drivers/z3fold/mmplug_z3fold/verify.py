@@ -16,97 +16,128 @@ from typing import TYPE_CHECKING
 
 from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_isolated
 
-from .access import z3fold_map, z3fold_unmap
-from .flags import NEEDS_COMPACTING, PAGE_HEADLESS, PAGE_STALE, Buddy, describe_flags, test_bit
-from .handles import handle_to_buddy, handle_to_z3fold_header, is_headless_handle
+from .flags import (
+    FIRST, LAST, MIDDLE, NEEDS_COMPACTING, PAGE_HEADLESS, PAGE_STALE, Buddy, describe_flags,
+    test_bit,
+)
+from .handles import (
+    handle_to_buddy, handle_to_chunks, handle_to_z3fold_header, is_headless_handle,
+)
 from .alloc import num_free_chunks
 
 if TYPE_CHECKING:
     from .instance import Z3fold
 
 
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise AssertionError(message)
+def _fail(message: str) -> None:
+    raise AssertionError(message)
 
+
+# Every check tests its condition first and builds its message only when it
+# fails: a pool of a million objects is checked without a string per object.
 
 def verify_pool(pool: "Z3fold") -> None:
     geo = pool.geometry
+    page_mask = geo.page_mask
     movable_word = pool.mapping.handle | PAGE_MAPPING_MOVABLE
     live_buddies: dict[int, int] = {}
     seen: set[tuple[int, Buddy]] = set()
     foreign: dict[int, int] = {}
+    headers = pool.headers
+    lookup = pool.slots_cache.lookup
     for handle, length in list(pool.objects.items()):
         if is_headless_handle(handle):
-            page = pool.virt_to_page(handle & geo.page_mask)
-            _check(page.pfn in pool.headless, f"headless handle {handle:#x}: pfn {page.pfn:#x} "
-                   "is not a headless page of the pool")
-            _check(length > geo.headless_above, f"headless object of {length} bytes would fit a "
-                   "shared page")
+            page = pool.virt_to_page(handle & page_mask)
+            if page.pfn not in pool.headless:
+                _fail(f"headless handle {handle:#x}: pfn {page.pfn:#x} is not a headless page "
+                      "of the pool")
+            if length <= geo.headless_above:
+                _fail(f"headless object of {length} bytes would fit a shared page")
             continue
         zhdr = handle_to_z3fold_header(pool, handle)
-        _check(pool.headers.get(zhdr.page.pfn) is zhdr, f"handle {handle:#x} points at a header "
-               "the pool does not own")
+        pfn = zhdr.page.pfn
+        if headers.get(pfn) is not zhdr:
+            _fail(f"handle {handle:#x} points at a header the pool does not own")
         bud = handle_to_buddy(pool, handle)
-        key = (zhdr.page.pfn, bud)
-        _check(key not in seen, f"two live handles point at {bud.name} of pfn {zhdr.page.pfn:#x}")
+        key = (pfn, bud)
+        if key in seen:
+            _fail(f"two live handles point at {bud.name} of pfn {pfn:#x}")
         seen.add(key)
-        chunks = {Buddy.FIRST: zhdr.first_chunks, Buddy.MIDDLE: zhdr.middle_chunks,
-                  Buddy.LAST: zhdr.last_chunks}.get(bud, 0)
-        _check(chunks >= geo.size_to_chunks(length), f"handle {handle:#x}: {bud.name} of pfn "
-               f"{zhdr.page.pfn:#x} has {chunks} chunks for {length} bytes")
-        live_buddies[zhdr.page.pfn] = live_buddies.get(zhdr.page.pfn, 0) + 1
-        if pool.slots_cache.lookup(handle) is not zhdr.slots:
-            foreign[zhdr.page.pfn] = foreign.get(zhdr.page.pfn, 0) + 1
-        addr = z3fold_map(pool, handle)
-        z3fold_unmap(pool, handle)
-        off = addr & ~geo.page_mask
-        _check(off + length <= geo.page_size, f"handle {handle:#x} maps past its page")
+        chunks = (zhdr.first_chunks if bud == FIRST else zhdr.middle_chunks
+                  if bud == MIDDLE else zhdr.last_chunks if bud == LAST else 0)
+        if chunks < geo.size_to_chunks(length):
+            _fail(f"handle {handle:#x}: {bud.name} of pfn {pfn:#x} has {chunks} chunks for "
+                  f"{length} bytes")
+        live_buddies[pfn] = live_buddies.get(pfn, 0) + 1
+        if lookup(handle) is not zhdr.slots:
+            foreign[pfn] = foreign.get(pfn, 0) + 1
+        # where z3fold_map() would put the object, without mapping it (a map
+        # would count, and an unmap clear MIDDLE_CHUNK_MAPPED of a held map)
+        if bud == FIRST:
+            off = geo.zhdr_size_aligned
+        elif bud == MIDDLE:
+            off = zhdr.start_middle << geo.chunk_shift
+        else:
+            off = geo.page_size - (handle_to_chunks(pool, handle) << geo.chunk_shift)
+        if off + length > geo.page_size:
+            _fail(f"handle {handle:#x} maps past its page")
     for pfn, page in list(pool.headless.items()):
-        _check(test_bit(PAGE_HEADLESS, page), f"headless pfn {pfn:#x} lacks PAGE_HEADLESS")
-        _check(page.mapping == 0, f"headless pfn {pfn:#x} has a mapping word {page.mapping:#x}")
+        if not test_bit(PAGE_HEADLESS, page):
+            _fail(f"headless pfn {pfn:#x} lacks PAGE_HEADLESS")
+        if page.mapping != 0:
+            _fail(f"headless pfn {pfn:#x} has a mapping word {page.mapping:#x}")
     nr_live_pages = len(pool.headless)
-    for pfn, zhdr in list(pool.headers.items()):
+    for pfn, zhdr in list(headers.items()):
         page = zhdr.page
-        where = f"pfn {pfn:#x} ({describe_flags(page.private)})"
-        _check(page.pfn == pfn and not zhdr.freed, f"{where}: header registered under a wrong pfn")
-        _check(page.mapping == movable_word, f"{where}: mapping word {page.mapping:#x} is not the "
-               "pool's movable mapping")
+
+        def where() -> str:
+            return f"pfn {pfn:#x} ({describe_flags(page.private)})"
+
+        if page.pfn != pfn or zhdr.freed:
+            _fail(f"{where()}: header registered under a wrong pfn")
+        if page.mapping != movable_word:
+            _fail(f"{where()}: mapping word {page.mapping:#x} is not the pool's movable mapping")
         first_end = geo.zhdr_chunks + zhdr.first_chunks
         last_start = geo.total_chunks - zhdr.last_chunks
-        _check(first_end <= last_start, f"{where}: FIRST and LAST overlap")
+        if first_end > last_start:
+            _fail(f"{where()}: FIRST and LAST overlap")
         if zhdr.middle_chunks:
-            _check(zhdr.start_middle >= first_end, f"{where}: MIDDLE overlaps FIRST")
-            _check(zhdr.start_middle + zhdr.middle_chunks <= last_start,
-                   f"{where}: MIDDLE overlaps LAST")
-        stale = test_bit(PAGE_STALE, page)
-        if stale:
-            _check(zhdr.buddy is pool.stale, f"{where}: stale page not on the stale list")
-            _check(not pool.lru.holds(page), f"{where}: stale page on the LRU")
+            if zhdr.start_middle < first_end:
+                _fail(f"{where()}: MIDDLE overlaps FIRST")
+            if zhdr.start_middle + zhdr.middle_chunks > last_start:
+                _fail(f"{where()}: MIDDLE overlaps LAST")
+        if test_bit(PAGE_STALE, page):
+            if zhdr.buddy is not pool.stale:
+                _fail(f"{where()}: stale page not on the stale list")
+            if pool.lru.holds(page):
+                _fail(f"{where()}: stale page on the LRU")
             continue
         nr_live_pages += 1
         isolated = page_isolated(page)
         pending = zhdr.work is not None and zhdr.work.pending
-        expected = live_buddies.get(pfn, 0) + isolated + pending
-        _check(zhdr.refcount == expected, f"{where}: kref {zhdr.refcount}, expected "
-               f"{live_buddies.get(pfn, 0)} objects + {int(isolated)} isolation + "
-               f"{int(pending)} pending work")
-        _check(zhdr.foreign_handles >= foreign.get(pfn, 0), f"{where}: {foreign.get(pfn, 0)} "
-               f"foreign handles point here but foreign_handles is {zhdr.foreign_handles}")
+        buddies = live_buddies.get(pfn, 0)
+        if zhdr.refcount != buddies + isolated + pending:
+            _fail(f"{where()}: kref {zhdr.refcount}, expected {buddies} objects + "
+                  f"{int(isolated)} isolation + {int(pending)} pending work")
+        if zhdr.foreign_handles < foreign.get(pfn, 0):
+            _fail(f"{where()}: {foreign.get(pfn, 0)} foreign handles point here but "
+                  f"foreign_handles is {zhdr.foreign_handles}")
         if isolated:
-            _check(not pool.lru.holds(page), f"{where}: isolated page still on the pool LRU")
-        else:
-            _check(pool.lru.holds(page), f"{where}: page is on no list of the pool (LRU)")
+            if pool.lru.holds(page):
+                _fail(f"{where()}: isolated page still on the pool LRU")
+        elif not pool.lru.holds(page):
+            _fail(f"{where()}: page is on no list of the pool (LRU)")
         if zhdr.buddy is not None:
             lists = pool.unbuddied.get(zhdr.cpu)
-            _check(lists is not None and zhdr.buddy in lists,
-                   f"{where}: on {zhdr.buddy.name} but cpu is {zhdr.cpu}")
+            if lists is None or zhdr.buddy not in lists:
+                _fail(f"{where()}: on {zhdr.buddy.name} but cpu is {zhdr.cpu}")
             idx = lists.index(zhdr.buddy)
-            _check(idx == num_free_chunks(pool, zhdr) or test_bit(NEEDS_COMPACTING, page),
-                   f"{where}: on unbuddied[{idx}] with {num_free_chunks(pool, zhdr)} free chunks")
-            _check(not (zhdr.first_chunks and zhdr.middle_chunks and zhdr.last_chunks),
-                   f"{where}: a full page on an unbuddied list")
-    _check(pool.pages_nr == nr_live_pages, f"pages_nr {pool.pages_nr} but the pool holds "
-           f"{nr_live_pages} live pages")
-    _check(len(pool.lru) == sum(1 for p in pool.lru.pages if p.lru is pool.lru),
-           "the LRU lists a page whose lru is elsewhere")
+            free_chunks = num_free_chunks(pool, zhdr)
+            if idx != free_chunks and not test_bit(NEEDS_COMPACTING, page):
+                _fail(f"{where()}: on unbuddied[{idx}] with {free_chunks} free chunks")
+            if zhdr.first_chunks and zhdr.middle_chunks and zhdr.last_chunks:
+                _fail(f"{where()}: a full page on an unbuddied list")
+    if pool.pages_nr != nr_live_pages:
+        _fail(f"pages_nr {pool.pages_nr} but the pool holds {nr_live_pages} live pages")
+    if len(pool.lru) != sum(1 for p in pool.lru.pages if p.lru is pool.lru):
+        _fail("the LRU lists a page whose lru is elsewhere")

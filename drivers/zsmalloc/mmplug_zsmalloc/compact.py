@@ -59,7 +59,7 @@ def find_alloced_obj(pool: "ZsPool", cls: SizeClass, page: "Page",
     ps = pool.layout.page_size
     offset = sp.units(page) + cls.size * obj_idx
     while offset < ps:
-        head = obj_to_head(sp, page, offset)
+        head = obj_to_head(sp, pool.mem, page, offset)
         if head & OBJ_ALLOCATED_TAG:
             handle = head & ~OBJ_ALLOCATED_TAG
             if pool.handles.trypin(handle):
@@ -75,6 +75,7 @@ def migrate_zspage(pool: "ZsPool", cls: SizeClass, cc: CompactControl) -> int:
     0 when the source is exhausted, -ENOMEM when the destination is full.
     """
     sp = pool.struct_pages
+    mem = pool.mem
     layout = pool.layout
     handles = pool.handles
     s_page = cc.s_page
@@ -94,13 +95,13 @@ def migrate_zspage(pool: "ZsPool", cls: SizeClass, cc: CompactControl) -> int:
             ret = -ENOMEM
             break
         used_obj = handles.handle_to_obj(handle)
-        free_obj = obj_malloc(sp, layout, cls, dst, handle)
-        zs_object_copy(sp, layout, cls, free_obj, used_obj, pool.pfn_to_page)
+        free_obj = obj_malloc(sp, mem, layout, cls, dst, handle)
+        zs_object_copy(sp, mem, layout, cls, free_obj, used_obj, pool.pfn_to_page)
         obj_idx += 1
         # The new location keeps the pin bit: the handle stays locked until unpin.
         handles.record_obj(handle, free_obj | PIN)
         handles.unpin(handle)
-        obj_free(sp, layout, cls, used_obj, pool.pfn_to_page)
+        obj_free(sp, mem, layout, cls, used_obj, pool.pfn_to_page)
     cc.s_page = s_page
     cc.obj_idx = obj_idx
     return ret

@@ -94,6 +94,7 @@ def zs_page_migrate(mapping: "AddressSpace", newpage: "Page", page: "Page", mode
     pool: ZsPool = mapping.private_data
     _alive(pool, "migratepage")
     sp = pool.struct_pages
+    mem = pool.mem
     layout = pool.layout
     ps = layout.page_size
     handles = pool.handles
@@ -108,14 +109,14 @@ def zs_page_migrate(mapping: "AddressSpace", newpage: "Page", page: "Page", mode
             offset = ps
         pos = offset
         while pos < ps:
-            head = obj_to_head(sp, page, pos)
+            head = obj_to_head(sp, mem, page, pos)
             if head & OBJ_ALLOCATED_TAG and not handles.trypin(head & ~OBJ_ALLOCATED_TAG):
                 break
             pos += cls.size
         else:
             copy_highpage(newpage, page)
             for addr in range(offset, pos, cls.size):
-                head = obj_to_head(sp, page, addr)
+                head = obj_to_head(sp, mem, page, addr)
                 if head & OBJ_ALLOCATED_TAG:
                     handle = head & ~OBJ_ALLOCATED_TAG
                     if not handles.testpin(handle):
@@ -137,7 +138,7 @@ def zs_page_migrate(mapping: "AddressSpace", newpage: "Page", page: "Page", mode
             page = newpage
             ret = MIGRATEPAGE_SUCCESS
         for addr in range(offset, pos, cls.size):
-            head = obj_to_head(sp, page, addr)
+            head = obj_to_head(sp, mem, page, addr)
             if head & OBJ_ALLOCATED_TAG:
                 handles.unpin(head & ~OBJ_ALLOCATED_TAG)
     zspage.lock.write_unlock()

@@ -31,9 +31,10 @@ from mmplug.kernel import (
 
 from .deferred import WorkQueue, async_free_zspage
 from .handle import HandleTable, obj_to_location
+from .memory import zone_memory
 from .sizeclass import (
-    ZS_HANDLE_SIZE, Fullness, Layout, SizeClass, Stat, build_size_classes, distinct_classes,
-    huge_class_size,
+    OBJ_TAG_BITS, ZS_EMPTY, ZS_HANDLE_SIZE, Fullness, Layout, SizeClass, Stat, build_size_classes,
+    distinct_classes, huge_class_size,
 )
 from .waits import spin_trylock, wait_event
 from .zspage import (
@@ -69,6 +70,10 @@ class ZsPool:
         self.huge_class_size = huge_class_size(self.size_class)
         self.handles = HandleTable()
         self.struct_pages = StructPages()
+        #: the zone's memory, where objects and their metadata words live
+        self.mem = zone_memory(vm.zone)
+        #: pfn_to_page(): the zone's own lookup
+        self.pfn_to_page = vm.zone.pfn_to_page
         self.workqueue = WorkQueue()
         self.pages_allocated = 0
         self.pages_compacted = 0
@@ -91,9 +96,6 @@ class ZsPool:
         """The largest object store() takes: ZS_MAX_ALLOC_SIZE (a huge-class object)."""
         return self.layout.max_alloc_size
 
-    def pfn_to_page(self, pfn: int) -> "Page":
-        return self.vm.zone.pfn_to_page(pfn)
-
     def location(self, handle: int) -> tuple["Page", int]:
         """obj_to_location(handle_to_obj(handle))."""
         return obj_to_location(self.layout, self.handles.handle_to_obj(handle), self.pfn_to_page)
@@ -114,7 +116,12 @@ class ZsPool:
         return self.workqueue.run_pending()
 
     def pin_tag(self, handle: int) -> None:
-        """pin_tag(): bit_spin_lock on the handle's low bit."""
+        """pin_tag(): bit_spin_lock on the handle's low bit.
+
+        The uncontended case is one trylock; only a spin names what it waits for.
+        """
+        if self.handles.trypin(handle):
+            return
         spin_trylock(self.vm, lambda: self.handles.trypin(handle),
                      f"pin_tag({handle:#x}): the object is pinned")
 
@@ -134,7 +141,7 @@ class ZsPool:
             pages.append(page)
         zspage = Zspage(class_idx=cls.index, lock=rwlock(self.vm, "zsmalloc zspage->lock"))
         self.struct_pages.create_page_chain(cls, zspage, pages)
-        init_zspage(self.struct_pages, cls, zspage, self.layout.page_size)
+        init_zspage(self.struct_pages, self.mem, cls, zspage, self.layout.page_size)
         return zspage
 
     def set_zspage_movable(self, zspage: Zspage) -> None:
@@ -193,21 +200,22 @@ class ZsPool:
         """zs_malloc(): a handle for `size` bytes, or 0."""
         if not size or size > self.layout.max_alloc_size:
             return 0
-        handle = self.handles.alloc()
+        handles = self.handles
+        handle = handles.alloc()
         cls = self.size_class[self.layout.size_class_index(size + ZS_HANDLE_SIZE)]
         with cls.lock:
             zspage = cls.find_get_zspage()
             if zspage is not None:
-                obj = obj_malloc(self.struct_pages, self.layout, cls, zspage, handle)
+                obj = obj_malloc(self.struct_pages, self.mem, self.layout, cls, zspage, handle)
                 cls.fix_fullness_group(zspage)
-                self.handles.record_obj(handle, obj)
+                handles.words[handle] = obj    # record_obj()
                 return handle
         zspage = self.alloc_zspage(cls)
         if zspage is None:
             self.handles.free(handle)
             return 0
         with cls.lock:
-            obj = obj_malloc(self.struct_pages, self.layout, cls, zspage, handle)
+            obj = obj_malloc(self.struct_pages, self.mem, self.layout, cls, zspage, handle)
             newfg = cls.get_fullness_group(zspage)
             cls.insert_zspage(zspage, newfg)
             zspage.class_idx, zspage.fullness = cls.index, newfg
@@ -224,15 +232,15 @@ class ZsPool:
         if not handle:
             return
         self.pin_tag(handle)
-        obj = self.handles.handle_to_obj(handle)
+        obj = self.handles.words[handle]
         f_page, _ = obj_to_location(self.layout, obj, self.pfn_to_page)
         zspage = get_zspage(f_page)
         zspage.lock.read_lock()
-        cls = self.class_of(zspage)
+        cls = self.size_class[zspage.class_idx]
         with cls.lock:
-            obj_free(self.struct_pages, self.layout, cls, obj, self.pfn_to_page)
+            obj_free(self.struct_pages, self.mem, self.layout, cls, obj, self.pfn_to_page)
             fullness = cls.fix_fullness_group(zspage)
-            if fullness != Fullness.ZS_EMPTY:
+            if fullness != ZS_EMPTY:
                 zspage.lock.read_unlock()
             else:
                 isolated = zspage.isolated
@@ -250,12 +258,15 @@ class ZsPool:
         """
         if handle not in self.knob_pins:
             self.pin_tag(handle)
-        page, obj_idx = self.location(handle)
+        layout = self.layout
+        # obj_to_location(handle_to_obj(handle)), inline: every access starts here
+        obj = self.handles.words[handle] >> OBJ_TAG_BITS
+        page = self.pfn_to_page(obj >> layout.obj_index_bits)
         zspage = get_zspage(page)
         zspage.lock.read_lock()
-        cls = self.class_of(zspage)
-        off = cls.size * obj_idx % self.layout.page_size
-        if not self.struct_pages.is_huge(page):
+        cls = self.size_class[zspage.class_idx]
+        off = cls.size * (obj & layout.obj_index_mask) % layout.page_size
+        if not cls.huge:    # PageHugeObject(page), which its class decides
             off += ZS_HANDLE_SIZE
         return cls, zspage, page, off
 
@@ -269,7 +280,8 @@ class ZsPool:
         """zs_map_object(ZS_MM_RO) + copy out + zs_unmap_object()."""
         cls, zspage, page, off = self._map(handle)
         try:
-            return copy_from_object(self.struct_pages, page, off, length, self.layout.page_size)
+            return copy_from_object(self.struct_pages, self.mem, page, off, length,
+                                    self.layout.page_size)
         finally:
             self._unmap(handle, zspage)
 
@@ -277,7 +289,7 @@ class ZsPool:
         """zs_map_object(ZS_MM_WO) + copy in + zs_unmap_object()."""
         cls, zspage, page, off = self._map(handle)
         try:
-            copy_to_object(self.struct_pages, page, off, data, self.layout.page_size)
+            copy_to_object(self.struct_pages, self.mem, page, off, data, self.layout.page_size)
         finally:
             self._unmap(handle, zspage)
 
@@ -285,10 +297,11 @@ class ZsPool:
     def store(self, data: bytes) -> int:
         """zs_malloc + write the bytes through a WO mapping."""
         self._check_alive()
-        if len(data) > self.max_object_size:
+        if len(data) > self.layout.page_size:
             raise ValueError(f"zsmalloc: object of {len(data)} bytes exceeds the largest "
                              f"class ({self.max_object_size} bytes)")
-        self.run_deferred_work()
+        if self.workqueue.pending:
+            self.run_deferred_work()
         # zs_malloc(0) fails; an empty object takes the smallest chunk.
         handle = self.zs_malloc(max(len(data), 1))
         if not handle:
@@ -310,7 +323,8 @@ class ZsPool:
         if handle in self.knob_pins:
             # The pinning user frees its own object: the pin goes with it.
             self.unpin(handle)
-        self.run_deferred_work()
+        if self.workqueue.pending:
+            self.run_deferred_work()
         self.zs_free(handle)
         del self.lengths[handle]
 

@@ -44,6 +44,10 @@ class Fullness(IntEnum):
 
 
 NR_ZS_FULLNESS = 4
+# The members as plain names: hot paths look them up without the enum class.
+ZS_EMPTY, ZS_ALMOST_EMPTY, ZS_ALMOST_FULL, ZS_FULL = Fullness
+#: find_get_zspage(): the lists a new object is looked for in, in order
+_FIND_ORDER = (ZS_ALMOST_FULL, ZS_ALMOST_EMPTY, ZS_EMPTY)
 
 
 class Stat(IntEnum):
@@ -54,6 +58,7 @@ class Stat(IntEnum):
 
 
 NR_ZS_STAT_TYPE = 6
+OBJ_USED = Stat.OBJ_USED
 
 
 @frozen(slots=True)
@@ -66,15 +71,17 @@ class Layout:
     min_alloc_size: int
     class_delta: int
     nr_classes: int
+    #: OBJ_INDEX_MASK, kept rather than derived: every handle lookup uses it
+    obj_index_mask: int = field()
+
+    @obj_index_mask.default
+    def _mask(self) -> int:
+        return (1 << self.obj_index_bits) - 1
 
     @property
     def max_alloc_size(self) -> int:
         """ZS_MAX_ALLOC_SIZE: one page."""
         return self.page_size
-
-    @property
-    def obj_index_mask(self) -> int:
-        return (1 << self.obj_index_bits) - 1
 
     @classmethod
     def for_page_size(cls, page_size: int) -> "Layout":
@@ -110,6 +117,17 @@ def get_pages_per_zspage(class_size: int, page_size: int) -> int:
             best_used, best = used, i
     return best
 
+
+
+def _fullness_group(inuse: int, objs: int) -> Fullness:
+    """get_fullness_group() of a zspage with `inuse` of `objs` objects used."""
+    if inuse == 0:
+        return Fullness.ZS_EMPTY
+    if inuse == objs:
+        return Fullness.ZS_FULL
+    if inuse <= 3 * objs // FULLNESS_THRESHOLD_FRAC:
+        return Fullness.ZS_ALMOST_EMPTY
+    return Fullness.ZS_ALMOST_FULL
 
 
 class ZspageList:
@@ -151,6 +169,11 @@ class ZspageList:
             raise IndexError("only the head of a fullness list is looked at")
         return self._next[self]
 
+    def first(self) -> Any:
+        """list_first_entry_or_null()."""
+        head = self._next[self]
+        return None if head is self else head
+
     def __iter__(self):
         node = self._next[self]
         while node is not self:
@@ -180,11 +203,20 @@ class SizeClass:
     fullness_list: list["ZspageList"] = field(
         factory=lambda: [ZspageList() for _ in range(NR_ZS_FULLNESS)])
     stats: list[int] = field(factory=lambda: [0] * NR_ZS_STAT_TYPE)
+    #: get_fullness_group() of every possible inuse count, worked out once
+    fullness_by_inuse: tuple[Fullness, ...] = field(init=False)
+    #: one object per one-page zspage: no handle header, the handle lives in the page
+    #: (create_page_chain marks such pages PageHugeObject)
+    huge: bool = field(init=False)
 
-    @property
-    def huge(self) -> bool:
-        """One object per one-page zspage: no handle header, the handle lives in the page."""
+    @huge.default
+    def _huge(self) -> bool:
         return self.objs_per_zspage == 1 and self.pages_per_zspage == 1
+
+    @fullness_by_inuse.default
+    def _fullness_table(self) -> tuple[Fullness, ...]:
+        return tuple(_fullness_group(inuse, self.objs_per_zspage)
+                     for inuse in range(self.objs_per_zspage + 1))
 
     def __repr__(self) -> str:
         return (f"<SizeClass {self.index} size {self.size} pages {self.pages_per_zspage} "
@@ -193,21 +225,14 @@ class SizeClass:
     # --- fullness groups ---------------------------------------------------------
     def get_fullness_group(self, zspage: "Zspage") -> Fullness:
         """get_fullness_group()."""
-        inuse = zspage.inuse
-        objs = self.objs_per_zspage
-        if inuse == 0:
-            return Fullness.ZS_EMPTY
-        if inuse == objs:
-            return Fullness.ZS_FULL
-        if inuse <= 3 * objs // FULLNESS_THRESHOLD_FRAC:
-            return Fullness.ZS_ALMOST_EMPTY
-        return Fullness.ZS_ALMOST_FULL
+        return self.fullness_by_inuse[zspage.inuse]
 
     def insert_zspage(self, zspage: "Zspage", fullness: Fullness) -> None:
         """insert_zspage(): a zspage less used than the head goes second, else first."""
         self.stats[fullness] += 1
         lst = self.fullness_list[fullness]
-        if lst and zspage.inuse < lst[0].inuse:
+        head = lst.first()
+        if head is not None and zspage.inuse < head.inuse:
             lst.insert(1, zspage)
         else:
             lst.insert(0, zspage)
@@ -224,7 +249,7 @@ class SizeClass:
     def fix_fullness_group(self, zspage: "Zspage") -> Fullness:
         """fix_fullness_group(): move between lists; an isolated zspage only records it."""
         currfg = zspage.fullness
-        newfg = self.get_fullness_group(zspage)
+        newfg = self.fullness_by_inuse[zspage.inuse]
         if newfg == currfg:
             return newfg
         if not zspage.isolated:
@@ -245,10 +270,11 @@ class SizeClass:
 
     def find_get_zspage(self) -> "Zspage | None":
         """find_get_zspage(): the head of ALMOST_FULL, else ALMOST_EMPTY, else EMPTY."""
-        for fg in (Fullness.ZS_ALMOST_FULL, Fullness.ZS_ALMOST_EMPTY, Fullness.ZS_EMPTY):
-            lst = self.fullness_list[fg]
-            if lst:
-                return lst[0]
+        lists = self.fullness_list
+        for fg in _FIND_ORDER:
+            head = lists[fg].first()
+            if head is not None:
+                return head
         return None
 
     def zs_can_compact(self) -> int:

@@ -14,113 +14,128 @@ from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_count, page_isolated
 
 from .handle import FREELIST_END, OBJ_ALLOCATED_TAG, PIN, obj_to_location
 from .sizeclass import NR_ZS_FULLNESS, Fullness, Stat, distinct_classes
-from .zspage import ZSPAGE_MAGIC, Zspage, allocated_heads, read_word
+from .zspage import ZSPAGE_MAGIC, Zspage, allocated_heads
 
 if TYPE_CHECKING:
     from .pool import ZsPool
 
 
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise AssertionError(f"zsmalloc verify: {message}")
+def _fail(message: str) -> None:
+    raise AssertionError(f"zsmalloc verify: {message}")
 
 
-def _verify_zspage(pool: "ZsPool", zspage: Zspage) -> set[int]:
+# Every check tests its condition first and builds its message only when it
+# fails: a pool of a million objects is checked without a string per object.
+
+def _verify_zspage(pool: "ZsPool", zspage: Zspage, handle_word: int) -> set[int]:
     """Check one zspage; return the handles whose objects it holds."""
     sp = pool.struct_pages
+    mem = pool.mem
     ps = pool.layout.page_size
     cls = pool.class_of(zspage)
-    _check(zspage.magic == ZSPAGE_MAGIC, f"{zspage!r} has a bad magic")
+    words = pool.handles.words
+    layout = pool.layout
+    if zspage.magic != ZSPAGE_MAGIC:
+        _fail(f"{zspage!r} has a bad magic")
     chain = list(sp.chain(zspage))
-    _check(len(chain) == cls.pages_per_zspage,
-           f"{zspage!r} has {len(chain)} subpages, its class {cls.pages_per_zspage}")
-    _check(sp.is_first_page(chain[0]), f"{zspage!r}: first subpage not marked first")
-    handle_word = pool.mapping.handle | PAGE_MAPPING_MOVABLE
+    if len(chain) != cls.pages_per_zspage:
+        _fail(f"{zspage!r} has {len(chain)} subpages, its class {cls.pages_per_zspage}")
+    if not sp.is_first_page(chain[0]):
+        _fail(f"{zspage!r}: first subpage not marked first")
     owned: set[int] = set()
     for page in chain:
-        _check(page.private is zspage, f"subpage {page.pfn:#x} does not point at {zspage!r}")
-        _check(page.mapping == handle_word,
-               f"subpage {page.pfn:#x} of {zspage!r} is not movable with the pool's mapping "
-               f"(mapping {page.mapping:#x})")
-        _check(page_count(page) >= 1, f"subpage {page.pfn:#x} has no reference")
-        if page_isolated(page):
-            _check(zspage.isolated > 0,
-                   f"subpage {page.pfn:#x} is PG_isolated but {zspage!r} counts none")
-        for off, handle in allocated_heads(sp, cls, page, ps):
-            _check(handle in pool.handles, f"object at {page.pfn:#x}+{off} has unknown "
-                   f"handle {handle:#x}")
-            where, idx = obj_to_location(pool.layout, pool.handles.handle_to_obj(handle),
-                                         pool.pfn_to_page)
-            _check(where is page and cls.size * idx % ps == off,
-                   f"handle {handle:#x} points at {where.pfn:#x} index {idx}, its object "
-                   f"is at {page.pfn:#x}+{off}")
+        if page.private is not zspage:
+            _fail(f"subpage {page.pfn:#x} does not point at {zspage!r}")
+        if page.mapping != handle_word:
+            _fail(f"subpage {page.pfn:#x} of {zspage!r} is not movable with the pool's mapping "
+                  f"(mapping {page.mapping:#x})")
+        if page_count(page) < 1:
+            _fail(f"subpage {page.pfn:#x} has no reference")
+        if page_isolated(page) and not zspage.isolated > 0:
+            _fail(f"subpage {page.pfn:#x} is PG_isolated but {zspage!r} counts none")
+        for off, handle in allocated_heads(sp, mem, cls, page, ps):
+            if handle not in words:
+                _fail(f"object at {page.pfn:#x}+{off} has unknown handle {handle:#x}")
+            where, idx = obj_to_location(layout, words[handle], pool.pfn_to_page)
+            if where is not page or cls.size * idx % ps != off:
+                _fail(f"handle {handle:#x} points at {where.pfn:#x} index {idx}, its object "
+                      f"is at {page.pfn:#x}+{off}")
             owned.add(handle)
-    _check(len(owned) == zspage.inuse, f"{zspage!r} holds {len(owned)} objects, inuse says "
-           f"{zspage.inuse}")
+    if len(owned) != zspage.inuse:
+        _fail(f"{zspage!r} holds {len(owned)} objects, inuse says {zspage.inuse}")
     # The in-page free list reaches exactly the free objects.
     free = 0
     idx = zspage.freeobj
     seen = set()
     while free < cls.objs_per_zspage - zspage.inuse:
-        _check(idx not in seen and idx < cls.objs_per_zspage,
-               f"{zspage!r}: free list loops or leaves the zspage at index {idx}")
+        if idx in seen or idx >= cls.objs_per_zspage:
+            _fail(f"{zspage!r}: free list loops or leaves the zspage at index {idx}")
         seen.add(idx)
         offset = idx * cls.size
         page = chain[offset // ps]
-        link = read_word(page, offset % ps) if not sp.is_huge(page) else FREELIST_END
-        _check(not link & OBJ_ALLOCATED_TAG, f"{zspage!r}: free object {idx} is tagged allocated")
+        link = mem.read(page, offset % ps) if not sp.is_huge(page) else FREELIST_END
+        if link & OBJ_ALLOCATED_TAG:
+            _fail(f"{zspage!r}: free object {idx} is tagged allocated")
         idx = link >> 1
         free += 1
-    _check(zspage.fullness == cls.get_fullness_group(zspage),
-           f"{zspage!r} is recorded {zspage.fullness.name}, its inuse says "
-           f"{cls.get_fullness_group(zspage).name}")
+    if zspage.fullness != cls.get_fullness_group(zspage):
+        _fail(f"{zspage!r} is recorded {zspage.fullness.name}, its inuse says "
+              f"{cls.get_fullness_group(zspage).name}")
     return owned
 
 
 def verify_pool(pool: "ZsPool") -> None:
     seen_zspages: set[Zspage] = set()
     isolated = 0
+    # per class: (objects used, objects allocated) summed over the pool's zspages
+    sums: dict[int, list[int]] = {}
+    for zspage in pool.zspages:
+        cls = pool.class_of(zspage)
+        counts = sums.setdefault(id(cls), [0, 0])
+        counts[0] += zspage.inuse
+        counts[1] += cls.objs_per_zspage
     for cls in distinct_classes(pool.size_class):
-        used = 0
-        allocated = 0
         for fg in range(NR_ZS_FULLNESS):
             lst = cls.fullness_list[fg]
-            _check(cls.stats[fg] == len(lst), f"class {cls.index} counts {cls.stats[fg]} "
-                   f"{Fullness(fg).name} zspages, its list has {len(lst)}")
+            if cls.stats[fg] != len(lst):
+                _fail(f"class {cls.index} counts {cls.stats[fg]} {Fullness(fg).name} zspages, "
+                      f"its list has {len(lst)}")
             for zspage in lst:
-                _check(zspage.list == fg and zspage.fullness == fg and not zspage.isolated,
-                       f"{zspage!r} is on the {Fullness(fg).name} list of class {cls.index}")
-                _check(zspage.class_idx == cls.index, f"{zspage!r} is on class {cls.index}")
+                if zspage.list != fg or zspage.fullness != fg or zspage.isolated:
+                    _fail(f"{zspage!r} is on the {Fullness(fg).name} list of class {cls.index}")
+                if zspage.class_idx != cls.index:
+                    _fail(f"{zspage!r} is on class {cls.index}")
                 seen_zspages.add(zspage)
-        for zspage in pool.zspages:
-            if pool.class_of(zspage) is cls:
-                used += zspage.inuse
-                allocated += cls.objs_per_zspage
-        _check(cls.stats[Stat.OBJ_USED] == used,
-               f"class {cls.index} counts {cls.stats[Stat.OBJ_USED]} objects used, its zspages {used}")
-        _check(cls.stats[Stat.OBJ_ALLOCATED] == allocated,
-               f"class {cls.index} counts {cls.stats[Stat.OBJ_ALLOCATED]} objects allocated, "
-               f"its zspages {allocated}")
+        used, allocated = sums.get(id(cls), (0, 0))
+        if cls.stats[Stat.OBJ_USED] != used:
+            _fail(f"class {cls.index} counts {cls.stats[Stat.OBJ_USED]} objects used, its "
+                  f"zspages {used}")
+        if cls.stats[Stat.OBJ_ALLOCATED] != allocated:
+            _fail(f"class {cls.index} counts {cls.stats[Stat.OBJ_ALLOCATED]} objects allocated, "
+                  f"its zspages {allocated}")
     owned: set[int] = set()
     pages = 0
+    handle_word = pool.mapping.handle | PAGE_MAPPING_MOVABLE
     for zspage in pool.zspages:
         if zspage.isolated:
             isolated += 1
-            _check(zspage.list is None, f"isolated {zspage!r} is still on a list")
-        else:
-            _check(zspage in seen_zspages or zspage.list == "deferred",
-                   f"{zspage!r} is on no list and not isolated")
-        got = _verify_zspage(pool, zspage)
-        _check(not got & owned, "one handle owns two objects")
+            if zspage.list is not None:
+                _fail(f"isolated {zspage!r} is still on a list")
+        elif zspage not in seen_zspages and zspage.list != "deferred":
+            _fail(f"{zspage!r} is on no list and not isolated")
+        got = _verify_zspage(pool, zspage, handle_word)
+        if not got.isdisjoint(owned):
+            _fail("one handle owns two objects")
         owned |= got
         pages += pool.class_of(zspage).pages_per_zspage
-    _check(isolated == pool.isolated_pages,
-           f"{isolated} zspages are isolated, the pool counts {pool.isolated_pages}")
-    _check(pages == pool.pages_allocated,
-           f"zspages hold {pages} pages, pages_allocated is {pool.pages_allocated}")
-    _check(owned == set(pool.handles.words), f"{len(pool.handles)} handles, "
-           f"{len(owned)} objects found in zspages")
-    _check(set(pool.lengths) == owned, "the length table and the objects disagree")
+    if isolated != pool.isolated_pages:
+        _fail(f"{isolated} zspages are isolated, the pool counts {pool.isolated_pages}")
+    if pages != pool.pages_allocated:
+        _fail(f"zspages hold {pages} pages, pages_allocated is {pool.pages_allocated}")
+    if owned != pool.handles.words.keys():
+        _fail(f"{len(pool.handles)} handles, {len(owned)} objects found in zspages")
+    if pool.lengths.keys() != owned:
+        _fail("the length table and the objects disagree")
     for handle, word in pool.handles.words.items():
-        _check(not word & PIN or handle in pool.knob_pins,
-               f"handle {handle:#x} is pinned with nothing in flight")
+        if word & PIN and handle not in pool.knob_pins:
+            _fail(f"handle {handle:#x} is pinned with nothing in flight")

@@ -19,16 +19,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterator
 
 from attrs import define
-from mmplug.kernel import clear_page_movable, page_address
+from mmplug.kernel import clear_page_movable
 
-from .handle import FREELIST_END, OBJ_ALLOCATED_TAG, location_to_obj
-from .sizeclass import OBJ_TAG_BITS, Fullness, Layout, SizeClass, Stat
+from .handle import FREELIST_END, OBJ_ALLOCATED_TAG, obj_to_location
+from .memory import PageMemory
+from .sizeclass import OBJ_TAG_BITS, OBJ_USED, Fullness, Layout, SizeClass
 
 if TYPE_CHECKING:
     from mmplug import Page
 
 ZSPAGE_MAGIC = 0x58
-WORD = 8
 
 
 @define(slots=True, eq=False, repr=False)
@@ -112,10 +112,13 @@ class StructPages:
 
     def create_page_chain(self, cls: SizeClass, zspage: Zspage, pages: list["Page"]) -> None:
         """create_page_chain(): private -> zspage, freelist links, the first page marked."""
-        prev: "Page | None" = None
+        fields_of = self.fields
+        prev: PageFields | None = None
         for i, page in enumerate(pages):
             page.private = zspage
-            fields = self[page]
+            fields = fields_of.get(page)
+            if fields is None:
+                fields = fields_of[page] = PageFields()
             fields.freelist = None
             if i == 0:
                 zspage.first_page = page
@@ -123,8 +126,8 @@ class StructPages:
                 if cls.huge:
                     fields.huge = True
             else:
-                self[prev].freelist = page  # type: ignore[index]
-            prev = page
+                prev.freelist = page  # type: ignore[union-attr]
+            prev = fields
 
     def reset_page(self, page: "Page") -> None:
         """reset_page(): __ClearPageMovable, private, freelist, huge mark all cleared."""
@@ -145,41 +148,50 @@ def get_zspage(page: "Page") -> Zspage:
 # --- page memory ----------------------------------------------------------------------
 
 def read_word(page: "Page", off: int) -> int:
-    return int.from_bytes(page_address(page)[off:off + WORD], "little")
+    """The word at byte `off` of a page, read through page_address()."""
+    return _PAGE.read(page, off)
 
 
 def write_word(page: "Page", off: int, value: int) -> None:
-    page_address(page)[off:off + WORD] = (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(WORD, "little")
+    _PAGE.write(page, off, value)
 
 
-def obj_to_head(sp: StructPages, page: "Page", off: int) -> int:
+_PAGE = PageMemory()
+
+
+def obj_to_head(sp: StructPages, mem: PageMemory, page: "Page", off: int) -> int:
     """obj_to_head(): the first word of the object at `off`, or page->index if huge."""
-    if sp.is_huge(page):
-        return sp[page].index
-    return read_word(page, off)
+    fields = sp.fields.get(page)
+    if fields is not None and fields.huge:
+        return fields.index
+    return mem.read(page, off)
 
 
-def init_zspage(sp: StructPages, cls: SizeClass, zspage: Zspage, page_size: int) -> None:
-    """init_zspage(): thread every object onto the zspage's free list, in place."""
+def init_zspage(sp: StructPages, mem: PageMemory, cls: SizeClass, zspage: Zspage,
+                page_size: int) -> None:
+    """init_zspage(): thread every object onto the zspage's free list, in place.
+
+    Object i's first word links object i + 1; the last object of a subpage
+    (possibly spilling over) links the first of the next one, and the very
+    last object ends the list.  Each subpage's links are one strided store.
+    """
+    size = cls.size
     freeobj = 1
     off = 0
     page = zspage.first_page
     while page is not None:
-        sp[page].units = off
-        link = off
-        off += cls.size
-        while off < page_size:
-            write_word(page, link, freeobj << OBJ_TAG_BITS)
-            freeobj += 1
-            link = off
-            off += cls.size
-        next_page = sp.get_next_page(page)
-        # The last object of this subpage (possibly spilling over) links to the next one.
-        write_word(page, link, freeobj << OBJ_TAG_BITS if next_page is not None else FREELIST_END)
-        if next_page is not None:
-            freeobj += 1
+        fields = sp.fields[page]
+        fields.units = off
+        # objects starting in this subpage: at off, off + size, ... below page_size
+        n = -(-(page_size - off) // size)
+        next_page = None if fields.huge else fields.freelist    # get_next_page()
+        links = range(freeobj << OBJ_TAG_BITS, (freeobj + n) << OBJ_TAG_BITS, 1 << OBJ_TAG_BITS)
+        if next_page is None:
+            links = [*links[:-1], FREELIST_END]
+        mem.write_every(page, off, size, links)
+        freeobj += n
+        off = (off + n * size) % page_size
         page = next_page
-        off %= page_size
     zspage.freeobj = 0
 
 
@@ -191,36 +203,40 @@ def _nth_subpage(sp: StructPages, zspage: Zspage, n: int) -> "Page":
     return page
 
 
-def obj_malloc(sp: StructPages, layout: Layout, cls: SizeClass, zspage: Zspage,
-               handle: int) -> int:
+def obj_malloc(sp: StructPages, mem: PageMemory, layout: Layout, cls: SizeClass,
+               zspage: Zspage, handle: int) -> int:
     """obj_malloc(): take the first free object, record its owner, return its location."""
     obj = zspage.freeobj
+    ps = layout.page_size
     offset = obj * cls.size
-    m_page = _nth_subpage(sp, zspage, offset // layout.page_size)
-    m_offset = offset % layout.page_size
-    link = read_word(m_page, m_offset)
+    m_page = _nth_subpage(sp, zspage, offset // ps) if offset >= ps else zspage.first_page
+    m_offset = offset % ps
+    link = mem.read(m_page, m_offset)
     zspage.freeobj = link >> OBJ_TAG_BITS
-    if not sp.is_huge(m_page):
-        write_word(m_page, m_offset, handle | OBJ_ALLOCATED_TAG)
+    # PageHugeObject(m_page): a page of a zspage is huge exactly when its class is
+    if not cls.huge:
+        mem.write(m_page, m_offset, handle | OBJ_ALLOCATED_TAG)
     else:
         sp[zspage.first_page].index = handle | OBJ_ALLOCATED_TAG
     zspage.inuse += 1
-    cls.stats[Stat.OBJ_USED] += 1
-    return location_to_obj(layout, m_page, obj)
+    cls.stats[OBJ_USED] += 1
+    # location_to_obj()
+    return ((m_page.pfn << layout.obj_index_bits) | (obj & layout.obj_index_mask)) << OBJ_TAG_BITS
 
 
-def obj_free(sp: StructPages, layout: Layout, cls: SizeClass, obj: int,
+def obj_free(sp: StructPages, mem: PageMemory, layout: Layout, cls: SizeClass, obj: int,
              pfn_to_page: Any) -> None:
     """obj_free(): push the object back on its zspage's free list."""
-    from .handle import obj_to_location
-    obj &= ~OBJ_ALLOCATED_TAG
-    f_page, f_objidx = obj_to_location(layout, obj, pfn_to_page)
+    obj = (obj & ~OBJ_ALLOCATED_TAG) >> OBJ_TAG_BITS
+    # obj_to_location()
+    f_page = pfn_to_page(obj >> layout.obj_index_bits)
+    f_objidx = obj & layout.obj_index_mask
     f_offset = (cls.size * f_objidx) % layout.page_size
     zspage = get_zspage(f_page)
-    write_word(f_page, f_offset, zspage.freeobj << OBJ_TAG_BITS)
+    mem.write(f_page, f_offset, zspage.freeobj << OBJ_TAG_BITS)
     zspage.freeobj = f_objidx
     zspage.inuse -= 1
-    cls.stats[Stat.OBJ_USED] -= 1
+    cls.stats[OBJ_USED] -= 1
 
 
 # --- object bytes across subpages -----------------------------------------------------
@@ -232,48 +248,50 @@ def _second_page(sp: StructPages, page: "Page") -> "Page":
     return nxt
 
 
-def copy_from_object(sp: StructPages, page: "Page", off: int, length: int,
+def copy_from_object(sp: StructPages, mem: PageMemory, page: "Page", off: int, length: int,
                      page_size: int) -> bytes:
     """__zs_map_object() for reading: `length` bytes from `off`, joined across subpages."""
     if off + length <= page_size:
-        return bytes(page_address(page)[off:off + length])
+        return mem.read_bytes(page, off, length)
     head = page_size - off
     second = _second_page(sp, page)
-    return bytes(page_address(page)[off:]) + bytes(page_address(second)[:length - head])
+    return mem.read_bytes(page, off, head) + mem.read_bytes(second, 0, length - head)
 
 
-def copy_to_object(sp: StructPages, page: "Page", off: int, data: bytes,
+def copy_to_object(sp: StructPages, mem: PageMemory, page: "Page", off: int, data: bytes,
                    page_size: int) -> None:
     """__zs_unmap_object() for writing: the bytes from `off`, split across subpages."""
     n = len(data)
     if off + n <= page_size:
-        page_address(page)[off:off + n] = data
+        mem.write_bytes(page, off, data)
         return
     head = page_size - off
     second = _second_page(sp, page)
-    page_address(page)[off:] = data[:head]
-    page_address(second)[:n - head] = data[head:]
+    mem.write_bytes(page, off, data[:head])
+    mem.write_bytes(second, 0, data[head:])
 
 
-def zs_object_copy(sp: StructPages, layout: Layout, cls: SizeClass, dst: int, src: int,
-                   pfn_to_page: Any) -> None:
+def zs_object_copy(sp: StructPages, mem: PageMemory, layout: Layout, cls: SizeClass, dst: int,
+                   src: int, pfn_to_page: Any) -> None:
     """zs_object_copy(): a whole chunk (header included) from one location to another."""
-    from .handle import obj_to_location
     ps = layout.page_size
     s_page, s_idx = obj_to_location(layout, src, pfn_to_page)
     d_page, d_idx = obj_to_location(layout, dst, pfn_to_page)
     s_off = cls.size * s_idx % ps
     d_off = cls.size * d_idx % ps
-    chunk = copy_from_object(sp, s_page, s_off, cls.size, ps)
-    copy_to_object(sp, d_page, d_off, chunk, ps)
+    chunk = copy_from_object(sp, mem, s_page, s_off, cls.size, ps)
+    copy_to_object(sp, mem, d_page, d_off, chunk, ps)
 
 
-def allocated_heads(sp: StructPages, cls: SizeClass, page: "Page",
+def allocated_heads(sp: StructPages, mem: PageMemory, cls: SizeClass, page: "Page",
                     page_size: int) -> Iterator[tuple[int, int]]:
     """(offset, handle) of every allocated object whose head is in this subpage."""
     pos = sp.units(page)
-    while pos < page_size:
-        head = obj_to_head(sp, page, pos)
+    if sp.is_huge(page):
+        heads = [sp[page].index] if pos < page_size else []
+    else:
+        heads = mem.read_every(page, pos, cls.size, page_size)
+    for head in heads:
         if head & OBJ_ALLOCATED_TAG:
             yield pos, head & ~OBJ_ALLOCATED_TAG
         pos += cls.size
