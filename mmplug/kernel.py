@@ -28,32 +28,32 @@ if TYPE_CHECKING:
 
 def trylock_page(page: Page) -> bool:
     """trylock_page(): take PG_locked if it is free; never sleeps."""
-    return page.zone.sync.trylock_page(page)
+    return page.zone.cpus.trylock_page(page)
 
 
 def lock_page(page: Page) -> None:
     """lock_page(): take PG_locked, sleeping until it is free."""
-    page.zone.sync.lock_page(page)
+    page.zone.cpus.lock_page(page)
 
 
 def unlock_page(page: Page) -> None:
     """unlock_page()."""
-    page.zone.sync.unlock_page(page)
+    page.zone.cpus.unlock_page(page)
 
 
 def get_page(page: Page) -> None:
     """get_page(): take a reference."""
-    page.zone.sync.get_page(page)
+    page.zone.cpus.get_page(page)
 
 
 def get_page_unless_zero(page: Page) -> bool:
     """get_page_unless_zero(): a reference, unless the page is being freed."""
-    return page.zone.sync.get_page_unless_zero(page)
+    return page.zone.cpus.get_page_unless_zero(page)
 
 
 def put_page(page: Page) -> None:
     """put_page(): drop a reference; the last one frees the page."""
-    page.zone.sync.put_page(page)
+    page.zone.cpus.put_page(page)
 
 
 def PAGE_SIZE(vm: "VM") -> int:  # noqa: N802  (the kernel's macro name)
@@ -82,12 +82,12 @@ def pfn_to_page(vm: "VM", pfn: int) -> Page:
 
 def smp_processor_id(vm: "VM") -> int:
     """smp_processor_id(): the simulated CPU running now (0 on a one-CPU VM)."""
-    return vm.sync.current().cpu
+    return vm.cpus.current().cpu
 
 
 def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
     """alloc_page(gfp): one page with one reference, or None."""
-    vm.sync.point("alloc_page")
+    vm.cpus.point("alloc_page")
     return vm.zone.alloc_pages(0, gfp)
 
 
@@ -96,25 +96,25 @@ def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
 
 def set_page_movable(page: Page, mapping: Any) -> None:
     """__SetPageMovable() (mm/compaction.c): page locked, mapping untagged (FLG-4)."""
-    page.zone.sync.point("__SetPageMovable", page)
+    page.zone.cpus.point("__SetPageMovable", page)
     _page.set_page_movable(page, mapping)
 
 
 def clear_page_movable(page: Page) -> None:
     """__ClearPageMovable() (mm/compaction.c): keep only the movable bit (FLG-5)."""
-    page.zone.sync.point("__ClearPageMovable", page)
+    page.zone.cpus.point("__ClearPageMovable", page)
     _page.clear_page_movable(page)
 
 
 def page_movable(page: Page) -> bool:
     """PageMovable() (mm/compaction.c): must hold the page lock (FLG-3)."""
-    page.zone.sync.point("PageMovable", page)
+    page.zone.cpus.point("PageMovable", page)
     return _page.page_movable(page)
 
 
 def page_isolated(page: Page) -> bool:
     """PageIsolated(): a lockless read that another CPU may change right after (FLG-6)."""
-    page.zone.sync.point("PageIsolated", page)
+    page.zone.cpus.point("PageIsolated", page)
     return _page.page_isolated(page)
 
 
@@ -125,7 +125,7 @@ def page_address(page: Page) -> memoryview:
 
 def copy_highpage(to: Page, frm: Page) -> None:
     """copy_highpage(to, from): copy a whole page (a point: readers may run meanwhile)."""
-    to.zone.sync.point("copy_highpage", frm)
+    to.zone.cpus.point("copy_highpage", frm)
     to.zone.copy_page(to, frm)
 
 
@@ -141,17 +141,17 @@ def set_page_private(page: Page, value: Any) -> None:
 
 def spinlock(vm: "VM", name: str) -> Any:
     """spin_lock_init(): a spinlock for the driver's own structures."""
-    return vm.sync.spinlock(name)
+    return vm.cpus.spinlock(name)
 
 
 def rwlock(vm: "VM", name: str) -> Any:
     """rwlock_init()."""
-    return vm.sync.rwlock(name)
+    return vm.cpus.rwlock(name)
 
 
 def mutex(vm: "VM", name: str) -> Any:
     """mutex_init(): a sleeping lock."""
-    return vm.sync.mutex(name)
+    return vm.cpus.mutex(name)
 
 
 def count_vm_event(vm: "VM", name: str, n: int = 1) -> None:
@@ -161,6 +161,6 @@ def count_vm_event(vm: "VM", name: str, n: int = 1) -> None:
 
 def schedule_point(page_or_vm: Any, what: str) -> None:
     """cond_resched(): a place where another simulated CPU may run."""
-    sync = page_or_vm.zone.sync if isinstance(page_or_vm, Page) else page_or_vm.sync
+    cpus = page_or_vm.zone.cpus if isinstance(page_or_vm, Page) else page_or_vm.cpus
     # "cond_resched" marks a voluntary yield: the scheduler's default policy moves on
-    sync.point(f"cond_resched: {what}", page_or_vm)
+    cpus.point(f"cond_resched: {what}", page_or_vm)

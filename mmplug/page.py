@@ -6,7 +6,7 @@ __ClearPageMovable) and mm/util.c (page_mapping), v4.19.
 
 The helpers here are pure: they touch one page and raise `ContractViolation`
 where the kernel has a VM_BUG_ON.  Anything that may sleep or race (page lock,
-refcount) goes through the zone's sync backend (mmplug.sync).
+refcount) goes through the zone's CPU backend (mmplug.cpus).
 """
 
 from __future__ import annotations

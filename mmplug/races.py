@@ -39,10 +39,11 @@ from .errors import ContractViolation, Deadlock, NoMemory, UsageError
 from .migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from .page import ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
 from .plugins import Capabilities, LoadedDriver, PluginHost
-from .sched import (
-    DEFAULT_MAX_STEPS, CpuReport, DFSSearch, NondeterminismError, PCTStrategy,
-    RandomStrategy, ReplayStrategy, Scheduler, Strategy, decode_schedule,
+from .cpus.schedule import (
+    DFSSearch, NondeterminismError, PCTStrategy, RandomStrategy, ReplayStrategy, Strategy,
+    decode_schedule,
 )
+from .cpus.scheduler import DEFAULT_MAX_STEPS, CpuReport, Scheduler
 from .vm import VM, VMConfig
 
 #: a small machine: races need few pages, and each run builds a fresh one
@@ -122,7 +123,7 @@ class RaceEnv:
         return self.vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE, ignore_watermark=True)
 
     def put_new_page(self, page: Page, private: Any) -> None:
-        self.vm.sync.put_page(page)
+        self.vm.cpus.put_page(page)
 
     def isolate(self, pages: Sequence[Page] | None = None,
                 mode: MigrateMode = MigrateMode.SYNC) -> PageList:
@@ -571,7 +572,7 @@ def run_once(driver: Any, scenario: Scenario | str, strategy: Strategy | None = 
     name = loaded.info.name if loaded.info else loaded.name
     sched = Scheduler(cpus=len(sc.cpus), max_steps=max_steps)
     config = sc.config if timeout is None else attrs.evolve(sc.config, callback_timeout=timeout)
-    vm = VM(config, sync=sched)
+    vm = VM(config, cpus=sched)
     base = dict(driver=name, scenario=sc.name, strategy=strategy.name, seed=strategy.seed)
     try:
         instance = vm.create_from(loaded, **(options or {}))

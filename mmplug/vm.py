@@ -2,7 +2,7 @@
 
 A VM is what a driver instance lives in: `vm.create_driver(name)` creates an
 AddressSpace with that driver's callbacks and calls the driver's factory with
-it.  The VM also keeps what the kernel spreads over globals: the sync backend
+it.  The VM also keeps what the kernel spreads over globals: the CPU backend
 (CPUs and locks), the vmstat counters, WARN_ON_ONCE records, and the pages
 currently isolated.
 """
@@ -22,7 +22,8 @@ from .page import (
     WRITEBACK, Page,
 )
 from .plugins import LoadedDriver, PluginHost
-from .sync import SingleCPU, SyncBackend
+from .cpus.backend import CpuBackend
+from .cpus.single import SingleCPU
 from .vmstat import VmStat
 from .watchdog import DEFAULT_LIMIT, guard, guarded_call
 from .zone import Zone
@@ -128,15 +129,15 @@ class VM:
     """A simulated machine with one zone."""
 
     def __init__(self, config: VMConfig | None = None, *, plugins: PluginHost | None = None,
-                 sync: SyncBackend | None = None, **config_kw: Any) -> None:
+                 cpus: CpuBackend | None = None, **config_kw: Any) -> None:
         if config is None:
             config = VMConfig(**config_kw)
         elif config_kw:
             raise TypeError("pass either a VMConfig or keyword settings, not both")
         self.config = config
-        self.sync: SyncBackend = sync if sync is not None else SingleCPU()
+        self.cpus: CpuBackend = cpus if cpus is not None else SingleCPU()
         #: refcount checks right after migratepage are exact only on one CPU
-        self.strict_refcounts = getattr(self.sync, "nr_cpus", 1) == 1
+        self.strict_refcounts = getattr(self.cpus, "nr_cpus", 1) == 1
         self.mappings: dict[int, AddressSpace] = {}
         self.vmstat = VmStat()
         self.zone = Zone(self, config.nr_pages, page_size=config.page_size,
@@ -230,7 +231,7 @@ class VM:
         fns = []
         for hook in ("isolate_page", "migratepage", "putback_page"):
             fn = guard(getattr(ops, hook), driver=driver, hook=hook, limit=limit)
-            fns.append(self.sync.wrap_callback(fn, hook, driver))
+            fns.append(self.cpus.wrap_callback(fn, hook, driver))
         return MovableOps(*fns)
 
     def call_driver(self, driver: str, hook: str, fn: Callable, /, *args: Any,
@@ -271,7 +272,7 @@ class VM:
 
     def wait_on_page_writeback(self, page: Page) -> None:
         """wait_on_page_writeback(): on the model the I/O completes while we wait."""
-        self.sync.point("wait_on_page_writeback", page)
+        self.cpus.point("wait_on_page_writeback", page)
         page.flags &= ~WRITEBACK
 
     # --- who owns what ----------------------------------------------------------------------

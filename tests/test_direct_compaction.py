@@ -190,7 +190,7 @@ def test_a_task_with_a_fatal_signal_gets_no_page():
     """The dying task's request fails instead of looping on COMPACT_CONTENDED (the OOM
     victim's exit, 4763-4767; the OOM killer itself is not modelled)."""
     lay = layout()
-    lay.vm.sync.current().sigkill_pending = True
+    lay.vm.cpus.current().sigkill_pending = True
     seen = _runs(lay.vm)
     assert alloc_pages_compact(lay.vm, 1, GFP_HIGHUSER_MOVABLE) is None
     assert seen == [(R.CONTENDED, MigrateMode.SYNC_LIGHT)]

@@ -120,7 +120,7 @@ def test_flg5_free_path_clears_flagged_word(vm_page):
     set_page_movable(page, space)
     clear_page_movable(page)
     page.flags &= ~LOCKED
-    vm.sync.put_page(page)
+    vm.cpus.put_page(page)
     assert page.mapping == 0
     vm.zone.check_free_lists()
 

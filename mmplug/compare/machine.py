@@ -16,7 +16,8 @@ from typing import Any, Callable
 from ..compaction import alloc_pages_compact, compact_memory, kcompactd_do_work
 from ..errors import CallbackTimeout, ContractViolation, DriverError, MmplugError, NoMemory
 from ..plugins import LoadedDriver, PluginHost
-from ..sched import RandomStrategy, Scheduler
+from ..cpus.schedule import RandomStrategy
+from ..cpus.scheduler import Scheduler
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
 from ..watchdog import DEFAULT_LIMIT
@@ -46,7 +47,7 @@ class Machine:
         # callback boundary; the step limit is off, a compaction has many steps.
         self.sched = Scheduler(cpus, max_steps=1 << 62) if cpus > 1 else None
         self.vm = VM(VMConfig(nr_pages=nr_pages, page_size=page_size, callback_timeout=timeout),
-                     plugins=host, sync=self.sched)
+                     plugins=host, cpus=self.sched)
         self.loaded = loaded
         assert loaded.info is not None
         self.name = loaded.info.name
@@ -160,7 +161,7 @@ class Machine:
             self.slab.free_slab(self.slabs.pop(key))
         elif key in self.held:
             page, _ = self.held.pop(key)
-            self.vm.sync.put_page(page)
+            self.vm.cpus.put_page(page)
         else:
             self.stats["unknown_ids"] += 1
             return False

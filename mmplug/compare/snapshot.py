@@ -528,7 +528,7 @@ def build_zone(frames: PageFrames, zone_name: str, *, host: Any = None, driver: 
     finally:
         steer.close()
     for i in sorted(reservoir):
-        vm.sync.put_page(reservoir.pop(i))
+        vm.cpus.put_page(reservoir.pop(i))
     return model
 
 

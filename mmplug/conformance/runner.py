@@ -117,7 +117,7 @@ def check_replay(replay: str, loaded: LoadedDriver | None = None) -> None:
     """--replay [SCENARIO@]SCHEDULE: a schedule that parses and, once the driver is
     loaded, a scenario that applies to it (UsageError otherwise)."""
     from ..races import SCENARIOS, scenarios_for
-    from ..sched import decode_schedule
+    from ..cpus.schedule import decode_schedule
     name, sep, schedule = replay.partition("@")
     if not sep:
         name, schedule = "", replay

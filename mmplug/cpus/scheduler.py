@@ -1,14 +1,11 @@
-"""Several simulated CPUs on one thread: the `Scheduler` sync backend.
+"""Several simulated CPUs on one thread: the `Scheduler` CPU backend.
 
 Each CPU is a greenlet.  Only one runs at a time, and it gives the processor
 up only at a schedule point: every page-lock, driver-lock and refcount
 operation, every page-flag operation a driver does through mmplug.kernel,
 and entry to and exit from each driver callback.  At a point where more than
-one CPU could run, a strategy picks the next one; the picks, run-length
-encoded, are the *schedule*, a short string that `ReplayStrategy` follows
-exactly.  Whatever is not in the string is decided by the default policy
-(keep running the current CPU, else the lowest runnable one), so trailing
-picks that agree with it are dropped.
+one CPU could run, a strategy (mmplug.cpus.schedule) picks the next one; the
+picks are the schedule that replays the run exactly.
 
 Blocking is real: `lock_page`, a mutex, a held spinlock and a contended
 rwlock park the CPU until the holder releases (unlock wakes every waiter,
@@ -24,281 +21,36 @@ plain SingleCPU operations on itself and costs nothing.
 
 from __future__ import annotations
 
-import random
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from attrs import define, field, frozen
 from greenlet import GreenletExit, greenlet
 
-from .constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
-from .errors import ContractViolation, Deadlock, MmplugError
+from ..constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
+from ..errors import ContractViolation, Deadlock
+from ..page import LOCKED
+from ..watchdog import is_user_interrupt, lane as watchdog_lane
+from . import backend
+from .backend import Task
 from .lockdep import PAGE_LOCK, LockClass, LockDep, Witness
-from .page import LOCKED
-from .sync import SingleCPU, Task
-from .watchdog import is_user_interrupt, lane as watchdog_lane
+from .locks import SchedLock, SchedRWLock
+from .schedule import (
+    YIELD, NondeterminismError, Strategy, cpu_mask, default_choice, encode_schedule, next_after,
+)
+from .single import SingleCPU
 
 if TYPE_CHECKING:
-    from .page import Page
+    from ..page import Page
 
 RUNNABLE, BLOCKED, DONE = 0, 1, 2
 _STATE_NAMES = {RUNNABLE: "runnable", BLOCKED: "blocked", DONE: "done"}
 
-#: the most choices a schedule string may spell out
-MAX_SCHEDULE = 10_000_000
 #: a run that passes this many schedule points is reported as a livelock
 DEFAULT_MAX_STEPS = 20_000
 
 
-class NondeterminismError(MmplugError):
-    """A replay saw a different set of runnable CPUs than the run it replays."""
-
-
 class _Stop(GreenletExit):
     """Thrown into CPUs still running when a run ends early, to unwind them."""
-
-
-# --- schedules ---------------------------------------------------------------------------
-
-def encode_schedule(choices: Sequence[int]) -> str:
-    """[0, 0, 0, 1, 0] -> "0x3-1-0"; the empty schedule is "-"."""
-    if not choices:
-        return "-"
-    out = []
-    prev = choices[0]
-    count = 0
-    for c in choices:
-        if c == prev:
-            count += 1
-            continue
-        out.append(f"{prev}x{count}" if count > 1 else str(prev))
-        prev, count = c, 1
-    out.append(f"{prev}x{count}" if count > 1 else str(prev))
-    return "-".join(out)
-
-
-def decode_schedule(text: str) -> list[int]:
-    """The inverse of encode_schedule; ValueError names what is malformed."""
-    text = text.strip()
-    if text in ("", "-"):
-        return []
-    out: list[int] = []
-    for part in text.split("-"):
-        cpu, sep, count = part.partition("x")
-        if not cpu.isdigit() or (sep and not count.isdigit()):
-            raise ValueError(f"bad schedule item {part[:40]!r} in {text[:60]!r}: expected CPU or "
-                             "CPUxCOUNT, joined by '-' (e.g. 0x3-1-0)")
-        n = int(count) if sep else 1
-        if n < 1 or len(out) + n > MAX_SCHEDULE:
-            raise ValueError(f"bad repeat count in {part[:40]!r}: a schedule has from 1 to "
-                             f"{MAX_SCHEDULE:,} choices")
-        out.extend([int(cpu)] * n)
-    return out
-
-
-# --- strategies --------------------------------------------------------------------------
-
-def default_choice(runnable: Sequence[int], current: int | None) -> int:
-    """The non-preemptive policy: keep the current CPU, else the lowest runnable one."""
-    if current is not None and current in runnable:
-        return current
-    return runnable[0]
-
-
-def _next_after(runnable: Sequence[int], cpu: int) -> int:
-    """Round robin: the first runnable CPU after `cpu` (a CPU yielding in cond_resched)."""
-    for c in runnable:
-        if c > cpu:
-            return c
-    return runnable[0]
-
-
-#: a point whose name starts with this is a voluntary yield (kernel.schedule_point)
-YIELD = "cond_resched"
-
-
-class Strategy:
-    """Picks the next CPU at a choice point (more than one CPU runnable).
-
-    `runnable` is sorted; `current` is the CPU that reached the point (None
-    when the previous one finished or blocked); `index` counts choice points;
-    `what` names the operation (a name starting with YIELD is a voluntary
-    yield: the current CPU waits for another); `default` is what the default
-    policy would pick.
-    """
-
-    name = "default"
-    seed: int | None = None
-
-    def choose(self, runnable: list[int], current: int | None, index: int, what: str,
-               default: int) -> int:
-        return default
-
-
-class RandomStrategy(Strategy):
-    """Uniform choice among runnable CPUs at every choice point, seeded."""
-
-    name = "random"
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self._rng = random.Random(seed)
-
-    def choose(self, runnable: list[int], current: int | None, index: int, what: str,
-               default: int) -> int:
-        return runnable[self._rng.randrange(len(runnable))]
-
-
-class PCTStrategy(Strategy):
-    """Probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010), depth `depth`.
-
-    CPUs get random distinct priorities above `depth`; `depth - 1` change
-    points are drawn among the first `length` choice points; at the i-th one
-    the running CPU drops to priority i, below every initial one.  The highest
-    priority runnable CPU always runs.  A bug of depth d is found with
-    probability at least 1/(n * k^(d-1)) per run.
-    """
-
-    name = "pct"
-
-    def __init__(self, seed: int, ncpus: int, depth: int, length: int) -> None:
-        self.seed = seed
-        rng = random.Random(seed)
-        prios = list(range(depth, depth + ncpus))
-        rng.shuffle(prios)
-        self._prio = prios
-        length = max(length, depth)
-        points = rng.sample(range(1, length + 1), depth - 1) if depth > 1 else []
-        self._changes = {p: i for i, p in enumerate(sorted(points))}
-
-    def choose(self, runnable: list[int], current: int | None, index: int, what: str,
-               default: int) -> int:
-        prio = self._prio
-        drop = self._changes.get(index + 1)
-        if drop is not None and current is not None:
-            prio[current] = drop
-        if current is not None and what.startswith(YIELD):
-            # A CPU waiting in a yield loop must let the others run, or PCT's strict
-            # priorities would spin it forever.
-            prio[current] = min(prio) - 1
-        return max(runnable, key=prio.__getitem__)
-
-
-class ReplayStrategy(Strategy):
-    """Follow a recorded schedule; past its end, the default policy.
-
-    With `expect` (the original run's trace: the runnable set, as a bit mask,
-    and the operation at each choice point) any difference is a
-    NondeterminismError naming the step.
-    """
-
-    name = "replay"
-
-    def __init__(self, schedule: str | Sequence[int],
-                 expect: Sequence[tuple[int, str]] | None = None) -> None:
-        self.choices = decode_schedule(schedule) if isinstance(schedule, str) else list(schedule)
-        self.expect = expect
-
-    def choose(self, runnable: list[int], current: int | None, index: int, what: str,
-               default: int) -> int:
-        expect = self.expect
-        if expect is not None:
-            mask = _mask(runnable)
-            if index >= len(expect) or expect[index] != (mask, what):
-                was = (f"{_cpus_of(expect[index][0])} at {expect[index][1]}"
-                       if index < len(expect) else "no such choice point")
-                raise NondeterminismError(
-                    f"choice point {index}: runnable CPUs {_cpus_of(mask)} at {what} on replay, "
-                    f"{was} in the recorded run: the driver depends on something the schedule "
-                    "does not fix (wall-clock time, real threads, unseeded randomness, id()-ordered "
-                    "sets)")
-        if index < len(self.choices):
-            cpu = self.choices[index]
-            if cpu not in runnable:
-                raise NondeterminismError(
-                    f"choice point {index} ({what}): the schedule picks cpu{cpu} but only "
-                    f"{_cpus_of(_mask(runnable))} can run")
-            return cpu
-        return default
-
-
-@define(slots=True)
-class _Node:
-    options: list[int]
-    pos: int
-    mask: int
-
-
-class DFSStrategy(Strategy):
-    """One run of a bounded exhaustive search (use `DFSSearch` to enumerate runs).
-
-    Follows the nodes of its prefix, then the default policy, opening a node at
-    each new choice point with the alternatives the preemption budget allows
-    (a preemption is a switch away from a CPU that could have continued;
-    Musuvathi and Qadeer's iterative context bounding, PLDI 2007).
-    """
-
-    name = "dfs"
-
-    def __init__(self, stack: list[_Node], bound: int) -> None:
-        self.stack = stack
-        self.bound = bound
-        self._preemptions = 0
-
-    def choose(self, runnable: list[int], current: int | None, index: int, what: str,
-               default: int) -> int:
-        stack = self.stack
-        preemptible = (current is not None and current in runnable
-                       and not what.startswith(YIELD))
-        if index < len(stack):
-            node = stack[index]
-            if node.mask != _mask(runnable):
-                raise NondeterminismError(
-                    f"choice point {index} ({what}): runnable CPUs {_cpus_of(_mask(runnable))}, "
-                    f"{_cpus_of(node.mask)} when this prefix was first run")
-            cpu = node.options[node.pos]
-        else:
-            first = default
-            options = [first]
-            if not preemptible or self._preemptions < self.bound:
-                options += [c for c in runnable if c != first]
-            stack.append(_Node(options, 0, _mask(runnable)))
-            cpu = first
-        if preemptible and cpu != current:
-            self._preemptions += 1
-        return cpu
-
-
-class DFSSearch:
-    """Enumerates every schedule within the preemption bound, one run at a time."""
-
-    def __init__(self, bound: int = 2) -> None:
-        self.bound = bound
-        self._stack: list[_Node] = []
-        self._started = False
-        self.exhausted = False
-
-    def next_strategy(self) -> DFSStrategy | None:
-        if self._started:
-            stack = self._stack
-            while stack and stack[-1].pos == len(stack[-1].options) - 1:
-                stack.pop()
-            if not stack:
-                self.exhausted = True
-                return None
-            stack[-1].pos += 1
-        self._started = True
-        return DFSStrategy(self._stack, self.bound)
-
-
-def _mask(cpus: Sequence[int]) -> int:
-    m = 0
-    for c in cpus:
-        m |= 1 << c
-    return m
-
-
-def _cpus_of(mask: int) -> str:
-    return "{" + ", ".join(f"cpu{i}" for i in range(mask.bit_length()) if mask >> i & 1) + "}"
 
 
 # --- CPUs and what they hold ---------------------------------------------------------------
@@ -390,193 +142,6 @@ class Outcome:
         return encode_schedule(self.choices[:n])
 
 
-# --- locks for drivers --------------------------------------------------------------------
-
-class SchedLock:
-    """A spinlock (`sleeping=False`) or a mutex (`sleeping=True`) with an owner and waiters."""
-
-    __slots__ = ("name", "sched", "owner", "waiters", "sleeping", "cls")
-
-    def __init__(self, sched: "Scheduler", name: str, sleeping: bool, kind: str = "driver") -> None:
-        self.name = name
-        self.sched = sched
-        self.owner: Cpu | None = None
-        self.waiters: list[Cpu] = []
-        self.sleeping = sleeping
-        self.cls = LockClass(kind, name)
-
-    def lock(self) -> None:
-        s = self.sched
-        cur = s._cur
-        op = "mutex_lock" if self.sleeping else "spin_lock"
-        if self.sleeping and cur.task.preempt_count:
-            s._violation("LCK-1", f"{op}({self.name!r}) while a spinlock is held "
-                         "(might_sleep in atomic context)")
-        s._lockdep(cur, self.cls)
-        s.point(op, self)
-        while self.owner is not None:
-            if self.owner is cur:
-                raise Deadlock(f"{op}({self.name!r}) on cpu{cur.index}, which already holds it "
-                               f"(recursive locking, in {cur.where})")
-            if self.sleeping and cur.async_ctx:
-                s._violation("LCK-1", f"contended {op}({self.name!r}) in an ASYNC migration "
-                             "callback: ASYNC migration never sleeps (MIG-10)")
-            s._wait(cur, repr(self.name), self, self.waiters)
-        self._take(cur, "lock")
-
-    def _take(self, cur: Cpu, how: str) -> None:
-        self.owner = cur
-        if not self.sleeping:
-            cur.task.preempt_count += 1
-        cur.holds.append(Held(self.cls, self, how, cur.where))
-
-    def trylock(self) -> bool:
-        s = self.sched
-        s.point("mutex_trylock" if self.sleeping else "spin_trylock", self)
-        if self.owner is not None:
-            return False
-        self._take(s._cur, "trylock")
-        return True
-
-    def unlock(self) -> None:
-        s = self.sched
-        cur = s._cur
-        if self.owner is not cur:
-            if s._stopping:
-                return
-            who = "nobody" if self.owner is None else f"cpu{self.owner.index}"
-            s._violation("LCK-2", f"unlock of {self.name!r} on cpu{cur.index}, held by {who}")
-        self.owner = None
-        if not self.sleeping:
-            cur.task.preempt_count -= 1
-        s._drop_hold(cur, self)
-        s._wake(self.waiters)
-        s.point("mutex_unlock" if self.sleeping else "spin_unlock", self)
-
-    def is_locked(self) -> bool:
-        return self.owner is not None
-
-    def __enter__(self) -> "SchedLock":
-        self.lock()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.unlock()
-
-    def __repr__(self) -> str:
-        kind = "mutex" if self.sleeping else "spinlock"
-        return f"<{kind} {self.name!r}>"
-
-
-class SchedRWLock:
-    """rwlock_t with per-CPU reader counts, a writer and waiters; holding it is atomic."""
-
-    __slots__ = ("name", "sched", "readers", "writer", "waiters", "cls")
-
-    def __init__(self, sched: "Scheduler", name: str) -> None:
-        self.name = name
-        self.sched = sched
-        self.readers: dict[Cpu, int] = {}
-        self.writer: Cpu | None = None
-        self.waiters: list[Cpu] = []
-        self.cls = LockClass("driver", name)
-
-    @property
-    def owner(self) -> Cpu | None:
-        if self.writer is not None:
-            return self.writer
-        return next(iter(self.readers), None)
-
-    def _take(self, cur: Cpu, how: str) -> None:
-        cur.task.preempt_count += 1
-        cur.holds.append(Held(self.cls, self, how, cur.where))
-
-    def read_lock(self) -> None:
-        s = self.sched
-        cur = s._cur
-        if cur not in self.readers:
-            s._lockdep(cur, self.cls)
-        s.point("read_lock", self)
-        while self.writer is not None:
-            if self.writer is cur:
-                raise Deadlock(f"read_lock({self.name!r}) on cpu{cur.index}, which holds it "
-                               "for writing")
-            s._wait(cur, f"{self.name!r} (read)", self, self.waiters)
-        self.readers[cur] = self.readers.get(cur, 0) + 1
-        self._take(cur, "read")
-
-    def read_trylock(self) -> bool:
-        s = self.sched
-        s.point("read_trylock", self)
-        if self.writer is not None:
-            return False
-        cur = s._cur
-        self.readers[cur] = self.readers.get(cur, 0) + 1
-        self._take(cur, "read")
-        return True
-
-    def read_unlock(self) -> None:
-        s = self.sched
-        cur = s._cur
-        n = self.readers.get(cur, 0)
-        if not n:
-            if s._stopping:
-                return
-            s._violation("LCK-2", f"read_unlock of {self.name!r} on cpu{cur.index}, which does "
-                         "not hold it for reading")
-        if n == 1:
-            del self.readers[cur]
-        else:
-            self.readers[cur] = n - 1
-        cur.task.preempt_count -= 1
-        s._drop_hold(cur, self)
-        s._wake(self.waiters)
-        s.point("read_unlock", self)
-
-    def write_lock(self) -> None:
-        s = self.sched
-        cur = s._cur
-        s._lockdep(cur, self.cls)
-        s.point("write_lock", self)
-        while self.writer is not None or self.readers:
-            if self.writer is cur or cur in self.readers:
-                raise Deadlock(f"write_lock({self.name!r}) on cpu{cur.index}, which already "
-                               "holds it")
-            s._wait(cur, f"{self.name!r} (write)", self, self.waiters)
-        self.writer = cur
-        self._take(cur, "write")
-
-    def write_trylock(self) -> bool:
-        s = self.sched
-        s.point("write_trylock", self)
-        if self.writer is not None or self.readers:
-            return False
-        cur = s._cur
-        self.writer = cur
-        self._take(cur, "write")
-        return True
-
-    def write_unlock(self) -> None:
-        s = self.sched
-        cur = s._cur
-        if self.writer is not cur:
-            if s._stopping:
-                return
-            s._violation("LCK-2", f"write_unlock of {self.name!r} on cpu{cur.index}, which does "
-                         "not hold it for writing")
-        self.writer = None
-        cur.task.preempt_count -= 1
-        s._drop_hold(cur, self)
-        s._wake(self.waiters)
-        s.point("write_unlock", self)
-
-    def is_locked(self) -> bool:
-        return self.writer is not None or bool(self.readers)
-
-    def __repr__(self) -> str:
-        return f"<rwlock {self.name!r}>"
-
-
 # --- the backend ----------------------------------------------------------------------------
 
 _FAST_OPS = ("current", "point", "trylock_page", "lock_page", "unlock_page", "get_page",
@@ -584,7 +149,7 @@ _FAST_OPS = ("current", "point", "trylock_page", "lock_page", "unlock_page", "ge
 
 
 class Scheduler:
-    """A SyncBackend with `cpus` simulated CPUs (mmplug.sync.SyncBackend).
+    """A CpuBackend with `cpus` simulated CPUs (mmplug.cpus.backend.CpuBackend).
 
     Outside `run()` the code runs on cpu0 and schedule points do nothing, so a
     scenario's setup and final checks are plain sequential code.  `run(bodies,
@@ -625,7 +190,7 @@ class Scheduler:
             for name in _FAST_OPS:
                 setattr(self, name, getattr(single, name))
 
-    # --- SyncBackend ---------------------------------------------------------------------
+    # --- CpuBackend ----------------------------------------------------------------------
     def current(self) -> Task:
         return self._cur.task
 
@@ -645,21 +210,19 @@ class Scheduler:
         if nxt is not cur:
             self._switch_to(nxt)
 
-    def trylock_page(self, page: "Page") -> bool:
+    # The page lock and refcount: mmplug.cpus.backend's operations, each after its
+    # schedule point, with the owner of every page lock recorded.
+    def trylock_page(self, page: Page) -> bool:
         self.point("trylock_page", page)
-        flags = page.flags
-        if flags & LOCKED:
+        if not backend.trylock_page(page):
             return False
-        page.flags = flags | LOCKED
         self._own_page(self._cur, page, "trylock")
         return True
 
-    def lock_page(self, page: "Page") -> None:
+    def lock_page(self, page: Page) -> None:
         cur = self._cur
-        if cur.task.preempt_count:
-            self._violation("LCK-1", "lock_page() while a spinlock is held (might_sleep in "
-                            "atomic context)", page=page)
-        self._lockdep(cur, PAGE_LOCK)
+        backend.might_sleep(cur.task, "lock_page()", page, self.violation)
+        self.lockdep_acquire(cur, PAGE_LOCK)
         self.point("lock_page", page)
         while page.flags & LOCKED:
             owner = self._page_owner.get(page.pfn)
@@ -667,59 +230,45 @@ class Scheduler:
                 raise Deadlock(f"lock_page() on pfn {page.pfn:#x}, already locked by cpu"
                                f"{cur.index} itself (in {cur.where}): it would sleep forever")
             if cur.async_ctx:
-                self._violation("LCK-1", "contended lock_page() in an ASYNC migration callback: "
-                                "ASYNC migration never sleeps (MIG-10)", page=page)
-            self._wait(cur, f"page lock of pfn {page.pfn:#x}", page,
-                       self._page_waiters.setdefault(page.pfn, []))
+                self.violation("LCK-1", "contended lock_page() in an ASYNC migration callback: "
+                               "ASYNC migration never sleeps (MIG-10)", page=page)
+            self.wait(cur, f"page lock of pfn {page.pfn:#x}", page,
+                      self._page_waiters.setdefault(page.pfn, []))
         page.flags |= LOCKED
         self._own_page(cur, page, "lock")
 
-    def unlock_page(self, page: "Page") -> None:
+    def unlock_page(self, page: Page) -> None:
         cur = self._cur
-        if not page.flags & LOCKED:
-            if self._stopping:
-                return
-            self._violation("LCK-2", "unlock_page() on a page that is not locked", page=page)
-        owner = self._page_owner.pop(page.pfn, None)
+        locked = page.flags & LOCKED
+        if not locked and self._stopping:
+            return
+        # (not locked: the operation itself reports LCK-2)
+        owner = self._page_owner.pop(page.pfn, None) if locked else None
         if owner is not None and owner is not cur:
             if self._stopping:
                 return
             self._page_owner[page.pfn] = owner
-            self._violation("LCK-2", f"unlock_page() on cpu{cur.index} of a page locked by "
-                            f"cpu{owner.index}", page=page)
-        page.flags &= ~LOCKED
+            self.violation("LCK-2", f"unlock_page() on cpu{cur.index} of a page locked by "
+                           f"cpu{owner.index}", page=page)
+        backend.unlock_page(page, self.violation)
         if owner is not None:
-            self._drop_hold(owner, page)
+            self.release(owner, page)
         waiters = self._page_waiters.get(page.pfn)
         if waiters:
-            self._wake(waiters)
+            self.wake(waiters)
         self.point("unlock_page", page)
 
-    def get_page(self, page: "Page") -> None:
+    def get_page(self, page: Page) -> None:
         self.point("get_page", page)
-        if page._refcount <= 0:
-            self._violation("REF-1", "get_page() on a page with no reference (freed page)",
-                            page=page)
-        page._refcount += 1
+        backend.get_page(page, self.violation)
 
-    def get_page_unless_zero(self, page: "Page") -> bool:
+    def get_page_unless_zero(self, page: Page) -> bool:
         self.point("get_page_unless_zero", page)
-        if page._refcount == 0:
-            return False
-        page._refcount += 1
-        return True
+        return backend.get_page_unless_zero(page)
 
-    def put_page(self, page: "Page") -> None:
+    def put_page(self, page: Page) -> None:
         self.point("put_page", page)
-        count = page._refcount - 1
-        if count > 0:
-            page._refcount = count
-            return
-        if count < 0:
-            self._violation("REF-1", "put_page() on a page with no reference (refcount "
-                            "underflow)", page=page)
-        page._refcount = 0
-        page.zone.release_page(page)
+        backend.put_page(page, self.violation)
 
     def spinlock(self, name: str) -> SchedLock:
         lock = SchedLock(self, name, sleeping=False)
@@ -743,7 +292,7 @@ class Scheduler:
         return lock
 
     def enter(self, where: str) -> str:
-        """The running CPU is now in `where` (e.g. "zsmalloc.free"); returns where it was."""
+        """The running CPU is now in `where` (e.g. "mypool.free"); returns where it was."""
         cur = self._cur
         prev = cur.where
         cur.where = where
@@ -753,7 +302,8 @@ class Scheduler:
         """Back to where `enter` said the CPU was."""
         self._cur.where = prev
 
-    def wrap_callback(self, fn: Callable, hook: str, driver: str) -> Callable:
+    def wrap_callback(self, fn: Callable[..., Any], hook: str, driver: str
+                      ) -> Callable[..., Any]:
         """Entry and exit are schedule points; the CPU remembers which callback it is in."""
         if self.fast:
             return fn
@@ -868,13 +418,13 @@ class Scheduler:
         index = len(out.choices)
         if current is not None and what.startswith(YIELD):
             # A voluntary yield: the default moves on (leaving is no preemption).
-            default = _next_after(runnable, current)
+            default = next_after(runnable, current)
         else:
             default = default_choice(runnable, current)
         cpu = self._strategy.choose(runnable, current, index, what, default)
         out.choices.append(cpu)
         out.defaults.append(default)
-        out.masks.append(_mask(runnable))
+        out.masks.append(cpu_mask(runnable))
         out.whats.append(what)
         return cpu
 
@@ -893,31 +443,6 @@ class Scheduler:
         # back on this CPU: whoever switched here set _cur already
         self._cur = me
         lane.call = call
-
-    def _wait(self, cur: Cpu, desc: str, obj: Any, waiters: list[Cpu]) -> None:
-        """Park `cur` until a release wakes it; with nobody able to run, a deadlock."""
-        if not self._running:
-            raise Deadlock(f"cpu{cur.index} would wait for {desc} with no other CPU running "
-                           f"(in {cur.where})")
-        cur.state = BLOCKED
-        cur.waiting = (desc, obj)
-        waiters.append(cur)
-        self._nrunnable -= 1
-        if self._nrunnable == 0:
-            self._outcome.deadlock = True
-            self._abort()
-        nxt = self._pick(None, f"blocked on {desc}")
-        self._switch_to(nxt)
-        if self._stopping:
-            raise _Stop()
-
-    def _wake(self, waiters: list[Cpu]) -> None:
-        for w in waiters:
-            if w.state == BLOCKED:
-                w.state = RUNNABLE
-                w.waiting = None
-                self._nrunnable += 1
-        waiters.clear()
 
     def _abort(self) -> None:
         """End the run from inside a CPU: back to the scheduler, never to return."""
@@ -942,22 +467,78 @@ class Scheduler:
         if interrupted is not None:
             raise interrupted
 
-    # --- ownership ---------------------------------------------------------------------------
-    def _own_page(self, cur: Cpu, page: "Page", how: str) -> None:
-        self._page_owner[page.pfn] = cur
-        cur.holds.append(Held(PAGE_LOCK, page, how, cur.where))
+    # --- the lock API: what mmplug.cpus.locks may use -------------------------------------
+    @property
+    def running_cpu(self) -> Cpu:
+        """The CPU running now (cpu0 outside `run()`)."""
+        return self._cur
 
-    def _drop_hold(self, cpu: Cpu, obj: Any) -> None:
+    @property
+    def stopping(self) -> bool:
+        """The run is being unwound: a release of what is not held is no error then."""
+        return self._stopping
+
+    def violation(self, rule: str, message: str, page: Page | None = None) -> NoReturn:
+        """Raise the ContractViolation of `rule` on the running CPU, naming the driver and
+        the callback it is in."""
+        cur = self._cur
+        driver: str | None
+        driver, _, hook = cur.where.partition(".")
+        if not hook:
+            driver = None
+        raise ContractViolation(rule, f"{message} [cpu{cur.index}]", driver=driver,
+                                hook=hook or None, page=page)
+
+    def lockdep_acquire(self, cpu: Cpu, cls: LockClass) -> None:
+        """`cpu` is about to wait for a lock of class `cls`: one more edge of the lock-order
+        graph from each class it holds (LCK-3)."""
+        dep = self.lockdep
+        if dep is not None and cpu.holds:
+            dep.acquire([h.cls for h in cpu.holds], cls, Witness(cpu.index, cpu.where))
+
+    def wait(self, cpu: Cpu, desc: str, obj: Any, waiters: list[Cpu]) -> None:
+        """Park `cpu` on `waiters` until a release wakes it; with nobody able to run, the
+        run ends as a deadlock.  `desc` names what it waits for, `obj` is the lock (or page)."""
+        if not self._running:
+            raise Deadlock(f"cpu{cpu.index} would wait for {desc} with no other CPU running "
+                           f"(in {cpu.where})")
+        cpu.state = BLOCKED
+        cpu.waiting = (desc, obj)
+        waiters.append(cpu)
+        self._nrunnable -= 1
+        if self._nrunnable == 0:
+            self._outcome.deadlock = True
+            self._abort()
+        nxt = self._pick(None, f"blocked on {desc}")
+        self._switch_to(nxt)
+        if self._stopping:
+            raise _Stop()
+
+    def wake(self, waiters: list[Cpu]) -> None:
+        """Make every CPU parked on `waiters` runnable again (they compete anew)."""
+        for w in waiters:
+            if w.state == BLOCKED:
+                w.state = RUNNABLE
+                w.waiting = None
+                self._nrunnable += 1
+        waiters.clear()
+
+    def hold(self, cpu: Cpu, obj: Any, cls: LockClass, how: str) -> None:
+        """`cpu` now holds `obj` (a lock or a page), taken by `how` ("lock", "read", ...)."""
+        cpu.holds.append(Held(cls, obj, how, cpu.where))
+
+    def release(self, cpu: Cpu, obj: Any) -> None:
+        """`cpu` no longer holds `obj`."""
         holds = cpu.holds
         for i in range(len(holds) - 1, -1, -1):
             if holds[i].obj is obj:
                 del holds[i]
                 return
 
-    def _lockdep(self, cur: Cpu, cls: LockClass) -> None:
-        dep = self.lockdep
-        if dep is not None and cur.holds:
-            dep.acquire([h.cls for h in cur.holds], cls, Witness(cur.index, cur.where))
+    # --- owners ------------------------------------------------------------------------------
+    def _own_page(self, cur: Cpu, page: Page, how: str) -> None:
+        self._page_owner[page.pfn] = cur
+        self.hold(cur, page, PAGE_LOCK, how)
 
     def owner_of(self, obj: Any) -> Cpu | None:
         """The CPU holding a lock or a page's lock, if known."""
@@ -974,14 +555,6 @@ class Scheduler:
             waits = desc + (f" held by cpu{owner.index}" if owner is not None else "")
         return CpuReport(cpu.index, _STATE_NAMES[cpu.state], cpu.where,
                          tuple(h.describe() for h in cpu.holds), waits)
-
-    def _violation(self, rule: str, message: str, page: Any = None) -> None:
-        cur = self._cur
-        driver, _, hook = cur.where.partition(".")
-        if not hook:
-            driver = None
-        raise ContractViolation(rule, f"{message} [cpu{cur.index}]", driver=driver,
-                                hook=hook or None, page=page)
 
     def held_locks(self) -> list[str]:
         """Locks still held (after a run every lock should be free again)."""

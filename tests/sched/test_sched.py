@@ -7,16 +7,18 @@ import pytest
 from mmplug import VM, ContractViolation, VMConfig
 from mmplug.constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
 from mmplug.errors import Deadlock
-from mmplug.sched import (
-    DFSSearch, NondeterminismError, PCTStrategy, RandomStrategy, ReplayStrategy, Scheduler,
-    SchedLock, Strategy, decode_schedule, encode_schedule,
+from mmplug.cpus.locks import SchedLock
+from mmplug.cpus.schedule import (
+    DFSSearch, NondeterminismError, PCTStrategy, RandomStrategy, ReplayStrategy, Strategy,
+    decode_schedule, encode_schedule,
 )
-from mmplug.sync import SingleCPU
+from mmplug.cpus.scheduler import Scheduler
+from mmplug.cpus.single import SingleCPU
 
 
 def small_vm(sched):
     return VM(VMConfig(nr_pages=64, pageblock_order=4, max_order=6, min_free_pages=0),
-              sync=sched)
+              cpus=sched)
 
 
 def abba(sched):
@@ -65,8 +67,8 @@ def test_trailing_choices_the_default_would_make_are_dropped():
 def test_one_cpu_scheduler_uses_the_plain_single_cpu_operations():
     sched = Scheduler(cpus=1)
     assert sched.fast
-    assert sched.trylock_page.__func__ is SingleCPU.trylock_page
-    assert sched.put_page.__func__ is SingleCPU.put_page
+    assert sched.trylock_page is SingleCPU.trylock_page
+    assert sched.put_page is SingleCPU.put_page
     fn = lambda page, mode: True  # noqa: E731
     assert sched.wrap_callback(fn, "isolate_page", "d") is fn
 

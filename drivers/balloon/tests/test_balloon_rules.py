@@ -204,7 +204,7 @@ def test_drv_b3_sync_no_copy_is_refused_with_einval(make_balloon, isolated):
     assert balloon_page_migrate(balloon.mapping, newpage, page, MigrateMode.SYNC_NO_COPY) == -EINVAL
     unlock_page(page)
     unlock_page(newpage)
-    vm.sync.put_page(newpage)
+    vm.cpus.put_page(newpage)
     # Through the VM: a permanent failure, the page goes straight back.
     assert migrate(vm, isolated(vm, page), MigrateMode.SYNC_NO_COPY) == 1
     assert vm.vmstat["migrate_permanent"] == 1 and vm.vmstat["migrate_eagain"] == 0

@@ -125,7 +125,7 @@ class Z3foldPool:
 
     def this_cpu(self) -> int:
         """smp_processor_id()."""
-        return self.vm.sync.current().cpu
+        return self.vm.cpus.current().cpu
 
     # --- diagnostics -----------------------------------------------------------------------
     def warn(self, message: str, page: Any = None) -> None:

@@ -35,7 +35,7 @@ def test_header_lock_held_elsewhere_gives_eagain_and_changes_nothing(make_pool, 
     assert snapshot(pool, page) == before
     unlock_page(page)
     unlock_page(newpage)
-    vm.sync.put_page(newpage)
+    vm.cpus.put_page(newpage)
     assert st.migrate() == 0
     assert pool.read(a) == b"A" * 1000 and pool.read(b) == b"B" * 1500
 
@@ -54,7 +54,7 @@ def test_mapped_object_after_isolation_is_ebusy_and_the_claim_is_dropped(make_po
     zf.set_bit(zf.PAGE_CLAIMED, page)  # as isolation left it, for the VM's own run below
     unlock_page(page)
     unlock_page(newpage)
-    vm.sync.put_page(newpage)
+    vm.cpus.put_page(newpage)
     assert st.migrate() == 1
     ev = vm.vmstat.events
     assert ev["migrate_permanent"] == 1 and ev["pgmigrate_fail"] == 1 and ev["migrate_eagain"] == 0
@@ -95,7 +95,7 @@ def test_successful_migration_moves_everything_to_the_new_page(host, interleaver
         seen["handle_still_old"] = pool.header_of_handle(a).page is old_page
         seen["old_unlocked"] = not zhdr.page_lock.is_locked()
 
-    vm = VM(VMConfig(nr_pages=512), plugins=host, sync=interleaver(MIGRATE_WINDOW, at_window))
+    vm = VM(VMConfig(nr_pages=512), plugins=host, cpus=interleaver(MIGRATE_WINDOW, at_window))
     pool = vm.create_driver("z3fold")
     a, b, zhdr = _two_objects(pool)
     old_page = zhdr.page
@@ -162,6 +162,6 @@ def test_a_foreign_handle_on_an_isolated_page_is_ebusy(make_pool, steps):
     zhdr.foreign_handles -= 1
     unlock_page(page)
     unlock_page(newpage)
-    vm.sync.put_page(newpage)
+    vm.cpus.put_page(newpage)
     st.putback()
     pool.verify()

@@ -29,7 +29,7 @@ def _reader_race(host, interleaver, steps, bugs):
         return data
 
     backend = interleaver(MIGRATE_WINDOW, reader)
-    vm = VM(VMConfig(nr_pages=512), plugins=host, sync=backend)
+    vm = VM(VMConfig(nr_pages=512), plugins=host, cpus=backend)
     pool = vm.create_driver("z3fold", bugs=bugs)
     box.update(pool=pool, handle=pool.store(DATA))
     pool.store(b"x" * 500)

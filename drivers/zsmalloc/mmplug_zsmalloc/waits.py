@@ -1,6 +1,6 @@
 """Waiting for another CPU: bit spinlocks and wait_event, over schedule points.
 
-The pool never blocks inside the sync backend for a condition of its own
+The pool never blocks inside the CPU backend for a condition of its own
 (a pin bit, a counter): it spins with a schedule point per turn, which lets a
 multi-CPU backend run the CPU that will satisfy it.  On one CPU nobody else
 can, so after `SPIN_LIMIT` turns the wait is reported as a deadlock naming

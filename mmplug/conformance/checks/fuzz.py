@@ -71,7 +71,7 @@ def _machine(ctx: Context) -> type:
             if hung:
                 raise hung[0]
             self.bench = ctx.bench("fuzz", nr_pages=256, pageblock_order=5, max_order=7)
-            self.sync = self.bench.vm.sync
+            self.cpus = self.bench.vm.cpus
             #: False while a step runs; a step that raised leaves it False
             self.clean = True
 
@@ -127,12 +127,12 @@ def _machine(ctx: Context) -> type:
             def locked(page: Any, private: Any) -> Any:
                 newpage = self.bench.vm.alloc_page()
                 if newpage is not None:
-                    self.sync.trylock_page(newpage)
+                    self.cpus.trylock_page(newpage)
                 return newpage
 
             def put_locked(newpage: Any, private: Any) -> None:
-                self.sync.unlock_page(newpage)
-                self.sync.put_page(newpage)
+                self.cpus.unlock_page(newpage)
+                self.cpus.put_page(newpage)
 
             self.bench.migrate(self.bench.to_list(self._isolated()), MigrateMode.SYNC,
                                get_new_page=locked, put_new_page=put_locked, putback=False)

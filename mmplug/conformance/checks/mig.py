@@ -184,17 +184,17 @@ def _expect_eagain(bench, done: list[Page], want: int | None) -> None:
 def newpage_locked(ctx: Context) -> None:
     bench = ctx.bench()
     done = bench.isolate_populated(ctx.size(4, 2))
-    sync = bench.vm.sync
+    cpus = bench.vm.cpus
 
     def locked_page(page, private):
         newpage = bench.vm.alloc_page()
         if newpage is not None:
-            sync.trylock_page(newpage)  # somebody else holds it
+            cpus.trylock_page(newpage)  # somebody else holds it
         return newpage
 
     def put_locked(newpage, private):
-        sync.unlock_page(newpage)
-        sync.put_page(newpage)
+        cpus.unlock_page(newpage)
+        cpus.put_page(newpage)
 
     calls = bench.spy.count("migratepage")
     plist = bench.to_list(done)
@@ -261,10 +261,10 @@ def compaction(ctx: Context) -> None:
     fillers.sort(key=lambda p: p.pfn)
     low, high = fillers[:len(fillers) // 4], fillers[len(fillers) // 2:]
     for page in low:
-        vm.sync.put_page(page)
+        vm.cpus.put_page(page)
     bench.populate(ctx.size(24, 8))
     for page in high[::2]:
-        vm.sync.put_page(page)
+        vm.cpus.put_page(page)
     blockers = fillers[len(fillers) // 4:len(fillers) // 2] + high[1::2]
     compact_memory(vm)
     if bench.pages() and not bench.spy.count("migratepage"):
@@ -274,7 +274,7 @@ def compaction(ctx: Context) -> None:
     bench.check_owned_pages("MIG-7", "after compact_memory")
     page = alloc_pages_compact(bench.vm, 3)
     if page is not None:
-        bench.vm.sync.put_page(page)
+        bench.vm.cpus.put_page(page)
     bench.verify_objects("MIG-7", "after direct compaction")
     bench.check_owned_pages("MIG-7", "after direct compaction")
     kcompactd_do_work(bench.vm, 2)
@@ -285,5 +285,5 @@ def compaction(ctx: Context) -> None:
                           page=p)
     bench.verify_driver("MIG-7", "after compaction")
     for page in blockers:
-        vm.sync.put_page(page)
+        vm.cpus.put_page(page)
     bench.check_no_leak("MIG-7", "after compaction")
