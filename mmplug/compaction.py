@@ -708,8 +708,10 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
     ev = vm.vmstat.events
     ev["compact_migrate_scanned"] += cc.total_migrate_scanned
     ev["compact_free_scanned"] += cc.total_free_scanned
-    if vm.on_compaction is not None:
-        vm.on_compaction(zone=zone, result=ret, order=cc.order, mode=cc.mode)
+    listeners = vm.listeners.mmplug_after_compact_zone
+    if listeners is not None:
+        vm.notify(listeners, "mmplug_after_compact_zone", zone=zone, order=cc.order,
+                  mode=cc.mode, result=ret)
     return ret
 
 

@@ -23,7 +23,7 @@ from .constants import (
 from .errors import ContractViolation, DriverError
 from .page import (
     ISOLATED, LOCKED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
-    movable_mapping, page_mapping, page_movable,
+    movable_mapping, page_mapping,
 )
 from .cpus.backend import PF_MEMALLOC
 from .watchdog import driver_error, passes_through
@@ -111,6 +111,10 @@ def call_isolate(vm: "VM", mapping: "AddressSpace", page: Page, mode: int) -> bo
         raise DriverError("ISO-2", "isolate_page unlocked the page; it runs under the page "
                           "lock and must leave it held", driver=mapping.driver,
                           hook="isolate_page", page=page)
+    listeners = vm.listeners.mmplug_after_isolate_page
+    if listeners is not None:
+        vm.notify(listeners, "mmplug_after_isolate_page", mapping=mapping, page=page,
+                  mode=mode, result=ret)
     return ret
 
 
@@ -127,7 +131,10 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
             raise
         raise _raised(mapping, "migratepage", page, "MIG-8", exc) from exc
     if type(rc) is int and rc < 0 and page.lru is owner and page.flags & newpage.flags & LOCKED:
-        return rc  # the common failure: nothing more to check
+        # the common failure: nothing more to check
+        if vm.listeners.mmplug_after_migratepage is not None:
+            _after_migratepage(vm, mapping, newpage, page, mode, rc)
+        return rc
     drv = mapping.driver
     if type(rc) is not int or rc > 0:
         raise DriverError("MIG-8", f"migratepage returned {rc!r} ({type(rc).__name__}); expected "
@@ -159,7 +166,15 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
                                   f"{page._refcount - 1} reference(s) besides the VM's: the "
                                   "driver did not drop its own (put_page), so it leaks",
                                   driver=drv, hook="migratepage", page=page)
+    if vm.listeners.mmplug_after_migratepage is not None:
+        _after_migratepage(vm, mapping, newpage, page, mode, rc)
     return rc
+
+
+def _after_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Page, mode: int,
+                       rc: int) -> None:
+    vm.notify(vm.listeners.mmplug_after_migratepage, "mmplug_after_migratepage",
+              mapping=mapping, newpage=newpage, page=page, mode=mode, result=rc)
 
 
 def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
@@ -178,6 +193,9 @@ def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
     if not page.flags & LOCKED:
         raise DriverError("PUT-1", "putback_page unlocked the page; the VM holds the lock "
                           "around it", driver=mapping.driver, hook="putback_page", page=page)
+    listeners = vm.listeners.mmplug_after_putback_page
+    if listeners is not None:
+        vm.notify(listeners, "mmplug_after_putback_page", mapping=mapping, page=page)
 
 
 # --- isolation -------------------------------------------------------------------------
@@ -237,8 +255,6 @@ def isolate_movable_page(vm: "VM", page: Page, mode: int) -> int:
     mapping.nr_isolated += 1
     cpus.unlock_page(page)
     ev["isolate_success"] += 1
-    if vm.on_isolated is not None:
-        vm.on_isolated(page=page, mapping=mapping)
     return 0
 
 
@@ -266,8 +282,6 @@ def putback_movable_page(vm: "VM", page: Page, mapping: "AddressSpace | None" = 
     page.flags &= ~ISOLATED
     _end_isolation(vm, page)
     vm.vmstat.events["putback_movable"] += 1
-    if vm.on_putback is not None:
-        vm.on_putback(page=page, mapping=mapping)
 
 
 def _give_back(vm: "VM", page: Page) -> None:
@@ -344,8 +358,6 @@ def move_to_new_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
         page.flags &= ~ISOLATED
         _end_isolation(vm, page)
         vm.vmstat.events["bytes_copied"] += vm.zone.page_size
-        if vm.on_migrated is not None:
-            vm.on_migrated(page=page, newpage=newpage, mapping=mapping, mode=mode)
     return rc
 
 
@@ -426,7 +438,7 @@ def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage 
         # Freed from under us: only the isolation reference is left.
         if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
             cpus.lock_page(page)
-            if page_movable(page):
+            if movable_mapping(page) is not None:
                 mapping = page_mapping(page)
                 raise ContractViolation(
                     "REL-1", "the driver dropped its last reference to an isolated page "

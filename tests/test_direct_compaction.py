@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from corehelp import Layout
+from mmplug import hookimpl
 from mmplug.compaction import (
     alloc_pages_compact, compaction_zonelist_suitable, should_compact_retry, try_to_compact_pages,
 )
@@ -23,10 +24,21 @@ R = CompactResult
 TARGETS_IN_UNMOVABLE_BLOCK = "D.UUUUUU" "UUUUUUUU" "UUUUUUUU" "U.U.U.U."
 
 
+class CompactionRuns:
+    """A listener: every compact_zone() run's result and mode."""
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def mmplug_after_compact_zone(self, zone, order, mode, result):
+        self.seen.append((result, mode))
+
+
 def _runs(vm):
-    seen = []
-    vm.on_compaction = lambda **kw: seen.append((kw["result"], kw["mode"]))
-    return seen
+    listener = CompactionRuns()
+    vm.plugins.register(listener)      # after the VM was made: it still hears the events
+    return listener.seen
 
 
 def layout(**config):
