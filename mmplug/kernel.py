@@ -3,9 +3,11 @@
     from mmplug.kernel import set_page_movable, clear_page_movable, lock_page, ...
 
 Each is the model of the kernel function named in its docstring; the table
-in docs/kernel-names.md maps every kernel name to its mmplug name.  A driver
-needs nothing else from mmplug to keep the contract: locks come from
-`vm.spinlock()`, `vm.rwlock()` and `vm.mutex()` through `spinlock(vm, name)` etc.
+in docs/kernel-names.md maps every kernel name to its mmplug name.  This is the
+whole of what a driver calls: besides it a driver imports only `mmplug` (the
+hook markers, DriverInfo, Capabilities, the errors), and it reaches the VM only
+through these functions (its locks through `spinlock(vm, name)` and the like,
+the page size through `PAGE_SIZE(vm)`, frames through `pfn_to_page`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def pfn_to_page(vm: "VM", pfn: int) -> Page:
     return zone.pfn_to_page(pfn)
 
 
+def pfn_valid(vm: "VM", pfn: int) -> bool:
+    """pfn_valid(): whether `pfn` is a frame of the VM's zone (pfn_to_page would find it)."""
+    zone = vm.zone
+    return zone.start_pfn <= pfn < zone.end_pfn
+
+
 def smp_processor_id(vm: "VM") -> int:
     """smp_processor_id(): the simulated CPU running now (0 on a one-CPU VM)."""
     return vm.cpus.current().cpu
@@ -97,25 +105,38 @@ def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
 def set_page_movable(page: Page, mapping: Any) -> None:
     """__SetPageMovable() (mm/compaction.c): page locked, mapping untagged (FLG-4)."""
     page.zone.cpus.point("__SetPageMovable", page)
-    _page.set_page_movable(page, mapping)
+    _page._set_page_movable(page, mapping)
 
 
 def clear_page_movable(page: Page) -> None:
     """__ClearPageMovable() (mm/compaction.c): keep only the movable bit (FLG-5)."""
     page.zone.cpus.point("__ClearPageMovable", page)
-    _page.clear_page_movable(page)
+    _page._clear_page_movable(page)
 
 
 def page_movable(page: Page) -> bool:
     """PageMovable() (mm/compaction.c): must hold the page lock (FLG-3)."""
     page.zone.cpus.point("PageMovable", page)
-    return _page.page_movable(page)
+    return _page._page_movable(page)
 
 
 def page_isolated(page: Page) -> bool:
     """PageIsolated(): a lockless read that another CPU may change right after (FLG-6)."""
     page.zone.cpus.point("PageIsolated", page)
-    return _page.page_isolated(page)
+    return _page._page_isolated(page)
+
+
+def set_page_reclaim(page: Page) -> None:
+    """SetPageReclaim() (include/linux/page-flags.h): PG_reclaim for its users under
+    writeback.  It is PG_isolated too: a movable driver never sets it (ISO-3, FLG-6)."""
+    page.zone.cpus.point("SetPageReclaim", page)
+    page.flags |= _page.RECLAIM
+
+
+def clear_page_reclaim(page: Page) -> None:
+    """ClearPageReclaim() (include/linux/page-flags.h)."""
+    page.zone.cpus.point("ClearPageReclaim", page)
+    page.flags &= ~_page.RECLAIM
 
 
 def page_address(page: Page) -> memoryview:
@@ -154,8 +175,16 @@ def mutex(vm: "VM", name: str) -> Any:
     return vm.cpus.mutex(name)
 
 
+def WARN_ONCE(vm: "VM", tag: str, message: str, *, page: Page | None = None,  # noqa: N802
+              mapping: Any = None) -> None:
+    """WARN_ONCE() (include/asm-generic/bug.h): the first time a site fires it is
+    recorded in vm.warnings under `tag` (the driver's own, or a rule id), and the
+    driver goes on."""
+    vm.warn_once(tag, message, page=page, mapping=mapping)
+
+
 def count_vm_event(vm: "VM", name: str, n: int = 1) -> None:
-    """count_vm_event(s)(): e.g. "balloon_inflate"."""
+    """count_vm_event(s)(): one of /proc/vmstat's events (include/linux/vm_event_item.h)."""
     vm.vmstat.count(name, n)
 
 

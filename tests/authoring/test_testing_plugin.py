@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mmplug.constants import MigrateMode
-from mmplug.page import PAGE_MAPPING_MOVABLE, has_movable_tag, page_isolated, page_movable
+from mmplug.kernel import PAGE_MAPPING_MOVABLE, has_movable_tag, page_isolated, page_movable
 from mmplug.testing import migrate_page
 
 HERE = Path(__file__).resolve().parent

@@ -10,7 +10,8 @@ import mmplug
 from mmplug.constants import EINVAL, MigrateMode
 from mmplug.kernel import trylock_page, unlock_page
 from mmplug.migrate import putback_movable_pages
-from mmplug.page import LOCKED, has_movable_tag, page_isolated, page_mapping
+from mmplug.kernel import has_movable_tag, page_isolated, page_mapping
+from mmplug.page import LOCKED
 from mmplug_balloon.balloon_compaction import balloon_page_migrate
 from mmplug_balloon.host import DEFLATE, INFLATE, Notification
 from mmplug_balloon.scenarios import isolate, migrate

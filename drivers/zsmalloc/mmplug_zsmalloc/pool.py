@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from mmplug import NoMemory
 from mmplug.kernel import (
-    alloc_page, page_locked, page_mapping, put_page, rwlock, set_page_movable, spinlock,
-    trylock_page, unlock_page,
+    PAGE_SIZE, alloc_page, page_locked, page_mapping, pfn_to_page, put_page, rwlock,
+    set_page_movable, spinlock, trylock_page, unlock_page,
 )
 
 from .deferred import WorkQueue, async_free_zspage
@@ -62,7 +62,7 @@ class ZsPool:
         self.mapping = mapping
         self.name = name
         self.bugs = bugs
-        self.layout = Layout.for_page_size(vm.zone.page_size)
+        self.layout = Layout.for_page_size(PAGE_SIZE(vm))
         # One lock class per initialisation site, as lockdep names them.
         self.size_class: list[SizeClass] = build_size_classes(
             self.layout, lambda: spinlock(vm, "zsmalloc size_class->lock"))
@@ -92,7 +92,7 @@ class ZsPool:
         return self.layout.max_alloc_size
 
     def pfn_to_page(self, pfn: int) -> "Page":
-        return self.vm.zone.pfn_to_page(pfn)
+        return pfn_to_page(self.vm, pfn)
 
     def location(self, handle: int) -> tuple["Page", int]:
         """obj_to_location(handle_to_obj(handle))."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from mmplug.errors import Deadlock
+from mmplug import Deadlock
 from mmplug.kernel import schedule_point
 
 #: Turns of a spin before it is declared hopeless; far above any real interleaving.
