@@ -45,12 +45,11 @@ def test_mig1_ten_passes_then_give_up_with_page_still_listed(pool_vm):
     page, h = stored(pool)
     pool.hold()                                    # every migratepage returns -EAGAIN
     calls = []
-    orig = pool.mapping.a_ops.migratepage
 
-    def counting(*args):
+    def counting(call, *args):
         calls.append(args[3])
-        return orig(*args)
-    object.__setattr__(pool.mapping.a_ops, "migratepage", counting)
+        return call(*args)
+    pool.mapping.interpose(migratepage=counting)
     lst = isolate(vm, page)
     rc, handed = migrate(vm, lst)
     assert rc == 1 and len(calls) == 10
@@ -144,7 +143,7 @@ def test_mig3_freed_from_under_us_counts_as_success(pool_vm):
     page, h = stored(pool)
     lst = isolate(vm, page)
     calls = []
-    object.__setattr__(pool.mapping.a_ops, "migratepage", lambda *a: calls.append(a) or 0)
+    pool.mapping.interpose(migratepage=lambda call, *a: calls.append(a) or 0)
     pool.free(h)                                   # driver releases: clear movable + put
     assert page._refcount == 1
     rc, handed = migrate(vm, lst)
@@ -181,7 +180,7 @@ def test_mig6_released_after_isolation_skips_migratepage(pool_vm):
     page, h = stored(pool)
     lst = isolate(vm, page)
     calls = []
-    object.__setattr__(pool.mapping.a_ops, "migratepage", lambda *a: calls.append(a) or 0)
+    pool.mapping.interpose(migratepage=lambda call, *a: calls.append(a) or 0)
     lock_page(page)
     clear_page_movable(page)                       # released, but the driver still holds a ref
     unlock_page(page)

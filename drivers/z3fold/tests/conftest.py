@@ -12,6 +12,7 @@ from mmplug import VM, PluginHost, VMConfig
 from mmplug.constants import ISOLATE_UNEVICTABLE, MigrateMode
 from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from mmplug.cpus.single import SingleCPU
+from mmplug.kernel import page_count
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +108,7 @@ def _snapshot(pool: Any, page: Any) -> tuple:
                   zhdr.start_middle, zhdr.first_num, zhdr.mapped_count, zhdr.foreign_handles,
                   zhdr.buddy.name if zhdr.buddy else None, zhdr.page_lock.is_locked(),
                   zhdr.work.pending)
-    return (page.flags, page.mapping, page._refcount, page.private, id(page.lru),
+    return (page.flags, page.mapping, page_count(page), page.private, id(page.lru),
             bytes(page_address(page)), header, pool.lru.holds(page),
             {h: pool.read(h) for h in pool.objects})
 
