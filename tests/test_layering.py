@@ -152,3 +152,17 @@ def test_page_helpers_a_driver_could_confuse_with_the_kernels_are_private():
             continue
         other = getattr(mmplug.page, name, None)
         assert other is None or other is fn, name
+
+
+def test_the_architecture_doc_shows_the_tree():
+    """docs/architecture.md names every module of the core and of its main packages."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    tree = text[text.index("```\nmmplug/"):]
+    tree = tree[:tree.index("\n```", 4)]
+    missing = [p.relative_to(CORE).as_posix()
+               for pkg in ("", "cpus", "races", "conformance", "compare")
+               for p in sorted((CORE / pkg).glob("*.py"))
+               if p.name not in ("__init__.py", "__main__.py") and f" {p.name} " not in tree]
+    assert missing == []
+    for pkg in ("cpus/", "races/", "conformance/", "compare/"):
+        assert f"  {pkg} " in tree
