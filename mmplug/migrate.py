@@ -111,10 +111,9 @@ def call_isolate(vm: "VM", mapping: "AddressSpace", page: Page, mode: int) -> bo
         raise DriverError("ISO-2", "isolate_page unlocked the page; it runs under the page "
                           "lock and must leave it held", driver=mapping.driver,
                           hook="isolate_page", page=page)
-    listeners = vm.listeners.mmplug_after_isolate_page
-    if listeners is not None:
-        vm.notify(listeners, "mmplug_after_isolate_page", mapping=mapping, page=page,
-                  mode=mode, result=ret)
+    if vm.listeners.mmplug_after_isolate_page is not None:
+        vm.notify(vm.listeners.mmplug_after_isolate_page, "mmplug_after_isolate_page",
+                  mapping=mapping, page=page, mode=mode, result=ret)
     return ret
 
 
@@ -193,9 +192,9 @@ def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
     if not page.flags & LOCKED:
         raise DriverError("PUT-1", "putback_page unlocked the page; the VM holds the lock "
                           "around it", driver=mapping.driver, hook="putback_page", page=page)
-    listeners = vm.listeners.mmplug_after_putback_page
-    if listeners is not None:
-        vm.notify(listeners, "mmplug_after_putback_page", mapping=mapping, page=page)
+    if vm.listeners.mmplug_after_putback_page is not None:
+        vm.notify(vm.listeners.mmplug_after_putback_page, "mmplug_after_putback_page",
+                  mapping=mapping, page=page)
 
 
 # --- isolation -------------------------------------------------------------------------

@@ -4,11 +4,10 @@ page lock and refcount operations every backend performs.
 Everything that can sleep or race in the kernel goes through a CPU backend:
 the page lock (mm/filemap.c: trylock_page, lock_page, unlock_page), the page
 refcount (include/linux/mm.h: get_page, get_page_unless_zero, put_page) and the
-locks drivers use for their own structures (spinlock, rwlock, mutex).  The
-functions below are those operations on the page itself, written once: the
-single-CPU backend binds them as they are, the scheduler adds its schedule
-point and its bookkeeping of owners around them.  Each takes the way a broken
-rule is reported (`Report`), so a backend can say on which CPU it happened.
+locks drivers use for their own structures (spinlock, rwlock, mutex).
+`PageOperations` holds those operations on the page itself, written once: the
+single-CPU backend inherits them as they are, the scheduler adds its schedule
+point and its bookkeeping of owners around them.
 """
 
 from __future__ import annotations
@@ -77,65 +76,64 @@ class CpuBackend(Protocol):
         ...
 
 
-#: report(rule, message, page): raise the ContractViolation of a broken rule
-Report = Callable[[str, str, "Page | None"], NoReturn]
+class PageOperations:
+    """The page lock (mm/filemap.c) and the refcount (include/linux/mm.h) on the page
+    itself, written once for every backend.
 
+    The single-CPU backend uses them as they are; the scheduler runs each after
+    its schedule point and records who holds a page lock.  A broken rule is
+    reported through `violation`, which a backend may make say on which CPU it
+    happened.
+    """
 
-def violation(rule: str, message: str, page: Page | None = None) -> NoReturn:
-    """The plain report: a ContractViolation of `rule` about `page`."""
-    raise ContractViolation(rule, message, page=page)
+    __slots__ = ()
 
+    def violation(self, rule: str, message: str, page: Page | None = None) -> NoReturn:
+        """Raise the ContractViolation of `rule` about `page`."""
+        raise ContractViolation(rule, message, page=page)
 
-# --- the page lock (mm/filemap.c) ---------------------------------------------------------
+    def might_sleep(self, task: Task, what: str, page: Page | None = None) -> None:
+        """might_sleep(): sleeping while a spinlock is held is LCK-1."""
+        if task.preempt_count:
+            self.violation("LCK-1", f"{what} while a spinlock is held (might_sleep in atomic "
+                           "context)", page)
 
-def trylock_page(page: Page) -> bool:
-    """trylock_page(): take PG_locked if it is free."""
-    flags = page.flags
-    if flags & LOCKED:
-        return False
-    page.flags = flags | LOCKED
-    return True
+    def trylock_page(self, page: Page) -> bool:
+        """trylock_page(): take PG_locked if it is free; never sleeps."""
+        flags = page.flags
+        if flags & LOCKED:
+            return False
+        page.flags = flags | LOCKED
+        return True
 
+    def unlock_page(self, page: Page) -> None:
+        """unlock_page(): only a locked page can be unlocked (LCK-2)."""
+        flags = page.flags
+        if not flags & LOCKED:
+            self.violation("LCK-2", "unlock_page() on a page that is not locked", page)
+        page.flags = flags & ~LOCKED
 
-def might_sleep(task: Task, what: str, page: Page | None = None,
-                report: Report = violation) -> None:
-    """might_sleep(): sleeping while a spinlock is held is LCK-1."""
-    if task.preempt_count:
-        report("LCK-1", f"{what} while a spinlock is held (might_sleep in atomic context)", page)
+    def get_page(self, page: Page) -> None:
+        """get_page(): a reference on a page that has one (REF-1)."""
+        if page._refcount <= 0:
+            self.violation("REF-1", "get_page() on a page with no reference (freed page)", page)
+        page._refcount += 1
 
+    def get_page_unless_zero(self, page: Page) -> bool:
+        """get_page_unless_zero(): a reference, unless the page is being freed."""
+        if page._refcount == 0:
+            return False
+        page._refcount += 1
+        return True
 
-def unlock_page(page: Page, report: Report = violation) -> None:
-    """unlock_page(): only a locked page can be unlocked (LCK-2)."""
-    flags = page.flags
-    if not flags & LOCKED:
-        report("LCK-2", "unlock_page() on a page that is not locked", page)
-    page.flags = flags & ~LOCKED
-
-
-# --- the refcount (include/linux/mm.h) ----------------------------------------------------
-
-def get_page(page: Page, report: Report = violation) -> None:
-    """get_page(): a reference on a page that has one (REF-1)."""
-    if page._refcount <= 0:
-        report("REF-1", "get_page() on a page with no reference (freed page)", page)
-    page._refcount += 1
-
-
-def get_page_unless_zero(page: Page) -> bool:
-    """get_page_unless_zero(): a reference, unless the page is being freed."""
-    if page._refcount == 0:
-        return False
-    page._refcount += 1
-    return True
-
-
-def put_page(page: Page, report: Report = violation) -> None:
-    """put_page(): drop a reference; the last one frees the page, one too many is REF-1."""
-    count = page._refcount - 1
-    if count > 0:
-        page._refcount = count
-        return
-    if count < 0:
-        report("REF-1", "put_page() on a page with no reference (refcount underflow)", page)
-    page._refcount = 0
-    page.zone.release_page(page)
+    def put_page(self, page: Page) -> None:
+        """put_page(): drop a reference; the last one frees the page, one too many is REF-1."""
+        count = page._refcount - 1
+        if count > 0:
+            page._refcount = count
+            return
+        if count < 0:
+            self.violation("REF-1", "put_page() on a page with no reference (refcount "
+                           "underflow)", page)
+        page._refcount = 0
+        page.zone.release_page(page)

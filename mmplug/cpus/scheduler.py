@@ -30,8 +30,7 @@ from ..constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
 from ..errors import ContractViolation, Deadlock
 from ..page import LOCKED
 from ..watchdog import is_user_interrupt, lane as watchdog_lane
-from . import backend
-from .backend import Task
+from .backend import PageOperations, Task
 from .lockdep import PAGE_LOCK, LockClass, LockDep, Witness
 from .locks import SchedLock, SchedRWLock
 from .schedule import (
@@ -148,7 +147,7 @@ _FAST_OPS = ("current", "point", "trylock_page", "lock_page", "unlock_page", "ge
              "get_page_unless_zero", "put_page", "spinlock", "mutex", "rwlock")
 
 
-class Scheduler:
+class Scheduler(PageOperations):
     """A CpuBackend with `cpus` simulated CPUs (mmplug.cpus.backend.CpuBackend).
 
     Outside `run()` the code runs on cpu0 and schedule points do nothing, so a
@@ -210,18 +209,18 @@ class Scheduler:
         if nxt is not cur:
             self._switch_to(nxt)
 
-    # The page lock and refcount: mmplug.cpus.backend's operations, each after its
-    # schedule point, with the owner of every page lock recorded.
+    # The page lock and refcount: PageOperations', each after its schedule point, with
+    # the owner of every page lock recorded.
     def trylock_page(self, page: Page) -> bool:
         self.point("trylock_page", page)
-        if not backend.trylock_page(page):
+        if not super().trylock_page(page):
             return False
         self._own_page(self._cur, page, "trylock")
         return True
 
     def lock_page(self, page: Page) -> None:
         cur = self._cur
-        backend.might_sleep(cur.task, "lock_page()", page, self.violation)
+        self.might_sleep(cur.task, "lock_page()", page)
         self.lockdep_acquire(cur, PAGE_LOCK)
         self.point("lock_page", page)
         while page.flags & LOCKED:
@@ -250,7 +249,7 @@ class Scheduler:
             self._page_owner[page.pfn] = owner
             self.violation("LCK-2", f"unlock_page() on cpu{cur.index} of a page locked by "
                            f"cpu{owner.index}", page=page)
-        backend.unlock_page(page, self.violation)
+        super().unlock_page(page)
         if owner is not None:
             self.release(owner, page)
         waiters = self._page_waiters.get(page.pfn)
@@ -260,15 +259,15 @@ class Scheduler:
 
     def get_page(self, page: Page) -> None:
         self.point("get_page", page)
-        backend.get_page(page, self.violation)
+        super().get_page(page)
 
     def get_page_unless_zero(self, page: Page) -> bool:
         self.point("get_page_unless_zero", page)
-        return backend.get_page_unless_zero(page)
+        return super().get_page_unless_zero(page)
 
     def put_page(self, page: Page) -> None:
         self.point("put_page", page)
-        backend.put_page(page, self.violation)
+        super().put_page(page)
 
     def spinlock(self, name: str) -> SchedLock:
         lock = SchedLock(self, name, sleeping=False)

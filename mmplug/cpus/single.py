@@ -1,8 +1,8 @@
 """The backend of a VM with one CPU: `SingleCPU` and its locks.
 
 No schedule points, no bookkeeping of owners, nothing that costs in the hot
-loop: the page lock and refcount operations are mmplug.cpus.backend's, bound
-as they are.  A lock that is already held can never be released on one CPU, so
+loop: the page lock and refcount operations are mmplug.cpus.backend's
+PageOperations, as they are.  A lock that is already held can never be released on one CPU, so
 taking it again is a `Deadlock`, reported with the lock's name.
 mmplug.cpus.scheduler provides the backend with several simulated CPUs; both
 implement `CpuBackend`.
@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ContractViolation, Deadlock
 from ..page import LOCKED
-from . import backend
-from .backend import Task
+from .backend import PageOperations, Task
 
 if TYPE_CHECKING:
     from ..page import Page
@@ -142,7 +141,7 @@ class RWLock:
         return self.writer or self.readers > 0
 
 
-class SingleCPU:
+class SingleCPU(PageOperations):
     """The backend of a one-CPU VM: plain operations, no schedule points."""
 
     def __init__(self) -> None:
@@ -154,15 +153,10 @@ class SingleCPU:
     def point(self, what: str, obj: Any = None) -> None:
         """A schedule point: nothing to switch to on one CPU."""
 
-    # --- the page lock and refcount: the plain operations ------------------------------
-    trylock_page = staticmethod(backend.trylock_page)
-    unlock_page = staticmethod(backend.unlock_page)
-    get_page = staticmethod(backend.get_page)
-    get_page_unless_zero = staticmethod(backend.get_page_unless_zero)
-    put_page = staticmethod(backend.put_page)
-
+    # --- the page lock and refcount: PageOperations' own, and lock_page ---------------
     def lock_page(self, page: "Page") -> None:
-        backend.might_sleep(self._current, "lock_page()", page)
+        if self._current.preempt_count:   # tested first: the hot path makes no call for it
+            self.might_sleep(self._current, "lock_page()", page)
         if page.flags & LOCKED:
             raise Deadlock(f"lock_page() on pfn {page.pfn:#x}, already locked on this CPU: "
                            "it would sleep forever")

@@ -67,8 +67,8 @@ def test_trailing_choices_the_default_would_make_are_dropped():
 def test_one_cpu_scheduler_uses_the_plain_single_cpu_operations():
     sched = Scheduler(cpus=1)
     assert sched.fast
-    assert sched.trylock_page is SingleCPU.trylock_page
-    assert sched.put_page is SingleCPU.put_page
+    assert sched.trylock_page.__func__ is SingleCPU.trylock_page
+    assert sched.put_page.__func__ is SingleCPU.put_page
     fn = lambda page, mode: True  # noqa: E731
     assert sched.wrap_callback(fn, "isolate_page", "d") is fn
 
