@@ -303,7 +303,6 @@ def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
     A page the driver released while isolated is not handed to the driver;
     the VM only clears PG_isolated and drops its reference (REL-2).
     """
-    cpus = vm.cpus
     for page in pagelist:
         if page.lru is not pagelist:
             check_lru(vm, page, pagelist, vm.isolated.get(page), None)

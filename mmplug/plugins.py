@@ -116,15 +116,22 @@ class LoadedDriver:
     def reason(self) -> str:
         return f"by {self.overridden_by}" if self.overridden_by else ""
 
-    def call_hook(self, name: str, **kwargs: Any) -> Any:
-        """The driver's own implementation of optional hook `name` (None if it has none),
-        called as driver code: under the import time limit, whatever it raises an API-1
-        DriverError naming the driver and the hook."""
+    def brought(self, name: str) -> list[Any]:
+        """What the driver brings through its optional hook `name` (its race scenarios,
+        its checks), as a list: empty if it implements none.  The hook is called with the
+        DriverInfo as loaded, as driver code: under the import time limit, whatever it
+        raises an API-1 DriverError naming the driver and the hook."""
         fn = self.hooks.get(name)
         if fn is None:
-            return None
-        return guarded_call(lambda: fn(**kwargs), driver=self.name, hook=name,
-                            limit=IMPORT_LIMIT)
+            return []
+        got = guarded_call(lambda: fn(driver=self.info), driver=self.name, hook=name,
+                           limit=IMPORT_LIMIT)
+        if got is None:
+            return []
+        try:
+            return list(got)
+        except TypeError:
+            return [got]
 
     def as_dict(self) -> dict[str, Any]:
         return _row(self.name, self.version, self.origin, self.status, self.reason,

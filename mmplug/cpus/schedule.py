@@ -178,8 +178,8 @@ class ReplayStrategy(Strategy):
                 raise NondeterminismError(
                     f"choice point {index}: runnable CPUs {cpu_set(mask)} at {what} on replay, "
                     f"{was} in the recorded run: the driver depends on something the schedule "
-                    "does not fix (wall-clock time, real threads, unseeded randomness, id()-ordered "
-                    "sets)")
+                    "does not fix (wall-clock time, real threads, unseeded randomness, "
+                    "id()-ordered sets)")
         if index < len(self.choices):
             cpu = self.choices[index]
             if cpu not in runnable:

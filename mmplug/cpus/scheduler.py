@@ -313,11 +313,10 @@ class Scheduler(PageOperations):
             cur = sched._cur
             saved = cur.where, cur.async_ctx
             cur.where = where
-            mode = args[-1] if len(args) in (2, 4) else None
             if hook == "isolate_page":
-                cur.async_ctx = bool(mode & ISOLATE_ASYNC_MIGRATE)
+                cur.async_ctx = bool(args[1] & ISOLATE_ASYNC_MIGRATE)
             elif hook == "migratepage":
-                cur.async_ctx = mode == MigrateMode.ASYNC
+                cur.async_ctx = args[3] == MigrateMode.ASYNC
             else:
                 cur.async_ctx = False
             page = args[0] if hook != "migratepage" else args[2]

@@ -115,7 +115,8 @@ class RWLock:
 
     def read_unlock(self) -> None:
         if self.readers <= 0:
-            raise ContractViolation("LCK-2", f"read_unlock of {self.name!r}, which is not read-held")
+            raise ContractViolation("LCK-2",
+                                    f"read_unlock of {self.name!r}, which is not read-held")
         self.readers -= 1
         self._task.preempt_count -= 1
 
@@ -133,7 +134,8 @@ class RWLock:
 
     def write_unlock(self) -> None:
         if not self.writer:
-            raise ContractViolation("LCK-2", f"write_unlock of {self.name!r}, which is not write-held")
+            raise ContractViolation("LCK-2",
+                                    f"write_unlock of {self.name!r}, which is not write-held")
         self.writer = False
         self._task.preempt_count -= 1
 

@@ -18,6 +18,7 @@ The same driver, scenario, strategy and seed give the same runs and results.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Sequence
 
 import attrs
@@ -50,15 +51,16 @@ def run_once(driver: Any, scenario: Scenario | str, strategy: Strategy | None = 
     sched = Scheduler(cpus=len(sc.cpus), max_steps=max_steps)
     config = sc.config if timeout is None else attrs.evolve(sc.config, callback_timeout=timeout)
     vm = VM(config, cpus=sched)
-    base = dict(driver=name, scenario=sc.name, strategy=strategy.name, seed=strategy.seed)
+    base = RunResult(driver=name, scenario=sc.name, strategy=strategy.name, seed=strategy.seed,
+                     schedule="-", kind="ok")
     try:
         instance = vm.create_from(loaded, **(options or {}))
         env = RaceEnv.create(vm, instance, sched)
         sc.setup(env)
     except Exception as exc:
         kind, rule, msg = classify(exc)
-        return RunResult(schedule="-", kind=kind, rule=rule, message=f"setup: {msg}", **base)
-    out = sched.run([(lambda body=body: body(env)) for body in sc.cpus], strategy)
+        return attrs.evolve(base, kind=kind, rule=rule, message=f"setup: {msg}")
+    out = sched.run([partial(body, env) for body in sc.cpus], strategy)
     error = out.error
     if error is None and not out.deadlock and not out.livelock:
         try:
@@ -69,22 +71,22 @@ def run_once(driver: Any, scenario: Scenario | str, strategy: Strategy | None = 
             error = exc
     lockdep = sched.lockdep
     inversions = tuple(inv.render() for inv in lockdep.inversions) if lockdep else ()
-    fields = dict(schedule=out.schedule, steps=out.steps, cpus=out.cpus,
-                  inversions=inversions, trace=out.trace, **base)
+    ran = attrs.evolve(base, schedule=out.schedule, steps=out.steps, cpus=out.cpus,
+                       inversions=inversions, trace=out.trace)
     if out.deadlock:
-        return RunResult(kind="deadlock", rule="LCK-3", cpu=None, message=(
-            "deadlock: every CPU that has not finished is blocked"), **fields)
+        return attrs.evolve(ran, kind="deadlock", rule="LCK-3", cpu=None, message=(
+            "deadlock: every CPU that has not finished is blocked"))
     if out.livelock:
-        return RunResult(kind="livelock", message=(
-            f"no end after {max_steps} schedule points: a CPU spins without progress"), **fields)
+        return attrs.evolve(ran, kind="livelock", message=(
+            f"no end after {max_steps} schedule points: a CPU spins without progress"))
     if error is not None:
         kind, rule, msg = classify(error)
         if kind == "deadlock":
             msg = f"deadlock: {msg}"
-        return RunResult(kind=kind, rule=rule, message=msg, cpu=out.error_cpu, **fields)
+        return attrs.evolve(ran, kind=kind, rule=rule, message=msg, cpu=out.error_cpu)
     if inversions:
-        return RunResult(kind="inversion", rule="LCK-3", message=inversions[0], **fields)
-    return RunResult(kind="ok", **fields)
+        return attrs.evolve(ran, kind="inversion", rule="LCK-3", message=inversions[0])
+    return ran
 
 
 def replay(driver: Any, scenario: Scenario | str, schedule: str, *,
@@ -145,11 +147,11 @@ def explore(driver: Any, scenario: Scenario | str, *, strategy: str = "random", 
     name = loaded.info.name
     failures: list[RunResult] = []
     seen: set[str] = set()
-    kw = dict(max_steps=max_steps, options=options, timeout=timeout)
+    run = partial(run_once, max_steps=max_steps, options=options, timeout=timeout)
     dfs = DFSSearch(preemption_bound) if strategy == "dfs" else None
     length = 0
     if strategy == "pct":
-        calib = run_once(loaded, sc, None, **kw)
+        calib = run(loaded, sc, None)
         length = max(len(calib.trace), 1)
     done = 0
     for i in range(runs):
@@ -161,7 +163,7 @@ def explore(driver: Any, scenario: Scenario | str, *, strategy: str = "random", 
             strat = PCTStrategy(seed + i, len(sc.cpus), depth, length)
         else:
             strat = RandomStrategy(seed + i)
-        result = run_once(loaded, sc, strat, **kw)
+        result = run(loaded, sc, strat)
         done += 1
         if result.ok:
             continue
@@ -169,7 +171,7 @@ def explore(driver: Any, scenario: Scenario | str, *, strategy: str = "random", 
         if sig in seen:
             continue
         seen.add(sig)
-        again = run_once(loaded, sc, ReplayStrategy(result.schedule, expect=result.trace), **kw)
+        again = run(loaded, sc, ReplayStrategy(result.schedule, expect=result.trace))
         result = attrs.evolve(result, replayable=again.signature() == sig)
         failures.append(result)
         if len(failures) >= max_failures:

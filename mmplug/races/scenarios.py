@@ -41,9 +41,9 @@ class Scenario:
     name: str
     rules: tuple[str, ...]
     summary: str
-    setup: Callable[[RaceEnv], None]
-    cpus: tuple[Callable[[RaceEnv], None], ...]
-    check: Callable[[RaceEnv], None] | None = None
+    setup: Callable[[RaceEnv], object]
+    cpus: tuple[Callable[[RaceEnv], object], ...]
+    check: Callable[[RaceEnv], object] | None = None
     applies: Callable[[Capabilities], bool] = _always
     config: VMConfig = RACE_VM
 
@@ -109,13 +109,7 @@ GENERIC_SCENARIOS: tuple[Scenario, ...] = (
 def driver_scenarios(loaded: LoadedDriver) -> list[Scenario]:
     """The scenarios the driver brings (its mmplug_race_scenarios hook); API-1 if the
     hook gives anything but scenarios."""
-    got = loaded.call_hook("mmplug_race_scenarios", driver=loaded.info)
-    if got is None:
-        return []
-    try:
-        scenarios = list(got)
-    except TypeError:
-        scenarios = [got]
+    scenarios = loaded.brought("mmplug_race_scenarios")
     for sc in scenarios:
         if not isinstance(sc, Scenario):
             raise DriverError("API-1", f"mmplug_race_scenarios() gave {type(sc).__name__} "

@@ -19,13 +19,7 @@ def all_checks() -> list[Check]:
 def driver_checks(loaded: LoadedDriver) -> list[Check]:
     """The checks of its own rules a driver brings (its mmplug_conformance_checks hook),
     run after the suite's; API-1 if the hook gives anything but checks of DRV-* ids."""
-    got = loaded.call_hook("mmplug_conformance_checks", driver=loaded.info)
-    if got is None:
-        return []
-    try:
-        checks = list(got)
-    except TypeError:
-        checks = [got]
+    checks = loaded.brought("mmplug_conformance_checks")
     for chk in checks:
         if not isinstance(chk, Check) or not chk.spec.id.startswith("DRV-"):
             what = chk.spec.id if isinstance(chk, Check) else f"{type(chk).__name__} {chk!r:.60}"
