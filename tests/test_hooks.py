@@ -402,3 +402,30 @@ def test_the_interposer_wraps_the_callbacks_without_touching_the_driver():
     page = pool.handles[h][0].page
     rc, _ = migrate(vm, isolate(vm, page))
     assert rc == 0 and seen == [page.pfn] and pool.read(h) == b"x"
+
+
+def test_the_checks_a_driver_brings_are_listed_and_become_pytest_cases(tmp_path):
+    path = tmp_path / "checked.py"
+    path.write_text(SIMPLEPOOL.read_text().replace('name="simplepool"', 'name="checked"') + '''
+
+from mmplug import conformance_check
+
+
+@conformance_check("DRV-C1/stores", "store() gives a handle")
+def _stores(ctx):
+    ctx.bench().store()
+
+
+@hookimpl
+def mmplug_conformance_checks(driver):
+    return [_stores]
+''')
+    from mmplug.conformance import list_checks
+    from mmplug.testing import conformance_tests
+    assert [c.id for c in list_checks(str(path))][-1] == "DRV-C1/stores"
+    assert "DRV-C1/stores" not in [c.id for c in list_checks()]
+    test = conformance_tests(str(path), select=["DRV"])
+    (mark,) = [m for m in test.pytestmark if m.name == "parametrize"]
+    assert [p.id for p in mark.args[1]] == ["DRV-C1/stores"]
+    report = run_suite(str(path), select=["DRV-C1"])
+    assert [(r.check, r.verdict) for r in report.results] == [("DRV-C1/stores", "OK")]

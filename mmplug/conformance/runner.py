@@ -34,9 +34,17 @@ class InternalError(MmplugError):
     """The suite itself failed (a bug in mmplug, not in the driver): exit code 3."""
 
 
-def list_checks() -> list[CheckSpec]:
-    """Every check of the suite, in run order: id, rules, title, needs, kind."""
-    return [c.spec for c in all_checks()]
+def list_checks(driver: str | None = None) -> list[CheckSpec]:
+    """Every check of the suite, in run order: id, rules, title, needs, kind; with `driver`
+    (as check-driver takes it), then the checks the driver brings.  A driver that does not
+    load brings none here: running the suite says why."""
+    extra: list[Check] = []
+    if driver is not None:
+        try:
+            extra = driver_checks(PluginHost().get(driver))
+        except MmplugError:
+            extra = []
+    return [c.spec for c in all_checks() + extra]
 
 
 def select_patterns(select: Iterable[str]) -> list[str]:
