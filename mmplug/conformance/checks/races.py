@@ -1,13 +1,12 @@
 """Races on several simulated CPUs, explored by the deterministic scheduler (mmplug.races).
 
-Each scenario the race explorer offers for the driver (two compactors
-isolating the same page, free or read racing migration, deflate racing
-migration, ...) is run under seeded random, PCT and bounded exhaustive
-schedules.  A failure carries the seed and a schedule string; `--scenario NAME
---replay SCHEDULE` (or `--replay NAME@SCHEDULE`) runs exactly that
-interleaving again.  The explorer is
-imported only when this check runs, so the rest of the suite works without it.
-"""
+Each scenario that applies to the driver (the generic ones: two compactors
+isolating the same page, free or read racing migration, destroy while
+isolated; then those the driver brings through mmplug_race_scenarios) is run
+under seeded random, PCT and bounded exhaustive schedules.  A failure carries
+the seed and a schedule string; `--scenario NAME --replay SCHEDULE` (or
+`--replay NAME@SCHEDULE`) runs exactly that interleaving again.  The explorer
+is imported only when this check runs, so the rest of the suite works without it."""
 
 from __future__ import annotations
 
