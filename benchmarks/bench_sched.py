@@ -24,19 +24,19 @@ from typing import Callable
 
 from mmplug import VM, PluginHost, VMConfig, races
 from mmplug.compaction import compact_memory
-from mmplug.sched import Scheduler
-from mmplug.sync import SingleCPU
+from mmplug.cpus.scheduler import Scheduler
+from mmplug.cpus.single import SingleCPU
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMPLEPOOL = str(ROOT / "tests" / "drivers" / "simplepool.py")
 
 
-def fragmented_vm(sync, seed: int, nr_pages: int) -> VM:
+def fragmented_vm(cpus, seed: int, nr_pages: int) -> VM:
     """A zone filled with simplepool objects, then two thirds of them freed at random."""
     host = PluginHost()
     loaded = host.get(SIMPLEPOOL)
     vm = VM(VMConfig(nr_pages=nr_pages, pageblock_order=6, max_order=8, min_free_pages=0),
-            plugins=host, sync=sync)
+            plugins=host, cpus=cpus)
     pool = vm.create_from(loaded)
     rng = random.Random(seed)
     handles = []
@@ -55,8 +55,8 @@ def time_compaction(backends: dict[str, Callable[[], object]], rounds: int,
     so that load from elsewhere on the machine falls on all of them alike."""
     best = dict.fromkeys(backends, float("inf"))
     for r in range(rounds):
-        for name, make_sync in backends.items():
-            vm = fragmented_vm(make_sync(), seed=r, nr_pages=nr_pages)
+        for name, make_cpus in backends.items():
+            vm = fragmented_vm(make_cpus(), seed=r, nr_pages=nr_pages)
             # A collection of the previous round's garbage must not land in this one.
             gc.collect()
             gc.disable()

@@ -36,7 +36,7 @@ class _ZoneOfTheRun:
         self.zone: Any = None
 
     @hookimpl
-    def mmplug_compaction_finished(self, zone: Any, result: Any, order: int, mode: Any) -> None:
+    def mmplug_after_compact_zone(self, zone: Any, order: int, mode: Any, result: Any) -> None:
         self.zone = zone
 
 

@@ -1,23 +1,57 @@
-"""mmplug: the Linux kernel's non-LRU movable page migration, as a Python plugin framework."""
+"""mmplug: the Linux kernel's non-LRU movable page migration, as a Python plugin framework.
 
+What a driver may use is here and in `mmplug.kernel`, nowhere else: the hook
+markers, DriverInfo and Capabilities, the errors, and for the race scenarios
+and checks a driver brings, Scenario, RaceEnv, conformance_check and
+CheckFailed.  The VM's own entry points (VM, PluginHost, isolate_movable_page,
+migrate_pages, putback_movable_pages) are here for tests and embedding.
+"""
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version as _version
-
-from .errors import (
-    ContractViolation, Deadlock, DriverError, MmplugError, NoMemory, PluginError, UsageError,
-)
-from .hookspecs import hookimpl, hookspec
-from .mapping import AddressSpace, MovableOps
-from .page import Page
-from .plugins import Capabilities, DriverInfo, PluginHost
-from .vm import VM, VMConfig
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = _version("mmplug")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+source"
 
+from .errors import (  # noqa: E402  (after __version__, which the modules below read)
+    ContractViolation, Deadlock, DriverError, MmplugError, NoMemory, PluginError, UsageError,
+)
+from .hookspecs import hookimpl, hookspec  # noqa: E402
+from .mapping import AddressSpace, MovableOps  # noqa: E402
+from .migrate import (  # noqa: E402
+    PageList, isolate_movable_page, migrate_pages, putback_movable_pages,
+)
+from .page import Page  # noqa: E402
+from .plugins import Capabilities, DriverInfo, PluginHost  # noqa: E402
+from .vm import VM, VMConfig  # noqa: E402
+
+if TYPE_CHECKING:
+    from .conformance.outcomes import CheckFailed
+    from .conformance.registry import check as conformance_check
+    from .races import RaceEnv, Scenario
+
+#: what a driver's scenarios and checks use, imported when first asked for: a command
+#: that runs no race and no check does not pay for the scheduler and the suite
+_LAZY = {"RaceEnv": ("mmplug.races", "RaceEnv"), "Scenario": ("mmplug.races", "Scenario"),
+         "CheckFailed": ("mmplug.conformance.outcomes", "CheckFailed"),
+         "conformance_check": ("mmplug.conformance.registry", "check")}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'mmplug' has no attribute {name!r}") from None
+    return getattr(import_module(module), attr)
+
+
 __all__ = [
-    "AddressSpace", "Capabilities", "ContractViolation", "Deadlock", "DriverError", "DriverInfo",
-    "MmplugError", "MovableOps", "NoMemory", "Page", "PluginError", "PluginHost", "UsageError",
-    "VM", "VMConfig", "hookimpl", "hookspec", "__version__",
+    "AddressSpace", "Capabilities", "CheckFailed", "ContractViolation", "Deadlock",
+    "DriverError", "DriverInfo", "MmplugError", "MovableOps", "NoMemory", "Page", "PageList",
+    "PluginError", "PluginHost", "RaceEnv", "Scenario", "UsageError", "VM", "VMConfig",
+    "conformance_check", "hookimpl", "hookspec", "isolate_movable_page", "migrate_pages",
+    "putback_movable_pages", "__version__",
 ]

@@ -41,7 +41,7 @@ from .page import (
     BUDDY, COMPOUND, ISOLATED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, UNEVICTABLE,
     WRITEBACK, Page,
 )
-from .sync import PF_MEMALLOC, Task
+from .cpus.backend import PF_MEMALLOC, Task
 from .vmstat import fragmentation_index
 
 if TYPE_CHECKING:
@@ -105,13 +105,13 @@ def block_end_pfn(pfn: int, order: int) -> int:
 
 def fatal_signal_pending(vm: "VM") -> bool:
     """fatal_signal_pending(current): a SIGKILL is pending for the running task."""
-    return vm.sync.current().sigkill_pending
+    return vm.cpus.current().sigkill_pending
 
 
 def cond_resched(vm: "VM", task: Task) -> None:
     """cond_resched(): the task gives the CPU away, and need_resched() is answered."""
     task.need_resched = False
-    vm.sync.point("cond_resched")
+    vm.cpus.point("cond_resched")
 
 
 def compact_should_abort(vm: "VM", cc: CompactControl, task: Task) -> bool:
@@ -158,11 +158,11 @@ def _wait_while_too_many_isolated(vm: "VM", cc: CompactControl, task: Task) -> b
         if cc.mode == MigrateMode.ASYNC:
             return False
         state = (zone.nr_isolated_lru, zone.nr_lru)
-        if getattr(vm.sync, "nr_cpus", 1) == 1 or waits >= CONGESTION_WAITS_MAX:
+        if getattr(vm.cpus, "nr_cpus", 1) == 1 or waits >= CONGESTION_WAITS_MAX:
             raise Deadlock(f"compaction waits in congestion_wait() for {zone.nr_isolated_lru} "
                            f"isolated LRU pages to go back ({zone.nr_lru} on the LRU) and no "
                            "other CPU can put them back (too_many_isolated)")
-        vm.sync.point("congestion_wait", zone)               # congestion_wait(HZ/10)
+        vm.cpus.point("congestion_wait", zone)               # congestion_wait(HZ/10)
         if task.sigkill_pending:
             return False
         waits = 0 if (zone.nr_isolated_lru, zone.nr_lru) != state else waits + 1
@@ -281,7 +281,7 @@ def _isolate_lru_page(vm: "VM", page: Page, isolate_mode: int) -> bool:
         return False
     if isolate_mode & ISOLATE_ASYNC_MIGRATE and flags & WRITEBACK:
         return False
-    if not vm.sync.get_page_unless_zero(page):
+    if not vm.cpus.get_page_unless_zero(page):
         return False
     page.zone.lru_del(page)
     return True
@@ -301,7 +301,7 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
     at 32 isolated pages the block is left for the next round.
     """
     zone = cc.zone
-    task = vm.sync.current()
+    task = vm.cpus.current()
     if not _wait_while_too_many_isolated(vm, cc, task):
         return 0
     if task.need_resched and compact_should_abort(vm, cc, task):
@@ -416,7 +416,7 @@ def isolate_migratepages(vm: "VM", cc: CompactControl) -> IsolateMigrate:
     zone = cc.zone
     pb = zone.pageblock_nr_pages
     isolate_mode = ISOLATE_UNEVICTABLE | (ISOLATE_ASYNC_MIGRATE if cc.mode != MigrateMode.SYNC else 0)
-    task = vm.sync.current()
+    task = vm.cpus.current()
     low_pfn = cc.migrate_pfn
     block_start = max(pageblock_start_pfn(zone, low_pfn), zone.start_pfn)
     block_end = pageblock_end_pfn(zone, low_pfn)
@@ -458,7 +458,7 @@ def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pf
     zone = cc.zone
     pages = zone.pages
     start = zone.start_pfn
-    task = vm.sync.current()
+    task = vm.cpus.current()
     cluster = SWAP_CLUSTER_MAX - 1
     nr_scanned = total_isolated = 0
     valid_page = None
@@ -504,7 +504,7 @@ def isolate_freepages(vm: "VM", cc: CompactControl) -> None:
     enough targets are isolated."""
     zone = cc.zone
     pb = zone.pageblock_nr_pages
-    task = vm.sync.current()
+    task = vm.cpus.current()
     check = SWAP_CLUSTER_MAX * pb
     isolate_start = cc.free_pfn
     block_start = pageblock_start_pfn(zone, cc.free_pfn)
@@ -555,7 +555,7 @@ def release_freepages(vm: "VM", freepages: list[Page]) -> int:
     """release_freepages() (mm/compaction.c:52-66): free the targets not used; returns the
     highest pfn."""
     high = 0
-    put = vm.sync.put_page
+    put = vm.cpus.put_page
     for page in freepages:
         if page.pfn > high:
             high = page.pfn
@@ -708,8 +708,10 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
     ev = vm.vmstat.events
     ev["compact_migrate_scanned"] += cc.total_migrate_scanned
     ev["compact_free_scanned"] += cc.total_free_scanned
-    if vm.on_compaction is not None:
-        vm.on_compaction(zone=zone, result=ret, order=cc.order, mode=cc.mode)
+    listeners = vm.listeners.mmplug_after_compact_zone
+    if listeners is not None:
+        vm.notify(listeners, "mmplug_after_compact_zone", zone=zone, order=cc.order,
+                  mode=cc.mode, result=ret)
     return ret
 
 
@@ -769,7 +771,7 @@ def alloc_pages_direct_compact(vm: "VM", order: int, gfp: int, prio: CompactPrio
     zone = vm.zone
     if not order:
         return None, CompactResult.SKIPPED
-    task = vm.sync.current()
+    task = vm.cpus.current()
     saved = task.flags
     task.flags |= PF_MEMALLOC  # memalloc_noreclaim_save()
     try:
@@ -787,7 +789,7 @@ def alloc_pages_direct_compact(vm: "VM", order: int, gfp: int, prio: CompactPrio
         ev["compact_success"] += 1
         return page, result
     ev["compact_fail"] += 1
-    vm.sync.point("cond_resched")
+    vm.cpus.point("cond_resched")
     return None, result
 
 
@@ -863,7 +865,7 @@ def alloc_pages_compact(vm: "VM", order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -
             if result == CompactResult.DEFERRED:
                 return None
             prio = INIT_COMPACT_PRIORITY
-    task = vm.sync.current()
+    task = vm.cpus.current()
     withdrawn = 0
     while True:                                                  # retry:
         page = zone.alloc_pages(order, gfp)

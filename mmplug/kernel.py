@@ -3,14 +3,18 @@
     from mmplug.kernel import set_page_movable, clear_page_movable, lock_page, ...
 
 Each is the model of the kernel function named in its docstring; the table
-in docs/kernel-names.md maps every kernel name to its mmplug name.  A driver
-needs nothing else from mmplug to keep the contract: locks come from
-`vm.spinlock()`, `vm.rwlock()` and `vm.mutex()` through `spinlock(vm, name)` etc.
+in docs/kernel-names.md maps every kernel name to its mmplug name.  This is the
+whole of what a driver calls: besides it a driver imports only `mmplug` (the
+hook markers, DriverInfo, Capabilities, the errors), and it reaches the VM only
+through these functions (its locks through `spinlock(vm, name)` and the like,
+the page size through `PAGE_SIZE(vm)`, frames through `pfn_to_page`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
+
+from attrs import frozen
 
 from .constants import (  # noqa: F401  (re-exported for drivers)
     EAGAIN, EBUSY, EINVAL, ENOMEM, ENOSPC, ENOSYS, GFP_ATOMIC, GFP_DIRECT_RECLAIM, GFP_HIGHMEM,
@@ -28,32 +32,32 @@ if TYPE_CHECKING:
 
 def trylock_page(page: Page) -> bool:
     """trylock_page(): take PG_locked if it is free; never sleeps."""
-    return page.zone.sync.trylock_page(page)
+    return page.zone.cpus.trylock_page(page)
 
 
 def lock_page(page: Page) -> None:
     """lock_page(): take PG_locked, sleeping until it is free."""
-    page.zone.sync.lock_page(page)
+    page.zone.cpus.lock_page(page)
 
 
 def unlock_page(page: Page) -> None:
     """unlock_page()."""
-    page.zone.sync.unlock_page(page)
+    page.zone.cpus.unlock_page(page)
 
 
 def get_page(page: Page) -> None:
     """get_page(): take a reference."""
-    page.zone.sync.get_page(page)
+    page.zone.cpus.get_page(page)
 
 
 def get_page_unless_zero(page: Page) -> bool:
     """get_page_unless_zero(): a reference, unless the page is being freed."""
-    return page.zone.sync.get_page_unless_zero(page)
+    return page.zone.cpus.get_page_unless_zero(page)
 
 
 def put_page(page: Page) -> None:
     """put_page(): drop a reference; the last one frees the page."""
-    page.zone.sync.put_page(page)
+    page.zone.cpus.put_page(page)
 
 
 def PAGE_SIZE(vm: "VM") -> int:  # noqa: N802  (the kernel's macro name)
@@ -80,14 +84,44 @@ def pfn_to_page(vm: "VM", pfn: int) -> Page:
     return zone.pfn_to_page(pfn)
 
 
+@frozen(slots=True)
+class LinearMap:
+    """The direct map of the VM's memory: page `pfn` is at byte (pfn - start_pfn) * page_size.
+
+    On x86-64, page_address() is __va(PFN_PHYS(pfn)): a fixed offset in one
+    linear mapping of all RAM.  A driver that keeps words in its pages (as
+    zsmalloc does) may index `view` directly instead of making a page view per
+    access; the bytes are those page_address() shows.  `pfn_to_page` is the
+    lookup without pfn_to_page()'s bounds check, for pfns the driver got from
+    its own allocations.
+    """
+
+    view: memoryview
+    start_pfn: int
+    page_size: int
+    pfn_to_page: Callable[[int], Page]
+
+
+def linear_map(vm: "VM") -> LinearMap:
+    """The VM's memory as one linear map (see LinearMap)."""
+    zone = vm.zone
+    return LinearMap(zone.view, zone.start_pfn, zone.page_size, zone.pfn_to_page)
+
+
+def pfn_valid(vm: "VM", pfn: int) -> bool:
+    """pfn_valid(): whether `pfn` is a frame of the VM's zone (pfn_to_page would find it)."""
+    zone = vm.zone
+    return zone.start_pfn <= pfn < zone.end_pfn
+
+
 def smp_processor_id(vm: "VM") -> int:
     """smp_processor_id(): the simulated CPU running now (0 on a one-CPU VM)."""
-    return vm.sync.current().cpu
+    return vm.cpus.current().cpu
 
 
 def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
     """alloc_page(gfp): one page with one reference, or None."""
-    vm.sync.point("alloc_page")
+    vm.cpus.point("alloc_page")
     return vm.zone.alloc_pages(0, gfp)
 
 
@@ -96,26 +130,39 @@ def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
 
 def set_page_movable(page: Page, mapping: Any) -> None:
     """__SetPageMovable() (mm/compaction.c): page locked, mapping untagged (FLG-4)."""
-    page.zone.sync.point("__SetPageMovable", page)
-    _page.set_page_movable(page, mapping)
+    page.zone.cpus.point("__SetPageMovable", page)
+    _page._set_page_movable(page, mapping)
 
 
 def clear_page_movable(page: Page) -> None:
     """__ClearPageMovable() (mm/compaction.c): keep only the movable bit (FLG-5)."""
-    page.zone.sync.point("__ClearPageMovable", page)
-    _page.clear_page_movable(page)
+    page.zone.cpus.point("__ClearPageMovable", page)
+    _page._clear_page_movable(page)
 
 
 def page_movable(page: Page) -> bool:
     """PageMovable() (mm/compaction.c): must hold the page lock (FLG-3)."""
-    page.zone.sync.point("PageMovable", page)
-    return _page.page_movable(page)
+    page.zone.cpus.point("PageMovable", page)
+    return _page._page_movable(page)
 
 
 def page_isolated(page: Page) -> bool:
     """PageIsolated(): a lockless read that another CPU may change right after (FLG-6)."""
-    page.zone.sync.point("PageIsolated", page)
-    return _page.page_isolated(page)
+    page.zone.cpus.point("PageIsolated", page)
+    return _page._page_isolated(page)
+
+
+def set_page_reclaim(page: Page) -> None:
+    """SetPageReclaim() (include/linux/page-flags.h): PG_reclaim for its users under
+    writeback.  It is PG_isolated too: a movable driver never sets it (ISO-3, FLG-6)."""
+    page.zone.cpus.point("SetPageReclaim", page)
+    page.flags |= _page.RECLAIM
+
+
+def clear_page_reclaim(page: Page) -> None:
+    """ClearPageReclaim() (include/linux/page-flags.h)."""
+    page.zone.cpus.point("ClearPageReclaim", page)
+    page.flags &= ~_page.RECLAIM
 
 
 def page_address(page: Page) -> memoryview:
@@ -125,7 +172,7 @@ def page_address(page: Page) -> memoryview:
 
 def copy_highpage(to: Page, frm: Page) -> None:
     """copy_highpage(to, from): copy a whole page (a point: readers may run meanwhile)."""
-    to.zone.sync.point("copy_highpage", frm)
+    to.zone.cpus.point("copy_highpage", frm)
     to.zone.copy_page(to, frm)
 
 
@@ -141,26 +188,34 @@ def set_page_private(page: Page, value: Any) -> None:
 
 def spinlock(vm: "VM", name: str) -> Any:
     """spin_lock_init(): a spinlock for the driver's own structures."""
-    return vm.sync.spinlock(name)
+    return vm.cpus.spinlock(name)
 
 
 def rwlock(vm: "VM", name: str) -> Any:
     """rwlock_init()."""
-    return vm.sync.rwlock(name)
+    return vm.cpus.rwlock(name)
 
 
 def mutex(vm: "VM", name: str) -> Any:
     """mutex_init(): a sleeping lock."""
-    return vm.sync.mutex(name)
+    return vm.cpus.mutex(name)
+
+
+def WARN_ONCE(vm: "VM", tag: str, message: str, *, page: Page | None = None,  # noqa: N802
+              mapping: Any = None) -> None:
+    """WARN_ONCE() (include/asm-generic/bug.h): the first time a site fires it is
+    recorded in vm.warnings under `tag` (the driver's own, or a rule id), and the
+    driver goes on."""
+    vm.warn_once(tag, message, page=page, mapping=mapping)
 
 
 def count_vm_event(vm: "VM", name: str, n: int = 1) -> None:
-    """count_vm_event(s)(): e.g. "balloon_inflate"."""
+    """count_vm_event(s)(): one of /proc/vmstat's events (include/linux/vm_event_item.h)."""
     vm.vmstat.count(name, n)
 
 
 def schedule_point(page_or_vm: Any, what: str) -> None:
     """cond_resched(): a place where another simulated CPU may run."""
-    sync = page_or_vm.zone.sync if isinstance(page_or_vm, Page) else page_or_vm.sync
+    cpus = page_or_vm.zone.cpus if isinstance(page_or_vm, Page) else page_or_vm.cpus
     # "cond_resched" marks a voluntary yield: the scheduler's default policy moves on
-    sync.point(f"cond_resched: {what}", page_or_vm)
+    cpus.point(f"cond_resched: {what}", page_or_vm)

@@ -10,9 +10,10 @@ directly; the model keeps the address space, which is the same dispatch.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
-from attrs import define, field, frozen
+from attrs import define, frozen
 
 
 @frozen(slots=True)
@@ -43,6 +44,27 @@ class AddressSpace:
     @property
     def name(self) -> str:
         return f"{self.driver}#{self.serial}"
+
+    def interpose(self, *, isolate_page: Callable[..., Any] | None = None,
+                  migratepage: Callable[..., Any] | None = None,
+                  putback_page: Callable[..., Any] | None = None) -> MovableOps:
+        """Put wrappers in front of this space's callbacks, as the VM calls them per page.
+
+        Each wrapper is called as ``wrapper(call, *args)`` with the callback's
+        own arguments, where `call` is what it wraps (the driver's callback,
+        or an earlier wrapper); it returns what the callback is to return.  A
+        spy counts and checks around ``call(*args)``, a test may replace the
+        callback by not calling it.  Returns the callbacks as they were, to
+        put back with ``mapping.a_ops = ...``.
+        """
+        ops = self.a_ops
+        if ops is None:
+            raise ValueError(f"{self!r} has no callbacks any more: its instance was destroyed")
+        self.a_ops = MovableOps(
+            ops.isolate_page if isolate_page is None else partial(isolate_page, ops.isolate_page),
+            ops.migratepage if migratepage is None else partial(migratepage, ops.migratepage),
+            ops.putback_page if putback_page is None else partial(putback_page, ops.putback_page))
+        return ops
 
     def __repr__(self) -> str:
         return f"<AddressSpace {self.name} handle={self.handle:#x}>"

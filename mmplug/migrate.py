@@ -23,9 +23,9 @@ from .constants import (
 from .errors import ContractViolation, DriverError
 from .page import (
     ISOLATED, LOCKED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
-    movable_mapping, page_mapping, page_movable,
+    movable_mapping, page_mapping,
 )
-from .sync import PF_MEMALLOC
+from .cpus.backend import PF_MEMALLOC
 from .watchdog import driver_error, passes_through
 
 if TYPE_CHECKING:
@@ -111,6 +111,9 @@ def call_isolate(vm: "VM", mapping: "AddressSpace", page: Page, mode: int) -> bo
         raise DriverError("ISO-2", "isolate_page unlocked the page; it runs under the page "
                           "lock and must leave it held", driver=mapping.driver,
                           hook="isolate_page", page=page)
+    if vm.listeners.mmplug_after_isolate_page is not None:
+        vm.notify(vm.listeners.mmplug_after_isolate_page, "mmplug_after_isolate_page",
+                  mapping=mapping, page=page, mode=mode, result=ret)
     return ret
 
 
@@ -127,7 +130,10 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
             raise
         raise _raised(mapping, "migratepage", page, "MIG-8", exc) from exc
     if type(rc) is int and rc < 0 and page.lru is owner and page.flags & newpage.flags & LOCKED:
-        return rc  # the common failure: nothing more to check
+        # the common failure: nothing more to check
+        if vm.listeners.mmplug_after_migratepage is not None:
+            _after_migratepage(vm, mapping, newpage, page, mode, rc)
+        return rc
     drv = mapping.driver
     if type(rc) is not int or rc > 0:
         raise DriverError("MIG-8", f"migratepage returned {rc!r} ({type(rc).__name__}); expected "
@@ -159,7 +165,15 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
                                   f"{page._refcount - 1} reference(s) besides the VM's: the "
                                   "driver did not drop its own (put_page), so it leaks",
                                   driver=drv, hook="migratepage", page=page)
+    if vm.listeners.mmplug_after_migratepage is not None:
+        _after_migratepage(vm, mapping, newpage, page, mode, rc)
     return rc
+
+
+def _after_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Page, mode: int,
+                       rc: int) -> None:
+    vm.notify(vm.listeners.mmplug_after_migratepage, "mmplug_after_migratepage",
+              mapping=mapping, newpage=newpage, page=page, mode=mode, result=rc)
 
 
 def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
@@ -178,6 +192,9 @@ def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
     if not page.flags & LOCKED:
         raise DriverError("PUT-1", "putback_page unlocked the page; the VM holds the lock "
                           "around it", driver=mapping.driver, hook="putback_page", page=page)
+    if vm.listeners.mmplug_after_putback_page is not None:
+        vm.notify(vm.listeners.mmplug_after_putback_page, "mmplug_after_putback_page",
+                  mapping=mapping, page=page)
 
 
 # --- isolation -------------------------------------------------------------------------
@@ -192,41 +209,41 @@ def isolate_movable_page(vm: "VM", page: Page, mode: int) -> int:
     (BUG-1).  `VMConfig.slab_fix` models v6.2's commit 8b8817630ae8, which
     skips PageSlab pages before the lock.
     """
-    sync = vm.sync
+    cpus = vm.cpus
     ev = vm.vmstat.events
     ev["isolate_attempt"] += 1
     # Pages being freed, or just freed, are not worth the cycles.
-    if not sync.get_page_unless_zero(page):
+    if not cpus.get_page_unless_zero(page):
         ev["isolate_fail_refcount"] += 1
         return -EBUSY
     if page.flags & SLAB and vm.config.slab_fix:
         ev["isolate_fail_not_movable"] += 1
-        sync.put_page(page)                                     # out_putpage
+        cpus.put_page(page)                                     # out_putpage
         return -EBUSY
     # Checked before the lock: a page's owner assumes nobody takes PG_locked
     # of the page it just allocated.
     if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
         ev["isolate_fail_not_movable"] += 1
-        sync.put_page(page)                                     # out_putpage
+        cpus.put_page(page)                                     # out_putpage
         return -EBUSY
     if page.flags & SLAB:
         vm.warn_once("BUG-1", "trylock_page() on a slab page whose overlaid mapping word "
                      "passes __PageMovable: SLUB uses PG_locked as its slab_lock", page=page)
     # Never sleep: another compactor, a migration or a release may hold it.
-    if not sync.trylock_page(page):
+    if not cpus.trylock_page(page):
         ev["isolate_fail_locked"] += 1
-        sync.put_page(page)                                     # out_putpage
+        cpus.put_page(page)                                     # out_putpage
         return -EBUSY
     mapping = None if page.flags & ISOLATED else movable_mapping(page)
     if mapping is None:
         ev["isolate_fail_released"] += 1
-        sync.unlock_page(page)                                  # out_no_isolated
-        sync.put_page(page)
+        cpus.unlock_page(page)                                  # out_no_isolated
+        cpus.put_page(page)
         return -EBUSY
     if not call_isolate(vm, mapping, page, mode):
         ev["isolate_refused"] += 1
-        sync.unlock_page(page)                                  # out_no_isolated
-        sync.put_page(page)
+        cpus.unlock_page(page)                                  # out_no_isolated
+        cpus.put_page(page)
         return -EBUSY
     # The driver must leave PG_isolated to the VM.
     if page.flags & ISOLATED:
@@ -235,10 +252,8 @@ def isolate_movable_page(vm: "VM", page: Page, mode: int) -> int:
     page.flags |= ISOLATED
     vm.isolated[page] = mapping
     mapping.nr_isolated += 1
-    sync.unlock_page(page)
+    cpus.unlock_page(page)
     ev["isolate_success"] += 1
-    if vm.on_isolated is not None:
-        vm.on_isolated(page=page, mapping=mapping)
     return 0
 
 
@@ -266,22 +281,20 @@ def putback_movable_page(vm: "VM", page: Page, mapping: "AddressSpace | None" = 
     page.flags &= ~ISOLATED
     _end_isolation(vm, page)
     vm.vmstat.events["putback_movable"] += 1
-    if vm.on_putback is not None:
-        vm.on_putback(page=page, mapping=mapping)
 
 
 def _give_back(vm: "VM", page: Page) -> None:
     """Under the page lock: to the driver if it still has the page, else finish the release;
     then drop the isolation reference (the tail of putback_movable_pages and unmap_and_move)."""
-    sync = vm.sync
-    sync.lock_page(page)
+    cpus = vm.cpus
+    cpus.lock_page(page)
     mapping = movable_mapping(page)
     if mapping is not None:
         putback_movable_page(vm, page, mapping)
     else:
         _released(vm, page)
-    sync.unlock_page(page)
-    sync.put_page(page)
+    cpus.unlock_page(page)
+    cpus.put_page(page)
 
 
 def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
@@ -290,7 +303,6 @@ def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
     A page the driver released while isolated is not handed to the driver;
     the VM only clears PG_isolated and drops its reference (REL-2).
     """
-    sync = vm.sync
     for page in pagelist:
         if page.lru is not pagelist:
             check_lru(vm, page, pagelist, vm.isolated.get(page), None)
@@ -312,7 +324,7 @@ def putback_lru_page(vm: "VM", page: Page) -> None:
     """
     if page._refcount > 1:
         page.zone.lru_add(page)
-    vm.sync.put_page(page)
+    vm.cpus.put_page(page)
 
 
 # --- migration -----------------------------------------------------------------------------
@@ -344,8 +356,6 @@ def move_to_new_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
         page.flags &= ~ISOLATED
         _end_isolation(vm, page)
         vm.vmstat.events["bytes_copied"] += vm.zone.page_size
-        if vm.on_migrated is not None:
-            vm.on_migrated(page=page, newpage=newpage, mapping=mapping, mode=mode)
     return rc
 
 
@@ -370,39 +380,39 @@ def _move_lru_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
 
 def __unmap_and_move(vm: "VM", page: Page, newpage: Page, force: bool, mode: int) -> int:
     """__unmap_and_move() (mm/migrate.c): the page locks, writeback, then move (MIG-4, MIG-5)."""
-    sync = vm.sync
+    cpus = vm.cpus
     rc = -EAGAIN
     is_lru = page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
-    if not sync.trylock_page(page):
+    if not cpus.trylock_page(page):
         if not force or mode == MigrateMode.ASYNC:
             return rc                                            # out
         # Direct compaction must not sleep on a page lock: its holder may be
         # waiting for the very memory being compacted.
-        if sync.current().flags & PF_MEMALLOC:
+        if cpus.current().flags & PF_MEMALLOC:
             return rc                                            # out
-        sync.lock_page(page)
+        cpus.lock_page(page)
     if page.flags & WRITEBACK:
         # Only a fully synchronous migration waits for writeback.
         if mode not in (MigrateMode.SYNC, MigrateMode.SYNC_NO_COPY):
-            sync.unlock_page(page)                               # out_unlock
+            cpus.unlock_page(page)                               # out_unlock
             return -EBUSY
         if not force:
-            sync.unlock_page(page)                               # out_unlock
+            cpus.unlock_page(page)                               # out_unlock
             return rc
         vm.wait_on_page_writeback(page)
     # Nobody may reach newpage's contents before they are complete.
-    if not sync.trylock_page(newpage):
-        sync.unlock_page(page)                                   # out_unlock
+    if not cpus.trylock_page(newpage):
+        cpus.unlock_page(page)                                   # out_unlock
         return rc
     rc = move_to_new_page(vm, newpage, page, mode)
-    sync.unlock_page(newpage)                                    # out_unlock_both
-    sync.unlock_page(page)
+    cpus.unlock_page(newpage)                                    # out_unlock_both
+    cpus.unlock_page(page)
     if rc == MIGRATEPAGE_SUCCESS:
         if is_lru:
             putback_lru_page(vm, newpage)
         else:
             # The driver holds its own reference; this drops the allocation's.
-            sync.put_page(newpage)
+            cpus.put_page(newpage)
     return rc
 
 
@@ -415,7 +425,7 @@ def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage 
     takes it off: migrated pages are released, failed ones are given back to
     their driver at once.
     """
-    sync = vm.sync
+    cpus = vm.cpus
     newpage = get_new_page(page, private)
     if newpage is None:
         vm.vmstat.events["migrate_enomem"] += 1
@@ -425,14 +435,14 @@ def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage 
     if page._refcount == 1:
         # Freed from under us: only the isolation reference is left.
         if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
-            sync.lock_page(page)
-            if page_movable(page):
+            cpus.lock_page(page)
+            if movable_mapping(page) is not None:
                 mapping = page_mapping(page)
                 raise ContractViolation(
                     "REL-1", "the driver dropped its last reference to an isolated page "
                     "without __ClearPageMovable()", driver=mapping.driver, page=page)
             _released(vm, page)
-            sync.unlock_page(page)
+            cpus.unlock_page(page)
         _put_new(vm, put_new_page, newpage, private)
         rc = MIGRATEPAGE_SUCCESS
     else:
@@ -443,7 +453,7 @@ def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage 
             # NR_ISOLATED_* counts LRU pages only (BUG-3)
             vm.zone.nr_isolated_lru -= 1
     if rc == MIGRATEPAGE_SUCCESS:
-        sync.put_page(page)
+        cpus.put_page(page)
         return rc
     if rc != -EAGAIN:
         if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
@@ -458,7 +468,7 @@ def _put_new(vm: "VM", put_new_page: PutNewPage | None, newpage: Page, private: 
     if put_new_page is not None:
         put_new_page(newpage, private)
     else:
-        vm.sync.put_page(newpage)
+        vm.cpus.put_page(newpage)
 
 
 def migrate_pages(vm: "VM", from_list: PageList, get_new_page: GetNewPage,

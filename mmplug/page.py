@@ -6,7 +6,10 @@ __ClearPageMovable) and mm/util.c (page_mapping), v4.19.
 
 The helpers here are pure: they touch one page and raise `ContractViolation`
 where the kernel has a VM_BUG_ON.  Anything that may sleep or race (page lock,
-refcount) goes through the zone's sync backend (mmplug.sync).
+refcount) goes through the zone's CPU backend (mmplug.cpus).  The flag helpers
+a driver calls are mmplug.kernel's, which add the schedule point another CPU may
+run at; their bodies here are private, so no driver calls a variant the race
+explorer cannot see.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def _space_of(page: Page, word: int) -> AddressSpace | None:
     return space
 
 
-def page_movable(page: Page) -> bool:
+def _page_movable(page: Page) -> bool:
     """PageMovable() (mm/compaction.c): must hold the page lock (FLG-3).
 
     True only if the word is tagged movable and points at an address space
@@ -193,7 +196,7 @@ def movable_mapping(page: Page) -> AddressSpace | None:
     return space if ops is not None and ops.isolate_page is not None else None
 
 
-def set_page_movable(page: Page, mapping: AddressSpace) -> None:
+def _set_page_movable(page: Page, mapping: AddressSpace) -> None:
     """__SetPageMovable() (mm/compaction.c): page locked, mapping untagged (FLG-4)."""
     if not page.flags & LOCKED:
         raise ContractViolation("FLG-4", "__SetPageMovable() on a page that is not locked", page=page)
@@ -204,7 +207,7 @@ def set_page_movable(page: Page, mapping: AddressSpace) -> None:
     page.mapping = word | PAGE_MAPPING_MOVABLE
 
 
-def clear_page_movable(page: Page) -> None:
+def _clear_page_movable(page: Page) -> None:
     """__ClearPageMovable() (mm/compaction.c): keep only the movable bit (FLG-5).
 
     Leaving 0x2 behind is what lets the VM see later that the driver released
@@ -213,13 +216,13 @@ def clear_page_movable(page: Page) -> None:
     if not page.flags & LOCKED:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not locked",
                                 page=page)
-    if not page_movable(page):
+    if not _page_movable(page):
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not PageMovable",
                                 page=page)
     page.mapping &= PAGE_MAPPING_MOVABLE
 
 
-def page_isolated(page: Page) -> bool:
+def _page_isolated(page: Page) -> bool:
     """PageIsolated(): PG_isolated, the alias of PG_reclaim (FLG-6)."""
     return bool(page.flags & ISOLATED)
 

@@ -269,7 +269,7 @@ def conformance_tests(driver: str, *, select: Iterable[str] = (), seed: int | No
     --select``; `seed` defaults to ``--mmplug-seed`` or 0.
     """
     settings = SuiteSettings(driver, tuple(select), seed, quick, races, max_examples)
-    checks = [c for c in _conformance().list_checks() if selects(c, settings.select)
+    checks = [c for c in _conformance().list_checks(driver) if selects(c, settings.select)
               and (races or getattr(c, "kind", "") != "races")]
     if not checks:
         raise pytest.UsageError(f"conformance_tests({driver!r}): select={list(settings.select)} "

@@ -52,7 +52,7 @@ class SlabCache:
         self.slabs.remove(page)
         page.flags &= ~SLAB
         page.mapping = 0
-        self.vm.sync.put_page(page)
+        self.vm.cpus.put_page(page)
 
     def pfns(self) -> Iterator[int]:
         n = 1 << self.order
@@ -95,21 +95,21 @@ class LruPages:
         page = self.pages.pop(key)
         del self.digests[key]
         for _ in range(self.pinned.pop(key, 0)):
-            self.vm.sync.put_page(page)
+            self.vm.cpus.put_page(page)
         if page.flags & LRU:
             page.zone.lru_del(page)
-        self.vm.sync.put_page(page)
+        self.vm.cpus.put_page(page)
 
     def pin(self, key: int) -> None:
         """get_user_pages(): an extra reference makes migration fail with -EAGAIN."""
-        self.vm.sync.get_page(self.pages[key])
+        self.vm.cpus.get_page(self.pages[key])
         self.pinned[key] = self.pinned.get(key, 0) + 1
 
     def unpin(self, key: int) -> None:
         self.pinned[key] -= 1
         if not self.pinned[key]:
             del self.pinned[key]
-        self.vm.sync.put_page(self.pages[key])
+        self.vm.cpus.put_page(self.pages[key])
 
     def replace_page(self, old: Page, new: Page) -> None:
         """remove_migration_ptes(): the mapping now points at `new`."""

@@ -2,7 +2,7 @@
 
 A VM is what a driver instance lives in: `vm.create_driver(name)` creates an
 AddressSpace with that driver's callbacks and calls the driver's factory with
-it.  The VM also keeps what the kernel spreads over globals: the sync backend
+it.  The VM also keeps what the kernel spreads over globals: the CPU backend
 (CPUs and locks), the vmstat counters, WARN_ON_ONCE records, and the pages
 currently isolated.
 """
@@ -10,19 +10,21 @@ currently isolated.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Iterable
 
-from attrs import define, field, fields, frozen
+from attrs import field, fields, frozen
 
 from .constants import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
-from .errors import ContractViolation, DriverError, UsageError
+from .cpus.backend import CpuBackend
+from .cpus.single import SingleCPU
+from .errors import UsageError
+from .instance import GuardedInstance
 from .mapping import AddressSpace, MovableOps
 from .page import (
     BUDDY, LRU, PAGE_MAPPING_ANON, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, TAIL,
     WRITEBACK, Page,
 )
-from .plugins import LoadedDriver, PluginHost
-from .sync import SingleCPU, SyncBackend
+from .plugins import Listeners, LoadedDriver, PluginHost
 from .vmstat import VmStat
 from .watchdog import DEFAULT_LIMIT, guard, guarded_call
 from .zone import Zone
@@ -113,53 +115,40 @@ class VMWarning:
         return f"{self.rule}: {self.message}" + (f" ({where})" if where else "")
 
 
-@define(slots=True, eq=False)
-class DriverInstance:
-    """A driver instance the VM created, with the address space it owns."""
-
-    name: str
-    instance: Any
-    mapping: AddressSpace
-    loaded: LoadedDriver
-    destroyed: bool = False
-
-
 class VM:
     """A simulated machine with one zone."""
 
     def __init__(self, config: VMConfig | None = None, *, plugins: PluginHost | None = None,
-                 sync: SyncBackend | None = None, **config_kw: Any) -> None:
+                 cpus: CpuBackend | None = None, **config_kw: Any) -> None:
         if config is None:
             config = VMConfig(**config_kw)
         elif config_kw:
             raise TypeError("pass either a VMConfig or keyword settings, not both")
         self.config = config
-        self.sync: SyncBackend = sync if sync is not None else SingleCPU()
+        self.cpus: CpuBackend = cpus if cpus is not None else SingleCPU()
         #: refcount checks right after migratepage are exact only on one CPU
-        self.strict_refcounts = getattr(self.sync, "nr_cpus", 1) == 1
+        self.strict_refcounts = getattr(self.cpus, "nr_cpus", 1) == 1
         self.mappings: dict[int, AddressSpace] = {}
         self.vmstat = VmStat()
         self.zone = Zone(self, config.nr_pages, page_size=config.page_size,
                          pageblock_order=config.pageblock_order, max_order=config.max_order,
                          min_free_pages=config.min_free_pages)
         self.plugins = plugins
-        self.instances: list[DriverInstance] = []
+        #: the event hooks someone listens to, read when an event fires (mmplug.hookspecs)
+        self.listeners = plugins.listeners if plugins is not None else Listeners()
+        self.instances: list[GuardedInstance] = []
         #: isolated non-LRU page -> the address space that isolated it
         self.isolated: dict[Page, AddressSpace] = {}
         self.warnings: list[VMWarning] = []
         self._warned: set[tuple] = set()
         self._serial = 0
-        self.on_isolated = self._event("mmplug_page_isolated")
-        self.on_migrated = self._event("mmplug_page_migrated")
-        self.on_putback = self._event("mmplug_page_putback")
-        self.on_compaction = self._event("mmplug_compaction_finished")
         self.lru = None  # created on first use (mmplug.users.LruPages)
 
     # --- plugins and driver instances ------------------------------------------------
-    def _event(self, hook: str) -> Callable | None:
-        if self.plugins is None or not self.plugins.has_event_listeners(hook):
-            return None
-        return guard(getattr(self.plugins.pm.hook, hook), driver="event listeners", hook=hook,
+    def notify(self, listeners: Any, event: str, **kwargs: Any) -> None:
+        """Broadcast `event` to its `listeners` (a pluggy hook caller), as listener code:
+        under the time limit, whatever they raise a DriverError naming the event."""
+        guarded_call(lambda: listeners(**kwargs), driver="event listeners", hook=event,
                      limit=self.config.callback_timeout)
 
     def new_address_space(self, driver: str, ops: MovableOps | None,
@@ -182,7 +171,6 @@ class VM:
     def create_from(self, loaded: LoadedDriver, /, **options: Any) -> Any:
         """Create an instance of an already validated driver."""
         info = loaded.info
-        assert info is not None and loaded.ops is not None
         try:
             inspect.signature(info.factory).bind(self, None, **options)
         except TypeError as exc:
@@ -191,15 +179,16 @@ class VM:
             pass
         ops = self._wrap_ops(loaded.ops, info.name)
         mapping = self.new_address_space(info.name, ops)
-        instance = self.call_driver(info.name, "factory",
-                                    lambda: info.factory(self, mapping, **options),
-                                    expected=(UsageError,))
+        instance = guarded_call(lambda: info.factory(self, mapping, **options), (),
+                                driver=info.name, hook="factory",
+                                limit=self.config.callback_timeout, expected=(UsageError,))
         if mapping.private_data is None:
             mapping.private_data = instance
-        self.instances.append(DriverInstance(info.name, instance, mapping, loaded))
+        self.instances.append(GuardedInstance(self, loaded, instance, mapping))
         return instance
 
-    def instance_record(self, instance: Any) -> DriverInstance:
+    def instance_record(self, instance: Any) -> GuardedInstance:
+        """The VM's record of `instance`: the one way mmplug calls it (mmplug.instance)."""
         for rec in self.instances:
             if rec.instance is instance:
                 return rec
@@ -207,47 +196,15 @@ class VM:
 
     def destroy_driver(self, instance: Any) -> None:
         """Destroy an instance; its pages must all be gone afterwards (REL-3)."""
-        rec = self.instance_record(instance)
-        self.call_driver(rec.name, "destroy", instance.destroy)
-        rec.destroyed = True
-        # Pages the driver released while isolated are the VM's to finish: only
-        # the ones still pointing at the mapping would reach a dead driver.
-        word = rec.mapping.handle | PAGE_MAPPING_MOVABLE
-        live = sum(1 for p, m in self.isolated.items() if m is rec.mapping and p.mapping == word)
-        if live:
-            raise ContractViolation("REL-3", f"instance destroyed while {live} of its pages are "
-                                    "isolated: the VM would call into a dead mapping",
-                                    driver=rec.name, hook="destroy")
-        left = [p for p in self.zone.pages
-                if p.mapping & ~PAGE_MAPPING_FLAGS == rec.mapping.handle]
-        if left:
-            raise ContractViolation("REL-3", f"{len(left)} page(s) still point at the mapping "
-                                    "after destroy", driver=rec.name, hook="destroy", page=left[0])
-        rec.mapping.a_ops = None
+        self.instance_record(instance).destroy()
 
     def _wrap_ops(self, ops: MovableOps, driver: str) -> MovableOps:
         limit = self.config.callback_timeout
         fns = []
         for hook in ("isolate_page", "migratepage", "putback_page"):
             fn = guard(getattr(ops, hook), driver=driver, hook=hook, limit=limit)
-            fns.append(self.sync.wrap_callback(fn, hook, driver))
+            fns.append(self.cpus.wrap_callback(fn, hook, driver))
         return MovableOps(*fns)
-
-    def call_driver(self, driver: str, hook: str, fn: Callable, /, *args: Any,
-                    page: Page | None = None, expected: tuple = ()) -> Any:
-        """fn(*args): driver code under this VM's time limit; whatever it raises but
-        `expected` is a DriverError naming the driver and the call (mmplug.watchdog)."""
-        return guarded_call(fn, args, driver=driver, hook=hook,
-                            limit=self.config.callback_timeout, page=page, expected=expected)
-
-    def driver_pages(self, rec: DriverInstance) -> list[Page]:
-        """instance.pages(), driver code: a list of this zone's pages, else a DriverError."""
-        got = self.call_driver(rec.name, "pages", lambda: list(rec.instance.pages()))
-        for p in got:
-            if not isinstance(p, Page):
-                raise DriverError("API-1", f"pages() yielded {type(p).__name__} {p!r:.60}, "
-                                  "not a Page", driver=rec.name, hook="pages")
-        return got
 
     # --- reporting ---------------------------------------------------------------------
     def warn_once(self, rule: str, message: str, *, page: Page | None = None,
@@ -271,7 +228,7 @@ class VM:
 
     def wait_on_page_writeback(self, page: Page) -> None:
         """wait_on_page_writeback(): on the model the I/O completes while we wait."""
-        self.sync.point("wait_on_page_writeback", page)
+        self.cpus.point("wait_on_page_writeback", page)
         page.flags &= ~WRITEBACK
 
     # --- who owns what ----------------------------------------------------------------------
@@ -302,9 +259,9 @@ class VM:
         for rec in self.instances:
             if rec.destroyed:
                 continue
-            if getattr(rec.instance, "pages", None) is None:
+            if not rec.has("pages"):
                 return []
-            claimed.update(p.pfn for p in self.driver_pages(rec))
+            claimed.update(p.pfn for p in rec.pages())
         from .users import claimed_by_users
         claimed.update(claimed_by_users(self))
         out = []

@@ -12,7 +12,7 @@ wrapper frame, a thread-local lookup and three stores per call: no system
 call, no clock read.  One monitor thread samples every lane a few times per
 limit; a lane that stays in the same call for `limit` seconds is fired at:
 
-- the main thread (the greenlet CPUs of mmplug.sched run there too): a
+- the main thread (the greenlet CPUs of mmplug.cpus.scheduler run there too): a
   real-time signal sent to it interrupts even a blocking system call (sleep,
   a lock, I/O), and its handler raises CallbackTimeout in the running code;
 - any other thread (a Dask worker's): CallbackTimeout is made the thread's
@@ -85,7 +85,7 @@ class Lane:
     `call` is the innermost guarded call running on the thread (None: mmplug's
     own code); `fresh` is set by every call that starts and cleared by the
     monitor, so the monitor can tell one long call from many short ones.
-    mmplug.sched saves and restores `call` when it switches simulated CPUs.
+    mmplug.cpus.scheduler saves and restores `call` when it switches simulated CPUs.
     """
 
     __slots__ = ("call", "fresh", "seen", "since", "fires", "fired", "thread", "ident", "main")

@@ -34,7 +34,7 @@ from .page import (
 
 if TYPE_CHECKING:
     from .mapping import AddressSpace
-    from .sync import SyncBackend
+    from .cpus.backend import CpuBackend
     from .vm import VM
 
 #: mm/page_alloc.c fallbacks[]: where each migratetype may steal from, in order.
@@ -122,7 +122,7 @@ class Zone:
         if page_size < 64 or page_size & (page_size - 1):
             raise ValueError(f"page size {page_size} is not a power of two >= 64")
         self.vm = vm
-        self.sync: SyncBackend = vm.sync
+        self.cpus: CpuBackend = vm.cpus
         self.mappings: dict[int, AddressSpace] = vm.mappings
         self.nr_pages = nr_pages
         self.page_size = page_size

@@ -126,12 +126,12 @@ class Layout:
         for i, c in enumerate(layout):
             pfn = zone.start_pfn + i
             if c == "D":
-                vm.sync.put_page(held.pop(pfn))       # the one free page: the next alloc_page
+                vm.cpus.put_page(held.pop(pfn))       # the one free page: the next alloc_page
                 hs = [self.pool.store(bytes([i & 0xFF]) * 8) for _ in range(simplepool.SLOTS)]
                 assert self.pool.handles[hs[0]][0].page.pfn == pfn
                 self.handles[pfn] = hs
             elif c == "L":
-                vm.sync.put_page(held.pop(pfn))
+                vm.cpus.put_page(held.pop(pfn))
                 self.lru_keys[pfn] = self.lru.alloc(bytes([i & 0xFF]) * 8)
                 assert self.lru.pages[self.lru_keys[pfn]].pfn == pfn
             elif c == "U":
@@ -139,7 +139,7 @@ class Layout:
             elif c != ".":
                 raise ValueError(f"layout character {c!r}")
         for pfn in sorted(held):
-            vm.sync.put_page(held[pfn])
+            vm.cpus.put_page(held[pfn])
         zone.check_free_lists()
 
     def pfn_of(self, pfn: int) -> int:

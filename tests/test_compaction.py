@@ -335,7 +335,7 @@ def test_need_resched_makes_async_back_off_and_sync_reschedule():
     ASYNC mode (COMPACT_CONTENDED, 1328); SYNC calls cond_resched() and carries on."""
     lay = Layout("DDDUUUUU" "UUUUUUUU" "U.......")
     vm = lay.vm
-    task = vm.sync.current()
+    task = vm.cpus.current()
     task.need_resched = True
     from mmplug.compaction import compact_zone
     cc = CompactControl(zone=vm.zone, order=-1, mode=MigrateMode.ASYNC, whole_zone=True)
@@ -353,13 +353,13 @@ def test_fatal_signal_stops_every_compaction():
     """
     lay = Layout("DDDU.U.U" + "U.U.U.U." * 3)
     vm, zone = lay.vm, lay.vm.zone
-    vm.sync.current().sigkill_pending = True
+    vm.cpus.current().sigkill_pending = True
     assert compact_memory(vm) == CompactResult.CONTENDED
     assert compaction_suitable(zone, 2) == CompactResult.CONTINUE
     assert kcompactd_do_work(vm, 2) == CompactResult.CONTENDED
     assert vm.vmstat["compact_migrate_scanned"] == 0 and vm.vmstat["pgmigrate_success"] == 0
     assert zone.compact_defer_shift == 0
-    vm.sync.current().sigkill_pending = False
+    vm.cpus.current().sigkill_pending = False
     assert compact_memory(vm) == CompactResult.COMPLETE and lay.intact()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from corehelp import Layout
+from mmplug import hookimpl
 from mmplug.compaction import (
     alloc_pages_compact, compaction_zonelist_suitable, should_compact_retry, try_to_compact_pages,
 )
@@ -23,10 +24,21 @@ R = CompactResult
 TARGETS_IN_UNMOVABLE_BLOCK = "D.UUUUUU" "UUUUUUUU" "UUUUUUUU" "U.U.U.U."
 
 
+class CompactionRuns:
+    """A listener: every compact_zone() run's result and mode."""
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def mmplug_after_compact_zone(self, zone, order, mode, result):
+        self.seen.append((result, mode))
+
+
 def _runs(vm):
-    seen = []
-    vm.on_compaction = lambda **kw: seen.append((kw["result"], kw["mode"]))
-    return seen
+    listener = CompactionRuns()
+    vm.plugins.register(listener)      # after the VM was made: it still hears the events
+    return listener.seen
 
 
 def layout(**config):
@@ -190,7 +202,7 @@ def test_a_task_with_a_fatal_signal_gets_no_page():
     """The dying task's request fails instead of looping on COMPACT_CONTENDED (the OOM
     victim's exit, 4763-4767; the OOM killer itself is not modelled)."""
     lay = layout()
-    lay.vm.sync.current().sigkill_pending = True
+    lay.vm.cpus.current().sigkill_pending = True
     seen = _runs(lay.vm)
     assert alloc_pages_compact(lay.vm, 1, GFP_HIGHUSER_MOVABLE) is None
     assert seen == [(R.CONTENDED, MigrateMode.SYNC_LIGHT)]

@@ -9,7 +9,7 @@ from mmplug import ContractViolation, DriverError, PluginHost, VM, VMConfig
 from mmplug.constants import EBUSY, ISOLATE_ASYNC_MIGRATE
 from mmplug.migrate import PageList, isolate_movable_page
 from mmplug.page import ISOLATED, LOCKED, PAGE_MAPPING_MOVABLE
-from mmplug.sync import SingleCPU
+from mmplug.cpus.single import SingleCPU
 
 
 class RecordingCPU(SingleCPU):
@@ -39,10 +39,10 @@ class RecordingCPU(SingleCPU):
 def recording_vm(plugin=None):
     host = PluginHost()
     loaded = host.register(plugin or PoolPlugin())
-    sync = RecordingCPU()
+    cpus = RecordingCPU()
     vm = VM(VMConfig(nr_pages=1024, pageblock_order=6, max_order=8, min_free_pages=0),
-            plugins=host, sync=sync)
-    return vm, vm.create_from(loaded), sync
+            plugins=host, cpus=cpus)
+    return vm, vm.create_from(loaded), cpus
 
 
 def one_page(pool):
@@ -51,52 +51,52 @@ def one_page(pool):
 
 
 def test_iso1_success_keeps_the_extra_reference_and_sets_isolated():
-    vm, pool, sync = recording_vm()
+    vm, pool, cpus = recording_vm()
     page, _ = one_page(pool)
     before = page._refcount
-    sync.log.clear()
+    cpus.log.clear()
     assert isolate_movable_page(vm, page, ISOLATE_ASYNC_MIGRATE) == 0
-    assert sync.log == ["get", "trylock", "unlock"]
+    assert cpus.log == ["get", "trylock", "unlock"]
     assert page._refcount == before + 1
     assert page.flags & ISOLATED and not page.flags & LOCKED
     assert vm.isolated[page].driver == "testpool"
 
 
 def test_iso1_free_page_fails_before_anything_else():
-    vm, pool, sync = recording_vm()
+    vm, pool, cpus = recording_vm()
     page = vm.zone.pfn_to_page(vm.zone.start_pfn)   # free
     assert isolate_movable_page(vm, page, 0) == -EBUSY
-    assert sync.log == ["get"]
+    assert cpus.log == ["get"]
     assert vm.vmstat["isolate_fail_refcount"] == 1
 
 
 def test_iso1_not_movable_is_checked_before_the_lock():
-    vm, pool, sync = recording_vm()
+    vm, pool, cpus = recording_vm()
     page = vm.alloc_page()                             # in use, not movable
-    sync.log.clear()
+    cpus.log.clear()
     assert isolate_movable_page(vm, page, 0) == -EBUSY
-    assert sync.log == ["get", "put"]                  # never touched PG_locked
+    assert cpus.log == ["get", "put"]                  # never touched PG_locked
     assert page._refcount == 1
 
 
 def test_iso1_locked_page_is_not_waited_for():
-    vm, pool, sync = recording_vm()
+    vm, pool, cpus = recording_vm()
     page, _ = one_page(pool)
     page.flags |= LOCKED
     refs = page._refcount
-    sync.log.clear()
+    cpus.log.clear()
     assert isolate_movable_page(vm, page, 0) == -EBUSY
-    assert sync.log == ["get", "trylock", "put"]
+    assert cpus.log == ["get", "trylock", "put"]
     assert page._refcount == refs and vm.vmstat["isolate_fail_locked"] == 1
 
 
 def test_iso1_released_or_isolated_page_is_unlocked_and_put():
-    vm, pool, sync = recording_vm()
+    vm, pool, cpus = recording_vm()
     page, _ = one_page(pool)
     assert isolate_movable_page(vm, page, 0) == 0
-    sync.log.clear()
+    cpus.log.clear()
     assert isolate_movable_page(vm, page, 0) == -EBUSY   # already isolated
-    assert sync.log == ["get", "trylock", "unlock", "put"]
+    assert cpus.log == ["get", "trylock", "unlock", "put"]
     other = vm.alloc_page()
     other.mapping = PAGE_MAPPING_MOVABLE                   # released: tag without mapping
     assert isolate_movable_page(vm, other, 0) == -EBUSY
@@ -115,12 +115,12 @@ def _plugin(**overrides):
 
 
 def test_iso1_driver_refusal_unlocks_and_puts():
-    vm, pool, sync = recording_vm(_plugin(isolate_page=lambda self, page, mode: False))
+    vm, pool, cpus = recording_vm(_plugin(isolate_page=lambda self, page, mode: False))
     page, _ = one_page(pool)
     refs = page._refcount
-    sync.log.clear()
+    cpus.log.clear()
     assert isolate_movable_page(vm, page, 0) == -EBUSY
-    assert sync.log == ["get", "trylock", "unlock", "put"]
+    assert cpus.log == ["get", "trylock", "unlock", "put"]
     assert page._refcount == refs and not page.flags & (ISOLATED | LOCKED)
     assert vm.vmstat["isolate_refused"] == 1
 

@@ -11,7 +11,8 @@ from mmplug.errors import ContractViolation
 from mmplug.kernel import lock_page, unlock_page, clear_page_movable
 from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from mmplug.page import ISOLATED, LOCKED, PAGE_MAPPING_MOVABLE, WRITEBACK, page_mapping
-from mmplug.sync import PF_MEMALLOC, SingleCPU
+from mmplug.cpus.backend import PF_MEMALLOC
+from mmplug.cpus.single import SingleCPU
 
 
 def custom(**overrides):
@@ -44,12 +45,11 @@ def test_mig1_ten_passes_then_give_up_with_page_still_listed(pool_vm):
     page, h = stored(pool)
     pool.hold()                                    # every migratepage returns -EAGAIN
     calls = []
-    orig = pool.mapping.a_ops.migratepage
 
-    def counting(*args):
+    def counting(call, *args):
         calls.append(args[3])
-        return orig(*args)
-    object.__setattr__(pool.mapping.a_ops, "migratepage", counting)
+        return call(*args)
+    pool.mapping.interpose(migratepage=counting)
     lst = isolate(vm, page)
     rc, handed = migrate(vm, lst)
     assert rc == 1 and len(calls) == 10
@@ -77,53 +77,53 @@ class WaitingCPU(SingleCPU):
 def locked_page_vm():
     host = PluginHost()
     loaded = host.register(PoolPlugin())
-    sync = WaitingCPU()
+    cpus = WaitingCPU()
     vm = VM(VMConfig(nr_pages=1024, pageblock_order=6, max_order=8, min_free_pages=0),
-            plugins=host, sync=sync)
+            plugins=host, cpus=cpus)
     pool = vm.create_from(loaded)
     page, h = stored(pool)
     lst = isolate(vm, page)
-    return vm, pool, page, h, lst, sync
+    return vm, pool, page, h, lst, cpus
 
 
 def _relock_until(vm, page, n):
     """Keep the page locked by 'someone else' for the first n trylock attempts."""
     tries = {"n": 0}
-    orig = vm.sync.trylock_page
+    orig = vm.cpus.trylock_page
 
     def trylock(p):
         if p is page and tries["n"] < n:
             tries["n"] += 1
             return False
         return orig(p)
-    vm.sync.trylock_page = trylock
+    vm.cpus.trylock_page = trylock
     return tries
 
 
 def test_mig1_mig4_force_after_pass_two_in_sync_mode():
-    vm, pool, page, h, lst, sync = locked_page_vm()
+    vm, pool, page, h, lst, cpus = locked_page_vm()
     page.flags |= LOCKED
     tries = _relock_until(vm, page, 4)
     rc, _ = migrate(vm, lst, MigrateMode.SYNC)
     assert rc == 0
-    assert tries["n"] == 4 and sync.waits == 1     # passes 0, 1, 2 gave up; pass 3 waited
+    assert tries["n"] == 4 and cpus.waits == 1     # passes 0, 1, 2 gave up; pass 3 waited
 
 
 def test_mig4_async_never_blocks():
-    vm, pool, page, h, lst, sync = locked_page_vm()
+    vm, pool, page, h, lst, cpus = locked_page_vm()
     page.flags |= LOCKED
     tries = _relock_until(vm, page, 100)
     rc, _ = migrate(vm, lst, MigrateMode.ASYNC)
-    assert rc == 1 and sync.waits == 0 and tries["n"] == 10
+    assert rc == 1 and cpus.waits == 0 and tries["n"] == 10
 
 
 def test_mig4_direct_compaction_context_never_blocks():
-    vm, pool, page, h, lst, sync = locked_page_vm()
+    vm, pool, page, h, lst, cpus = locked_page_vm()
     page.flags |= LOCKED
     _relock_until(vm, page, 100)
-    sync.current().flags |= PF_MEMALLOC
+    cpus.current().flags |= PF_MEMALLOC
     rc, _ = migrate(vm, lst, MigrateMode.SYNC)
-    assert rc == 1 and sync.waits == 0
+    assert rc == 1 and cpus.waits == 0
 
 
 def test_mig2_enomem_stops_at_once(pool_vm):
@@ -143,7 +143,7 @@ def test_mig3_freed_from_under_us_counts_as_success(pool_vm):
     page, h = stored(pool)
     lst = isolate(vm, page)
     calls = []
-    object.__setattr__(pool.mapping.a_ops, "migratepage", lambda *a: calls.append(a) or 0)
+    pool.mapping.interpose(migratepage=lambda call, *a: calls.append(a) or 0)
     pool.free(h)                                   # driver releases: clear movable + put
     assert page._refcount == 1
     rc, handed = migrate(vm, lst)
@@ -158,7 +158,7 @@ def test_mig3_last_reference_dropped_without_clear_is_caught(pool_vm):
     vm, pool = pool_vm
     page, h = stored(pool)
     lst = isolate(vm, page)
-    vm.sync.put_page(page)                         # the driver's ref, but still PageMovable
+    vm.cpus.put_page(page)                         # the driver's ref, but still PageMovable
     with pytest.raises(ContractViolation) as exc:
         migrate(vm, lst)
     assert exc.value.rule == "REL-1"
@@ -180,7 +180,7 @@ def test_mig6_released_after_isolation_skips_migratepage(pool_vm):
     page, h = stored(pool)
     lst = isolate(vm, page)
     calls = []
-    object.__setattr__(pool.mapping.a_ops, "migratepage", lambda *a: calls.append(a) or 0)
+    pool.mapping.interpose(migratepage=lambda call, *a: calls.append(a) or 0)
     lock_page(page)
     clear_page_movable(page)                       # released, but the driver still holds a ref
     unlock_page(page)
@@ -188,7 +188,7 @@ def test_mig6_released_after_isolation_skips_migratepage(pool_vm):
     assert rc == 0 and calls == []
     assert not page.flags & ISOLATED and page._refcount == 1
     assert handed[0]._refcount == 0                # success path drops the untouched newpage
-    vm.sync.put_page(page)
+    vm.cpus.put_page(page)
     vm.zone.check_free_lists()
 
 

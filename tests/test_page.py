@@ -6,10 +6,12 @@ import pytest
 
 from mmplug import VM, ContractViolation
 from mmplug.constants import LIST_POISON2
+from mmplug.kernel import (
+    clear_page_movable, has_movable_tag, page_mapping, page_movable, set_page_movable,
+)
 from mmplug.page import (
     ISOLATED, LOCKED, PAGE_MAPPING_ANON, PAGE_MAPPING_FLAGS, PAGE_MAPPING_KSM, PAGE_MAPPING_MOVABLE,
-    PG_isolated, PG_reclaim, SLAB, clear_page_movable, has_movable_tag, page_mapping, page_movable,
-    set_page_movable,
+    PG_isolated, PG_reclaim, SLAB,
 )
 
 
@@ -120,7 +122,7 @@ def test_flg5_free_path_clears_flagged_word(vm_page):
     set_page_movable(page, space)
     clear_page_movable(page)
     page.flags &= ~LOCKED
-    vm.sync.put_page(page)
+    vm.cpus.put_page(page)
     assert page.mapping == 0
     vm.zone.check_free_lists()
 

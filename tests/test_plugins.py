@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from corehelp import SIMPLEPOOL, PoolPlugin, isolate, make_vm
-from mmplug import DriverInfo, PluginError, PluginHost, UsageError, VM, hookimpl
+from mmplug import PluginError, PluginHost, UsageError, VM, hookimpl
 from mmplug.plugins import ENTRY_POINT_GROUP
 
 GOOD = SIMPLEPOOL.read_text()
@@ -136,29 +136,27 @@ def test_per_page_dispatch_follows_the_mapping_word_not_a_broadcast():
     assert calls == ["b"]
 
 
-def test_event_hooks_are_broadcast_only_when_implemented():
+def test_event_hooks_are_broadcast_to_every_listener_only_when_implemented():
     events = []
 
     class Listener:
         @hookimpl
-        def mmplug_page_isolated(self, page, mapping):
-            events.append(("isolated", page.pfn, mapping.driver))
+        def mmplug_after_isolate_page(self, mapping, page, mode, result):
+            events.append(("isolated", page.pfn, mapping.driver, result))
 
         @hookimpl
-        def mmplug_page_migrated(self, page, newpage, mapping, mode):
-            events.append(("migrated", page.pfn, newpage.pfn))
+        def mmplug_after_migratepage(self, mapping, newpage, page, mode, result):
+            events.append(("migrated", page.pfn, newpage.pfn, result))
 
     vm, pool = make_vm()
-    assert vm.on_isolated is None                   # nobody listens: no call at all
-    host = vm.plugins
-    host.pm.register(Listener())
-    vm2 = VM(nr_pages=1024, pageblock_order=6, max_order=8, min_free_pages=0, plugins=host)
-    pool2 = vm2.create_driver("testpool")
-    page = pool2.handles[pool2.store(b"e")][0].page
+    assert vm.listeners.mmplug_after_isolate_page is None    # nobody listens: no call at all
+    vm.plugins.register(Listener())
+    page = pool.handles[pool.store(b"e")][0].page
     from corehelp import migrate
-    lst = isolate(vm2, page)
-    migrate(vm2, lst)
-    assert events[0] == ("isolated", page.pfn, "testpool") and events[1][0] == "migrated"
+    lst = isolate(vm, page)
+    migrate(vm, lst)
+    assert events[0] == ("isolated", page.pfn, "testpool", True)
+    assert events[1][0] == "migrated" and events[1][3] == 0
 
 
 def test_factory_options_are_checked():

@@ -118,9 +118,9 @@ def test_rel2_driver_dropping_the_vms_reference_is_caught(pool_vm):
     lock_page(page)
     clear_page_movable(page)
     unlock_page(page)
-    vm.sync.put_page(page)                               # the driver's own reference
+    vm.cpus.put_page(page)                               # the driver's own reference
     with pytest.raises(ContractViolation) as exc:
-        vm.sync.put_page(page)                           # ... and the VM's: freed isolated
+        vm.cpus.put_page(page)                           # ... and the VM's: freed isolated
     assert exc.value.rule == "REL-2"
 
 

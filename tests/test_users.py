@@ -15,8 +15,8 @@ def test_bug1_slab_page_with_poisoned_word_is_skipped_before_its_lock():
     slab = SlabCache(vm).alloc_slab(poisoned=True)
     assert slab.mapping == LIST_POISON2 and has_movable_tag(slab)
     taken = []
-    orig = vm.sync.trylock_page
-    vm.sync.trylock_page = lambda p: taken.append(p) or orig(p)
+    orig = vm.cpus.trylock_page
+    vm.cpus.trylock_page = lambda p: taken.append(p) or orig(p)
     assert isolate_movable_page(vm, slab, 0) != 0
     assert taken == [] and slab._refcount == 1 and vm.warnings == []
 

@@ -30,7 +30,7 @@ def test_alloc_splits_and_free_merges_back():
     assert page._refcount == 1
     assert vm.zone.buddyinfo() == [1, 1, 1, 1, 1, 1, 1, 7]
     vm.zone.check_free_lists()
-    vm.sync.put_page(page)
+    vm.cpus.put_page(page)
     assert vm.zone.buddyinfo() == [0] * 7 + [8]
     vm.zone.check_free_lists()
 
@@ -40,9 +40,9 @@ def test_buddy_of_a_block_is_pfn_xor_size():
     a = vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
     b = vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
     assert a.pfn ^ 1 == b.pfn
-    vm.sync.put_page(a)
+    vm.cpus.put_page(a)
     assert vm.zone.pfn_to_page(a.pfn).flags & BUDDY      # cannot merge: buddy in use
-    vm.sync.put_page(b)
+    vm.cpus.put_page(b)
     assert vm.zone.buddyinfo()[0] == 0
 
 
@@ -88,7 +88,7 @@ def test_compound_allocation_and_release():
     assert head.flags & HEAD and vm.zone.compound_order(head) == 2
     tails = [vm.zone.pfn_to_page(head.pfn + i) for i in range(1, 4)]
     assert all(t.flags & TAIL and vm.zone.compound_head(t) is head for t in tails)
-    vm.sync.put_page(head)
+    vm.cpus.put_page(head)
     assert vm.zone.nr_free_pages == 1024
     assert not any(t.flags for t in tails)
 
@@ -104,19 +104,19 @@ def test_bad_page_state_at_free_is_reported():
     page = vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
     page.flags |= LOCKED
     with pytest.raises(ContractViolation) as exc:
-        vm.sync.put_page(page)
+        vm.cpus.put_page(page)
     assert exc.value.rule == "FREE-1" and "locked" in str(exc.value)
 
 
 def test_refcount_underflow_is_reported():
     vm = small_vm()
     page = vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
-    vm.sync.put_page(page)
+    vm.cpus.put_page(page)
     with pytest.raises(ContractViolation) as exc:
-        vm.sync.put_page(page)
+        vm.cpus.put_page(page)
     assert exc.value.rule == "REF-1"
     with pytest.raises(ContractViolation):
-        vm.sync.get_page(page)
+        vm.cpus.get_page(page)
 
 
 def test_page_address_is_a_view_into_zone_memory():
@@ -158,7 +158,7 @@ def test_free_one_page_puts_a_block_likely_to_merge_at_the_tail():
     """
     from corehelp import Layout
     lay = Layout("U" * 32)
-    zone, put = lay.vm.zone, lay.vm.sync.put_page
+    zone, put = lay.vm.zone, lay.vm.cpus.put_page
     pages = {p.pfn: p for p in lay.unmovable}
     for pfn in (6, 7, 9, 5):
         put(pages.pop(pfn))

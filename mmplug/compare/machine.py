@@ -14,9 +14,11 @@ import time
 from typing import Any, Callable
 
 from ..compaction import alloc_pages_compact, compact_memory, kcompactd_do_work
-from ..errors import CallbackTimeout, ContractViolation, DriverError, MmplugError, NoMemory
+from ..errors import CallbackTimeout, ContractViolation, MmplugError, NoMemory
+from ..instance import GuardedInstance
 from ..plugins import LoadedDriver, PluginHost
-from ..sched import RandomStrategy, Scheduler
+from ..cpus.schedule import RandomStrategy
+from ..cpus.scheduler import Scheduler
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
 from ..watchdog import DEFAULT_LIMIT
@@ -46,12 +48,14 @@ class Machine:
         # callback boundary; the step limit is off, a compaction has many steps.
         self.sched = Scheduler(cpus, max_steps=1 << 62) if cpus > 1 else None
         self.vm = VM(VMConfig(nr_pages=nr_pages, page_size=page_size, callback_timeout=timeout),
-                     plugins=host, sync=self.sched)
+                     plugins=host, cpus=self.sched)
         self.loaded = loaded
         assert loaded.info is not None
         self.name = loaded.info.name
         self.caps = loaded.info.capabilities
         self.instance: Any = None
+        #: how every call into the instance is made (set by start())
+        self.guarded: GuardedInstance
         self.probe = Probe()
         #: False once the driver hung, exited or exhausted memory: it is called no more
         self.usable = True
@@ -83,17 +87,12 @@ class Machine:
     def start(self) -> None:
         """Create the driver instance (its factory may fail: a DriverError)."""
         self.instance = self.vm.create_from(self.loaded)
-        self.driver_record = self.vm.instance_record(self.instance)
-        self.probe.install(self.driver_record.mapping)
+        self.guarded = self.vm.instance_record(self.instance)
+        self.probe.install(self.guarded.mapping)
 
-    def call(self, hook: str, *args: Any, expected: tuple = ()) -> Any:
-        """instance.<hook>(*args): driver code, under the time limit; what it raises but
-        `expected` is a DriverError naming the driver and the call."""
-        fn = getattr(self.instance, hook, None)
-        if not callable(fn):
-            raise DriverError("API-1", f"the instance has no method {hook}()",
-                              driver=self.name, hook=hook)
-        return self.vm.call_driver(self.name, hook, fn, *args, expected=expected)
+    def call(self, hook: str, *args: Any) -> Any:
+        """instance.<hook>(*args), as every call into the instance is made (mmplug.instance)."""
+        return self.guarded.call(hook, *args)
 
     # --- events ------------------------------------------------------------------
     def execute(self, ev: Event) -> bool:
@@ -113,7 +112,7 @@ class Machine:
         data = object_bytes(key, size)
         self.last_store_rejected = False
         try:
-            handle = self.call("store", data, expected=(NoMemory, ValueError))
+            handle = self.guarded.store(data)
         except NoMemory:
             self.stats["store_no_memory"] += 1
             return False
@@ -152,7 +151,7 @@ class Machine:
         if key in self.objects:
             self.op_unpin(key)
             self.op_unmap(key)
-            self.call("free", self.objects.pop(key))
+            self.guarded.free(self.objects.pop(key))
             del self.expect[key]
         elif key in self.lru_keys:
             self.lru.free(self.lru_keys.pop(key))
@@ -160,7 +159,7 @@ class Machine:
             self.slab.free_slab(self.slabs.pop(key))
         elif key in self.held:
             page, _ = self.held.pop(key)
-            self.vm.sync.put_page(page)
+            self.vm.cpus.put_page(page)
         else:
             self.stats["unknown_ids"] += 1
             return False
@@ -271,11 +270,7 @@ class Machine:
     # --- state -----------------------------------------------------------------------
     def read(self, handle: Any) -> bytes:
         """read(handle): the driver's bytes (API-1 if it returns anything else)."""
-        got = self.call("read", handle)
-        if not isinstance(got, (bytes, bytearray, memoryview)):
-            raise DriverError("API-1", f"read() returned {type(got).__name__}, expected bytes",
-                              driver=self.name, hook="read")
-        return bytes(got)
+        return self.guarded.read(handle)
 
     def driver_pfns(self) -> list[int]:
         """The pfns the driver lists; none once it cannot be called (its pages then
@@ -283,7 +278,7 @@ class Machine:
         if self.instance is None or not self.usable:
             return []
         try:
-            return [p.pfn for p in self.vm.driver_pages(self.driver_record)]
+            return [p.pfn for p in self.guarded.pages()]
         except ContractViolation:
             self.usable = False
             return []
@@ -331,13 +326,9 @@ class Machine:
         out: dict[str, Any] = {"objects_verified": verified, "objects_lost": lost,
                                "objects_corrupted": corrupted,
                                "lru_corrupted": len(self.lru.verify())}
-        verify = getattr(self.instance, "verify", None)
-        out["driver_verify"] = "ok"
-        if callable(verify):
-            try:
-                self.call("verify", expected=(AssertionError,))
-            except AssertionError as exc:
-                out["driver_verify"] = f"failed: {exc}"
+        if self.guarded.has("verify"):
+            failed = self.guarded.verify()
+            out["driver_verify"] = "ok" if failed is None else f"failed: {failed}"
         else:
             out["driver_verify"] = "not provided"
         held_pages = [page for page, _ in self.held.values()]

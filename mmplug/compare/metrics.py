@@ -41,7 +41,7 @@ OWNER_NAMES = ("free", "driver", "lru", "slab", "held", "other")
 #: blocking causes, in the order they are tested
 CAUSES = (
     "unmovable",            # slab, held allocations or unknown pages
-    "driver_not_movable",   # a driver page without PAGE_MAPPING_MOVABLE (z3fold headless)
+    "driver_not_movable",   # a driver page without PAGE_MAPPING_MOVABLE (never made movable)
     "refused_isolation",    # isolate_page() returned false on its last try
     "permanent_failure",    # migratepage() returned an error other than -EAGAIN
     "eagain_until_end",     # migratepage() still returned -EAGAIN (pinned, busy)

@@ -1,9 +1,9 @@
 """Counting what one driver's callbacks answered, page by page.
 
 The VM's counters say how many isolations failed; a comparison also wants to
-know why a pageblock stayed busy at the end.  The probe sits between the VM
-and one driver instance's ops table (the `a_ops` of its AddressSpace, as the
-kernel's mapping->a_ops) and records every answer, plus the last answer per
+know why a pageblock stayed busy at the end.  The probe is interposed
+in front of one driver instance's callbacks (the `a_ops` of its AddressSpace,
+as the kernel's mapping->a_ops) and records every answer, plus the last answer per
 pfn, so that a page still refused, still -EAGAIN or permanently failed when
 the run ends can be named as the cause that kept its pageblock from being
 emptied.
@@ -12,10 +12,10 @@ emptied.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from ..constants import EAGAIN, MIGRATEPAGE_SUCCESS, errno_name
-from ..mapping import AddressSpace, MovableOps
+from ..mapping import AddressSpace
 
 REFUSED = "refused"
 EAGAIN_LAST = "eagain"
@@ -38,35 +38,32 @@ class Probe:
 
     def install(self, mapping: AddressSpace) -> None:
         """Put the probe in front of `mapping`'s callbacks (what the VM calls per page)."""
-        ops = mapping.a_ops
-        assert ops is not None
-        isolate, migrate, putback = ops.isolate_page, ops.migratepage, ops.putback_page
-        last = self.last
+        mapping.interpose(isolate_page=self.isolate_page, migratepage=self.migratepage,
+                          putback_page=self.putback_page)
 
-        def isolate_page(page: Any, mode: int) -> Any:
-            self.isolate_calls += 1
-            ok = isolate(page, mode)
-            if ok is False:
-                self.isolate_refused += 1
-                last[page.pfn] = REFUSED
-            return ok
+    def isolate_page(self, call: Callable[..., Any], page: Any, mode: int) -> Any:
+        self.isolate_calls += 1
+        ok = call(page, mode)
+        if ok is False:
+            self.isolate_refused += 1
+            self.last[page.pfn] = REFUSED
+        return ok
 
-        def migratepage(mapping: Any, newpage: Any, page: Any, mode: int) -> Any:
-            self.migrate_calls += 1
-            rc = migrate(mapping, newpage, page, mode)
-            if isinstance(rc, int) and not isinstance(rc, bool):
-                self.migrate_rc[errno_name(rc)] += 1
-                if rc == MIGRATEPAGE_SUCCESS:
-                    last.pop(page.pfn, None)
-                else:
-                    last[page.pfn] = EAGAIN_LAST if rc == -EAGAIN else PERMANENT
-            return rc
+    def migratepage(self, call: Callable[..., Any], mapping: Any, newpage: Any, page: Any,
+                    mode: int) -> Any:
+        self.migrate_calls += 1
+        rc = call(mapping, newpage, page, mode)
+        if isinstance(rc, int) and not isinstance(rc, bool):
+            self.migrate_rc[errno_name(rc)] += 1
+            if rc == MIGRATEPAGE_SUCCESS:
+                self.last.pop(page.pfn, None)
+            else:
+                self.last[page.pfn] = EAGAIN_LAST if rc == -EAGAIN else PERMANENT
+        return rc
 
-        def putback_page(page: Any) -> Any:
-            self.putback_calls += 1
-            return putback(page)
-
-        mapping.a_ops = MovableOps(isolate_page, migratepage, putback_page)
+    def putback_page(self, call: Callable[..., Any], page: Any) -> Any:
+        self.putback_calls += 1
+        return call(page)
 
     def as_dict(self) -> dict[str, Any]:
         permanent = {k: v for k, v in sorted(self.migrate_rc.items())

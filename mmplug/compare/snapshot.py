@@ -368,7 +368,7 @@ class ModelZone:
     def driver_pfns(self) -> set[int]:
         if self.instance is None:
             return set()
-        return {self.base_pfn + p.pfn for p in self.instance.pages()}
+        return {self.base_pfn + p.pfn for p in self.vm.instance_record(self.instance).pages()}
 
 
 class _Steer:
@@ -441,7 +441,7 @@ def _plan(host: Any, driver: str, nr_pages: int, page_size: int, replay: Replay
     last: dict[int, int] = {}
     for i, page in enumerate(rec.pages):
         last[page.pfn] = i
-    held = {p.pfn for p in inst.pages()}
+    held = {p.pfn for p in scratch.instance_record(inst).pages()}
     keep = [False] * len(rec.pages)
     for pfn in held:
         if pfn in last:
@@ -528,7 +528,7 @@ def build_zone(frames: PageFrames, zone_name: str, *, host: Any = None, driver: 
     finally:
         steer.close()
     for i in sorted(reservoir):
-        vm.sync.put_page(reservoir.pop(i))
+        vm.cpus.put_page(reservoir.pop(i))
     return model
 
 
@@ -603,7 +603,7 @@ def model_frames(models: list[ModelZone], template: PageFrames) -> PageFrames:
         if m.instance is not None and m.driver is not None:
             # Only movable pages are the driver's in a snapshot (the probe lists movable
             # pages); the others, like z3fold's headless ones, count as kernel memory.
-            drv = {p.pfn for p in m.instance.pages()
+            drv = {p.pfn for p in vm.instance_record(m.instance).pages()
                    if p.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE}
         for p in vm.zone.pages:
             owner = vm.owner_of(p)

@@ -3,8 +3,9 @@ whether a driver keeps the VM <-> driver contract (mmplug/contract.md).
 
 Public API (the pytest plugin and `mmplug explain` build on it):
 
-- ``list_checks() -> list[CheckSpec]``: every check (id such as
-  "ISO-4/lru-untouched", the rule ids it enforces, title, needs, kind).
+- ``list_checks(driver=None) -> list[CheckSpec]``: every check (id such as
+  "ISO-4/lru-untouched", the rule ids it enforces, title, needs, kind), and with a
+  driver the checks it brings (DRV-*, its mmplug_conformance_checks hook).
 - ``run_suite(driver, *, seed=0, select=(), quick=False, races=True,
   max_examples=None, replay=None, exit_first=False, host=None, on_result=None)
   -> Report``.

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from attrs import define, field, frozen
 
 from ..plugins import LoadedDriver, PluginHost
-from .harness import Bench
+from .bench import Bench
 from .model import CheckSpec
 
 

@@ -23,8 +23,9 @@ from .. import __version__
 from ..errors import CallbackTimeout, ContractViolation, Deadlock, MmplugError, UsageError
 from ..plugins import LoadedDriver, PluginHost
 from ..watchdog import describe, interrupts, is_user_interrupt, memory_limit, trap_exits
-from .checks import all_checks
-from .harness import DRIVER_WARNINGS, CheckFailed, NotSupported
+from .checks import all_checks, driver_checks
+from .invariants import DRIVER_WARNINGS, check_warnings
+from .outcomes import CheckFailed, NotSupported
 from .model import FAIL, NOT_SUPPORTED, OK, WARN, CheckResult, CheckSpec, Report
 from .registry import Check, Context
 
@@ -33,19 +34,35 @@ class InternalError(MmplugError):
     """The suite itself failed (a bug in mmplug, not in the driver): exit code 3."""
 
 
-def list_checks() -> list[CheckSpec]:
-    """Every check of the suite, in run order: id, rules, title, needs, kind."""
-    return [c.spec for c in all_checks()]
+def list_checks(driver: str | None = None) -> list[CheckSpec]:
+    """Every check of the suite, in run order: id, rules, title, needs, kind; with `driver`
+    (as check-driver takes it), then the checks the driver brings.  A driver that does not
+    load brings none here: running the suite says why."""
+    extra: list[Check] = []
+    if driver is not None:
+        try:
+            extra = driver_checks(PluginHost().get(driver))
+        except MmplugError:
+            extra = []
+    return [c.spec for c in all_checks() + extra]
 
 
-def select_checks(select: Iterable[str] = (), *, races: bool = True) -> list[Check]:
-    """The checks `--select` patterns (rule ids, prefixes, check ids) pick; all if none."""
+def select_patterns(select: Iterable[str]) -> list[str]:
+    """The patterns of `--select` options (each may list several, comma-separated)."""
     select = list(select)
     patterns = [p.strip() for item in select for p in item.split(",") if p.strip()]
     if select and not patterns:
         raise UsageError("-k/--select '': an empty pattern selects nothing; give a rule id, "
                          "a prefix (ISO) or a check id (ISO-4/lru-untouched)")
-    checks = all_checks()
+    return patterns
+
+
+def select_checks(select: Iterable[str] = (), *, races: bool = True,
+                  extra: Iterable[Check] = ()) -> list[Check]:
+    """The checks `--select` patterns (rule ids, prefixes, check ids) pick; all if none.
+    `extra` are checks a driver brings, after the suite's own."""
+    patterns = select_patterns(select)
+    checks = all_checks() + list(extra)
     if not races:
         checks = [c for c in checks if c.spec.kind != "races"]
     if not patterns:
@@ -88,13 +105,15 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
     if replay:
         races = True
         check_replay(replay)
-    checks = select_checks(select, races=races)
-    if replay and not any(c.spec.kind == "races" for c in checks):
-        checks = checks + [c for c in all_checks() if c.spec.kind == "races"]
+    select = list(select)
+    select_patterns(select)   # an empty pattern is an error before any import
     with interrupts(), trap_exits(), memory_limit(memory):
         host, loaded = load_driver(driver, host)
         if replay:
             check_replay(replay, loaded)
+        checks = select_checks(select, races=races, extra=driver_checks(loaded))
+        if replay and not any(c.spec.kind == "races" for c in checks):
+            checks = checks + [c for c in all_checks() if c.spec.kind == "races"]
         info = loaded.info
         report = Report(driver=info.name, driver_version=info.version,
                         mmplug_version=__version__, seed=seed)
@@ -116,8 +135,8 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
 def check_replay(replay: str, loaded: LoadedDriver | None = None) -> None:
     """--replay [SCENARIO@]SCHEDULE: a schedule that parses and, once the driver is
     loaded, a scenario that applies to it (UsageError otherwise)."""
-    from ..races import SCENARIOS, scenarios_for
-    from ..sched import decode_schedule
+    from ..cpus.schedule import decode_schedule
+    from ..races import scenarios_for
     name, sep, schedule = replay.partition("@")
     if not sep:
         name, schedule = "", replay
@@ -128,11 +147,12 @@ def check_replay(replay: str, loaded: LoadedDriver | None = None) -> None:
         raise UsageError(f"--replay {shown!r}: not a schedule: expected [SCENARIO@]SCHEDULE, "
                          "a schedule being CPU or CPUxCOUNT joined by '-' (e.g. "
                          "two_compactors@0x3-1-0), as a failure prints it") from None
-    names = [sc.name for sc in (SCENARIOS if loaded is None else scenarios_for(loaded))]
+    if loaded is None:
+        return  # the driver's own scenarios are known once it is loaded
+    names = [sc.name for sc in scenarios_for(loaded)]
     if name and name not in names:
-        whose = "" if loaded is None else f" for driver {loaded.info.name}"
-        raise UsageError(f"--replay {shown!r}: no race scenario {name[:60]!r}{whose}; "
-                         f"scenarios are {', '.join(names)}")
+        raise UsageError(f"--replay {shown!r}: no race scenario {name[:60]!r} for driver "
+                         f"{loaded.info.name}; scenarios are {', '.join(names)}")
 
 
 def run_check(chk: Check, ctx: Context) -> CheckResult:
@@ -148,7 +168,7 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
     try:
         note = chk.fn(ctx) or ""
         for bench in ctx.benches:
-            bench.check_warnings()
+            check_warnings(bench)
     except NotSupported as exc:
         return CheckResult(rule=spec.rule, verdict=NOT_SUPPORTED, message=str(exc),
                            seconds=time.perf_counter() - t0, **base)

@@ -60,7 +60,7 @@ VERDICTS = {
 }
 
 
-def list_checks():
+def list_checks(driver=None):
     return list(CHECKS)
 
 

@@ -16,7 +16,7 @@ from mmplug.cli import main
 from mmplug.compaction import compact_memory
 from mmplug.constants import MigrateMode
 from mmplug.migrate import PageList, isolate_movable_page, migrate_pages
-from mmplug.page import PAGE_MAPPING_MOVABLE, page_isolated
+from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_isolated
 from mmplug.testing import migrate_page
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mmplug.constants import MigrateMode
-from mmplug.page import PAGE_MAPPING_MOVABLE, has_movable_tag, page_isolated, page_movable
+from mmplug.kernel import PAGE_MAPPING_MOVABLE, has_movable_tag, page_isolated, page_movable
 from mmplug.testing import migrate_page
 
 HERE = Path(__file__).resolve().parent
@@ -257,7 +257,7 @@ def test_migrate_page_puts_back_a_page_its_driver_keeps(mmplug_driver_vm):
     assert kept.newpage is None
     assert pool.pages() == [page] and not page_isolated(page)  # put back
     assert vm.vmstat.events["migrate_eagain"] > 0
-    vm.sync.lock_page(page)
+    vm.cpus.lock_page(page)
     assert page_movable(page)
-    vm.sync.unlock_page(page)
+    vm.cpus.unlock_page(page)
     pool.unpin(handle)

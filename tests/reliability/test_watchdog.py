@@ -176,7 +176,7 @@ def test_a_call_that_swallows_every_interrupt_ends_a_command_with_one_line():
 def test_each_simulated_cpu_keeps_its_own_driver_call():
     """cpu1 enters a call, yields to cpu0, whose call ends; cpu1 then spins in its call: the
     spin is still seen (the scheduler saves and restores the lane's call per CPU)."""
-    from mmplug.sched import Scheduler
+    from mmplug.cpus.scheduler import Scheduler
 
     sched = Scheduler(cpus=2)
 
@@ -196,7 +196,7 @@ def test_each_simulated_cpu_keeps_its_own_driver_call():
 
 def test_the_scheduler_lets_the_users_ctrl_c_through():
     import signal
-    from mmplug.sched import Scheduler
+    from mmplug.cpus.scheduler import Scheduler
 
     sched = Scheduler(cpus=2)
 

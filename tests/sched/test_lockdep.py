@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mmplug import VM, VMConfig
-from mmplug.lockdep import PAGE_LOCK, LockClass, LockDep, Witness
-from mmplug.sched import ReplayStrategy, Scheduler, Strategy
+from mmplug.cpus.lockdep import PAGE_LOCK, LockClass, LockDep, Witness
+from mmplug.cpus.schedule import ReplayStrategy, Strategy
+from mmplug.cpus.scheduler import Scheduler
 
 A = LockClass("driver", "a")
 B = LockClass("driver", "b")
@@ -49,7 +50,7 @@ def test_an_inversion_is_reported_once():
 
 def test_scheduler_sees_the_inversion_on_a_run_that_did_not_deadlock():
     sched = Scheduler(2)
-    vm = VM(VMConfig(nr_pages=64, pageblock_order=4, max_order=6, min_free_pages=0), sync=sched)
+    vm = VM(VMConfig(nr_pages=64, pageblock_order=4, max_order=6, min_free_pages=0), cpus=sched)
     page = vm.zone.alloc_pages(0, 0)
     mtx = sched.mutex("drv.mutex")
 
@@ -72,7 +73,7 @@ def test_scheduler_sees_the_inversion_on_a_run_that_did_not_deadlock():
 
 def test_trylock_adds_no_edge_but_counts_as_held():
     sched = Scheduler(2)
-    vm = VM(VMConfig(nr_pages=64, pageblock_order=4, max_order=6, min_free_pages=0), sync=sched)
+    vm = VM(VMConfig(nr_pages=64, pageblock_order=4, max_order=6, min_free_pages=0), cpus=sched)
     page = vm.zone.alloc_pages(0, 0)
     mtx = sched.mutex("m")
 

@@ -8,6 +8,7 @@ import importlib.util
 import pytest
 
 from mmplug import UsageError, races
+from mmplug.races import exploration
 
 GENERIC = ["two_compactors", "free_while_isolated", "free_during_putback",
            "free_read_while_copying", "destroy_while_isolated"]
@@ -48,7 +49,7 @@ def test_the_scenarios_reach_the_interleavings_they_name(simplepool, monkeypatch
             seen[key] = seen.get(key, 0) + value
         common(env)
 
-    monkeypatch.setattr(races, "check_common", spy)
+    monkeypatch.setattr(exploration, "check_common", spy)
     assert races.explore(simplepool, "free_while_isolated", seed=0, runs=60).ok
     assert seen.get("migrate_released", 0) > 0      # MIG-6/REL-2: driver let go while isolated
     assert seen.get("bytes_copied", 0) > 0          # migration ran before the free

@@ -7,16 +7,18 @@ import pytest
 from mmplug import VM, ContractViolation, VMConfig
 from mmplug.constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
 from mmplug.errors import Deadlock
-from mmplug.sched import (
-    DFSSearch, NondeterminismError, PCTStrategy, RandomStrategy, ReplayStrategy, Scheduler,
-    SchedLock, Strategy, decode_schedule, encode_schedule,
+from mmplug.cpus.locks import SchedLock
+from mmplug.cpus.schedule import (
+    DFSSearch, NondeterminismError, PCTStrategy, RandomStrategy, ReplayStrategy, Strategy,
+    decode_schedule, encode_schedule,
 )
-from mmplug.sync import SingleCPU
+from mmplug.cpus.scheduler import Scheduler
+from mmplug.cpus.single import SingleCPU
 
 
 def small_vm(sched):
     return VM(VMConfig(nr_pages=64, pageblock_order=4, max_order=6, min_free_pages=0),
-              sync=sched)
+              cpus=sched)
 
 
 def abba(sched):

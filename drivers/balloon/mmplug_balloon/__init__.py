@@ -48,4 +48,10 @@ def putback_page(page):
     balloon_page_putback(page)
 
 
+@hookimpl
+def mmplug_race_scenarios(driver):
+    from .races import RACE_SCENARIOS   # the race explorer only when races run
+    return RACE_SCENARIOS
+
+
 __all__ = ["CAPABILITIES", "KNOWN_BUGS", "Host", "VirtioBalloon"]

@@ -18,10 +18,9 @@ from typing import Callable, Mapping
 from attrs import frozen
 
 import mmplug
-from mmplug.constants import MigrateMode
-from mmplug.errors import MmplugError
-from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
-from mmplug.page import RECLAIM, Page
+from mmplug import MmplugError, Page, PageList, isolate_movable_page, migrate_pages
+from mmplug import putback_movable_pages
+from mmplug.kernel import MigrateMode, clear_page_reclaim, set_page_reclaim
 
 from .virtio_balloon import VirtioBalloon
 
@@ -130,7 +129,7 @@ def bug10_deflate_without_compaction(buggy: bool = False) -> ScenarioResult:
     vm, balloon = new_balloon(compaction=False, bugs={"BUG-10"} if buggy else ())
     balloon.inflate(3)
     for page in balloon.pages():
-        page.flags |= RECLAIM
+        set_page_reclaim(page)
 
     def reclaim_bit_released(what: str) -> None:
         # The bit's owner lets go of a page that leaves the balloon before it is
@@ -138,7 +137,7 @@ def bug10_deflate_without_compaction(buggy: bool = False) -> ScenarioResult:
         if what == "tell_host:deflate":
             for page in balloon.pages():
                 if page not in balloon.vb_dev_info.pages:
-                    page.flags &= ~RECLAIM
+                    clear_page_reclaim(page)
 
     balloon.on_point = reclaim_bit_released
     deflated = balloon.deflate(3)
@@ -148,7 +147,7 @@ def bug10_deflate_without_compaction(buggy: bool = False) -> ScenarioResult:
     except MmplugError as exc:
         error = str(exc)
     for page in balloon.pages():
-        page.flags &= ~RECLAIM
+        clear_page_reclaim(page)
     return _finish("BUG-10", buggy, vm, balloon,
                    f"deflated {deflated} of 3 pages carrying PG_reclaim", error)
 

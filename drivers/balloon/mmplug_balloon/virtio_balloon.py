@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from mmplug import ContractViolation, NoMemory
 from mmplug.kernel import (
-    EAGAIN, MIGRATEPAGE_SUCCESS, Page, count_vm_event, get_page, has_movable_tag, lock_page,
-    mutex, page_isolated, page_mapping, put_page, schedule_point, unlock_page,
+    EAGAIN, MIGRATEPAGE_SUCCESS, PAGE_SIZE, Page, count_vm_event, get_page, has_movable_tag,
+    lock_page, mutex, page_isolated, page_mapping, put_page, schedule_point, unlock_page,
 )
 
 from .balloon_compaction import (
@@ -221,9 +221,9 @@ class VirtioBalloon:
     # --- the instance protocol -------------------------------------------------------------
     def store(self, data: bytes) -> int:
         """Inflate one page; `data` only sizes the request (a balloon page holds nothing)."""
-        if len(data) > self.vm.zone.page_size:
+        if len(data) > PAGE_SIZE(self.vm):
             raise ValueError(f"object of {len(data)} bytes exceeds the page size "
-                             f"{self.vm.zone.page_size}")
+                             f"{PAGE_SIZE(self.vm)}")
         handles = self._fill_balloon(1)
         if not handles:
             raise NoMemory("balloon: out of puff, no page to inflate")

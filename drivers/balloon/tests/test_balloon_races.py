@@ -14,7 +14,8 @@ from mmplug.compaction import compact_memory
 from mmplug.migrate import PageList
 from mmplug_balloon.scenarios import isolate, migrate
 
-sched = pytest.importorskip("mmplug.sched")
+scheduler_module = pytest.importorskip("mmplug.cpus.scheduler")
+schedule = pytest.importorskip("mmplug.cpus.schedule")
 
 
 def run_once(seed: int, bugs: tuple[str, ...] = (), whole_zone: bool = False) -> str | None:
@@ -23,11 +24,11 @@ def run_once(seed: int, bugs: tuple[str, ...] = (), whole_zone: bool = False) ->
     The compactor either isolates and migrates the balloon's first pages
     (the narrow race) or runs compact_memory over a full, fragmented zone.
     """
-    scheduler = sched.Scheduler(cpus=2)
+    scheduler = scheduler_module.Scheduler(cpus=2)
     host = mmplug.PluginHost()
     host.register(mmplug_balloon)
     vm = mmplug.VM(mmplug.VMConfig(nr_pages=128, pageblock_order=5, max_order=7,
-                                   min_free_pages=1), plugins=host, sync=scheduler)
+                                   min_free_pages=1), plugins=host, cpus=scheduler)
     balloon = vm.create_driver("balloon", bugs=bugs)
     if whole_zone:
         balloon.inflate(vm.config.nr_pages)
@@ -60,7 +61,7 @@ def run_once(seed: int, bugs: tuple[str, ...] = (), whole_zone: bool = False) ->
                 isolate(vm, page, pagelist)
         migrate(vm, pagelist)
 
-    out = scheduler.run([deflater, compactor], sched.RandomStrategy(seed))
+    out = scheduler.run([deflater, compactor], schedule.RandomStrategy(seed))
     if out.error is not None or out.deadlock or out.livelock:
         return (f"{out.error!r} deadlock={out.deadlock} livelock={out.livelock} "
                 f"schedule={out.schedule}")

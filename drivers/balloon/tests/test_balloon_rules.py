@@ -8,9 +8,11 @@ import pytest
 
 import mmplug
 from mmplug.constants import EINVAL, MigrateMode
-from mmplug.kernel import trylock_page, unlock_page
 from mmplug.migrate import putback_movable_pages
-from mmplug.page import LOCKED, has_movable_tag, page_isolated, page_mapping
+from mmplug.kernel import (
+    has_movable_tag, page_count, page_isolated, page_mapping, trylock_page, unlock_page,
+)
+from mmplug.page import LOCKED
 from mmplug_balloon.balloon_compaction import balloon_page_migrate
 from mmplug_balloon.host import DEFLATE, INFLATE, Notification
 from mmplug_balloon.scenarios import isolate, migrate
@@ -29,7 +31,7 @@ def test_drv_b1_inflated_page_is_movable_owned_listed_and_announced(make_balloon
     assert has_movable_tag(page) and page_mapping(page) is balloon.mapping
     assert page.private is balloon.vb_dev_info
     assert page in balloon.vb_dev_info.pages and page.lru is balloon.vb_dev_info.pages
-    assert page._refcount == 1 and not page.flags & LOCKED
+    assert page_count(page) == 1 and not page.flags & LOCKED
     assert balloon.host.log == [Notification(INFLATE, (page.pfn,))]
     assert vm.vmstat["balloon_inflate"] == 1
     balloon.verify()
@@ -74,7 +76,7 @@ def test_drv_b1_deflate_tells_the_host_before_the_pages_are_freed(make_balloon):
     def at_point(what):
         if what == "tell_host:deflate":
             # dequeued (no longer movable) but not yet given back to the guest
-            seen.extend((vm.owner_of(p), p._refcount) for p in balloon.pages())
+            seen.extend((vm.owner_of(p), page_count(p)) for p in balloon.pages())
 
     balloon.on_point = at_point
     assert balloon.deflate(3) == 3
@@ -169,7 +171,7 @@ def test_drv_b3_migration_swaps_the_page_and_tells_the_host_inflate_then_deflate
     new = balloon.handles[handle]
     assert new is not old
     assert new in balloon.vb_dev_info.pages and new.private is balloon.vb_dev_info
-    assert new._refcount == 1 and page_mapping(new) is balloon.mapping
+    assert page_count(new) == 1 and page_mapping(new) is balloon.mapping
     assert balloon.host.log[-2:] == [Notification(INFLATE, (new.pfn,)),
                                     Notification(DEFLATE, (old.pfn,))]
     assert balloon.read(handle) == token(handle)
@@ -204,7 +206,7 @@ def test_drv_b3_sync_no_copy_is_refused_with_einval(make_balloon, isolated):
     assert balloon_page_migrate(balloon.mapping, newpage, page, MigrateMode.SYNC_NO_COPY) == -EINVAL
     unlock_page(page)
     unlock_page(newpage)
-    vm.sync.put_page(newpage)
+    vm.cpus.put_page(newpage)
     # Through the VM: a permanent failure, the page goes straight back.
     assert migrate(vm, isolated(vm, page), MigrateMode.SYNC_NO_COPY) == 1
     assert vm.vmstat["migrate_permanent"] == 1 and vm.vmstat["migrate_eagain"] == 0

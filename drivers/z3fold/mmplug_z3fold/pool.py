@@ -17,7 +17,10 @@ from types import MappingProxyType
 from typing import Any, Iterable
 
 from mmplug import ContractViolation
-from mmplug.kernel import GFP_KERNEL, mutex, rwlock, spinlock
+from mmplug.kernel import (
+    GFP_KERNEL, PAGE_SIZE, WARN_ONCE, mutex, pfn_to_page, pfn_valid, rwlock, smp_processor_id,
+    spinlock,
+)
 
 from .geometry import Geometry
 from .handles import SlotsCache
@@ -54,7 +57,7 @@ class Z3foldPool:
         self.vm = vm
         self.mapping = mapping
         mapping.private_data = self
-        self.geometry = Geometry.for_page_size(vm.zone.page_size)
+        self.geometry = Geometry.for_page_size(PAGE_SIZE(vm))
         self.bugs = bugs
         self.gfp = gfp
         #: pool->ops->evict (zpool's evict, e.g. zswap writeback); None: reclaim is -EINVAL
@@ -96,14 +99,14 @@ class Z3foldPool:
     def virt_to_page(self, addr: int) -> Any:
         """virt_to_page()."""
         pfn = (addr - DIRECT_MAP) // self.geometry.page_size
-        return self.vm.zone.pfn_to_page(pfn)
+        return pfn_to_page(self.vm, pfn)
 
     def header_at(self, addr: int) -> Z3foldHeader:
         """(struct z3fold_header *)(addr & PAGE_MASK): the header of a page the pool owns."""
         pfn = (addr - DIRECT_MAP) // self.geometry.page_size
         zhdr = self.headers.get(pfn)
         if zhdr is None:
-            page = self.vm.zone.pfn_to_page(pfn) if 0 <= pfn < self.vm.zone.end_pfn else None
+            page = pfn_to_page(self.vm, pfn) if pfn_valid(self.vm, pfn) else None
             raise ContractViolation("REF-1", f"a handle points at pfn {pfn:#x}, which holds no "
                                     "z3fold header any more (use after free)", driver="z3fold",
                                     page=page)
@@ -125,12 +128,12 @@ class Z3foldPool:
 
     def this_cpu(self) -> int:
         """smp_processor_id()."""
-        return self.vm.sync.current().cpu
+        return smp_processor_id(self.vm)
 
     # --- diagnostics -----------------------------------------------------------------------
     def warn(self, message: str, page: Any = None) -> None:
         """WARN_ON() inside z3fold: recorded once on the VM."""
-        self.vm.warn_once("z3fold", message, page=page, mapping=self.mapping)
+        WARN_ONCE(self.vm, "z3fold", message, page=page, mapping=self.mapping)
 
     # --- workqueues --------------------------------------------------------------------------
     def run_workqueues(self) -> int:

@@ -11,7 +11,8 @@ from greenlet import greenlet
 from mmplug import VM, PluginHost, VMConfig
 from mmplug.constants import ISOLATE_UNEVICTABLE, MigrateMode
 from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
-from mmplug.sync import SingleCPU
+from mmplug.cpus.single import SingleCPU
+from mmplug.kernel import page_count
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +24,9 @@ def host() -> PluginHost:
 
 @pytest.fixture
 def make_pool(host: PluginHost) -> Callable[..., tuple[VM, Any]]:
-    """make_pool(nr_pages=512, sync=None, **options) -> (vm, z3fold instance)."""
-    def make(nr_pages: int = 512, sync: Any = None, **options: Any) -> tuple[VM, Any]:
-        vm = VM(VMConfig(nr_pages=nr_pages), plugins=host, sync=sync)
+    """make_pool(nr_pages=512, cpus=None, **options) -> (vm, z3fold instance)."""
+    def make(nr_pages: int = 512, cpus: Any = None, **options: Any) -> tuple[VM, Any]:
+        vm = VM(VMConfig(nr_pages=nr_pages), plugins=host, cpus=cpus)
         return vm, vm.create_driver("z3fold", **options)
     return make
 
@@ -107,7 +108,7 @@ def _snapshot(pool: Any, page: Any) -> tuple:
                   zhdr.start_middle, zhdr.first_num, zhdr.mapped_count, zhdr.foreign_handles,
                   zhdr.buddy.name if zhdr.buddy else None, zhdr.page_lock.is_locked(),
                   zhdr.work.pending)
-    return (page.flags, page.mapping, page._refcount, page.private, id(page.lru),
+    return (page.flags, page.mapping, page_count(page), page.private, id(page.lru),
             bytes(page_address(page)), header, pool.lru.holds(page),
             {h: pool.read(h) for h in pool.objects})
 

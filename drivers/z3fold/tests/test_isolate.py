@@ -5,7 +5,7 @@ header reference."""
 from __future__ import annotations
 
 import mmplug_z3fold
-from mmplug.kernel import trylock_page, unlock_page
+from mmplug.kernel import page_count, trylock_page, unlock_page
 from mmplug_z3fold import flags as zf
 from mmplug_z3fold.alloc import z3fold_free
 
@@ -83,7 +83,7 @@ def test_a_stale_page_is_refused_until_it_is_freed(make_pool, steps, snapshot):
     assert not steps(vm).isolate(page)
     assert snapshot(pool, page) == before
     pool.run_workqueues()
-    assert page._refcount == 0 and pool.pages() == []
+    assert page_count(page) == 0 and pool.pages() == []
 
 
 def test_a_page_with_foreign_handles_is_refused(make_pool, steps, snapshot):

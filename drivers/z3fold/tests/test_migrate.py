@@ -6,7 +6,7 @@ from __future__ import annotations
 import mmplug_z3fold
 from mmplug import VM, VMConfig
 from mmplug.constants import EAGAIN, EBUSY, MigrateMode
-from mmplug.kernel import page_mapping, trylock_page, unlock_page
+from mmplug.kernel import page_count, page_mapping, trylock_page, unlock_page
 from mmplug.page import BUDDY
 from mmplug_z3fold import flags as zf
 from mmplug_z3fold.header import kref_get
@@ -35,7 +35,7 @@ def test_header_lock_held_elsewhere_gives_eagain_and_changes_nothing(make_pool, 
     assert snapshot(pool, page) == before
     unlock_page(page)
     unlock_page(newpage)
-    vm.sync.put_page(newpage)
+    vm.cpus.put_page(newpage)
     assert st.migrate() == 0
     assert pool.read(a) == b"A" * 1000 and pool.read(b) == b"B" * 1500
 
@@ -54,7 +54,7 @@ def test_mapped_object_after_isolation_is_ebusy_and_the_claim_is_dropped(make_po
     zf.set_bit(zf.PAGE_CLAIMED, page)  # as isolation left it, for the VM's own run below
     unlock_page(page)
     unlock_page(newpage)
-    vm.sync.put_page(newpage)
+    vm.cpus.put_page(newpage)
     assert st.migrate() == 1
     ev = vm.vmstat.events
     assert ev["migrate_permanent"] == 1 and ev["pgmigrate_fail"] == 1 and ev["migrate_eagain"] == 0
@@ -95,7 +95,7 @@ def test_successful_migration_moves_everything_to_the_new_page(host, interleaver
         seen["handle_still_old"] = pool.header_of_handle(a).page is old_page
         seen["old_unlocked"] = not zhdr.page_lock.is_locked()
 
-    vm = VM(VMConfig(nr_pages=512), plugins=host, sync=interleaver(MIGRATE_WINDOW, at_window))
+    vm = VM(VMConfig(nr_pages=512), plugins=host, cpus=interleaver(MIGRATE_WINDOW, at_window))
     pool = vm.create_driver("z3fold")
     a, b, zhdr = _two_objects(pool)
     old_page = zhdr.page
@@ -113,9 +113,9 @@ def test_successful_migration_moves_everything_to_the_new_page(host, interleaver
     assert zf.test_bit(zf.NEEDS_COMPACTING, newpage) and new_zhdr.work.pending
     assert not zf.test_bit(zf.PAGE_CLAIMED, newpage) and new_zhdr.buddy is None
     assert new_zhdr.refcount == 3  # two objects + the isolation reference the work drops
-    assert newpage._refcount == 1  # the pool's, after the VM dropped the allocation's
+    assert page_count(newpage) == 1  # the pool's, after the VM dropped the allocation's
     # the old page: released, its private word cleared, gone from the pool
-    assert old_page._refcount == 0 and old_page.flags & BUDDY and old_page.private == 0
+    assert page_count(old_page) == 0 and old_page.flags & BUDDY and old_page.private == 0
     assert old_page not in pool.pages() and newpage in pool.pages()
     assert zhdr.freed and vm.warnings == []
     pool.verify()
@@ -141,7 +141,7 @@ def test_objects_freed_while_isolated_leave_the_migrated_page_to_its_work(make_p
     assert st.migrate() == 0
     (newpage,) = pool.pages()
     pool.run_workqueues()  # the work drops the isolation reference: release, then free
-    assert pool.pages() == [] and newpage._refcount == 0
+    assert pool.pages() == [] and page_count(newpage) == 0
     assert vm.unclaimed_pages() == [] and vm.warnings == []
 
 
@@ -162,6 +162,6 @@ def test_a_foreign_handle_on_an_isolated_page_is_ebusy(make_pool, steps):
     zhdr.foreign_handles -= 1
     unlock_page(page)
     unlock_page(newpage)
-    vm.sync.put_page(newpage)
+    vm.cpus.put_page(newpage)
     st.putback()
     pool.verify()

@@ -3,6 +3,7 @@ was the last), else puts the page back on the LRU and an unbuddied list and drop
 
 from __future__ import annotations
 
+from mmplug.kernel import page_count
 from mmplug_z3fold import flags as zf
 
 
@@ -44,5 +45,5 @@ def test_putback_of_a_page_emptied_while_isolated_releases_it(make_pool, steps):
     assert not pool.lru.holds(page) and pool.release_wq.items
     pool.verify()
     pool.run_workqueues()
-    assert page._refcount == 0 and pool.pages() == [] and pool.pages_nr == 0
+    assert page_count(page) == 0 and pool.pages() == [] and pool.pages_nr == 0
     assert vm.unclaimed_pages() == [] and vm.warnings == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from mmplug import VM, ContractViolation, VMConfig
-from mmplug.kernel import schedule_point
+from mmplug.kernel import page_count, schedule_point
 from mmplug_z3fold.access import read_mapped, z3fold_map, z3fold_unmap
 from mmplug_z3fold.migration import MIGRATE_WINDOW
 
@@ -29,7 +29,7 @@ def _reader_race(host, interleaver, steps, bugs):
         return data
 
     backend = interleaver(MIGRATE_WINDOW, reader)
-    vm = VM(VMConfig(nr_pages=512), plugins=host, sync=backend)
+    vm = VM(VMConfig(nr_pages=512), plugins=host, cpus=backend)
     pool = vm.create_driver("z3fold", bugs=bugs)
     box.update(pool=pool, handle=pool.store(DATA))
     pool.store(b"x" * 500)
@@ -76,7 +76,7 @@ def test_reclaim_holds_its_own_reference_while_evict_frees_the_objects(make_pool
     assert pool.shrink(1) == 1
     assert written == objects and pool.objects == {}
     pool.run_workqueues()
-    assert page._refcount == 0 and pool.pages() == [] and vm.unclaimed_pages() == []
+    assert page_count(page) == 0 and pool.pages() == [] and vm.unclaimed_pages() == []
     assert vm.warnings == []
 
 

@@ -50,3 +50,9 @@ def migratepage(mapping, newpage, page, mode):
 @hookimpl
 def putback_page(page):
     zs_page_putback(page)
+
+
+@hookimpl
+def mmplug_race_scenarios(driver):
+    from .races import RACE_SCENARIOS   # the race explorer only when races run
+    return RACE_SCENARIOS

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import sys
 from array import array
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mmplug.kernel import page_address
 
 if TYPE_CHECKING:
     from mmplug import Page
+    from mmplug.kernel import LinearMap
 
 WORD = 8
 _MASK = 0xFFFF_FFFF_FFFF_FFFF
@@ -66,15 +67,15 @@ class ZoneMemory(PageMemory):
 
     __slots__ = ("words", "bytes", "start_pfn", "page_size", "page_words")
 
-    def __init__(self, zone: Any) -> None:
+    def __init__(self, ram: "LinearMap") -> None:
         if sys.byteorder != "little":
             raise ValueError("ZoneMemory stores native words: little-endian hosts only")
-        #: zone memory: page `pfn` starts at byte (pfn - start_pfn) * page_size
-        self.bytes = zone.view
-        self.words = zone.view.cast("Q")
-        self.start_pfn = zone.start_pfn
-        self.page_size = zone.page_size
-        self.page_words = zone.page_size // WORD
+        #: page `pfn` starts at byte (pfn - start_pfn) * page_size
+        self.bytes = ram.view
+        self.words = ram.view.cast("Q")
+        self.start_pfn = ram.start_pfn
+        self.page_size = ram.page_size
+        self.page_words = ram.page_size // WORD
 
     def read(self, page: "Page", off: int) -> int:
         return self.words[(page.pfn - self.start_pfn) * self.page_words + (off >> 3)]
@@ -107,6 +108,6 @@ def _word_array(values: range | list[int]) -> array:
     return array("Q", values)
 
 
-def zone_memory(zone: Any) -> PageMemory:
-    """The fastest access this host allows to `zone`'s memory."""
-    return ZoneMemory(zone) if sys.byteorder == "little" else PageMemory()
+def zone_memory(ram: "LinearMap") -> PageMemory:
+    """The fastest access this host allows to the memory `ram` maps."""
+    return ZoneMemory(ram) if sys.byteorder == "little" else PageMemory()

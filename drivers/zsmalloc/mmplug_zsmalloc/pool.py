@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from mmplug import NoMemory
 from mmplug.kernel import (
-    alloc_page, page_locked, page_mapping, put_page, rwlock, set_page_movable, spinlock,
-    trylock_page, unlock_page,
+    PAGE_SIZE, alloc_page, linear_map, page_locked, page_mapping, put_page, rwlock,
+    set_page_movable, spinlock, trylock_page, unlock_page,
 )
 
 from .deferred import WorkQueue, async_free_zspage
@@ -63,7 +63,7 @@ class ZsPool:
         self.mapping = mapping
         self.name = name
         self.bugs = bugs
-        self.layout = Layout.for_page_size(vm.zone.page_size)
+        self.layout = Layout.for_page_size(PAGE_SIZE(vm))
         # One lock class per initialisation site, as lockdep names them.
         self.size_class: list[SizeClass] = build_size_classes(
             self.layout, lambda: spinlock(vm, "zsmalloc size_class->lock"))
@@ -71,9 +71,10 @@ class ZsPool:
         self.handles = HandleTable()
         self.struct_pages = StructPages()
         #: the zone's memory, where objects and their metadata words live
-        self.mem = zone_memory(vm.zone)
-        #: pfn_to_page(): the zone's own lookup
-        self.pfn_to_page = vm.zone.pfn_to_page
+        ram = linear_map(vm)
+        self.mem = zone_memory(ram)
+        #: pfn_to_page() without the bounds check: every pfn here came from an allocation
+        self.pfn_to_page = ram.pfn_to_page
         self.workqueue = WorkQueue()
         self.pages_allocated = 0
         self.pages_compacted = 0

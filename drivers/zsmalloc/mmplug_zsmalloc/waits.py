@@ -1,6 +1,6 @@
 """Waiting for another CPU: bit spinlocks and wait_event, over schedule points.
 
-The pool never blocks inside the sync backend for a condition of its own
+The pool never blocks inside the CPU backend for a condition of its own
 (a pin bit, a counter): it spins with a schedule point per turn, which lets a
 multi-CPU backend run the CPU that will satisfy it.  On one CPU nobody else
 can, so after `SPIN_LIMIT` turns the wait is reported as a deadlock naming
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from mmplug.errors import Deadlock
+from mmplug import Deadlock
 from mmplug.kernel import schedule_point
 
 #: Turns of a spin before it is declared hopeless; far above any real interleaving.

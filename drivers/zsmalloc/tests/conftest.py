@@ -10,7 +10,7 @@ import mmplug
 import mmplug_zsmalloc
 from mmplug.constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
 from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
-from mmplug.sync import SingleCPU
+from mmplug.cpus.single import SingleCPU
 from mmplug_zsmalloc.zspage import get_zspage
 
 
@@ -97,15 +97,15 @@ def steps() -> type[Steps]:
 
 @pytest.fixture
 def make_pool() -> Callable[..., tuple[mmplug.VM, Any]]:
-    """make_pool(nr_pages=1024, sync=None, **pool_options) -> (vm, pool)."""
+    """make_pool(nr_pages=1024, cpus=None, **pool_options) -> (vm, pool)."""
 
-    def make(nr_pages: int = 1024, sync: Any = None, page_size: int = 4096,
+    def make(nr_pages: int = 1024, cpus: Any = None, page_size: int = 4096,
              **options: Any) -> tuple[mmplug.VM, Any]:
         host = mmplug.PluginHost()
         loaded = host.register(mmplug_zsmalloc, origin="module mmplug_zsmalloc")
         assert loaded.ok, loaded.reason
         vm = mmplug.VM(mmplug.VMConfig(nr_pages=nr_pages, page_size=page_size),
-                       plugins=host, sync=sync)
+                       plugins=host, cpus=cpus)
         return vm, vm.create_driver("zsmalloc", **options)
 
     return make

@@ -22,7 +22,7 @@ LOCK_WAIT = "lock_zspage: wait for a subpage's lock"
 
 def test_bug5_fixed_destroy_waits_until_the_isolated_page_is_put_back(make_pool, steps, scripted):
     cpu = scripted()
-    vm, pool = make_pool(sync=cpu)
+    vm, pool = make_pool(cpus=cpu)
     free_at_start = vm.zone.nr_free_pages
     h = pool.store(bytes(500))
     pagelist = steps.isolate(vm, steps.subpages(pool, h)[0])
@@ -85,7 +85,7 @@ def test_bug7_lock_zspage_while_a_subpage_migrates(make_pool, steps, scripted, b
     needs the walk and the migration brought together by hand.
     """
     cpu = scripted()
-    vm, pool = make_pool(sync=cpu, bugs=bugs)
+    vm, pool = make_pool(cpus=cpu, bugs=bugs)
     # Another actor holds a reference across the walk: exact refcount checks do not apply.
     vm.strict_refcounts = False
     cls = steps.class_with_pages(pool, 2)

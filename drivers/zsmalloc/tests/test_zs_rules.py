@@ -6,7 +6,8 @@ import random
 
 from mmplug.constants import MigrateMode
 from mmplug.kernel import has_movable_tag, page_count, trylock_page, unlock_page
-from mmplug.page import BUDDY, PAGE_MAPPING_MOVABLE, page_isolated
+from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_isolated
+from mmplug.page import BUDDY
 from mmplug_zsmalloc.compact import isolate_zspage
 from mmplug_zsmalloc.handle import location_to_obj
 from mmplug_zsmalloc.sizeclass import ZS_HANDLE_SIZE, Fullness

@@ -59,7 +59,7 @@ def test_migration_storm_keeps_every_object(make_pool):
         # Direct compaction (ASYNC then SYNC_LIGHT) for a high order block.
         block = alloc_pages_compact(vm, 4)
         if block is not None:
-            vm.sync.put_page(block)
+            vm.cpus.put_page(block)
         _store_some(pool, rng, data, 1500)
         pool.verify()
     compact_memory(vm)

@@ -9,6 +9,7 @@ afterwards is checked page by page.
 
 from __future__ import annotations
 
+from ..invariants import check_owned_pages, verify_objects
 from ..registry import Context, check
 
 
@@ -24,6 +25,6 @@ def movable_under_lock(ctx: Context) -> None:
         else:
             bench.fill(1)
         if step % 8 == 0:
-            bench.check_owned_pages("FLG-4", f"after {step + 1} store/free calls")
-    bench.check_owned_pages("FLG-4", "after store/free calls")
-    bench.verify_objects("API-1", "after store/free calls")
+            check_owned_pages(bench, "FLG-4", f"after {step + 1} store/free calls")
+    check_owned_pages(bench, "FLG-4", "after store/free calls")
+    verify_objects(bench, "API-1", "after store/free calls")

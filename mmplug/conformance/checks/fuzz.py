@@ -18,7 +18,11 @@ from ...compaction import compact_memory
 from ...constants import MigrateMode
 from ...page import ISOLATED, PAGE_MAPPING_MOVABLE, WRITEBACK
 from ...errors import CallbackTimeout, ContractViolation
-from ..harness import CheckFailed
+from ..invariants import (
+    check_no_leak, check_owned_pages, check_warnings, verify_driver, verify_objects,
+)
+from ..observation import PageSnapshot
+from ..outcomes import CheckFailed
 from ..registry import Context, check
 
 MODES = (MigrateMode.ASYNC, MigrateMode.SYNC_LIGHT, MigrateMode.SYNC)
@@ -71,7 +75,7 @@ def _machine(ctx: Context) -> type:
             if hung:
                 raise hung[0]
             self.bench = ctx.bench("fuzz", nr_pages=256, pageblock_order=5, max_order=7)
-            self.sync = self.bench.vm.sync
+            self.cpus = self.bench.vm.cpus
             #: False while a step runs; a step that raised leaves it False
             self.clean = True
 
@@ -80,10 +84,11 @@ def _machine(ctx: Context) -> type:
         @_step
         def store(self, n: int) -> None:
             # New objects never land in a page the driver gave up for isolation (ISO-2).
-            isolated = {p: self.bench.snapshot_page(p).digest for p in self._isolated()}
+            vm = self.bench.vm
+            isolated = {p: PageSnapshot.take(vm, p).digest for p in self._isolated()}
             self.bench.fill(n)
             for page, digest in isolated.items():
-                if page.flags & ISOLATED and self.bench.snapshot_page(page).digest != digest:
+                if page.flags & ISOLATED and PageSnapshot.take(vm, page).digest != digest:
                     raise CheckFailed("ISO-2", "store() wrote into a page isolate_page had "
                                       "reported as taken out of the driver's structures",
                                       page=page, hook="store")
@@ -103,7 +108,7 @@ def _machine(ctx: Context) -> type:
 
         @_step
         def read_all(self) -> None:
-            self.bench.verify_objects("API-1", "in a random sequence")
+            verify_objects(self.bench, "API-1", "in a random sequence")
 
         # --- the VM -----------------------------------------------------------------------
         @rule(pick=st.integers(0, 10**6), n=st.integers(1, 4))
@@ -127,12 +132,12 @@ def _machine(ctx: Context) -> type:
             def locked(page: Any, private: Any) -> Any:
                 newpage = self.bench.vm.alloc_page()
                 if newpage is not None:
-                    self.sync.trylock_page(newpage)
+                    self.cpus.trylock_page(newpage)
                 return newpage
 
             def put_locked(newpage: Any, private: Any) -> None:
-                self.sync.unlock_page(newpage)
-                self.sync.put_page(newpage)
+                self.cpus.unlock_page(newpage)
+                self.cpus.put_page(newpage)
 
             self.bench.migrate(self.bench.to_list(self._isolated()), MigrateMode.SYNC,
                                get_new_page=locked, put_new_page=put_locked, putback=False)
@@ -206,22 +211,22 @@ def _machine(ctx: Context) -> type:
         @_step
         def contract_holds(self) -> None:
             bench = self.bench
-            bench.verify_lru("a random step")
-            bench.check_warnings()
+            bench.lru.verify("a random step")
+            check_warnings(bench)
             for page in bench.vm.isolated:
                 if not page.flags & ISOLATED:
                     released = page.mapping == PAGE_MAPPING_MOVABLE
                     raise CheckFailed("REL-2" if released else "FLG-6",
                                       "a page the VM holds isolated lost PG_isolated: only the "
                                       "VM clears it", page=page)
-            bench.check_owned_pages("FLG-4", "after a random step")
-            bench.verify_objects("MIG-7", "after a random step")
-            bench.verify_driver("API-1", "after a random step")
-            bench.check_no_leak("REL-1", "after a random step")
+            check_owned_pages(bench, "FLG-4", "after a random step")
+            verify_objects(bench, "MIG-7", "after a random step")
+            verify_driver(bench, "API-1", "after a random step")
+            check_no_leak(bench, "REL-1", "after a random step")
 
         def teardown(self) -> None:
             bench = self.bench
-            if bench.vm.instance_record(bench.instance).destroyed:
+            if bench.guarded.destroyed:
                 return
             if not self.clean:
                 return  # a step failed: its error is the one to report
@@ -231,7 +236,7 @@ def _machine(ctx: Context) -> type:
             self.clean = True
 
         def _isolated(self) -> list:
-            return [p for p in self.bench.lru_owner if p.flags & ISOLATED]
+            return [p for p in self.bench.lru.owner if p.flags & ISOLATED]
 
     return DriverMachine
 

@@ -7,8 +7,12 @@ the driver can be seen to hold.
 
 from __future__ import annotations
 
-from ...page import ISOLATED, LOCKED
-from ..harness import CheckFailed, NotSupported
+from typing import Any, Callable
+
+from ...page import ISOLATED, LOCKED, Page
+from ..invariants import check_owned_pages, verify_driver, verify_objects
+from ..observation import DriverSnapshot, PageSnapshot
+from ..outcomes import CheckFailed, NotSupported
 from ..registry import Context, check
 
 
@@ -45,9 +49,9 @@ def isolate_putback(ctx: Context) -> None:
                               "after putback", page=page)
         if page.flags & (ISOLATED | LOCKED):
             raise CheckFailed("PUT-1", "page still isolated or locked after putback", page=page)
-    bench.check_owned_pages("PUT-2", "after isolation and putback")
-    bench.verify_objects("PUT-2", "after isolation and putback")
-    bench.verify_driver("PUT-2", "after isolation and putback")
+    check_owned_pages(bench, "PUT-2", "after isolation and putback")
+    verify_objects(bench, "PUT-2", "after isolation and putback")
+    verify_driver(bench, "PUT-2", "after isolation and putback")
 
 
 @check("ISO-2/taken-out",
@@ -59,18 +63,18 @@ def taken_out(ctx: Context) -> None:
     _refused_without_right(ctx, refused)
     if not done:
         raise NotSupported("no page could be isolated")
-    snaps = {p: bench.snapshot_page(p) for p in done}
+    snaps = {p: PageSnapshot.take(bench.vm, p) for p in done}
     # New objects must go to pages the driver still has, never to an isolated one.
     for handle in bench.fill(ctx.size(48, 16)):
         for page, snap in snaps.items():
-            now = bench.snapshot_page(page)
+            now = PageSnapshot.take(bench.vm, page)
             if now.digest != snap.digest or now.refcount != snap.refcount:
                 raise CheckFailed("ISO-2", "store() wrote into (or took a reference on) a page "
                                   "isolate_page had reported as taken out of the driver's "
                                   "structures", page=page, hook="store")
     bench.putback_isolated()
-    bench.verify_objects("PUT-2", "after isolation, stores and putback")
-    bench.verify_driver("ISO-2", "after isolation, stores and putback")
+    verify_objects(bench, "PUT-2", "after isolation, stores and putback")
+    verify_driver(bench, "ISO-2", "after isolation, stores and putback")
 
 
 @check("ISO-3/pg-isolated-vm-only", "driver leaves PG_isolated to the VM",
@@ -78,11 +82,10 @@ def taken_out(ctx: Context) -> None:
 def pg_isolated_vm_only(ctx: Context) -> None:
     bench = ctx.bench()
     bench.populate(ctx.size(6, 3))
-    real = bench.spy.ops.isolate_page
 
-    def watched(page, mode):
+    def watched(call: Callable[[Page, int], Any], page: Page, mode: int) -> Any:
         was = page.flags & ISOLATED
-        ret = real(page, mode)
+        ret = call(page, mode)
         if ret is True and page.flags & ISOLATED and not was:
             raise CheckFailed("ISO-3", "isolate_page set PG_isolated itself; only the VM sets "
                               "it, after the callback returns", page=page, hook="isolate_page")
@@ -91,14 +94,13 @@ def pg_isolated_vm_only(ctx: Context) -> None:
                               page=page, hook="isolate_page")
         return ret
 
-    bench.spy.ops = type(bench.spy.ops)(watched, bench.spy.ops.migratepage,
-                                        bench.spy.ops.putback_page)
+    bench.mapping.interpose(isolate_page=watched)
     done, _ = bench.isolate_all()
     half = len(done) // 2
     bench.migrate(bench.to_list(done[:half]))
     bench.putback(bench.to_list(done[half:]))
-    bench.check_owned_pages("FLG-6", "after migration and putback")
-    bench.verify_objects("MIG-7", "after migration and putback")
+    check_owned_pages(bench, "FLG-6", "after migration and putback")
+    verify_objects(bench, "MIG-7", "after migration and putback")
 
 
 @check("ISO-4/lru-untouched", "driver leaves lru of an isolated page alone",
@@ -118,11 +120,11 @@ def lru_untouched(ctx: Context) -> None:
         for handle in [h for h in bench.objects if rng.random() < 0.4]:
             bench.free(handle)
     bench.fill(ctx.size(12, 6))
-    bench.verify_lru("store/read/free")
+    bench.lru.verify("store/read/free")
     half = len(done) // 2
     bench.migrate(bench.to_list([p for p in done[:half] if p.flags & ISOLATED]))
     bench.putback(bench.to_list([p for p in done[half:] if p.flags & ISOLATED]))
-    bench.verify_objects("MIG-7", "after migration and putback")
+    verify_objects(bench, "MIG-7", "after migration and putback")
 
 
 @check("ISO-6/refusal-unchanged",
@@ -139,14 +141,14 @@ def refusal_unchanged(ctx: Context) -> str | None:
             for page in bench.pages():
                 if page.flags & ISOLATED:
                     continue
-                drv_before = bench.snapshot_driver()
-                page_before = bench.snapshot_page(page)
+                drv_before = DriverSnapshot.take(bench)
+                page_before = PageSnapshot.take(bench.vm, page)
                 if bench.isolate(page):
                     bench.putback_isolated()
                     continue
                 refusals += 1
-                page_after = bench.snapshot_page(page)
-                drv_after = bench.snapshot_driver()
+                page_after = PageSnapshot.take(bench.vm, page)
+                drv_after = DriverSnapshot.take(bench)
                 changed = page_before.diff(page_after) + drv_before.diff(drv_after)
                 if changed:
                     raise CheckFailed("ISO-6", f"isolate_page refused ({setting}) but changed "
@@ -160,7 +162,7 @@ def refusal_unchanged(ctx: Context) -> str | None:
             raise NotSupported("the driver declares it never refuses isolation")
         raise NotSupported("no refusal could be provoked (no 'map' knob, or the driver "
                            "accepted every page)")
-    bench.verify_objects("ISO-6", "after refused isolations")
+    verify_objects(bench, "ISO-6", "after refused isolations")
     return f"{refusals} refusal(s) examined"
 
 

@@ -8,9 +8,11 @@ migration gives -EBUSY in __unmap_and_move) and, where the driver offers the
 
 from __future__ import annotations
 
-from ...constants import MigrateMode
+from ...constants import MigrateMode, errno_name
 from ...page import ISOLATED, WRITEBACK, Page
-from ..harness import CheckFailed, NotSupported, rc_name
+from ..invariants import check_owned_pages, verify_objects
+from ..observation import DriverSnapshot, PageSnapshot
+from ..outcomes import CheckFailed, NotSupported
 from ..registry import Context, check
 
 
@@ -20,8 +22,8 @@ from ..registry import Context, check
 def putback_restores(ctx: Context) -> None:
     bench = ctx.bench()
     bench.populate(ctx.size(6, 3))
-    drv_before = bench.snapshot_driver()
-    pages_before = {p: bench.snapshot_page(p) for p in bench.pages()}
+    drv_before = DriverSnapshot.take(bench)
+    pages_before = {p: PageSnapshot.take(bench.vm, p) for p in bench.pages()}
     done, _ = bench.isolate_all()
     if not done:
         raise NotSupported("no page could be isolated")
@@ -32,13 +34,13 @@ def putback_restores(ctx: Context) -> None:
         if n != 1:
             raise CheckFailed("PUT-3", f"putback_page called {n} times for one isolated page; "
                               "expected exactly once", page=page)
-        snap = bench.snapshot_page(page)
+        snap = PageSnapshot.take(bench.vm, page)
         before = pages_before[page]
         changed = [d for d in before.diff(snap) if not d.startswith("lru ")]
         if changed:
             raise CheckFailed("PUT-2", f"after putback the page is not as before isolation: "
                               f"{'; '.join(changed)}", page=page, hook="putback_page")
-    changed = drv_before.diff(bench.snapshot_driver())
+    changed = drv_before.diff(DriverSnapshot.take(bench))
     if changed:
         raise CheckFailed("PUT-2", f"after putback the driver is not as before isolation: "
                           f"{'; '.join(changed)}", hook="putback_page")
@@ -67,16 +69,16 @@ def usable_again(ctx: Context) -> None:
                           f"before taking a new page, an instance never isolated stored {want}: "
                           "putback_page did not give the pages' free space back to the driver",
                           page=done[0], hook="putback_page")
-    bench.verify_objects("PUT-2", "after putback and new stores")
+    verify_objects(bench, "PUT-2", "after putback and new stores")
     again, refused = bench.isolate_all()
     if refused and not ctx.caps.may_refuse_isolation:
         raise CheckFailed("PUT-2", "a page put back could not be isolated again",
                           page=refused[0], hook="isolate_page")
     rc = bench.migrate(bench.to_list(again))
     if rc and not ctx.caps.may_fail_migration:
-        raise CheckFailed("PUT-2", f"pages put back could not be migrated ({rc_name(rc)})")
-    bench.verify_objects("PUT-2", "after putback, isolation and migration")
-    bench.check_owned_pages("PUT-2", "after putback, isolation and migration")
+        raise CheckFailed("PUT-2", f"pages put back could not be migrated ({errno_name(rc)})")
+    verify_objects(bench, "PUT-2", "after putback, isolation and migration")
+    check_owned_pages(bench, "PUT-2", "after putback, isolation and migration")
 
 
 def _fates(bench, done: list[Page], before: dict) -> None:
@@ -112,17 +114,17 @@ def vm_failure(ctx: Context) -> None:
             page.flags &= ~WRITEBACK
     if rc != len(done):
         raise CheckFailed("MIG-8", f"with every page under writeback an ASYNC migration "
-                          f"returned {rc_name(rc)}; expected {len(done)} failed")
+                          f"returned {errno_name(rc)}; expected {len(done)} failed")
     if bench.spy.count("migratepage"):
         raise CheckFailed("MIG-8", "migratepage was called for a page under writeback in "
                           "ASYNC mode")
     _fates(bench, done, before)
-    bench.verify_objects("PUT-2", "after a failed migration and putback")
-    bench.check_owned_pages("PUT-2", "after a failed migration and putback")
+    verify_objects(bench, "PUT-2", "after a failed migration and putback")
+    check_owned_pages(bench, "PUT-2", "after a failed migration and putback")
     again, _ = bench.isolate_all()
     if bench.migrate(bench.to_list(again)) and not ctx.caps.may_fail_migration:
         raise CheckFailed("PUT-2", "pages put back after a failure could not be migrated")
-    bench.verify_objects("PUT-2", "after a failure, putback and a later migration")
+    verify_objects(bench, "PUT-2", "after a failure, putback and a later migration")
 
 
 @check("PUT-3/driver-failure",
@@ -143,6 +145,6 @@ def driver_failure(ctx: Context) -> None:
             bench.call("unmap", h)
     _fates(bench, done, before)
     if rc < 0:
-        raise CheckFailed("MIG-9", f"migrate_pages returned {rc_name(rc)}")
-    bench.verify_objects("PUT-2", "after failed migrations and putback")
-    bench.check_owned_pages("PUT-2", "after failed migrations and putback")
+        raise CheckFailed("MIG-9", f"migrate_pages returned {errno_name(rc)}")
+    verify_objects(bench, "PUT-2", "after failed migrations and putback")
+    check_owned_pages(bench, "PUT-2", "after failed migrations and putback")

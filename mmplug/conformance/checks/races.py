@@ -1,23 +1,20 @@
 """Races on several simulated CPUs, explored by the deterministic scheduler (mmplug.races).
 
-Each scenario the race explorer offers for the driver (two compactors
-isolating the same page, free or read racing migration, deflate racing
-migration, ...) is run under seeded random, PCT and bounded exhaustive
-schedules.  A failure carries the seed and a schedule string; `--scenario NAME
---replay SCHEDULE` (or `--replay NAME@SCHEDULE`) runs exactly that
-interleaving again.  The explorer is
-imported only when this check runs, so the rest of the suite works without it.
-"""
+Each scenario that applies to the driver (the generic ones: two compactors
+isolating the same page, free or read racing migration, destroy while
+isolated; then those the driver brings through mmplug_race_scenarios) is run
+under seeded random, PCT and bounded exhaustive schedules.  A failure carries
+the seed and a schedule string; `--scenario NAME --replay SCHEDULE` (or
+`--replay NAME@SCHEDULE`) runs exactly that interleaving again.  The explorer
+is imported only when this check runs, so the rest of the suite works without it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ...errors import UsageError
-from ..harness import CheckFailed, NotSupported
+from ..outcomes import CheckFailed, NotSupported
 from ..registry import Context, check
-
-STRATEGIES = ("random", "pct", "dfs")
 
 
 @check("RACE/explore",
@@ -35,13 +32,13 @@ def explore(ctx: Context) -> str:
         return _replay(ctx, races, scenarios)
     runs = ctx.size(100, 8)
     for scenario in scenarios:
-        for strategy in STRATEGIES:
+        for strategy in races.STRATEGIES:
             result = races.explore(ctx.loaded, scenario, strategy=strategy, seed=ctx.seed,
                                    runs=runs, preemption_bound=2, timeout=ctx.timeout)
             failures = list(getattr(result, "failures", ()) or ())
             if failures:
                 _report(ctx, scenario, failures[0], f"{strategy}, seed {failures[0].seed}")
-    return f"{len(scenarios)} scenario(s) x {len(STRATEGIES)} strategies, {runs} runs each"
+    return f"{len(scenarios)} scenario(s) x {len(races.STRATEGIES)} strategies, {runs} runs each"
 
 
 def _report(ctx: Context, scenario: Any, failure: Any, how: str) -> None:

@@ -11,7 +11,8 @@ import inspect
 
 from ...hookspecs import DRIVER_CALLBACKS
 from ...plugins import Capabilities
-from ..harness import CheckFailed
+from ..invariants import check_owned_pages, verify_driver, verify_objects
+from ..outcomes import CheckFailed
 from ..registry import Context, check
 
 #: the knobs the suite knows how to use, and the methods each one needs
@@ -55,7 +56,7 @@ def instance_protocol(ctx: Context) -> None:
         raise CheckFailed("API-1", "mapping.private_data is not the instance the factory "
                           "returned: callbacks could not find their instance")
     if bench.pages():
-        bench.check_owned_pages("API-1", "right after the factory")
+        check_owned_pages(bench, "API-1", "right after the factory")
 
 
 @check("API-1/store-read", "read returns the bytes stored, for every object size",
@@ -81,6 +82,6 @@ def store_read(ctx: Context) -> None:
         if again != first:
             raise CheckFailed("API-1", "two reads of the same object differ", hook="read")
         bench.objects[handle] = first
-    bench.check_owned_pages("FLG-4", "after store()")
-    bench.verify_objects("API-1", "after storing objects of every size")
-    bench.verify_driver("API-1", "after store()")
+    check_owned_pages(bench, "FLG-4", "after store()")
+    verify_objects(bench, "API-1", "after storing objects of every size")
+    verify_driver(bench, "API-1", "after store()")

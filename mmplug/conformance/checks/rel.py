@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from ...constants import MigrateMode
 from ...page import ISOLATED, PAGE_MAPPING_MOVABLE
-from ..harness import CheckFailed
+from ..invariants import check_no_leak
+from ..outcomes import CheckFailed
 from ..registry import Context, check
 
 
@@ -23,8 +24,8 @@ def free_releases(ctx: Context) -> None:
     for i, h in enumerate(handles):
         bench.free(h)
         if i % 4 == 3:
-            bench.check_no_leak("REL-1", f"after freeing {i + 1} object(s)")
-    bench.check_no_leak("REL-1", "after freeing every object")
+            check_no_leak(bench, "REL-1", f"after freeing {i + 1} object(s)")
+    check_no_leak(bench, "REL-1", "after freeing every object")
     bench.destroy()
 
 
@@ -65,7 +66,7 @@ def free_while_isolated(ctx: Context) -> None:
         if page.flags & ISOLATED:
             raise CheckFailed("PUT-3", "a page is still isolated after migration and putback",
                               page=page)
-    bench.check_no_leak("REL-1", "after objects were freed while isolated")
+    check_no_leak(bench, "REL-1", "after objects were freed while isolated")
     bench.destroy()
 
 

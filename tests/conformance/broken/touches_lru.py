@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
-    EAGAIN, MIGRATEPAGE_SUCCESS, alloc_page, clear_page_movable, copy_highpage, get_page,
-    lock_page, page_address, page_mapping, put_page, set_page_movable, spinlock, unlock_page,
+    EAGAIN, MIGRATEPAGE_SUCCESS, PAGE_SIZE, alloc_page, clear_page_movable, copy_highpage,
+    get_page, lock_page, page_address, page_mapping, put_page, set_page_movable, spinlock,
+    unlock_page,
 )
 
 SLOTS = 4
@@ -38,7 +39,7 @@ class Pool:
         self.vm = vm
         self.mapping = mapping
         self.lock = spinlock(vm, "simplepool.lock")
-        self.slot_size = vm.zone.page_size // SLOTS
+        self.slot_size = PAGE_SIZE(vm) // SLOTS
         self.states: dict[PoolPage, None] = {}  # ordered: runs repeat exactly
         # pages with a free slot that are not isolated, most recently used last
         self.partial: dict[PoolPage, None] = {}

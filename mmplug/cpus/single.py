@@ -1,63 +1,23 @@
-"""Locks, refcounts and `current`: the single-CPU backend.
+"""The backend of a VM with one CPU: `SingleCPU` and its locks.
 
-Everything that can sleep or race in the kernel goes through a sync backend:
-the page lock (mm/filemap.c: trylock_page, lock_page, unlock_page), the page
-refcount (include/linux/mm.h: get_page, get_page_unless_zero, put_page) and the
-locks drivers use for their own structures (spinlock, rwlock, mutex).
-
-`SingleCPU` is the backend of a VM with one CPU: no schedule points, no
-bookkeeping of owners, nothing that costs in the hot loop.  A lock that is
-already held can never be released on one CPU, so taking it again is a
-`Deadlock`, reported with the lock's name.  mmplug.sched provides the backend
-with several simulated CPUs; both implement `SyncBackend`.
+No schedule points, no bookkeeping of owners, nothing that costs in the hot
+loop: the page lock and refcount operations are mmplug.cpus.backend's
+PageOperations, as they are.  A lock that is already held can never be released on one CPU, so
+taking it again is a `Deadlock`, reported with the lock's name.
+mmplug.cpus.scheduler provides the backend with several simulated CPUs; both
+implement `CpuBackend`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
-from attrs import define
-
-from .errors import ContractViolation, Deadlock
-from .page import LOCKED
+from ..errors import ContractViolation, Deadlock
+from ..page import LOCKED
+from .backend import PageOperations, Task
 
 if TYPE_CHECKING:
-    from .page import Page
-
-#: include/linux/sched.h: task flags the model looks at.
-PF_MEMALLOC = 0x00000800
-
-
-@define(slots=True, eq=False)
-class Task:
-    """`current`: the task running on a CPU."""
-
-    name: str = "cpu0"
-    cpu: int = 0
-    flags: int = 0
-    #: spinlocks held: sleeping while > 0 is a bug (might_sleep, LCK-1)
-    preempt_count: int = 0
-    #: TIF_NEED_RESCHED: need_resched(); ASYNC compaction backs off on it (cc->contended)
-    need_resched: bool = False
-    #: SIGKILL pending: fatal_signal_pending(); every compaction backs off on it
-    sigkill_pending: bool = False
-
-
-class SyncBackend(Protocol):
-    """What the VM and drivers need from a backend of CPUs."""
-
-    def current(self) -> Task: ...
-    def point(self, what: str, obj: Any = None) -> None: ...
-    def trylock_page(self, page: "Page") -> bool: ...
-    def lock_page(self, page: "Page") -> None: ...
-    def unlock_page(self, page: "Page") -> None: ...
-    def get_page(self, page: "Page") -> None: ...
-    def get_page_unless_zero(self, page: "Page") -> bool: ...
-    def put_page(self, page: "Page") -> None: ...
-    def spinlock(self, name: str) -> Any: ...
-    def rwlock(self, name: str) -> Any: ...
-    def mutex(self, name: str) -> Any: ...
-    def wrap_callback(self, fn: Callable, hook: str, driver: str) -> Callable: ...
+    from ..page import Page
 
 
 class _Lock:
@@ -155,7 +115,8 @@ class RWLock:
 
     def read_unlock(self) -> None:
         if self.readers <= 0:
-            raise ContractViolation("LCK-2", f"read_unlock of {self.name!r}, which is not read-held")
+            raise ContractViolation("LCK-2",
+                                    f"read_unlock of {self.name!r}, which is not read-held")
         self.readers -= 1
         self._task.preempt_count -= 1
 
@@ -173,7 +134,8 @@ class RWLock:
 
     def write_unlock(self) -> None:
         if not self.writer:
-            raise ContractViolation("LCK-2", f"write_unlock of {self.name!r}, which is not write-held")
+            raise ContractViolation("LCK-2",
+                                    f"write_unlock of {self.name!r}, which is not write-held")
         self.writer = False
         self._task.preempt_count -= 1
 
@@ -181,7 +143,7 @@ class RWLock:
         return self.writer or self.readers > 0
 
 
-class SingleCPU:
+class SingleCPU(PageOperations):
     """The backend of a one-CPU VM: plain operations, no schedule points."""
 
     def __init__(self) -> None:
@@ -193,51 +155,14 @@ class SingleCPU:
     def point(self, what: str, obj: Any = None) -> None:
         """A schedule point: nothing to switch to on one CPU."""
 
-    # --- page lock (mm/filemap.c) ------------------------------------------------
-    def trylock_page(self, page: "Page") -> bool:
-        flags = page.flags
-        if flags & LOCKED:
-            return False
-        page.flags = flags | LOCKED
-        return True
-
+    # --- the page lock and refcount: PageOperations' own, and lock_page ---------------
     def lock_page(self, page: "Page") -> None:
-        if self._current.preempt_count:
-            raise ContractViolation("LCK-1", "lock_page() while a spinlock is held "
-                                    "(might_sleep in atomic context)", page=page)
+        if self._current.preempt_count:   # tested first: the hot path makes no call for it
+            self.might_sleep(self._current, "lock_page()", page)
         if page.flags & LOCKED:
             raise Deadlock(f"lock_page() on pfn {page.pfn:#x}, already locked on this CPU: "
                            "it would sleep forever")
         page.flags |= LOCKED
-
-    def unlock_page(self, page: "Page") -> None:
-        if not page.flags & LOCKED:
-            raise ContractViolation("LCK-2", "unlock_page() on a page that is not locked", page=page)
-        page.flags &= ~LOCKED
-
-    # --- refcount (include/linux/mm.h) ---------------------------------------------
-    def get_page(self, page: "Page") -> None:
-        if page._refcount <= 0:
-            raise ContractViolation("REF-1", "get_page() on a page with no reference (freed page)",
-                                    page=page)
-        page._refcount += 1
-
-    def get_page_unless_zero(self, page: "Page") -> bool:
-        if page._refcount == 0:
-            return False
-        page._refcount += 1
-        return True
-
-    def put_page(self, page: "Page") -> None:
-        count = page._refcount - 1
-        if count > 0:
-            page._refcount = count
-            return
-        if count < 0:
-            raise ContractViolation("REF-1", "put_page() on a page with no reference "
-                                    "(refcount underflow)", page=page)
-        page._refcount = 0
-        page.zone.release_page(page)
 
     # --- locks for drivers ---------------------------------------------------------
     def spinlock(self, name: str) -> SpinLock:
@@ -249,6 +174,14 @@ class SingleCPU:
     def rwlock(self, name: str) -> RWLock:
         return RWLock(name, self._current)
 
-    def wrap_callback(self, fn: Callable, hook: str, driver: str) -> Callable:
+    def wrap_callback(self, fn: Callable[..., Any], hook: str, driver: str
+                      ) -> Callable[..., Any]:
         """Entry and exit of a driver callback are schedule points; none on one CPU."""
         return fn
+
+    def enter(self, where: str) -> str:
+        """Where a CPU is matters to reports of several CPUs only."""
+        return where
+
+    def leave(self, prev: str) -> None:
+        """Nothing to restore on one CPU."""

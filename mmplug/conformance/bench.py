@@ -1,0 +1,294 @@
+"""The test bench one check runs on: a fresh VM, one driver instance, and a VM that watches.
+
+A check drives isolation, migration and putback through the core exactly as
+compaction does (mm/migrate.c: isolate_movable_page, migrate_pages,
+putback_movable_pages) and calls the driver's instance protocol (store, read,
+free, destroy, pages) through the instance's GuardedInstance.  What the bench
+sees of the driver (the ops spy, the lru sentinels, poisoning, snapshots) is
+in observation.py; what must hold of it, in invariants.py.
+
+Anything wrong raises `CheckFailed` naming the rule; the runner turns it,
+and any ContractViolation the core raises, into a FAIL.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Iterable
+
+from attrs import define, field
+
+from ..constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
+from ..errors import ContractViolation, NoMemory
+from ..instance import STORE_ERRORS, GuardedInstance
+from ..mapping import AddressSpace
+from ..migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
+from ..page import Page
+from ..plugins import Capabilities, LoadedDriver, PluginHost
+from ..vm import VM, VMConfig
+from .invariants import check_all_returned, diff_bytes
+from .observation import LruSentinels, OpsSpy
+from .outcomes import CheckFailed, NotSupported
+
+
+@define(slots=True, eq=False)
+class Bench:
+    """A fresh VM with one driver instance, and the helpers a check drives it with."""
+
+    loaded: LoadedDriver
+    vm: VM
+    instance: Any
+    guarded: GuardedInstance
+    rng: random.Random
+    lru: LruSentinels
+    spy: OpsSpy
+    #: handle -> the bytes read() must give (the stored bytes, or the first read)
+    objects: dict[Any, bytes] = field(factory=dict)
+    baseline_free: int = 0
+    next_tag: int = 0
+    #: the new pages get_new_page handed out during the last migrate()
+    targets: list[Page] = field(factory=list)
+
+    # --- creation -----------------------------------------------------------------
+    @classmethod
+    def create(cls, loaded: LoadedDriver, host: PluginHost, seed: int, *,
+               nr_pages: int = 1024, page_size: int = 4096, pageblock_order: int = 7,
+               max_order: int = 11, callback_timeout: float | None = 2.0) -> Bench:
+        vm = VM(VMConfig(nr_pages=nr_pages, page_size=page_size,
+                         pageblock_order=pageblock_order, max_order=max_order,
+                         callback_timeout=callback_timeout),
+                plugins=host)
+        baseline = vm.zone.nr_free_pages
+        instance = vm.create_from(loaded)
+        guarded = vm.instance_record(instance)
+        lru = LruSentinels()
+        spy = OpsSpy(lru)
+        spy.install(guarded.mapping)
+        return cls(loaded=loaded, vm=vm, instance=instance, guarded=guarded,
+                   rng=random.Random(seed), lru=lru, spy=spy, baseline_free=baseline)
+
+    @property
+    def name(self) -> str:
+        return self.loaded.info.name
+
+    @property
+    def caps(self) -> Capabilities:
+        return self.loaded.info.capabilities
+
+    @property
+    def mapping(self) -> AddressSpace:
+        return self.guarded.mapping
+
+    # --- the instance protocol, guarded ---------------------------------------------
+    def call(self, what: str, *args: Any) -> Any:
+        """instance.<what>(*args), as every instance call is made (store's documented
+        errors pass through); afterwards the lru sentinels are checked."""
+        documented = STORE_ERRORS if what == "store" else ()
+        return self._watched(what, lambda: self.guarded.call(what, *args, expected=documented))
+
+    def _watched(self, what: str, call: Callable[[], Any]) -> Any:
+        """call(), then the lru sentinels, also after a documented error of store()."""
+        try:
+            ret = call()
+        except STORE_ERRORS:
+            self.lru.verify(what)
+            raise
+        self.lru.verify(what)
+        return ret
+
+    def payload(self, size: int) -> bytes:
+        """Bytes nobody else stores: a tag, then seeded random bytes."""
+        self.next_tag += 1
+        head = self.next_tag.to_bytes(4, "little")
+        return (head + self.rng.randbytes(max(0, size - 4)))[:size] if size >= 4 else \
+            self.rng.randbytes(size)
+
+    def object_size(self) -> int:
+        ps = self.vm.zone.page_size
+        top = self.caps.max_object_size or ps // 8
+        top = max(8, min(top, ps // 8))
+        return self.rng.randint(8, top)
+
+    def store(self, data: bytes | None = None) -> Any:
+        """Store one object; NoMemory propagates, a ValueError halves the size and retries."""
+        if data is None:
+            data = self.payload(self.object_size())
+        while True:
+            try:
+                handle = self._stored(data)
+            except ValueError:
+                if len(data) <= 8:
+                    raise CheckFailed("API-1", f"store() refused even an object of {len(data)} "
+                                      "bytes with ValueError") from None
+                data = data[:len(data) // 2]
+                continue
+            break
+        if handle in self.objects:
+            raise CheckFailed("API-1", f"store() returned handle {handle!r}, which is still in use")
+        got = self.read(handle)
+        if self.caps.stores_data and got != data:
+            raise CheckFailed("API-1", f"read() right after store() does not return the "
+                              f"{len(data)} bytes stored ({diff_bytes(data, got)})", hook="read")
+        self.objects[handle] = got
+        return handle
+
+    def _stored(self, data: bytes) -> Any:
+        return self._watched("store", lambda: self.guarded.store(data))
+
+    def fill(self, n: int) -> list[Any]:
+        """Store up to n objects (fewer if memory runs out)."""
+        out = []
+        for _ in range(n):
+            try:
+                out.append(self.store())
+            except NoMemory:
+                break
+        return out
+
+    def populate(self, min_pages: int, *, max_objects: int = 400, churn: float = 0.3) -> None:
+        """Store objects until the driver owns `min_pages` pages, then free a share of them
+        at random so that pages end up partly used, as they are after real use."""
+        for _ in range(max_objects):
+            if len(self.pages()) >= min_pages:
+                break
+            try:
+                self.store()
+            except NoMemory:
+                break
+        if churn:
+            for handle in [h for h in self.objects if self.rng.random() < churn]:
+                self.free(handle)
+        # The churn may have emptied (and released) every page: a check needs some.
+        for _ in range(max_objects):
+            if self.pages() and self.objects:
+                break
+            try:
+                self.store()
+            except NoMemory:
+                break
+
+    def capacity(self, limit: int = 256) -> int:
+        """How many new objects the driver stores before it needs another page: the free
+        space it still offers (what putback and migration must give back, PUT-2)."""
+        start = len(self.pages())
+        for n in range(limit):
+            try:
+                self.store()
+            except NoMemory:
+                return n
+            if len(self.pages()) > start:
+                return n
+        return limit
+
+    def isolate_populated(self, min_pages: int) -> list[Page]:
+        """populate(), then isolate every page; the isolated pages (NotSupported if none)."""
+        self.populate(min_pages)
+        done, refused = self.isolate_all()
+        if refused and not self.caps.may_refuse_isolation:
+            raise CheckFailed("ISO-6", "isolate_page refused a page but the driver declares "
+                              "may_refuse_isolation=False", page=refused[0], hook="isolate_page")
+        if not done:
+            raise NotSupported("no page of the driver could be isolated")
+        return done
+
+    def free(self, handle: Any) -> None:
+        self._watched("free", lambda: self.guarded.free(handle))
+        del self.objects[handle]
+
+    def read(self, handle: Any) -> bytes:
+        got: bytes = self._watched("read", lambda: self.guarded.read(handle))
+        return got
+
+    def pages(self) -> list[Page]:
+        got: list[Page] = self._watched("pages", self.guarded.pages)
+        return got
+
+    def page_holding(self, data: bytes) -> Page | None:
+        """The driver page whose contents hold `data` (for error messages), if one does."""
+        if len(data) < 8:
+            return None
+        for p in self._safe_pages():
+            if bytes(self.vm.zone.page_address(p)).find(data) >= 0:
+                return p
+        return None
+
+    def pages_of(self, handle: Any) -> list[Page]:
+        """The pages whose contents hold this object's bytes (empty if they cannot be told)."""
+        data = self.objects[handle]
+        if len(data) < 8 or not self.caps.stores_data:
+            return []
+        return [p for p in self._safe_pages()
+                if bytes(self.vm.zone.page_address(p)).find(data) >= 0]
+
+    def _safe_pages(self) -> list[Page]:
+        try:
+            return self.guarded.pages()
+        except ContractViolation:
+            return []
+
+    # --- knobs ------------------------------------------------------------------------
+    def has_knob(self, knob: str) -> bool:
+        return knob in self.caps.knobs
+
+    def need_knob(self, knob: str) -> None:
+        if not self.has_knob(knob):
+            raise NotSupported(f"the driver declares no {knob!r} knob")
+
+    # --- isolation, migration, putback through the core ------------------------------------
+    def isolate(self, page: Page, mode: int = ISOLATE_ASYNC_MIGRATE) -> bool:
+        """isolate_movable_page(); on success link the page's lru to a sentinel."""
+        rc = isolate_movable_page(self.vm, page, mode)
+        if rc != 0:
+            return False
+        self.lru.link(page)
+        return True
+
+    def isolate_all(self) -> tuple[list[Page], list[Page]]:
+        """Isolate every page the driver owns: (isolated, refused)."""
+        done: list[Page] = []
+        refused: list[Page] = []
+        for page in self.pages():
+            (done if self.isolate(page) else refused).append(page)
+        return done, refused
+
+    def to_list(self, pages: Iterable[Page]) -> PageList:
+        """Move isolated pages from their sentinels onto a migration list (cc->migratepages)."""
+        return self.lru.to_list(pages)
+
+    def new_page(self, page: Page, private: Any) -> Page | None:
+        """get_new_page: a fresh page from the zone, remembered for the checks."""
+        newpage = self.vm.alloc_page()
+        if newpage is not None:
+            self.targets.append(newpage)
+        return newpage
+
+    def migrate(self, plist: PageList, mode: int = MigrateMode.SYNC, *,
+                get_new_page: Callable[[Page, Any], Page | None] | None = None,
+                put_new_page: Callable[[Page, Any], None] | None = None,
+                putback: bool = True) -> int:
+        """migrate_pages() over the list, then putback_movable_pages() if anything is left."""
+        self.targets = []
+        rc = migrate_pages(self.vm, plist, get_new_page or self.new_page, put_new_page, None,
+                           mode)
+        self.lru.poison_freed(self.vm)
+        if putback and plist:
+            putback_movable_pages(self.vm, plist)
+        self.lru.forget_done(self.vm)
+        return rc
+
+    def putback(self, plist: PageList) -> None:
+        putback_movable_pages(self.vm, plist)
+        self.lru.forget_done(self.vm)
+
+    def putback_isolated(self) -> None:
+        """Give back every page still isolated by this bench."""
+        left = self.lru.still_isolated()
+        if left:
+            self.putback(self.to_list(left))
+        self.lru.forget_done(self.vm)
+
+    def destroy(self) -> None:
+        """destroy() with its REL-3 checks, then every page must be back."""
+        self.objects.clear()
+        self.guarded.destroy()
+        check_all_returned(self)

@@ -1,0 +1,222 @@
+"""What the conformance bench sees of a driver, as a debugging kernel would.
+
+- an *ops spy* interposed in front of the driver's callbacks (the address
+  space's interposer), which counts every call per page and, after each one,
+  verifies the lru sentinels;
+- *lru sentinels*: what the VM linked each isolated page's `lru` to (a
+  sentinel, or the migration list it is on); the VM owns that field from
+  isolation on, so finding anything else there after a driver call breaks
+  ISO-4;
+- page poisoning of every page freed by a migration (CONFIG_PAGE_POISONING,
+  mm/page_poison.c), so a driver that still reads its old page reads poison;
+- snapshots of a page and of the driver's observable state, to prove that
+  something "left everything as it was" (ISO-6, PUT-2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Callable
+
+from attrs import define, field, frozen
+
+from ..migrate import PageList
+from ..page import BUDDY, ISOLATED, TAIL, Page
+from .outcomes import CheckFailed
+
+if TYPE_CHECKING:
+    from ..mapping import AddressSpace
+    from ..vm import VM
+    from .bench import Bench
+
+#: mm/page_poison.c: PAGE_POISON, what a freed page is filled with
+PAGE_POISON = 0xAA
+
+
+class LruSentinel:
+    """What the VM links an isolated page's lru to when it is on no migration list.
+
+    The driver must leave page.lru alone while the page is isolated (ISO-4);
+    finding anything else there afterwards proves it did not.
+    """
+
+    __slots__ = ("pfn",)
+
+    def __init__(self, pfn: int) -> None:
+        self.pfn = pfn
+
+    def __repr__(self) -> str:
+        return f"<VM lru sentinel of pfn {self.pfn:#x}>"
+
+
+@define(slots=True, eq=False)
+class LruSentinels:
+    """Isolated page -> what the VM linked its lru to (a sentinel or a PageList)."""
+
+    owner: dict[Page, Any] = field(factory=dict)
+
+    def link(self, page: Page) -> None:
+        """An isolated page on no list: its lru points at a sentinel."""
+        sentinel = LruSentinel(page.pfn)
+        page.lru = sentinel
+        self.owner[page] = sentinel
+
+    def verify(self, hook: str, skip: Page | None = None) -> None:
+        """ISO-4: every isolated page's lru still holds what the VM linked it to."""
+        for page, owner in self.owner.items():
+            if page is skip or not page.flags & ISOLATED:
+                continue  # only an isolated page's lru belongs to the VM
+            if page.lru is not owner:
+                raise CheckFailed("ISO-4", f"page.lru of an isolated page was changed during "
+                                  f"{hook} (the VM left {owner!r}, found {page.lru!r})",
+                                  page=page, hook=hook)
+
+    def to_list(self, pages: Any) -> PageList:
+        """Move isolated pages from their sentinels onto a migration list (cc->migratepages)."""
+        plist = PageList()
+        for page in pages:
+            owner = self.owner.get(page)
+            if page.lru is not owner:
+                raise CheckFailed("ISO-4", f"page.lru of an isolated page was changed (the VM "
+                                  f"left {owner!r}, found {page.lru!r})", page=page)
+            if isinstance(owner, PageList):
+                owner.delete(page)
+            page.lru = None
+            plist.add(page)
+            self.owner[page] = plist
+        return plist
+
+    def still_isolated(self) -> list[Page]:
+        return [p for p in self.owner if p.flags & ISOLATED]
+
+    def forget_done(self, vm: VM) -> None:
+        """Drop the pages whose isolation ended (migrated, put back or released)."""
+        for page in list(self.owner):
+            if page not in vm.isolated and not page.flags & ISOLATED:
+                del self.owner[page]
+
+    def poison_freed(self, vm: VM) -> None:
+        """PAGE_POISON over every old page a migration freed (mm/page_poison.c)."""
+        zone = vm.zone
+        for page in list(self.owner):
+            if page.flags & BUDDY or (page._refcount == 0 and not page.flags & TAIL):
+                view = zone.page_address(page)
+                view[:] = bytes([PAGE_POISON]) * len(view)
+
+
+class OpsSpy:
+    """Interposed in front of a driver's callbacks: counts calls per page, keeps every
+    result, and checks the lru sentinels after each call."""
+
+    def __init__(self, sentinels: LruSentinels) -> None:
+        self.sentinels = sentinels
+        self.calls: Counter[tuple[str, int]] = Counter()
+        self.results: list[tuple[str, int, Any]] = []
+        self.refusals: list[int] = []
+        #: pfns of new pages a migratepage that failed was given
+        self.failed_targets: set[int] = set()
+
+    def install(self, mapping: AddressSpace) -> None:
+        mapping.interpose(isolate_page=self.isolate_page, migratepage=self.migratepage,
+                          putback_page=self.putback_page)
+
+    def isolate_page(self, call: Callable[..., Any], page: Page, mode: int) -> Any:
+        ret = call(page, mode)
+        self._record("isolate_page", page, ret)
+        if ret is False:
+            self.refusals.append(page.pfn)
+        return ret
+
+    def migratepage(self, call: Callable[..., Any], mapping: Any, newpage: Page, page: Page,
+                    mode: int) -> Any:
+        ret = call(mapping, newpage, page, mode)
+        if ret != 0:
+            self.failed_targets.add(newpage.pfn)
+        self._record("migratepage", page, ret)
+        return ret
+
+    def putback_page(self, call: Callable[..., Any], page: Page) -> Any:
+        ret = call(page)
+        self._record("putback_page", page, ret)
+        return ret
+
+    def _record(self, hook: str, page: Page, ret: Any) -> None:
+        self.calls[hook, page.pfn] += 1
+        self.results.append((hook, page.pfn, ret))
+        self.sentinels.verify(hook, skip=page)
+
+    def count(self, hook: str, page: Page | None = None) -> int:
+        if page is None:
+            return sum(n for (h, _), n in self.calls.items() if h == hook)
+        return self.calls[hook, page.pfn]
+
+    def migrated_from(self) -> set[int]:
+        """pfns the driver's migratepage reported as migrated away."""
+        return {pfn for hook, pfn, rc in self.results if hook == "migratepage" and rc == 0}
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.results.clear()
+        self.refusals.clear()
+
+
+@frozen(slots=True)
+class PageSnapshot:
+    """Everything of a struct page a refusal must leave unchanged (ISO-6)."""
+
+    pfn: int
+    flags: int
+    refcount: int
+    mapping: int
+    private: Any
+    lru: Any
+    digest: bytes
+
+    @classmethod
+    def take(cls, vm: VM, page: Page) -> PageSnapshot:
+        data = bytes(vm.zone.page_address(page))
+        return cls(page.pfn, page.flags, page._refcount, page.mapping, page.private, page.lru,
+                   data)
+
+    def diff(self, other: PageSnapshot) -> list[str]:
+        out = []
+        for name in ("flags", "refcount", "mapping"):
+            a, b = getattr(self, name), getattr(other, name)
+            if a != b:
+                out.append(f"{name} {a:#x} -> {b:#x}")
+        if self.private is not other.private and self.private != other.private:
+            out.append(f"private {self.private!r} -> {other.private!r}")
+        if self.lru is not other.lru:
+            out.append(f"lru {self.lru!r} -> {other.lru!r}")
+        if self.digest != other.digest:
+            out.append("contents changed")
+        return out
+
+
+@frozen(slots=True)
+class DriverSnapshot:
+    """The driver's observable state: every object's bytes, its pages, its own verdict."""
+
+    objects: dict[Any, bytes]
+    pfns: frozenset[int]
+    verify_error: str | None
+
+    @classmethod
+    def take(cls, bench: Bench) -> DriverSnapshot:
+        objects = {h: bench.read(h) for h in bench.objects}
+        pfns = frozenset(p.pfn for p in bench.pages())
+        return cls(objects, pfns, bench.guarded.verify())
+
+    def diff(self, other: DriverSnapshot) -> list[str]:
+        out = []
+        for h, data in self.objects.items():
+            if other.objects.get(h) != data:
+                out.append(f"object {h!r} reads differently")
+        if self.pfns != other.pfns:
+            gone = sorted(self.pfns - other.pfns)
+            new = sorted(other.pfns - self.pfns)
+            out.append(f"pages() changed (no longer lists {[hex(p) for p in gone]}, "
+                       f"now lists {[hex(p) for p in new]})")
+        if other.verify_error and not self.verify_error:
+            out.append(f"verify() now fails: {other.verify_error}")
+        return out

@@ -1,0 +1,176 @@
+"""A driver instance: the protocol its factory's result keeps, and the one way mmplug calls it.
+
+Every call mmplug makes into an instance (store, read, free, destroy, pages,
+verify, the knobs, a driver's own methods in its race scenarios) goes through
+its `GuardedInstance`: under the watchdog's time limit, on the CPU that makes
+it (reports of several CPUs name the call), with whatever it raises, but for
+its documented errors, turned into an API-1 DriverError naming the driver and
+the method, and with what it returns checked (API-1).  `destroy()` then checks
+that nothing of the instance is left behind (REL-3).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Protocol
+
+from attrs import define
+
+from .errors import ContractViolation, DriverError, NoMemory
+from .page import PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
+from .watchdog import guarded_call
+
+if TYPE_CHECKING:
+    from .mapping import AddressSpace
+    from .plugins import LoadedDriver
+    from .vm import VM
+
+#: what store() may raise (docs/driver-api.md): no page to be had, an object too big
+STORE_ERRORS: tuple[type[Exception], ...] = (NoMemory, ValueError)
+
+
+class DriverInstance(Protocol):
+    """What a driver's factory returns (docs/driver-api.md, "the instance protocol").
+
+    An instance may offer more: ``verify()`` (an AssertionError when an
+    invariant of its own is broken) and the methods of the knobs it declares
+    (``pin``/``unpin``, ``hold``/``release``, ``map``/``unmap``).
+    """
+
+    def store(self, data: bytes) -> Hashable: ...
+    def read(self, handle: Any) -> bytes | bytearray | memoryview: ...
+    def free(self, handle: Any) -> None: ...
+    def destroy(self) -> None: ...
+    def pages(self) -> Iterable[Page]: ...
+
+
+@define(slots=True, eq=False)
+class GuardedInstance:
+    """A driver instance the VM created, with the address space it owns, as mmplug calls it."""
+
+    vm: VM
+    loaded: LoadedDriver
+    instance: DriverInstance
+    mapping: AddressSpace
+    destroyed: bool = False
+    #: what passes through every call unchanged: on several CPUs a run ends with the
+    #: Deadlock or NondeterminismError the scheduler raises inside driver code
+    passes: tuple[type[BaseException], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The driver's name, as the user gave it."""
+        return self.loaded.info.name
+
+    def has(self, method: str) -> bool:
+        return callable(getattr(self.instance, method, None))
+
+    def call(self, method: str, *args: Any,
+             expected: tuple[type[BaseException], ...] = ()) -> Any:
+        """instance.<method>(*args) as driver code: what it raises but `expected` is an
+        API-1 DriverError naming the driver and the method (mmplug.watchdog)."""
+        return self._guarded(method, self._method(method), args, expected)
+
+    def _method(self, method: str) -> Any:
+        fn = getattr(self.instance, method, None)
+        if not callable(fn):
+            raise DriverError("API-1", f"the instance has no method {method}()",
+                              driver=self.name, hook=method)
+        return fn
+
+    def _guarded(self, method: str, fn: Any, args: tuple[Any, ...],
+                 expected: tuple[type[BaseException], ...]) -> Any:
+        cpus = self.vm.cpus
+        prev = cpus.enter(f"{self.name}.{method}")
+        try:
+            return guarded_call(fn, args, driver=self.name, hook=method,
+                                limit=self.vm.config.callback_timeout,
+                                expected=expected + self.passes)
+        finally:
+            cpus.leave(prev)
+
+    # --- the protocol, checked --------------------------------------------------------
+    def store(self, data: bytes) -> Any:
+        """store(data): a handle, hashable (API-1); NoMemory and ValueError as documented."""
+        handle = self.call("store", data, expected=STORE_ERRORS)
+        try:
+            hash(handle)
+        except TypeError:
+            raise DriverError("API-1", f"store() returned {handle!r:.60} "
+                              f"({type(handle).__name__}); a handle must be hashable (an int)",
+                              driver=self.name, hook="store") from None
+        return handle
+
+    def read(self, handle: Any) -> bytes:
+        """read(handle): the object's bytes (API-1 if it returns anything else)."""
+        got = self.call("read", handle)
+        if not isinstance(got, (bytes, bytearray, memoryview)):
+            raise DriverError("API-1", f"read() returned {type(got).__name__}, expected bytes",
+                              driver=self.name, hook="read")
+        return bytes(got)
+
+    def free(self, handle: Any) -> None:
+        self.call("free", handle)
+
+    def pages(self) -> list[Page]:
+        """pages(): this zone's pages the instance owns, in pfn order (a driver may keep
+        them in a set, and nothing may inherit that order: same seed, same run)."""
+        fn = self._method("pages")
+        # A generator is driver code too: listed under the time limit.
+        got = self._guarded("pages", lambda: _listed(fn()), (), ())
+        if not isinstance(got, list):
+            raise DriverError("API-1", f"pages() returned {type(got).__name__}, not an "
+                              "iterable of pages", driver=self.name, hook="pages")
+        pages: list[Page] = got
+        for p in pages:
+            if not isinstance(p, Page):
+                raise DriverError("API-1", f"pages() yielded {type(p).__name__} {p!r:.60}, "
+                                  "not a Page", driver=self.name, hook="pages")
+        return sorted(pages, key=_pfn)
+
+    def verify(self) -> str | None:
+        """The message of verify()'s AssertionError; None if it passed or the driver has none."""
+        if not self.has("verify"):
+            return None
+        try:
+            self.call("verify", expected=(AssertionError,))
+        except AssertionError as exc:
+            return str(exc) or "AssertionError"
+        return None
+
+    def destroy(self) -> None:
+        """destroy(), then nothing may still lead to the instance (REL-3, BUG-5).
+
+        An isolated page that still belongs to the instance (not released with
+        __ClearPageMovable) would later be handed to putback_page or
+        migratepage of a destroyed instance; the pages it released while
+        isolated are the VM's to finish.
+        """
+        self.call("destroy")
+        self.destroyed = True
+        vm, mapping = self.vm, self.mapping
+        word = mapping.handle | PAGE_MAPPING_MOVABLE
+        isolated = [p for p, m in vm.isolated.items() if m is mapping and p.mapping == word]
+        if isolated:
+            raise ContractViolation("REL-3", f"destroy returned while {len(isolated)} of the "
+                                    "instance's pages are isolated and still movable: the VM "
+                                    "will call putback_page/migratepage of a destroyed "
+                                    "instance", driver=self.name, hook="destroy",
+                                    page=isolated[0])
+        left = [p for p in vm.zone.pages if p.mapping & ~PAGE_MAPPING_FLAGS == mapping.handle]
+        if left:
+            raise ContractViolation("REL-3", f"{len(left)} page(s) still point at the mapping "
+                                    "after destroy", driver=self.name, hook="destroy",
+                                    page=left[0])
+        mapping.a_ops = None
+
+
+def _pfn(page: Page) -> int:
+    return page.pfn
+
+
+def _listed(got: Any) -> Any:
+    """What pages() returned as a list; anything that is not iterable as it is."""
+    try:
+        return list(got)
+    except TypeError:
+        return got

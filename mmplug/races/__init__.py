@@ -1,0 +1,22 @@
+"""Races on several simulated CPUs: scenarios, exploration, replay.
+
+    env.py        RaceEnv, what a scenario's code sees, and the end-of-run checks
+    scenarios.py  Scenario, the generic scenarios, and those a driver brings
+    exploration.py  run_once, explore, replay, check_determinism, check_driver
+    results.py    RunResult and ExploreResult: what a run and an exploration found
+
+The public API is imported here: ``from mmplug import races; races.explore(...)``.
+"""
+
+from .env import RaceEnv, check_common
+from .exploration import (
+    STRATEGIES, check_determinism, check_driver, explore, load_driver, replay, run_once,
+)
+from .results import ExploreResult, RunResult
+from .scenarios import GENERIC_SCENARIOS, RACE_VM, Scenario, get_scenario, scenarios_for
+
+__all__ = [
+    "ExploreResult", "GENERIC_SCENARIOS", "RACE_VM", "RaceEnv", "RunResult", "STRATEGIES",
+    "Scenario", "check_common", "check_determinism", "check_driver", "explore", "get_scenario",
+    "load_driver", "replay", "run_once", "scenarios_for",
+]

@@ -1,0 +1,220 @@
+"""What a race scenario's code sees: one run's VM, driver instance and bookkeeping.
+
+A scenario drives the driver only through the instance protocol (store, read,
+free, destroy, pages, and a driver's own methods through `call`), each call
+made through the instance's GuardedInstance, and the VM only as compaction
+does (isolate_movable_page, migrate_pages, putback_movable_pages).  The end
+of every run is checked by `check_common`, whatever the scenario.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from attrs import define, field
+
+from ..constants import (
+    GFP_HIGHUSER_MOVABLE, ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE, MigrateMode,
+)
+from ..cpus.schedule import NondeterminismError
+from ..cpus.scheduler import Scheduler
+from ..errors import ContractViolation, Deadlock
+from ..instance import GuardedInstance
+from ..migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
+from ..page import ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
+from ..plugins import Capabilities
+from ..vm import VM
+
+#: what ends a run of several CPUs from inside driver code: it passes through every call
+RUN_ENDINGS: tuple[type[BaseException], ...] = (Deadlock, NondeterminismError)
+
+
+@define(slots=True, eq=False)
+class RaceEnv:
+    """One run's VM, driver instance and bookkeeping; the helpers scenarios call.
+
+    `instance` is the driver's instance itself (a scenario may look at its
+    state); `objects` maps every live handle to the bytes stored under it;
+    `targets` are the pages the compactors go for (setup picks them); `notes`
+    is the scenario's own scratch space.
+    """
+
+    vm: VM
+    instance: Any
+    driver: str
+    capabilities: Capabilities
+    sched: Scheduler
+    #: how every call into the instance is made (mmplug.instance)
+    guarded: GuardedInstance
+    objects: dict[Any, bytes] = field(factory=dict)
+    targets: list[Page] = field(factory=list)
+    notes: dict[str, Any] = field(factory=dict)
+    #: cpu -> the migrate lists it holds right now (ISO-5): a page on one of them is
+    #: isolated by that cpu; a migrated page leaves its list, so a reused frame does not count
+    isolating: dict[int, list[PageList]] = field(factory=dict)
+
+    @classmethod
+    def create(cls, vm: VM, instance: Any, sched: Scheduler) -> RaceEnv:
+        guarded = vm.instance_record(instance)
+        guarded.passes = RUN_ENDINGS
+        info = guarded.loaded.info
+        return cls(vm, instance, info.name, info.capabilities, sched, guarded)
+
+    @property
+    def cpu(self) -> int:
+        return self.sched.current().cpu
+
+    # --- the driver protocol, with errors that name the driver (API-1) ---
+    def call(self, method: str, *args: Any) -> Any:
+        """instance.<method>(*args): a method of the driver's own (e.g. a balloon's
+        deflate), made as every call into the instance is."""
+        return self.guarded.call(method, *args)
+
+    def store(self, data: bytes) -> Any:
+        handle = self.guarded.store(data)
+        self.objects[handle] = bytes(data)
+        return handle
+
+    def store_objects(self, n: int, size: int = 48) -> None:
+        """Setup: store `n` distinct objects; their pages are the targets and their
+        handles `notes["handles"]`."""
+        for i in range(n):
+            self.store(self.payload(i, size))
+        self.targets = self.pages()
+        self.notes["handles"] = sorted(self.objects)
+
+    def read(self, handle: Any) -> bytes:
+        """read(handle), checked against what was stored (API-1)."""
+        got = self.guarded.read(handle)
+        want = self.objects[handle]
+        if self.capabilities.stores_data and got != want:
+            raise ContractViolation("API-1", f"read({handle}) on cpu{self.cpu} returned "
+                                    f"{got[:16]!r}... instead of the {len(want)} bytes "
+                                    "stored (a reader saw a page being migrated or freed)",
+                                    driver=self.driver, hook="read")
+        return got
+
+    def free(self, handle: Any) -> None:
+        self.objects.pop(handle)
+        self.guarded.free(handle)
+
+    def free_all(self) -> None:
+        """Free every object setup stored (`notes["handles"]`)."""
+        for handle in self.notes["handles"]:
+            self.free(handle)
+
+    def pages(self) -> list[Page]:
+        return self.guarded.pages()
+
+    def payload(self, n: int, size: int = 48) -> bytes:
+        """Distinct, recognisable bytes for object `n` (never all zero)."""
+        size = min(size, self.capabilities.max_object_size or size)
+        return bytes((n * 37 + i * 11 + 1) & 0xFF or 1 for i in range(size))
+
+    def destroy(self) -> None:
+        """Tear the instance down; nothing may still lead to it (REL-3, BUG-5)."""
+        self.objects.clear()
+        self.guarded.destroy()
+
+    # --- the VM side ---
+    def new_page(self, page: Page, private: Any) -> Page | None:
+        """get_new_page for migrate_pages: any free page (as compaction_alloc does)."""
+        return self.vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE, ignore_watermark=True)
+
+    def put_new_page(self, page: Page, private: Any) -> None:
+        self.vm.cpus.put_page(page)
+
+    def isolate(self, pages: Sequence[Page] | None = None,
+                mode: MigrateMode = MigrateMode.SYNC) -> PageList:
+        """The migrate scanner over `pages` (default: targets): what it isolated (ISO-1, ISO-5).
+
+        Only pages that look movable and not isolated are tried, as
+        isolate_migratepages_block does; two CPUs holding the same page
+        isolated at once is an ISO-5 violation.
+        """
+        vm = self.vm
+        cpu = self.cpu
+        iso_mode = ISOLATE_UNEVICTABLE | (ISOLATE_ASYNC_MIGRATE if mode == MigrateMode.ASYNC
+                                          else 0)
+        lst = PageList(f"cpu{cpu}.migratepages")
+        self.isolating.setdefault(cpu, []).append(lst)
+        for page in self.targets if pages is None else pages:
+            if (page.flags & (LRU | ISOLATED)
+                    or page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE):
+                continue
+            if isolate_movable_page(vm, page, iso_mode) != 0:
+                continue
+            for other, lists in self.isolating.items():
+                if other != cpu and any(page in held.pages for held in lists):
+                    raise ContractViolation("ISO-5", f"cpu{cpu} isolated a page cpu{other} "
+                                            "holds isolated", driver=self.driver, page=page)
+            lst.add(page)
+        return lst
+
+    def migrate(self, lst: PageList, mode: MigrateMode = MigrateMode.SYNC) -> int:
+        """migrate_pages, then putback of whatever is left (MIG-9)."""
+        rc = 0
+        if lst:
+            rc = migrate_pages(self.vm, lst, self.new_page, self.put_new_page, None, mode)
+            if rc:
+                putback_movable_pages(self.vm, lst)
+        self._done(lst)
+        return rc
+
+    def _done(self, lst: PageList) -> None:
+        lists = self.isolating.get(self.cpu, [])
+        if lst in lists:
+            lists.remove(lst)
+
+    def putback(self, lst: PageList) -> None:
+        putback_movable_pages(self.vm, lst)
+        self._done(lst)
+
+    def compact(self, mode: MigrateMode = MigrateMode.SYNC) -> int:
+        """Isolate the targets and migrate them: one compactor's round."""
+        return self.migrate(self.isolate(mode=mode), mode)
+
+    def isolate_then_putback(self) -> None:
+        """Isolate the targets, then give them back: a compaction that gave up."""
+        self.putback(self.isolate(mode=MigrateMode.SYNC))
+
+
+def check_common(env: RaceEnv) -> None:
+    """What must hold after any scenario, whatever the interleaving."""
+    vm = env.vm
+    drv = env.driver
+    if vm.warnings:
+        w = vm.warnings[0]
+        raise ContractViolation(w.rule, f"WARN_ON_ONCE fired: {w.message}", driver=w.driver,
+                                hook=w.hook)
+    if vm.isolated:
+        page = next(iter(vm.isolated))
+        raise ContractViolation("PUT-3", f"{len(vm.isolated)} page(s) still isolated after "
+                                "every CPU finished", driver=drv, page=page)
+    for page in vm.zone.pages:
+        if page.flags & LOCKED:
+            raise ContractViolation("LCK-2", "a page is still locked after every CPU finished",
+                                    driver=drv, page=page)
+        if page.flags & ISOLATED and not page.flags & LRU:
+            raise ContractViolation("PUT-3", "a page is still PG_isolated after every CPU "
+                                    "finished", driver=drv, page=page)
+    held = env.sched.held_locks()
+    if held:
+        raise ContractViolation("LCK-2", f"lock(s) still held after every CPU finished: "
+                                f"{', '.join(held)}", driver=drv)
+    if env.guarded.destroyed:
+        return
+    for handle in sorted(env.objects):
+        env.read(handle)
+    failed = env.guarded.verify()
+    if failed is not None:
+        raise ContractViolation("API-1", f"verify() failed after the race: {failed}",
+                                driver=drv, hook="verify")
+    for page in env.pages():
+        if page._refcount <= 0:
+            raise ContractViolation("REF-1", "the driver lists a page with no reference "
+                                    "(freed under it)", driver=drv, page=page)
+    leaked = vm.unclaimed_pages()
+    if leaked:
+        raise ContractViolation("PUT-3", f"{len(leaked)} page(s) in use that nobody owns "
+                                "(leaked)", driver=drv, page=leaked[0])
