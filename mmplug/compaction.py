@@ -462,7 +462,7 @@ def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pf
 
     v4.19 looks at every pfn.  With `VMConfig.free_scan_stride` it looks at every
     `stride`-th one and, past a free block or a compound page, goes on `stride` pfns
-    after its end (6.1 mm/compaction.c:541-660: the loop's `blockpfn += stride`).
+    after its end (6.1 mm/compaction.c:541-664: the loop's `blockpfn += stride`, :562).
     """
     zone = cc.zone
     pages = zone.pages
@@ -676,9 +676,9 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
 
     The scanned pages cc carries in are counted again at the end, as v4.19's
     compact_node() does with the zones before (`VMConfig.zone_scan_counts`: 6.1
-    compact_zone() zeroes them first, mm/compaction.c:2290-2305).  With
+    compact_zone() zeroes them first, mm/compaction.c:2304-2305).  With
     `VMConfig.rescan_block`, each round that starts in the pageblock the last
-    isolation round started in is a rescan (cc->rescan, 6.1 :2372-2383).
+    isolation round started in is a rescan (cc->rescan, 6.1 :2384-2389).
     """
     zone = cc.zone
     start_pfn = zone.zone_start_pfn

@@ -74,10 +74,10 @@ def test_free_scan_stride_v419_takes_the_odd_free_page():
 
 
 def test_free_scan_stride_61_passes_the_odd_free_page_by():
-    """6.1 isolate_freepages() (:1596) starts SYNC at stride 1: block 3 is 64 pfns, none
-    free, so the stride doubles (:1658); block 2 is scanned at stride 2 (:561, the loop's
+    """6.1 isolate_freepages() (:1591) starts SYNC at stride 1: block 3 is 64 pfns, none
+    free, so the stride doubles (:1656); block 2 is scanned at stride 2 (:562, the loop's
     `blockpfn += stride`), 32 even pfns, and 129 is never looked at; stride 4.  Block 1 is
-    below pageblock_end_pfn(migrate_pfn 64) = 128 (:1600), so the search ends with no
+    below pageblock_end_pfn(migrate_pfn 64) = 128 (:1590), so the search ends with no
     target: compaction_alloc() returns NULL, migrate_pages() fails with -ENOMEM (one
     page counted failed, migrate_pages_batch() in mm/migrate.c), the page is put back
     and, the scanners having met, compaction completes."""
@@ -91,8 +91,8 @@ def test_free_scan_stride_61_passes_the_odd_free_page_by():
 
 
 def test_free_scan_stride_resets_after_a_block_that_gave_pages():
-    """:1653-1656: a block that isolated something sets the stride back to 1, so the
-    next block is scanned whole; ASYNC starts at COMPACT_CLUSTER_MAX (:1596)."""
+    """:1652-1656: a block that isolated something sets the stride back to 1, so the
+    next block is scanned whole; ASYNC starts at COMPACT_CLUSTER_MAX (:1591)."""
     # (block 0's free pages, below the free scanner's reach, keep the zone above its
     # watermark for __isolate_free_page())
     zone = ("." * 8 + "U" * 56) + ("U" + "." + "U" * 62) + ("U" * 62 + ".U") + ("U" * 64)
@@ -147,10 +147,10 @@ def test_rescan_v419_isolates_32_pages_a_round(monkeypatch):
 
 
 def test_rescan_61_takes_the_rest_of_a_block_it_comes_back_to(monkeypatch):
-    """6.1 compact_zone() (:2372-2383): round 1 starts at the zone's first pfn 0 and
+    """6.1 compact_zone() (:2384-2389): round 1 starts at the zone's first pfn 0 and
     last_migrated_pfn is 0: same pageblock, a rescan (it takes block 0's one page
     anyway); round 2 starts at 128, block 1, last round began in block 0: no rescan, 32
-    pages (:1082-1087); round 3 starts at 160 in block 1, where round 2 began: cc->rescan,
+    pages (:1109-1112); round 3 starts at 160 in block 1, where round 2 began: cc->rescan,
     and isolate_migratepages_block() takes all 48 left.  7 targets are left, so 7 move,
     -ENOMEM, and 41 go back."""
     vm, batches = rescan_run(monkeypatch, rescan_block=True)
@@ -197,7 +197,7 @@ def test_scan_counts_isolated_counts_each_page_of_a_free_block():
 def test_zone_scan_counts_are_each_zones_own():
     """v4.19 compact_node() reuses one compact_control for every zone, and compact_zone()
     counts cc->total_*_scanned at its end without zeroing them first: a zone compacted
-    after another counts that zone's scans again.  6.1 compact_zone() (:2299-2300) zeroes
+    after another counts that zone's scans again.  6.1 compact_zone() (:2304-2305) zeroes
     them."""
     zone = ("D" + "U" * 63) + ("." * 8 + "U" * 56) + ("U" * 63 + ".")
     for zeroes in (False, True):
