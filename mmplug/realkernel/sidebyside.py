@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..compare.snapshot import DRIVERS, PageFrames, ZoneSpan
-from ..vm import VMConfig, kernel_options
+from ..vm import kernel_options
 from .kernelside import KernelRun
 from .modelside import ModelRun
 from .scenario import PAGE_SIZE, GuestPlan, Scenario, zram_object_size
@@ -141,10 +141,6 @@ def within(k: Any, m: Any, tolerance: str) -> bool:
     if t.endswith("%"):
         return abs(k - m) <= abs(k) * float(t[:-1]) / 100
     return abs(k - m) <= float(t)
-
-
-def _zone_start(frames: PageFrames, name: str) -> ZoneSpan:
-    return frames.zone(name)
 
 
 def _moved(before: PageFrames, after: PageFrames, code: str, zone: ZoneSpan,
