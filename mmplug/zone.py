@@ -128,6 +128,10 @@ class Zone:
         self.page_size = page_size
         self.start_pfn = start_pfn
         self.end_pfn = start_pfn + nr_pages
+        #: zone_start_pfn and zone_end_pfn(): where compaction's scanners start and stop.  A
+        #: zone modelled from a real machine spans less than its memmap of whole pageblocks.
+        self.zone_start_pfn = start_pfn
+        self.zone_end_pfn = self.end_pfn
         self.pageblock_order = pageblock_order
         self.pageblock_nr_pages = pb
         self.max_order = max_order
