@@ -15,6 +15,8 @@ object's size the same on every driver.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import itertools
 import multiprocessing
 import os
@@ -82,31 +84,37 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int) -> int:
     size_total = cum[-1]
     max_size = m.caps.max_object_size or w.page_size
     share_sum = w.driver_share + w.lru_share + w.slab_share
-    kinds = [k for k, s in (("store", w.driver_share), ("lru", w.lru_share),
-                            ("slab", w.slab_share)) if s > 0]
     shares = {"store": w.driver_share / share_sum, "lru": w.lru_share / share_sum,
               "slab": w.slab_share / share_sum}
+    # (kind, its share, the floor of its weight): the same floats every step
+    live = [(k, shares[k], 0.05 * shares[k]) for k, s in (
+        ("store", w.driver_share), ("lru", w.lru_share), ("slab", w.slab_share)) if s > 0]
     used = dict.fromkeys(shares, 0)
     used_total = 0
-    target = int(w.fill * w.nr_pages)
-    live = list(kinds)
+    target = w.nr_pages - int(w.fill * w.nr_pages)
     mix, size_rng = rng.mix.random, rng.sizes.random
     execute = m.execute
-    while w.nr_pages - zone.nr_free_pages < target and live:
-        deficits = [max(shares[k] * (used_total + 1) - used[k], 0.0) + 0.05 * shares[k]
-                    for k in live]
+    bisect_right = bisect.bisect
+    while zone.nr_free_pages > target and live:
+        n = used_total + 1
+        # max(deficit, 0.0) + floor, in the same float operations as ever
+        deficits = [(d if (d := share * n - used[k]) > 0.0 else 0.0) + floor
+                    for k, share, floor in live]
         r = mix() * sum(deficits)
-        kind = live[-1]
-        for k, d in zip(live, deficits):
+        entry = live[-1]
+        for e, d in zip(live, deficits):
             r -= d
             if r < 0:
-                kind = k
+                entry = e
                 break
+        kind = entry[0]
         before = zone.nr_free_pages
         key = next_id
         next_id += 1
         if kind == "store":
-            size = min(sizes[bisect.bisect(cum, size_rng() * size_total)], max_size)
+            size = sizes[bisect_right(cum, size_rng() * size_total)]
+            if size > max_size:
+                size = max_size
             ok = execute(("store", key, size))
             # A size the driver rejects (ValueError) is halved until it fits,
             # and becomes the largest size offered from then on.
@@ -117,7 +125,7 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int) -> int:
         else:
             ok = execute((kind, key))
         if not ok:
-            live.remove(kind)
+            live.remove(entry)
             continue
         grown = before - zone.nr_free_pages
         used[kind] += grown
@@ -264,6 +272,29 @@ def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool 
     cpus = 1 if isinstance(scenario, Trace) else scenario.cpus
     m = Machine(loaded, host, nr_pages, page_size, slab_order=slab_order, record=record,
                 keep_maps=keep_maps, cpus=cpus, timeout=timeout, start=False)
+    with _no_cyclic_gc():
+        return _run_and_measure(m, scenario, result, keep_maps, t0)
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cyclic collector off while a run goes on, and what exists so far (the zone's
+    million page frames) out of its sight: its passes over a heap that only grows cost
+    a tenth of a run and free next to nothing.  The run's own cycles wait for the next
+    collection after it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
+def _run_and_measure(m: Machine, scenario: Scenario, result: dict[str, Any], keep_maps: bool,
+                     t0: float) -> dict[str, Any]:
     try:
         m.start()
         if isinstance(scenario, Trace):
@@ -377,6 +408,7 @@ def run_all(host: PluginHost, specs: list[str], scenario: Scenario, seeds: list[
             for index, spec, sc, km, rec in tasks:
                 flat[index] = run_one(host, spec, sc, keep_maps=km, record=rec,
                                       timeout=timeout)
+                gc.collect()   # the run's zone is a cycle of frames: free it before the next
                 if progress:
                     progress(flat[index]["driver"])
     else:
