@@ -49,8 +49,6 @@ from .workload import Workload
 
 #: seconds a run may always take before the wall-clock backstop ends its process
 WORKER_MIN_SECONDS = 600.0
-#: what --executor takes besides tcp://HOST:PORT
-EXECUTORS = ("local", "dask")
 
 
 @frozen(slots=True)
@@ -181,12 +179,17 @@ def child_main() -> None:
 # --- executors ---------------------------------------------------------------------------------
 
 def check_executor(name: str) -> str:
-    """The --executor value, checked: local, dask or tcp://HOST:PORT (UsageError)."""
-    if name in EXECUTORS:
+    """The --executor value, checked: local, dask or tcp://HOST:PORT, and for Dask that
+    `distributed` is installed (UsageError)."""
+    if name == "local":
+        return name
+    if name == "dask":
+        _distributed()
         return name
     if name.startswith("tcp://") and ":" in name[len("tcp://"):]:
         host, _, port = name[len("tcp://"):].rpartition(":")
         if host and port.isdigit() and 0 < int(port) < 65536:
+            _distributed()
             return name
     shown = name if len(name) <= 60 else name[:60] + "..."
     raise UsageError(f"--executor {shown!r}: expected local, dask or tcp://HOST:PORT")
