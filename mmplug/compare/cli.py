@@ -137,8 +137,9 @@ def compare(
     seed: Annotated[Optional[int], typer.Option(
         "--seed", "-s", metavar="SEED", help="Seed (default: the workload's).")] = None,
     seeds_text: Annotated[Optional[str], typer.Option(
-        "--seeds", metavar="A..B",
-        help="Run every seed from A to B: mean and spread per driver and workload.")] = None,
+        "--seeds", metavar="RANGE",
+        help="Seeds A..B: run every seed from A to B; mean and spread per driver and "
+             "workload.")] = None,
     zone_size: Annotated[Optional[str], typer.Option(
         "--zone-size", metavar="SIZE", help="Override the zone size, e.g. 4GiB.")] = None,
     repeat: Annotated[int, typer.Option(
