@@ -20,7 +20,7 @@ from ..plugins import LoadedDriver, PluginHost
 from ..sched import RandomStrategy, Scheduler
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
-from ..watchdog import DEFAULT_LIMIT
+from ..watchdog import DEFAULT_LIMIT, guarded_call
 from .metrics import Snapshot, owner_map, take_snapshot
 from .probe import Probe
 from .trace import Event
@@ -57,6 +57,9 @@ class Machine:
         self.name = loaded.info.name
         self.caps = loaded.info.capabilities
         self.instance: Any = None
+        #: the instance's methods called so far, looked up once
+        self.methods: dict[str, Callable[..., Any]] = {}
+        self.limit = timeout
         self.probe = Probe()
         #: False once the driver hung, exited or exhausted memory: it is called no more
         self.usable = True
@@ -97,11 +100,15 @@ class Machine:
     def call(self, hook: str, *args: Any, expected: tuple = ()) -> Any:
         """instance.<hook>(*args): driver code, under the time limit; what it raises but
         `expected` is a DriverError naming the driver and the call."""
-        fn = getattr(self.instance, hook, None)
-        if not callable(fn):
-            raise DriverError("API-1", f"the instance has no method {hook}()",
-                              driver=self.name, hook=hook)
-        return self.vm.call_driver(self.name, hook, fn, *args, expected=expected)
+        fn = self.methods.get(hook)
+        if fn is None:
+            fn = getattr(self.instance, hook, None)
+            if not callable(fn):
+                raise DriverError("API-1", f"the instance has no method {hook}()",
+                                  driver=self.name, hook=hook)
+            self.methods[hook] = fn
+        return guarded_call(fn, args, driver=self.name, hook=hook, limit=self.limit,
+                            expected=expected)
 
     # --- events ------------------------------------------------------------------
     def execute(self, ev: Event) -> bool:
