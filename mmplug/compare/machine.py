@@ -97,9 +97,11 @@ class Machine:
         self.driver_record = self.vm.instance_record(self.instance)
         self.probe.install(self.driver_record.mapping)
 
-    def call(self, hook: str, *args: Any, expected: tuple = ()) -> Any:
+    def call(self, hook: str, *args: Any, expected: tuple = (), whole_pool: bool = False
+             ) -> Any:
         """instance.<hook>(*args): driver code, under the time limit; what it raises but
-        `expected` is a DriverError naming the driver and the call."""
+        `expected` is a DriverError naming the driver and the call.  A call that walks
+        the whole pool (`whole_pool`: verify) may take the limit once per GiB of zone."""
         fn = self.methods.get(hook)
         if fn is None:
             fn = getattr(self.instance, hook, None)
@@ -107,7 +109,10 @@ class Machine:
                 raise DriverError("API-1", f"the instance has no method {hook}()",
                                   driver=self.name, hook=hook)
             self.methods[hook] = fn
-        return guarded_call(fn, args, driver=self.name, hook=hook, limit=self.limit,
+        limit = self.limit
+        if whole_pool and limit is not None:
+            limit *= max(1.0, self.vm.zone.nr_pages * self.vm.zone.page_size / (1 << 30))
+        return guarded_call(fn, args, driver=self.name, hook=hook, limit=limit,
                             expected=expected)
 
     # --- events ------------------------------------------------------------------
@@ -353,7 +358,7 @@ class Machine:
         out["driver_verify"] = "ok"
         if callable(verify):
             try:
-                self.call("verify", expected=(AssertionError,))
+                self.call("verify", expected=(AssertionError,), whole_pool=True)
             except AssertionError as exc:
                 out["driver_verify"] = f"failed: {exc}"
         else:
