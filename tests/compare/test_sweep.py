@@ -8,35 +8,16 @@ import sys
 
 import pytest
 
-from comparehelp import KNOBPOOL, SIMPLEPOOL, host, tiny, without_wall
-from mmplug.cli import main
+from comparehelp import KNOBPOOL, SIMPLEPOOL, host, run, tiny, without_wall
+from reliability.relhelp import TINY_TOML
 from mmplug.compare.progress import Progress
 from mmplug.compare.runner import run_one, run_sweep
 
-TINY_TOML = """\
-name = "{name}"
-[zone]
-pages = 2048
-[objects]
-sizes = [[256, 1], [512, 1], [1024, 1]]
-[knobs]
-pin = {pin}
-map = 0.0
-busy = 0.0
-"""
-
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
-
-
 def workload(tmp_path, name: str, pin: float = 0.0) -> str:
+    """The reliability tests' tiny workload file, under another name and pinning `pin`."""
     path = tmp_path / f"{name}.toml"
-    path.write_text(TINY_TOML.format(name=name, pin=pin))
+    path.write_text(TINY_TOML.replace('name = "tiny"', f'name = "{name}"')
+                    .replace("pin = 0.0", f"pin = {pin}"))
     return str(path)
 
 
