@@ -45,14 +45,14 @@ import json, resource, sys, time
 from mmplug.plugins import PluginHost
 from mmplug.compare.runner import run_one
 from mmplug.compare.workload import pages_for, preset
-spec, name, size = sys.argv[1], sys.argv[2], sys.argv[3]
+spec, name, size, limit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 w = preset(name)
 if size:
     w = w.with_overrides(nr_pages=pages_for(size, w.page_size))
 host = PluginHost()
 host.load_entry_points()
 t0, c0 = time.perf_counter(), time.process_time()
-r = run_one(host, spec, w)
+r = run_one(host, spec, w, timeout=limit or None)
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 print(json.dumps({
     "driver": r["driver"], "status": r["status"], "error": r["error"],
@@ -71,9 +71,10 @@ def installed_drivers() -> list[str]:
     return sorted(host.drivers)
 
 
-def measure(spec: str, preset: str, zone_size: str, tree: Path | None = None) -> dict:
+def measure(spec: str, preset: str, zone_size: str, tree: Path | None = None,
+            limit: float = 10.0) -> dict:
     t0 = time.perf_counter()
-    out, err = run_child(CHILD, spec, preset, zone_size or "", tree=tree)
+    out, err = run_child(CHILD, spec, preset, zone_size or "", str(limit), tree=tree)
     if out is None:
         return {"driver": spec, "status": "crashed", "error": err,
                 "seconds": round(time.perf_counter() - t0, 2)}
@@ -142,6 +143,8 @@ def main() -> None:
     ap.add_argument("--zone-size", default="", metavar="SIZE", help="e.g. 4GiB")
     ap.add_argument("--profile", metavar="DRIVER", help="profile one driver instead")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="time limit of one driver call, as compare's --timeout (0: none)")
     ap.add_argument("--against", metavar="TREE", type=Path,
                     help="also run each driver from this checkout (before a change), "
                          "alternating with this one, and print after/before")
@@ -163,8 +166,8 @@ def main() -> None:
     results, before = [], []
     for spec in drivers:
         if args.against is not None:
-            before.append(measure(spec, args.preset, args.zone_size, args.against))
-        results.append(measure(spec, args.preset, args.zone_size))
+            before.append(measure(spec, args.preset, args.zone_size, args.against, args.timeout))
+        results.append(measure(spec, args.preset, args.zone_size, limit=args.timeout))
     reference.measure()
     ref = reference.cpu
     print(reference.describe_last())
