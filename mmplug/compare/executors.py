@@ -30,6 +30,7 @@ other workers), and only those.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pickle
 import signal
@@ -107,7 +108,8 @@ _CHILDREN = _Children()
 def run_in_child(task: RunTask, timeout: float | None, memory: int | None
                  ) -> tuple[str, Any]:
     """Make one run in a fresh child process: ("ok", result) or ("crashed", why)."""
-    payload = pickle.dumps((task, timeout, memory), protocol=pickle.HIGHEST_PROTOCOL)
+    payload = pickle.dumps((task, timeout, memory, os.getpid()),
+                           protocol=pickle.HIGHEST_PROTOCOL)
     backstop = backstop_seconds(task.scenario)
     proc = subprocess.Popen([sys.executable, "-m", "mmplug.compare.child"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=None)
@@ -148,10 +150,24 @@ def _exit_text(code: int | None) -> str:
 
 # --- the child's side ------------------------------------------------------------------------
 
+def _die_with_parent(parent: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) on Linux: a run whose parent is gone (a Dask
+    worker ended, a command killed) ends too instead of running on for nobody."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:    # the parent went before the request was made
+        os._exit(1)
+
+
 def child_main() -> None:
     """`python -m mmplug.compare.child`: one pickled task on stdin, its result on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
-    task, timeout, memory = pickle.load(sys.stdin.buffer)
+    task, timeout, memory, parent = pickle.load(sys.stdin.buffer)
+    _die_with_parent(parent)
     result_fd = os.dup(1)
     os.dup2(2, 1)                                   # what a driver prints goes to stderr
     sys.stdout = sys.stderr
