@@ -14,6 +14,7 @@ phase its usual share of the run's time.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import IO, Any, Callable
@@ -40,12 +41,14 @@ class Progress:
 
     def __init__(self, labels: list[str], *, stream: IO[str] | None = None,
                  tty: bool | None = None, clock: Callable[[], float] = time.monotonic,
-                 prefix: str = "mmplug compare: ") -> None:
+                 prefix: str = "mmplug compare: ", width: int = 100) -> None:
         self.labels = labels
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.clock = clock
         self.prefix = prefix
+        #: the terminal's width when it cannot be asked
+        self.width = width
         self.start = clock()
         self.done = 0
         self.failed = 0
@@ -149,7 +152,15 @@ class Progress:
             self._line(f"{self._count()} {label}: {self.phase}{self._eta_text()}")
 
     def _draw(self, text: str) -> None:
-        self.stream.write("\r\x1b[K" + self.prefix + text)
+        line = self.prefix + text
+        # a line that wraps cannot be redrawn in place: cut it to the terminal's width
+        try:
+            width = os.get_terminal_size(self.stream.fileno()).columns - 1
+        except (AttributeError, ValueError, OSError):   # not a real terminal (tests)
+            width = self.width - 1
+        if len(line) > width > 20:
+            line = line[:width - 1] + "…"
+        self.stream.write("\r\x1b[K" + line)
         self.stream.flush()
         self.drawn = True
 
