@@ -10,13 +10,19 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from . import __version__
-from .commandline import LegacyJsonCommand, PlainCommand, PlainGroup, emit_json, json_option, \
-    output_option
+from .commandline import (
+    LegacyJsonCommand,
+    PlainCommand,
+    PlainGroup,
+    emit_json,
+    json_option,
+    output_option,
+)
 from .errors import MmplugError, PluginError, UsageError
 from .outputs import stdout_for_drivers
 from .plugins import PluginHost
@@ -44,7 +50,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[Optional[bool], typer.Option(
+    version: Annotated[bool | None, typer.Option(
         "--version", callback=_version_callback, is_eager=True,
         help="Print the version and exit.")] = None,
 ) -> None:
@@ -63,8 +69,8 @@ def load_host(extra: list[str] | None = None) -> PluginHost:
 @app.command(cls=PlainCommand)
 def plugins(
     as_json: Annotated[bool, json_option("the list")] = False,
-    output: Annotated[Optional[str], output_option("the list")] = None,
-    load: Annotated[Optional[list[str]], typer.Option(
+    output: Annotated[str | None, output_option("the list")] = None,
+    load: Annotated[list[str] | None, typer.Option(
         "--load", "-l", metavar="DRIVER",
         help="Also load this driver: entry-point name, module path or .py file.")] = None,
 ) -> None:
@@ -93,13 +99,17 @@ def plugins(
 
 # --- subcommands of other modules (one line each) ------------------------------------
 from .compare.cli import compare as _compare  # noqa: E402
+
 app.command("compare", cls=PlainCommand)(_compare)
 from .authoring.command import explain, new_driver  # noqa: E402
+
 app.command("new-driver", cls=PlainCommand)(new_driver)
 app.command("explain", cls=PlainCommand)(explain)
 from .conformance.command import check_driver  # noqa: E402
+
 app.command("check-driver", cls=LegacyJsonCommand)(check_driver)
 from .realkernel.command import kernel_app, snapshot  # noqa: E402
+
 app.add_typer(kernel_app); app.command("snapshot", cls=PlainCommand)(snapshot)  # noqa: E702
 
 
@@ -119,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(rc)  # a command's typer.Exit(code), returned in this mode
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (UsageError,) as exc:
+    except UsageError as exc:
         typer.echo(f"mmplug: error: {_one_line(str(exc))}", err=True)
         sys.exit(EXIT_USAGE)
     except PluginError as exc:

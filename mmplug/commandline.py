@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup

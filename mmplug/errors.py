@@ -64,7 +64,7 @@ class ContractViolation(MmplugError):
         return f"{self.rule}: {self.message}{suffix}"
 
     def with_context(self, *, driver: str | None = None, hook: str | None = None,
-                     page: Any = None) -> "ContractViolation":
+                     page: Any = None) -> ContractViolation:
         """Fill in what the raiser did not know (e.g. which callback was running)."""
         if self.driver is None and driver is not None:
             self.driver = driver

@@ -10,8 +10,9 @@ directly; the model keeps the address space, which is the same dispatch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from attrs import define, frozen
 

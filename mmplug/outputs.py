@@ -18,9 +18,10 @@ import io
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator, TextIO
+from typing import IO, TextIO
 
 from .errors import UsageError
 

@@ -25,9 +25,10 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import pluggy
 from attrs import define, evolve, field, frozen

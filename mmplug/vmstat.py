@@ -7,7 +7,8 @@ unusable_free_index, __fragmentation_index, printed "%d.%03d" with C division.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from attrs import frozen
 
@@ -117,7 +118,7 @@ def format_index(index: int) -> str:
     return f"{whole}.{index - whole * 1000:03d}"
 
 
-def zone_indices(zone: "Zone") -> tuple[list[int], list[int]]:
+def zone_indices(zone: Zone) -> tuple[list[int], list[int]]:
     """(unusable_index, extfrag_index) for every order of a zone."""
     nr_free = zone.buddyinfo()
     orders = range(zone.max_order)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,11 +18,11 @@ def new_driver(
         metavar="NAME",
         help="The driver's name, a Python identifier (e.g. gpupool): the entry-point name "
              "and DriverInfo.name.")],
-    directory: Annotated[Optional[Path], typer.Option(
+    directory: Annotated[Path | None, typer.Option(
         "--dir", "-d", metavar="PATH",
         help="Where to write the project; it must not exist (default: ./mmplug-NAME).")] = None,
     as_json: Annotated[bool, json_option("what was written")] = False,
-    output: Annotated[Optional[str], output_option("what was written")] = None,
+    output: Annotated[str | None, output_option("what was written")] = None,
 ) -> None:
     """Write a complete, installable driver plugin to start from."""
     project = write_project(name, directory)
@@ -41,13 +41,13 @@ def new_driver(
 
 
 def explain(
-    rule: Annotated[Optional[str], typer.Argument(
+    rule: Annotated[str | None, typer.Argument(
         metavar="RULE|ROW",
         help="A rule id (ISO-4), a check id (ISO-4/...), a group (ISO), or a row of "
              "`mmplug compare`'s table (efficiency, \"order-9 ceiling\"); none lists every "
              "rule.")] = None,
     as_json: Annotated[bool, json_option("the explanation")] = False,
-    output: Annotated[Optional[str], output_option("the explanation")] = None,
+    output: Annotated[str | None, output_option("the explanation")] = None,
 ) -> None:
     """Print a rule of the VM <-> driver contract (its kernel sources, the checks enforcing
     it) or the definition of a row of compare's table."""

@@ -48,7 +48,7 @@ class DriverProject:
     directory: Path
 
     @classmethod
-    def for_name(cls, name: str, directory: Path | None = None) -> "DriverProject":
+    def for_name(cls, name: str, directory: Path | None = None) -> DriverProject:
         check_name(name)
         package = f"mmplug_{name}"
         dist = f"mmplug-{name.replace('_', '-')}"

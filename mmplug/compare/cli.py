@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,13 +13,13 @@ from ..commandline import emit_json, json_option, output_option, wants_json
 from ..errors import UsageError
 from ..outputs import check_output_dir, check_output_file, stdout_for_drivers
 from ..plugins import PluginHost
-from ..vm import kernel_model
-from . import rows
-from .html import write_report
 from ..units import round_size
+from ..vm import kernel_model
 from ..watchdog import available_memory, memory_budget, time_limit
-from .plot import write_pictures
+from . import rows
 from .executors import RunTask, check_executor
+from .html import write_report
+from .plot import write_pictures
 from .progress import Progress
 from .render import json_text, kernel_text, sweep_json_text, table
 from .runner import Scenario, run_sweep, scenario_dict, sweep_tasks
@@ -117,34 +117,34 @@ def choose_drivers(host: PluginHost, specs: list[str]) -> list[str]:
 
 
 def compare(
-    drivers: Annotated[Optional[list[str]], typer.Argument(
+    drivers: Annotated[list[str] | None, typer.Argument(
         metavar="DRIVER",
         help="Drivers to compare: entry-point names, module paths or .py files; NAME@FILE "
              "runs FILE under the name NAME, beside an installed driver of the same name "
              "(default: every installed driver).")] = None,
-    driver_opt: Annotated[Optional[list[str]], typer.Option(
+    driver_opt: Annotated[list[str] | None, typer.Option(
         "--driver", "-d", metavar="DRIVER", help="Also compare this driver.")] = None,
-    preset_names: Annotated[Optional[list[str]], typer.Option(
+    preset_names: Annotated[list[str] | None, typer.Option(
         "--preset", "-p", metavar="NAME",
         help=f"Built-in workload: {', '.join(PRESETS)} (default small); several make a "
              "sweep.")] = None,
-    workloads: Annotated[Optional[list[Path]], typer.Option(
+    workloads: Annotated[list[Path] | None, typer.Option(
         "--workload", "-w", metavar="FILE.toml",
         help="Workload file (TOML); several make a sweep.")] = None,
-    trace: Annotated[Optional[Path], typer.Option(
+    trace: Annotated[Path | None, typer.Option(
         "--trace", "-t", metavar="FILE", help="Replay this trace exactly.")] = None,
-    seed: Annotated[Optional[int], typer.Option(
+    seed: Annotated[int | None, typer.Option(
         "--seed", "-s", metavar="SEED", help="Seed (default: the workload's).")] = None,
-    seeds_text: Annotated[Optional[str], typer.Option(
+    seeds_text: Annotated[str | None, typer.Option(
         "--seeds", metavar="RANGE",
         help="Seeds A..B: run every seed from A to B; mean and spread per driver and "
              "workload.")] = None,
-    zone_size: Annotated[Optional[str], typer.Option(
+    zone_size: Annotated[str | None, typer.Option(
         "--zone-size", metavar="SIZE", help="Override the zone size, e.g. 4GiB.")] = None,
     repeat: Annotated[int, typer.Option(
         "--repeat", "-n", metavar="N",
         help="Run N seeds (seed, seed+1, ...): mean and spread.")] = 1,
-    jobs: Annotated[Optional[int], typer.Option(
+    jobs: Annotated[int | None, typer.Option(
         "--jobs", "-j", metavar="N",
         help="Runs at once, each in a process of its own (default 1: in this process; with "
              "--executor dask the LocalCluster's workers, default the CPU count).")] = None,
@@ -157,35 +157,35 @@ def compare(
         help="table, kernel (the kernel's own files) or json (same as --json).")] = "table",
     as_json: Annotated[bool, json_option("every metric, with the workload, seeds and versions,")]
         = False,
-    output: Annotated[Optional[str], output_option("every metric")] = None,
-    html: Annotated[Optional[Path], typer.Option(
+    output: Annotated[str | None, output_option("every metric")] = None,
+    html: Annotated[Path | None, typer.Option(
         "--html", metavar="FILE",
         help="Write one self-contained HTML report: the table, zone maps, buddyinfo, "
              "per-driver details.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(
+    plot: Annotated[Path | None, typer.Option(
         "--plot", metavar="DIR", help="Write PNG pictures (zone maps, buddyinfo) here.")] = None,
-    save_trace: Annotated[Optional[Path], typer.Option(
+    save_trace: Annotated[Path | None, typer.Option(
         "--save-trace", metavar="FILE",
         help="Save each driver's history as a trace: FILE, or with several drivers "
              "STEM-DRIVER.EXT beside it.")] = None,
     list_presets: Annotated[bool, typer.Option(
         "--list-presets", help="List the built-in workloads and exit.")] = False,
-    explain: Annotated[Optional[str], typer.Option(
+    explain: Annotated[str | None, typer.Option(
         "--explain", metavar="ROW",
         help="Print what a row of the table means (e.g. efficiency) and exit.")] = None,
     kernel_version: Annotated[bool, typer.Option(
         "--kernel-version", help="List the kernel the runs model (v4.19 and each newer-kernel "
         "option's value) and exit.")] = False,
-    snapshot: Annotated[Optional[Path], typer.Option(
+    snapshot: Annotated[Path | None, typer.Option(
         "--snapshot", metavar="FILE",
         help="Start from a page-frame snapshot (mmplug snapshot, mmplug kernel run --keep).")] = None,
-    zone: Annotated[Optional[str], typer.Option(
+    zone: Annotated[str | None, typer.Option(
         "--zone", metavar="NAME", help="With --snapshot: the zone to model (default: the largest).")] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", metavar="SECONDS",
         help="Time limit of one driver call; a call that runs longer fails its run as hung "
              "(0: no limit).")] = 10.0,
-    memory_limit: Annotated[Optional[str], typer.Option(
+    memory_limit: Annotated[str | None, typer.Option(
         "--memory-limit", metavar="SIZE",
         help="Most memory one run may add, e.g. 4GiB (0: no limit; default twice what the "
              "zone needs plus 1 GiB, at most what the machine has free).")] = None,

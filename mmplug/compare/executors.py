@@ -38,8 +38,9 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 from attrs import frozen
 
@@ -129,7 +130,7 @@ def run_in_child(task: RunTask, timeout: float | None, memory: int | None
             proc.wait()
     try:
         msg = pickle.loads(out) if out else None
-    except Exception:   # noqa: BLE001 - a child that died mid-write left half a message
+    except Exception:   # a child that died mid-write left half a message
         msg = None
     if msg is None:
         return ("crashed", f"its worker process {_exit_text(proc.returncode)} before giving "
@@ -259,7 +260,7 @@ def result_of(future: Future) -> tuple[str, Any]:
     KilledWorker, a cancelled task) is a crash of its run."""
     try:
         return future.result()
-    except Exception as exc:   # noqa: BLE001 - anything the executor raises fails the run only
+    except Exception as exc:   # anything the executor raises fails the run only
         return ("crashed", f"its worker was lost: {describe(exc)}")
 
 

@@ -12,7 +12,8 @@ emptied.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..constants import EAGAIN, MIGRATEPAGE_SUCCESS, errno_name
 from ..mapping import AddressSpace

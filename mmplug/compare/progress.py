@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 #: a phase's usual share of one run's time (measured on the 1g preset); rounds split theirs
 PHASE_SHARE = {"populate": 0.04, "fill": 0.60, "free": 0.10, "compaction": 0.11,

@@ -29,16 +29,16 @@ import json
 import os
 import random
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from attrs import define, field
 
 from ..compaction import CompactControl, compact_zone, reset_cached_positions
-from ..constants import GFP_COMP, GFP_KERNEL, GFP_HIGHUSER_MOVABLE, MigrateMode
+from ..constants import GFP_COMP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, MigrateMode
 from ..errors import UsageError
-from ..page import PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
-from ..page import TAIL as PG_TAIL
+from ..page import PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, TAIL as PG_TAIL, Page
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
 
@@ -172,7 +172,7 @@ class PageFrames:
         os.replace(tmp, path)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "snapshot") -> "PageFrames":
+    def from_dict(cls, d: dict[str, Any], where: str = "snapshot") -> PageFrames:
         if d.get("format") != FORMAT:
             raise SnapshotError(f"{where}: not a page-frame snapshot (format {d.get('format')!r})")
         if d.get("version") != VERSION:
@@ -204,7 +204,7 @@ class PageFrames:
             raise SnapshotError(f"{where}: malformed snapshot: {type(exc).__name__}: {exc}") from None
 
     @classmethod
-    def read(cls, path: Path) -> "PageFrames":
+    def read(cls, path: Path) -> PageFrames:
         try:
             raw = path.read_bytes()
         except OSError as exc:

@@ -31,8 +31,9 @@ Version 1 files, which have no `end` line, are still read.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from attrs import frozen
 

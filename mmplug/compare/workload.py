@@ -90,7 +90,7 @@ class Workload:
     rounds: int = 1
     triggers: tuple[Trigger, ...] = (Trigger("whole_zone"), Trigger("direct", 9, 4))
 
-    def with_overrides(self, *, seed: int | None = None, nr_pages: int | None = None) -> "Workload":
+    def with_overrides(self, *, seed: int | None = None, nr_pages: int | None = None) -> Workload:
         out = self
         if seed is not None:
             out = evolve(out, seed=seed)
@@ -223,7 +223,7 @@ class _Reader:
             raise self.fail(key, f"a printable string of at most {MAX_TEXT} characters", v)
         return v
 
-    def table_of(self, key: str) -> "_Reader":
+    def table_of(self, key: str) -> _Reader:
         value = self.get(key, dict, {}, "a table")
         return _Reader(self.path, value, f"{self.prefix}{key}.")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -57,14 +57,14 @@ def run_cmd(
     scenario: Annotated[str, typer.Argument(
         metavar="SCENARIO", help="zram, zswap-z3fold, balloon, or a scenario .toml file.")],
     as_json: Annotated[bool, json_option("the side-by-side table")] = False,
-    output: Annotated[Optional[str], output_option("the side-by-side table")] = None,
-    plot: Annotated[Optional[Path], typer.Option(
+    output: Annotated[str | None, output_option("the side-by-side table")] = None,
+    plot: Annotated[Path | None, typer.Option(
         "--plot", metavar="DIR", help="Write the kernel's and the model's zone maps here.")] = None,
-    keep: Annotated[Optional[Path], typer.Option(
+    keep: Annotated[Path | None, typer.Option(
         "--keep", metavar="DIR", help="Keep the guest's raw files and snapshots here.")] = None,
     accel: Annotated[str, typer.Option(
         "--accel", metavar="ACCEL", help="auto (KVM if it works, else TCG), kvm or tcg.")] = "auto",
-    from_run: Annotated[Optional[Path], typer.Option(
+    from_run: Annotated[Path | None, typer.Option(
         "--from-run", metavar="DIR", help="Compare again from the files a --keep run left; "
         "boot nothing.")] = None,
 ) -> None:
@@ -102,7 +102,7 @@ def run_cmd(
 
 
 def snapshot(
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE", help="Write the snapshot here (default: stdout "
         "summary and ./snapshot-HOSTNAME.json.gz).")] = None,
 ) -> None:

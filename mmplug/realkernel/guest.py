@@ -19,9 +19,9 @@ import socket
 import subprocess
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .initramfs import build, load_order
 from .parts import Parts

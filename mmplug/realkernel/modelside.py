@@ -4,11 +4,18 @@ the driver's history replayed onto the driver's real pfns, compact_memory run zo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..compare.snapshot import (
-    DRIVERS, ModelZone, PageFrames, build_zone, compact_node, fill_replay, model_frames,
+    DRIVERS,
+    ModelZone,
+    PageFrames,
+    build_zone,
+    compact_node,
+    fill_replay,
+    model_frames,
 )
 from ..vmstat import KERNEL_EVENTS
 

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .parts import Parts, PartMissing
+from .parts import PartMissing, Parts
 
 KMOD_DIR = Path(__file__).with_name("kmod")
 NAME = "mmplug_pfn"

@@ -11,17 +11,17 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-import re
+from typing import Any
 
 from .. import __version__
-from ..vm import KERNEL_BASELINE, kernel_settings
 from ..compare.snapshot import DRIVERS, PageFrames
 from ..plugins import PluginHost
+from ..vm import KERNEL_BASELINE, kernel_settings
 from . import guest
 from .kernelside import KernelRun, read_run
 from .modelside import ModelRun, run_model

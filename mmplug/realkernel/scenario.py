@@ -20,9 +20,10 @@ from __future__ import annotations
 import random
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .blocks import PAGE_SIZE, SAME, Block, BlockMix, generate
 
@@ -97,7 +98,7 @@ class Scenario:
 
     def get(self, table: str, key: str, default: Any, kind: type | tuple = (int, float)) -> Any:
         value = self.table(table).get(key, default)
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             raise ScenarioError(f"{self.path}: [{table}] {key} = {value!r}: wrong type")
         return value
 
