@@ -9,12 +9,26 @@ import pytest
 from corehelp import Layout, make_vm
 from mmplug import VM
 from mmplug.compaction import (
-    CompactControl, alloc_pages_compact, compact_memory, compaction_deferred, compaction_suitable,
-    defer_compaction, kcompactd_do_work, compaction_defer_reset,
+    CompactControl,
+    alloc_pages_compact,
+    compact_memory,
+    compaction_defer_reset,
+    compaction_deferred,
+    compaction_suitable,
+    defer_compaction,
+    kcompactd_do_work,
 )
 from mmplug.constants import (
-    COMPACT_CLUSTER_MAX, CompactResult, EXTFRAG_THRESHOLD, GFP_HIGHUSER_MOVABLE, GFP_KERNEL,
-    MAX_ORDER, PAGEBLOCK_ORDER, PAGE_ALLOC_COSTLY_ORDER, MigrateMode, MigrateType,
+    COMPACT_CLUSTER_MAX,
+    EXTFRAG_THRESHOLD,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    MAX_ORDER,
+    PAGE_ALLOC_COSTLY_ORDER,
+    PAGEBLOCK_ORDER,
+    CompactResult,
+    MigrateMode,
+    MigrateType,
 )
 from mmplug.migrate import putback_movable_pages
 from mmplug.users import LruPages, SlabCache
@@ -148,7 +162,7 @@ def test_cmp7_deferral_backs_off_exponentially():
     vm = VM(nr_pages=1024, pageblock_order=6, max_order=8)
     zone = vm.zone
     defer_compaction(zone, 4)
-    assert zone.compact_defer_shift == 1 and zone.compact_order_failed == 0 or True
+    assert zone.compact_defer_shift == 1 and zone.compact_order_failed == 0
     zone.compact_order_failed = 4
     skipped = [compaction_deferred(zone, 4) for _ in range(3)]
     assert skipped == [True, False, False]                  # 1 << 1 = 2 attempts
@@ -306,7 +320,9 @@ def test_too_many_isolated_lru_pages_abort_async_and_block_sync_compaction():
     A first compactor isolates the four LRU pages (isolated 4 > on the LRU 0 / 2).
     """
     from mmplug.compaction import (
-        compact_zone, isolate_migratepages, too_many_isolated,
+        compact_zone,
+        isolate_migratepages,
+        too_many_isolated,
     )
     from mmplug.errors import Deadlock
     lay = Layout("LLLLUUUU" "UUUUUUUU" "U.U.U.U." "U.U.U.U.")
