@@ -79,6 +79,7 @@ def test_compare_json_names_the_kernel_model():
 def test_every_newer_kernel_option_names_its_kernel_and_defaults_to_v419():
     """VMConfig keeps the newer-kernel options in one place (issue 11)."""
     import attrs
+
     from mmplug.vm import KernelOption, VMConfig
     opts = [a for a in attrs.fields(VMConfig) if "kernel" in a.metadata]
     assert [a.name for a in opts] == ["slab_fix", "free_scan_stride", "rescan_block",

@@ -8,11 +8,21 @@ import pytest
 from corehelp import Layout
 from mmplug import hookimpl
 from mmplug.compaction import (
-    alloc_pages_compact, compaction_zonelist_suitable, should_compact_retry, try_to_compact_pages,
+    alloc_pages_compact,
+    compaction_zonelist_suitable,
+    should_compact_retry,
+    try_to_compact_pages,
 )
 from mmplug.constants import (
-    GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_MOVABLE, GFP_NOIO, GFP_NORETRY, CompactPriority,
-    CompactResult, MigrateMode, MigrateType,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    GFP_MOVABLE,
+    GFP_NOIO,
+    GFP_NORETRY,
+    CompactPriority,
+    CompactResult,
+    MigrateMode,
+    MigrateType,
 )
 
 FULL, LIGHT, ASYNC = CompactPriority.SYNC_FULL, CompactPriority.SYNC_LIGHT, CompactPriority.ASYNC

@@ -12,9 +12,20 @@ import pytest
 
 from corehelp import SIMPLEPOOL, PoolPlugin, fresh_target, isolate, make_vm, migrate, simplepool
 from mmplug import (
-    CheckFailed, DriverError, DriverInfo, PluginError, PluginHost, RaceEnv, Scenario,
-    conformance_check, hookimpl, hookspecs, isolate_movable_page, migrate_pages,
-    putback_movable_pages, races,
+    CheckFailed,
+    DriverError,
+    DriverInfo,
+    PluginError,
+    PluginHost,
+    RaceEnv,
+    Scenario,
+    conformance_check,
+    hookimpl,
+    hookspecs,
+    isolate_movable_page,
+    migrate_pages,
+    putback_movable_pages,
+    races,
 )
 from mmplug.compaction import compact_memory
 from mmplug.conformance import run_suite

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from corehelp import PoolPlugin, isolate, make_vm, migrate
-from mmplug import ContractViolation, DriverError, PluginHost, VM, VMConfig
+from mmplug import VM, ContractViolation, DriverError, PluginHost, VMConfig
 from mmplug.constants import EBUSY, ISOLATE_ASYNC_MIGRATE
-from mmplug.migrate import PageList, isolate_movable_page
-from mmplug.page import ISOLATED, LOCKED, PAGE_MAPPING_MOVABLE
 from mmplug.cpus.single import SingleCPU
+from mmplug.migrate import isolate_movable_page
+from mmplug.page import ISOLATED, LOCKED, PAGE_MAPPING_MOVABLE
 
 
 class RecordingCPU(SingleCPU):

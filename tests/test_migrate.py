@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from corehelp import PoolPlugin, fresh_target, isolate, make_vm, migrate, simplepool
-from mmplug import DriverError, PluginHost, VM, VMConfig, hookimpl
+from corehelp import PoolPlugin, isolate, make_vm, migrate, simplepool
+from mmplug import VM, DriverError, PluginHost, VMConfig, hookimpl
 from mmplug.constants import EAGAIN, EBUSY, ENOMEM, MigrateMode
-from mmplug.errors import ContractViolation
-from mmplug.kernel import lock_page, unlock_page, clear_page_movable
-from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
-from mmplug.page import ISOLATED, LOCKED, PAGE_MAPPING_MOVABLE, WRITEBACK, page_mapping
 from mmplug.cpus.backend import PF_MEMALLOC
 from mmplug.cpus.single import SingleCPU
+from mmplug.errors import ContractViolation
+from mmplug.kernel import clear_page_movable, lock_page, unlock_page
+from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
+from mmplug.page import ISOLATED, LOCKED, PAGE_MAPPING_MOVABLE, WRITEBACK
 
 
 def custom(**overrides):

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from corehelp import Layout
 import mmplug.compaction as compaction
+from corehelp import Layout
 from mmplug.compaction import (
-    CompactControl, compact_memory, compact_zone, isolate_freepages, isolate_freepages_block,
+    CompactControl,
+    compact_memory,
+    compact_zone,
+    isolate_freepages,
+    isolate_freepages_block,
     reset_cached_positions,
 )
 from mmplug.constants import GFP_KERNEL, MigrateMode

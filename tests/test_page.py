@@ -7,11 +7,22 @@ import pytest
 from mmplug import VM, ContractViolation
 from mmplug.constants import LIST_POISON2
 from mmplug.kernel import (
-    clear_page_movable, has_movable_tag, page_mapping, page_movable, set_page_movable,
+    clear_page_movable,
+    has_movable_tag,
+    page_mapping,
+    page_movable,
+    set_page_movable,
 )
 from mmplug.page import (
-    ISOLATED, LOCKED, PAGE_MAPPING_ANON, PAGE_MAPPING_FLAGS, PAGE_MAPPING_KSM, PAGE_MAPPING_MOVABLE,
-    PG_isolated, PG_reclaim, SLAB,
+    ISOLATED,
+    LOCKED,
+    PAGE_MAPPING_ANON,
+    PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_KSM,
+    PAGE_MAPPING_MOVABLE,
+    SLAB,
+    PG_isolated,
+    PG_reclaim,
 )
 
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from corehelp import SIMPLEPOOL, PoolPlugin, isolate, make_vm
-from mmplug import PluginError, PluginHost, UsageError, VM, hookimpl
+from mmplug import VM, PluginError, PluginHost, UsageError, hookimpl
 from mmplug.plugins import ENTRY_POINT_GROUP
 
 GOOD = SIMPLEPOOL.read_text()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from mmplug import VM
 from mmplug.vmstat import (
-    KERNEL_EVENTS, fill_contig_page_info, format_index, fragmentation_index, unusable_free_index,
+    KERNEL_EVENTS,
+    fill_contig_page_info,
+    format_index,
+    fragmentation_index,
+    unusable_free_index,
     zone_indices,
 )
 

@@ -15,8 +15,8 @@ from mmplug.authoring import scaffold
 from mmplug.cli import main
 from mmplug.compaction import compact_memory
 from mmplug.constants import MigrateMode
-from mmplug.migrate import PageList, isolate_movable_page, migrate_pages
 from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_isolated
+from mmplug.migrate import PageList, isolate_movable_page, migrate_pages
 from mmplug.testing import migrate_page
 
 

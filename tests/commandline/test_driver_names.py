@@ -6,8 +6,8 @@ import importlib.util
 import json
 
 import pytest
-
 from clihelp import SIMPLEPOOL, run
+
 from mmplug.errors import PluginError, UsageError
 from mmplug.plugins import PluginHost, split_alias
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 import typer
-
 from clihelp import run
+
 from mmplug.cli import app
 
 GROUP = typer.main.get_command(app)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import typer
-
 from clihelp import KNOBPOOL, SIMPLEPOOL, run
+
 from mmplug.cli import app
 from mmplug.commandline import legacy_json_file
-from mmplug.outputs import write_atomic
 from mmplug.errors import UsageError
+from mmplug.outputs import write_atomic
 
 #: each command with arguments that make it quick; {tmp} is a fresh directory
 COMMANDS = {

@@ -10,9 +10,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from comparehelp import KNOBPOOL, SIMPLEPOOL, host, tiny
 from PIL import Image
 
-from comparehelp import KNOBPOOL, SIMPLEPOOL, host, tiny
 from mmplug.compare.html import report, write_report
 from mmplug.compare.rows import ROWS
 from mmplug.compare.runner import run_all, scenario_dict

@@ -6,11 +6,17 @@ import json
 import re
 
 from comparehelp import KNOBPOOL, SIMPLEPOOL, host, tiny, without_wall
+
+from mmplug.compare.metrics import Snapshot
 from mmplug.compare.render import (
-    buddyinfo_text, index_text, json_document, kernel_text, pagetypeinfo_text, table,
+    buddyinfo_text,
+    index_text,
+    json_document,
+    kernel_text,
+    pagetypeinfo_text,
+    table,
 )
 from mmplug.compare.runner import run_all, scenario_dict
-from mmplug.compare.metrics import Snapshot
 
 
 def _results(seeds=(1,)):

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from comparehelp import KNOBPOOL, host, tiny
 from PIL import Image
 
-from comparehelp import KNOBPOOL, host, tiny
 from mmplug.compare.metrics import DRIVER, FREE, LRU, SLAB
 from mmplug.compare.plot import (
-    BAR_MAX, BOUNDARY_RGB, FREE_RGB, LRU_RGB, SLAB_RGB, TILE_H, TILE_W, axis_ticks, bar_height,
-    buddyinfo_figure, driver_colour, log_top, map_geometry, tile_origin, write_pictures,
-    zone_map_figure, zone_map_image,
+    BAR_MAX,
+    BOUNDARY_RGB,
+    FREE_RGB,
+    LRU_RGB,
+    SLAB_RGB,
+    TILE_H,
+    TILE_W,
+    axis_ticks,
+    bar_height,
+    buddyinfo_figure,
+    driver_colour,
+    log_top,
+    map_geometry,
+    tile_origin,
+    write_pictures,
+    zone_map_figure,
+    zone_map_image,
 )
 from mmplug.compare.runner import run_all
 

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from comparehelp import KNOBPOOL, SIMPLEPOOL, host, tiny
+
 from mmplug.compare import rows
 from mmplug.compare.render import table
 from mmplug.compare.runner import iter_public, run_all, scenario_dict

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from comparehelp import KNOBPOOL, SIMPLEPOOL, host, tiny, without_wall
+
 from mmplug.compare.machine import Machine
 from mmplug.compare.metrics import (
-    DRIVER, FREE, HELD, LRU, SLAB, aggregate, blocking_pageblocks, gorman_cost,
+    DRIVER,
+    FREE,
+    HELD,
+    LRU,
+    SLAB,
+    aggregate,
+    blocking_pageblocks,
+    gorman_cost,
 )
 from mmplug.compare.probe import EAGAIN_LAST, PERMANENT, REFUSED
 from mmplug.compare.runner import _choose_frees, run_all, run_one, run_workload

@@ -7,11 +7,12 @@ import json
 import sys
 
 import pytest
-
 from comparehelp import KNOBPOOL, SIMPLEPOOL, host, run, tiny, without_wall
-from reliability.relhelp import TINY_TOML
+
 from mmplug.compare.progress import Progress
 from mmplug.compare.runner import run_one, run_sweep
+from reliability.relhelp import TINY_TOML
+
 
 def workload(tmp_path, name: str, pin: float = 0.0) -> str:
     """The reliability tests' tiny workload file, under another name and pinning `pin`."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from comparehelp import KNOBPOOL, host, tiny, without_wall
+
 from mmplug import UsageError
 from mmplug.compare.runner import run_one
 from mmplug.compare.trace import Trace, format_trace, load_trace, parse_trace, write_trace

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernelhelp import ZRAM_RUN  # noqa: E402
+from kernelhelp import ZRAM_RUN
 
 
 @pytest.fixture(scope="session")

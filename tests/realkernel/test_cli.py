@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from kernelhelp import ZRAM_RUN
 
 
@@ -60,8 +59,8 @@ def test_kernel_scenarios_lists_the_builtins():
 
 
 def test_snapshot_without_root_is_a_one_line_error():
-    from mmplug.cli import main
     import mmplug.realkernel.command as command
+    from mmplug.cli import main
     real = os.geteuid
     os.geteuid = lambda: 1000
     try:

@@ -3,10 +3,9 @@
 import gzip
 
 import pytest
+from kernelhelp import ZRAM_RUN
 
 from mmplug.realkernel import procfs
-
-from kernelhelp import ZRAM_RUN
 
 
 def text(name: str) -> str:

@@ -9,14 +9,13 @@ option the table names changes the rows that name it, and only those.
 import shutil
 
 import pytest
+from kernelhelp import ZRAM_RUN
 
 from mmplug.realkernel import sidebyside
 from mmplug.realkernel.kernelside import read_run
 from mmplug.realkernel.run import compare_kept, compare_with_model, table_text
 from mmplug.realkernel.scenario import load, plan
 from mmplug.vm import kernel_settings
-
-from kernelhelp import ZRAM_RUN
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +104,7 @@ def test_a_run_kept_without_records_reads_its_free_pages_from_kpageflags(tmp_pat
     shutil.copytree(ZRAM_RUN, old)
     for moment in ("before", "after"):
         for f in (old / moment).iterdir():
-            if f.name.split(".")[0] == "free" or "." in f.name and not f.name.endswith(".gz"):
+            if f.name.split(".")[0] == "free" or ("." in f.name and not f.name.endswith(".gz")):
                 f.unlink()
     assert not list(old.glob("*/free*")) and not list(old.glob("*/vmstat.*"))
     kept = read_run(old)

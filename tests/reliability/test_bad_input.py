@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from relhelp import SIMPLEPOOL, run_cli, tiny_workload
 
 from mmplug import UsageError
 from mmplug.compare import trace as trace_mod
 from mmplug.compare.trace import load_trace, parse_trace
 from mmplug.compare.workload import load_workload
-from relhelp import SIMPLEPOOL, run_cli, tiny_workload
 
 SP = str(SIMPLEPOOL)
 

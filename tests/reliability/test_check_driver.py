@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from relhelp import (
-    COPY, SIMPLEPOOL, broken, ctrl_c_while_migrating, errors, mmplug, run_cli, slow_driver, variant,
+    COPY,
+    SIMPLEPOOL,
+    broken,
+    ctrl_c_while_migrating,
+    errors,
+    mmplug,
+    run_cli,
+    slow_driver,
+    variant,
 )
 
 #: a hang these tests look for must not hang the test run instead

@@ -7,10 +7,10 @@ import json
 import os
 
 import pytest
+from relhelp import SIMPLEPOOL, run_cli, tiny_workload
 
 from mmplug import outputs
 from mmplug.compare import cli as compare_cli
-from relhelp import SIMPLEPOOL, run_cli, tiny_workload
 
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from relhelp import BROKEN
 
 from mmplug.errors import DriverError
 from mmplug.testing import migrate_page
-from relhelp import BROKEN
 
 #: a hang these tests look for must not hang the test run instead
 pytestmark = pytest.mark.timeout(120)

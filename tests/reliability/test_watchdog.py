@@ -49,7 +49,7 @@ def test_a_busy_loop_on_another_thread_is_stopped():
     def worker() -> None:
         try:
             watchdog.guarded_call(_spin, driver="d", hook="free", limit=LIMIT)
-        except BaseException as exc:  # noqa: BLE001 - the test looks at what it was
+        except BaseException as exc:  # the test looks at what it was
             got.append(exc)
 
     t = threading.Thread(target=worker)
@@ -196,6 +196,7 @@ def test_each_simulated_cpu_keeps_its_own_driver_call():
 
 def test_the_scheduler_lets_the_users_ctrl_c_through():
     import signal
+
     from mmplug.cpus.scheduler import Scheduler
 
     sched = Scheduler(cpus=2)

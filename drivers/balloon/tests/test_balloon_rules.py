@@ -8,10 +8,15 @@ import pytest
 
 import mmplug
 from mmplug.constants import EINVAL, MigrateMode
-from mmplug.migrate import putback_movable_pages
 from mmplug.kernel import (
-    has_movable_tag, page_count, page_isolated, page_mapping, trylock_page, unlock_page,
+    has_movable_tag,
+    page_count,
+    page_isolated,
+    page_mapping,
+    trylock_page,
+    unlock_page,
 )
+from mmplug.migrate import putback_movable_pages
 from mmplug.page import LOCKED
 from mmplug_balloon.balloon_compaction import balloon_page_migrate
 from mmplug_balloon.host import DEFLATE, INFLATE, Notification

@@ -3,16 +3,17 @@ and a two-CPU interleaver for the reader/migration race."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from greenlet import greenlet
 
 from mmplug import VM, PluginHost, VMConfig
 from mmplug.constants import ISOLATE_UNEVICTABLE, MigrateMode
-from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from mmplug.cpus.single import SingleCPU
 from mmplug.kernel import page_count
+from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,6 @@ import pytest
 
 pytest.importorskip("mmplug.conformance")
 
-from mmplug.testing import conformance_tests  # noqa: E402
+from mmplug.testing import conformance_tests
 
 test_conformance = conformance_tests("z3fold")

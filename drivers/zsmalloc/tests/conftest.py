@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import mmplug
 import mmplug_zsmalloc
 from mmplug.constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
-from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from mmplug.cpus.single import SingleCPU
+from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from mmplug_zsmalloc.zspage import get_zspage
 
 

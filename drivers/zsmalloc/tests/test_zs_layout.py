@@ -9,7 +9,11 @@ import pytest
 from mmplug import NoMemory
 from mmplug_zsmalloc.handle import location_to_obj, obj_to_location
 from mmplug_zsmalloc.sizeclass import (
-    ZS_HANDLE_SIZE, Fullness, Layout, get_pages_per_zspage, distinct_classes,
+    ZS_HANDLE_SIZE,
+    Fullness,
+    Layout,
+    distinct_classes,
+    get_pages_per_zspage,
 )
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import random
 
 from mmplug.constants import MigrateMode
-from mmplug.kernel import has_movable_tag, page_count, trylock_page, unlock_page
-from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_isolated
+from mmplug.kernel import (
+    PAGE_MAPPING_MOVABLE,
+    has_movable_tag,
+    page_count,
+    page_isolated,
+    trylock_page,
+    unlock_page,
+)
 from mmplug.page import BUDDY
 from mmplug_zsmalloc.compact import isolate_zspage
 from mmplug_zsmalloc.handle import location_to_obj
