@@ -33,7 +33,7 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference import Reference, run_child  # noqa: E402  (benchmarks/ is not a package)
+from reference import Reference, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMPLEPOOL = ROOT / "tests" / "drivers" / "simplepool.py"

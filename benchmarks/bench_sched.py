@@ -19,8 +19,8 @@ import gc
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mmplug import VM, PluginHost, VMConfig, races
 from mmplug.compaction import compact_memory

@@ -27,21 +27,52 @@ from typing import TYPE_CHECKING
 from attrs import define, field
 
 from .constants import (
-    COMPACT_CLUSTER_MAX, COMPACT_MAX_DEFER_SHIFT, DEF_COMPACT_PRIORITY, EXTFRAG_THRESHOLD,
-    ENOMEM, GFP_COMP, GFP_DIRECT_RECLAIM, GFP_HIGHUSER_MOVABLE, GFP_IO, GFP_KERNEL,
-    GFP_KSWAPD_RECLAIM, GFP_NORETRY, GFP_RETRY_MAYFAIL, INIT_COMPACT_PRIORITY,
-    ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE, MAX_COMPACT_RETRIES, MAX_RECLAIM_RETRIES,
-    MIN_COMPACT_COSTLY_PRIORITY, MIN_COMPACT_PRIORITY, PAGE_ALLOC_COSTLY_ORDER, SWAP_CLUSTER_MAX,
-    CompactPriority, CompactResult, MigrateMode, MigrateReason, MigrateType, compaction_failed,
-    compaction_made_progress, compaction_withdrawn, gfp_migratetype,
+    COMPACT_CLUSTER_MAX,
+    COMPACT_MAX_DEFER_SHIFT,
+    DEF_COMPACT_PRIORITY,
+    ENOMEM,
+    EXTFRAG_THRESHOLD,
+    GFP_COMP,
+    GFP_DIRECT_RECLAIM,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_IO,
+    GFP_KERNEL,
+    GFP_KSWAPD_RECLAIM,
+    GFP_NORETRY,
+    GFP_RETRY_MAYFAIL,
+    INIT_COMPACT_PRIORITY,
+    ISOLATE_ASYNC_MIGRATE,
+    ISOLATE_UNEVICTABLE,
+    MAX_COMPACT_RETRIES,
+    MAX_RECLAIM_RETRIES,
+    MIN_COMPACT_COSTLY_PRIORITY,
+    MIN_COMPACT_PRIORITY,
+    PAGE_ALLOC_COSTLY_ORDER,
+    SWAP_CLUSTER_MAX,
+    CompactPriority,
+    CompactResult,
+    MigrateMode,
+    MigrateReason,
+    MigrateType,
+    compaction_failed,
+    compaction_made_progress,
+    compaction_withdrawn,
+    gfp_migratetype,
 )
+from .cpus.backend import PF_MEMALLOC, Task
 from .errors import Deadlock
 from .migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from .page import (
-    BUDDY, COMPOUND, ISOLATED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, UNEVICTABLE,
-    WRITEBACK, Page,
+    BUDDY,
+    COMPOUND,
+    ISOLATED,
+    LRU,
+    PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_MOVABLE,
+    UNEVICTABLE,
+    WRITEBACK,
+    Page,
 )
-from .cpus.backend import PF_MEMALLOC, Task
 from .vmstat import fragmentation_index
 
 if TYPE_CHECKING:
@@ -66,7 +97,7 @@ ISOLATE_SUCCESS = IsolateMigrate.ISOLATE_SUCCESS
 class CompactControl:
     """struct compact_control (mm/internal.h:196-220)."""
 
-    zone: "Zone"
+    zone: Zone
     order: int = -1
     mode: MigrateMode = MigrateMode.SYNC
     gfp_mask: int = GFP_KERNEL
@@ -91,11 +122,11 @@ class CompactControl:
     total_free_scanned: int = 0
 
 
-def pageblock_start_pfn(zone: "Zone", pfn: int) -> int:
+def pageblock_start_pfn(zone: Zone, pfn: int) -> int:
     return pfn & ~(zone.pageblock_nr_pages - 1)
 
 
-def pageblock_end_pfn(zone: "Zone", pfn: int) -> int:
+def pageblock_end_pfn(zone: Zone, pfn: int) -> int:
     return pageblock_start_pfn(zone, pfn) + zone.pageblock_nr_pages
 
 
@@ -105,18 +136,18 @@ def block_end_pfn(pfn: int, order: int) -> int:
 
 # --- backing off (cc->contended) -------------------------------------------------------------
 
-def fatal_signal_pending(vm: "VM") -> bool:
+def fatal_signal_pending(vm: VM) -> bool:
     """fatal_signal_pending(current): a SIGKILL is pending for the running task."""
     return vm.cpus.current().sigkill_pending
 
 
-def cond_resched(vm: "VM", task: Task) -> None:
+def cond_resched(vm: VM, task: Task) -> None:
     """cond_resched(): the task gives the CPU away, and need_resched() is answered."""
     task.need_resched = False
     vm.cpus.point("cond_resched")
 
 
-def compact_should_abort(vm: "VM", cc: CompactControl, task: Task) -> bool:
+def compact_should_abort(vm: VM, cc: CompactControl, task: Task) -> bool:
     """compact_should_abort() (mm/compaction.c:413-426): ASYNC gives up on need_resched(),
     the other modes reschedule and go on."""
     if task.need_resched:
@@ -127,7 +158,7 @@ def compact_should_abort(vm: "VM", cc: CompactControl, task: Task) -> bool:
     return False
 
 
-def compact_unlock_should_abort(vm: "VM", cc: CompactControl, task: Task) -> bool:
+def compact_unlock_should_abort(vm: VM, cc: CompactControl, task: Task) -> bool:
     """compact_unlock_should_abort() (mm/compaction.c:380-402) without the lock: a fatal
     signal stops every mode, need_resched() stops ASYNC."""
     if task.sigkill_pending:
@@ -136,7 +167,7 @@ def compact_unlock_should_abort(vm: "VM", cc: CompactControl, task: Task) -> boo
     return compact_should_abort(vm, cc, task)
 
 
-def too_many_isolated(zone: "Zone") -> bool:
+def too_many_isolated(zone: Zone) -> bool:
     """too_many_isolated() (mm/compaction.c:659-671): more LRU pages isolated than half of
     those still on the LRU lists (non-LRU movable pages never count, BUG-3)."""
     return zone.nr_isolated_lru > zone.nr_lru // 2
@@ -146,7 +177,7 @@ def too_many_isolated(zone: "Zone") -> bool:
 CONGESTION_WAITS_MAX = 1000
 
 
-def _wait_while_too_many_isolated(vm: "VM", cc: CompactControl, task: Task) -> bool:
+def _wait_while_too_many_isolated(vm: VM, cc: CompactControl, task: Task) -> bool:
     """The throttle at the top of isolate_migratepages_block (mm/compaction.c:713-722).
 
     Returns False when the block must not be scanned: ASYNC gives up at once,
@@ -173,7 +204,7 @@ def _wait_while_too_many_isolated(vm: "VM", cc: CompactControl, task: Task) -> b
 
 # --- deferral (CMP-7) --------------------------------------------------------------------
 
-def defer_compaction(zone: "Zone", order: int) -> None:
+def defer_compaction(zone: Zone, order: int) -> None:
     """defer_compaction() (mm/compaction.c:141-153): back off exponentially after a failure."""
     zone.compact_considered = 0
     zone.compact_defer_shift += 1
@@ -183,7 +214,7 @@ def defer_compaction(zone: "Zone", order: int) -> None:
         zone.compact_defer_shift = COMPACT_MAX_DEFER_SHIFT
 
 
-def compaction_deferred(zone: "Zone", order: int) -> bool:
+def compaction_deferred(zone: Zone, order: int) -> bool:
     """compaction_deferred() (mm/compaction.c:156-173): skip this attempt while under the
     1 << shift limit."""
     defer_limit = 1 << zone.compact_defer_shift
@@ -197,7 +228,7 @@ def compaction_deferred(zone: "Zone", order: int) -> bool:
     return True
 
 
-def compaction_defer_reset(zone: "Zone", order: int, alloc_success: bool) -> None:
+def compaction_defer_reset(zone: Zone, order: int, alloc_success: bool) -> None:
     """compaction_defer_reset() (mm/compaction.c:180-191): a success forgets the back-off."""
     if alloc_success:
         zone.compact_considered = 0
@@ -206,7 +237,7 @@ def compaction_defer_reset(zone: "Zone", order: int, alloc_success: bool) -> Non
         zone.compact_order_failed = order + 1
 
 
-def compaction_restarting(zone: "Zone", order: int) -> bool:
+def compaction_restarting(zone: Zone, order: int) -> bool:
     """compaction_restarting() (mm/compaction.c:194-201): deferred to the limit; time to
     forget skip bits."""
     if order < zone.compact_order_failed:
@@ -217,7 +248,7 @@ def compaction_restarting(zone: "Zone", order: int) -> bool:
 
 # --- skip bits (CMP-5) --------------------------------------------------------------------
 
-def pageblock_skip_persistent(zone: "Zone", pfn: int) -> bool:
+def pageblock_skip_persistent(zone: Zone, pfn: int) -> bool:
     """pageblock_skip_persistent() (mm/compaction.c:226-237): a compound page of pageblock
     order or more covers the block; its skip bit stays until the page is freed."""
     page = zone.pages[pfn - zone.start_pfn]
@@ -226,7 +257,7 @@ def pageblock_skip_persistent(zone: "Zone", pfn: int) -> bool:
     return zone.compound_order(zone.compound_head(page)) >= zone.pageblock_order
 
 
-def reset_isolation_suitable(zone: "Zone") -> None:
+def reset_isolation_suitable(zone: Zone) -> None:
     """__reset_isolation_suitable() (mm/compaction.c:244-270): clear the skip bits of every
     pageblock but the persistent ones, and the cached scanner positions."""
     zone.compact_blockskip_flush = False
@@ -238,7 +269,7 @@ def reset_isolation_suitable(zone: "Zone") -> None:
     reset_cached_positions(zone)
 
 
-def reset_cached_positions(zone: "Zone") -> None:
+def reset_cached_positions(zone: Zone) -> None:
     """reset_cached_positions() (mm/compaction.c:213-219)."""
     zone.compact_cached_migrate_pfn[0] = zone.zone_start_pfn
     zone.compact_cached_migrate_pfn[1] = zone.zone_start_pfn
@@ -273,7 +304,7 @@ def update_pageblock_skip(cc: CompactControl, page: Page | None, nr_isolated: in
 
 # --- the migrate scanner (CMP-2, CMP-3) ------------------------------------------------------
 
-def _isolate_lru_page(vm: "VM", page: Page, isolate_mode: int) -> bool:
+def _isolate_lru_page(vm: VM, page: Page, isolate_mode: int) -> bool:
     """__isolate_lru_page() (mm/vmscan.c:1621-1666) + del_page_from_lru_list(): take an LRU
     page off the LRU with a reference."""
     flags = page.flags
@@ -289,7 +320,7 @@ def _isolate_lru_page(vm: "VM", page: Page, isolate_mode: int) -> bool:
     return True
 
 
-def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_pfn: int,
+def isolate_migratepages_block(vm: VM, cc: CompactControl, low_pfn: int, end_pfn: int,
                                isolate_mode: int) -> int:
     """isolate_migratepages_block() (mm/compaction.c:695-962): isolate from [low_pfn, end_pfn)
     of one pageblock.
@@ -390,7 +421,7 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
     return low_pfn
 
 
-def _end_of_block_scan(vm: "VM", cc: CompactControl, pfn: int, end_pfn: int,
+def _end_of_block_scan(vm: VM, cc: CompactControl, pfn: int, end_pfn: int,
                        valid_page: Page | None, nr_isolated: int, migrate_scanner: bool) -> int:
     """What both scanners do after a block: clamp the pfn a free block's order may have
     carried past the end, set the skip bit of a block scanned in vain, count isolations."""
@@ -414,7 +445,7 @@ def suitable_migration_source(cc: CompactControl, pfn: int) -> bool:
     return block_mt == cc.migratetype
 
 
-def isolate_migratepages(vm: "VM", cc: CompactControl) -> IsolateMigrate:
+def isolate_migratepages(vm: VM, cc: CompactControl) -> IsolateMigrate:
     """isolate_migratepages() (mm/compaction.c:1234-1311): the candidates of the next
     suitable pageblock below the free scanner."""
     zone = cc.zone
@@ -455,7 +486,7 @@ def suitable_migration_target(cc: CompactControl, pfn: int) -> bool:
     return zone.get_pageblock_migratetype(pfn) in (MigrateType.MOVABLE, MigrateType.CMA)
 
 
-def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pfn: int,
+def isolate_freepages_block(vm: VM, cc: CompactControl, start_pfn: int, end_pfn: int,
                             freelist: list[tuple[Page, int]], stride: int = 1) -> int:
     """isolate_freepages_block() (mm/compaction.c:433-575), not strict: free blocks of
     [start_pfn, end_pfn); returns where it stopped.
@@ -512,7 +543,7 @@ def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pf
     return blockpfn
 
 
-def isolate_freepages(vm: "VM", cc: CompactControl) -> None:
+def isolate_freepages(vm: VM, cc: CompactControl) -> None:
     """isolate_freepages() (mm/compaction.c:1069-1165): walk down from cc->free_pfn until
     enough targets are isolated.
 
@@ -576,7 +607,7 @@ def compaction_free(page: Page, cc: CompactControl) -> None:
     cc.nr_freepages += 1
 
 
-def release_freepages(vm: "VM", freepages: list[Page]) -> int:
+def release_freepages(vm: VM, freepages: list[Page]) -> int:
     """release_freepages() (mm/compaction.c:52-66): free the targets not used; returns the
     highest pfn."""
     high = 0
@@ -597,7 +628,7 @@ def compact_scanners_met(cc: CompactControl) -> bool:
     return (cc.free_pfn >> zone.pageblock_order) <= (cc.migrate_pfn >> zone.pageblock_order)
 
 
-def compact_finished(vm: "VM", cc: CompactControl) -> CompactResult:
+def compact_finished(vm: VM, cc: CompactControl) -> CompactResult:
     """compact_finished() / __compact_finished() (mm/compaction.c:1322-1424)."""
     zone = cc.zone
     if cc.contended or fatal_signal_pending(vm):
@@ -627,7 +658,7 @@ def compact_finished(vm: "VM", cc: CompactControl) -> CompactResult:
     return CompactResult.CONTINUE  # COMPACT_NO_SUITABLE_PAGE: keep going
 
 
-def compaction_suitable_at(zone: "Zone", order: int, wmark_target: int) -> CompactResult:
+def compaction_suitable_at(zone: Zone, order: int, wmark_target: int) -> CompactResult:
     """__compaction_suitable() (mm/compaction.c:1433-1474): SUCCESS if the allocation would
     succeed now, SKIPPED if `wmark_target` free pages leave no room for the targets,
     else CONTINUE."""
@@ -642,7 +673,7 @@ def compaction_suitable_at(zone: "Zone", order: int, wmark_target: int) -> Compa
     return CompactResult.CONTINUE
 
 
-def compaction_suitable(zone: "Zone", order: int) -> CompactResult:
+def compaction_suitable(zone: Zone, order: int) -> CompactResult:
     """compaction_suitable() (mm/compaction.c:1476-1512): already enough? too little free
     memory? For a costly order, would a failure be for lack of memory rather than
     fragmentation (COMPACT_NOT_SUITABLE_ZONE)?  Callers see that last one as SKIPPED."""
@@ -656,13 +687,13 @@ def compaction_suitable(zone: "Zone", order: int) -> CompactResult:
     return ret
 
 
-def zone_reclaimable_pages(zone: "Zone") -> int:
+def zone_reclaimable_pages(zone: Zone) -> int:
     """zone_reclaimable_pages() (mm/vmscan.c:319-330): file LRU pages, and anon ones when
     there is swap.  The model's LRU pages are anonymous and it has no swap: 0."""
     return 0
 
 
-def compaction_zonelist_suitable(zone: "Zone", order: int) -> bool:
+def compaction_zonelist_suitable(zone: Zone, order: int) -> bool:
     """compaction_zonelist_suitable() (mm/compaction.c:1514-1544): would compaction run at
     all if reclaim freed what it could?"""
     available = zone_reclaimable_pages(zone) // order + zone.nr_free_pages
@@ -671,7 +702,7 @@ def compaction_zonelist_suitable(zone: "Zone", order: int) -> bool:
 
 # --- compact_zone -----------------------------------------------------------------------------------
 
-def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
+def compact_zone(vm: VM, cc: CompactControl) -> CompactResult:
     """compact_zone() (mm/compaction.c:1557-1724): run the two scanners until finished.
 
     The scanned pages cc carries in are counted again at the end, as v4.19's
@@ -759,7 +790,7 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
     return ret
 
 
-def compact_memory(vm: "VM") -> CompactResult:
+def compact_memory(vm: VM) -> CompactResult:
     """compact_node() (mm/compaction.c:1860-1893) for /proc/sys/vm/compact_memory: the
     whole zone, SYNC, skip bits ignored."""
     cc = CompactControl(zone=vm.zone, order=-1, mode=MigrateMode.SYNC, ignore_skip_hint=True,
@@ -769,7 +800,7 @@ def compact_memory(vm: "VM") -> CompactResult:
 
 # --- direct compaction: the allocator's slow path --------------------------------------------------
 
-def compact_zone_order(vm: "VM", order: int, gfp: int, prio: CompactPriority) -> CompactResult:
+def compact_zone_order(vm: VM, order: int, gfp: int, prio: CompactPriority) -> CompactResult:
     """compact_zone_order() (mm/compaction.c:1732-1764): one direct compaction at `prio`.
 
     ASYNC migrates ASYNC; every other priority SYNC_LIGHT.  At MIN_COMPACT_PRIORITY
@@ -784,7 +815,7 @@ def compact_zone_order(vm: "VM", order: int, gfp: int, prio: CompactPriority) ->
     return compact_zone(vm, cc)
 
 
-def try_to_compact_pages(vm: "VM", order: int, gfp: int = GFP_HIGHUSER_MOVABLE,
+def try_to_compact_pages(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE,
                          prio: CompactPriority = INIT_COMPACT_PRIORITY) -> CompactResult:
     """try_to_compact_pages() (mm/compaction.c:1782-1852): no compaction without __GFP_IO;
     deferral (except at full priority), one compact_zone_order, defer on failure."""
@@ -805,7 +836,7 @@ def try_to_compact_pages(vm: "VM", order: int, gfp: int = GFP_HIGHUSER_MOVABLE,
     return rc
 
 
-def alloc_pages_direct_compact(vm: "VM", order: int, gfp: int, prio: CompactPriority
+def alloc_pages_direct_compact(vm: VM, order: int, gfp: int, prio: CompactPriority
                                ) -> tuple[Page | None, CompactResult]:
     """__alloc_pages_direct_compact() (mm/page_alloc.c:4006-4053): compact in direct
     compaction context (PF_MEMALLOC), then try the free lists again.
@@ -837,7 +868,7 @@ def alloc_pages_direct_compact(vm: "VM", order: int, gfp: int, prio: CompactPrio
     return None, result
 
 
-def should_compact_retry(zone: "Zone", order: int, result: CompactResult,
+def should_compact_retry(zone: Zone, order: int, result: CompactResult,
                          prio: CompactPriority, retries: int
                          ) -> tuple[bool, CompactPriority, int]:
     """should_compact_retry() (mm/page_alloc.c:4055-4123): (retry?, priority, retries).
@@ -867,7 +898,7 @@ def should_compact_retry(zone: "Zone", order: int, result: CompactResult,
     return False, prio, retries
 
 
-def alloc_pages_compact(vm: "VM", order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
+def alloc_pages_compact(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
     """__alloc_pages_slowpath() (mm/page_alloc.c:4546-4826) as far as compaction goes (MIG-10).
 
     For a costly order, or any order that is not movable, an ASYNC compaction
@@ -939,7 +970,7 @@ def alloc_pages_compact(vm: "VM", order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -
             return None
 
 
-def kcompactd_do_work(vm: "VM", order: int) -> CompactResult:
+def kcompactd_do_work(vm: VM, order: int) -> CompactResult:
     """kcompactd_do_work() (mm/compaction.c:1985-2068): background compaction for an order,
     SYNC_LIGHT; defers after a run that found nothing (COMPLETE or PARTIAL_SKIPPED).
 

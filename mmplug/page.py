@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from attrs import define, field
+from attrs import define
 
 from .errors import ContractViolation
 
@@ -100,7 +100,7 @@ class Page:
     """
 
     pfn: int
-    zone: "Zone"
+    zone: Zone
     flags: int = 0
     _refcount: int = 0
     mapping: int = 0

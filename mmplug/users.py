@@ -7,7 +7,8 @@ branch of migration, and can be pinned by an extra reference (GUP).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 from zlib import crc32
 
 from .constants import GFP_COMP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, LIST_POISON2
@@ -32,7 +33,7 @@ class SlabCache:
     false positive of __PageMovable that commit 8b8817630ae8 guards against.
     """
 
-    def __init__(self, vm: "VM", name: str = "kmalloc-256", order: int = 0) -> None:
+    def __init__(self, vm: VM, name: str = "kmalloc-256", order: int = 0) -> None:
         self.vm = vm
         self.name = name
         self.order = order
@@ -65,7 +66,7 @@ class SlabCache:
 class LruPages:
     """Anonymous pages on the LRU, each mapped once (one reference), with checked contents."""
 
-    def __init__(self, vm: "VM") -> None:
+    def __init__(self, vm: VM) -> None:
         self.vm = vm
         # the anon_vma: pages point at it with PAGE_MAPPING_ANON
         self.space = vm.new_address_space("lru", None, private_data=self)
@@ -131,7 +132,7 @@ class LruPages:
         return self.pages.keys()
 
 
-def claimed_by_users(vm: "VM") -> set[int]:
+def claimed_by_users(vm: VM) -> set[int]:
     """pfns held by slab caches and LRU owners registered on the VM."""
     out: set[int] = set()
     for space in vm.mappings.values():

@@ -10,7 +10,8 @@ currently isolated.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from attrs import field, fields, frozen
 
@@ -21,8 +22,15 @@ from .errors import UsageError
 from .instance import GuardedInstance
 from .mapping import AddressSpace, MovableOps
 from .page import (
-    BUDDY, LRU, PAGE_MAPPING_ANON, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, TAIL,
-    WRITEBACK, Page,
+    BUDDY,
+    LRU,
+    PAGE_MAPPING_ANON,
+    PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_MOVABLE,
+    SLAB,
+    TAIL,
+    WRITEBACK,
+    Page,
 )
 from .plugins import Listeners, LoadedDriver, PluginHost
 from .vmstat import VmStat
@@ -102,7 +110,7 @@ class VMConfig:
         "compact_zone() zeroes cc->total_{migrate,free}_scanned")
 
     @classmethod
-    def for_kernel(cls, release: str, **settings: Any) -> "VMConfig":
+    def for_kernel(cls, release: str, **settings: Any) -> VMConfig:
         """The config of a machine running `release` (e.g. "6.1" or "6.1.0-57-amd64"):
         every newer-kernel option of that release or an earlier one on."""
         return cls(**kernel_settings(release), **settings)

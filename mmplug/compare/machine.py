@@ -10,16 +10,17 @@ verify every object at the end, and can record what it executed as a trace.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from hashlib import blake2b
+from typing import Any
 from zlib import crc32
-from typing import Any, Callable
 
 from ..compaction import alloc_pages_compact, compact_memory, kcompactd_do_work
+from ..cpus.schedule import RandomStrategy
+from ..cpus.scheduler import Scheduler
 from ..errors import CallbackTimeout, ContractViolation, MmplugError, NoMemory
 from ..instance import GuardedInstance
 from ..plugins import LoadedDriver, PluginHost
-from ..cpus.schedule import RandomStrategy
-from ..cpus.scheduler import Scheduler
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
 from ..watchdog import DEFAULT_LIMIT

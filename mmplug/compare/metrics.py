@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
@@ -93,7 +94,7 @@ class Snapshot:
         return out
 
 
-def take_snapshot(vm: "VM", owners: bytes | None = None) -> Snapshot:
+def take_snapshot(vm: VM, owners: bytes | None = None) -> Snapshot:
     zone = vm.zone
     counts = [0] * 6
     for mt in zone.pageblock_mt:
@@ -107,7 +108,7 @@ def take_snapshot(vm: "VM", owners: bytes | None = None) -> Snapshot:
     )
 
 
-def owner_map(vm: "VM", driver_pfns: Iterable[int], lru_pfns: Iterable[int],
+def owner_map(vm: VM, driver_pfns: Iterable[int], lru_pfns: Iterable[int],
               slab_pfns: Iterable[int], held: Iterable[tuple[int, int]]) -> bytearray:
     """One byte per page: who holds it (FREE, DRIVER, LRU, SLAB, HELD, OTHER).
 
@@ -136,7 +137,7 @@ def owner_map(vm: "VM", driver_pfns: Iterable[int], lru_pfns: Iterable[int],
     return codes
 
 
-def blocking_pageblocks(vm: "VM", owners: bytes, last: dict[int, str],
+def blocking_pageblocks(vm: VM, owners: bytes, last: dict[int, str],
                         held: Iterable[tuple[int, int]]) -> dict[str, Any]:
     """Why every pageblock that is not free stayed busy; the ceiling and the efficiency."""
     zone = vm.zone

@@ -4,8 +4,7 @@ import random
 
 import pytest
 
-from mmplug.realkernel import blocks as B
-from mmplug.realkernel import scenario as S
+from mmplug.realkernel import blocks as B, scenario as S
 
 
 def test_builtins_load():

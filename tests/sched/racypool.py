@@ -15,8 +15,18 @@ With bug=None it is a correct driver.
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
-    MIGRATEPAGE_SUCCESS, alloc_page, clear_page_movable, copy_highpage, get_page, lock_page,
-    mutex, page_address, page_isolated, put_page, set_page_movable, unlock_page,
+    MIGRATEPAGE_SUCCESS,
+    alloc_page,
+    clear_page_movable,
+    copy_highpage,
+    get_page,
+    lock_page,
+    mutex,
+    page_address,
+    page_isolated,
+    put_page,
+    set_page_movable,
+    unlock_page,
 )
 from mmplug.page import ISOLATED
 

@@ -6,14 +6,20 @@ import pytest
 
 from mmplug import VM, ContractViolation, VMConfig
 from mmplug.constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
-from mmplug.errors import Deadlock
 from mmplug.cpus.locks import SchedLock
 from mmplug.cpus.schedule import (
-    DFSSearch, NondeterminismError, PCTStrategy, RandomStrategy, ReplayStrategy, Strategy,
-    decode_schedule, encode_schedule,
+    DFSSearch,
+    NondeterminismError,
+    PCTStrategy,
+    RandomStrategy,
+    ReplayStrategy,
+    Strategy,
+    decode_schedule,
+    encode_schedule,
 )
 from mmplug.cpus.scheduler import Scheduler
 from mmplug.cpus.single import SingleCPU
+from mmplug.errors import Deadlock
 
 
 def small_vm(sched):

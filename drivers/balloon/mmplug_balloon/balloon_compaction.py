@@ -15,14 +15,26 @@ nothing to the balloon (it is PG_reclaim, FLG-6).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 
 from mmplug import ContractViolation
 from mmplug.kernel import (
-    EINVAL, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, MigrateMode, Page, alloc_page, clear_page_movable,
-    count_vm_event, page_isolated, page_locked, set_page_movable, spinlock, trylock_page,
+    EINVAL,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    MigrateMode,
+    Page,
+    alloc_page,
+    clear_page_movable,
+    count_vm_event,
+    page_isolated,
+    page_locked,
+    set_page_movable,
+    spinlock,
+    trylock_page,
     unlock_page,
 )
 
@@ -79,9 +91,9 @@ class BalloonPageList:
 class BalloonDevInfo:
     """struct balloon_dev_info (include/linux/balloon_compaction.h)."""
 
-    vm: "VM"
+    vm: VM
     #: inode->i_mapping of the balloon's pseudo file system: what page->mapping points at
-    mapping: "AddressSpace"
+    mapping: AddressSpace
     pages_lock: Any
     pages: BalloonPageList
     migratepage: MigrateHook | None = None
@@ -97,7 +109,7 @@ class BalloonDevInfo:
                 f"{self.isolated_pages} isolated>")
 
 
-def balloon_devinfo_init(vm: "VM", mapping: "AddressSpace", *, compaction: bool = True,
+def balloon_devinfo_init(vm: VM, mapping: AddressSpace, *, compaction: bool = True,
                          migratepage: MigrateHook | None = None,
                          bugs: frozenset[str] = frozenset()) -> BalloonDevInfo:
     """balloon_devinfo_init(): an empty list, its lock, no isolated pages."""
@@ -230,7 +242,7 @@ def balloon_page_putback(page: Page) -> None:
         b_dev_info.isolated_pages -= 1
 
 
-def balloon_page_migrate(mapping: "AddressSpace", newpage: Page, page: Page, mode: int) -> int:
+def balloon_page_migrate(mapping: AddressSpace, newpage: Page, page: Page, mode: int) -> int:
     """balloon_page_migrate(): the device's migratepage does the work (DRV-B3, MIG-10).
 
     v4.19 cannot leave the copy to a DMA engine, so MIGRATE_SYNC_NO_COPY is

@@ -7,8 +7,8 @@ show the failure next to the fix.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 #: bug id -> what the reintroduced code does differently
 KNOWN_BUGS: Mapping[str, str] = MappingProxyType({

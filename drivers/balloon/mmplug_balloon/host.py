@@ -15,7 +15,8 @@ larger pages into 4 KiB balloon units.
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from attrs import define, field
 

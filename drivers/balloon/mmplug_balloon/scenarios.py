@@ -12,14 +12,20 @@ device with `bugs={...}` and let the scheduler find the same window.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 from attrs import frozen
 
 import mmplug
-from mmplug import MmplugError, Page, PageList, isolate_movable_page, migrate_pages
-from mmplug import putback_movable_pages
+from mmplug import (
+    MmplugError,
+    Page,
+    PageList,
+    isolate_movable_page,
+    migrate_pages,
+    putback_movable_pages,
+)
 from mmplug.kernel import MigrateMode, clear_page_reclaim, set_page_reclaim
 
 from .virtio_balloon import VirtioBalloon

@@ -27,17 +27,35 @@ reference.  The VM then finishes the page (MIG-3, MIG-6 or PUT-1) and frees it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from mmplug import ContractViolation, NoMemory
 from mmplug.kernel import (
-    EAGAIN, MIGRATEPAGE_SUCCESS, PAGE_SIZE, Page, count_vm_event, get_page, has_movable_tag,
-    lock_page, mutex, page_isolated, page_mapping, put_page, schedule_point, unlock_page,
+    EAGAIN,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SIZE,
+    Page,
+    count_vm_event,
+    get_page,
+    has_movable_tag,
+    lock_page,
+    mutex,
+    page_isolated,
+    page_mapping,
+    put_page,
+    schedule_point,
+    unlock_page,
 )
 
 from .balloon_compaction import (
-    BalloonDevInfo, balloon_devinfo_init, balloon_page_alloc, balloon_page_delete,
-    balloon_page_dequeue, balloon_page_enqueue, balloon_page_insert,
+    BalloonDevInfo,
+    balloon_devinfo_init,
+    balloon_page_alloc,
+    balloon_page_delete,
+    balloon_page_dequeue,
+    balloon_page_enqueue,
+    balloon_page_insert,
 )
 from .bugs import parse_bugs
 from .host import DEFLATE, INFLATE, Host
@@ -61,7 +79,7 @@ class VirtioBalloon:
     single-CPU scenarios use it to run another path at exactly that moment.
     """
 
-    def __init__(self, vm: "VM", mapping: "AddressSpace", *,
+    def __init__(self, vm: VM, mapping: AddressSpace, *,
                  bugs: Iterable[str] | str | None = None, compaction: bool = True) -> None:
         self.vm = vm
         self.mapping = mapping

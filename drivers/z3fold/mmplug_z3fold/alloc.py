@@ -15,22 +15,52 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmplug.kernel import (
-    EINVAL, ENOMEM, ENOSPC, GFP_DIRECT_RECLAIM, GFP_HIGHMEM, alloc_page, lock_page, schedule_point,
-    set_page_movable, trylock_page, unlock_page,
+    EINVAL,
+    ENOMEM,
+    ENOSPC,
+    GFP_DIRECT_RECLAIM,
+    GFP_HIGHMEM,
+    alloc_page,
+    lock_page,
+    schedule_point,
+    set_page_movable,
+    trylock_page,
+    unlock_page,
 )
 
 from . import compact as _compact
 from .flags import (
-    FIRST, HEADLESS, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING, PAGE_CLAIMED,
-    PAGE_HEADLESS, PAGE_MIGRATED, PAGE_STALE, Buddy, clear_bit, set_bit, test_and_set_bit,
+    FIRST,
+    HEADLESS,
+    LAST,
+    MIDDLE,
+    MIDDLE_CHUNK_MAPPED,
+    NEEDS_COMPACTING,
+    PAGE_CLAIMED,
+    PAGE_HEADLESS,
+    PAGE_MIGRATED,
+    PAGE_STALE,
+    Buddy,
+    clear_bit,
+    set_bit,
+    test_and_set_bit,
     test_bit,
 )
 from .handles import (
-    encode_handle, free_handle, get_z3fold_header, handle_to_buddy, is_headless_handle,
+    encode_handle,
+    free_handle,
+    get_z3fold_header,
+    handle_to_buddy,
+    is_headless_handle,
     put_z3fold_header,
 )
 from .header import (
-    Z3foldHeader, kref_get, kref_put, z3fold_page_lock, z3fold_page_trylock, z3fold_page_unlock,
+    Z3foldHeader,
+    kref_get,
+    kref_put,
+    z3fold_page_lock,
+    z3fold_page_trylock,
+    z3fold_page_unlock,
 )
 from .release import free_z3fold_page, release_z3fold_page_locked, release_z3fold_page_locked_list
 from .workqueue import Work
@@ -43,7 +73,7 @@ _INIT_CLEARED = sum(1 << bit for bit in (PAGE_HEADLESS, MIDDLE_CHUNK_MAPPED, NEE
                                          PAGE_STALE, PAGE_CLAIMED, PAGE_MIGRATED))
 
 
-def init_z3fold_page(pool: "Z3foldPool", page: Any, headless: bool) -> Z3foldHeader | None:
+def init_z3fold_page(pool: Z3foldPool, page: Any, headless: bool) -> Z3foldHeader | None:
     """init_z3fold_page(): clear the state bits; a shared page gets a header and slots."""
     page.lru = None
     page.private &= ~_INIT_CLEARED
@@ -58,7 +88,7 @@ def init_z3fold_page(pool: "Z3foldPool", page: Any, headless: bool) -> Z3foldHea
     return zhdr
 
 
-def num_free_chunks(pool: "Z3foldPool", zhdr: Z3foldHeader) -> int:
+def num_free_chunks(pool: Z3foldPool, zhdr: Z3foldHeader) -> int:
     """num_free_chunks(): with a middle object, the larger gap on either side of it."""
     geo = pool.geometry
     if zhdr.middle_chunks:
@@ -69,7 +99,7 @@ def num_free_chunks(pool: "Z3foldPool", zhdr: Z3foldHeader) -> int:
     return geo.nchunks - zhdr.first_chunks - zhdr.last_chunks
 
 
-def add_to_unbuddied(pool: "Z3foldPool", zhdr: Z3foldHeader) -> None:
+def add_to_unbuddied(pool: Z3foldPool, zhdr: Z3foldHeader) -> None:
     """add_to_unbuddied(): onto this CPU's list for its free chunks, if a buddy is free."""
     if zhdr.first_chunks == 0 or zhdr.last_chunks == 0 or zhdr.middle_chunks == 0:
         freechunks = num_free_chunks(pool, zhdr)
@@ -96,7 +126,7 @@ def get_free_buddy(zhdr: Z3foldHeader, chunks: int, zhdr_chunks: int) -> Buddy:
     return MIDDLE
 
 
-def _take_from_list(pool: "Z3foldPool", lst: Any, zhdr: Z3foldHeader) -> str:
+def _take_from_list(pool: Z3foldPool, lst: Any, zhdr: Z3foldHeader) -> str:
     """Re-check under the pool lock, trylock, unlist; "retry", "skip" or "ok"."""
     pool.lock.lock()
     if lst.first() is not zhdr or not z3fold_page_trylock(zhdr):
@@ -114,7 +144,7 @@ def _take_from_list(pool: "Z3foldPool", lst: Any, zhdr: Z3foldHeader) -> str:
     return "ok"
 
 
-def z3fold_alloc_existing(pool: "Z3foldPool", size: int, can_sleep: bool) -> Z3foldHeader | None:
+def z3fold_alloc_existing(pool: Z3foldPool, size: int, can_sleep: bool) -> Z3foldHeader | None:
     """__z3fold_alloc(): a locked header with room for `size`, or None."""
     geo = pool.geometry
     chunks = geo.size_to_chunks(size)
@@ -162,7 +192,7 @@ def z3fold_alloc_existing(pool: "Z3foldPool", size: int, can_sleep: bool) -> Z3f
     return found
 
 
-def z3fold_alloc(pool: "Z3foldPool", size: int, gfp: int) -> tuple[int, int]:
+def z3fold_alloc(pool: Z3foldPool, size: int, gfp: int) -> tuple[int, int]:
     """z3fold_alloc(): (0, handle), or (-EINVAL / -ENOSPC / -ENOMEM, 0)."""
     geo = pool.geometry
     chunks = geo.size_to_chunks(size)
@@ -216,7 +246,7 @@ def z3fold_alloc(pool: "Z3foldPool", size: int, gfp: int) -> tuple[int, int]:
     return 0, handle
 
 
-def _list_and_encode(pool: "Z3foldPool", page: Any, zhdr: Z3foldHeader | None, bud: Buddy) -> int:
+def _list_and_encode(pool: Z3foldPool, page: Any, zhdr: Z3foldHeader | None, bud: Buddy) -> int:
     """Move the page to the LRU head and encode the handle, under the pool lock."""
     pool.lock.lock()
     if pool.lru.holds(page):
@@ -230,7 +260,7 @@ def _list_and_encode(pool: "Z3foldPool", page: Any, zhdr: Z3foldHeader | None, b
     return handle
 
 
-def z3fold_free(pool: "Z3foldPool", handle: int) -> None:
+def z3fold_free(pool: Z3foldPool, handle: int) -> None:
     """z3fold_free(): release one object; the page goes when its last reference does."""
     if is_headless_handle(handle):
         page = pool.virt_to_page(handle & pool.geometry.page_mask)

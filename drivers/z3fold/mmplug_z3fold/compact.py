@@ -17,8 +17,19 @@ from mmplug.kernel import page_address, page_isolated
 
 from . import alloc as _alloc
 from .flags import (
-    BUDDY_MASK, BUDDY_SHIFT, FIRST, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, NEEDS_COMPACTING,
-    PAGE_CLAIMED, PAGE_STALE, clear_bit, test_and_clear_bit, test_and_set_bit, test_bit,
+    BUDDY_MASK,
+    BUDDY_SHIFT,
+    FIRST,
+    LAST,
+    MIDDLE,
+    MIDDLE_CHUNK_MAPPED,
+    NEEDS_COMPACTING,
+    PAGE_CLAIMED,
+    PAGE_STALE,
+    clear_bit,
+    test_and_clear_bit,
+    test_and_set_bit,
+    test_bit,
 )
 from .handles import buddy_index
 from .header import Z3foldHeader, kref_put, z3fold_page_lock, z3fold_page_unlock
@@ -39,7 +50,7 @@ def buddy_single(zhdr: Z3foldHeader) -> bool:
                 or (zhdr.middle_chunks and zhdr.last_chunks))
 
 
-def mchunk_memmove(pool: "Z3foldPool", zhdr: Z3foldHeader, dst_chunk: int) -> None:
+def mchunk_memmove(pool: Z3foldPool, zhdr: Z3foldHeader, dst_chunk: int) -> None:
     """mchunk_memmove(): move the middle object to `dst_chunk`."""
     shift = pool.geometry.chunk_shift
     mem = page_address(zhdr.page)
@@ -49,7 +60,7 @@ def mchunk_memmove(pool: "Z3foldPool", zhdr: Z3foldHeader, dst_chunk: int) -> No
     mem[dst:dst + n] = bytes(mem[src:src + n])
 
 
-def compact_single_buddy(pool: "Z3foldPool", zhdr: Z3foldHeader) -> Z3foldHeader | None:
+def compact_single_buddy(pool: Z3foldPool, zhdr: Z3foldHeader) -> Z3foldHeader | None:
     """compact_single_buddy(): move the only object into another unbuddied page.
 
     The object's slot (in this page's slots) is rewritten to the new page,
@@ -109,14 +120,14 @@ def compact_single_buddy(pool: "Z3foldPool", zhdr: Z3foldHeader) -> Z3foldHeader
     return new_zhdr
 
 
-def _out_fail(pool: "Z3foldPool", new_zhdr: Z3foldHeader) -> None:
+def _out_fail(pool: Z3foldPool, new_zhdr: Z3foldHeader) -> None:
     if not kref_put(new_zhdr, release_z3fold_page_locked):
         _alloc.add_to_unbuddied(pool, new_zhdr)
         z3fold_page_unlock(new_zhdr)
     return None
 
 
-def z3fold_compact_page(pool: "Z3foldPool", zhdr: Z3foldHeader) -> bool:
+def z3fold_compact_page(pool: Z3foldPool, zhdr: Z3foldHeader) -> bool:
     """z3fold_compact_page(): slide the middle object where it frees the most room."""
     geo = pool.geometry
     page = zhdr.page

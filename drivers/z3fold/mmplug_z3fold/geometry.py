@@ -51,7 +51,7 @@ class Geometry:
         return self.page_size - self.zhdr_size_aligned - self.chunk_size
 
     @classmethod
-    def for_page_size(cls, page_size: int) -> "Geometry":
+    def for_page_size(cls, page_size: int) -> Geometry:
         if page_size < _MIN_PAGE_SIZE or page_size & (page_size - 1):
             raise ValueError(f"z3fold needs a power-of-two page size of at least "
                              f"{_MIN_PAGE_SIZE} bytes, not {page_size}")

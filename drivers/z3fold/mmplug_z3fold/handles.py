@@ -21,8 +21,15 @@ from typing import TYPE_CHECKING, Any
 from mmplug import ContractViolation
 
 from .flags import (
-    BUDDY_MASK, BUDDY_SHIFT, HANDLES_NOFREE, HEADLESS, LAST, PAGE_HEADLESS, PAGE_MIGRATED,
-    SLOTS_ALIGN, Buddy,
+    BUDDY_MASK,
+    BUDDY_SHIFT,
+    HANDLES_NOFREE,
+    HEADLESS,
+    LAST,
+    PAGE_HEADLESS,
+    PAGE_MIGRATED,
+    SLOTS_ALIGN,
+    Buddy,
 )
 from .geometry import DIRECT_MAP
 from .header import Z3foldHeader, cpu_relax, z3fold_page_trylock, z3fold_page_unlock
@@ -64,7 +71,7 @@ class SlotsCache:
 
     __slots__ = ("pool", "live", "_next", "_next_stack", "destroyed")
 
-    def __init__(self, pool: "Z3foldPool") -> None:
+    def __init__(self, pool: Z3foldPool) -> None:
         self.pool = pool
         self.live: dict[int, BuddySlots] = {}
         self._next = 0
@@ -115,7 +122,7 @@ def buddy_index(zhdr: Z3foldHeader, bud: Buddy) -> int:
     return (bud + zhdr.first_num) & BUDDY_MASK
 
 
-def encode_handle_in(pool: "Z3foldPool", zhdr: Z3foldHeader, slots: BuddySlots,
+def encode_handle_in(pool: Z3foldPool, zhdr: Z3foldHeader, slots: BuddySlots,
                     bud: Buddy) -> int:
     """__encode_handle(): write the slot, return its address (pool lock or page lock held)."""
     h = pool.virt(zhdr.page)
@@ -131,12 +138,12 @@ def encode_handle_in(pool: "Z3foldPool", zhdr: Z3foldHeader, slots: BuddySlots,
     return slots.addr + idx * _SLOT_WORD
 
 
-def encode_handle(pool: "Z3foldPool", zhdr: Z3foldHeader, bud: Buddy) -> int:
+def encode_handle(pool: Z3foldPool, zhdr: Z3foldHeader, bud: Buddy) -> int:
     """encode_handle(): into the page's own slots."""
     return encode_handle_in(pool, zhdr, zhdr.slots, bud)
 
 
-def read_slot(pool: "Z3foldPool", handle: int) -> int:
+def read_slot(pool: Z3foldPool, handle: int) -> int:
     """*(unsigned long *)handle under the slots' read lock."""
     slots = pool.slots_cache.live.get(handle & _SLOTS_MASK) or pool.slots_cache.lookup(handle)
     lock = slots.lock
@@ -146,13 +153,13 @@ def read_slot(pool: "Z3foldPool", handle: int) -> int:
     return addr
 
 
-def handle_to_chunks(pool: "Z3foldPool", handle: int) -> int:
+def handle_to_chunks(pool: Z3foldPool, handle: int) -> int:
     """handle_to_chunks(): the LAST buddy's size, kept in the slot value."""
     addr = read_slot(pool, handle)
     return (addr & ~pool.geometry.page_mask) >> BUDDY_SHIFT
 
 
-def handle_to_buddy(pool: "Z3foldPool", handle: int) -> Buddy:
+def handle_to_buddy(pool: Z3foldPool, handle: int) -> Buddy:
     """handle_to_buddy(): undo the first_num rotation of the header the slot points at."""
     if handle & HEADLESS_BIT:
         pool.warn("handle_to_buddy() on a HEADLESS handle")
@@ -163,12 +170,12 @@ def handle_to_buddy(pool: "Z3foldPool", handle: int) -> Buddy:
     return _BUDDY[(addr - zhdr.first_num) & BUDDY_MASK]
 
 
-def handle_to_z3fold_header(pool: "Z3foldPool", handle: int) -> Z3foldHeader:
+def handle_to_z3fold_header(pool: Z3foldPool, handle: int) -> Z3foldHeader:
     """The header a (non-headless) handle points at now, without locking."""
     return pool.header_at(read_slot(pool, handle) & pool.geometry.page_mask)
 
 
-def get_z3fold_header(pool: "Z3foldPool", handle: int) -> Z3foldHeader:
+def get_z3fold_header(pool: Z3foldPool, handle: int) -> Z3foldHeader:
     """get_z3fold_header(): the locked header of a non-headless handle (DRV-3F5).
 
     The slot is read, the header trylocked and PAGE_MIGRATED tested under the
@@ -209,7 +216,7 @@ def put_z3fold_header(zhdr: Z3foldHeader) -> None:
     z3fold_page_unlock(zhdr)
 
 
-def free_handle(pool: "Z3foldPool", handle: int, zhdr: Z3foldHeader) -> None:
+def free_handle(pool: Z3foldPool, handle: int, zhdr: Z3foldHeader) -> None:
     """free_handle(): clear the slot; free the slots structure once all four are clear."""
     slots = pool.slots_cache.lookup(handle)
     idx = slot_index(handle)

@@ -13,7 +13,8 @@ as a REF-1 violation naming the page.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from attrs import define
 
@@ -32,11 +33,11 @@ if TYPE_CHECKING:
 class Z3foldHeader:
     """struct z3fold_header (buddy, page_lock, refcount, work, slots, pool, cpu, chunk counts)."""
 
-    page: "Page"
+    page: Page
     pool: Any
     page_lock: Any
-    slots: "BuddySlots | None"
-    work: "Work | None" = None
+    slots: BuddySlots | None
+    work: Work | None = None
     #: kref: one per object in the page, plus isolation, plus pending compaction work
     refcount: int = 1
     #: the CPU whose unbuddied list holds the page, -1 if none
@@ -50,7 +51,7 @@ class Z3foldHeader:
     mapped_count: int = 0
     foreign_handles: int = 0
     #: zhdr->buddy: the unbuddied or stale list the header is on, or None
-    buddy: "BuddyList | None" = None
+    buddy: BuddyList | None = None
     freed: bool = False
 
     def __repr__(self) -> str:

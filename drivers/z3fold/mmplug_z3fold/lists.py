@@ -8,7 +8,8 @@ list_add puts an entry at the head, so the head is the newest entry.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 class BuddyList:

@@ -20,18 +20,41 @@ from __future__ import annotations
 from typing import Any
 
 from mmplug.kernel import (
-    EAGAIN, EBUSY, MIGRATEPAGE_SUCCESS, clear_page_movable, copy_highpage, get_page,
-    page_mapping, put_page, schedule_point, set_page_movable,
+    EAGAIN,
+    EBUSY,
+    MIGRATEPAGE_SUCCESS,
+    clear_page_movable,
+    copy_highpage,
+    get_page,
+    page_mapping,
+    put_page,
+    schedule_point,
+    set_page_movable,
 )
 
 from .alloc import add_to_unbuddied
 from .flags import (
-    FIRST, LAST, MIDDLE, NEEDS_COMPACTING, PAGE_CLAIMED, PAGE_HEADLESS, PAGE_MIGRATED,
-    PAGE_STALE, clear_bit, set_bit, test_and_set_bit, test_bit,
+    FIRST,
+    LAST,
+    MIDDLE,
+    NEEDS_COMPACTING,
+    PAGE_CLAIMED,
+    PAGE_HEADLESS,
+    PAGE_MIGRATED,
+    PAGE_STALE,
+    clear_bit,
+    set_bit,
+    test_and_set_bit,
+    test_bit,
 )
 from .handles import encode_handle
 from .header import (
-    Z3foldHeader, kref_get, kref_put, z3fold_page_lock, z3fold_page_trylock, z3fold_page_unlock,
+    Z3foldHeader,
+    kref_get,
+    kref_put,
+    z3fold_page_lock,
+    z3fold_page_trylock,
+    z3fold_page_unlock,
 )
 from .lists import list_del_init
 from .release import release_z3fold_page_locked

@@ -22,7 +22,14 @@ from mmplug.kernel import EAGAIN, EINVAL
 
 from .alloc import add_to_unbuddied
 from .flags import (
-    FIRST, LAST, MIDDLE, PAGE_CLAIMED, PAGE_HEADLESS, clear_bit, test_and_set_bit, test_bit,
+    FIRST,
+    LAST,
+    MIDDLE,
+    PAGE_CLAIMED,
+    PAGE_HEADLESS,
+    clear_bit,
+    test_and_set_bit,
+    test_bit,
 )
 from .handles import encode_handle_in
 from .header import kref_get, kref_put, z3fold_page_lock, z3fold_page_trylock, z3fold_page_unlock
@@ -33,7 +40,7 @@ if TYPE_CHECKING:
     from .pool import Z3foldPool
 
 
-def z3fold_reclaim_page(pool: "Z3foldPool", retries: int) -> int:
+def z3fold_reclaim_page(pool: Z3foldPool, retries: int) -> int:
     """z3fold_reclaim_page(): 0 if a page was freed, -EINVAL, or -EAGAIN after `retries`."""
     slots = pool.slots_cache.alloc_on_stack()
     try:
@@ -42,7 +49,7 @@ def z3fold_reclaim_page(pool: "Z3foldPool", retries: int) -> int:
         pool.slots_cache.free(slots)
 
 
-def _reclaim(pool: "Z3foldPool", retries: int, slots) -> int:
+def _reclaim(pool: Z3foldPool, retries: int, slots) -> int:
     ret = -1
     pool.lock.lock()
     if pool.evict is None or retries == 0:

@@ -14,7 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmplug.kernel import (
-    clear_page_movable, lock_page, put_page, schedule_point, unlock_page,
+    clear_page_movable,
+    lock_page,
+    put_page,
+    schedule_point,
+    unlock_page,
 )
 
 from .flags import NEEDS_COMPACTING, PAGE_STALE, clear_bit, set_bit, test_bit
@@ -25,7 +29,7 @@ if TYPE_CHECKING:
     from .pool import Z3foldPool
 
 
-def free_z3fold_page(pool: "Z3foldPool", page: Any, headless: bool) -> None:
+def free_z3fold_page(pool: Z3foldPool, page: Any, headless: bool) -> None:
     """free_z3fold_page(): clear movable under the page lock (not headless), free the page."""
     if not headless:
         lock_page(page)
@@ -80,7 +84,7 @@ def release_z3fold_page_locked_list(zhdr: Z3foldHeader) -> None:
     _release_z3fold_page(zhdr, True)
 
 
-def free_pages_work(pool: "Z3foldPool") -> None:
+def free_pages_work(pool: Z3foldPool) -> None:
     """free_pages_work(): free every page on the stale list (release_wq)."""
     pool.stale_lock.lock()
     while len(pool.stale):

@@ -16,14 +16,24 @@ from typing import TYPE_CHECKING
 
 from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_isolated
 
+from .alloc import num_free_chunks
 from .flags import (
-    FIRST, LAST, MIDDLE, NEEDS_COMPACTING, PAGE_HEADLESS, PAGE_STALE, Buddy, describe_flags,
+    FIRST,
+    LAST,
+    MIDDLE,
+    NEEDS_COMPACTING,
+    PAGE_HEADLESS,
+    PAGE_STALE,
+    Buddy,
+    describe_flags,
     test_bit,
 )
 from .handles import (
-    handle_to_buddy, handle_to_chunks, handle_to_z3fold_header, is_headless_handle,
+    handle_to_buddy,
+    handle_to_chunks,
+    handle_to_z3fold_header,
+    is_headless_handle,
 )
-from .alloc import num_free_chunks
 
 if TYPE_CHECKING:
     from .instance import Z3fold
@@ -36,7 +46,7 @@ def _fail(message: str) -> None:
 # Every check tests its condition first and builds its message only when it
 # fails: a pool of a million objects is checked without a string per object.
 
-def verify_pool(pool: "Z3fold") -> None:
+def verify_pool(pool: Z3fold) -> None:
     geo = pool.geometry
     page_mask = geo.page_mask
     movable_word = pool.mapping.handle | PAGE_MAPPING_MOVABLE

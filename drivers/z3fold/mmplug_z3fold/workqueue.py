@@ -17,7 +17,8 @@ of BUG-15 and raises.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mmplug import ContractViolation
 from mmplug.kernel import schedule_point
@@ -33,7 +34,7 @@ class Work:
         self.arg = arg
         self.pending = False
         self.running = False
-        self.queue: "Workqueue | None" = None
+        self.queue: Workqueue | None = None
 
     def __repr__(self) -> str:
         return f"<Work {getattr(self.func, '__name__', self.func)} pending={self.pending}>"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from attrs import define
+
 from mmplug.kernel import ENOMEM, schedule_point
 
 from .handle import OBJ_ALLOCATED_TAG, PIN
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
 class CompactControl:
     """struct zs_compact_control: where the scan of the source zspage stands."""
 
-    s_page: "Page | None"
-    d_page: "Page | None" = None
+    s_page: Page | None
+    d_page: Page | None = None
     obj_idx: int = 0
 
 
@@ -49,7 +50,7 @@ def isolate_zspage(cls: SizeClass, source: bool) -> Zspage | None:
     return None
 
 
-def find_alloced_obj(pool: "ZsPool", cls: SizeClass, page: "Page",
+def find_alloced_obj(pool: ZsPool, cls: SizeClass, page: Page,
                      obj_idx: int) -> tuple[int, int]:
     """find_alloced_obj(): the next allocated object of this subpage whose pin we get.
 
@@ -69,7 +70,7 @@ def find_alloced_obj(pool: "ZsPool", cls: SizeClass, page: "Page",
     return 0, obj_idx
 
 
-def migrate_zspage(pool: "ZsPool", cls: SizeClass, cc: CompactControl) -> int:
+def migrate_zspage(pool: ZsPool, cls: SizeClass, cc: CompactControl) -> int:
     """migrate_zspage(): move objects from cc.s_page on into cc.d_page's zspage.
 
     0 when the source is exhausted, -ENOMEM when the destination is full.
@@ -107,7 +108,7 @@ def migrate_zspage(pool: "ZsPool", cls: SizeClass, cc: CompactControl) -> int:
     return ret
 
 
-def __zs_compact(pool: "ZsPool", cls: SizeClass) -> None:
+def __zs_compact(pool: ZsPool, cls: SizeClass) -> None:
     """__zs_compact(): empty the least used zspages into the most used ones."""
     cls.lock.lock()
     src: Zspage | None = None
@@ -136,7 +137,7 @@ def __zs_compact(pool: "ZsPool", cls: SizeClass) -> None:
     cls.lock.unlock()
 
 
-def zs_compact(pool: "ZsPool") -> int:
+def zs_compact(pool: ZsPool) -> int:
     """zs_compact(): every class, largest first; the pool's running total of pages freed."""
     for cls in reversed(distinct_classes(pool.size_class)):
         __zs_compact(pool, cls)

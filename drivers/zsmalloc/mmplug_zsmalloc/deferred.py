@@ -14,7 +14,8 @@ never inside a driver callback, so never under a page lock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mmplug.kernel import get_page, lock_page, page_locked, put_page, trylock_page
 
@@ -63,12 +64,12 @@ class WorkQueue:
             self.runs += 1
 
 
-def wait_on_page_locked(pool: "ZsPool", page: "Page", what: str) -> None:
+def wait_on_page_locked(pool: ZsPool, page: Page, what: str) -> None:
     """wait_on_page_locked(): sleep until the page lock is free (without taking it)."""
     wait_event(pool.vm, lambda: not page_locked(page), what)
 
 
-def sleeping_lock_page(pool: "ZsPool", page: "Page", what: str) -> None:
+def sleeping_lock_page(pool: ZsPool, page: Page, what: str) -> None:
     """lock_page(), with the wait made a schedule point another CPU can use."""
     if trylock_page(page):
         return
@@ -76,7 +77,7 @@ def sleeping_lock_page(pool: "ZsPool", page: "Page", what: str) -> None:
     lock_page(page)
 
 
-def lock_zspage(pool: "ZsPool", zspage: Zspage) -> list["Page"]:
+def lock_zspage(pool: ZsPool, zspage: Zspage) -> list[Page]:
     """lock_zspage(): lock every subpage before the zspage is torn down.
 
     Fixed (2505a981114d): each subpage is found and trylocked under the
@@ -92,7 +93,7 @@ def lock_zspage(pool: "ZsPool", zspage: Zspage) -> list["Page"]:
     """
     sp = pool.struct_pages
     what = "lock_zspage: wait for a subpage's lock"
-    locked: list["Page"] = []
+    locked: list[Page] = []
     if "BUG-7" in pool.bugs:
         page = zspage.first_page
         while page is not None:
@@ -126,7 +127,7 @@ def lock_zspage(pool: "ZsPool", zspage: Zspage) -> list["Page"]:
     return locked
 
 
-def async_free_zspage(pool: "ZsPool") -> None:
+def async_free_zspage(pool: ZsPool) -> None:
     """async_free_zspage(): free every zspage waiting in a ZS_EMPTY list.
 
     The classes are walked upward and each ZS_EMPTY list is spliced to the

@@ -12,7 +12,8 @@ allocated object from a free one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .sizeclass import OBJ_TAG_BITS, Layout
 
@@ -29,7 +30,7 @@ _HANDLE_BASE = 0xFFFF_8880_4000_0000
 _HANDLE_STRIDE = 8
 
 
-def location_to_obj(layout: Layout, page: "Page", obj_idx: int) -> int:
+def location_to_obj(layout: Layout, page: Page, obj_idx: int) -> int:
     """location_to_obj()."""
     obj = page.pfn << layout.obj_index_bits
     obj |= obj_idx & layout.obj_index_mask
@@ -37,7 +38,7 @@ def location_to_obj(layout: Layout, page: "Page", obj_idx: int) -> int:
 
 
 def obj_to_location(layout: Layout, obj: int,
-                    pfn_to_page: Callable[[int], "Page"]) -> tuple["Page", int]:
+                    pfn_to_page: Callable[[int], Page]) -> tuple[Page, int]:
     """obj_to_location(): (the subpage the object starts in, its index in the zspage)."""
     obj >>= OBJ_TAG_BITS
     return pfn_to_page(obj >> layout.obj_index_bits), obj & layout.obj_index_mask

@@ -36,29 +36,29 @@ class PageMemory:
 
     __slots__ = ()
 
-    def read(self, page: "Page", off: int) -> int:
+    def read(self, page: Page, off: int) -> int:
         """The word at byte `off` of `page` (8-aligned)."""
         return int.from_bytes(page_address(page)[off:off + WORD], "little")
 
-    def write(self, page: "Page", off: int, value: int) -> None:
+    def write(self, page: Page, off: int, value: int) -> None:
         page_address(page)[off:off + WORD] = (value & _MASK).to_bytes(WORD, "little")
 
-    def read_every(self, page: "Page", off: int, step: int, end: int) -> list[int]:
+    def read_every(self, page: Page, off: int, step: int, end: int) -> list[int]:
         """The words at off, off + step, ... below byte `end` of the page."""
         view = page_address(page)
         return [int.from_bytes(view[o:o + WORD], "little") for o in range(off, end, step)]
 
-    def write_every(self, page: "Page", off: int, step: int, values: range | list[int]) -> None:
+    def write_every(self, page: Page, off: int, step: int, values: range | list[int]) -> None:
         """values[i] into the word at off + i * step."""
         view = page_address(page)
         for i, value in enumerate(values):
             o = off + i * step
             view[o:o + WORD] = (value & _MASK).to_bytes(WORD, "little")
 
-    def read_bytes(self, page: "Page", off: int, n: int) -> bytes:
+    def read_bytes(self, page: Page, off: int, n: int) -> bytes:
         return bytes(page_address(page)[off:off + n])
 
-    def write_bytes(self, page: "Page", off: int, data: bytes) -> None:
+    def write_bytes(self, page: Page, off: int, data: bytes) -> None:
         page_address(page)[off:off + len(data)] = data
 
 
@@ -67,7 +67,7 @@ class ZoneMemory(PageMemory):
 
     __slots__ = ("words", "bytes", "start_pfn", "page_size", "page_words")
 
-    def __init__(self, ram: "LinearMap") -> None:
+    def __init__(self, ram: LinearMap) -> None:
         if sys.byteorder != "little":
             raise ValueError("ZoneMemory stores native words: little-endian hosts only")
         #: page `pfn` starts at byte (pfn - start_pfn) * page_size
@@ -77,17 +77,17 @@ class ZoneMemory(PageMemory):
         self.page_size = ram.page_size
         self.page_words = ram.page_size // WORD
 
-    def read(self, page: "Page", off: int) -> int:
+    def read(self, page: Page, off: int) -> int:
         return self.words[(page.pfn - self.start_pfn) * self.page_words + (off >> 3)]
 
-    def write(self, page: "Page", off: int, value: int) -> None:
+    def write(self, page: Page, off: int, value: int) -> None:
         self.words[(page.pfn - self.start_pfn) * self.page_words + (off >> 3)] = value & _MASK
 
-    def read_every(self, page: "Page", off: int, step: int, end: int) -> list[int]:
+    def read_every(self, page: Page, off: int, step: int, end: int) -> list[int]:
         base = (page.pfn - self.start_pfn) * self.page_words
         return self.words[base + (off >> 3):base + ((end + WORD - 1) >> 3):step >> 3].tolist()
 
-    def write_every(self, page: "Page", off: int, step: int, values: range | list[int]) -> None:
+    def write_every(self, page: Page, off: int, step: int, values: range | list[int]) -> None:
         n = len(values)
         if not n:
             return
@@ -95,11 +95,11 @@ class ZoneMemory(PageMemory):
         stride = step >> 3
         self.words[first:first + (n - 1) * stride + 1:stride] = _word_array(values)
 
-    def read_bytes(self, page: "Page", off: int, n: int) -> bytes:
+    def read_bytes(self, page: Page, off: int, n: int) -> bytes:
         at = (page.pfn - self.start_pfn) * self.page_size + off
         return self.bytes[at:at + n].tobytes()
 
-    def write_bytes(self, page: "Page", off: int, data: bytes) -> None:
+    def write_bytes(self, page: Page, off: int, data: bytes) -> None:
         at = (page.pfn - self.start_pfn) * self.page_size + off
         self.bytes[at:at + len(data)] = data
 
@@ -108,6 +108,6 @@ def _word_array(values: range | list[int]) -> array:
     return array("Q", values)
 
 
-def zone_memory(ram: "LinearMap") -> PageMemory:
+def zone_memory(ram: LinearMap) -> PageMemory:
     """The fastest access this host allows to the memory `ram` maps."""
     return ZoneMemory(ram) if sys.byteorder == "little" else PageMemory()

@@ -13,8 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mmplug.kernel import (
-    EAGAIN, EINVAL, MIGRATEPAGE_SUCCESS, MigrateMode, copy_highpage, get_page, page_mapping,
-    put_page, set_page_movable,
+    EAGAIN,
+    EINVAL,
+    MIGRATEPAGE_SUCCESS,
+    MigrateMode,
+    copy_highpage,
+    get_page,
+    page_mapping,
+    put_page,
+    set_page_movable,
 )
 
 from .handle import OBJ_ALLOCATED_TAG, PIN, location_to_obj, obj_to_location
@@ -48,7 +55,7 @@ def zs_pool_dec_isolated(pool: ZsPool) -> None:
     pool.isolated_pages -= 1
 
 
-def zs_page_isolate(page: "Page", mode: int) -> bool:
+def zs_page_isolate(page: Page, mode: int) -> bool:
     """zs_page_isolate() (DRV-Z2): refuse an empty zspage or one zs_compact holds."""
     pool = pool_of(page)
     _alive(pool, "isolate_page")
@@ -68,8 +75,8 @@ def zs_page_isolate(page: "Page", mode: int) -> bool:
     return True
 
 
-def replace_sub_page(pool: ZsPool, cls: SizeClass, zspage: Zspage, newpage: "Page",
-                     oldpage: "Page") -> None:
+def replace_sub_page(pool: ZsPool, cls: SizeClass, zspage: Zspage, newpage: Page,
+                     oldpage: Page) -> None:
     """replace_sub_page(): rebuild the subpage chain with newpage in oldpage's place."""
     sp = pool.struct_pages
     pages = [newpage if p is oldpage else p for p in sp.chain(zspage)]
@@ -82,7 +89,7 @@ def replace_sub_page(pool: ZsPool, cls: SizeClass, zspage: Zspage, newpage: "Pag
     set_page_movable(newpage, page_mapping(oldpage))
 
 
-def zs_page_migrate(mapping: "AddressSpace", newpage: "Page", page: "Page", mode: int) -> int:
+def zs_page_migrate(mapping: AddressSpace, newpage: Page, page: Page, mode: int) -> int:
     """zs_page_migrate() (DRV-Z3): pin every object of the page, move, re-point handles.
 
     SYNC_NO_COPY is refused with -EINVAL: the copy has to happen under
@@ -145,7 +152,7 @@ def zs_page_migrate(mapping: "AddressSpace", newpage: "Page", page: "Page", mode
     return ret
 
 
-def zs_page_putback(page: "Page") -> None:
+def zs_page_putback(page: Page) -> None:
     """zs_page_putback() (DRV-Z4): the last isolated subpage puts the zspage back."""
     pool = pool_of(page)
     _alive(pool, "putback_page")

@@ -21,24 +21,48 @@ the default is v4.19 as maintained; all three bugs together give v4.19.0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from mmplug import NoMemory
 from mmplug.kernel import (
-    PAGE_SIZE, alloc_page, linear_map, page_locked, page_mapping, put_page, rwlock,
-    set_page_movable, spinlock, trylock_page, unlock_page,
+    PAGE_SIZE,
+    alloc_page,
+    linear_map,
+    page_locked,
+    page_mapping,
+    put_page,
+    rwlock,
+    set_page_movable,
+    spinlock,
+    trylock_page,
+    unlock_page,
 )
 
 from .deferred import WorkQueue, async_free_zspage
 from .handle import HandleTable, obj_to_location
 from .memory import zone_memory
 from .sizeclass import (
-    OBJ_TAG_BITS, ZS_EMPTY, ZS_HANDLE_SIZE, Fullness, Layout, SizeClass, Stat, build_size_classes,
-    distinct_classes, huge_class_size,
+    OBJ_TAG_BITS,
+    ZS_EMPTY,
+    ZS_HANDLE_SIZE,
+    Fullness,
+    Layout,
+    SizeClass,
+    Stat,
+    build_size_classes,
+    distinct_classes,
+    huge_class_size,
 )
 from .waits import spin_trylock, wait_event
 from .zspage import (
-    StructPages, Zspage, copy_from_object, copy_to_object, get_zspage, init_zspage, obj_free,
+    StructPages,
+    Zspage,
+    copy_from_object,
+    copy_to_object,
+    get_zspage,
+    init_zspage,
+    obj_free,
     obj_malloc,
 )
 
@@ -52,7 +76,7 @@ KNOWN_BUGS = frozenset({"BUG-5", "BUG-6", "BUG-7"})
 class ZsPool:
     """One zsmalloc pool: the instance that owns one AddressSpace (pool->inode's mapping)."""
 
-    def __init__(self, vm: Any, mapping: "AddressSpace", *, bugs: Iterable[str] = (),
+    def __init__(self, vm: Any, mapping: AddressSpace, *, bugs: Iterable[str] = (),
                  name: str = "zram0") -> None:
         bugs = frozenset(bugs)
         unknown = bugs - KNOWN_BUGS
@@ -97,7 +121,7 @@ class ZsPool:
         """The largest object store() takes: ZS_MAX_ALLOC_SIZE (a huge-class object)."""
         return self.layout.max_alloc_size
 
-    def location(self, handle: int) -> tuple["Page", int]:
+    def location(self, handle: int) -> tuple[Page, int]:
         """obj_to_location(handle_to_obj(handle))."""
         return obj_to_location(self.layout, self.handles.handle_to_obj(handle), self.pfn_to_page)
 
@@ -251,7 +275,7 @@ class ZsPool:
         self.handles.unpin(handle)
         self.handles.free(handle)
 
-    def _map(self, handle: int) -> tuple[SizeClass, Zspage, "Page", int]:
+    def _map(self, handle: int) -> tuple[SizeClass, Zspage, Page, int]:
         """zs_map_object()'s first half: pin, migrate read lock, locate (returns locked).
 
         A handle the user pinned through the "pin" knob is already held by that
@@ -360,7 +384,7 @@ class ZsPool:
         zs_compact(self)
         return self.pages_compacted - before
 
-    def pages(self) -> list["Page"]:
+    def pages(self) -> list[Page]:
         """Every subpage of every live zspage, isolated ones included."""
         sp = self.struct_pages
         return [p for z in self.zspages for p in sp.chain(z)]
@@ -423,7 +447,7 @@ class ZsPool:
                 f"{self.pages_allocated} pages>")
 
 
-def pool_of(page: "Page") -> ZsPool:
+def pool_of(page: Page) -> ZsPool:
     """The pool that owns a movable subpage: page_mapping(page)->private_data."""
     mapping = page_mapping(page)
     if mapping is None:

@@ -84,7 +84,7 @@ class Layout:
         return self.page_size
 
     @classmethod
-    def for_page_size(cls, page_size: int) -> "Layout":
+    def for_page_size(cls, page_size: int) -> Layout:
         shift = page_size.bit_length() - 1
         pfn_bits = MAX_PHYSMEM_BITS - shift
         index_bits = BITS_PER_LONG - pfn_bits - OBJ_TAG_BITS
@@ -200,7 +200,7 @@ class SizeClass:
     pages_per_zspage: int
     objs_per_zspage: int
     lock: Any
-    fullness_list: list["ZspageList"] = field(
+    fullness_list: list[ZspageList] = field(
         factory=lambda: [ZspageList() for _ in range(NR_ZS_FULLNESS)])
     stats: list[int] = field(factory=lambda: [0] * NR_ZS_STAT_TYPE)
     #: get_fullness_group() of every possible inuse count, worked out once
@@ -223,11 +223,11 @@ class SizeClass:
                 f"objs {self.objs_per_zspage}>")
 
     # --- fullness groups ---------------------------------------------------------
-    def get_fullness_group(self, zspage: "Zspage") -> Fullness:
+    def get_fullness_group(self, zspage: Zspage) -> Fullness:
         """get_fullness_group()."""
         return self.fullness_by_inuse[zspage.inuse]
 
-    def insert_zspage(self, zspage: "Zspage", fullness: Fullness) -> None:
+    def insert_zspage(self, zspage: Zspage, fullness: Fullness) -> None:
         """insert_zspage(): a zspage less used than the head goes second, else first."""
         self.stats[fullness] += 1
         lst = self.fullness_list[fullness]
@@ -238,7 +238,7 @@ class SizeClass:
             lst.insert(0, zspage)
         zspage.list = fullness
 
-    def remove_zspage(self, zspage: "Zspage", fullness: Fullness) -> None:
+    def remove_zspage(self, zspage: Zspage, fullness: Fullness) -> None:
         """remove_zspage(): off its list (list_del_init: the zspage's list becomes empty)."""
         if zspage.isolated:
             raise AssertionError(f"remove_zspage() of an isolated zspage {zspage!r}")
@@ -246,7 +246,7 @@ class SizeClass:
         zspage.list = None
         self.stats[fullness] -= 1
 
-    def fix_fullness_group(self, zspage: "Zspage") -> Fullness:
+    def fix_fullness_group(self, zspage: Zspage) -> Fullness:
         """fix_fullness_group(): move between lists; an isolated zspage only records it."""
         currfg = zspage.fullness
         newfg = self.fullness_by_inuse[zspage.inuse]
@@ -258,7 +258,7 @@ class SizeClass:
         zspage.fullness = newfg
         return newfg
 
-    def putback_zspage(self, zspage: "Zspage") -> Fullness:
+    def putback_zspage(self, zspage: Zspage) -> Fullness:
         """putback_zspage(): back on the list its fullness says."""
         if zspage.isolated:
             raise AssertionError(f"putback_zspage() of an isolated zspage {zspage!r}")
@@ -268,7 +268,7 @@ class SizeClass:
         zspage.fullness = fullness
         return fullness
 
-    def find_get_zspage(self) -> "Zspage | None":
+    def find_get_zspage(self) -> Zspage | None:
         """find_get_zspage(): the head of ALMOST_FULL, else ALMOST_EMPTY, else EMPTY."""
         lists = self.fullness_list
         for fg in _FIND_ORDER:

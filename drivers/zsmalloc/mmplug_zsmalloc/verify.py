@@ -27,7 +27,7 @@ def _fail(message: str) -> None:
 # Every check tests its condition first and builds its message only when it
 # fails: a pool of a million objects is checked without a string per object.
 
-def _verify_zspage(pool: "ZsPool", zspage: Zspage, handle_word: int) -> set[int]:
+def _verify_zspage(pool: ZsPool, zspage: Zspage, handle_word: int) -> set[int]:
     """Check one zspage; return the handles whose objects it holds."""
     sp = pool.struct_pages
     mem = pool.mem
@@ -84,7 +84,7 @@ def _verify_zspage(pool: "ZsPool", zspage: Zspage, handle_word: int) -> set[int]
     return owned
 
 
-def verify_pool(pool: "ZsPool") -> None:
+def verify_pool(pool: ZsPool) -> None:
     seen_zspages: set[Zspage] = set()
     isolated = 0
     # per class: (objects used, objects allocated) summed over the pool's zspages

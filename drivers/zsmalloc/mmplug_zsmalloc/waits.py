@@ -9,7 +9,8 @@ what was waited for, instead of hanging.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mmplug import Deadlock
 from mmplug.kernel import schedule_point

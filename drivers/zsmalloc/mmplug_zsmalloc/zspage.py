@@ -16,9 +16,11 @@ next free object (<< 1); an allocated one's is `handle | OBJ_ALLOCATED_TAG`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from attrs import define
+
 from mmplug.kernel import clear_page_movable
 
 from .handle import FREELIST_END, OBJ_ALLOCATED_TAG, obj_to_location
@@ -42,7 +44,7 @@ class Zspage:
     isolated: int = 0
     inuse: int = 0
     freeobj: int = 0
-    first_page: "Page | None" = None
+    first_page: Page | None = None
     #: where zspage->list is linked: a Fullness list, "deferred" (async free's
     #: private list), or None (list_empty: off every list)
     list: Any = None
@@ -59,7 +61,7 @@ class PageFields:
     """The struct page fields of one subpage that the model's Page does not carry."""
 
     #: page->freelist: the next subpage of the zspage
-    freelist: "Page | None" = None
+    freelist: Page | None = None
     #: page->units: offset of the first object starting in this subpage
     units: int = 0
     #: page->index: the handle of a huge object (first subpage only)
@@ -76,41 +78,41 @@ class StructPages:
     __slots__ = ("fields",)
 
     def __init__(self) -> None:
-        self.fields: dict["Page", PageFields] = {}
+        self.fields: dict[Page, PageFields] = {}
 
-    def __getitem__(self, page: "Page") -> PageFields:
+    def __getitem__(self, page: Page) -> PageFields:
         fields = self.fields.get(page)
         if fields is None:
             fields = self.fields[page] = PageFields()
         return fields
 
-    def get_next_page(self, page: "Page") -> "Page | None":
+    def get_next_page(self, page: Page) -> Page | None:
         """get_next_page(): a huge subpage has none; a reset page has none."""
         fields = self.fields.get(page)
         if fields is None or fields.huge:
             return None
         return fields.freelist
 
-    def units(self, page: "Page") -> int:
+    def units(self, page: Page) -> int:
         """get_first_obj_offset()."""
         return self[page].units
 
-    def is_first_page(self, page: "Page") -> bool:
+    def is_first_page(self, page: Page) -> bool:
         fields = self.fields.get(page)
         return fields is not None and fields.first
 
-    def is_huge(self, page: "Page") -> bool:
+    def is_huge(self, page: Page) -> bool:
         fields = self.fields.get(page)
         return fields is not None and fields.huge
 
-    def chain(self, zspage: Zspage) -> Iterator["Page"]:
+    def chain(self, zspage: Zspage) -> Iterator[Page]:
         """The subpages from the first, following page->freelist."""
         page = zspage.first_page
         while page is not None:
             yield page
             page = self.get_next_page(page)
 
-    def create_page_chain(self, cls: SizeClass, zspage: Zspage, pages: list["Page"]) -> None:
+    def create_page_chain(self, cls: SizeClass, zspage: Zspage, pages: list[Page]) -> None:
         """create_page_chain(): private -> zspage, freelist links, the first page marked."""
         fields_of = self.fields
         prev: PageFields | None = None
@@ -129,14 +131,14 @@ class StructPages:
                 prev.freelist = page  # type: ignore[union-attr]
             prev = fields
 
-    def reset_page(self, page: "Page") -> None:
+    def reset_page(self, page: Page) -> None:
         """reset_page(): __ClearPageMovable, private, freelist, huge mark all cleared."""
         clear_page_movable(page)
         page.private = 0
         self.fields.pop(page, None)
 
 
-def get_zspage(page: "Page") -> Zspage:
+def get_zspage(page: Page) -> Zspage:
     """get_zspage(): page->private, checked by its magic."""
     zspage = page.private
     if not isinstance(zspage, Zspage) or zspage.magic != ZSPAGE_MAGIC:
@@ -147,19 +149,19 @@ def get_zspage(page: "Page") -> Zspage:
 
 # --- page memory ----------------------------------------------------------------------
 
-def read_word(page: "Page", off: int) -> int:
+def read_word(page: Page, off: int) -> int:
     """The word at byte `off` of a page, read through page_address()."""
     return _PAGE.read(page, off)
 
 
-def write_word(page: "Page", off: int, value: int) -> None:
+def write_word(page: Page, off: int, value: int) -> None:
     _PAGE.write(page, off, value)
 
 
 _PAGE = PageMemory()
 
 
-def obj_to_head(sp: StructPages, mem: PageMemory, page: "Page", off: int) -> int:
+def obj_to_head(sp: StructPages, mem: PageMemory, page: Page, off: int) -> int:
     """obj_to_head(): the first word of the object at `off`, or page->index if huge."""
     fields = sp.fields.get(page)
     if fields is not None and fields.huge:
@@ -195,7 +197,7 @@ def init_zspage(sp: StructPages, mem: PageMemory, cls: SizeClass, zspage: Zspage
     zspage.freeobj = 0
 
 
-def _nth_subpage(sp: StructPages, zspage: Zspage, n: int) -> "Page":
+def _nth_subpage(sp: StructPages, zspage: Zspage, n: int) -> Page:
     page = zspage.first_page
     for _ in range(n):
         page = sp.get_next_page(page)
@@ -241,14 +243,14 @@ def obj_free(sp: StructPages, mem: PageMemory, layout: Layout, cls: SizeClass, o
 
 # --- object bytes across subpages -----------------------------------------------------
 
-def _second_page(sp: StructPages, page: "Page") -> "Page":
+def _second_page(sp: StructPages, page: Page) -> Page:
     nxt = sp.get_next_page(page)
     if nxt is None:
         raise AssertionError(f"object at pfn {page.pfn:#x} spans into a missing subpage")
     return nxt
 
 
-def copy_from_object(sp: StructPages, mem: PageMemory, page: "Page", off: int, length: int,
+def copy_from_object(sp: StructPages, mem: PageMemory, page: Page, off: int, length: int,
                      page_size: int) -> bytes:
     """__zs_map_object() for reading: `length` bytes from `off`, joined across subpages."""
     if off + length <= page_size:
@@ -258,7 +260,7 @@ def copy_from_object(sp: StructPages, mem: PageMemory, page: "Page", off: int, l
     return mem.read_bytes(page, off, head) + mem.read_bytes(second, 0, length - head)
 
 
-def copy_to_object(sp: StructPages, mem: PageMemory, page: "Page", off: int, data: bytes,
+def copy_to_object(sp: StructPages, mem: PageMemory, page: Page, off: int, data: bytes,
                    page_size: int) -> None:
     """__zs_unmap_object() for writing: the bytes from `off`, split across subpages."""
     n = len(data)
@@ -283,7 +285,7 @@ def zs_object_copy(sp: StructPages, mem: PageMemory, layout: Layout, cls: SizeCl
     copy_to_object(sp, mem, d_page, d_off, chunk, ps)
 
 
-def allocated_heads(sp: StructPages, mem: PageMemory, cls: SizeClass, page: "Page",
+def allocated_heads(sp: StructPages, mem: PageMemory, cls: SizeClass, page: Page,
                     page_size: int) -> Iterator[tuple[int, int]]:
     """(offset, handle) of every allocated object whose head is in this subpage."""
     pos = sp.units(page)
