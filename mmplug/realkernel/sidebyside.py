@@ -1,4 +1,4 @@
-"""The side-by-side table: one row per figure, kernel | v4.19 | guest's release | tolerance | verdict.
+"""The side-by-side table: per figure, kernel | v4.19 | guest's release | tolerance | verdict.
 
 The model runs twice from the same snapshot: as v4.19, the baseline the
 project models, and with every newer-kernel option (mmplug.vm.VMConfig) of
@@ -263,10 +263,11 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun,
     row(sec, "unmoved: scanned, refused or failed", km["unmoved_scanned"],
         lambda r: moved[id(r)]["unmoved_scanned"], "±5%", MEET, hist,
         note="isolated in the last batch and put back when the scanners met")
-    base = _driver_rows(sc, plan, k, m)
-    for r, rg in zip(base, _driver_rows(sc, plan, k, g) if g is not None else base):
+    # by label, not by position: a row present for one run may be absent for the other
+    newer = {r.label: r.model for r in _driver_rows(sc, plan, k, g)} if g is not None else {}
+    for r in _driver_rows(sc, plan, k, m):
         rows.append(Row(r.section, r.label, r.kernel, r.model, r.tolerance, r.reasons, r.note,
-                        rg.model if g is not None else None, r.versions, g is not None))
+                        newer.get(r.label), r.versions, g is not None))
     return rows
 
 
@@ -295,8 +296,8 @@ def _driver_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun) -> li
         filled = k.extra.get("mm_stat.filled", {})
         mf = m.extra.get("filled_pages")
         if filled and mf is not None:
-            rows.append(Row(sec, "zsmalloc pages after the fill", filled["mem_used_total"] // PAGE_SIZE,
-                            mf))
+            rows.append(Row(sec, "zsmalloc pages after the fill",
+                            filled["mem_used_total"] // PAGE_SIZE, mf))
         rows.append(Row(sec, "compr_data_size before compaction", ks.get("compr_data_size"), compr))
         rows.append(Row(sec, "zsmalloc pages before compaction (mem_used_total)",
                         ks.get("mem_used_total", 0) // PAGE_SIZE, m.extra.get("pages_before")))
