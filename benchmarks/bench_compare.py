@@ -181,7 +181,7 @@ def main() -> None:
     if before:
         print()
         print("after / before (CPU):")
-        for b, r in zip(before, results):
+        for b, r in zip(before, results, strict=True):
             if b["status"] == "ok" and r["status"] == "ok":
                 same = "same" if (b["objects"], b["pgmigrate_success"]) == \
                     (r["objects"], r["pgmigrate_success"]) else "DIFFERENT"

@@ -74,7 +74,10 @@ def _cycle_once(n: int, seed: int, framework: bool, putback: bool, watchdog: boo
     t0 = time.process_time()   # CPU time: on a shared machine wall time counts the others
     if framework:
         it = iter(targets)
-        get_new = lambda page, private: next(it)
+
+        def get_new(page, private):
+            return next(it)
+
         for i in range(0, len(pages), 32):
             lst = PageList()
             for page in pages[i:i + 32]:
@@ -86,7 +89,7 @@ def _cycle_once(n: int, seed: int, framework: bool, putback: bool, watchdog: boo
                 migrate_pages(vm, lst, get_new, None, None, MigrateMode.SYNC)
     else:
         # the floor: the same callbacks, page locks, flags, references and copy, nothing else
-        for page, new in zip(pages, targets):
+        for page, new in zip(pages, targets, strict=True):
             get_page(page)
             trylock_page(page)
             ops.isolate_page(page, 0)
@@ -170,7 +173,7 @@ def bench_frame_bytes(nr_pages: int) -> dict:
     from mmplug import VM
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    vm = VM(nr_pages=nr_pages)
+    _vm = VM(nr_pages=nr_pages)   # bound: alive when measured
     used = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     return dict(nr_pages=nr_pages, bytes_per_frame=used / nr_pages)
@@ -179,7 +182,8 @@ def bench_frame_bytes(nr_pages: int) -> dict:
 def _child(kind: str, arg: int, seed: int, tree: Path | None = None) -> dict:
     """One measurement in a fresh process: this script's code, on `tree`'s mmplug if given."""
     argv = [__file__, "--child", kind, "--arg", str(arg), "--seed", str(seed)]
-    code = f"import runpy, sys; sys.argv = {argv!r}; runpy.run_path({__file__!r}, run_name='__main__')"
+    code = (f"import runpy, sys; sys.argv = {argv!r}; "
+            f"runpy.run_path({__file__!r}, run_name='__main__')")
     out, err = run_child(code, tree=tree)
     if out is None:
         raise SystemExit(f"bench_core: the {kind} measurement failed: {err}")

@@ -450,7 +450,8 @@ def isolate_migratepages(vm: VM, cc: CompactControl) -> IsolateMigrate:
     suitable pageblock below the free scanner."""
     zone = cc.zone
     pb = zone.pageblock_nr_pages
-    isolate_mode = ISOLATE_UNEVICTABLE | (ISOLATE_ASYNC_MIGRATE if cc.mode != MigrateMode.SYNC else 0)
+    isolate_mode = ISOLATE_UNEVICTABLE | \
+        (ISOLATE_ASYNC_MIGRATE if cc.mode != MigrateMode.SYNC else 0)
     task = vm.cpus.current()
     low_pfn = cc.migrate_pfn
     block_start = max(pageblock_start_pfn(zone, low_pfn), zone.zone_start_pfn)
@@ -700,7 +701,7 @@ def compaction_zonelist_suitable(zone: Zone, order: int) -> bool:
     return compaction_suitable_at(zone, order, available) != CompactResult.SKIPPED
 
 
-# --- compact_zone -----------------------------------------------------------------------------------
+# --- compact_zone ------------------------------------------------------------------------------
 
 def compact_zone(vm: VM, cc: CompactControl) -> CompactResult:
     """compact_zone() (mm/compaction.c:1557-1724): run the two scanners until finished.
@@ -798,7 +799,7 @@ def compact_memory(vm: VM) -> CompactResult:
     return compact_zone(vm, cc)
 
 
-# --- direct compaction: the allocator's slow path --------------------------------------------------
+# --- direct compaction: the allocator's slow path ---------------------------------------------
 
 def compact_zone_order(vm: VM, order: int, gfp: int, prio: CompactPriority) -> CompactResult:
     """compact_zone_order() (mm/compaction.c:1732-1764): one direct compaction at `prio`.

@@ -199,7 +199,8 @@ def movable_mapping(page: Page) -> AddressSpace | None:
 def _set_page_movable(page: Page, mapping: AddressSpace) -> None:
     """__SetPageMovable() (mm/compaction.c): page locked, mapping untagged (FLG-4)."""
     if not page.flags & LOCKED:
-        raise ContractViolation("FLG-4", "__SetPageMovable() on a page that is not locked", page=page)
+        raise ContractViolation("FLG-4", "__SetPageMovable() on a page that is not locked",
+                                page=page)
     word = mapping.handle
     if word & PAGE_MAPPING_MOVABLE:
         raise ContractViolation("FLG-4", "__SetPageMovable() with a mapping that already carries "

@@ -70,7 +70,8 @@ def get(rule_id: str) -> Rule:
     if key in rules:
         return rules[key]
     close = difflib.get_close_matches(key, list(rules), n=3, cutoff=0.5)
-    raise KeyError(f"no rule {rule_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise KeyError(f"no rule {rule_id!r}{hint}")
 
 
 def exists(rule_id: str) -> bool:

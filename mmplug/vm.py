@@ -284,7 +284,8 @@ class VM:
 
     # --- who owns what ----------------------------------------------------------------------
     def owner_of(self, page: Page) -> str:
-        """"free", "slab", "lru", a driver name, "isolated" or "other" (for maps and leak checks)."""
+        """"free", "slab", "lru", a driver name, "isolated" or "other" (for maps and leak
+        checks)."""
         flags = page.flags
         if flags & BUDDY or (not page._refcount and not flags & TAIL):
             return "free"

@@ -29,7 +29,8 @@ def test_plugins_json_includes_a_loaded_file_driver():
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     row = next(d for d in data["drivers"] if d["name"] == "simplepool")
-    assert row["status"] == "loaded" and row["version"] == "1.0" and row["origin"].startswith("file")
+    assert row["status"] == "loaded" and row["version"] == "1.0"
+    assert row["origin"].startswith("file")
 
 
 def test_plugins_lists_a_failed_driver_with_its_reason(tmp_path):

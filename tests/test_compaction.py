@@ -97,7 +97,7 @@ def test_cmp3_slab_and_compound_pages_are_stepped_over():
     vm, pool = make_vm(nr_pages=1024)
     slab = SlabCache(vm, order=2)
     slabs = [slab.alloc_slab() for _ in range(20)]
-    for i in range(40):
+    for _ in range(40):
         pool.store(b"x" * 10)
     compact_memory(vm)
     assert all(s.flags & 0x100 for s in slabs)              # still PG_slab, never isolated

@@ -196,7 +196,7 @@ def test_iso5_compaction_scanner_does_not_offer_isolated_pages():
     from mmplug.compaction import CompactControl, isolate_migratepages_block
     vm, pool = make_vm()
     page, _ = one_page(pool)
-    lst = isolate(vm, page)
+    isolate(vm, page)
     attempts = vm.vmstat["isolate_attempt"]
     cc = CompactControl(zone=vm.zone, ignore_skip_hint=True)
     block = page.pfn & ~(vm.zone.pageblock_nr_pages - 1)

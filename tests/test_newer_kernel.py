@@ -44,7 +44,7 @@ def test_a_release_turns_on_the_options_of_that_release_and_earlier():
     config = VMConfig.for_kernel("6.1", nr_pages=1024)
     assert config.nr_pages == 1024 and all(getattr(config, n) for n in NEWER_61)
     assert not config.slab_fix and VMConfig().free_scan_stride is False
-    with pytest.raises(UsageError, match="MAJOR.MINOR"):
+    with pytest.raises(UsageError, match=r"MAJOR\.MINOR"):
         kernel_settings("bookworm")
 
 

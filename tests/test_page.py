@@ -41,7 +41,8 @@ def _ops():
 
 def test_flg1_tag_values_and_aligned_handles(vm_page):
     vm, space, page = vm_page
-    assert (PAGE_MAPPING_ANON, PAGE_MAPPING_MOVABLE, PAGE_MAPPING_KSM, PAGE_MAPPING_FLAGS) == (1, 2, 3, 3)
+    assert (PAGE_MAPPING_ANON, PAGE_MAPPING_MOVABLE, PAGE_MAPPING_KSM, PAGE_MAPPING_FLAGS) == \
+        (1, 2, 3, 3)
     assert space.handle & PAGE_MAPPING_FLAGS == 0
     other = vm.new_address_space("u", ops=_ops())
     assert other.handle != space.handle and other.handle % 4 == 0

@@ -85,7 +85,8 @@ def test_missing_file_is_a_usage_error():
      "returned dict, expected mmplug.DriverInfo"),
     (lambda s: s + "\nraise RuntimeError('import-time failure')\n",
      "import failed: RuntimeError: import-time failure"),
-    (lambda s: s.replace("def store(self, data: bytes) -> int:", "def store(self, data: bytes) -> int"),
+    (lambda s: s.replace("def store(self, data: bytes) -> int:",
+                         "def store(self, data: bytes) -> int"),
      "import failed: SyntaxError"),
 ])
 def test_validation_failures_are_reported_with_reason(tmp_path, mutation, reason):

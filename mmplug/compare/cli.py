@@ -50,8 +50,9 @@ def check_fits(scenario: Scenario, parallel: int, available: int | None) -> int:
     fits = max(0, per_run) // (scenario.page_size + RUN_FRAME_BYTES) // 512 * 512
     size = fits * scenario.page_size
     unit = "GiB" if size >= 1 << 30 else "MiB"
-    hint = (f"the largest zone that fits is about --zone-size {size >> (30 if unit == 'GiB' else 20)}"
-            f"{unit}" if fits >= 512 else "no zone fits; free some memory first")
+    largest = size >> (30 if unit == "GiB" else 20)
+    hint = (f"the largest zone that fits is about --zone-size {largest}{unit}" if fits >= 512
+            else "no zone fits; free some memory first")
     runs = f", for each of {parallel} runs at once" if parallel > 1 else ""
     if parallel > 1:
         hint += " (or use fewer --jobs)"
@@ -178,9 +179,11 @@ def compare(
         "option's value) and exit.")] = False,
     snapshot: Annotated[Path | None, typer.Option(
         "--snapshot", metavar="FILE",
-        help="Start from a page-frame snapshot (mmplug snapshot, mmplug kernel run --keep).")] = None,
+        help="Start from a page-frame snapshot (mmplug snapshot, mmplug kernel run "
+             "--keep).")] = None,
     zone: Annotated[str | None, typer.Option(
-        "--zone", metavar="NAME", help="With --snapshot: the zone to model (default: the largest).")] = None,
+        "--zone", metavar="NAME",
+        help="With --snapshot: the zone to model (default: the largest).")] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", metavar="SECONDS",
         help="Time limit of one driver call; a call that runs longer fails its run as hung "
@@ -319,7 +322,7 @@ def _report_sweep(sweep: list, sdicts: list[dict], seeds: list[int], seed_note: 
     if fmt == "json":
         typer.echo(document, nl=False)
     else:
-        for i, (results, sdict) in enumerate(zip(sweep, sdicts)):
+        for i, (results, sdict) in enumerate(zip(sweep, sdicts, strict=True)):
             if i:
                 typer.echo("")
             if fmt == "kernel":

@@ -71,7 +71,7 @@ def data_uri(img: Image.Image) -> str:
 
 
 def _rgb(rgb: tuple[int, int, int]) -> str:
-    return "#%02x%02x%02x" % rgb
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def _row_link(row: Row) -> str:

@@ -57,16 +57,16 @@ def table(results: list[list[dict[str, Any]]], scenario: dict[str, Any], seeds: 
     names = [runs[0]["driver"] for runs in results]
     label_w = max(len(row.label) for row in TABLE_ROWS) + 2
     cols = [[row.value(runs) for _, rows in sections() for row in rows] for runs in results]
-    widths = [max([len(n)] + [len(c) for c in col]) for n, col in zip(names, cols)]
+    widths = [max([len(n)] + [len(c) for c in col]) for n, col in zip(names, cols, strict=True)]
     out = [header(scenario, seeds), *origins(results), ""]
-    out.append(" " * label_w + "  ".join(f"{n:>{w}}" for n, w in zip(names, widths)))
+    out.append(" " * label_w + "  ".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True)))
     i = 0
     for title, rows in sections():
         if title:
             out.append(title.upper())
         for row in rows:
             out.append(f"  {row.label:<{label_w - 2}}" +
-                       "  ".join(f"{col[i]:>{w}}" for col, w in zip(cols, widths)))
+                       "  ".join(f"{col[i]:>{w}}" for col, w in zip(cols, widths, strict=True)))
             i += 1
     out.append("")
     out.extend(buddyinfo_rows(results))
@@ -86,10 +86,10 @@ def buddyinfo_rows(results: list[list[dict[str, Any]]]) -> list[str]:
     seeds = len(results[0]) if results else 1
     title = "FREE BLOCKS PER ORDER (/proc/buddyinfo)" + (", first seed" if seeds > 1 else "")
     lines = [title, "  " + "  ".join(h.rjust(w) if i > 1 else h.ljust(w)
-                                     for i, (h, w) in enumerate(zip(head, widths)))]
+                                     for i, (h, w) in enumerate(zip(head, widths, strict=True)))]
     for r in rows:
         lines.append("  " + "  ".join(c.rjust(w) if i > 1 else c.ljust(w)
-                                      for i, (c, w) in enumerate(zip(r, widths))))
+                                      for i, (c, w) in enumerate(zip(r, widths, strict=True))))
     return lines
 
 
@@ -111,7 +111,8 @@ def pagetypeinfo_text(snap: Snapshot, pageblock_order: int = 9) -> str:
     lines.append("")
     lines.append(f"{'Number of blocks type ':<23}"
                  + "".join(f"{name:>12} " for name in MIGRATETYPE_NAMES))
-    lines.append(f"Node 0, zone {ZONE_NAME:>8} " + "".join(f"{n:12d} " for n in snap.blocks_by_type))
+    lines.append(f"Node 0, zone {ZONE_NAME:>8} "
+                 + "".join(f"{n:12d} " for n in snap.blocks_by_type))
     return "\n".join(lines) + "\n"
 
 
@@ -169,7 +170,8 @@ def sweep_json_text(sweep: list[list[list[dict[str, Any]]]], scenarios: list[dic
     """A sweep's JSON: per workload, the document one workload's comparison gives (every
     run, and each driver's summary over the seeds)."""
     from ..vm import kernel_model
-    docs = [json_document(results, sdict, seeds) for results, sdict in zip(sweep, scenarios)]
+    docs = [json_document(results, sdict, seeds)
+            for results, sdict in zip(sweep, scenarios, strict=True)]
     doc = {"mmplug": docs[0]["mmplug"], "versions": docs[0]["versions"], "seeds": seeds,
            "workloads": [{k: v for k, v in d.items() if k not in ("mmplug", "versions", "seeds")}
                          for d in docs],

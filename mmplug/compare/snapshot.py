@@ -201,7 +201,8 @@ class PageFrames:
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, SnapshotError):
                 raise
-            raise SnapshotError(f"{where}: malformed snapshot: {type(exc).__name__}: {exc}") from None
+            raise SnapshotError(
+                f"{where}: malformed snapshot: {type(exc).__name__}: {exc}") from None
 
     @classmethod
     def read(cls, path: Path) -> PageFrames:

@@ -125,7 +125,7 @@ def parse_trace(lines: Iterable[str], path: str | Path = "<trace>") -> Trace:
         if not text:
             continue
 
-        def bad(expected: str) -> UsageError:
+        def bad(expected: str, lineno: int = lineno, text: str = text) -> UsageError:
             return UsageError(f"{path}:{lineno}: {shown(text)}: expected {expected}")
 
         if ended is not None:
@@ -165,7 +165,8 @@ def parse_trace(lines: Iterable[str], path: str | Path = "<trace>") -> Trace:
         try:
             values = tuple(int(a) for a in args)
         except ValueError:
-            raise bad(f"integer arguments: '{op}{''.join(' ' + n.upper() for n in names)}'") from None
+            usage = op + "".join(" " + n.upper() for n in names)
+            raise bad(f"integer arguments: '{usage}'") from None
         if any(v < 0 for v in values):
             raise bad("non-negative integers")
         if op == "store" and not 1 <= values[1] <= page_size:

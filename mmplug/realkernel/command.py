@@ -76,7 +76,10 @@ def run_cmd(
     from .scenario import ScenarioError
     if accel not in ACCELS:
         raise UsageError(f"--accel {accel!r}: expected one of {', '.join(ACCELS)}")
-    log = (lambda s: typer.echo(f"mmplug kernel: {s}", err=True))
+
+    def log(s: str) -> None:
+        typer.echo(f"mmplug kernel: {s}", err=True)
+
     try:
         if from_run is not None:
             if keep is not None:

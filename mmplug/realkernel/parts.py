@@ -211,7 +211,8 @@ def setup(cache: Path | None = None, *, tools: bool = True, log=print) -> Parts:
     release, pkgs = kernel_packages(log)
     root = cache / UNPACKED
     debs = cache / "debs"
-    if _unpacked_release(root) == release and (root / "usr" / "src" / f"linux-headers-{release}").is_dir():
+    headers = root / "usr" / "src" / f"linux-headers-{release}"
+    if _unpacked_release(root) == release and headers.is_dir():
         log(f"kernel {release} already unpacked in {root}")
         return find_parts(cache)
     debs.mkdir(parents=True, exist_ok=True)

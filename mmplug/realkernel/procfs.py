@@ -76,7 +76,7 @@ def pagetypeinfo(text: str) -> dict[str, dict[str, list[int] | int]]:
         m = re.match(r"Node\s+(\d+),\s+zone\s+(\S+)\s+([\d\s]+)$", line)
         if m and header:
             counts = [int(x) for x in m.group(3).split()]
-            blocks[m.group(2)] = dict(zip(header, counts))
+            blocks[m.group(2)] = dict(zip(header, counts, strict=False))
     if not free:
         raise ParseError("pagetypeinfo: no free-list lines")
     return {zone: {"free": free[zone], "blocks": blocks.get(zone, {})} for zone in free}
@@ -152,7 +152,7 @@ def mm_stat(text: str) -> dict[str, int]:
     values = [int(x) for x in text.split()]
     if len(values) < 7:
         raise ParseError(f"mm_stat: {len(values)} fields, expected at least 7")
-    return dict(zip(MM_STAT_FIELDS, values))
+    return dict(zip(MM_STAT_FIELDS, values, strict=False))  # newer kernels add fields
 
 
 def zswap(text: str) -> dict[str, int]:

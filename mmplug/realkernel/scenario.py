@@ -105,7 +105,8 @@ class Scenario:
     def fraction(self, table: str, key: str, default: float) -> float:
         v = float(self.get(table, key, default))
         if not 0 <= v <= 1:
-            raise ScenarioError(f"{self.path}: [{table}] {key} = {v}: expected a fraction in [0, 1]")
+            raise ScenarioError(
+                f"{self.path}: [{table}] {key} = {v}: expected a fraction in [0, 1]")
         return v
 
     def pattern(self, table: str) -> str:
@@ -185,7 +186,8 @@ class GuestPlan:
 def plan(sc: Scenario, workdir: Path | None) -> GuestPlan:
     """The guest's part of `sc`; with workdir None, no disk image is written (the blocks'
     sizes are still drawn, for comparing with a run kept earlier)."""
-    return {"zram": _plan_zram, "balloon": _plan_balloon, "zswap": _plan_zswap}[sc.kind](sc, workdir)
+    planner = {"zram": _plan_zram, "balloon": _plan_balloon, "zswap": _plan_zswap}[sc.kind]
+    return planner(sc, workdir)
 
 
 def _runs(ids: list[int]) -> list[tuple[int, int]]:

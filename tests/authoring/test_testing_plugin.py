@@ -44,7 +44,8 @@ def run_pytest(project: Path, *args: str, ini: str = "", log: Path | None = None
     return subprocess.run(
         # Plugins these runs do not need are left out: they only cost start-up time.
         [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
-         "-p", "no:benchmark", "-p", "no:hypothesispytest", "-rA", "-v", *args], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+         "-p", "no:benchmark", "-p", "no:hypothesispytest", "-rA", "-v", *args],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
 
 def write(project: Path, name: str, text: str) -> None:
@@ -79,7 +80,8 @@ def test_a_failure_shows_the_cli_lines_without_a_traceback(whole_suite):
     assert "test MIG-7 old page released on success: FAIL" in text
     assert "expected the old page not PageMovable; it still is" in text
     assert "page: pfn 0x10" in text
-    assert "reproduce: mmplug check-driver gooddrv --seed 0 --select MIG-7/old-page-released" in text
+    assert ("reproduce: mmplug check-driver gooddrv --seed 0 --select MIG-7/old-page-released"
+            in text)
     assert "def test_conformance" not in text  # pytrace=False: no plugin source in the report
 
 

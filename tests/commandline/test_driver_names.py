@@ -61,7 +61,7 @@ def test_a_file_overrides_the_installed_driver_of_its_name(zsmalloc_copy):
     assert copy.origin.startswith("file ") and "(instead of entry point zsmalloc" in copy.origin
     assert host.get("zsmalloc") is copy
     assert [d.status for d in host.all() if d.name == "zsmalloc"] == ["loaded", "overridden"]
-    with pytest.raises(UsageError, match="both the driver 'zsmalloc'.*mine@"):
+    with pytest.raises(UsageError, match=r"both the driver 'zsmalloc'.*mine@"):
         host.check_distinct(["zsmalloc", zsmalloc_copy])
 
 

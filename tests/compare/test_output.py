@@ -52,11 +52,11 @@ def test_kernel_formats_match_the_kernel_printf():
                     blocks_by_type=(1, 7, 0, 0, 0, 0), nr_free_pages=0)
     # frag_show_print: "Node %d, zone %8s " then "%6lu " per order
     assert buddyinfo_text(snap) == ("Node 0, zone   Normal "
-                                    + "".join("%6d " % n for n in snap.buddyinfo) + "\n")
+                                    + "".join(f"{n:6d} " for n in snap.buddyinfo) + "\n")
     pti = pagetypeinfo_text(snap).splitlines()
     assert pti[0] == "Page block order: 9" and pti[1] == "Pages per block:  512"
     # pagetypeinfo_showfree: "%-43s " then "%6d " per order
-    assert pti[3].startswith("%-43s " % "Free pages count per migrate type at order" + "%6d " % 0)
+    assert pti[3].startswith(f"{'Free pages count per migrate type at order':<43} {0:6d} ")
     assert pti[4].startswith("Node    0, zone   Normal, type    Unmovable      1 ")
     assert pti[-2] == ("Number of blocks type     Unmovable      Movable  Reclaimable   "
                        "HighAtomic          CMA      Isolate ")

@@ -35,7 +35,8 @@ def test_mapped_objects_make_isolation_refused_and_block_pageblocks():
     mapped = run_one(h, KNOBPOOL, tiny(map=0.2, pin=0.0))
     clean = run_one(h, KNOBPOOL, tiny(map=0.0, pin=0.0))
     assert mapped["isolation"]["refused_by_driver"] > 0
-    assert mapped["driver_callbacks"]["isolate_page_refused"] == mapped["isolation"]["refused_by_driver"]
+    assert mapped["driver_callbacks"]["isolate_page_refused"] == \
+        mapped["isolation"]["refused_by_driver"]
     assert mapped["blocking"]["blocking_by_cause"]["refused_isolation"] > 0
     assert clean["isolation"]["refused_by_driver"] == 0
     assert clean["blocking"]["blocking_by_cause"]["refused_isolation"] == 0
@@ -161,7 +162,8 @@ def test_processes_give_the_same_results_as_one():
 def test_a_driver_that_breaks_the_contract_is_reported_not_fatal(tmp_path):
     bad = tmp_path / "leaky.py"
     bad.write_text(open(KNOBPOOL).read().replace(
-        "    clear_page_movable(page)\n    page.private = 0\n    put_page(page)\n    return MIGRATEPAGE_SUCCESS",
+        "    clear_page_movable(page)\n    page.private = 0\n    put_page(page)\n"
+        "    return MIGRATEPAGE_SUCCESS",
         "    return MIGRATEPAGE_SUCCESS").replace('name="knobpool"', 'name="leaky"'))
     r = run_one(host(), str(bad), tiny(pin=0.0, map=0.0))
     assert r["status"] == "failed"

@@ -27,7 +27,8 @@ def killed_variant(tmp_path) -> str:
     src = open(KNOBPOOL).read()
     old = "def migratepage(mapping, newpage, page, mode):\n"
     assert old in src
-    src = src.replace(old, old + "    import os, signal\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    src = src.replace(old, old + "    import os, signal\n"
+                                 "    os.kill(os.getpid(), signal.SIGKILL)\n")
     src = src.replace('name="knobpool"', 'name="killed"')
     path = tmp_path / "killed.py"
     path.write_text(src)

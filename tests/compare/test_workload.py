@@ -21,7 +21,7 @@ def test_presets_cover_the_issue_and_small_is_cheap():
 
 
 def test_unknown_preset_is_a_usage_error():
-    with pytest.raises(UsageError, match="unknown preset 'nope'.*small"):
+    with pytest.raises(UsageError, match=r"unknown preset 'nope'.*small"):
         preset("nope")
 
 

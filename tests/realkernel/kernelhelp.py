@@ -1,4 +1,4 @@
-"""Paths of the real-kernel tests' fixtures: files a zram run of Debian's 6.1 guest left (--keep)."""
+"""Paths of the real-kernel tests' fixtures: the files a zram run of Debian's 6.1 guest kept."""
 
 from pathlib import Path
 

@@ -64,6 +64,7 @@ def test_load_order_puts_dependencies_first(tmp_path):
     (mods / "mm" / "zsmalloc.ko").write_bytes(elf_with_modinfo(b"depends=\0"))
     (mods / "mm" / "zram.ko").write_bytes(elf_with_modinfo(b"depends=zsmalloc,crc32c\0"))
     (tmp_path / "modules.builtin").write_text("kernel/lib/crc32c.ko\n")
-    assert [n for n, _ in initramfs.load_order(tmp_path, ["zram", "zsmalloc"])] == ["zsmalloc", "zram"]
+    order = initramfs.load_order(tmp_path, ["zram", "zsmalloc"])
+    assert [n for n, _ in order] == ["zsmalloc", "zram"]
     with pytest.raises(FileNotFoundError, match="module nosuch"):
         initramfs.load_order(tmp_path, ["nosuch"])

@@ -1,4 +1,4 @@
-"""Page-frame snapshots: classification of real kpageflags, the file, and the model built from it."""
+"""Page-frame snapshots: real kpageflags classified, the file, and the model built from it."""
 
 import gzip
 import json
@@ -125,8 +125,9 @@ def test_model_zone_is_the_snapshot(zram_run, host):
     """Every frame holds the same kind of user; free pages merge into the same blocks."""
     frames = zram_run.before.frames
     zone = frames.zone("DMA32")
+    nr_driver = len(frames.pfns_of("z", zone.start_pfn, zone.end_pfn))
     model = S.build_zone(frames, "DMA32", host=host, driver="zsmalloc",
-                         replay=S.fill_replay(len(frames.pfns_of("z", zone.start_pfn, zone.end_pfn))))
+                         replay=S.fill_replay(nr_driver))
     assert model.vm.zone.buddyinfo() == frames.buddy_blocks(zone)
     assert model.driver_pfns() == set(frames.pfns_of("z", zone.start_pfn, zone.end_pfn))
     again = S.model_frames([model], frames)

@@ -224,7 +224,7 @@ def test_drv_b3_host_set_equals_balloon_after_every_operation(make_balloon):
     vm, balloon = make_balloon()
     rng = random.Random(7)
     pending = []  # isolated page lists not yet migrated or put back
-    for step in range(300):
+    for _ in range(300):
         op = rng.choice(("store", "inflate", "deflate", "free", "isolate", "migrate", "putback"))
         handles = list(balloon.handles)
         if op == "store":

@@ -107,7 +107,8 @@ def compact_single_buddy(pool: Z3foldPool, zhdr: Z3foldHeader) -> Z3foldHeader |
     else:
         return _out_fail(pool, new_zhdr)
     new_zhdr.foreign_handles += 1
-    page_address(new_zhdr.page)[dst_off:dst_off + size] = page_address(zhdr.page)[src_off:src_off + size]
+    page_address(new_zhdr.page)[dst_off:dst_off + size] = \
+        page_address(zhdr.page)[src_off:src_off + size]
     value = pool.virt(new_zhdr.page) + buddy_index(new_zhdr, new_bud)
     if new_bud == LAST:
         value |= new_zhdr.last_chunks << BUDDY_SHIFT

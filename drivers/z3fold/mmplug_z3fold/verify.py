@@ -36,6 +36,8 @@ from .handles import (
 )
 
 if TYPE_CHECKING:
+    from mmplug import Page
+
     from .instance import Z3fold
 
 
@@ -103,7 +105,7 @@ def verify_pool(pool: Z3fold) -> None:
     for pfn, zhdr in list(headers.items()):
         page = zhdr.page
 
-        def where() -> str:
+        def where(pfn: int = pfn, page: Page = page) -> str:
             return f"pfn {pfn:#x} ({describe_flags(page.private)})"
 
         if page.pfn != pfn or zhdr.freed:

@@ -21,9 +21,11 @@ def test_geometry_of_a_4k_page_follows_the_kernel_constants():
     geo = Geometry.for_page_size(4096)
     assert (geo.chunk_shift, geo.chunk_size) == (6, 64)
     # sizeof(struct z3fold_header) is 88 bytes on x86-64: two chunks
-    assert (geo.zhdr_size_aligned, geo.zhdr_chunks, geo.total_chunks, geo.nchunks) == (128, 2, 64, 62)
+    assert (geo.zhdr_size_aligned, geo.zhdr_chunks, geo.total_chunks, geo.nchunks) == \
+        (128, 2, 64, 62)
     assert geo.headless_above == 4096 - 128 - 64
-    assert geo.size_to_chunks(1) == 1 and geo.size_to_chunks(64) == 1 and geo.size_to_chunks(65) == 2
+    assert geo.size_to_chunks(1) == 1 and geo.size_to_chunks(64) == 1
+    assert geo.size_to_chunks(65) == 2
 
 
 def test_geometry_scales_with_the_page_size_and_refuses_pages_too_small_for_a_header():
@@ -38,7 +40,8 @@ def test_three_buddies_share_a_page_after_the_header(make_pool):
     handles = [pool.store(bytes([i]) * 1000) for i in range(3)]
     headers = {pool.header_of_handle(h).page.pfn for h in handles}
     assert len(headers) == 1
-    assert sorted(handle_to_buddy(pool, h) for h in handles) == [Buddy.FIRST, Buddy.MIDDLE, Buddy.LAST]
+    assert sorted(handle_to_buddy(pool, h) for h in handles) == \
+        [Buddy.FIRST, Buddy.MIDDLE, Buddy.LAST]
     zhdr = pool.header_of_handle(handles[0])
     geo = pool.geometry
     assert zhdr.first_chunks == zhdr.middle_chunks == zhdr.last_chunks == geo.size_to_chunks(1000)

@@ -49,7 +49,7 @@ def test_bug5_buggy_destroy_leaves_the_vm_calling_a_dead_pool(make_pool, steps):
     pagelist = steps.isolate(vm, steps.subpages(pool, h)[0])
     with pytest.raises(ContractViolation, match="REL-3"):
         vm.destroy_driver(pool)
-    with pytest.raises(DriverError, match="putback_page.*destroyed zsmalloc pool"):
+    with pytest.raises(DriverError, match=r"putback_page.*destroyed zsmalloc pool"):
         steps.putback(vm, pagelist)
 
 

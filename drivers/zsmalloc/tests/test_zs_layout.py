@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 
@@ -50,7 +51,7 @@ def test_classes_with_same_shape_are_merged(make_pool):
         # Every index maps to a class at least as large with the same zspage shape.
         assert cls.size >= min(32 + i * 16, 4096)
         assert cls.objs_per_zspage == cls.pages_per_zspage * 4096 // cls.size
-    for a, b in zip(real, real[1:]):
+    for a, b in pairwise(real):
         assert (a.pages_per_zspage, a.objs_per_zspage) != (b.pages_per_zspage, b.objs_per_zspage)
     assert pool.huge_class_size == 3264 - (ZS_HANDLE_SIZE - 1)
 
@@ -85,7 +86,7 @@ def test_objects_spanning_a_page_boundary(make_pool, steps):
                 if cls.size * pool.location(h)[1] % 4096 + cls.size > 4096]
     assert spanning, "no object crosses a subpage boundary in this class"
     assert len({steps.zspage_of(pool, h) for h in handles}) == 1
-    for h, d in zip(handles, data):
+    for h, d in zip(handles, data, strict=True):
         assert pool.read(h) == d
     zspage = steps.zspage_of(pool, handles[0])
     assert zspage.fullness == Fullness.ZS_FULL

@@ -117,7 +117,7 @@ def test_drv_z3_migration_moves_the_page_and_rewrites_its_handles(make_pool, ste
     assert page_count(new) == 1                  # the pool's own reference
     assert second.flags & BUDDY                  # the old page went back to the allocator
     assert zspage.isolated == 0 and zspage in cls.fullness_list[Fullness.ZS_FULL]
-    for h, d in zip(handles, data):              # objects spanning into the new page too
+    for h, d in zip(handles, data, strict=True):  # objects spanning into the new page too
         assert pool.read(h) == d
     pool.verify()
 
@@ -137,7 +137,7 @@ def test_drv_z3_a_pinned_object_makes_migration_eagain(make_pool, steps):
     pool.verify()                                           # only the knob's pin is held
     pool.unpin(victim)
     assert steps.migrate(vm, steps.isolate(vm, second)) == 0
-    for h, d in zip(handles, data):
+    for h, d in zip(handles, data, strict=True):
         assert pool.read(h) == d
 
 
@@ -150,7 +150,7 @@ def test_drv_z3_sync_no_copy_is_einval(make_pool, steps):
     assert vm.vmstat["migrate_eagain"] == 0
     assert not page_isolated(pages[0]) and pages[0].private is steps.zspage_of(pool, handles[0])
     assert pool.isolated_pages == 0
-    for h, d in zip(handles, data):
+    for h, d in zip(handles, data, strict=True):
         assert pool.read(h) == d
     pool.verify()
 
