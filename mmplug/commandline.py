@@ -140,7 +140,7 @@ class _PlainHelp:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # the terminal's width, up to MAX_WIDTH (click stops at 80)
-        self.context_settings.setdefault("max_content_width", MAX_WIDTH)  # type: ignore
+        self.context_settings.setdefault("max_content_width", MAX_WIDTH)  # type: ignore[attr-defined]
 
     def _usage(self, ctx: Any) -> str:
         return _usage_line(self, ctx)
@@ -244,7 +244,8 @@ def _value_options(command: Any) -> set[str]:
 
 def _positionals(args: list[str], takes_value: set[str]) -> list[int]:
     """Indices of the positional arguments in `args`."""
-    found, i = [], 0
+    found: list[int] = []
+    i = 0
     while i < len(args):
         token = args[i]
         if token == "--":

@@ -21,12 +21,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, Any, TextIO
 
 from .errors import UsageError
 
 
-def _shown(path: Path | str) -> str:
+def _shown(path: Path | str | None) -> str:
     text = str(path)
     return repr(text if len(text) <= 120 else text[:120] + "...")
 
@@ -45,7 +45,7 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_file(path: Path | str, mode: str = "wb") -> Iterator[IO]:
+def atomic_file(path: Path | str, mode: str = "wb") -> Iterator[IO[Any]]:
     """A file object whose contents replace `path` only when the block completes.
 
     A symbolic link is followed (the file it names is replaced, not the link);
@@ -53,8 +53,9 @@ def atomic_file(path: Path | str, mode: str = "wb") -> Iterator[IO]:
     place, as it cannot be replaced and need not be.
     """
     target = Path(os.path.realpath(path))
+    encoding = None if "b" in mode else "utf-8"
     if target.exists() and not target.is_file():
-        with open(target, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with open(target, mode, encoding=encoding) as f:
             yield f
         return
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:64]}.",
@@ -62,7 +63,7 @@ def atomic_file(path: Path | str, mode: str = "wb") -> Iterator[IO]:
     try:
         # the mode a plain open() would leave: an existing file's, else 0666 less the umask
         os.fchmod(fd, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask())
-        with open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with open(fd, mode, encoding=encoding) as f:
             yield f
         os.replace(tmp, target)
     except BaseException:
@@ -100,7 +101,10 @@ def _existing_ancestor(path: Path) -> Path:
     return Path(".")
 
 
-def _path_checked(check: Callable) -> Callable:
+PathCheck = Callable[[Path | str | None, str], Path | None]
+
+
+def _path_checked(check: PathCheck) -> PathCheck:
     """A path check whose OSError (a name too long, a loop of links) is a usage error."""
     def checked(path: Path | str | None, option: str) -> Path | None:
         try:

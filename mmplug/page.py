@@ -117,7 +117,7 @@ class Page:
 
 
 def describe_mapping(page: Page) -> str:
-    word = page.mapping
+    word: object = page.mapping   # a broken driver may have stored anything there
     if not isinstance(word, int):
         return f"{word!r} (not a word)"
     tag = word & PAGE_MAPPING_FLAGS

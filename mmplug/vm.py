@@ -191,7 +191,7 @@ class VM:
         #: isolated non-LRU page -> the address space that isolated it
         self.isolated: dict[Page, AddressSpace] = {}
         self.warnings: list[VMWarning] = []
-        self._warned: set[tuple] = set()
+        self._warned: set[tuple[str, str | None, str | None, str]] = set()
         self._serial = 0
         self.lru = None  # created on first use (mmplug.users.LruPages)
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .. import rules
 from ..commandline import emit_json, json_option, output_option
 from ..compare import rows as table_rows
 from . import explain as explaining
@@ -56,14 +57,14 @@ def explain(
 
     if rule is None or (group := explaining.group_of(rule)) is not None:
         selected = None if rule is None else group
-        chosen = selected if selected is not None else list(explaining.rules.all_rules().values())
+        chosen = selected if selected is not None else list(rules.all_rules().values())
         if done([{"id": r.id, "section": r.section, "text": r.text} for r in chosen]):
             return
         typer.echo(explaining.listing(selected))
         typer.echo("\n`mmplug explain RULE` prints one rule in full; `mmplug explain ROW` a row "
                    "of compare's table (every row: docs/metrics.md).")
         return
-    if not explaining.rules.exists(rule.split("/", 1)[0]):
+    if not rules.exists(rule.split("/", 1)[0]):
         specs = explaining.checks_named(rule)
         if specs:
             if not done([{"id": c.id, "title": c.title, "kind": c.kind,

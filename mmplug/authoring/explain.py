@@ -99,7 +99,7 @@ def kernel_version_of(rule: rules.Rule) -> str:
     starts with a version tag ([v6.18] ...), else the baseline."""
     in_section = _VERSION.findall(rule.section)
     if in_section:
-        return in_section[-1]
+        return str(in_section[-1])
     leading = re.match(r"\[(v\d+\.\d+)\]", rule.text)
     return leading.group(1) if leading else KERNEL_VERSION
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,13 +18,13 @@ from ..vm import kernel_model
 from ..watchdog import available_memory, memory_budget, time_limit
 from . import rows
 from .executors import RunTask, check_executor
-from .html import write_report
+from .html import Results, write_report
 from .plot import write_pictures
 from .progress import Progress
 from .render import json_text, kernel_text, sweep_json_text, table
 from .runner import Scenario, run_sweep, scenario_dict, sweep_tasks
 from .trace import Trace, load_trace, write_trace
-from .workload import PRESETS, load_workload, pages_for, preset
+from .workload import PRESETS, Workload, load_workload, pages_for, preset
 
 FORMATS = ("table", "kernel", "json")
 #: the most seeds --repeat runs per driver, and the most worker processes
@@ -74,7 +74,7 @@ def choose_scenarios(presets: list[str], workloads: list[Path], trace: Path | No
     chosen = [preset(name) for name in presets] + [load_workload(path) for path in workloads]
     if not chosen:
         chosen = [preset("small")]
-    out = []
+    out: list[Workload | Trace] = []
     for w in chosen:
         nr_pages = pages_for(zone_size, w.page_size) if zone_size is not None else None
         out.append(w.with_overrides(seed=seed, nr_pages=nr_pages))
@@ -278,13 +278,12 @@ def compare(
 
 def _run_label(host: PluginHost, task: RunTask) -> str:
     """How progress names a run: "zsmalloc on 1g, seed 3"."""
-    info = host.get(task.spec).info
-    name = info.name if info is not None else task.spec
+    name = host.get(task.spec).info.name
     sc = task.scenario
     return f"{name} on {sc.name}" + ("" if isinstance(sc, Trace) else f", seed {sc.seed}")
 
 
-def _report_one(results: list, scenario: Scenario, sdict: dict, seeds: list[int],
+def _report_one(results: Results, scenario: Scenario, sdict: dict[str, Any], seeds: list[int],
                 seed_note: str, *, fmt: str, output: str | None, html: Path | None,
                 plot: Path | None, save_trace: Path | None) -> None:
     """The outputs of one workload's runs: stdout in the chosen format, then the files."""
@@ -314,7 +313,8 @@ def _report_one(results: list, scenario: Scenario, sdict: dict, seeds: list[int]
             typer.echo(f"wrote {path}", err=True)
 
 
-def _report_sweep(sweep: list, sdicts: list[dict], seeds: list[int], seed_note: str, *,
+def _report_sweep(sweep: list[Results], sdicts: list[dict[str, Any]], seeds: list[int],
+                  seed_note: str, *,
                   fmt: str, output: str | None) -> None:
     """A sweep's outputs: per workload, the table (mean±stdev over the seeds) or the
     kernel's files; one JSON document holding every run."""
@@ -344,7 +344,7 @@ def _kernel_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save_traces(results: list, scenario: Scenario, path: Path) -> None:
+def _save_traces(results: Results, scenario: Scenario, path: Path) -> None:
     nr_pages = scenario.nr_pages
     page_size = scenario.page_size
     for runs in results:

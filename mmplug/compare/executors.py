@@ -40,7 +40,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from attrs import frozen
 
@@ -85,13 +85,13 @@ class _Children:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.procs: set[subprocess.Popen] = set()
+        self.procs: set[subprocess.Popen[bytes]] = set()
 
-    def add(self, proc: subprocess.Popen) -> None:
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
         with self.lock:
             self.procs.add(proc)
 
-    def discard(self, proc: subprocess.Popen) -> None:
+    def discard(self, proc: subprocess.Popen[bytes]) -> None:
         with self.lock:
             self.procs.discard(proc)
 
@@ -135,7 +135,7 @@ def run_in_child(task: RunTask, timeout: float | None, memory: int | None
     if msg is None:
         return ("crashed", f"its worker process {_exit_text(proc.returncode)} before giving "
                 "a result")
-    return msg
+    return cast("tuple[str, Any]", msg)   # what child_main sends
 
 
 def _exit_text(code: int | None) -> str:
@@ -182,7 +182,7 @@ def child_main() -> None:
                 from .runner import run_one
                 host = PluginHost()
                 host.load_entry_points()
-                msg: tuple = ("ok", run_one(host, task.spec, task.scenario,
+                msg: tuple[str, Any] = ("ok", run_one(host, task.spec, task.scenario,
                                             keep_maps=task.keep_maps, record=task.record,
                                             timeout=timeout))
         except BaseException as exc:
@@ -255,7 +255,7 @@ def open_executor(name: str, jobs: int) -> Iterator[tuple[Executor, str]]:
         yield client.get_executor(pure=False), what
 
 
-def result_of(future: Future) -> tuple[str, Any]:
+def result_of(future: Future[tuple[str, Any]]) -> tuple[str, Any]:
     """What a finished future of `run_in_child` gives; a worker lost under it (Dask's
     KilledWorker, a cancelled task) is a crash of its run."""
     try:

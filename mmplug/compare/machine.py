@@ -235,7 +235,7 @@ class Machine:
 
     def _first_compaction(self) -> None:
         if self.before is None:
-            self.before = take_snapshot(self.vm, self.owners() if self.keep_maps else None)
+            self.before = take_snapshot(self.vm, bytes(self.owners()) if self.keep_maps else None)
 
     def op_compact(self) -> bool:
         self._first_compaction()

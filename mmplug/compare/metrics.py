@@ -251,8 +251,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for k in keys:
         values = [f[k] for f in flats if k in f]
-        nums = [_number(v) for v in values]
-        if not nums or any(n is None for n in nums):
+        maybe = [_number(v) for v in values]
+        nums = [n for n in maybe if n is not None]
+        if not nums or len(nums) != len(maybe):
             continue
         out[k] = {
             "mean": round(statistics.fmean(nums), 4),

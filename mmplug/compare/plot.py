@@ -71,7 +71,7 @@ def zone_map_image(owners: bytes, driver_rgb: tuple[int, int, int]) -> Image.Ima
     for b in range(blocks):
         tile = strip.crop((0, b * TILE_H, TILE_W, (b + 1) * TILE_H))
         if cell > 1:
-            tile = tile.resize((tw, th), Image.NEAREST)
+            tile = tile.resize((tw, th), Image.Resampling.NEAREST)
         x = GAP + (b % across) * (tw + GAP)
         y = GAP + (b // across) * (th + GAP)
         img.paste(tile, (x, y))
@@ -180,7 +180,12 @@ def _count_text(n: int) -> str:
     return f"{n:,}" if n < 100_000 else f"{n / 1000:,.0f}k"
 
 
-def buddyinfo_figure(panels: list[tuple[str, list[int], list[int]]]) -> tuple[Image.Image, list]:
+#: a bar's pixel box (left, top, right, bottom), None for a zero count
+Box = tuple[int, int, int, int] | None
+
+
+def buddyinfo_figure(panels: list[tuple[str, list[int], list[int]]]
+                     ) -> tuple[Image.Image, list[list[tuple[Box, Box]]]]:
     """One panel per driver: free blocks per order before and after, with axes, counts, a legend.
 
     Per order a light bar (before) and a dark bar (after) on a log scale whose
@@ -197,7 +202,7 @@ def buddyinfo_figure(panels: list[tuple[str, list[int], list[int]]]) -> tuple[Im
     height = legend_y + LEGEND_H + MARGIN
     img = Image.new("RGB", (max(width, 420), height), BACKGROUND_RGB)
     draw = ImageDraw.Draw(img)
-    boxes = []
+    boxes: list[list[tuple[Box, Box]]] = []
     for p, (name, before, after) in enumerate(panels):
         rgb = driver_colour(p)
         y0 = MARGIN + p * (PANEL_H + MARGIN)
@@ -213,7 +218,7 @@ def buddyinfo_figure(panels: list[tuple[str, list[int], list[int]]]) -> tuple[Im
             draw.text((chart_x - 6 - draw.textlength(label, font=small), y - 6), label,
                       fill=TEXT_RGB, font=small)
         draw.line((chart_x, base - BAR_MAX, chart_x, base), fill=AXIS_RGB)
-        panel_boxes = []
+        panel_boxes: list[tuple[Box, Box]] = []
         for o in range(orders):
             x = chart_x + 6 + o * ORDER_W
             nb = before[o] if o < len(before) else 0

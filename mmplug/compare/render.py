@@ -20,11 +20,11 @@ import json
 from typing import Any
 
 from ..constants import MIGRATETYPE_NAMES
+from ..units import describe_size
 from ..vmstat import KERNEL_EVENTS, format_index
 from .metrics import Snapshot
 from .rows import TABLE_ROWS, sections
 from .runner import iter_public, versions
-from .workload import describe_size
 
 ZONE_NAME = "Normal"
 

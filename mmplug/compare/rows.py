@@ -56,8 +56,9 @@ def cell(runs: Runs, path: str, *, decimals: int = 0, index: bool = False,
          percent: bool = False) -> str:
     """One metric of one driver: the value, or mean±stdev over seeds."""
     vals = _values(runs, path)
-    nums = [_num(v) for v in vals]
-    if any(n is None for n in nums):
+    maybe = [_num(v) for v in vals]
+    nums = [n for n in maybe if n is not None]
+    if len(nums) != len(maybe):
         first = vals[0]
         return "-" if first is None else str(first)
     if percent:

@@ -323,7 +323,7 @@ def from_machine(kpageflags: list[int], zones: list[Any], *, page_size: int = 40
 
 def _read_u64_file(path: Path) -> bytes:
     """/proc/kpageflags answers reads of whole u64s only: read it in 1 MiB chunks."""
-    chunks = []
+    chunks: list[bytes] = []
     with open(path, "rb", buffering=0) as f:
         while True:
             chunk = f.read(1 << 20)
@@ -496,8 +496,8 @@ def build_zone(frames: PageFrames, zone_name: str, *, host: Any = None, driver: 
     base = span.start_pfn // pb * pb
     end = -(-span.end_pfn // pb) * pb
     nr = end - base
-    shape = dict(nr_pages=nr, page_size=ps, min_free_pages=max(span.min_free, 1))
-    vm = VM(VMConfig(**shape, **(options or {})), plugins=host)
+    vm = VM(VMConfig(nr_pages=nr, page_size=ps, min_free_pages=max(span.min_free, 1),
+                     **(options or {})), plugins=host)
     zone = vm.zone
     zone.zone_start_pfn = span.start_pfn - base
     zone.zone_end_pfn = min(span.end_pfn, len(frames.kinds)) - base
@@ -554,8 +554,9 @@ def build_zone(frames: PageFrames, zone_name: str, *, host: Any = None, driver: 
                 cache.alloc_slab()
             elif order:
                 steer.take([i])
-                head = zone.alloc_pages(order, GFP_KERNEL | GFP_COMP)
-                held.append((head, order))
+                compound = zone.alloc_pages(order, GFP_KERNEL | GFP_COMP)
+                assert compound is not None   # steered: never None (an unplanned one raises)
+                held.append((compound, order))
             else:
                 held.append((reservoir.pop(i), 0))
         # compound tails of unplaced heads and anything left: held, unmovable

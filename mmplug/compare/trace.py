@@ -31,7 +31,7 @@ Version 1 files, which have no `end` line, are still read.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "kcompactd": ("order",),
 }
 
-Event = tuple  # (op, *int args)
+Event = tuple[Any, ...]  # (op, *int args)
 
 
 @frozen(slots=True)
@@ -113,7 +113,8 @@ def load_trace(path: str | Path) -> Trace:
 def parse_trace(lines: Iterable[str], path: str | Path = "<trace>") -> Trace:
     path = Path(path)
     events: list[Event] = []
-    nr_pages = page_size = None
+    nr_pages: int | None = None
+    page_size = 4096   # set with nr_pages, by the zone line
     magic = None
     ended = None
     #: id -> (op, line) while live; id -> line of its free
@@ -184,7 +185,8 @@ def parse_trace(lines: Iterable[str], path: str | Path = "<trace>") -> Trace:
     return Trace(path.stem, nr_pages, page_size, tuple(events))
 
 
-def _check_id(op: str, key: int, lineno: int, live: dict, freed: dict, bad: Any) -> None:
+def _check_id(op: str, key: int, lineno: int, live: dict[int, tuple[str, int]],
+              freed: dict[int, int], bad: Callable[[str], UsageError]) -> None:
     """An id is made live by store/lru/slab/direct and ends with free; every other use
     needs it live, and a live id is never made again."""
     if op in CREATES:

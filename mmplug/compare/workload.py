@@ -187,7 +187,7 @@ class _Reader:
         value = "" if got is None else f", got {shown(got)}"
         return UsageError(f"{self.path}: key {shown(where)}: expected {expected}{value}")
 
-    def get(self, key: str, kind: type | tuple, default: Any, expected: str) -> Any:
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any, expected: str) -> Any:
         self.used.add(key)
         if key not in self.table:
             return default
@@ -212,13 +212,13 @@ class _Reader:
     def positive_int(self, key: str, default: int, low: int = 1, high: int | None = None) -> int:
         expected = f"an integer >= {low}" if high is None else \
             f"an integer from {low} to {high:,}"
-        v = self.get(key, int, default, expected)
+        v: int = self.get(key, int, default, expected)
         if v < low or (high is not None and v > high):
             raise self.fail(key, expected, v)
         return v
 
     def text(self, key: str, default: str) -> str:
-        v = self.get(key, str, default, f"a string of at most {MAX_TEXT} characters")
+        v: str = self.get(key, str, default, f"a string of at most {MAX_TEXT} characters")
         if len(v) > MAX_TEXT or not v.isprintable():
             raise self.fail(key, f"a printable string of at most {MAX_TEXT} characters", v)
         return v

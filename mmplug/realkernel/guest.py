@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .initramfs import build, load_order
 from .parts import Parts
@@ -61,17 +62,18 @@ class Qmp:
         self._read()                       # the greeting
         self.execute("qmp_capabilities")
 
-    def _read(self) -> dict:
+    def _read(self) -> dict[str, Any]:
         while b"\n" not in self.buf:
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise GuestError("QMP connection closed")
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
 
-    def execute(self, command: str, **arguments) -> dict:
-        msg = {"execute": command}
+    def execute(self, command: str, **arguments: Any) -> Any:
+        msg: dict[str, Any] = {"execute": command}
         if arguments:
             msg["arguments"] = arguments
         self.sock.sendall(json.dumps(msg).encode() + b"\n")

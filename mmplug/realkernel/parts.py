@@ -24,8 +24,10 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: host tools: (what is looked for, the Debian package that installs it)
 TOOLS = (("qemu-system-x86_64", "qemu-system-x86"), ("busybox", "busybox-static"),
@@ -136,28 +138,32 @@ def find_parts(cache: Path | None = None, *, need_headers: bool = True) -> Parts
         raise PartMissing(f"{modules} is missing: run `mmplug kernel setup` "
                           f"(package linux-image-{release})")
     headers = root / "usr" / "src" / f"linux-headers-{release}"
-    if not (headers / "Makefile").exists():
-        if need_headers:
-            raise PartMissing(f"kernel headers are missing in {headers}: run `mmplug kernel "
-                              f"setup` (packages linux-headers-{release} and linux-kbuild)")
-        headers = None
+    has_headers = (headers / "Makefile").exists()
+    if not has_headers and need_headers:
+        raise PartMissing(f"kernel headers are missing in {headers}: run `mmplug kernel "
+                          f"setup` (packages linux-headers-{release} and linux-kbuild)")
     if need_headers and (_which("gcc-12") is None or _which("make") is None):
         raise PartMissing("gcc-12 and make build the probe module: install the Debian "
                           "packages gcc-12 and make, or run `mmplug kernel setup`")
     version_file = root / "VERSION"
     version = version_file.read_text().strip() if version_file.exists() else ""
-    return Parts(qemu, busybox, release, vmlinuz, modules, headers, version)
+    return Parts(qemu, busybox, release, vmlinuz, modules, headers if has_headers else None,
+                 version)
 
 
 # --- set-up -------------------------------------------------------------------------
 
-def _run(cmd: list[str], log, **kw) -> subprocess.CompletedProcess:
+#: where set-up writes what it runs
+Log = Callable[[str], None]
+
+
+def _run(cmd: list[str], log: Log, **kw: Any) -> subprocess.CompletedProcess[str]:
     log(f"+ {' '.join(cmd)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     return subprocess.run(cmd, check=False, text=True, capture_output=True, env=env, **kw)
 
 
-def _depends(package: str, log) -> list[str]:
+def _depends(package: str, log: Log) -> list[str]:
     """The packages `package` depends on (apt-cache depends, first alternatives)."""
     out = _run(["apt-cache", "depends", "--no-recommends", "--no-suggests", package], log)
     if out.returncode:
@@ -165,13 +171,13 @@ def _depends(package: str, log) -> list[str]:
     return [m.group(1) for m in re.finditer(r"^\s+(?:\|)?Depends:\s+(\S+)", out.stdout, re.M)]
 
 
-def _version(package: str, log) -> str:
+def _version(package: str, log: Log) -> str:
     out = _run(["apt-cache", "policy", package], log)
     m = re.search(r"Candidate:\s+(\S+)", out.stdout)
     return m.group(1) if m else ""
 
 
-def kernel_packages(log=print) -> tuple[str, list[str]]:
+def kernel_packages(log: Log = print) -> tuple[str, list[str]]:
     """(release, packages to unpack) for what linux-image-amd64 depends on today."""
     images = [d for d in _depends(KERNEL_META, log) if d.startswith("linux-image-")]
     if not images:
@@ -186,7 +192,7 @@ def kernel_packages(log=print) -> tuple[str, list[str]]:
     return release, pkgs
 
 
-def setup(cache: Path | None = None, *, tools: bool = True, log=print) -> Parts:
+def setup(cache: Path | None = None, *, tools: bool = True, log: Log = print) -> Parts:
     """Install the host tools and unpack the kernel packages; returns the parts found."""
     if os.geteuid() != 0 and tools:
         missing = [pkg for name, pkg in TOOLS

@@ -60,7 +60,7 @@ def buddyinfo(text: str) -> dict[str, list[int]]:
     return out
 
 
-def pagetypeinfo(text: str) -> dict[str, dict[str, list[int] | int]]:
+def pagetypeinfo(text: str) -> dict[str, dict[str, dict[str, list[int]] | dict[str, int]]]:
     """/proc/pagetypeinfo: zone -> {"free": {type: per order}, "blocks": {type: count}}."""
     free: dict[str, dict[str, list[int]]] = {}
     blocks: dict[str, dict[str, int]] = {}

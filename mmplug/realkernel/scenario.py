@@ -96,7 +96,8 @@ class Scenario:
             raise ScenarioError(f"{self.path}: [{key}] must be a table")
         return t
 
-    def get(self, table: str, key: str, default: Any, kind: type | tuple = (int, float)) -> Any:
+    def get(self, table: str, key: str, default: Any,
+            kind: type | tuple[type, ...] = (int, float)) -> Any:
         value = self.table(table).get(key, default)
         if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             raise ScenarioError(f"{self.path}: [{table}] {key} = {value!r}: wrong type")
@@ -110,7 +111,7 @@ class Scenario:
         return v
 
     def pattern(self, table: str) -> str:
-        p = self.get(table, "pattern", "random", str)
+        p: str = self.get(table, "pattern", "random", str)
         if p not in PATTERNS:
             raise ScenarioError(f"{self.path}: [{table}] pattern = {p!r}: expected one of "
                                 f"{', '.join(PATTERNS)}")
@@ -201,7 +202,7 @@ def _runs(ids: list[int]) -> list[tuple[int, int]]:
 
 
 def _compressor(sc: Scenario, table: str) -> str:
-    comp = sc.get(table, "compressor", "lz4", str)
+    comp: str = sc.get(table, "compressor", "lz4", str)
     if comp != "lz4":
         raise ScenarioError(f"{sc.path}: [{table}] compressor = {comp!r}: only lz4 has a Python "
                             "package that reproduces the guest's compressed sizes")

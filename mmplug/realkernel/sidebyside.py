@@ -17,9 +17,10 @@ from typing import Any
 
 from ..compare.snapshot import DRIVERS, PageFrames, ZoneSpan
 from ..vm import kernel_options
+from .blocks import PAGE_SIZE
 from .kernelside import KernelRun
 from .modelside import ModelRun
-from .scenario import PAGE_SIZE, GuestPlan, Scenario, zram_object_size
+from .scenario import GuestPlan, Scenario, zram_object_size
 
 #: The newer-kernel options a row can name, by the short tag the table prints.
 VERSION_TAGS = {"stride": "free_scan_stride", "rescan": "rescan_block",
@@ -136,7 +137,7 @@ def within(k: Any, m: Any, tolerance: str) -> bool:
     if k is None or m is None or tolerance == "shown":
         return True
     if tolerance == "exact" or not isinstance(k, (int, float)) or not isinstance(m, (int, float)):
-        return k == m
+        return bool(k == m)
     t = tolerance.lstrip("±")
     if t.endswith("%"):
         return abs(k - m) <= abs(k) * float(t[:-1]) / 100
@@ -242,11 +243,11 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun,
         kv = kb[order] if order < len(kb) else None
         row(sec, f"order {order}", kv, lambda r, o=order: r.buddyinfo[home][o],
             f"±{max(3, (kv or 0) // 10)}", MEET, hist)
-    for z in m.zones:
-        if z.name != home:
-            row(sec.replace(home, z.name), f"{z.name} buddyinfo",
-                " ".join(map(str, kafter.get(z.name, []))),
-                lambda r, n=z.name: " ".join(map(str, r.buddyinfo[n])), "exact", MEET,
+    for mz in m.zones:
+        if mz.name != home:
+            row(sec.replace(home, mz.name), f"{mz.name} buddyinfo",
+                " ".join(map(str, kafter.get(mz.name, []))),
+                lambda r, n=mz.name: " ".join(map(str, r.buddyinfo[n])), "exact", MEET,
                 ("one-zone",) if m.driver_elsewhere else ())
     kfree = k.after.frames.free_pageblocks(kz) - k.before.frames.free_pageblocks(kz)
     row(sec, "pageblocks emptied by compaction", kfree,
