@@ -9,9 +9,6 @@ real suite.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -30,38 +27,44 @@ import importlib.util, sys
 _spec = importlib.util.spec_from_file_location("mmplug.conformance", {str(FAKE)!r})
 _module = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_module)
+# the run is in this process: submodules of the real suite imported earlier would be found
+for _name in [n for n in sys.modules if n.startswith("mmplug.conformance.")]:
+    del sys.modules[_name]
 sys.modules["mmplug.conformance"] = _module
 """
 
 
-def run_pytest(project: Path, *args: str, ini: str = "", log: Path | None = None):
-    (project / "pytest.ini").write_text("[pytest]\n" + ini)
-    (project / "conftest.py").write_text(CONFTEST)
-    env = dict(os.environ)
-    env.pop("PYTEST_ADDOPTS", None)
-    if log is not None:
-        env["MMPLUG_FAKE_LOG"] = str(log)
-    return subprocess.run(
-        # Plugins these runs do not need are left out: they only cost start-up time.
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
-         "-p", "no:benchmark", "-p", "no:hypothesispytest", "-rA", "-v", *args],
-        cwd=project, env=env, capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def run_pytest(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """Run pytest in this process on the project in pytester.path, the suite being the fake
+    one (pytester puts sys.modules back afterwards)."""
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+
+    def run(*args: str, ini: str = "", log: Path | None = None) -> pytest.RunResult:
+        pytester.makefile(".ini", pytest="[pytest]\n" + ini)
+        pytester.makeconftest(CONFTEST)
+        if log is not None:
+            monkeypatch.setenv("MMPLUG_FAKE_LOG", str(log))
+        # the outer run's time limit stays in charge; randomly would reorder the inner tests;
+        # the others only cost start-up time (their modules are imported again on each run)
+        return pytester.runpytest("-p", "no:randomly", "-p", "no:timeout", "-p", "no:benchmark",
+                                  "-p", "no:hypothesispytest", "-rA", "-v", *args)
+    return run
 
 
 def write(project: Path, name: str, text: str) -> None:
     (project / name).write_text(textwrap.dedent(text))
 
 
-@pytest.fixture(scope="module")
-def whole_suite(tmp_path_factory):
+@pytest.fixture
+def whole_suite(pytester: pytest.Pytester, run_pytest):
     """One run of a module holding `conformance_tests("gooddrv")`: (exit code, output)."""
-    project = tmp_path_factory.mktemp("whole")
-    write(project, "test_drv.py", """
+    write(pytester.path, "test_drv.py", """
         from mmplug.testing import conformance_tests
         test_conformance = conformance_tests("gooddrv")
     """)
-    out = run_pytest(project)
-    return out.returncode, out.stdout
+    out = run_pytest()
+    return out.ret, out.stdout.str()
 
 
 def test_one_pytest_test_per_check_with_the_cli_verdicts(whole_suite):
@@ -91,13 +94,13 @@ def test_not_supported_skips_and_warn_passes_with_a_warning(whole_suite):
     assert "ConformanceWarning: test REL-2 free while isolated: warn" in text
 
 
-def test_select_keeps_only_matching_checks_and_is_passed_to_the_suite(tmp_path):
-    log = tmp_path / "calls.jsonl"
-    write(tmp_path, "test_drv.py", """
+def test_select_keeps_only_matching_checks_and_is_passed_to_the_suite(pytester, run_pytest):
+    log = pytester.path / "calls.jsonl"
+    write(pytester.path, "test_drv.py", """
         from mmplug.testing import conformance_tests
         test_conformance = conformance_tests("gooddrv", select=["ISO", "FLG-5"])
     """)
-    text = run_pytest(tmp_path, log=log).stdout
+    text = run_pytest(log=log).stdout.str()
     assert "[ISO-4/lru-untouched] PASSED" in text
     assert "[ISO-6/refusal] SKIPPED" in text
     assert "[MIG-7/old-page-released] FAILED" in text  # selected through its rule FLG-5
@@ -106,71 +109,71 @@ def test_select_keeps_only_matching_checks_and_is_passed_to_the_suite(tmp_path):
     assert [c["select"] for c in calls] == [["ISO", "FLG-5"]]
 
 
-def test_the_suite_runs_once_per_settings_and_seed_comes_from_the_option(tmp_path):
-    log = tmp_path / "calls.jsonl"
-    write(tmp_path, "test_drv.py", """
+def test_the_suite_runs_once_per_settings_and_seed_comes_from_the_option(pytester, run_pytest):
+    log = pytester.path / "calls.jsonl"
+    write(pytester.path, "test_drv.py", """
         from mmplug.testing import conformance_tests
         test_a = conformance_tests("gooddrv")
         test_b = conformance_tests("gooddrv")
         test_quick = conformance_tests("gooddrv", quick=True)
     """)
-    run_pytest(tmp_path, "--mmplug-seed", "7", log=log)
+    run_pytest("--mmplug-seed", "7", log=log)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(c["quick"], c["seed"]) for c in calls] == [(False, 7), (True, 7)]
 
 
-def test_a_driver_that_cannot_load_fails_every_check_with_one_line(tmp_path):
-    write(tmp_path, "test_drv.py", """
+def test_a_driver_that_cannot_load_fails_every_check_with_one_line(pytester, run_pytest):
+    write(pytester.path, "test_drv.py", """
         from mmplug.testing import conformance_tests
         test_conformance = conformance_tests("unloadable")
     """)
-    out = run_pytest(tmp_path)
-    assert "5 failed" in out.stdout
+    out = run_pytest()
+    assert "5 failed" in out.stdout.str()
     assert ("mmplug check-driver unloadable: PluginError: driver 'unloadable' failed to load: "
-            "missing callback putback_page(page)") in out.stdout
+            "missing callback putback_page(page)") in out.stdout.str()
 
 
-def test_races_false_leaves_out_the_race_checks(tmp_path):
-    log = tmp_path / "calls.jsonl"
-    write(tmp_path, "test_drv.py", """
+def test_races_false_leaves_out_the_race_checks(pytester, run_pytest):
+    log = pytester.path / "calls.jsonl"
+    write(pytester.path, "test_drv.py", """
         from mmplug.testing import conformance_tests
         test_conformance = conformance_tests("gooddrv", races=False)
     """)
-    text = run_pytest(tmp_path, log=log).stdout
+    text = run_pytest(log=log).stdout.str()
     assert "RACE/explore" not in text and "ISO-4/lru-untouched" in text
     assert [json.loads(line)["races"] for line in log.read_text().splitlines()] == [False]
 
 
-def test_deselected_checks_are_not_run(tmp_path):
-    log = tmp_path / "calls.jsonl"
-    write(tmp_path, "test_drv.py", """
+def test_deselected_checks_are_not_run(pytester, run_pytest):
+    log = pytester.path / "calls.jsonl"
+    write(pytester.path, "test_drv.py", """
         from mmplug.testing import conformance_tests
         test_conformance = conformance_tests("gooddrv")
     """)
-    out = run_pytest(tmp_path, "-k", "lru or refusal", log=log)
-    assert "1 passed, 1 skipped, 3 deselected" in out.stdout
+    out = run_pytest("-k", "lru or refusal", log=log)
+    assert "1 passed, 1 skipped, 3 deselected" in out.stdout.str()
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert [c["select"] for c in calls] == [["ISO-4/lru-untouched", "ISO-6/refusal"]]
 
 
-def test_a_select_that_matches_nothing_is_a_usage_error(tmp_path):
-    write(tmp_path, "test_drv.py", """
+def test_a_select_that_matches_nothing_is_a_usage_error(pytester, run_pytest):
+    write(pytester.path, "test_drv.py", """
         from mmplug.testing import conformance_tests
         test_conformance = conformance_tests("gooddrv", select=["NOPE"])
     """)
-    out = run_pytest(tmp_path)
-    assert out.returncode != 0
-    assert "select=['NOPE'] matches no check" in out.stdout + out.stderr
+    out = run_pytest()
+    assert out.ret != 0
+    assert "select=['NOPE'] matches no check" in out.stdout.str() + out.stderr.str()
 
 
-def test_one_check_runs_alone_by_its_node_id(tmp_path):
-    write(tmp_path, "test_drv.py", """
+def test_one_check_runs_alone_by_its_node_id(pytester, run_pytest):
+    write(pytester.path, "test_drv.py", """
         from mmplug.testing import conformance_tests
         test_conformance = conformance_tests("gooddrv")
     """)
-    out = run_pytest(tmp_path, "test_drv.py::test_conformance[ISO-4/lru-untouched]")
-    assert out.returncode == 0, out.stdout
-    assert "1 passed" in out.stdout
+    out = run_pytest("test_drv.py::test_conformance[ISO-4/lru-untouched]")
+    assert out.ret == 0, out.stdout.str()
+    assert "1 passed" in out.stdout.str()
 
 
 # --- the mmplug_driver_vm fixture ----------------------------------------------------------
@@ -194,24 +197,24 @@ DRIVER_VM_TEST = """
 """
 
 
-def test_driver_vm_fixture_takes_the_driver_from_ini_and_marker(tmp_path):
-    write(tmp_path, "test_fixture.py", DRIVER_VM_TEST.format(path=str(SIMPLEPOOL)))
-    out = run_pytest(tmp_path, ini=f"mmplug_driver = {SIMPLEPOOL}\n")
-    assert out.returncode == 0, out.stdout
-    assert "3 passed" in out.stdout
+def test_driver_vm_fixture_takes_the_driver_from_ini_and_marker(pytester, run_pytest):
+    write(pytester.path, "test_fixture.py", DRIVER_VM_TEST.format(path=str(SIMPLEPOOL)))
+    out = run_pytest(ini=f"mmplug_driver = {SIMPLEPOOL}\n")
+    assert out.ret == 0, out.stdout.str()
+    assert "3 passed" in out.stdout.str()
 
 
-def test_driver_vm_fixture_option_overrides_ini(tmp_path):
-    write(tmp_path, "test_fixture.py", """
+def test_driver_vm_fixture_option_overrides_ini(pytester, run_pytest):
+    write(pytester.path, "test_fixture.py", """
         def test_driver(mmplug_driver_vm):
             assert mmplug_driver_vm.driver == "simplepool"
     """)
-    out = run_pytest(tmp_path, "--mmplug-driver", str(SIMPLEPOOL), ini="mmplug_driver = nosuch\n")
-    assert out.returncode == 0, out.stdout
+    out = run_pytest("--mmplug-driver", str(SIMPLEPOOL), ini="mmplug_driver = nosuch\n")
+    assert out.ret == 0, out.stdout.str()
 
 
-def test_driver_vm_fixture_without_a_usable_driver_fails_in_one_line(tmp_path):
-    write(tmp_path, "test_fixture.py", """
+def test_driver_vm_fixture_without_a_usable_driver_fails_in_one_line(pytester, run_pytest):
+    write(pytester.path, "test_fixture.py", """
         import pytest
 
         def test_no_driver(mmplug_driver_vm):
@@ -221,12 +224,12 @@ def test_driver_vm_fixture_without_a_usable_driver_fails_in_one_line(tmp_path):
         def test_unknown_driver(mmplug_driver_vm):
             pass
     """)
-    out = run_pytest(tmp_path)
-    assert out.returncode == 1
+    out = run_pytest()
+    assert out.ret == 1
     assert "no driver named: use @pytest.mark.mmplug_driver(NAME), --mmplug-driver NAME" \
-        in out.stdout
-    assert "mmplug_driver_vm: unknown driver 'nosuch'" in out.stdout
-    assert "Traceback" not in out.stdout and "raise " not in out.stdout
+        in out.stdout.str()
+    assert "mmplug_driver_vm: unknown driver 'nosuch'" in out.stdout.str()
+    assert "Traceback" not in out.stdout.str() and "raise " not in out.stdout.str()
 
 
 # --- migrate_page (in-process) ---------------------------------------------------------------
