@@ -65,6 +65,7 @@ def test_zone_bytes_are_the_pinned_ones(driver: str) -> None:
 
 
 @pytest.mark.parametrize("driver", sorted(ZONE_DIGESTS))
+@pytest.mark.slow
 def test_same_seed_same_zone_and_result(driver: str) -> None:
     first = zone_after_run(driver)
     again = zone_after_run(driver)

@@ -41,9 +41,12 @@ def _editable_builds_offline() -> bool:
     return importlib.util.find_spec("wheel") is not None
 
 
-pytestmark = pytest.mark.skipif(not _editable_builds_offline(),
-                                reason="an offline editable install needs setuptools>=70.1 "
-                                       "or the wheel package")
+pytestmark = [
+    pytest.mark.slow,   # each test builds and installs a project into a fresh venv
+    pytest.mark.skipif(not _editable_builds_offline(),
+                       reason="an offline editable install needs setuptools>=70.1 "
+                              "or the wheel package"),
+]
 
 
 def run(args, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:

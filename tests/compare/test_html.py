@@ -93,6 +93,7 @@ def _chromium(args: list[str], home: Path) -> subprocess.CompletedProcess:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_chromium_renders_the_report(written, tmp_path):
     path, _ = written
     shot = tmp_path / "shot.png"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from comparehelp import KNOBPOOL, SIMPLEPOOL, host, tiny, without_wall
 
 from mmplug.compare.metrics import Snapshot
@@ -39,6 +40,7 @@ def test_table_has_drivers_as_columns_seed_and_real_differences():
     assert re.search(r"knobpool\s+after\s+" + r"\s+".join(map(str, after)) + "$", text, re.M)
 
 
+@pytest.mark.slow
 def test_table_with_seeds_shows_mean_and_spread():
     results, w = _results(seeds=(1, 2, 3))
     text = table(results, scenario_dict(w), [1, 2, 3])
@@ -76,6 +78,7 @@ def test_kernel_text_of_a_run():
     assert re.search(r"^compact_stall \d+$", text, re.M)
 
 
+@pytest.mark.slow
 def test_json_has_everything_and_is_deterministic():
     results, w = _results(seeds=(1, 2))
     doc = json_document(results, scenario_dict(w), [1, 2])

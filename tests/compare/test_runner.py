@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from comparehelp import KNOBPOOL, SIMPLEPOOL, host, tiny, without_wall
 
 from mmplug.compare.machine import Machine
@@ -150,6 +151,7 @@ def test_aggregate_mean_and_spread():
     assert agg["s"]["mean"] == 0.6
 
 
+@pytest.mark.slow
 def test_processes_give_the_same_results_as_one():
     h = host()
     seeds = [1, 2]

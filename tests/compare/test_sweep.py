@@ -74,6 +74,7 @@ def test_executor_dask_without_distributed_names_the_package(capsys, monkeypatch
         "(pip install 'mmplug[dask]')"]
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_the_cross_product_and_keeps_every_run(capsys, tmp_path):
     a, b = workload(tmp_path, "calm"), workload(tmp_path, "pinned", pin=0.2)
     code, out, err = run(capsys, "compare", KNOBPOOL, SIMPLEPOOL, "--workload", a,
@@ -94,6 +95,7 @@ def test_a_sweep_runs_the_cross_product_and_keeps_every_run(capsys, tmp_path):
     assert pins[0] == 0 and pins[1] > 0
 
 
+@pytest.mark.slow
 def test_a_sweeps_table_has_one_table_per_workload(capsys, tmp_path):
     code, out, _ = run(capsys, "compare", KNOBPOOL, "--workload", workload(tmp_path, "one"),
                        "--workload", workload(tmp_path, "two"), "--seeds", "1..2")
@@ -102,6 +104,7 @@ def test_a_sweeps_table_has_one_table_per_workload(capsys, tmp_path):
     assert out.count("seeds 1..2 (2 runs, mean±stdev)") == 2
 
 
+@pytest.mark.slow
 def test_the_same_seeds_give_the_same_runs_in_a_sweep_and_alone(tmp_path):
     w = tiny()
     alone = [run_one(host(), KNOBPOOL, w.with_overrides(seed=s)) for s in (2, 3)]
@@ -148,6 +151,7 @@ def test_progress_on_a_terminal_redraws_one_line_with_an_estimate():
 # --- executors ----------------------------------------------------------------------------------
 
 @pytest.mark.timeout(180)
+@pytest.mark.slow
 def test_a_sweep_on_a_dask_local_cluster_equals_the_local_run(tmp_path):
     pytest.importorskip("distributed")
     specs = [KNOBPOOL, SIMPLEPOOL]
@@ -160,6 +164,7 @@ def test_a_sweep_on_a_dask_local_cluster_equals_the_local_run(tmp_path):
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.slow
 def test_a_run_that_kills_its_process_on_a_dask_scheduler_fails_only_itself(tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,

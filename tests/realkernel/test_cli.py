@@ -14,6 +14,7 @@ def mmplug(*args, env=None):
                           text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_kernel_run_from_a_kept_run_prints_the_table():
     out = mmplug("kernel", "run", "zram", "--from-run", str(ZRAM_RUN))
     assert out.returncode == 0, out.stderr
@@ -21,6 +22,7 @@ def test_kernel_run_from_a_kept_run_prints_the_table():
     assert "pages freed by zram's compact (pages_compacted)" in out.stdout
 
 
+@pytest.mark.slow
 def test_kernel_run_json(tmp_path):
     out = mmplug("kernel", "run", "zram", "--from-run", str(ZRAM_RUN), "--json",
                  "--plot", str(tmp_path))
@@ -73,6 +75,7 @@ def test_snapshot_without_root_is_a_one_line_error():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for /proc/kpageflags")
+@pytest.mark.slow
 def test_snapshot_of_this_machine_loads_into_compare(tmp_path):
     path = tmp_path / "host.json.gz"
     out = mmplug("snapshot", "-o", str(path))
@@ -83,6 +86,7 @@ def test_snapshot_of_this_machine_loads_into_compare(tmp_path):
     assert frames.zones and len(frames.kinds) > 0
 
 
+@pytest.mark.slow
 def test_compare_snapshot_from_a_kept_run(tmp_path):
     from mmplug.realkernel.kernelside import read_run
     snap = tmp_path / "before.json.gz"

@@ -30,6 +30,7 @@ def parts():
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.slow
 def test_zram_in_the_guest_kernel_and_in_the_model(parts, tmp_path):
     from mmplug.realkernel.run import run_scenario, table_text
     result = run_scenario("zram", keep=tmp_path / "run")

@@ -27,6 +27,7 @@ def rows(result):
     return {r.label: r for r in result["_rows"]}
 
 
+@pytest.mark.slow
 def test_with_the_guests_options_every_row_is_the_kernels_figure(result):
     assert result["model"]["release"] == "6.1"
     assert {k for k, v in result["model"]["options"].items() if v} == {
@@ -40,6 +41,7 @@ def test_with_the_guests_options_every_row_is_the_kernels_figure(result):
     "pgmigrate_success", "compact_isolated", "compact_migrate_scanned", "compact_free_scanned",
     "zsmalloc pages migrated", "DMA32 pfn where the scanners met",
 ])
+@pytest.mark.slow
 def test_v419_differs_and_the_verdict_names_the_options(result, label):
     row = rows(result)[label]
     assert not row.ok_baseline and row.ok
@@ -56,6 +58,7 @@ def test_v419_differs_and_the_verdict_names_the_options(result, label):
     "zsmalloc pages after compact_memory", "pages freed by zram's compact (pages_compacted)",
     "zsmalloc pages after zram's compact", "DMA32 free pageblocks before",
 ])
+@pytest.mark.slow
 def test_driver_rows_are_exact_in_both_models(result, label):
     row = rows(result)[label]
     assert row.tolerance == "exact"
@@ -74,6 +77,7 @@ def without_each_option():
     return out
 
 
+@pytest.mark.slow
 def test_each_option_changes_exactly_the_rows_that_name_it(result, without_each_option):
     """The rows each option is named by are the rows it changes on this run: taking it away
     changes some of them, and no row that does not name it."""
@@ -85,6 +89,7 @@ def test_each_option_changes_exactly_the_rows_that_name_it(result, without_each_
             assert tag in full[label].versions, (tag, label)
 
 
+@pytest.mark.slow
 def test_table_text(result):
     text = table_text(result)
     lines = text.splitlines()
@@ -96,6 +101,7 @@ def test_table_text(result):
     assert "4fca9730c51d" in text and "DIFFERS, unexplained" not in text
 
 
+@pytest.mark.slow
 def test_a_run_kept_without_records_reads_its_free_pages_from_kpageflags(tmp_path):
     """Runs kept before the probe recorded free pfns: the frames' free pages are the
     PG_buddy ones, the counters the snapshots' vmstat, the start rows cite drift when

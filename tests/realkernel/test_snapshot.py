@@ -121,6 +121,7 @@ def host():
     return h
 
 
+@pytest.mark.slow
 def test_model_zone_is_the_snapshot(zram_run, host):
     """Every frame holds the same kind of user; free pages merge into the same blocks."""
     frames = zram_run.before.frames
@@ -141,6 +142,7 @@ def test_model_zone_is_the_snapshot(zram_run, host):
     assert model.vm.unclaimed_pages(extra=[p for p, _ in model.held]) == []
 
 
+@pytest.mark.slow
 def test_compare_snapshot_runs_every_driver(zram_run, host):
     result = S.compare_snapshot(zram_run.before.frames, host, ["zsmalloc", "balloon"],
                                 "DMA32", seed=3)

@@ -30,6 +30,7 @@ def fail_lines(out: str) -> list[str]:
     ("sleeps", "MIG-7/success", "MIG-8", "migratepage did not return within 2 s (hung)"),
     ("free_hangs", "REL-1", "API-1", "free() did not return within 2 s (hung)"),
 ])
+@pytest.mark.slow
 def test_a_hung_driver_call_is_a_fail_naming_driver_and_callback(capsys, driver, check, rule,
                                                                  what):
     code, out, _ = run_cli(capsys, "check-driver", broken(driver), "--no-races", "-k", check,
@@ -39,6 +40,7 @@ def test_a_hung_driver_call_is_a_fail_naming_driver_and_callback(capsys, driver,
     assert out.splitlines()[-1].startswith(f"Total for broken_{driver}: ")
 
 
+@pytest.mark.slow
 def test_a_hang_on_a_simulated_cpu_of_the_race_checks_is_a_fail(capsys):
     code, out, _ = run_cli(capsys, "check-driver", broken("sleeps"), "-k", "RACE", "--quick",
                            "--timeout", "2")

@@ -71,6 +71,7 @@ def test_a_failing_verify_fails_the_run(capsys, tmp_path):
     ("hangs", "MIG-8: migratepage did not return within 2 s (hung)"),
     ("free_hangs", "API-1: free() did not return within 2 s (hung)"),
 ])
+@pytest.mark.slow
 def test_a_driver_that_raises_exits_or_hangs_fails_its_run_in_one_line(capsys, tmp_path,
                                                                       driver, says):
     code, out, err = run_cli(capsys, "compare", broken(driver), str(SIMPLEPOOL),
@@ -80,6 +81,7 @@ def test_a_driver_that_raises_exits_or_hangs_fails_its_run_in_one_line(capsys, t
     assert errors(err) == []          # no traceback, no internal error
 
 
+@pytest.mark.slow
 def test_dead_workers_fail_their_run_and_the_others_still_report(tmp_path):
     """--jobs 2: a worker killed, exited or hung in C fails its own run only."""
     killed = variant(tmp_path, "killed", COPY,
@@ -100,6 +102,7 @@ def test_dead_workers_fail_their_run_and_the_others_still_report(tmp_path):
     assert "migratepage did not return within 2 s (hung)" in error["broken_sleeps"]
 
 
+@pytest.mark.slow
 def test_a_driver_that_eats_memory_fails_within_the_memory_limit(tmp_path):
     hog = variant(tmp_path, "hog", COPY,
                   "        junk = [bytearray(1 << 20) for _ in range(1 << 20)]\n" + COPY)
@@ -118,6 +121,7 @@ def test_what_drivers_print_never_reaches_the_json_on_stdout(capsys, tmp_path):
     assert "copying" in err and "imported!" in err
 
 
+@pytest.mark.slow
 def test_the_users_ctrl_c_stops_compare_and_its_workers(tmp_path):
     code, out, err = ctrl_c_while_migrating("compare", slow_driver(tmp_path), str(SIMPLEPOOL),
                                             "--jobs", "2", "--workload", tiny_workload(tmp_path))
@@ -126,6 +130,7 @@ def test_the_users_ctrl_c_stops_compare_and_its_workers(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["table", "kernel"])
+@pytest.mark.slow
 def test_a_dead_workers_run_renders_in_every_output(tmp_path, fmt):
     killed = variant(tmp_path, "killed", COPY,
                      "        os.kill(os.getpid(), signal.SIGKILL)\n" + COPY,

@@ -61,6 +61,7 @@ def test_a_busy_loop_on_another_thread_is_stopped():
     assert "free() did not return within 0.5 s (hung)" in err.message
 
 
+@pytest.mark.slow
 def test_calls_that_return_in_time_are_never_interrupted():
     """Many short calls, together far longer than the limit, run undisturbed."""
     short = watchdog.guard(time.sleep, driver="d", hook="nap", limit=1.0)
@@ -150,6 +151,7 @@ def test_memory_limit_turns_runaway_allocation_into_memory_error():
     assert r.stdout.split() == ["MemoryError", "after", str(512 << 20)]
 
 
+@pytest.mark.slow
 def test_a_call_that_swallows_every_interrupt_ends_a_command_with_one_line():
     """hard_stop(): after MAX_FIRES refused interrupts the process gives up, naming the call."""
     r = _python("""

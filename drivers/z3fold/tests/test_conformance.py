@@ -6,4 +6,5 @@ pytest.importorskip("mmplug.conformance")
 
 from mmplug.testing import conformance_tests
 
-test_conformance = conformance_tests("z3fold")
+#: the whole suite runs, in seconds
+test_conformance = pytest.mark.slow(conformance_tests("z3fold"))

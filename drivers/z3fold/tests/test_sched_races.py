@@ -69,6 +69,7 @@ def _reclaim_scenario():
         _reclaim_setup, (_shrink, _user_frees), _reclaim_check)
 
 
+@pytest.mark.slow
 def test_reclaim_racing_free_holds_in_every_schedule_tried():
     for strategy in ("random", "pct", "dfs"):
         result = races.explore("z3fold", _reclaim_scenario(), strategy=strategy, seed=5, runs=300)

@@ -21,6 +21,7 @@ def _explore(scenario, bugs=(), strategy="random"):
 @pytest.mark.parametrize("scenario", ["destroy_while_isolated", "zspage_emptied_while_isolated",
                                       "zspage_freed_while_migrating", "free_read_while_copying",
                                       "two_compactors"])
+@pytest.mark.slow
 def test_fixed_pool_survives_every_explored_interleaving(scenario):
     result = _explore(scenario, strategy="pct")
     assert not result.failures, result.render()

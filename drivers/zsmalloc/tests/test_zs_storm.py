@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from mmplug import NoMemory
 from mmplug.compaction import alloc_pages_compact, compact_memory
 from mmplug.users import LruPages, SlabCache
@@ -23,6 +25,7 @@ def _store_some(pool, rng, data, count):
     return True
 
 
+@pytest.mark.slow
 def test_migration_storm_keeps_every_object(make_pool):
     vm, pool = make_pool(nr_pages=8192)
     slab = SlabCache(vm)
