@@ -47,6 +47,10 @@ FALLBACKS = {
 PCPTYPES = (MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.RECLAIMABLE)
 
 
+#: what FreeList.remove's probe finds for a pfn that is not a key (values are None)
+_ABSENT = object()
+
+
 class FreeList(dict):
     """free_area[order].free_list[migratetype]: pfn -> None, in list order.
 
@@ -72,13 +76,11 @@ class FreeList(dict):
 
     def remove(self, pfn: int) -> None:
         """list_del()."""
-        try:
-            del self[pfn]
-        except KeyError:
+        # One probe, no exception: a merging buddy is often in the tail part.
+        if self.pop(pfn, _ABSENT) is _ABSENT:
             del self.tail[pfn]
-        else:
-            if not self and self.tail:
-                self._refill()
+        elif not self and self.tail:
+            self._refill()
 
     def pop_head(self) -> int:
         """list_first_entry() + list_del()."""
