@@ -363,31 +363,22 @@ def guarded_caller(fn: Callable, *, driver: str, hook: str, limit: float | None,
                    leave: Callable[[str], None] | None = None) -> Callable:
     """guarded_call(fn, args, ...) of one call site as a function of `args` alone, with
     what is the same on every call looked up once: the instance calls of a comparison
-    (a store, a read and a free per object) go through it.  `expected()` is asked only
-    when `fn` raises; `enter(where)`/`leave(prev)` tell a backend of several CPUs where
-    its CPU is (None: a backend to which it does not matter)."""
-    call = None if limit is None else _W.call_for(driver, hook, limit)
-    tls, new_lane = _W.tls, _W._new_lane
+    (a store, a read and a free per object) go through it.  The time limit is kept by
+    guard()'s generic wrapper; `expected()` is asked only when `fn` raises; `enter(where)` and
+    `leave(prev)` tell a backend of several CPUs where its CPU is (None: a backend to
+    which it does not matter)."""
+    run = fn if limit is None else _GENERIC(fn, _W.call_for(driver, hook, limit), _W.tls,
+                                            _W._new_lane)
     where = f"{driver}.{hook}"
 
     def guarded(*args: Any) -> Any:
         prev_where = enter(where) if enter is not None else None
-        if call is not None:
-            try:
-                ln = tls.lane
-            except AttributeError:
-                ln = new_lane()
-            prev = ln.call
-            ln.call = call
-            ln.fresh = True
         try:
-            return fn(*args)
+            return run(*args)
         except BaseException as exc:
             _judge(exc, expected(), driver, hook, None, "API-1")
             raise   # (never reached)
         finally:
-            if call is not None:
-                ln.call = prev
             if leave is not None:
                 leave(prev_where)
     return guarded
