@@ -130,8 +130,8 @@ class Z3foldPool:
         return lists
 
     def this_cpu(self) -> int:
-        """smp_processor_id()."""
-        return smp_processor_id(self.vm)
+        """smp_processor_id(): 0 on one CPU, as in a kernel built without SMP."""
+        return 0 if self.uniprocessor else smp_processor_id(self.vm)
 
     # --- diagnostics -----------------------------------------------------------------------
     def warn(self, message: str, page: Any = None) -> None:

@@ -99,3 +99,14 @@ def test_a_locked_header_takes_the_long_way(make_pool):
 def test_several_cpus_never_take_the_short_way(make_pool):
     vm, pool = make_pool(nr_pages=512, cpus=Scheduler(2))
     assert not pool.uniprocessor
+
+
+def test_this_cpu_is_smp_processor_id(make_pool):
+    """One CPU answers 0 without asking, as smp_processor_id() would; several CPUs ask."""
+    from mmplug.kernel import smp_processor_id
+    vm, pool = make_pool(nr_pages=512)
+    assert pool.uniprocessor and pool.this_cpu() == smp_processor_id(vm) == 0
+    vm, pool = make_pool(nr_pages=512, cpus=Scheduler(2))
+    seen = []
+    vm.cpus.run([lambda: seen.append((pool.this_cpu(), smp_processor_id(vm))) for _ in range(2)])
+    assert sorted(seen) == [(0, 0), (1, 1)]
