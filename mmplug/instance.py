@@ -17,7 +17,8 @@ from attrs import define, field
 
 from .errors import ContractViolation, DriverError, NoMemory
 from .page import PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
-from .watchdog import guarded_call
+from .cpus.single import SingleCPU
+from .watchdog import guarded_call, guarded_caller
 
 if TYPE_CHECKING:
     from .mapping import AddressSpace
@@ -57,6 +58,8 @@ class GuardedInstance:
     passes: tuple[type[BaseException], ...] = ()
     #: the instance's methods called so far, looked up once
     _methods: dict[str, Any] = field(factory=dict)
+    #: (method, expected) -> its guarded call, made once (`call`)
+    _callers: dict[tuple[str, tuple[type[BaseException], ...]], Any] = field(factory=dict)
 
     @property
     def name(self) -> str:
@@ -70,7 +73,24 @@ class GuardedInstance:
              expected: tuple[type[BaseException], ...] = ()) -> Any:
         """instance.<method>(*args) as driver code: what it raises but `expected` is an
         API-1 DriverError naming the driver and the method (mmplug.watchdog)."""
-        return self._guarded(method, self._method(method), args, expected)
+        run = self._callers.get((method, expected))
+        if run is None:
+            run = self._caller(method, expected)
+        return run(*args)
+
+    def _caller(self, method: str, expected: tuple[type[BaseException], ...]) -> Any:
+        """The guarded call of one method, made once (mmplug.watchdog.guarded_caller): what
+        `_guarded` does, with the method, the driver's name, the time limit and the CPU
+        backend looked up once.  One CPU has no use for where its CPU is."""
+        cpus = self.vm.cpus
+        several = not isinstance(cpus, SingleCPU)
+        run = guarded_caller(self._method(method), driver=self.name, hook=method,
+                             limit=self.vm.config.callback_timeout,
+                             expected=lambda: expected + self.passes,
+                             enter=cpus.enter if several else None,
+                             leave=cpus.leave if several else None)
+        self._callers[method, expected] = run
+        return run
 
     def _method(self, method: str) -> Any:
         fn = self._methods.get(method)

@@ -114,6 +114,14 @@ def pfn_valid(vm: "VM", pfn: int) -> bool:
     return zone.start_pfn <= pfn < zone.end_pfn
 
 
+def smp(vm: "VM") -> bool:
+    """IS_ENABLED(CONFIG_SMP), as the VM runs it: whether another simulated CPU can run
+    between two steps of a driver.  False on a one-CPU VM, where, as in a kernel built
+    without SMP, a lock nobody else can hold costs nothing but its debug checks: a
+    driver may skip a lock and unlock pair with nothing to wait for between them."""
+    return vm.cpus.schedules
+
+
 def smp_processor_id(vm: "VM") -> int:
     """smp_processor_id(): the simulated CPU running now (0 on a one-CPU VM)."""
     return vm.cpus.current().cpu
@@ -127,41 +135,55 @@ def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
 
 # Flag operations are schedule points: on several CPUs another one may look at
 # the page between a driver's flag changes (page-flags.h ops are single atomics).
+# A backend that never switches CPUs (`schedules` False: one CPU) is not called for
+# them at all, since these run once or more per page a driver stores or migrates.
 
 def set_page_movable(page: Page, mapping: Any) -> None:
     """__SetPageMovable() (mm/compaction.c): page locked, mapping untagged (FLG-4)."""
-    page.zone.cpus.point("__SetPageMovable", page)
+    cpus = page.zone.cpus
+    if cpus.schedules:
+        cpus.point("__SetPageMovable", page)
     _page._set_page_movable(page, mapping)
 
 
 def clear_page_movable(page: Page) -> None:
     """__ClearPageMovable() (mm/compaction.c): keep only the movable bit (FLG-5)."""
-    page.zone.cpus.point("__ClearPageMovable", page)
+    cpus = page.zone.cpus
+    if cpus.schedules:
+        cpus.point("__ClearPageMovable", page)
     _page._clear_page_movable(page)
 
 
 def page_movable(page: Page) -> bool:
     """PageMovable() (mm/compaction.c): must hold the page lock (FLG-3)."""
-    page.zone.cpus.point("PageMovable", page)
+    cpus = page.zone.cpus
+    if cpus.schedules:
+        cpus.point("PageMovable", page)
     return _page._page_movable(page)
 
 
 def page_isolated(page: Page) -> bool:
     """PageIsolated(): a lockless read that another CPU may change right after (FLG-6)."""
-    page.zone.cpus.point("PageIsolated", page)
+    cpus = page.zone.cpus
+    if cpus.schedules:
+        cpus.point("PageIsolated", page)
     return _page._page_isolated(page)
 
 
 def set_page_reclaim(page: Page) -> None:
     """SetPageReclaim() (include/linux/page-flags.h): PG_reclaim for its users under
     writeback.  It is PG_isolated too: a movable driver never sets it (ISO-3, FLG-6)."""
-    page.zone.cpus.point("SetPageReclaim", page)
+    cpus = page.zone.cpus
+    if cpus.schedules:
+        cpus.point("SetPageReclaim", page)
     page.flags |= _page.RECLAIM
 
 
 def clear_page_reclaim(page: Page) -> None:
     """ClearPageReclaim() (include/linux/page-flags.h)."""
-    page.zone.cpus.point("ClearPageReclaim", page)
+    cpus = page.zone.cpus
+    if cpus.schedules:
+        cpus.point("ClearPageReclaim", page)
     page.flags &= ~_page.RECLAIM
 
 
@@ -172,7 +194,9 @@ def page_address(page: Page) -> memoryview:
 
 def copy_highpage(to: Page, frm: Page) -> None:
     """copy_highpage(to, from): copy a whole page (a point: readers may run meanwhile)."""
-    to.zone.cpus.point("copy_highpage", frm)
+    cpus = to.zone.cpus
+    if cpus.schedules:
+        cpus.point("copy_highpage", frm)
     to.zone.copy_page(to, frm)
 
 

@@ -337,16 +337,51 @@ def guarded_call(fn: Callable, args: tuple = (), *, driver: str, hook: str,
     try:
         return fn(*args)
     except BaseException as exc:
-        if expected and isinstance(exc, expected):
-            raise
-        if isinstance(exc, ContractViolation):
-            raise exc.with_context(driver=driver, hook=hook, page=page)
-        if passes_through(exc):
-            raise
-        raise driver_error(exc, rule, driver=driver, hook=f"{hook}()", page=page) from exc
+        _judge(exc, expected, driver, hook, page, rule)
+        raise   # (_judge raises; this line is never reached)
     finally:
         if ln is not None:
             ln.call = prev
+
+
+def _judge(exc: BaseException, expected: tuple[type[BaseException], ...], driver: str,
+           hook: str, page: Any, rule: str) -> None:
+    """Raise what guarded driver code that raised `exc` ends in (called while `exc` is
+    being handled): `exc` itself if expected or passing through, else the driver's error."""
+    if expected and isinstance(exc, expected):
+        raise
+    if isinstance(exc, ContractViolation):
+        raise exc.with_context(driver=driver, hook=hook, page=page)
+    if passes_through(exc):
+        raise
+    raise driver_error(exc, rule, driver=driver, hook=f"{hook}()", page=page) from exc
+
+
+def guarded_caller(fn: Callable, *, driver: str, hook: str, limit: float | None,
+                   expected: Callable[[], tuple[type[BaseException], ...]],
+                   enter: Callable[[str], str] | None = None,
+                   leave: Callable[[str], None] | None = None) -> Callable:
+    """guarded_call(fn, args, ...) of one call site as a function of `args` alone, with
+    what is the same on every call looked up once: the instance calls of a comparison
+    (a store, a read and a free per object) go through it.  The time limit is kept by
+    guard()'s generic wrapper; `expected()` is asked only when `fn` raises; `enter(where)` and
+    `leave(prev)` tell a backend of several CPUs where its CPU is (None: a backend to
+    which it does not matter)."""
+    run = fn if limit is None else _GENERIC(fn, _W.call_for(driver, hook, limit), _W.tls,
+                                            _W._new_lane)
+    where = f"{driver}.{hook}"
+
+    def guarded(*args: Any) -> Any:
+        prev_where = enter(where) if enter is not None else None
+        try:
+            return run(*args)
+        except BaseException as exc:
+            _judge(exc, expected(), driver, hook, None, "API-1")
+            raise   # (never reached)
+        finally:
+            if leave is not None:
+                leave(prev_where)
+    return guarded
 
 
 def passes_through(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import mmap
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, NoReturn
 
 from .constants import (
     GFP_COMP, MigrateType, NR_MIGRATETYPES, gfp_migratetype,
@@ -45,6 +45,10 @@ FALLBACKS = {
 }
 #: the types with free lists a normal allocation may use (no HIGHATOMIC/CMA/ISOLATE here).
 PCPTYPES = (MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.RECLAIMABLE)
+
+
+#: what FreeList.remove's probe finds for a pfn that is not a key (values are None)
+_ABSENT = object()
 
 
 class FreeList(dict):
@@ -72,13 +76,11 @@ class FreeList(dict):
 
     def remove(self, pfn: int) -> None:
         """list_del()."""
-        try:
-            del self[pfn]
-        except KeyError:
+        # One probe, no exception: a merging buddy is often in the tail part.
+        if self.pop(pfn, _ABSENT) is _ABSENT:
             del self.tail[pfn]
-        else:
-            if not self and self.tail:
-                self._refill()
+        elif not self and self.tail:
+            self._refill()
 
     def pop_head(self) -> int:
         """list_first_entry() + list_del()."""
@@ -105,6 +107,26 @@ def default_min_free_pages(nr_pages: int, page_size: int) -> int:
     kbytes = nr_pages * page_size // 1024
     min_kb = min(max(int(math.isqrt(kbytes * 16)), 128), 65536)
     return max(min_kb * 1024 // page_size, 1)
+
+
+#: a page freed with any of these flags is in a bad state (free_pages_prepare)
+_BAD_AT_FREE = BUDDY | FLAGS_CHECK_AT_FREE | ISOLATED
+
+
+def _bad_page_at_free(page: Page) -> NoReturn:
+    """bad_page(): what is wrong with a page being freed, the first problem found."""
+    if page.flags & BUDDY:
+        problem = "page is already free (double free)"
+    elif page.mapping:
+        problem = f"non-NULL mapping {page.mapping:#x}"
+    elif page._refcount:
+        problem = f"nonzero refcount {page._refcount}"
+    elif page.flags & FLAGS_CHECK_AT_FREE:
+        problem = f"flags {flag_names(page.flags & FLAGS_CHECK_AT_FREE)} set"
+    else:
+        problem = "still PG_isolated: somebody dropped the VM's isolation reference"
+    rule = "REL-2" if "isolated" in problem else "FREE-1"
+    raise ContractViolation(rule, f"bad page state at free: {problem}", page=page)
 
 
 class Zone:
@@ -180,12 +202,11 @@ class Zone:
         return self.view[off:off + ps]
 
     def copy_page(self, dst: Page, src: Page) -> None:
-        """copy_highpage(): copy one page's bytes."""
+        """copy_highpage(): copy one page's bytes (one memmove inside the zone's mapping,
+        without the two views a slice copy makes: every migrated page copies once)."""
         ps = self.page_size
-        s = (src.pfn - self.start_pfn) * ps
-        d = (dst.pfn - self.start_pfn) * ps
-        view = self.view
-        view[d:d + ps] = view[s:s + ps]
+        start = self.start_pfn
+        self.mem.move((dst.pfn - start) * ps, (src.pfn - start) * ps, ps)
 
     def pageblock_index(self, pfn: int) -> int:
         return (pfn - self.start_pfn) >> self.pageblock_order
@@ -540,20 +561,8 @@ class Zone:
         if page.mapping & PAGE_MAPPING_FLAGS:
             # free_pages_prepare(): anon and movable words are cleared by the free path
             page.mapping = 0
-        problem = None
-        if page.flags & BUDDY:
-            problem = "page is already free (double free)"
-        elif page.mapping:
-            problem = f"non-NULL mapping {page.mapping:#x}"
-        elif page._refcount:
-            problem = f"nonzero refcount {page._refcount}"
-        elif page.flags & FLAGS_CHECK_AT_FREE:
-            problem = f"flags {flag_names(page.flags & FLAGS_CHECK_AT_FREE)} set"
-        elif page.flags & ISOLATED:
-            problem = "still PG_isolated: somebody dropped the VM's isolation reference"
-        if problem is not None:
-            rule = "REL-2" if "isolated" in problem else "FREE-1"
-            raise ContractViolation(rule, f"bad page state at free: {problem}", page=page)
+        if page.flags & _BAD_AT_FREE or page.mapping or page._refcount:
+            _bad_page_at_free(page)
         page.flags = 0
         page.private = 0
         page.lru = None

@@ -8,7 +8,7 @@ import pytest
 
 from mmplug import VM, ContractViolation
 from mmplug.constants import GFP_COMP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, MigrateType
-from mmplug.page import BUDDY, HEAD, LOCKED, TAIL
+from mmplug.page import BUDDY, HEAD, ISOLATED, LOCKED, LRU, TAIL
 
 
 def small_vm(**kw):
@@ -108,6 +108,35 @@ def test_bad_page_state_at_free_is_reported():
     assert exc.value.rule == "FREE-1" and "locked" in str(exc.value)
 
 
+@pytest.mark.parametrize("spoil, rule, words", [
+    (lambda p: setattr(p, "flags", p.flags | BUDDY), "FREE-1",
+     "page is already free (double free)"),
+    (lambda p: setattr(p, "mapping", 0x1000), "FREE-1", "non-NULL mapping 0x1000"),
+    (lambda p: setattr(p, "_refcount", 2), "FREE-1", "nonzero refcount 2"),
+    (lambda p: setattr(p, "flags", p.flags | LRU), "FREE-1", "flags lru set"),
+    (lambda p: setattr(p, "flags", p.flags | ISOLATED), "REL-2", "still PG_isolated"),
+    # the first problem found is the one named
+    (lambda p: setattr(p, "flags", p.flags | LOCKED | ISOLATED), "FREE-1", "flags locked set"),
+])
+def test_every_bad_page_state_at_free_is_named(spoil, rule, words):
+    """free_pages checks every page in one test of flags, mapping and refcount; a page
+    that fails it is described by its first problem, as the checks one by one did."""
+    vm = small_vm()
+    page = vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
+    page._refcount = 0                                    # as put_page leaves it
+    free_before = vm.zone.nr_free_pages
+    spoil(page)
+    with pytest.raises(ContractViolation) as exc:
+        vm.zone.free_pages(page, 0)
+    assert exc.value.rule == rule and f"bad page state at free: {words}" in str(exc.value)
+    assert vm.zone.nr_free_pages == free_before          # nothing was freed
+    vm = small_vm()
+    clean = vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
+    clean._refcount = 0
+    vm.zone.free_pages(clean, 0)                          # a clean page still goes back
+    assert vm.zone.nr_free_pages == free_before + 1
+
+
 def test_refcount_underflow_is_reported():
     vm = small_vm()
     page = vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
@@ -130,6 +159,24 @@ def test_page_address_is_a_view_into_zone_memory():
     other = vm.zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
     vm.zone.copy_page(other, page)
     assert bytes(vm.zone.page_address(other)[:4]) == b"abcd"
+
+
+def test_copy_page_is_the_slice_copy_it_replaces():
+    """copy_page moves bytes inside the zone's mapping: the same bytes as copying one
+    slice of the view onto another, the page's neighbours untouched, at any start_pfn."""
+    from mmplug.zone import Zone
+    rng = random.Random(5)
+    vm = small_vm(page_size=256)
+    for zone in (vm.zone, Zone(vm, 1024, page_size=256, start_pfn=4096, pageblock_order=6,
+                               max_order=8, min_free_pages=0)):
+        zone.view[:] = rng.randbytes(len(zone.view))
+        expected = bytearray(zone.view)
+        for _ in range(50):
+            src, dst = (zone.pages[rng.randrange(zone.nr_pages)] for _ in range(2))
+            s, d = ((p.pfn - zone.start_pfn) * 256 for p in (src, dst))
+            expected[d:d + 256] = expected[s:s + 256]
+            zone.copy_page(dst, src)
+            assert zone.view == expected
 
 
 def test_zone_shape_is_validated():

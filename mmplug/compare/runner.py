@@ -312,13 +312,16 @@ def _no_cyclic_gc() -> Iterator[None]:
     """The cyclic collector off while a run goes on, and what exists so far (the zone's
     million page frames) out of its sight: its passes over a heap that only grows cost
     a tenth of a run and free next to nothing.  The run's own cycles wait for the next
-    collection after it."""
+    collection after it.  What the run made joins the oldest generation unseen too: the
+    first young collection after the run would otherwise walk every object of the run
+    (a second per GiB of zone) to find them alive."""
     was_enabled = gc.isenabled()
     gc.disable()
     gc.freeze()
     try:
         yield
     finally:
+        gc.freeze()
         gc.unfreeze()
         if was_enabled:
             gc.enable()

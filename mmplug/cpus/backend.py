@@ -48,6 +48,9 @@ class CpuBackend(Protocol):
         """The task running now."""
         ...
 
+    #: False if `point` never switches CPUs (one CPU): hot paths then skip the call
+    schedules: bool
+
     def point(self, what: str, obj: Any = None) -> None:
         """A schedule point: another CPU may run here."""
         ...
@@ -87,6 +90,9 @@ class PageOperations:
     """
 
     __slots__ = ()
+
+    #: whether `point` may switch CPUs; False lets a hot path skip the call to it
+    schedules = True
 
     def violation(self, rule: str, message: str, page: Page | None = None) -> NoReturn:
         """Raise the ContractViolation of `rule` about `page`."""

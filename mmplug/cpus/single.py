@@ -21,73 +21,114 @@ if TYPE_CHECKING:
 
 
 class _Lock:
-    """Shared shape of the single-CPU locks: a name, a holder count, a context manager."""
+    """Shared shape of the single-CPU locks: a name, whether it is held, a context manager.
 
-    __slots__ = ("name", "held", "_task", "sleeping")
+    Each kind writes its lock() and unlock() out, and __enter__/__exit__ repeat them
+    rather than call them: a driver takes a lock per object it stores or reads, and
+    on one CPU the checks (might_sleep, recursion, LCK-2) are all a lock costs.
+    """
 
-    def __init__(self, name: str, task: Task, sleeping: bool) -> None:
+    __slots__ = ("name", "held", "_task")
+
+    #: a mutex may sleep (might_sleep, LCK-1); holding a spinlock makes the CPU atomic
+    sleeping = False
+
+    def __init__(self, name: str, task: Task) -> None:
         self.name = name
         self.held = False
         self._task = task
-        self.sleeping = sleeping
 
-    def _might_sleep(self) -> None:
-        if self.sleeping and self._task.preempt_count:
-            raise ContractViolation(
-                "LCK-1", f"sleeping lock {self.name!r} taken while a spinlock is held "
-                "(might_sleep in atomic context)")
+    def _recursive(self) -> Deadlock:
+        return Deadlock(f"{self.name!r} is already held on this CPU and nobody else can "
+                        "release it (recursive locking)")
+
+    def _not_held(self) -> ContractViolation:
+        return ContractViolation("LCK-2", f"unlock of {self.name!r}, which is not held")
+
+    def is_locked(self) -> bool:
+        return self.held
+
+
+class SpinLock(_Lock):
+    """spinlock_t: never sleeps; holding one makes the CPU atomic (preempt_count)."""
+
+    __slots__ = ()
 
     def lock(self) -> None:
-        self._might_sleep()
         if self.held:
-            raise Deadlock(f"{self.name!r} is already held on this CPU and nobody else can "
-                           "release it (recursive locking)")
+            raise self._recursive()
         self.held = True
-        if not self.sleeping:
-            self._task.preempt_count += 1
+        self._task.preempt_count += 1
 
     def trylock(self) -> bool:
         if self.held:
             return False
         self.held = True
-        if not self.sleeping:
-            self._task.preempt_count += 1
+        self._task.preempt_count += 1
         return True
 
     def unlock(self) -> None:
         if not self.held:
-            raise ContractViolation("LCK-2", f"unlock of {self.name!r}, which is not held")
+            raise self._not_held()
         self.held = False
-        if not self.sleeping:
-            self._task.preempt_count -= 1
+        self._task.preempt_count -= 1
 
-    def is_locked(self) -> bool:
-        return self.held
-
-    def __enter__(self) -> "_Lock":
-        self.lock()
+    def __enter__(self) -> "SpinLock":
+        if self.held:            # lock(), written out
+            raise self._recursive()
+        self.held = True
+        self._task.preempt_count += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.unlock()
-
-
-class SpinLock(_Lock):
-    """spinlock_t: never sleeps; holding one makes the CPU atomic."""
-
-    __slots__ = ()
-
-    def __init__(self, name: str, task: Task) -> None:
-        super().__init__(name, task, sleeping=False)
+        if not self.held:        # unlock(), written out
+            raise self._not_held()
+        self.held = False
+        self._task.preempt_count -= 1
 
 
 class Mutex(_Lock):
     """struct mutex: a sleeping lock (mutex_lock, mutex_trylock, mutex_unlock)."""
 
     __slots__ = ()
+    sleeping = True
 
-    def __init__(self, name: str, task: Task) -> None:
-        super().__init__(name, task, sleeping=True)
+    def _might_sleep(self) -> None:
+        if self._task.preempt_count:
+            raise ContractViolation(
+                "LCK-1", f"sleeping lock {self.name!r} taken while a spinlock is held "
+                "(might_sleep in atomic context)")
+
+    def lock(self) -> None:
+        if self._task.preempt_count:
+            self._might_sleep()
+        if self.held:
+            raise self._recursive()
+        self.held = True
+
+    def trylock(self) -> bool:
+        if self.held:
+            return False
+        self.held = True
+        return True
+
+    def unlock(self) -> None:
+        if not self.held:
+            raise self._not_held()
+        self.held = False
+
+    def __enter__(self) -> "Mutex":
+        if self._task.preempt_count:   # lock(), written out
+            self._might_sleep()
+        if self.held:
+            raise self._recursive()
+        self.held = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.held:              # unlock(), written out
+            raise self._not_held()
+        self.held = False
 
 
 class RWLock:
@@ -145,6 +186,8 @@ class RWLock:
 
 class SingleCPU(PageOperations):
     """The backend of a one-CPU VM: plain operations, no schedule points."""
+
+    schedules = False
 
     def __init__(self) -> None:
         self._current = Task()

@@ -114,6 +114,38 @@ def test_expected_exceptions_pass_unchanged():
                               expected=(ValueError,))
 
 
+def _outcome(call) -> tuple:
+    try:
+        return ("returned", call())
+    except BaseException as exc:   # noqa: BLE001 - the test compares what came out
+        return (type(exc).__name__, str(exc), getattr(exc, "rule", None),
+                getattr(exc, "driver", None), getattr(exc, "hook", None))
+
+
+@pytest.mark.parametrize("body", [
+    "return args", "raise ValueError('too big')", "raise KeyError(args)",
+    "raise ContractViolation('REF-1', 'use after free')", "sys.exit(2)",
+    "while True: pass",
+])
+@pytest.mark.parametrize("limit", [LIMIT, None])
+def test_a_call_sites_guarded_caller_ends_as_guarded_call_does(body, limit):
+    """guarded_caller(fn, ...)(*args) is guarded_call(fn, args, ...) made once: the same
+    result, the same exception passed or judged, the same time limit."""
+    if "while" in body and limit is None:
+        return
+    from mmplug.errors import ContractViolation
+    namespace = {"sys": sys, "ContractViolation": ContractViolation}
+    exec(f"def store(*args):\n    {body}", namespace)
+    store = namespace["store"]
+    caller = watchdog.guarded_caller(store, driver="drv", hook="store", limit=limit,
+                                     expected=lambda: (ValueError,))
+    with watchdog.interrupts(), watchdog.trap_exits():
+        slow = _outcome(lambda: watchdog.guarded_call(store, (1, 2), driver="drv", hook="store",
+                                                      limit=limit, expected=(ValueError,)))
+        fast = _outcome(lambda: caller(1, 2))
+    assert fast == slow
+
+
 @pytest.mark.parametrize("text, ok", [("0", None), ("256MiB", 256 << 20), ("1", "at least"),
                                       ("lots", "not a size")])
 def test_memory_budget_option(text, ok):

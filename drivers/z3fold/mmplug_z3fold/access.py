@@ -9,6 +9,14 @@ nonzero the page is neither isolated nor migrated (DRV-3F2, DRV-3F3).
 Reading through an address checks that the page still belongs to the pool:
 reading a page that migration already released is the use after free of
 BUG-13 and raises, naming DRV-3F5.
+
+`store_object` and `load_object` are a store's and a read's map, copy and unmap.
+On one CPU (`Z3foldPool.uniprocessor`) nothing can run between the three, and
+when nothing is in the way (no lock held, no migration mark, the object inside
+its page) they leave what the three leave with one look at the slot: the bytes
+copied, mapped_count as it was, MIDDLE_CHUNK_MAPPED clear for a MIDDLE object.
+Anything else, and every run on several CPUs, takes the three steps themselves
+(drivers/z3fold/tests/test_access.py checks that both ways agree).
 """
 
 from __future__ import annotations
@@ -18,10 +26,14 @@ from typing import TYPE_CHECKING
 from mmplug import ContractViolation
 from mmplug.kernel import page_address, pfn_to_page
 
-from .flags import FIRST, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, PAGE_HEADLESS, clear_bit, set_bit
+from .flags import (
+    BUDDY_MASK, BUDDY_SHIFT, FIRST, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, PAGE_HEADLESS,
+    PAGE_MIGRATED, clear_bit, set_bit,
+)
 from .geometry import DIRECT_MAP
 from .handles import (
-    HEADLESS_BIT, get_z3fold_header, handle_to_buddy, handle_to_chunks, put_z3fold_header,
+    _SLOT_OFFSET, _SLOT_WORD, _SLOTS_MASK, HEADLESS_BIT, get_z3fold_header, handle_to_buddy,
+    handle_to_chunks, put_z3fold_header,
 )
 
 if TYPE_CHECKING:
@@ -91,3 +103,70 @@ def write_mapped(pool: "Z3foldPool", addr: int, data: bytes) -> None:
     """memcpy into a mapped object (zswap storing the compressed page)."""
     page, off = _owned_page(pool, addr, len(data))
     page_address(page)[off:off + len(data)] = data
+
+
+def store_object(pool: "Z3foldPool", handle: int, data: bytes) -> None:
+    """z3fold_map(), write_mapped() and z3fold_unmap(): a store's copy of its object."""
+    at = _uncontended(pool, handle, len(data)) if pool.uniprocessor else None
+    if at is None:
+        addr = z3fold_map(pool, handle)
+        write_mapped(pool, addr, data)
+        z3fold_unmap(pool, handle)
+        return
+    pool.memory.view[at:at + len(data)] = data
+
+
+def load_object(pool: "Z3foldPool", handle: int, length: int) -> bytes:
+    """z3fold_map(), read_mapped() and z3fold_unmap(): a read's copy of its object."""
+    at = _uncontended(pool, handle, length) if pool.uniprocessor else None
+    if at is None:
+        addr = z3fold_map(pool, handle)
+        try:
+            return read_mapped(pool, addr, length)
+        finally:
+            z3fold_unmap(pool, handle)
+    return bytes(pool.memory.view[at:at + length])
+
+
+def _uncontended(pool: "Z3foldPool", handle: int, length: int) -> int | None:
+    """Where in the linear map the object of `handle` is, if z3fold_map() would find its
+    header at once and the copy of `length` bytes would stay inside its page; else None.
+
+    On one CPU a map and an unmap with a copy between them change nothing but the
+    MIDDLE_CHUNK_MAPPED bit of a MIDDLE object, which the unmap leaves clear; that is
+    done here.  Every case in which the three steps would do more (raise, warn, wait
+    for a lock, retry on PAGE_MIGRATED) returns None, for the caller to take them.
+    """
+    if handle & HEADLESS_BIT:
+        return None
+    slots = pool.slots_cache.live.get(handle & _SLOTS_MASK)
+    if slots is None or slots.lock.writer:
+        return None
+    addr = slots.slot[(handle & _SLOT_OFFSET) // _SLOT_WORD]
+    geo = pool.geometry
+    page_size = geo.page_size
+    base = addr & geo.page_mask
+    zhdr = pool.headers.get((base - DIRECT_MAP) // page_size)
+    if zhdr is None or zhdr.freed or zhdr.page_lock.held:
+        return None
+    page = zhdr.page
+    state = page.private
+    if state >> PAGE_HEADLESS & 1 or (state >> PAGE_MIGRATED & 1 and "BUG-13" not in pool.bugs):
+        return None
+    buddy = (addr - zhdr.first_num) & BUDDY_MASK
+    if buddy == FIRST:
+        off = geo.zhdr_size_aligned
+    elif buddy == MIDDLE:
+        off = zhdr.start_middle << geo.chunk_shift
+    elif buddy == LAST:
+        off = page_size - (((addr & ~geo.page_mask) >> BUDDY_SHIFT) << geo.chunk_shift)
+    else:
+        return None
+    pfn = page.pfn
+    if not 0 <= off < page_size or off + length > page_size or \
+            pfn != (base - DIRECT_MAP) // page_size:
+        return None
+    memory = pool.memory
+    if buddy == MIDDLE:
+        page.private = state & ~(1 << MIDDLE_CHUNK_MAPPED)
+    return (pfn - memory.start_pfn) * page_size + off

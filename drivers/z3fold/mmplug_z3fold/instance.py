@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from mmplug import NoMemory
 from mmplug.kernel import ENOMEM, GFP_KERNEL, page_isolated, schedule_point
 
-from .access import read_mapped, write_mapped, z3fold_map, z3fold_unmap
+from .access import load_object, read_mapped, store_object, z3fold_map, z3fold_unmap
 from .alloc import z3fold_alloc, z3fold_free
 from .flags import PAGE_CLAIMED, PAGE_STALE, test_bit
 from .handles import handle_to_buddy, handle_to_z3fold_header, is_headless_handle
@@ -63,19 +63,12 @@ class Z3fold(Z3foldPool):
             raise ValueError(f"z3fold_alloc of {size} bytes failed with {rc}")
         if handle in self.objects:
             raise AssertionError(f"z3fold_alloc returned live handle {handle:#x} again")
-        addr = z3fold_map(self, handle)
-        write_mapped(self, addr, bytes(data))
-        z3fold_unmap(self, handle)
+        store_object(self, handle, bytes(data))
         self.objects[handle] = size
         return handle
 
     def read(self, handle: int) -> bytes:
-        length = self.objects[handle]
-        addr = z3fold_map(self, handle)
-        try:
-            return read_mapped(self, addr, length)
-        finally:
-            z3fold_unmap(self, handle)
+        return load_object(self, handle, self.objects[handle])
 
     def free(self, handle: int) -> None:
         # Taken out of the index first, in one step: of two CPUs freeing (a user and

@@ -18,8 +18,8 @@ from typing import Any, Iterable
 
 from mmplug import ContractViolation
 from mmplug.kernel import (
-    GFP_KERNEL, PAGE_SIZE, WARN_ONCE, mutex, pfn_to_page, pfn_valid, rwlock, smp_processor_id,
-    spinlock,
+    GFP_KERNEL, PAGE_SIZE, WARN_ONCE, linear_map, mutex, pfn_to_page, pfn_valid, rwlock, smp,
+    smp_processor_id, spinlock,
 )
 
 from .geometry import DIRECT_MAP, Geometry
@@ -78,6 +78,11 @@ class Z3foldPool:
         #: HEADLESS pages by pfn: they have no header
         self.headless: dict[int, Any] = {}
         self.destroyed = False
+        #: the zone's memory as the direct map (the objects' bytes)
+        self.memory = linear_map(vm)
+        #: one CPU: a store's or read's map and unmap may be skipped when nothing is in
+        #: the way (mmplug_z3fold.access.store_object)
+        self.uniprocessor = not smp(vm)
 
     # --- locks of the pool's own structures ----------------------------------------------
     def new_spinlock(self, name: str) -> Any:
@@ -125,8 +130,8 @@ class Z3foldPool:
         return lists
 
     def this_cpu(self) -> int:
-        """smp_processor_id()."""
-        return smp_processor_id(self.vm)
+        """smp_processor_id(): 0 on one CPU, as in a kernel built without SMP."""
+        return 0 if self.uniprocessor else smp_processor_id(self.vm)
 
     # --- diagnostics -----------------------------------------------------------------------
     def warn(self, message: str, page: Any = None) -> None:

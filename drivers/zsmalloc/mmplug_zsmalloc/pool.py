@@ -34,13 +34,14 @@ from mmplug.kernel import (
     put_page,
     rwlock,
     set_page_movable,
+    smp,
     spinlock,
     trylock_page,
     unlock_page,
 )
 
 from .deferred import WorkQueue, async_free_zspage
-from .handle import HandleTable, obj_to_location
+from .handle import PIN, HandleTable, obj_to_location
 from .memory import zone_memory
 from .sizeclass import (
     OBJ_TAG_BITS,
@@ -56,6 +57,7 @@ from .sizeclass import (
 )
 from .waits import spin_trylock, wait_event
 from .zspage import (
+    ZSPAGE_MAGIC,
     StructPages,
     Zspage,
     copy_from_object,
@@ -97,6 +99,8 @@ class ZsPool:
         #: the zone's memory, where objects and their metadata words live
         ram = linear_map(vm)
         self.mem = zone_memory(ram)
+        #: the same memory as one view from `ram_start_pfn` on (a copy's short way)
+        self.ram_view, self.ram_start_pfn = ram.view, ram.start_pfn
         #: pfn_to_page() without the bounds check: every pfn here came from an allocation
         self.pfn_to_page = ram.pfn_to_page
         self.workqueue = WorkQueue()
@@ -113,6 +117,9 @@ class ZsPool:
         self.lengths: dict[int, int] = {}
         #: handles pinned through the "pin" knob
         self.knob_pins: set[int] = set()
+        #: one CPU: a store's or read's map and unmap may be skipped when nothing is in
+        #: the way (`_uncontended`)
+        self.uniprocessor = not smp(vm)
         mapping.private_data = self
 
     # --- small helpers --------------------------------------------------------------
@@ -301,8 +308,39 @@ class ZsPool:
         if handle not in self.knob_pins:
             self.handles.unpin(handle)
 
+    def _uncontended(self, handle: int, length: int) -> int | None:
+        """Where in the linear map the object of `handle` starts, if _map() would pin it
+        and read-lock its zspage at once and a copy of `length` bytes stays in its subpage;
+        else None.
+
+        On one CPU a map and an unmap with a copy between them leave the pin bit, the
+        migrate lock and the preempt count as they found them.  Every case in which the
+        two steps would do more (raise, wait for a pin, meet a held write lock, split the
+        copy across subpages) returns None, for the caller to take them.
+        """
+        word = self.handles.words[handle]
+        if word & PIN:
+            return None
+        layout = self.layout
+        obj = word >> OBJ_TAG_BITS
+        page = self.pfn_to_page(obj >> layout.obj_index_bits)
+        zspage = page.private
+        if type(zspage) is not Zspage or zspage.magic != ZSPAGE_MAGIC or zspage.lock.writer:
+            return None
+        cls = self.size_class[zspage.class_idx]
+        page_size = layout.page_size
+        off = cls.size * (obj & layout.obj_index_mask) % page_size
+        if not cls.huge:
+            off += ZS_HANDLE_SIZE
+        if off + length > page_size:
+            return None
+        return (page.pfn - self.ram_start_pfn) * page_size + off
+
     def map_read(self, handle: int, length: int) -> bytes:
         """zs_map_object(ZS_MM_RO) + copy out + zs_unmap_object()."""
+        at = self._uncontended(handle, length) if self.uniprocessor else None
+        if at is not None:
+            return self.ram_view[at:at + length].tobytes()
         cls, zspage, page, off = self._map(handle)
         try:
             return copy_from_object(self.struct_pages, self.mem, page, off, length,
@@ -312,6 +350,10 @@ class ZsPool:
 
     def map_write(self, handle: int, data: bytes) -> None:
         """zs_map_object(ZS_MM_WO) + copy in + zs_unmap_object()."""
+        at = self._uncontended(handle, len(data)) if self.uniprocessor else None
+        if at is not None:
+            self.ram_view[at:at + len(data)] = data
+            return
         cls, zspage, page, off = self._map(handle)
         try:
             copy_to_object(self.struct_pages, self.mem, page, off, data, self.layout.page_size)

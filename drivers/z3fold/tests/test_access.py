@@ -1,0 +1,112 @@
+"""A store's and a read's copy on one CPU: the short way leaves what map, copy and unmap leave."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from mmplug.compaction import compact_memory
+from mmplug.cpus.scheduler import Scheduler
+from mmplug_z3fold import access
+from mmplug_z3fold.flags import MIDDLE_CHUNK_MAPPED
+
+
+def _history(pool, vm, steps, seed: int) -> list:
+    """A seeded history of stores, reads, frees, held maps, migrations and compactions:
+    what it read."""
+    rng = random.Random(seed)
+    live: list[int] = []
+    seen = []
+    for step in range(1500):
+        op = rng.random()
+        if op < 0.55 or not live:
+            try:
+                live.append(pool.store(rng.randbytes(rng.randint(1, 1800))))
+            except Exception as exc:   # noqa: BLE001 - the zone is full: the same on both ways
+                seen.append(type(exc).__name__)
+        elif op < 0.7:
+            seen.append(pool.read(rng.choice(live)))
+        elif op < 0.85:
+            pool.free(live.pop(rng.randrange(len(live))))
+        elif op < 0.88:
+            handle = rng.choice(live)
+            if handle in pool.held_maps:
+                pool.unmap(handle)
+            else:
+                pool.map(handle)   # a MIDDLE object kept mapped: its page refuses migration
+        elif op < 0.98:
+            pool.run_workqueues()
+            st = steps(vm)
+            for page in rng.sample(pool.pages(), min(4, len(pool.pages()))):
+                st.isolate(page)
+            st.migrate()
+        else:
+            compact_memory(vm)
+        if step % 100 == 0:
+            pool.verify()
+    seen.extend(pool.read(h) for h in live)
+    return seen
+
+
+def _state(vm, pool) -> tuple:
+    zone = vm.zone
+    digest = hashlib.sha256()
+    for page in zone.pages:
+        digest.update(zone.page_address(page))
+    headers = sorted((pfn, z.mapped_count, z.page.private, z.first_chunks, z.middle_chunks,
+                      z.last_chunks, z.start_middle, z.first_num, z.refcount)
+                     for pfn, z in pool.headers.items())
+    return digest.hexdigest(), headers, dict(vm.vmstat.events)
+
+
+def test_one_cpu_short_way_matches_map_copy_unmap(make_pool, steps):
+    results = []
+    for short in (True, False):
+        vm, pool = make_pool(nr_pages=1024)
+        assert pool.uniprocessor
+        pool.uniprocessor = short
+        seen = _history(pool, vm, steps, seed=11)
+        assert vm.vmstat["pgmigrate_success"] > 20
+        results.append((seen, _state(vm, pool)))
+    assert results[0] == results[1]
+
+
+def test_the_short_way_is_taken_and_clears_middle_chunk_mapped(make_pool, monkeypatch):
+    vm, pool = make_pool(nr_pages=512)
+    taken = []
+    real = access._uncontended
+    monkeypatch.setattr(access, "_uncontended",
+                        lambda *a: taken.append(real(*a)) or taken[-1])
+    handles = [pool.store(b"x" * 500) for _ in range(3)]   # FIRST, LAST, MIDDLE of one page
+    assert all(at is not None for at in taken)
+    for h in handles:
+        assert pool.read(h) == b"x" * 500
+        assert not pool.header_of_handle(h).page.private >> MIDDLE_CHUNK_MAPPED & 1
+
+
+def test_a_locked_header_takes_the_long_way(make_pool):
+    """With the header's lock held the short way steps aside: the long way then meets the
+    lock as it always did."""
+    vm, pool = make_pool(nr_pages=512)
+    h = pool.store(b"y" * 100)
+    zhdr = pool.header_of_handle(h)
+    assert access._uncontended(pool, h, 100) is not None
+    zhdr.page_lock.lock()
+    assert access._uncontended(pool, h, 100) is None
+    zhdr.page_lock.unlock()
+
+
+def test_several_cpus_never_take_the_short_way(make_pool):
+    vm, pool = make_pool(nr_pages=512, cpus=Scheduler(2))
+    assert not pool.uniprocessor
+
+
+def test_this_cpu_is_smp_processor_id(make_pool):
+    """One CPU answers 0 without asking, as smp_processor_id() would; several CPUs ask."""
+    from mmplug.kernel import smp_processor_id
+    vm, pool = make_pool(nr_pages=512)
+    assert pool.uniprocessor and pool.this_cpu() == smp_processor_id(vm) == 0
+    vm, pool = make_pool(nr_pages=512, cpus=Scheduler(2))
+    seen = []
+    vm.cpus.run([lambda: seen.append((pool.this_cpu(), smp_processor_id(vm))) for _ in range(2)])
+    assert sorted(seen) == [(0, 0), (1, 1)]
