@@ -11,13 +11,14 @@ that nothing of the instance is left behind (REL-3).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Hashable, Iterable, Protocol
+from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from attrs import define, field
 
+from .cpus.single import SingleCPU
 from .errors import ContractViolation, DriverError, NoMemory
 from .page import PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
-from .cpus.single import SingleCPU
 from .watchdog import guarded_call, guarded_caller
 
 if TYPE_CHECKING:

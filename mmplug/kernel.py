@@ -12,18 +12,39 @@ the page size through `PAGE_SIZE(vm)`, frames through `pfn_to_page`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
-from .constants import (  # noqa: F401  (re-exported for drivers)
-    EAGAIN, EBUSY, EINVAL, ENOMEM, ENOSPC, ENOSYS, GFP_ATOMIC, GFP_DIRECT_RECLAIM, GFP_HIGHMEM,
-    GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOIO, GFP_NORETRY, GFP_RETRY_MAYFAIL,
-    ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE, MIGRATEPAGE_SUCCESS, MigrateMode,
-)
 from . import page as _page
+from .constants import (  # noqa: F401  (re-exported for drivers)
+    EAGAIN,
+    EBUSY,
+    EINVAL,
+    ENOMEM,
+    ENOSPC,
+    ENOSYS,
+    GFP_ATOMIC,
+    GFP_DIRECT_RECLAIM,
+    GFP_HIGHMEM,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    GFP_NOIO,
+    GFP_NORETRY,
+    GFP_RETRY_MAYFAIL,
+    ISOLATE_ASYNC_MIGRATE,
+    ISOLATE_UNEVICTABLE,
+    MIGRATEPAGE_SUCCESS,
+    MigrateMode,
+)
 from .page import (  # noqa: F401
-    PAGE_MAPPING_MOVABLE, Page, has_movable_tag, page_count, page_locked, page_mapping,
+    PAGE_MAPPING_MOVABLE,
+    Page,
+    has_movable_tag,
+    page_count,
+    page_locked,
+    page_mapping,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +81,7 @@ def put_page(page: Page) -> None:
     page.zone.cpus.put_page(page)
 
 
-def PAGE_SIZE(vm: "VM") -> int:  # noqa: N802  (the kernel's macro name)
+def PAGE_SIZE(vm: VM) -> int:
     """PAGE_SIZE: bytes per page.  A constant of a kernel build; here each VM has its own
     (VMConfig.page_size, a workload's page_size), so it takes the VM."""
     return vm.zone.page_size
@@ -71,7 +92,7 @@ def page_to_pfn(page: Page) -> int:
     return page.pfn
 
 
-def pfn_to_page(vm: "VM", pfn: int) -> Page:
+def pfn_to_page(vm: VM, pfn: int) -> Page:
     """pfn_to_page(): the page of a frame number of the VM's zone.
 
     The kernel does not check (a bad pfn is a bad pointer); here it is a
@@ -102,19 +123,19 @@ class LinearMap:
     pfn_to_page: Callable[[int], Page]
 
 
-def linear_map(vm: "VM") -> LinearMap:
+def linear_map(vm: VM) -> LinearMap:
     """The VM's memory as one linear map (see LinearMap)."""
     zone = vm.zone
     return LinearMap(zone.view, zone.start_pfn, zone.page_size, zone.pfn_to_page)
 
 
-def pfn_valid(vm: "VM", pfn: int) -> bool:
+def pfn_valid(vm: VM, pfn: int) -> bool:
     """pfn_valid(): whether `pfn` is a frame of the VM's zone (pfn_to_page would find it)."""
     zone = vm.zone
     return zone.start_pfn <= pfn < zone.end_pfn
 
 
-def smp(vm: "VM") -> bool:
+def smp(vm: VM) -> bool:
     """IS_ENABLED(CONFIG_SMP), as the VM runs it: whether another simulated CPU can run
     between two steps of a driver.  False on a one-CPU VM, where, as in a kernel built
     without SMP, a lock nobody else can hold costs nothing but its debug checks: a
@@ -122,12 +143,12 @@ def smp(vm: "VM") -> bool:
     return vm.cpus.schedules
 
 
-def smp_processor_id(vm: "VM") -> int:
+def smp_processor_id(vm: VM) -> int:
     """smp_processor_id(): the simulated CPU running now (0 on a one-CPU VM)."""
     return vm.cpus.current().cpu
 
 
-def alloc_page(vm: "VM", gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
+def alloc_page(vm: VM, gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
     """alloc_page(gfp): one page with one reference, or None."""
     vm.cpus.point("alloc_page")
     return vm.zone.alloc_pages(0, gfp)
@@ -210,22 +231,22 @@ def set_page_private(page: Page, value: Any) -> None:
     page.private = value
 
 
-def spinlock(vm: "VM", name: str) -> Any:
+def spinlock(vm: VM, name: str) -> Any:
     """spin_lock_init(): a spinlock for the driver's own structures."""
     return vm.cpus.spinlock(name)
 
 
-def rwlock(vm: "VM", name: str) -> Any:
+def rwlock(vm: VM, name: str) -> Any:
     """rwlock_init()."""
     return vm.cpus.rwlock(name)
 
 
-def mutex(vm: "VM", name: str) -> Any:
+def mutex(vm: VM, name: str) -> Any:
     """mutex_init(): a sleeping lock."""
     return vm.cpus.mutex(name)
 
 
-def WARN_ONCE(vm: "VM", tag: str, message: str, *, page: Page | None = None,  # noqa: N802
+def WARN_ONCE(vm: VM, tag: str, message: str, *, page: Page | None = None,
               mapping: Any = None) -> None:
     """WARN_ONCE() (include/asm-generic/bug.h): the first time a site fires it is
     recorded in vm.warnings under `tag` (the driver's own, or a rule id), and the
@@ -233,7 +254,7 @@ def WARN_ONCE(vm: "VM", tag: str, message: str, *, page: Page | None = None,  # 
     vm.warn_once(tag, message, page=page, mapping=mapping)
 
 
-def count_vm_event(vm: "VM", name: str, n: int = 1) -> None:
+def count_vm_event(vm: VM, name: str, n: int = 1) -> None:
     """count_vm_event(s)(): one of /proc/vmstat's events (include/linux/vm_event_item.h)."""
     vm.vmstat.count(name, n)
 

@@ -41,10 +41,12 @@ import faulthandler
 import math
 import os
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from attrs import frozen
 from greenlet import GreenletExit
@@ -112,7 +114,7 @@ class _Watch:
         self.main_lane: Lane | None = None
         self.monitor: threading.Thread | None = None
         self.tick = 0.25
-        self.calls: dict[tuple, Call] = {}
+        self.calls: dict[tuple[str, str, float], Call] = {}
         self.timeouts: dict[Call, type] = {}
         #: > 0 inside hard_stop(): a call that cannot be stopped ends the process
         self.hard = 0
@@ -126,15 +128,18 @@ class _Watch:
     # --- lanes ------------------------------------------------------------------------
     def lane(self) -> Lane:
         try:
-            return self.tls.lane
+            lane: Lane = self.tls.lane
         except AttributeError:
-            return self._new_lane()
+            lane = self._new_lane()
+        return lane
 
     def _new_lane(self) -> Lane:
         lane = Lane(threading.current_thread())
         self.tls.lane = lane
         if lane.main:
             try:
+                if TIMEOUT_SIGNAL is None:
+                    raise ValueError("no real-time signals")
                 signal.signal(TIMEOUT_SIGNAL, _on_timeout_signal)
                 self.main_lane = lane
             except (TypeError, ValueError):   # no real-time signals, or not the main interpreter
@@ -192,7 +197,7 @@ class _Watch:
             last = now
             try:
                 self._tick(now, stalled)
-            except Exception:   # noqa: BLE001 - the monitor must outlive a bad tick
+            except Exception:
                 pass
 
     def _tick(self, now: float, stalled: bool) -> None:
@@ -224,7 +229,9 @@ class _Watch:
                 self._arm_backstop(now)
 
     def _fire(self, lane: Lane, call: Call) -> None:
+        assert lane.ident is not None   # a lane is made by its running thread
         if lane.main:
+            assert TIMEOUT_SIGNAL is not None   # a main lane has one (_new_lane)
             lane.fired = call
             try:
                 signal.pthread_kill(lane.ident, TIMEOUT_SIGNAL)
@@ -256,7 +263,7 @@ if hasattr(os, "register_at_fork"):
 def _on_timeout_signal(signum: int, frame: Any) -> None:
     lane = _W.main_lane
     call = lane.fired if lane is not None else None
-    if call is None:
+    if lane is None or call is None:
         return
     lane.fired = None
     # Only into the call that overran: it may have returned while the signal flew.
@@ -271,7 +278,8 @@ def lane() -> Lane:
 
 # --- guarding calls ----------------------------------------------------------------------
 
-def guard(fn: Callable, *, driver: str, hook: str, limit: float | None) -> Callable:
+def guard(fn: Callable[..., Any], *, driver: str, hook: str,
+          limit: float | None) -> Callable[..., Any]:
     """`fn` under the time limit (no limit: `fn` itself).
 
     A hang raises CallbackTimeout out of the wrapper; everything else `fn`
@@ -281,12 +289,13 @@ def guard(fn: Callable, *, driver: str, hook: str, limit: float | None) -> Calla
     if limit is None:
         return fn
     make = _GUARDS.get(hook, _GENERIC)
-    guarded = make(fn, _W.call_for(driver, hook, limit), _W.tls, _W._new_lane)
-    guarded.__wrapped__ = fn
+    guarded: Callable[..., Any] = make(fn, _W.call_for(driver, hook, limit), _W.tls,
+                                       _W._new_lane)
+    guarded.__wrapped__ = fn  # type: ignore[attr-defined]
     return guarded
 
 
-def _guard_maker(params: str) -> Callable:
+def _guard_maker(params: str) -> Callable[..., Any]:
     """make(fn, call, tls, new_lane) -> guarded(PARAMS): the wrapper written out for one
     argument list, as attrs writes __init__: the movable callbacks are the per-page hot
     path, where *args and a helper call would cost as much as the rest."""
@@ -308,7 +317,8 @@ def make(fn, call, tls, new_lane):
 """
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<mmplug.watchdog guard({params})>", "exec"), namespace)
-    return namespace["make"]
+    make: Callable[..., Any] = namespace["make"]
+    return make
 
 
 #: a wrapper maker per movable callback (include/linux/fs.h: address_space_operations)
@@ -316,7 +326,7 @@ _GUARDS = {hook: _guard_maker(", ".join(args)) for hook, args in DRIVER_CALLBACK
 _GENERIC = _guard_maker("*args, **kwargs")
 
 
-def guarded_call(fn: Callable, args: tuple = (), *, driver: str, hook: str,
+def guarded_call(fn: Callable[..., Any], args: tuple[Any, ...] = (), *, driver: str, hook: str,
                  limit: float | None, page: Any = None, rule: str = "API-1",
                  expected: tuple[type[BaseException], ...] = ()) -> Any:
     """fn(*args) as driver code: under the time limit, and whatever it raises but
@@ -357,10 +367,10 @@ def _judge(exc: BaseException, expected: tuple[type[BaseException], ...], driver
     raise driver_error(exc, rule, driver=driver, hook=f"{hook}()", page=page) from exc
 
 
-def guarded_caller(fn: Callable, *, driver: str, hook: str, limit: float | None,
+def guarded_caller(fn: Callable[..., Any], *, driver: str, hook: str, limit: float | None,
                    expected: Callable[[], tuple[type[BaseException], ...]],
                    enter: Callable[[str], str] | None = None,
-                   leave: Callable[[str], None] | None = None) -> Callable:
+                   leave: Callable[[str], None] | None = None) -> Callable[..., Any]:
     """guarded_call(fn, args, ...) of one call site as a function of `args` alone, with
     what is the same on every call looked up once: the instance calls of a comparison
     (a store, a read and a free per object) go through it.  The time limit is kept by
@@ -372,7 +382,7 @@ def guarded_caller(fn: Callable, *, driver: str, hook: str, limit: float | None,
     where = f"{driver}.{hook}"
 
     def guarded(*args: Any) -> Any:
-        prev_where = enter(where) if enter is not None else None
+        prev_where = enter(where) if enter is not None else ""
         try:
             return run(*args)
         except BaseException as exc:
@@ -402,7 +412,8 @@ def driver_error(exc: BaseException, rule: str, *, driver: str, hook: str,
 
 
 def describe(exc: BaseException) -> str:
-    """What a driver did, for a message: "raised KeyError: 5", "did not return within 2 s (hung)"."""
+    """What a driver did, for a message: "raised KeyError: 5",
+    "did not return within 2 s (hung)"."""
     if isinstance(exc, CallbackTimeout):
         return f"did not return within {exc.limit:g} s (hung)"
     if isinstance(exc, DriverExit):
@@ -488,7 +499,7 @@ def trap_exits() -> Iterator[None]:
     try:
         yield
     finally:
-        os._exit = _W.real_exit  # type: ignore[assignment]
+        os._exit = _W.real_exit
 
 
 def _on_tstp(signum: int, frame: Any) -> None:
@@ -561,12 +572,12 @@ def memory_limit(extra: int | None) -> Iterator[int | None]:
     DriverError naming the call), instead of the machine swapping or the OOM
     killer choosing a victim.  Yields the limit set, or None where it cannot be.
     """
-    try:
-        import resource
-    except ImportError:
-        resource = None  # type: ignore[assignment]
+    if sys.platform == "win32":   # no resource module, no RLIMIT_AS
+        yield None
+        return
+    import resource
     now = address_space()
-    if extra is None or resource is None or now is None:
+    if extra is None or now is None:
         yield None
         return
     _W.lane()   # the monitor thread's stack is mapped before the limit
@@ -618,8 +629,8 @@ def memory_budget(text: str | None, need: int = 0, option: str = "--memory-limit
 
 
 __all__ = [
-    "Call", "DEFAULT_LIMIT", "IMPORT_LIMIT", "DriverExit", "Lane", "address_space", "available_memory",
-    "describe", "driver_error", "guard", "guarded_call", "hard_stop", "interrupts",
-    "is_user_interrupt", "lane", "memory_budget", "memory_limit", "passes_through",
+    "Call", "DEFAULT_LIMIT", "IMPORT_LIMIT", "DriverExit", "Lane", "address_space",
+    "available_memory", "describe", "driver_error", "guard", "guarded_call", "hard_stop",
+    "interrupts", "is_user_interrupt", "lane", "memory_budget", "memory_limit", "passes_through",
     "time_limit", "trap_exits", "user_interrupted",
 ]

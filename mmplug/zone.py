@@ -21,24 +21,37 @@ from __future__ import annotations
 
 import math
 import mmap
-from typing import TYPE_CHECKING, Iterator, NoReturn
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NoReturn
 
 from .constants import (
-    GFP_COMP, MigrateType, NR_MIGRATETYPES, gfp_migratetype,
+    GFP_COMP,
+    NR_MIGRATETYPES,
+    MigrateType,
+    gfp_migratetype,
 )
 from .errors import ContractViolation
 from .page import (
-    BUDDY, COMPOUND, FLAGS_CHECK_AT_FREE, HEAD, ISOLATED, LRU, PAGE_MAPPING_FLAGS,
-    PAGE_MAPPING_MOVABLE, TAIL, Page, flag_names,
+    BUDDY,
+    COMPOUND,
+    FLAGS_CHECK_AT_FREE,
+    HEAD,
+    ISOLATED,
+    LRU,
+    PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_MOVABLE,
+    TAIL,
+    Page,
+    flag_names,
 )
 
 if TYPE_CHECKING:
-    from .mapping import AddressSpace
     from .cpus.backend import CpuBackend
+    from .mapping import AddressSpace
     from .vm import VM
 
 #: mm/page_alloc.c fallbacks[]: where each migratetype may steal from, in order.
-FALLBACKS = {
+FALLBACKS: dict[int, tuple[MigrateType, ...]] = {
     MigrateType.UNMOVABLE: (MigrateType.RECLAIMABLE, MigrateType.MOVABLE),
     MigrateType.RECLAIMABLE: (MigrateType.UNMOVABLE, MigrateType.MOVABLE),
     MigrateType.MOVABLE: (MigrateType.RECLAIMABLE, MigrateType.UNMOVABLE),
@@ -51,7 +64,7 @@ PCPTYPES = (MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.RECLAIMABLE)
 _ABSENT = object()
 
 
-class FreeList(dict):
+class FreeList(dict[int, None]):
     """free_area[order].free_list[migratetype]: pfn -> None, in list order.
 
     Blocks added at the head (list_add) are the dict's own keys, the latest
@@ -132,7 +145,7 @@ def _bad_page_at_free(page: Page) -> NoReturn:
 class Zone:
     """ZONE_NORMAL of one node: `nr_pages` frames over one bytearray."""
 
-    def __init__(self, vm: "VM", nr_pages: int, *, page_size: int = 4096, start_pfn: int = 0,
+    def __init__(self, vm: VM, nr_pages: int, *, page_size: int = 4096, start_pfn: int = 0,
                  pageblock_order: int = 9, max_order: int = 11,
                  min_free_pages: int | None = None) -> None:
         pb = 1 << pageblock_order
@@ -172,7 +185,8 @@ class Zone:
         self.pageblock_mt = bytearray([MigrateType.MOVABLE]) * nr_blocks
         self.pageblock_skip = bytearray(nr_blocks)
         # watermarks (mm/page_alloc.c: __setup_per_zone_wmarks, watermark_scale_factor 10)
-        wmin = default_min_free_pages(nr_pages, page_size) if min_free_pages is None else min_free_pages
+        wmin = (default_min_free_pages(nr_pages, page_size) if min_free_pages is None
+                else min_free_pages)
         tmp = max(wmin >> 2, nr_pages * 10 // 10000)
         self.wmark_min = wmin
         self.wmark_low = wmin + tmp
@@ -225,7 +239,8 @@ class Zone:
         """compound_order(): kept in the first tail page, as the kernel does."""
         if not page.flags & HEAD:
             return 0
-        return self.pages[page.pfn - self.start_pfn + 1].private
+        order: int = self.pages[page.pfn - self.start_pfn + 1].private
+        return order
 
     def iter_pages(self, start: int | None = None, end: int | None = None) -> Iterator[Page]:
         lo = (self.start_pfn if start is None else start) - self.start_pfn
@@ -509,6 +524,7 @@ class Zone:
         pages = self.pages
         start = self.start_pfn
         lst = self.free_area[0][mt]
+        pfn: int | None
         if lst:
             # an order-0 block: the usual case once the zone is in use
             pfn = lst.popitem()[0]
@@ -522,7 +538,7 @@ class Zone:
                     return None
                 pfn = self._rmqueue_smallest(0, mt)
         self.nr_free_pages -= 1
-        page = pages[pfn - start]
+        page: Page = pages[pfn - start]
         # prep_new_page(): set_page_refcounted(), fresh flags and fields
         page.flags = 0
         page.private = 0
@@ -567,7 +583,8 @@ class Zone:
         page.private = 0
         page.lru = None
         pfn = page.pfn
-        self._free_one_page(pfn, order, self.pageblock_mt[(pfn - self.start_pfn) >> self.pageblock_order])
+        block = (pfn - self.start_pfn) >> self.pageblock_order
+        self._free_one_page(pfn, order, self.pageblock_mt[block])
 
     def isolate_free_page(self, page: Page, order: int) -> int:
         """__isolate_free_page(): take a free block off its list for compaction.

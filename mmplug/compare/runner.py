@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import gc
 import itertools
 import os
 import random
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import as_completed
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from .. import __version__
 from ..constants import MIGRATETYPE_NAMES
@@ -122,7 +124,7 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int,
                     for k, share, floor in live]
         r = mix() * sum(deficits)
         entry = live[-1]
-        for e, d in zip(live, deficits):
+        for e, d in zip(live, deficits, strict=True):
             r -= d
             if r < 0:
                 entry = e
@@ -162,7 +164,7 @@ def run_workload(m: Machine, w: Workload, phase: PhaseHook | None = None) -> Non
         of = f" {nr}/{w.rounds}" if w.rounds > 1 else ""
         if phase:
             phase(f"fill{of}", 0.0)
-        next_id = _fill(m, w, rng, next_id, phase and (lambda f: phase(f"fill{of}", f)))
+        next_id = _fill(m, w, rng, next_id, phase and (lambda f, of=of: phase(f"fill{of}", f)))
         if phase:
             phase(f"free{of}", None)
         # free
@@ -178,8 +180,11 @@ def run_workload(m: Machine, w: Workload, phase: PhaseHook | None = None) -> Non
             for _ in range(trig.count):
                 # The driver's lock is held for a whole trigger, decided per trigger.
                 busy = rng.knobs.random() < w.busy
+                event: tuple[Any, ...]
+                direct = None
                 if trig.kind == "direct":
                     event = ("direct", next_id, trig.order)
+                    direct = next_id
                     next_id += 1
                 else:
                     event = ("compact",) if trig.kind == "whole_zone" else ("kcompactd", trig.order)
@@ -192,18 +197,18 @@ def run_workload(m: Machine, w: Workload, phase: PhaseHook | None = None) -> Non
                     # also takes and drops the driver's lock, so frees may wait for it).
                     workers = m.sched.nr_cpus - 1
                     bodies = [[ev for ev in doomed[i::workers]] for i in range(workers)]
-                    m.concurrently(lambda: _run(m, events),
-                                   [lambda evs=evs: _run(m, evs) for evs in bodies],
+                    m.concurrently(functools.partial(_run, m, events),
+                                   [functools.partial(_run, m, evs) for evs in bodies],
                                    seed=w.seed * 1_000_003 + next_id)
                 else:
                     _run(m, events)
                     _run(m, doomed)
-                if event[0] == "direct" and not trig.keep and event[1] in m.held:
-                    m.execute(("free", event[1]))
+                if direct is not None and not trig.keep and direct in m.held:
+                    m.execute(("free", direct))
             _release_knobs(m)
 
 
-def _run(m: Machine, events: list) -> None:
+def _run(m: Machine, events: list[tuple[Any, ...]]) -> None:
     for ev in events:
         m.execute(ev)
 
@@ -346,7 +351,7 @@ def _run_and_measure(m: Machine, scenario: Scenario, result: dict[str, Any], kee
     if result["status"] != "ok":
         try:
             return _measure(result, m, keep_maps, t_run)
-        except Exception:   # noqa: BLE001 - a hang stopped mid-update may leave the VM torn
+        except Exception:
             return _failed_result(m.loaded.info, scenario, result["error"])
     return _measure(result, m, keep_maps, t_run)
 
@@ -357,9 +362,9 @@ def _measure(result: dict[str, Any], m: Machine, keep_maps: bool, t_run: float
     vm = m.vm
     info = m.loaded.info
     page_size = vm.zone.page_size
-    if m.before is None:
-        m.before = take_snapshot(vm, m.owners() if keep_maps else None)
     owners = bytes(m.owners())
+    if m.before is None:
+        m.before = take_snapshot(vm, owners if keep_maps else None)
     after = take_snapshot(vm, owners)
     ev = vm.vmstat.events
     result["workload_stats"] = dict(m.stats)

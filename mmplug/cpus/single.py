@@ -10,7 +10,8 @@ implement `CpuBackend`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ContractViolation, Deadlock
 from ..page import LOCKED
@@ -73,7 +74,7 @@ class SpinLock(_Lock):
         self.held = False
         self._task.preempt_count -= 1
 
-    def __enter__(self) -> "SpinLock":
+    def __enter__(self) -> SpinLock:
         if self.held:            # lock(), written out
             raise self._recursive()
         self.held = True
@@ -117,7 +118,7 @@ class Mutex(_Lock):
             raise self._not_held()
         self.held = False
 
-    def __enter__(self) -> "Mutex":
+    def __enter__(self) -> Mutex:
         if self._task.preempt_count:   # lock(), written out
             self._might_sleep()
         if self.held:
@@ -199,7 +200,7 @@ class SingleCPU(PageOperations):
         """A schedule point: nothing to switch to on one CPU."""
 
     # --- the page lock and refcount: PageOperations' own, and lock_page ---------------
-    def lock_page(self, page: "Page") -> None:
+    def lock_page(self, page: Page) -> None:
         if self._current.preempt_count:   # tested first: the hot path makes no call for it
             self.might_sleep(self._current, "lock_page()", page)
         if page.flags & LOCKED:

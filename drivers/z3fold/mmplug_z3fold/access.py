@@ -27,20 +27,34 @@ from mmplug import ContractViolation
 from mmplug.kernel import page_address, pfn_to_page
 
 from .flags import (
-    BUDDY_MASK, BUDDY_SHIFT, FIRST, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, PAGE_HEADLESS,
-    PAGE_MIGRATED, clear_bit, set_bit,
+    BUDDY_MASK,
+    BUDDY_SHIFT,
+    FIRST,
+    LAST,
+    MIDDLE,
+    MIDDLE_CHUNK_MAPPED,
+    PAGE_HEADLESS,
+    PAGE_MIGRATED,
+    clear_bit,
+    set_bit,
 )
 from .geometry import DIRECT_MAP
 from .handles import (
-    _SLOT_OFFSET, _SLOT_WORD, _SLOTS_MASK, HEADLESS_BIT, get_z3fold_header, handle_to_buddy,
-    handle_to_chunks, put_z3fold_header,
+    _SLOT_OFFSET,
+    _SLOT_WORD,
+    _SLOTS_MASK,
+    HEADLESS_BIT,
+    get_z3fold_header,
+    handle_to_buddy,
+    handle_to_chunks,
+    put_z3fold_header,
 )
 
 if TYPE_CHECKING:
     from .pool import Z3foldPool
 
 
-def z3fold_map(pool: "Z3foldPool", handle: int) -> int:
+def z3fold_map(pool: Z3foldPool, handle: int) -> int:
     """z3fold_map(): the object's address; counts the mapping (not for HEADLESS)."""
     geo = pool.geometry
     if handle & HEADLESS_BIT:
@@ -68,7 +82,7 @@ def z3fold_map(pool: "Z3foldPool", handle: int) -> int:
     return addr
 
 
-def z3fold_unmap(pool: "Z3foldPool", handle: int) -> None:
+def z3fold_unmap(pool: Z3foldPool, handle: int) -> None:
     """z3fold_unmap()."""
     if handle & HEADLESS_BIT:
         return
@@ -79,7 +93,7 @@ def z3fold_unmap(pool: "Z3foldPool", handle: int) -> None:
     put_z3fold_header(zhdr)
 
 
-def _owned_page(pool: "Z3foldPool", addr: int, length: int):
+def _owned_page(pool: Z3foldPool, addr: int, length: int):
     pfn = (addr - DIRECT_MAP) // pool.geometry.page_size
     page = pfn_to_page(pool.vm, pfn)   # virt_to_page()
     if pfn not in pool.headers and pfn not in pool.headless:
@@ -93,19 +107,19 @@ def _owned_page(pool: "Z3foldPool", addr: int, length: int):
     return page, off
 
 
-def read_mapped(pool: "Z3foldPool", addr: int, length: int) -> bytes:
+def read_mapped(pool: Z3foldPool, addr: int, length: int) -> bytes:
     """memcpy from a mapped object (zswap's decompression source)."""
     page, off = _owned_page(pool, addr, length)
     return bytes(page_address(page)[off:off + length])
 
 
-def write_mapped(pool: "Z3foldPool", addr: int, data: bytes) -> None:
+def write_mapped(pool: Z3foldPool, addr: int, data: bytes) -> None:
     """memcpy into a mapped object (zswap storing the compressed page)."""
     page, off = _owned_page(pool, addr, len(data))
     page_address(page)[off:off + len(data)] = data
 
 
-def store_object(pool: "Z3foldPool", handle: int, data: bytes) -> None:
+def store_object(pool: Z3foldPool, handle: int, data: bytes) -> None:
     """z3fold_map(), write_mapped() and z3fold_unmap(): a store's copy of its object."""
     at = _uncontended(pool, handle, len(data)) if pool.uniprocessor else None
     if at is None:
@@ -116,7 +130,7 @@ def store_object(pool: "Z3foldPool", handle: int, data: bytes) -> None:
     pool.memory.view[at:at + len(data)] = data
 
 
-def load_object(pool: "Z3foldPool", handle: int, length: int) -> bytes:
+def load_object(pool: Z3foldPool, handle: int, length: int) -> bytes:
     """z3fold_map(), read_mapped() and z3fold_unmap(): a read's copy of its object."""
     at = _uncontended(pool, handle, length) if pool.uniprocessor else None
     if at is None:
@@ -128,7 +142,7 @@ def load_object(pool: "Z3foldPool", handle: int, length: int) -> bytes:
     return bytes(pool.memory.view[at:at + length])
 
 
-def _uncontended(pool: "Z3foldPool", handle: int, length: int) -> int | None:
+def _uncontended(pool: Z3foldPool, handle: int, length: int) -> int | None:
     """Where in the linear map the object of `handle` is, if z3fold_map() would find its
     header at once and the copy of `length` bytes would stay inside its page; else None.
 

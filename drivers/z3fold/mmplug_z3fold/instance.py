@@ -14,7 +14,8 @@ visible in between, as it is in the kernel until the worker gets to it.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mmplug import NoMemory
 from mmplug.kernel import ENOMEM, GFP_KERNEL, page_isolated, schedule_point
@@ -150,7 +151,7 @@ class Z3fold(Z3foldPool):
 
     def writeback_evict(self, written: dict[int, bytes]) -> Any:
         """An evict() that writes each object into `written` and frees it, as zswap does."""
-        def evict(pool: "Z3fold", handle: int) -> int:
+        def evict(pool: Z3fold, handle: int) -> int:
             try:
                 live = pool.live_handle_of(handle)
             except KeyError:

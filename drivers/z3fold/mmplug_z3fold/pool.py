@@ -13,13 +13,23 @@ pool->inode) whose private_data is the pool.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import MappingProxyType
-from typing import Any, Iterable
+from typing import Any
 
 from mmplug import ContractViolation
 from mmplug.kernel import (
-    GFP_KERNEL, PAGE_SIZE, WARN_ONCE, linear_map, mutex, pfn_to_page, pfn_valid, rwlock, smp,
-    smp_processor_id, spinlock,
+    GFP_KERNEL,
+    PAGE_SIZE,
+    WARN_ONCE,
+    linear_map,
+    mutex,
+    pfn_to_page,
+    pfn_valid,
+    rwlock,
+    smp,
+    smp_processor_id,
+    spinlock,
 )
 
 from .geometry import DIRECT_MAP, Geometry
