@@ -21,6 +21,7 @@ from attrs import define, field
 from ..constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
 from ..errors import ContractViolation, NoMemory
 from ..instance import STORE_ERRORS, GuardedInstance
+from ..journal import Journal
 from ..mapping import AddressSpace
 from ..migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from ..page import Page
@@ -48,6 +49,8 @@ class Bench:
     next_tag: int = 0
     #: the new pages get_new_page handed out during the last migrate()
     targets: list[Page] = field(factory=list)
+    #: handle -> the journal's seq when it last read back right (what a wrong read blames)
+    good: dict[Any, int] = field(factory=dict)
 
     # --- creation -----------------------------------------------------------------
     @classmethod
@@ -79,6 +82,11 @@ class Bench:
     def mapping(self) -> AddressSpace:
         return self.guarded.mapping
 
+    @property
+    def journal(self) -> Journal:
+        """What the driver's migratepage and putback_page did (mmplug.journal)."""
+        return self.spy.journal
+
     # --- the instance protocol, guarded ---------------------------------------------
     def call(self, what: str, *args: Any) -> Any:
         """instance.<what>(*args), as every instance call is made (store's documented
@@ -88,6 +96,8 @@ class Bench:
 
     def _watched(self, what: str, call: Callable[[], Any]) -> Any:
         """call(), then the lru sentinels, also after a documented error of store()."""
+        if what == "store":
+            self.journal.forget_freed()   # store() may allocate a frame a migration freed
         try:
             ret = call()
         except STORE_ERRORS:
@@ -130,6 +140,7 @@ class Bench:
             raise CheckFailed("API-1", f"read() right after store() does not return the "
                               f"{len(data)} bytes stored ({diff_bytes(data, got)})", hook="read")
         self.objects[handle] = got
+        self.good[handle] = self.journal.seq
         return handle
 
     def _stored(self, data: bytes) -> Any:

@@ -14,7 +14,7 @@ from ..commandline import emit_json, json_option, output_option, wants_json
 from ..errors import PluginError, UsageError
 from ..outputs import check_output_file, stdout_for_drivers, write_atomic
 from ..watchdog import memory_budget, time_limit
-from .model import FAIL, WARN, CheckResult, Report
+from .model import FAIL, SAME, WARN, CheckResult, Report
 from .runner import InternalError, run_suite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_PLUGIN = 0, 1, 2, 3, 4
@@ -24,15 +24,26 @@ MAX_EXAMPLES = 1_000_000
 
 
 def render_result(result: CheckResult, rule: str | None = None) -> list[str]:
-    """The line of one check and, for a FAIL or a warning, what it found."""
-    shown = rule or result.check.split("/", 1)[0]
-    lines = [f"test {shown} {result.title}: {result.verdict}"]
+    """The line of one check and, for a FAIL or a warning, what it found.
+
+    A FAIL of another rule than the check's says which ("FAIL (breaks MIG-7)");
+    a check that found a violation reported above is one line that points at it.
+    """
+    shown = rule or result.listed_rule
+    head = f"test {shown} {result.title}: "
+    if result.verdict == SAME:
+        return [f"{head}same as {result.rule} above ({result.same_as})"]
+    breaks = f" (breaks {result.rule})" if result.verdict == FAIL and \
+        result.rule != result.listed_rule else ""
+    lines = [f"{head}{result.verdict}{breaks}"]
     if result.verdict == FAIL:
         where = ", ".join(x for x in (f"driver {result.driver}" if result.driver else "",
                                       f"callback {result.hook}" if result.hook else "") if x)
         head, *rest = result.message.splitlines() or [""]
         lines.append(f"    {result.rule}: {head}" + (f" ({where})" if where else ""))
         lines += [f"    {line}" for line in rest]
+        if result.site:
+            lines.append(f"    in: {result.site}")
         if result.page:
             lines.append(f"    page: {result.page}")
         lines.append(f"    reproduce: {result.repro}")
@@ -41,10 +52,27 @@ def render_result(result: CheckResult, rule: str | None = None) -> list[str]:
     return lines
 
 
+def render_violations(report: Report) -> list[str]:
+    """Each violation once, with the checks that found it (nothing if none was found)."""
+    fails = report.failures()
+    if not fails:
+        return []
+    lines = [f"{len(fails)} violation(s):"]
+    for first in fails:
+        head = (first.message.splitlines() or [""])[0]
+        head = head if len(head) <= 120 else head[:117] + "..."
+        culprit = first.violation.split(":", 1)[0] if first.violation else first.rule
+        more = len(report.hits(first))
+        also = f"; {more} more check(s) found it" if more else ""
+        lines.append(f"  {culprit}: {head}")
+        lines.append(f"    first found by {first.check}{also}")
+    return lines
+
+
 def render_totals(report: Report) -> str:
     t = report.totals
     return (f"Total for {report.driver}: {t['total']}, Succeeded: {t['succeeded']}, "
-            f"Failed: {t['failed']}, Warnings: {t['warnings']}")
+            f"Failed: {t['failed']}, Same violation: {t['same']}, Warnings: {t['warnings']}")
 
 
 def check_driver(
@@ -98,7 +126,7 @@ def check_driver(
     limit = time_limit(timeout)
     memory = memory_budget(memory_limit)
 
-    header = []
+    header: list[str] = []
 
     def show(result: CheckResult) -> None:
         if to_stdout:
@@ -122,6 +150,8 @@ def check_driver(
         typer.echo(f"mmplug: internal error: {exc}", err=True)
         raise SystemExit(EXIT_INTERNAL)
     if not to_stdout:
+        for line in render_violations(report):
+            typer.echo(line)
         typer.echo(render_totals(report))
     emit_json(report.to_json() + "\n", as_json=as_json, output=output)
     # SystemExit, not typer.Exit: the code must survive click's non-standalone mode.

@@ -60,6 +60,13 @@ class Context:
     scratch: dict = field(factory=dict)
     #: seconds one driver call may run (check-driver --timeout)
     timeout: float | None = 2.0
+    #: told how far a long check got: on_progress(done, total)
+    on_progress: Callable[[int, int], Any] | None = None
+
+    def progress(self, done: int, total: int) -> None:
+        """How far the check got, for a progress bar (FUZZ and RACE run for a while)."""
+        if self.on_progress is not None:
+            self.on_progress(done, total)
 
     def rng(self, salt: str = "") -> random.Random:
         """A generator seeded by --seed, the check and `salt`: same seed, same run."""

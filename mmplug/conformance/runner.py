@@ -9,6 +9,10 @@ A check's outcome is decided here, in one place:
 - a Deadlock on one CPU: FAIL (a lock taken twice, LCK-3);
 - anything else raised from the driver's own code: FAIL (API-1); raised from
   mmplug itself: an InternalError (exit 3), since the suite must not guess.
+
+A FAIL names its violation (mmplug.conformance.violations); a later check that
+finds the same one is SAME, pointing at the first, so one mistake is reported
+once, in full, under the rule it breaks.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ import time
 import traceback
 from typing import Any, Callable, Iterable
 
+import attrs
+
 from .. import __version__
 from ..errors import CallbackTimeout, ContractViolation, Deadlock, MmplugError, UsageError
+from ..drivercode import DriverCode
 from ..plugins import LoadedDriver, PluginHost
 from ..watchdog import describe, interrupts, is_user_interrupt, memory_limit, trap_exits
 from .checks import all_checks, driver_checks
 from .invariants import DRIVER_WARNINGS, check_warnings
 from .outcomes import CheckFailed, NotSupported
-from .model import FAIL, NOT_SUPPORTED, OK, WARN, CheckResult, CheckSpec, Report
+from .model import FAIL, NOT_SUPPORTED, OK, SAME, WARN, CheckResult, CheckSpec, Report
 from .registry import Check, Context
+from .violations import Violation
 
 
 class InternalError(MmplugError):
@@ -118,11 +126,12 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
         report = Report(driver=info.name, driver_version=info.version,
                         mmplug_version=__version__, seed=seed)
         start = time.perf_counter()
+        first: dict[str, CheckResult] = {}
         for chk in checks:
             ctx = Context(loaded=loaded, host=host, seed=seed, check_id=chk.spec.id,
                           quick=quick, max_examples=max_examples, replay=replay,
                           driver_spec=driver, timeout=timeout)
-            result = run_check(chk, ctx)
+            result = same_as_before(run_check(chk, ctx), first)
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -130,6 +139,16 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
                 break
         report.seconds = time.perf_counter() - start
     return report
+
+
+def same_as_before(result: CheckResult, first: dict[str, CheckResult]) -> CheckResult:
+    """`result`, or SAME if a check before it (in `first`, by violation) failed the same way."""
+    if result.verdict != FAIL or not result.violation:
+        return result
+    earlier = first.setdefault(result.violation, result)
+    if earlier is result:
+        return result
+    return attrs.evolve(result, verdict=SAME, same_as=earlier.check)
 
 
 def check_replay(replay: str, loaded: LoadedDriver | None = None) -> None:
@@ -174,13 +193,14 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
                            seconds=time.perf_counter() - t0, **base)
     except CheckFailed as exc:
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
-                     getattr(exc, "recipe", None))
+                     getattr(exc, "recipe", None), what=exc.what, exc=exc)
     except ContractViolation as exc:
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
-                     getattr(exc, "recipe", None), driver=exc.driver)
+                     getattr(exc, "recipe", None), driver=exc.driver,
+                     what=getattr(exc, "what", None), exc=exc)
     except Deadlock as exc:
         return _fail(ctx, spec, "LCK-3", f"deadlock: {exc}", None, None, t0, base,
-                     getattr(exc, "recipe", None))
+                     getattr(exc, "recipe", None), exc=exc)
     except UsageError:
         raise
     except BaseException as exc:
@@ -195,13 +215,13 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
         call = getattr(exc, "call", None)
         if isinstance(exc, CallbackTimeout) and call is not None:
             return _fail(ctx, spec, "API-1", f"{call.hook} {describe(exc)}", None, call.hook,
-                         t0, base, None, driver=call.driver)
+                         t0, base, None, driver=call.driver, exc=exc)
         if _raised_by_driver(exc, ctx.loaded) or not isinstance(exc, Exception):
             # SystemExit, KeyboardInterrupt, os._exit, MemoryError: nothing of mmplug's
             # raises them, so they come from the driver (or what it exhausted).
             return _fail(ctx, spec, "API-1", f"driver code {describe(exc)}",
                          None, _driver_frame(exc, ctx.loaded), t0, base,
-                         getattr(exc, "recipe", None))
+                         getattr(exc, "recipe", None), exc=exc)
         if isinstance(exc, MemoryError):
             return _fail(ctx, spec, "API-1", f"the run {describe(exc)}; the driver's "
                          "structures hold the memory", None, None, t0, base, None)
@@ -223,16 +243,22 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
 
 
 def _fail(ctx: Context, spec: CheckSpec, rule: str, message: str, page: str | None,
-          hook: str | None, t0: float, base: dict, recipe: list[str] | None,
-          driver: str | None = None) -> CheckResult:
+          hook: str | None, t0: float, base: dict[str, str], recipe: list[str] | None,
+          driver: str | None = None, what: str | None = None,
+          exc: BaseException | None = None) -> CheckResult:
+    site = getattr(exc, "site", None)   # a race failure carries the site of its run
+    if site is None and exc is not None:
+        site = DriverCode.of(ctx.loaded).site_in_traceback(exc)
+    violation = Violation.of(rule, driver or base["driver"], hook, what or message,
+                             site.function if site is not None else None)
     if recipe:
         message = message + "\nshortest failing sequence:\n" + "\n".join(
             "  " + line for line in recipe)
-    base = dict(base)
-    if driver:
-        base["driver"] = driver
-    return CheckResult(rule=rule, verdict=FAIL, message=message, page=page, hook=hook,
-                       repro=_repro(ctx), seconds=time.perf_counter() - t0, **base)
+    return CheckResult(check=base["check"], title=base["title"],
+                       driver=driver or base["driver"], rule=rule, verdict=FAIL,
+                       message=message, page=page, hook=hook, repro=_repro(ctx),
+                       seconds=time.perf_counter() - t0, violation=violation.describe(),
+                       site=site.describe() if site is not None else "")
 
 
 def _repro(ctx: Context) -> str:
@@ -260,37 +286,14 @@ def _missing_needs(spec: CheckSpec, loaded: LoadedDriver) -> str:
     return ", ".join(missing)
 
 
-def _driver_files(loaded: LoadedDriver) -> set[str]:
-    files = set()
-    plugin = loaded.plugin
-    mod_file = getattr(plugin, "__file__", None)
-    if mod_file:
-        files.add(os.path.realpath(mod_file))
-        pkg_dir = os.path.dirname(os.path.realpath(mod_file))
-        if os.path.basename(mod_file) == "__init__.py":
-            files.add(pkg_dir)
-    return files
-
-
-def _in_driver(filename: str, files: set[str]) -> bool:
-    real = os.path.realpath(filename)
-    return any(real == f or real.startswith(f + os.sep) for f in files)
-
-
 def _raised_by_driver(exc: BaseException, loaded: LoadedDriver) -> bool:
-    files = _driver_files(loaded)
-    if not files:
-        return False
     tb = traceback.extract_tb(exc.__traceback__)
-    return bool(tb) and _in_driver(tb[-1].filename, files)
+    return bool(tb) and DriverCode.of(loaded).contains(tb[-1].filename)
 
 
 def _driver_frame(exc: BaseException, loaded: LoadedDriver) -> str | None:
-    files = _driver_files(loaded)
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if _in_driver(frame.filename, files):
-            return frame.name
-    return None
+    site = DriverCode.of(loaded).site_in_traceback(exc)
+    return site.function.rsplit(".", 1)[-1] if site is not None else None
 
 
 def _corrupted_page(ctx: Context) -> tuple[str, str] | None:

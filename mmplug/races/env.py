@@ -20,6 +20,7 @@ from ..cpus.schedule import NondeterminismError
 from ..cpus.scheduler import Scheduler
 from ..errors import ContractViolation, Deadlock
 from ..instance import GuardedInstance
+from ..journal import Journal, blame_bad_read, blame_leak, rule_named
 from ..migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from ..page import ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
 from ..plugins import Capabilities
@@ -52,13 +53,17 @@ class RaceEnv:
     #: cpu -> the migrate lists it holds right now (ISO-5): a page on one of them is
     #: isolated by that cpu; a migrated page leaves its list, so a reused frame does not count
     isolating: dict[int, list[PageList]] = field(factory=dict)
+    #: what the driver's migratepage and putback_page did (what a symptom is blamed on)
+    journal: Journal = field(factory=Journal)
 
     @classmethod
     def create(cls, vm: VM, instance: Any, sched: Scheduler) -> RaceEnv:
         guarded = vm.instance_record(instance)
         guarded.passes = RUN_ENDINGS
         info = guarded.loaded.info
-        return cls(vm, instance, info.name, info.capabilities, sched, guarded)
+        env = cls(vm, instance, info.name, info.capabilities, sched, guarded)
+        env.journal.install(guarded.mapping)
+        return env
 
     @property
     def cpu(self) -> int:
@@ -71,6 +76,7 @@ class RaceEnv:
         return self.guarded.call(method, *args)
 
     def store(self, data: bytes) -> Any:
+        self.journal.forget_freed()   # store() may allocate a frame a migration freed
         handle = self.guarded.store(data)
         self.objects[handle] = bytes(data)
         return handle
@@ -84,11 +90,13 @@ class RaceEnv:
         self.notes["handles"] = sorted(self.objects)
 
     def read(self, handle: Any) -> bytes:
-        """read(handle), checked against what was stored (API-1)."""
+        """read(handle), checked against what was stored: wrong bytes after a successful
+        migration are the migration's (MIG-7), else the protocol's (API-1)."""
         got = self.guarded.read(handle)
         want = self.objects[handle]
         if self.capabilities.stores_data and got != want:
-            raise ContractViolation("API-1", f"read({handle}) on cpu{self.cpu} returned "
+            rule = blame_bad_read(self.journal, 0, "API-1")
+            raise ContractViolation(rule, f"read({handle}) on cpu{self.cpu} returned "
                                     f"{got[:16]!r}... instead of the {len(want)} bytes "
                                     "stored (a reader saw a page being migrated or freed)",
                                     driver=self.driver, hook="read")
@@ -208,13 +216,16 @@ def check_common(env: RaceEnv) -> None:
         env.read(handle)
     failed = env.guarded.verify()
     if failed is not None:
-        raise ContractViolation("API-1", f"verify() failed after the race: {failed}",
-                                driver=drv, hook="verify")
+        # the driver's own rule when its verify() names one (DRV-*)
+        raise ContractViolation(rule_named(failed, "API-1"), f"the driver's verify() fails "
+                                f"after the race: {failed}", driver=drv, hook="verify")
     for page in env.pages():
         if page._refcount <= 0:
-            raise ContractViolation("REF-1", "the driver lists a page with no reference "
+            rule = "MIG-7" if env.journal.migrated_away(page) else "REF-1"
+            raise ContractViolation(rule, "the driver lists a page with no reference "
                                     "(freed under it)", driver=drv, page=page)
     leaked = vm.unclaimed_pages()
     if leaked:
-        raise ContractViolation("PUT-3", f"{len(leaked)} page(s) in use that nobody owns "
-                                "(leaked)", driver=drv, page=leaked[0])
+        raise ContractViolation(blame_leak(env.journal, leaked[0]),
+                                f"{len(leaked)} page(s) in use that nobody owns (leaked)",
+                                driver=drv, page=leaked[0])
