@@ -121,6 +121,7 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
                      mode: int) -> int:
     """a_ops->migratepage(mapping, newpage, page, mode), checked (MIG-7, MIG-8)."""
     owner = page.lru
+    newref = newpage._refcount
     try:
         rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)
     except ContractViolation as exc:
@@ -130,7 +131,10 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
             raise
         raise _raised(mapping, "migratepage", page, "MIG-8", exc) from exc
     if type(rc) is int and rc < 0 and page.lru is owner and page.flags & newpage.flags & LOCKED:
-        # the common failure: nothing more to check
+        # the common failure: the pages must be as the driver found them, nothing else
+        if newpage._refcount != newref or newpage.mapping or newpage.private or \
+                page.mapping != mapping.handle | PAGE_MAPPING_MOVABLE:
+            _failed_but_changed(mapping, newpage, page, rc, newref)
         if vm.listeners.mmplug_after_migratepage is not None:
             _after_migratepage(vm, mapping, newpage, page, mode, rc)
         return rc
@@ -145,6 +149,8 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
                           driver=drv, hook="migratepage", page=page)
     if page.lru is not owner:
         check_lru(vm, page, owner, mapping, "migratepage")
+    if rc < 0:
+        _failed_but_changed(mapping, newpage, page, rc, newref)
     if rc == MIGRATEPAGE_SUCCESS:
         if page.mapping != PAGE_MAPPING_MOVABLE:
             raise DriverError("MIG-7", "migratepage returned 0 but the old page is still "
@@ -168,6 +174,32 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
     if vm.listeners.mmplug_after_migratepage is not None:
         _after_migratepage(vm, mapping, newpage, page, mode, rc)
     return rc
+
+
+def _failed_but_changed(mapping: "AddressSpace", newpage: Page, page: Page, rc: int,
+                        newref: int) -> None:
+    """MIG-8: a failed migratepage leaves newpage carrying nothing of the driver's (no
+    movable mapping, no reference, no private data) and `page` as isolate_page left it,
+    movable with its mapping: the VM frees newpage and puts `page` back or retries it
+    (mm/migrate.c, unmap_and_move)."""
+    what = []
+    if newpage._refcount != newref:
+        what.append(f"newpage's refcount {newref} -> {newpage._refcount} (the driver's "
+                    "reference on it)")
+    if newpage.mapping:
+        what.append(f"newpage's mapping word {newpage.mapping:#x} (made movable)")
+    if newpage.private:
+        what.append(f"newpage.private {newpage.private!r:.60}")
+    if page.mapping != mapping.handle | PAGE_MAPPING_MOVABLE:
+        what.append(f"the old page's mapping word {page.mapping:#x} (no longer movable with "
+                    "the driver's mapping)")
+    if what:
+        raise DriverError("MIG-8", f"migratepage failed ({errno_name(rc)}) but left "
+                          f"{'; '.join(what)}: a failed migration must leave newpage carrying "
+                          "nothing of the driver's and the page as isolate_page left it",
+                          driver=mapping.driver, hook="migratepage",
+                          page=newpage if newpage.mapping or newpage._refcount != newref
+                          or newpage.private else page)
 
 
 def _after_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Page, mode: int,

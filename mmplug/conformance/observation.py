@@ -10,16 +10,19 @@
 - page poisoning of every page freed by a migration (CONFIG_PAGE_POISONING,
   mm/page_poison.c), so a driver that still reads its old page reads poison;
 - snapshots of a page and of the driver's observable state, to prove that
-  something "left everything as it was" (ISO-6, PUT-2).
+  something "left everything as it was" (ISO-6, PUT-2);
+- a watch on reads of the raw `page.mapping` word by driver code (FLG-7).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 from attrs import define, field, frozen
 
+from ..drivercode import DriverCode, Site
 from ..journal import Journal
 from ..migrate import PageList
 from ..page import BUDDY, ISOLATED, TAIL, Page
@@ -227,3 +230,55 @@ class DriverSnapshot:
         if other.verify_error and not self.verify_error:
             out.append(f"verify() now fails: {other.verify_error}")
         return out
+
+
+#: the slot of struct page's mapping word, under the watch's property
+_MAPPING_SLOT: Any = Page.__dict__["mapping"]
+
+
+class RawMappingReads:
+    """Every read of a page's raw `mapping` word made by driver code (FLG-7).
+
+    The word carries tag bits (PAGE_MAPPING_MOVABLE, ANON, KSM) in its low
+    bits: a driver must go through page_mapping(), has_movable_tag() or
+    page_movable(), never compare or use the word itself.  While installed,
+    every page of the zone is of a subclass of Page whose `mapping` is a
+    property that records the driver frame reading it; mmplug's own reads
+    (page_mapping() itself) are not the driver's.
+    """
+
+    def __init__(self, code: DriverCode) -> None:
+        self.code = code
+        #: where driver code read the word, in order, each place once
+        self.sites: list[Site] = []
+        self._seen: set[tuple[str, int]] = set()
+        self._watched = self._page_class()
+
+    def _page_class(self) -> type[Page]:
+        watch = self
+
+        def read(page: Page) -> int:
+            frame = sys._getframe(1)
+            code = frame.f_code
+            if watch.code.contains(code.co_filename):
+                key = (code.co_filename, frame.f_lineno)
+                if key not in watch._seen:
+                    watch._seen.add(key)
+                    watch.sites.append(Site(code.co_qualname, code.co_filename,
+                                            frame.f_lineno))
+            word: int = _MAPPING_SLOT.__get__(page, Page)
+            return word
+
+        def write(page: Page, word: int) -> None:
+            _MAPPING_SLOT.__set__(page, word)
+
+        return type("WatchedPage", (Page,), {"__slots__": (), "mapping": property(read, write)})
+
+    def install(self, vm: VM) -> None:
+        for page in vm.zone.pages:
+            page.__class__ = self._watched
+
+    def remove(self, vm: VM) -> None:
+        for page in vm.zone.pages:
+            if type(page) is self._watched:
+                page.__class__ = Page

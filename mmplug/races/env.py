@@ -73,11 +73,27 @@ class RaceEnv:
     def call(self, method: str, *args: Any) -> Any:
         """instance.<method>(*args): a method of the driver's own (e.g. a balloon's
         deflate), made as every call into the instance is."""
-        return self.guarded.call(method, *args)
+        ret = self.guarded.call(method, *args)
+        self.lru_untouched(method)
+        return ret
+
+    def lru_untouched(self, method: str) -> None:
+        """ISO-4: a page on a compactor's migrate list still has its lru on that list after
+        the driver's `method` returned (the VM takes it off the list before it calls the
+        driver about it, so a page on a list is no business of the driver's)."""
+        for lists in self.isolating.values():
+            for held in lists:
+                for page in held.pages:
+                    if page.lru is not held:
+                        raise ContractViolation(
+                            "ISO-4", f"page.lru of an isolated page was changed during "
+                            f"{method} on cpu{self.cpu} (the VM left {held!r}, found "
+                            f"{page.lru!r})", driver=self.driver, hook=method, page=page)
 
     def store(self, data: bytes) -> Any:
         self.journal.forget_freed()   # store() may allocate a frame a migration freed
         handle = self.guarded.store(data)
+        self.lru_untouched("store")
         self.objects[handle] = bytes(data)
         return handle
 
@@ -93,6 +109,7 @@ class RaceEnv:
         """read(handle), checked against what was stored: wrong bytes after a successful
         migration are the migration's (MIG-7), else the protocol's (API-1)."""
         got = self.guarded.read(handle)
+        self.lru_untouched("read")
         want = self.objects[handle]
         if self.capabilities.stores_data and got != want:
             rule = blame_bad_read(self.journal, 0, "API-1")
@@ -105,6 +122,7 @@ class RaceEnv:
     def free(self, handle: Any) -> None:
         self.objects.pop(handle)
         self.guarded.free(handle)
+        self.lru_untouched("free")
 
     def free_all(self) -> None:
         """Free every object setup stored (`notes["handles"]`)."""
