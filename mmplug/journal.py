@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from .page import Page
 
 
+#: a page in use that nobody owns: the finding, as every check names it (blame_leak blames it)
+LEAKED = "a page in use that nobody owns (leaked)"
+
+
 @define(slots=True, eq=False)
 class Journal:
     """The outcome of every migratepage and putback_page of one address space.
@@ -151,4 +155,4 @@ def rule_named(message: str, default: str) -> str:
     return default
 
 
-__all__ = ["Journal", "blame_bad_read", "blame_leak", "blame_page", "rule_named"]
+__all__ = ["LEAKED", "Journal", "blame_bad_read", "blame_leak", "blame_page", "rule_named"]

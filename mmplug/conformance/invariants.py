@@ -15,7 +15,7 @@ from ..page import (
     ACTIVE, BUDDY, ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, RESERVED,
     SLAB, UNEVICTABLE, WRITEBACK, Page, flag_names,
 )
-from ..journal import blame_bad_read, blame_leak, blame_page, rule_named
+from ..journal import LEAKED, blame_bad_read, blame_leak, blame_page, rule_named
 from .outcomes import CheckFailed
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def check_no_leak(bench: Bench, rule: str, when: str) -> None:
         raise CheckFailed(blame_leak(bench.journal, leaked[0]),
                           f"{len(leaked)} page(s) in use that the driver no longer "
                           f"lists in pages() {when} (leaked)", page=leaked[0],
-                          what="a page in use that nobody owns (leaked)")
+                          what=LEAKED)
 
 
 def check_warnings(bench: Bench) -> None:
@@ -141,8 +141,7 @@ def check_all_returned(bench: Bench) -> None:
         raise CheckFailed("REL-3" if kept else blame_leak(bench.journal, page),
                           f"{len(leaked)} page(s) still in use after destroy()",
                           page=page, hook="destroy" if kept else None,
-                          what="pages kept after destroy()" if kept else
-                          "a page in use that nobody owns (leaked)")
+                          what="pages kept after destroy()" if kept else LEAKED)
     if vm.zone.nr_free_pages != bench.baseline_free:
         raise CheckFailed("REL-3", f"{bench.baseline_free - vm.zone.nr_free_pages} "
                           "page(s) not returned to the zone after destroy()", hook="destroy")

@@ -79,7 +79,7 @@ def _run(loaded: LoadedDriver, sc: Scenario, strategy: Strategy, *, max_steps: i
     except Exception as exc:
         end = classify(exc, code)
         return attrs.evolve(base, kind=end.kind, rule=end.rule, message=f"setup: {end.message}",
-                            hook=end.hook, page=end.page, site=end.site), None
+                            hook=end.hook, page=end.page, site=end.site, what=end.what), None
     attach = getattr(strategy, "attach", None)
     if callable(attach):
         attach(env)
@@ -109,7 +109,7 @@ def _run(loaded: LoadedDriver, sc: Scenario, strategy: Strategy, *, max_steps: i
         end = classify(error, code)
         msg = f"deadlock: {end.message}" if end.kind == "deadlock" else end.message
         return attrs.evolve(ran, kind=end.kind, rule=end.rule, message=msg, cpu=out.error_cpu,
-                            hook=end.hook, page=end.page, site=end.site), out
+                            hook=end.hook, page=end.page, site=end.site, what=end.what), out
     if inversions:
         return attrs.evolve(ran, kind="inversion", rule="LCK-3", message=inversions[0]), out
     return ran, out
@@ -255,6 +255,8 @@ def shrink(driver: Any, scenario: Scenario | str, failure: RunResult, *, max_run
     fewer departures, or as many and fewer steps, is kept.  At most
     `max_runs` runs; the failure itself if nothing shorter fails the same way.
     """
+    if failure.ok:
+        return failure
     loaded = load_driver(driver)
     sc = get_scenario(scenario, loaded)
     target = failure.signature()

@@ -49,6 +49,8 @@ class RunResult:
     hook: str | None = None
     page: str | None = None
     site: Site | None = None
+    #: the finding without its numbers, when it has a name of its own (a leak)
+    what: str | None = None
     steps_trace: tuple[Step, ...] = ()
     #: choice points where the schedule departs from the default policy (preemptions)
     departures: int = 0
@@ -137,6 +139,7 @@ class Ending:
     hook: str | None = None
     page: str | None = None
     site: Site | None = None
+    what: str | None = None
 
 
 def classify(exc: BaseException, code: DriverCode | None = None) -> Ending:
@@ -147,7 +150,8 @@ def classify(exc: BaseException, code: DriverCode | None = None) -> Ending:
     if isinstance(exc, Deadlock):
         return Ending("deadlock", "LCK-3", str(exc), site=site)
     if isinstance(exc, ContractViolation):
-        return Ending("violation", exc.rule, exc.message, exc.hook, exc.page_desc, site)
+        return Ending("violation", exc.rule, exc.message, exc.hook, exc.page_desc, site,
+                      getattr(exc, "what", None))
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" at {frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else ""
     return Ending("error", None, f"{type(exc).__name__}: {exc}{where}", site=site)

@@ -102,7 +102,7 @@ def _report(ctx: Context, races: Any, scenario: Any, failure: Any, how: str,
         lines.append("(the schedule did not reproduce it: the driver is nondeterministic)")
     lines += failure.interleaving()
     err = CheckFailed(rule, "\n".join(lines), hook=failure.hook, page_desc=failure.page,
-                      what=message)
+                      what=failure.what or message)
     err.site = failure.site   # type: ignore[attr-defined]  (read by the runner)
     raise err
 

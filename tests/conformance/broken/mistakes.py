@@ -219,14 +219,14 @@ def _driver_info(source: str, tree: ast.Module, **values: str) -> list[Span]:
 _IMPORTS = "from __future__ import annotations\n"
 
 
-def _import(module: str, names: str = "") -> Edit:
+def import_line(module: str, names: str = "") -> Edit:
     """`import module` (or `from module import names`) among simplepool's imports, for a
     mistake that needs it."""
     line = f"from {module} import {names}" if names else f"import {module}"
     return Edit(_IMPORTS, f"{_IMPORTS}\n{line}  # for the mistake\n")
 
 
-def _map_knob(purpose: str) -> tuple[Edit, ...]:
+def map_knob(purpose: str) -> tuple[Edit, ...]:
     """The "map" knob (map/unmap a handle) for a mistake that needs it; `purpose` says what
     a mapped object does in that driver."""
     return (
@@ -303,7 +303,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "refusal_changes", "ISO-6",
         "isolate_page refuses a page with a mapped object, after dropping it from the pool.",
-        (*_map_knob("a knob that makes isolation refuse"),
+        (*map_knob("a knob that makes isolation refuse"),
          Edit('may_refuse_isolation=False,\n' + ' ' * 48 + 'knobs={"pin", "busy"}))\n',
               'may_refuse_isolation=True,\n'
               + ' ' * 48 + 'knobs={"pin", "busy", "map"}))  # for the mistake\n',
@@ -406,10 +406,10 @@ MISTAKES: tuple[Mistake, ...] = (
         "relists_on_failure", "MIG-8",
         "migratepage, failing for good on a mapped object, puts the page back on its list "
         "itself: store() may use it while the VM still holds it isolated.",
-        (*_map_knob("a knob that makes migration fail for good"),
+        (*map_knob("a knob that makes migration fail for good"),
          Edit('knobs={"pin", "busy"}))\n',
               'knobs={"pin", "busy", "map"}))  # for the mistake\n', within="mmplug_driver"),
-         _import("mmplug.kernel", "EBUSY"),
+         import_line("mmplug.kernel", "EBUSY"),
          Edit("            return -EAGAIN\n",
               "            return -EAGAIN\n"
               "        if st.mapped:\n"
@@ -457,10 +457,10 @@ MISTAKES: tuple[Mistake, ...] = (
     ),
     Mistake(
         "hangs", "MIG-8",
-        "migratepage spins forever when asked to migrate a full page.",
+        "migratepage spins forever when asked to migrate a page of more than one object.",
         (Edit("            return -EAGAIN\n",
               "            return -EAGAIN\n"
-              "        while st.used() == SLOTS:\n"
+              "        while st.used() > 1:\n"
               "            pass  # the mistake: waits for a change that cannot come\n",
               within="migratepage"),),
         stalls=True,
@@ -468,7 +468,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "sleeps", "MIG-8",
         "migratepage sleeps for an hour (a blocking call, not a busy loop).",
-        (_import("time"),
+        (import_line("time"),
          Edit("            return -EAGAIN\n",
               "            return -EAGAIN\n"
               "        time.sleep(3600)  # the mistake: blocks far past any time limit\n",
@@ -478,7 +478,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "exits_in_callback", "MIG-8",
         "migratepage calls sys.exit(0), which must not end the tool with success.",
-        (_import("sys"),
+        (import_line("sys"),
          Edit("            return -EAGAIN\n",
               "            return -EAGAIN\n"
               "        sys.exit(0)  # the mistake: ends the process, successfully\n",
@@ -487,7 +487,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "exits_hard", "MIG-8",
         "migratepage calls os._exit(0), which must not end the tool silently.",
-        (_import("os"),
+        (import_line("os"),
          Edit("            return -EAGAIN\n",
               "            return -EAGAIN\n"
               "        os._exit(0)  # the mistake: ends the process at once\n",

@@ -1,0 +1,141 @@
+"""One mistake, one verdict: a violation is reported once, under the rule it breaks, and
+every other check that meets it refers to it; symptoms are blamed on the rule the
+callbacks' history shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmplug import cli
+from mmplug.conformance import FAIL, SAME, run_suite
+from mmplug.conformance.violations import Violation, normalize
+from mmplug.journal import Journal, blame_bad_read, blame_leak, rule_named
+from mmplug.page import Page
+
+HERE = Path(__file__).parent
+BROKEN = HERE / "broken"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["check-driver", *args])
+    out, _ = capsys.readouterr()
+    return exc.value.code, out
+
+
+# --- what a violation is ----------------------------------------------------------------------
+
+def test_a_finding_without_its_numbers_reprs_and_context() -> None:
+    text = ("object 12 reads back 'ab\\'c' <PageList x of 3> at pfn 0xc0 [cpu1] "
+            "(driver d, callback free, page pfn 0x3 flags 0x1(locked))")
+    assert normalize(text) == "object # reads back '...' <...> at pfn #"
+    assert normalize("a\nb") == "a"
+
+
+def test_the_culprit_is_the_driver_code_then_the_call_then_the_rules_callback() -> None:
+    assert Violation.of("FLG-5", "d", "destroy", "x", "Pool.free").describe() == \
+        "FLG-5 in Pool.free"
+    assert Violation.of("MIG-8", "d", "migratepage", "returned 1").culprit == "migratepage"
+    # a symptom found by reading is blamed on the callback whose duty the rule is
+    assert Violation.of("MIG-7", "d", "read", "object # differs").culprit == "migratepage"
+    assert Violation.of("PUT-2", "d", None, "x").culprit == "putback_page"
+    leak = Violation.of("REL-1", "d", None, "3 page(s) in use (leaked)")
+    assert leak.culprit == "" and leak.what == "# page(s) in use (leaked)"
+    assert leak == Violation.of("REL-1", "d", "", "7 page(s) in use (leaked)")
+
+
+# --- what a symptom is blamed on --------------------------------------------------------------
+
+class _Zone:
+    pass
+
+
+def _page(pfn: int, refcount: int = 1, mapping: int = 0) -> Page:
+    return Page(pfn, _Zone(), refcount=refcount, mapping=mapping)  # type: ignore[arg-type]
+
+
+def test_a_leak_is_blamed_on_the_history_of_its_page() -> None:
+    journal = Journal()
+    old, new, other = _page(1, 2, 0x2), _page(2, 2), _page(3)
+    journal.migrated(new, old, 0)
+    assert blame_leak(journal, old) == "MIG-7"          # the old page of a migration
+    target = _page(4)
+    journal.migrated(target, other, -11)
+    assert blame_leak(journal, target) == "MIG-8"       # the new page of a failed one, kept
+    assert blame_leak(journal, other) == "REL-1"
+
+
+def test_a_frame_freed_and_used_again_starts_a_new_life() -> None:
+    journal = Journal()
+    old, new = _page(1, 1, 0x2), _page(2, 2)
+    journal.migrated(new, old, 0)
+    old._refcount = 0                   # the VM freed it
+    journal.forget_freed()
+    assert journal.migrated_away(old)   # still the old page while it stays free
+    old._refcount = 1                   # allocated again by a store
+    journal.forget_freed()
+    assert not journal.migrated_away(old) and blame_leak(journal, old) == "REL-1"
+
+
+def test_a_wrong_read_is_blamed_on_what_happened_since_it_read_right() -> None:
+    journal = Journal()
+    since = journal.seq
+    assert blame_bad_read(journal, since, "API-1") == "API-1"
+    journal.putback(_page(1))
+    assert blame_bad_read(journal, since, "API-1") == "PUT-2"
+    journal.migrated(_page(3), _page(2), 0)
+    assert blame_bad_read(journal, since, "API-1") == "MIG-7"
+    assert blame_bad_read(journal, journal.seq, "API-1") == "API-1"
+
+
+def test_a_verify_message_naming_a_rule_is_that_rule() -> None:
+    assert rule_named("DRV-B3: the host holds 0xc2", "API-1") == "DRV-B3"
+    assert rule_named("zsmalloc verify: XYZ-9 bad magic", "API-1") == "API-1"
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+def test_one_mistake_is_one_fail_and_the_other_checks_refer_to_it(capsys) -> None:
+    code, out = run_cli(capsys, str(BROKEN / "leaks_old_page.py"), "--quick")
+    assert code == 1
+    fails = [ln for ln in out.splitlines() if ln.startswith("test ") and ": FAIL" in ln]
+    same = [ln for ln in out.splitlines() if " same as MIG-7 above (" in ln]
+    assert len(fails) == 1 and fails[0].endswith("FAIL (breaks MIG-7)")
+    assert len(same) >= 8
+    assert "1 violation(s):\n  MIG-7 in migratepage: " in out
+    assert "more check(s) found it" in out
+    assert ", Failed: 1, Same violation: " in out.splitlines()[-1]
+
+
+def test_the_same_mistake_found_by_a_race_is_the_same_violation() -> None:
+    report = run_suite(str(BROKEN / "leaks_page.py"), quick=True)
+    race = next(r for r in report.results if r.check == "RACE/explore")
+    assert race.verdict == SAME and race.rule == "REL-1"
+
+
+def test_a_violation_raised_in_driver_code_names_where() -> None:
+    report = run_suite(str(BROKEN / "free_raises.py"), quick=True, races=False)
+    first = report.failures()[0]
+    assert first.verdict == FAIL and first.rule == "API-1"
+    assert first.site.startswith("Pool.free (free_raises.py:")
+    # destroy() fails inside free(): the same violation
+    destroy = next(r for r in report.results if r.check == "REL-3/destroy")
+    assert destroy.verdict == SAME and destroy.same_as == first.check
+
+
+def test_a_race_ending_in_a_drivers_own_rule_says_that_rule() -> None:
+    from mmplug import races
+    result = races.explore("balloon", "balloon_deflate_vs_migrate", seed=0, runs=300,
+                           options={"bugs": {"BUG-9"}})
+    (fail,) = result.failures
+    assert fail.rule == "DRV-B3" and "verify() fails after the race: DRV-B3" in fail.message
+
+
+@pytest.mark.parametrize("driver", ["unlocks_in_putback", "custom_base_exception"])
+def test_a_failing_putback_is_not_taken_for_a_touched_lru(driver: str) -> None:
+    """The VM's own list_del before a putback_page that fails leaves lru None: that is not
+    the driver's doing (ISO-4)."""
+    report = run_suite(str(BROKEN / f"{driver}.py"), quick=True, races=False)
+    assert "ISO-4" not in {r.rule for r in report.results if r.failed}
