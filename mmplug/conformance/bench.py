@@ -56,13 +56,14 @@ class Bench:
     @classmethod
     def create(cls, loaded: LoadedDriver, host: PluginHost, seed: int, *,
                nr_pages: int = 1024, page_size: int = 4096, pageblock_order: int = 7,
-               max_order: int = 11, callback_timeout: float | None = 2.0) -> Bench:
+               max_order: int = 11, callback_timeout: float | None = 2.0,
+               options: dict[str, Any] | None = None) -> Bench:
         vm = VM(VMConfig(nr_pages=nr_pages, page_size=page_size,
                          pageblock_order=pageblock_order, max_order=max_order,
                          callback_timeout=callback_timeout),
                 plugins=host)
         baseline = vm.zone.nr_free_pages
-        instance = vm.create_from(loaded)
+        instance = vm.create_from(loaded, **(options or {}))
         guarded = vm.instance_record(instance)
         lru = LruSentinels()
         spy = OpsSpy(lru)

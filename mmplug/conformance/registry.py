@@ -62,6 +62,9 @@ class Context:
     timeout: float | None = 2.0
     #: told how far a long check got: on_progress(done, total)
     on_progress: Callable[[int, int], Any] | None = None
+    #: options of the driver's factory for every instance (a driver's own tests run its
+    #: checks on a variant, e.g. zsmalloc's bugs={"BUG-6"}); check-driver gives none
+    driver_options: dict[str, Any] = field(factory=dict)
 
     def progress(self, done: int, total: int) -> None:
         """How far the check got, for a progress bar (FUZZ and RACE run for a while)."""
@@ -81,7 +84,8 @@ class Context:
         salt = salt if salt is not None else f"bench{len(self.benches)}"
         seed = self.rng(salt).getrandbits(64)
         config.setdefault("callback_timeout", self.timeout)
-        bench = Bench.create(self.loaded, self.host, seed, **config)
+        bench = Bench.create(self.loaded, self.host, seed, options=self.driver_options,
+                             **config)
         self.benches.append(bench)
         return bench
 

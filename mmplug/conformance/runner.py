@@ -95,7 +95,9 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
               races: bool = True, max_examples: int | None = None, replay: str | None = None,
               exit_first: bool = False, host: PluginHost | None = None,
               on_result: Callable[[CheckResult], Any] | None = None,
-              timeout: float | None = 2.0, memory: int | None = None) -> Report:
+              timeout: float | None = 2.0, memory: int | None = None,
+              driver_options: dict[str, Any] | None = None,
+              on_progress: Callable[[str, int, int], Any] | None = None) -> Report:
     """Run the conformance suite on `driver` and return the Report.
 
     `driver` is an entry-point name, a dotted module path or a .py file.
@@ -106,7 +108,10 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
     stops after the first FAIL; `on_result` is called with each CheckResult as
     soon as it is known; `timeout` is the time limit of one driver call (None:
     none); `memory` bounds the address space the run may add (bytes, None: no
-    bound).  Every option is checked before the driver is loaded.  Raises
+    bound); `driver_options` go to the driver's factory for every instance (a
+    driver's own tests check a variant, e.g. zsmalloc's {"bugs": {"BUG-6"}});
+    `on_progress(check_id, done, total)` is told how far a long check (FUZZ,
+    RACE) got.  Every option is checked before the driver is loaded.  Raises
     UsageError (bad option, unknown driver), PluginError (the driver does not
     load or validate) or InternalError.
     """
@@ -130,7 +135,9 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
         for chk in checks:
             ctx = Context(loaded=loaded, host=host, seed=seed, check_id=chk.spec.id,
                           quick=quick, max_examples=max_examples, replay=replay,
-                          driver_spec=driver, timeout=timeout)
+                          driver_spec=driver, timeout=timeout,
+                          driver_options=dict(driver_options or {}),
+                          on_progress=_progress_of(chk.spec.id, on_progress))
             result = same_as_before(run_check(chk, ctx), first)
             report.results.append(result)
             if on_result is not None:
@@ -139,6 +146,13 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
                 break
         report.seconds = time.perf_counter() - start
     return report
+
+
+def _progress_of(check_id: str, on_progress: Callable[[str, int, int], Any] | None
+                 ) -> Callable[[int, int], Any] | None:
+    if on_progress is None:
+        return None
+    return lambda done, total: on_progress(check_id, done, total)
 
 
 def same_as_before(result: CheckResult, first: dict[str, CheckResult]) -> CheckResult:
