@@ -63,7 +63,7 @@ class Context:
     #: told how far a long check got: on_progress(done, total)
     on_progress: Callable[[int, int], Any] | None = None
     #: options of the driver's factory for every instance (a driver's own tests run its
-    #: checks on a variant, e.g. zsmalloc's bugs={"BUG-6"}); check-driver gives none
+    #: checks on a variant of itself, a bug of its history put back); check-driver gives none
     driver_options: dict[str, Any] = field(factory=dict)
 
     def progress(self, done: int, total: int) -> None:

@@ -109,7 +109,7 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
     soon as it is known; `timeout` is the time limit of one driver call (None:
     none); `memory` bounds the address space the run may add (bytes, None: no
     bound); `driver_options` go to the driver's factory for every instance (a
-    driver's own tests check a variant, e.g. zsmalloc's {"bugs": {"BUG-6"}});
+    driver's own tests check a variant of it, e.g. {"bugs": {"BUG-6"}});
     `on_progress(check_id, done, total)` is told how far a long check (FUZZ,
     RACE) got.  Every option is checked before the driver is loaded.  Raises
     UsageError (bad option, unknown driver), PluginError (the driver does not
