@@ -1,11 +1,13 @@
 """`mmplug check-driver DRIVER`: run the conformance suite and print one line per check.
 
 Exit codes: 0 every check passed (warnings allowed), 1 a check failed, 2 usage
-error, 3 internal error, 4 the driver could not be loaded or validated.
+error, 3 internal error, 4 the driver could not be loaded or validated.  The
+long checks (FUZZ, RACE) show how far they got on stderr (conformance.progress).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -15,6 +17,7 @@ from ..errors import PluginError, UsageError
 from ..outputs import check_output_file, stdout_for_drivers, write_atomic
 from ..watchdog import memory_budget, time_limit
 from .model import FAIL, SAME, WARN, CheckResult, Report
+from .progress import Progress
 from .runner import InternalError, run_suite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_PLUGIN = 0, 1, 2, 3, 4
@@ -127,8 +130,10 @@ def check_driver(
     memory = memory_budget(memory_limit)
 
     header: list[str] = []
+    progress = Progress(sys.stderr)
 
     def show(result: CheckResult) -> None:
+        progress.clear()
         if to_stdout:
             return
         if not header:
@@ -143,10 +148,12 @@ def check_driver(
             report = run_suite(driver, seed=seed, select=tuple(select or ()), quick=quick,
                                races=races, max_examples=max_examples, replay=replay,
                                exit_first=exit_first, on_result=show, timeout=limit,
-                               memory=memory)
+                               memory=memory, on_progress=progress.update)
     except (UsageError, PluginError):
+        progress.clear()
         raise  # cli.main() prints one line: exit 2 / exit 4
     except InternalError as exc:
+        progress.clear()
         typer.echo(f"mmplug: internal error: {exc}", err=True)
         raise SystemExit(EXIT_INTERNAL)
     if not to_stdout:

@@ -71,7 +71,9 @@ def emptied_while_isolated(ctx: Any) -> None:
 def compaction_skips_isolated(ctx: Any) -> None:
     bench = ctx.bench()
     size = PAGE_SIZE(bench.vm) // 8
-    handles = [bench.store(bench.payload(size)) for _ in range(ctx.size(48, 24))]
+    handles = []
+    while len(bench.pages()) < 12 and len(handles) < 400:   # three zspages of four pages
+        handles.append(bench.store(bench.payload(size)))
     for handle in handles[1::2]:         # every zspage half empty: work for zs_compact
         bench.free(handle)
     pages = bench.pages()

@@ -65,6 +65,7 @@ def _machine(ctx: Context) -> type:
 
     caps = ctx.caps
     hung = ctx.scratch.setdefault("hung", [])
+    examples = ctx.scratch.setdefault("examples", [0, 0])   # [made, planned]
 
     class DriverMachine(RuleBasedStateMachine):
         """One driver instance on a small VM, driven at random."""
@@ -74,6 +75,8 @@ def _machine(ctx: Context) -> type:
             self.hung = hung
             if hung:
                 raise hung[0]
+            examples[0] += 1
+            ctx.progress(min(examples[0], examples[1]), examples[1])
             self.bench = ctx.bench("fuzz", nr_pages=256, pageblock_order=5, max_order=7)
             self.cpus = self.bench.vm.cpus
             #: False while a step runs; a step that raised leaves it False
@@ -253,6 +256,7 @@ def state_machine(ctx: Context) -> str:
     from hypothesis.stateful import get_state_machine_test
 
     examples = ctx.max_examples if ctx.max_examples is not None else ctx.size(200, 10)
+    ctx.scratch["examples"] = [0, examples]
     machine = _machine(ctx)
     conf = settings(max_examples=examples, stateful_step_count=ctx.size(30, 15),
                     deadline=None, database=None, derandomize=False, print_blob=False,
