@@ -30,46 +30,79 @@ def render_result(result: CheckResult, rule: str | None = None) -> list[str]:
     """The line of one check and, for a FAIL or a warning, what it found.
 
     A FAIL of another rule than the check's says which ("FAIL (breaks MIG-7)");
-    a check that found a violation reported above is one line that points at it.
+    a check that found a violation reported elsewhere is one line that points at it.
     """
     shown = rule or result.listed_rule
     head = f"test {shown} {result.title}: "
     if result.verdict == SAME:
-        return [f"{head}same as {result.rule} above ({result.same_as})"]
+        return [f"{head}same as {result.rule} ({result.same_as})"]
     breaks = f" (breaks {result.rule})" if result.verdict == FAIL and \
         result.rule != result.listed_rule else ""
     lines = [f"{head}{result.verdict}{breaks}"]
     if result.verdict == FAIL:
-        where = ", ".join(x for x in (f"driver {result.driver}" if result.driver else "",
-                                      f"callback {result.hook}" if result.hook else "") if x)
-        head, *rest = result.message.splitlines() or [""]
-        lines.append(f"    {result.rule}: {head}" + (f" ({where})" if where else ""))
-        lines += [f"    {line}" for line in rest]
-        if result.site:
-            lines.append(f"    in: {result.site}")
-        if result.page:
-            lines.append(f"    page: {result.page}")
-        lines.append(f"    reproduce: {result.repro}")
+        lines += render_details(result)
     elif result.verdict == WARN:
         lines.append(f"    {result.message}")
     return lines
 
 
-def render_violations(report: Report) -> list[str]:
-    """Each violation once, with the checks that found it (nothing if none was found)."""
-    fails = report.failures()
-    if not fails:
-        return []
-    lines = [f"{len(fails)} violation(s):"]
-    for first in fails:
-        head = (first.message.splitlines() or [""])[0]
-        head = head if len(head) <= 120 else head[:117] + "..."
-        culprit = first.violation.split(":", 1)[0] if first.violation else first.rule
-        more = len(report.hits(first))
-        also = f"; {more} more check(s) found it" if more else ""
-        lines.append(f"  {culprit}: {head}")
-        lines.append(f"    first found by {first.check}{also}")
+def render_details(result: CheckResult) -> list[str]:
+    """What a FAIL found, in full: rule and message, where, the page, how to reproduce."""
+    where = ", ".join(x for x in (f"driver {result.driver}" if result.driver else "",
+                                  f"callback {result.hook}" if result.hook else "") if x)
+    head, *rest = result.message.splitlines() or [""]
+    lines = [f"    {result.rule}: {head}" + (f" ({where})" if where else "")]
+    lines += [f"    {line}" for line in rest]
+    if result.site:
+        lines.append(f"    in: {result.site}")
+    if result.page:
+        lines.append(f"    page: {result.page}")
+    lines.append(f"    reproduce: {result.repro}")
     return lines
+
+
+class Printer:
+    """The lines of check-driver as results come in, each violation in full once.
+
+    A FAIL found by a check listed under the rule it breaks is printed in full
+    there.  One found by a check of another rule is one line ("FAIL (breaks
+    MIG-7, reported below)"): the first check of its own rule that meets it
+    reports it in full (the runner moves it there), or the summary at the end
+    does.  A check that meets a violation reported already points at it.
+    """
+
+    def __init__(self) -> None:
+        #: violations printed in full so far
+        self.full: set[str] = set()
+
+    def result(self, result: CheckResult) -> list[str]:
+        head = f"test {result.listed_rule} {result.title}: "
+        if result.verdict == FAIL and result.rule != result.listed_rule and result.violation:
+            return [f"{head}FAIL (breaks {result.rule}, reported below)"]
+        if result.verdict == SAME:
+            where = "above" if result.violation in self.full else "reported below"
+            return [f"{head}same as {result.rule} {where} ({result.same_as})"]
+        if result.verdict == FAIL:
+            self.full.add(result.violation)
+        return render_result(result)
+
+    def summary(self, report: Report) -> list[str]:
+        """Each violation once, with the checks that met it; in full if it was not yet."""
+        fails = report.failures()
+        if not fails:
+            return []
+        lines = [f"{len(fails)} violation(s):"]
+        for first in fails:
+            more = len(report.hits(first))
+            found = f"found by {first.check}" + (f" and {more} more check(s)" if more else "")
+            culprit = first.violation.split(":", 1)[0] if first.violation else first.rule
+            if first.violation in self.full:
+                head = (first.message.splitlines() or [""])[0]
+                head = head if len(head) <= 120 else head[:117] + "..."
+                lines += [f"  {culprit}: {head}", f"    {found}"]
+            else:
+                lines += [f"  {culprit}, {found}:"] + render_details(first)
+        return lines
 
 
 def render_totals(report: Report) -> str:
@@ -131,6 +164,7 @@ def check_driver(
 
     header: list[str] = []
     progress = Progress(sys.stderr)
+    printer = Printer()
 
     def show(result: CheckResult) -> None:
         progress.clear()
@@ -140,7 +174,7 @@ def check_driver(
             # the seed of every random choice, printed before the first check
             header.append(f"check-driver {result.driver}: seed {seed}")
             typer.echo(header[0], file=out)
-        for line in render_result(result):
+        for line in printer.result(result):
             typer.echo(line, file=out)
 
     try:
@@ -157,7 +191,7 @@ def check_driver(
         typer.echo(f"mmplug: internal error: {exc}", err=True)
         raise SystemExit(EXIT_INTERNAL)
     if not to_stdout:
-        for line in render_violations(report):
+        for line in printer.summary(report):
             typer.echo(line)
         typer.echo(render_totals(report))
     emit_json(report.to_json() + "\n", as_json=as_json, output=output)

@@ -10,9 +10,9 @@ A check's outcome is decided here, in one place:
 - anything else raised from the driver's own code: FAIL (API-1); raised from
   mmplug itself: an InternalError (exit 3), since the suite must not guess.
 
-A FAIL names its violation (mmplug.conformance.violations); a later check that
-finds the same one is SAME, pointing at the first, so one mistake is reported
-once, in full, under the rule it breaks.
+A FAIL names its violation (mmplug.conformance.violations); another check that
+finds the same one is SAME, pointing at the one that reports it, so one mistake
+is reported once, in full, under the rule it breaks (see fold_violation).
 """
 
 from __future__ import annotations
@@ -131,14 +131,14 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
         report = Report(driver=info.name, driver_version=info.version,
                         mmplug_version=__version__, seed=seed)
         start = time.perf_counter()
-        first: dict[str, CheckResult] = {}
+        primary: dict[str, int] = {}
         for chk in checks:
             ctx = Context(loaded=loaded, host=host, seed=seed, check_id=chk.spec.id,
                           quick=quick, max_examples=max_examples, replay=replay,
                           driver_spec=driver, timeout=timeout,
                           driver_options=dict(driver_options or {}),
                           on_progress=_progress_of(chk.spec.id, on_progress))
-            result = same_as_before(run_check(chk, ctx), first)
+            result = fold_violation(run_check(chk, ctx), report.results, primary)
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -155,12 +155,29 @@ def _progress_of(check_id: str, on_progress: Callable[[str, int, int], Any] | No
     return lambda done, total: on_progress(check_id, done, total)
 
 
-def same_as_before(result: CheckResult, first: dict[str, CheckResult]) -> CheckResult:
-    """`result`, or SAME if a check before it (in `first`, by violation) failed the same way."""
+def fold_violation(result: CheckResult, results: list[CheckResult],
+                   primary: dict[str, int]) -> CheckResult:
+    """`result` as it goes into `results`: a FAIL of a violation found before is SAME.
+
+    A violation is reported in full once, preferably by a check listed under
+    the rule it breaks: when such a check meets a violation that a check of
+    another rule found first, the violation moves to it (the earlier result,
+    and those pointing at it, become SAME pointing here).  `primary` maps each
+    violation to the index of the result that reports it.
+    """
     if result.verdict != FAIL or not result.violation:
         return result
-    earlier = first.setdefault(result.violation, result)
-    if earlier is result:
+    at = primary.get(result.violation)
+    if at is None:
+        primary[result.violation] = len(results)
+        return result
+    earlier = results[at]
+    if result.rule == result.listed_rule and earlier.rule != earlier.listed_rule:
+        for i, r in enumerate(results):
+            if i == at or (r.verdict == SAME and r.same_as == earlier.check
+                           and r.violation == result.violation):
+                results[i] = attrs.evolve(r, verdict=SAME, same_as=result.check)
+        primary[result.violation] = len(results)
         return result
     return attrs.evolve(result, verdict=SAME, same_as=earlier.check)
 

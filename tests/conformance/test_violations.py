@@ -97,16 +97,42 @@ def test_a_verify_message_naming_a_rule_is_that_rule() -> None:
 
 # --- the report ---------------------------------------------------------------------------------
 
-def test_one_mistake_is_one_fail_and_the_other_checks_refer_to_it(capsys) -> None:
+def test_one_mistake_is_reported_once_under_its_rule_and_referred_to(capsys) -> None:
     code, out = run_cli(capsys, str(BROKEN / "leaks_old_page.py"), "--quick")
     assert code == 1
-    fails = [ln for ln in out.splitlines() if ln.startswith("test ") and ": FAIL" in ln]
-    same = [ln for ln in out.splitlines() if " same as MIG-7 above (" in ln]
-    assert len(fails) == 1 and fails[0].endswith("FAIL (breaks MIG-7)")
-    assert len(same) >= 8
-    assert "1 violation(s):\n  MIG-7 in migratepage: " in out
-    assert "more check(s) found it" in out
-    assert ", Failed: 1, Same violation: " in out.splitlines()[-1]
+    lines = out.splitlines()
+    # found first by a check of another rule: one line, the report follows under MIG-7
+    assert "test ISO-3 driver leaves PG_isolated to the VM: FAIL (breaks MIG-7, reported " \
+           "below)" in lines
+    at = lines.index("test MIG-7 on success the old page is released and the new one is "
+                     "movable, referenced and used: FAIL")
+    assert lines[at + 1].startswith("    MIG-7: migratepage returned 0 but the old page still")
+    assert lines[at + 3].startswith("    reproduce: mmplug check-driver ")
+    assert sum(": FAIL" in ln for ln in lines if ln.startswith("test ")) == 2
+    assert "test ISO-4 driver leaves lru of an isolated page alone: same as MIG-7 reported " \
+           "below (ISO-3/pg-isolated-vm-only)" in lines
+    assert sum(" same as MIG-7 above (MIG-7/success)" in ln for ln in lines) >= 8
+    assert "1 violation(s):" in lines
+    assert any(ln.startswith("  MIG-7 in migratepage: migratepage returned 0 but the old page "
+                             "still has 1 reference(s)") for ln in lines)
+    assert ", Failed: 1, Same violation: " in lines[-1]
+    # the report: one FAIL, every other check that met it points at it
+    report = run_suite(str(BROKEN / "leaks_old_page.py"), quick=True)
+    (fail,) = report.failures()
+    assert fail.check == "MIG-7/success"
+    assert {r.same_as for r in report.results if r.verdict == SAME} == {"MIG-7/success"}
+
+
+def test_a_violation_no_check_of_its_rule_meets_is_reported_in_full_at_the_end(capsys) -> None:
+    code, out = run_cli(capsys, str(BROKEN / "relists_on_failure.py"), "--quick", "--no-races")
+    lines = out.splitlines()
+    assert code == 1
+    assert any(ln.startswith("test PUT-3 ") and ln.endswith(": FAIL (breaks MIG-8, reported "
+                                                              "below)") for ln in lines)
+    at = lines.index("1 violation(s):")
+    assert lines[at + 1] == "  MIG-8 in migratepage, found by PUT-3/driver-failure:"
+    assert lines[at + 2].startswith("    MIG-8: migratepage failed for good (-EBUSY) and store()")
+    assert any(ln.startswith("    reproduce: ") for ln in lines[at:])
 
 
 def test_the_same_mistake_found_by_a_race_is_the_same_violation() -> None:
