@@ -15,7 +15,8 @@ mistake is reported under the same rule wherever it is found.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 

@@ -20,5 +20,5 @@ from __future__ import annotations
 from .model import FAIL, NOT_SUPPORTED, OK, SAME, WARN, CheckResult, CheckSpec, Report
 from .runner import InternalError, list_checks, run_suite
 
-__all__ = ["CheckResult", "CheckSpec", "FAIL", "InternalError", "NOT_SUPPORTED", "OK", "Report",
-           "SAME", "WARN", "list_checks", "run_suite"]
+__all__ = ["FAIL", "NOT_SUPPORTED", "OK", "SAME", "WARN", "CheckResult", "CheckSpec",
+           "InternalError", "Report", "list_checks", "run_suite"]

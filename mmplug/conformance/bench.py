@@ -14,7 +14,8 @@ and any ContractViolation the core raises, into a FAIL.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from attrs import define, field
 
@@ -23,7 +24,12 @@ from ..errors import ContractViolation, NoMemory
 from ..instance import STORE_ERRORS, GuardedInstance
 from ..journal import Journal
 from ..mapping import AddressSpace
-from ..migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
+from ..migrate import (
+    PageList,
+    isolate_movable_page,
+    migrate_pages,
+    putback_movable_pages,
+)
 from ..page import ISOLATED, PAGE_MAPPING_MOVABLE, Page
 from ..plugins import Capabilities, LoadedDriver, PluginHost
 from ..vm import VM, VMConfig

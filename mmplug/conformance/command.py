@@ -8,13 +8,13 @@ long checks (FUZZ, RACE) show how far they got on stderr (conformance.progress).
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..commandline import emit_json, json_option, output_option, wants_json
 from ..errors import PluginError, UsageError
-from ..outputs import check_output_file, stdout_for_drivers, write_atomic
+from ..outputs import check_output_file, stdout_for_drivers
 from ..watchdog import memory_budget, time_limit
 from .model import FAIL, SAME, WARN, CheckResult, Report
 from .progress import Progress
@@ -118,33 +118,33 @@ def check_driver(
              "loads FILE under the name NAME.")],
     seed: Annotated[int, typer.Option(
         "--seed", metavar="N", help="Seed of every random choice.")] = 0,
-    select: Annotated[Optional[list[str]], typer.Option(
+    select: Annotated[list[str] | None, typer.Option(
         "--select", "-k", metavar="RULE",
         help="Run only checks of this rule id or prefix (ISO, MIG-7, ISO-4/lru-untouched); "
              "repeatable.")] = None,
     exit_first: Annotated[bool, typer.Option(
         "--exit-first", "-x", help="Stop after the first failed check.")] = False,
-    max_examples: Annotated[Optional[int], typer.Option(
+    max_examples: Annotated[int | None, typer.Option(
         "--max-examples", metavar="N", min=1,
         help="Random sequences the stateful fuzzing tries.")] = None,
     races: Annotated[bool, typer.Option(
         "--races/--no-races", help="Run the race checks on several simulated CPUs.")] = True,
-    replay: Annotated[Optional[str], typer.Option(
+    replay: Annotated[str | None, typer.Option(
         "--replay", metavar="SCHEDULE",
         help="Replay one race interleaving (SCENARIO@SCHEDULE, as a failure prints it).")] = None,
-    scenario: Annotated[Optional[str], typer.Option(
+    scenario: Annotated[str | None, typer.Option(
         "--scenario", metavar="NAME",
         help="The race scenario --replay replays (same as --replay NAME@SCHEDULE).")] = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="Smaller populations and fewer random sequences (a few seconds).")]
         = False,
     as_json: Annotated[bool, json_option("the report")] = False,
-    output: Annotated[Optional[str], output_option("the report")] = None,
+    output: Annotated[str | None, output_option("the report")] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", metavar="SECONDS",
         help="Time limit of one driver call; a call that runs longer fails as hung "
              "(0: no limit).")] = 2.0,
-    memory_limit: Annotated[Optional[str], typer.Option(
+    memory_limit: Annotated[str | None, typer.Option(
         "--memory-limit", metavar="SIZE",
         help="Most memory the run may add, e.g. 2GiB (0: no limit; default 2 GiB, at most "
              "what the machine has free).")] = None,

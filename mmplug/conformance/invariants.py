@@ -11,11 +11,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..page import (
-    ACTIVE, BUDDY, ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, RESERVED,
-    SLAB, UNEVICTABLE, WRITEBACK, Page, flag_names,
-)
 from ..journal import LEAKED, blame_bad_read, blame_leak, blame_page, rule_named
+from ..page import (
+    ACTIVE,
+    BUDDY,
+    ISOLATED,
+    LOCKED,
+    LRU,
+    PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_MOVABLE,
+    RESERVED,
+    SLAB,
+    UNEVICTABLE,
+    WRITEBACK,
+    Page,
+    flag_names,
+)
 from .outcomes import CheckFailed
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..drivercode import Site
 from ..errors import ContractViolation
 
 
@@ -21,9 +22,11 @@ class CheckFailed(ContractViolation):
 
     def __init__(self, rule: str, message: str, page: Any = None,
                  hook: str | None = None, page_desc: str | None = None,
-                 what: str | None = None) -> None:
+                 what: str | None = None, site: Site | None = None) -> None:
         super().__init__(rule, message, hook=hook, page=page)
         self.what = what
+        #: where in the driver's code it happened, when the check knows (a race's run)
+        self.site = site
         if page is None and page_desc:
             self.page_desc = page_desc
             self.args = (self.render(),)

@@ -10,7 +10,8 @@ stdout: the report and the JSON stay exactly what they would be without it.
 from __future__ import annotations
 
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 #: the bar's width in characters
 BAR = 24

@@ -9,7 +9,8 @@ returns nothing (OK) or a note, raises `NotSupported`, `CheckFailed`, or lets a
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from attrs import define, field, frozen
 
@@ -23,7 +24,7 @@ class Check:
     """A check's spec and the function that runs it."""
 
     spec: CheckSpec
-    fn: Callable[["Context"], Any]
+    fn: Callable[[Context], Any]
 
 
 def check(id: str, title: str, *, rules: tuple[str, ...] = (), needs: tuple[str, ...] = (),

@@ -21,19 +21,26 @@ import os
 import shlex
 import time
 import traceback
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 
 from .. import __version__
-from ..errors import CallbackTimeout, ContractViolation, Deadlock, MmplugError, UsageError
 from ..drivercode import DriverCode
+from ..errors import (
+    CallbackTimeout,
+    ContractViolation,
+    Deadlock,
+    MmplugError,
+    UsageError,
+)
 from ..plugins import LoadedDriver, PluginHost
 from ..watchdog import describe, interrupts, is_user_interrupt, memory_limit, trap_exits
 from .checks import all_checks, driver_checks
 from .invariants import DRIVER_WARNINGS, check_warnings
-from .outcomes import CheckFailed, NotSupported
 from .model import FAIL, NOT_SUPPORTED, OK, SAME, WARN, CheckResult, CheckSpec, Report
+from .outcomes import CheckFailed, NotSupported
 from .registry import Check, Context
 from .violations import Violation
 
@@ -209,7 +216,8 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
     """One check, its outcome turned into a CheckResult (see the module docstring)."""
     spec = chk.spec
     t0 = time.perf_counter()
-    base = dict(check=spec.id, title=spec.title, driver=ctx.loaded.info.name)
+    base: dict[str, Any] = {"check": spec.id, "title": spec.title,
+                            "driver": ctx.loaded.info.name}
     missing = _missing_needs(spec, ctx.loaded)
     if missing:
         return CheckResult(rule=spec.rule, verdict=NOT_SUPPORTED,
@@ -258,8 +266,8 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
                          "structures hold the memory", None, None, t0, base, None)
         if os.environ.get("MMPLUG_DEBUG"):
             raise
-        where = traceback.extract_tb(exc.__traceback__)[-1:] or [None]
-        loc = f" at {where[0].filename}:{where[0].lineno}" if where[0] else ""
+        frames = traceback.extract_tb(exc.__traceback__)
+        loc = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
         raise InternalError(f"check {spec.id} crashed: {type(exc).__name__}: {exc}{loc}") \
             from exc
     verdict, message = OK, note
@@ -274,7 +282,7 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
 
 
 def _fail(ctx: Context, spec: CheckSpec, rule: str, message: str, page: str | None,
-          hook: str | None, t0: float, base: dict[str, str], recipe: list[str] | None,
+          hook: str | None, t0: float, base: dict[str, Any], recipe: list[str] | None,
           driver: str | None = None, what: str | None = None,
           exc: BaseException | None = None) -> CheckResult:
     site = getattr(exc, "site", None)   # a race failure carries the site of its run

@@ -12,13 +12,20 @@ The public API is imported here: ``from mmplug import races; races.explore(...)`
 
 from .env import RaceEnv, check_common
 from .exploration import (
-    STRATEGIES, check_determinism, check_driver, explore, load_driver, replay, run_once, shrink,
+    STRATEGIES,
+    check_determinism,
+    check_driver,
+    explore,
+    load_driver,
+    replay,
+    run_once,
+    shrink,
 )
 from .results import ExploreResult, RunResult
 from .scenarios import GENERIC_SCENARIOS, RACE_VM, Scenario, get_scenario, scenarios_for
 
 __all__ = [
-    "ExploreResult", "GENERIC_SCENARIOS", "RACE_VM", "RaceEnv", "RunResult", "STRATEGIES",
+    "GENERIC_SCENARIOS", "RACE_VM", "STRATEGIES", "ExploreResult", "RaceEnv", "RunResult",
     "Scenario", "check_common", "check_determinism", "check_driver", "explore", "get_scenario",
     "load_driver", "replay", "run_once", "scenarios_for", "shrink",
 ]

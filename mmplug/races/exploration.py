@@ -21,13 +21,19 @@ The same driver, scenario, strategy and seed give the same runs and results.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import attrs
 
 from ..cpus.schedule import (
-    DFSSearch, PartialReplay, PCTStrategy, RandomStrategy, ReplayStrategy, Strategy,
+    DFSSearch,
+    PartialReplay,
+    PCTStrategy,
+    RandomStrategy,
+    ReplayStrategy,
+    Strategy,
     decode_schedule,
 )
 from ..cpus.scheduler import DEFAULT_MAX_STEPS, Outcome, Scheduler
@@ -76,7 +82,7 @@ def _run(loaded: LoadedDriver, sc: Scenario, strategy: Strategy, *, max_steps: i
         instance = vm.create_from(loaded, **(options or {}))
         env = RaceEnv.create(vm, instance, sched)
         sc.setup(env)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever setup raised ends the run, classified
         end = classify(exc, code)
         return attrs.evolve(base, kind=end.kind, rule=end.rule, message=f"setup: {end.message}",
                             hook=end.hook, page=end.page, site=end.site, what=end.what), None
@@ -92,7 +98,7 @@ def _run(loaded: LoadedDriver, sc: Scenario, strategy: Strategy, *, max_steps: i
             if sc.check is not None:
                 sc.check(env)
             check_common(env)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the checks raised is the run's end
             error = exc
     lockdep = sched.lockdep
     inversions = tuple(inv.render() for inv in lockdep.inversions) if lockdep else ()

@@ -46,7 +46,7 @@ def test_on_a_terminal_one_line_redrawn_with_the_time_left() -> None:
 def test_elsewhere_one_line_per_long_check() -> None:
     out = io.StringIO()
     lines = Progress(out, tty=False)
-    for done in range(0, 11):
+    for done in range(11):
         lines.update("FUZZ/state-machine", done, 10)
     lines.update("RACE/explore", 3, 50)
     lines.clear()

@@ -3,8 +3,9 @@ BUG-9 and a deflation that stalls behind isolated pages fail."""
 
 from __future__ import annotations
 
-from mmplug.conformance import FAIL, OK, list_checks, run_suite
 from mmplug_balloon import virtio_balloon
+
+from mmplug.conformance import FAIL, OK, list_checks, run_suite
 
 DRV = ["DRV-B1/deflate-skips-isolated", "DRV-B3/migrate-while-deflating"]
 

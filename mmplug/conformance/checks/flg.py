@@ -10,7 +10,8 @@ watched directly, whatever they lead to.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...constants import MigrateMode
 from ...drivercode import DriverCode
@@ -66,13 +67,11 @@ def mapping_masked(ctx: Context) -> None:
     if watch.sites:
         first = watch.sites[0]
         more = f" (and {len(watch.sites) - 1} more place(s))" if len(watch.sites) > 1 else ""
-        err = CheckFailed("FLG-7", f"driver code reads the raw page.mapping word in "
+        raise CheckFailed("FLG-7", f"driver code reads the raw page.mapping word in "
                           f"{first.describe()}{more}: its low bits are tags "
                           "(PAGE_MAPPING_MOVABLE), so it never equals an address space; use "
                           "page_mapping(page), has_movable_tag(page) or page_movable(page)",
-                          what="driver code reads page.mapping raw")
-        err.site = first   # type: ignore[attr-defined]  (read by the runner)
-        raise err
+                          what="driver code reads page.mapping raw", site=first)
 
 
 def _hold_one(bench: Any) -> Callable[[], None]:

@@ -16,10 +16,14 @@ from typing import Any
 
 from ...compaction import compact_memory
 from ...constants import MigrateMode
-from ...page import ISOLATED, PAGE_MAPPING_MOVABLE, WRITEBACK
 from ...errors import CallbackTimeout, ContractViolation
+from ...page import ISOLATED, PAGE_MAPPING_MOVABLE, WRITEBACK
 from ..invariants import (
-    check_no_leak, check_owned_pages, check_warnings, verify_driver, verify_objects,
+    check_no_leak,
+    check_owned_pages,
+    check_warnings,
+    verify_driver,
+    verify_objects,
 )
 from ..observation import PageSnapshot
 from ..outcomes import CheckFailed
@@ -51,11 +55,12 @@ def _step(fn: Any) -> Any:
 
 def _hung(exc: BaseException) -> bool:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, CallbackTimeout) or "(hung)" in str(exc):
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, CallbackTimeout) or "(hung)" in str(cur):
             return True
-        exc = exc.__cause__ or exc.__context__
+        cur = cur.__cause__ or cur.__context__
     return False
 
 
@@ -267,7 +272,7 @@ def state_machine(ctx: Context) -> str:
     test = hypothesis_seed(ctx.seed)(get_state_machine_test(machine, settings=conf))
     lines: list[str] = []
     try:
-        with with_reporter(lines.append):
+        with with_reporter(lambda text: lines.append(str(text))):
             test()
     except Flaky as exc:
         if ctx.scratch.get("hung"):
@@ -276,8 +281,9 @@ def state_machine(ctx: Context) -> str:
         if found:
             # It failed once; replaying the same steps did not: report the failure anyway.
             first = _first(found[0])
-            first.recipe = ["(the same steps did not fail again: the driver is not "  # type: ignore[attr-defined]
-                            "deterministic, so no shortest sequence)"]
+            first.recipe = [  # type: ignore[attr-defined]
+                ("(the same steps did not fail again: the driver is not deterministic, "
+                 "so no shortest sequence)")]
             raise first from None
         # Module-level state (a global counter) is legal but defeats replaying.
         ctx.warnings.append(f"the driver behaves differently on the same sequence, so failures "

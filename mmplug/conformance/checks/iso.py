@@ -7,7 +7,8 @@ the driver can be seen to hold.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...page import ISOLATED, LOCKED, Page
 from ..invariants import check_owned_pages, verify_driver, verify_objects

@@ -8,7 +8,8 @@ migration gives -EBUSY in __unmap_and_move) and, where the driver offers the
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...constants import EAGAIN, MigrateMode, errno_name
 from ...errors import NoMemory

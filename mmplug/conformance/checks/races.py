@@ -101,10 +101,8 @@ def _report(ctx: Context, races: Any, scenario: Any, failure: Any, how: str,
     if failure.replayable is False:
         lines.append("(the schedule did not reproduce it: the driver is nondeterministic)")
     lines += failure.interleaving()
-    err = CheckFailed(rule, "\n".join(lines), hook=failure.hook, page_desc=failure.page,
-                      what=failure.what or message)
-    err.site = failure.site   # type: ignore[attr-defined]  (read by the runner)
-    raise err
+    raise CheckFailed(rule, "\n".join(lines), hook=failure.hook, page_desc=failure.page,
+                      what=failure.what or message, site=failure.site)
 
 
 def _size(run: Any) -> str:
