@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
-import pytest
+from commandline.clihelp import SIMPLEPOOL, run
 
-from mmplug import cli
 from mmplug.conformance.progress import Progress
-
-SIMPLEPOOL = str(Path(__file__).parent.parent / "drivers" / "simplepool.py")
 
 
 class Clock:
@@ -54,18 +50,11 @@ def test_elsewhere_one_line_per_long_check() -> None:
                              "50 steps\n"
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["check-driver", *args])
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
-
-
 def test_progress_goes_to_stderr_never_to_the_report(capsys) -> None:
-    code, out, err = run(capsys, SIMPLEPOOL, "--quick", "-k", "FUZZ", "-k", "RACE")
+    code, out, err = run(capsys, "check-driver", SIMPLEPOOL, "--quick", "-k", "FUZZ", "-k", "RACE")
     assert code == 0
     assert err == "FUZZ/state-machine: running, 10 steps\nRACE/explore: running, 80 steps\n"
     assert "running" not in out and "[#" not in out
-    code, out, err = run(capsys, SIMPLEPOOL, "--quick", "-k", "RACE", "--json")
+    code, out, err = run(capsys, "check-driver", SIMPLEPOOL, "--quick", "-k", "RACE", "--json")
     assert code == 0 and json.loads(out)["totals"]["total"] == 1
     assert err == "RACE/explore: running, 80 steps\n"

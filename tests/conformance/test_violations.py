@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from commandline.clihelp import run
 
-from mmplug import cli
 from mmplug.conformance import FAIL, SAME, run_suite
 from mmplug.conformance.violations import Violation, normalize
 from mmplug.journal import Journal, blame_bad_read, blame_leak, rule_named
@@ -19,10 +19,8 @@ BROKEN = HERE / "broken"
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["check-driver", *args])
-    out, _ = capsys.readouterr()
-    return exc.value.code, out
+    code, out, _ = run(capsys, "check-driver", *args)
+    return code, out
 
 
 # --- what a violation is ----------------------------------------------------------------------
