@@ -83,6 +83,9 @@ def _machine(ctx: Context) -> type:
             examples[0] += 1
             ctx.progress(min(examples[0], examples[1]), examples[1])
             self.bench = ctx.bench("fuzz", nr_pages=256, pageblock_order=5, max_order=7)
+            # Each example has its own VM, reported through its exception if it fails:
+            # the check keeps none of them (hundreds when a failure is shrunk).
+            ctx.benches.remove(self.bench)
             self.cpus = self.bench.vm.cpus
             #: False while a step runs; a step that raised leaves it False
             self.clean = True
