@@ -163,3 +163,12 @@ def test_a_failing_putback_is_not_taken_for_a_touched_lru(driver: str) -> None:
     the driver's doing (ISO-4)."""
     report = run_suite(str(BROKEN / f"{driver}.py"), quick=True, races=False)
     assert "ISO-4" not in {r.rule for r in report.results if r.failed}
+
+
+def test_shrinking_a_fuzz_failure_stays_within_the_memory_limit() -> None:
+    """Every example of the state machine has a VM of its own; none is kept once the
+    example is over, or hundreds of them (a failure being shrunk) exhaust the limit."""
+    report = run_suite(str(BROKEN / "one_object_moved.py"), select=["FUZZ"],
+                       memory=384 << 20)
+    (fuzz,) = report.results
+    assert fuzz.verdict == FAIL and fuzz.rule == "MIG-7", fuzz.message
