@@ -6,13 +6,16 @@ alone), on the 1 GiB preset by default:
     python benchmarks/bench_compare.py                       # 1g preset, every driver
     python benchmarks/bench_compare.py --zone-size 4GiB      # the 4 GiB zone
     python benchmarks/bench_compare.py --profile zsmalloc    # where the time goes
+    python benchmarks/bench_compare.py --against ../before   # before/after, one run
 
 Machines here are shared, so every figure comes with a ratio measured in the
 same run: before the first driver and after the last, a fixed pure-Python
-reference workload (objects, dicts and a buffer, independent of mmplug) runs
-in its own process, and each driver's CPU time is divided by its CPU time.
-Peak RSS is divided by the zone size.  CPU time is what the wall time of an
-idle machine would be; the wall time is printed too.
+reference workload (benchmarks/reference.py: objects, dicts and a buffer,
+independent of mmplug) runs in its own process, and each driver's CPU time is
+divided by its CPU time.  Peak RSS is divided by the zone size.  CPU time is
+what the wall time of an idle machine would be; the wall time is printed too.
+`--against TREE` runs each driver from another checkout as well (the code
+before a change), alternating, and prints after/before.
 
 Targets (issue 15): a 1 GiB zone in under 12 s and a 4 GiB zone in under
 60 s per driver, peak memory at most 1.5x the zone.
@@ -26,12 +29,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import pstats
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from reference import Reference, run_child
 
 #: seconds per driver, by zone size (issue 15); other sizes have no target
 TIME_TARGETS = {1 << 30: 12.0, 4 << 30: 60.0}
@@ -43,14 +45,14 @@ import json, resource, sys, time
 from mmplug.plugins import PluginHost
 from mmplug.compare.runner import run_one
 from mmplug.compare.workload import pages_for, preset
-spec, name, size = sys.argv[1], sys.argv[2], sys.argv[3]
+spec, name, size, limit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 w = preset(name)
 if size:
     w = w.with_overrides(nr_pages=pages_for(size, w.page_size))
 host = PluginHost()
 host.load_entry_points()
 t0, c0 = time.perf_counter(), time.process_time()
-r = run_one(host, spec, w)
+r = run_one(host, spec, w, timeout=limit or None)
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 print(json.dumps({
     "driver": r["driver"], "status": r["status"], "error": r["error"],
@@ -62,37 +64,6 @@ print(json.dumps({
 }))
 """
 
-#: The reference: fixed work of the kinds the model does (slotted objects, a
-#: large dict, word stores into a buffer), and nothing of mmplug, so that its
-#: time tracks the machine, not the code being measured.
-REFERENCE = r"""
-import json, time
-
-class Node:
-    __slots__ = ("key", "value", "next")
-
-    def __init__(self, key, value, nxt):
-        self.key, self.value, self.next = key, value, nxt
-
-def work(n):
-    table = {}
-    view = memoryview(bytearray(1 << 20))
-    head = None
-    for i in range(n):
-        head = Node(i, i * 7919 & 0xFFFF, head if i % 3 else None)
-        table[i * 2654435761 & 0xFFFFFFFF] = head
-        off = (i * 64) & 0xFFFC0
-        view[off:off + 8] = (i & 0xFFFFFFFF).to_bytes(8, "little")
-        if i % 4 == 3:
-            table.pop((i - 1) * 2654435761 & 0xFFFFFFFF, None)
-    return len(table)
-
-t0, c0 = time.perf_counter(), time.process_time()
-work(1_500_000)
-print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}))
-"""
-
-
 def installed_drivers() -> list[str]:
     from mmplug.plugins import PluginHost
     host = PluginHost()
@@ -100,26 +71,13 @@ def installed_drivers() -> list[str]:
     return sorted(host.drivers)
 
 
-def _child(code: str, *args: str) -> tuple[dict | None, str]:
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
-    if proc.returncode:
-        return None, proc.stderr.strip()[-300:]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
-
-
-def measure(spec: str, preset: str, zone_size: str) -> dict:
+def measure(spec: str, preset: str, zone_size: str, tree: Path | None = None,
+            limit: float = 10.0) -> dict:
     t0 = time.perf_counter()
-    out, err = _child(CHILD, spec, preset, zone_size or "")
+    out, err = run_child(CHILD, spec, preset, zone_size or "", str(limit), tree=tree)
     if out is None:
         return {"driver": spec, "status": "crashed", "error": err,
                 "seconds": round(time.perf_counter() - t0, 2)}
-    return out
-
-
-def reference() -> dict:
-    out, err = _child(REFERENCE)
-    if out is None:
-        raise SystemExit(f"bench_compare: the reference workload failed: {err}")
     return out
 
 
@@ -167,6 +125,17 @@ def verdict(r: dict) -> str:
             f"memory {'ok' if rss_ratio <= MEMORY_TARGET else 'OVER'} (<={MEMORY_TARGET}x)")
 
 
+def row(r: dict, ref: float, label: str = "") -> str:
+    name = f"{r['driver']}{label}"
+    if r["status"] != "ok":
+        return f"{name:<17} {r['status']}: {r['error']}"
+    rss_ratio = r["peak_rss_mib"] * (1 << 20) / r["zone_bytes"]
+    return (f"{name:<17} {r['nr_pages']:>9,} {r['seconds']:>7.1f} "
+            f"{r['cpu_seconds']:>7.1f} {r['cpu_seconds'] / ref:>8.2f} "
+            f"{r['peak_rss_mib']:>9.0f} {rss_ratio:>8.2f}  {r['objects']:>9,} "
+            f"{r['pgmigrate_success']:>9,}  {verdict(r)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("drivers", nargs="*", help="drivers (default: every installed one)")
@@ -174,6 +143,11 @@ def main() -> None:
     ap.add_argument("--zone-size", default="", metavar="SIZE", help="e.g. 4GiB")
     ap.add_argument("--profile", metavar="DRIVER", help="profile one driver instead")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="time limit of one driver call, as compare's --timeout (0: none)")
+    ap.add_argument("--against", metavar="TREE", type=Path,
+                    help="also run each driver from this checkout (before a change), "
+                         "alternating with this one, and print after/before")
     args = ap.parse_args()
     if args.zone_size:
         from mmplug.compare.workload import pages_for
@@ -186,29 +160,33 @@ def main() -> None:
         profile(args.profile, args.preset, args.zone_size, args.top)
         return
     drivers = args.drivers or installed_drivers()
-    before = reference()
-    print(f"reference workload: {before['cpu_seconds']:.2f} s CPU "
-          f"({before['seconds']:.2f} s wall)")
-    results = [measure(spec, args.preset, args.zone_size) for spec in drivers]
-    after = reference()
-    ref = (before["cpu_seconds"] + after["cpu_seconds"]) / 2
-    drift = abs(after["cpu_seconds"] - before["cpu_seconds"]) / ref
-    print(f"reference workload again: {after['cpu_seconds']:.2f} s CPU "
-          f"({after['seconds']:.2f} s wall); ratios below use the mean, {ref:.2f} s"
-          + (f"  [drifted {100 * drift:.0f} %: the machine's load changed]" if drift > 0.2
-             else ""))
+    reference = Reference()
+    reference.measure()
+    print(reference.describe_first())
+    results, before = [], []
+    for spec in drivers:
+        if args.against is not None:
+            before.append(measure(spec, args.preset, args.zone_size, args.against, args.timeout))
+        results.append(measure(spec, args.preset, args.zone_size, limit=args.timeout))
+    reference.measure()
+    ref = reference.cpu
+    print(reference.describe_last())
     print()
-    print(f"{'driver':<10} {'pages':>9} {'wall s':>7} {'CPU s':>7} {'CPU/ref':>8} "
+    print(f"{'driver':<17} {'pages':>9} {'wall s':>7} {'CPU s':>7} {'CPU/ref':>8} "
           f"{'peak MiB':>9} {'RSS/zone':>8}  {'objects':>9} {'migrated':>9}  verdict")
-    for r in results:
-        if r["status"] != "ok":
-            print(f"{r['driver']:<10} {r['status']}: {r['error']}")
-            continue
-        rss_ratio = r["peak_rss_mib"] * (1 << 20) / r["zone_bytes"]
-        print(f"{r['driver']:<10} {r['nr_pages']:>9,} {r['seconds']:>7.1f} "
-              f"{r['cpu_seconds']:>7.1f} {r['cpu_seconds'] / ref:>8.2f} "
-              f"{r['peak_rss_mib']:>9.0f} {rss_ratio:>8.2f}  {r['objects']:>9,} "
-              f"{r['pgmigrate_success']:>9,}  {verdict(r)}")
+    for i, r in enumerate(results):
+        if before:
+            print(row(before[i], ref, " (before)"))
+        print(row(r, ref))
+    if before:
+        print()
+        print("after / before (CPU):")
+        for b, r in zip(before, results):
+            if b["status"] == "ok" and r["status"] == "ok":
+                same = "same" if (b["objects"], b["pgmigrate_success"]) == \
+                    (r["objects"], r["pgmigrate_success"]) else "DIFFERENT"
+                print(f"  {r['driver']:<10} {r['cpu_seconds'] / b['cpu_seconds']:.2f}  "
+                      f"(objects and migrations: {same})")
     print()
     for r in results:
         if r["status"] == "ok":

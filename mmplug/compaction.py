@@ -77,6 +77,8 @@ class CompactControl:
     ignore_block_suitable: bool = False
     direct_compaction: bool = False
     finishing_block: bool = False
+    #: the migrate scanner is back in the pageblock it last migrated from (VMConfig.rescan_block)
+    rescan: bool = False
     contended: bool = False
     migrate_pfn: int = 0
     free_pfn: int = 0
@@ -238,9 +240,9 @@ def reset_isolation_suitable(zone: "Zone") -> None:
 
 def reset_cached_positions(zone: "Zone") -> None:
     """reset_cached_positions() (mm/compaction.c:213-219)."""
-    zone.compact_cached_migrate_pfn[0] = zone.start_pfn
-    zone.compact_cached_migrate_pfn[1] = zone.start_pfn
-    zone.compact_cached_free_pfn = pageblock_start_pfn(zone, zone.end_pfn - 1)
+    zone.compact_cached_migrate_pfn[0] = zone.zone_start_pfn
+    zone.compact_cached_migrate_pfn[1] = zone.zone_start_pfn
+    zone.compact_cached_free_pfn = pageblock_start_pfn(zone, zone.zone_end_pfn - 1)
 
 
 def isolation_suitable(cc: CompactControl, pfn: int) -> bool:
@@ -318,6 +320,8 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
         next_skip_pfn = block_end_pfn(low_pfn, cc.order)
     max_order = zone.max_order
     cluster = SWAP_CLUSTER_MAX - 1
+    # 6.1 (rescan_block): a block come back to is taken whole, not 32 pages a round
+    round_max = 0 if cc.rescan else COMPACT_CLUSTER_MAX
     # Only an isolation attempt can run other code (a schedule point, a driver callback)
     # that raises need_resched or a signal: the flags are read again after each.
     watch = task.sigkill_pending or task.need_resched
@@ -364,7 +368,7 @@ def isolate_migratepages_block(vm: "VM", cc: CompactControl, low_pfn: int, end_p
             nr_isolated += 1
             if not cc.last_migrated_pfn:
                 cc.last_migrated_pfn = low_pfn
-            if cc.nr_migratepages == COMPACT_CLUSTER_MAX:
+            if cc.nr_migratepages == round_max:
                 low_pfn += 1
                 break
             low_pfn += 1
@@ -418,7 +422,7 @@ def isolate_migratepages(vm: "VM", cc: CompactControl) -> IsolateMigrate:
     isolate_mode = ISOLATE_UNEVICTABLE | (ISOLATE_ASYNC_MIGRATE if cc.mode != MigrateMode.SYNC else 0)
     task = vm.cpus.current()
     low_pfn = cc.migrate_pfn
-    block_start = max(pageblock_start_pfn(zone, low_pfn), zone.start_pfn)
+    block_start = max(pageblock_start_pfn(zone, low_pfn), zone.zone_start_pfn)
     block_end = pageblock_end_pfn(zone, low_pfn)
     check = SWAP_CLUSTER_MAX * pb
     while block_end <= cc.free_pfn:
@@ -452,14 +456,21 @@ def suitable_migration_target(cc: CompactControl, pfn: int) -> bool:
 
 
 def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pfn: int,
-                            freelist: list[tuple[Page, int]]) -> int:
+                            freelist: list[tuple[Page, int]], stride: int = 1) -> int:
     """isolate_freepages_block() (mm/compaction.c:433-575), not strict: free blocks of
-    [start_pfn, end_pfn); returns where it stopped."""
+    [start_pfn, end_pfn); returns where it stopped.
+
+    v4.19 looks at every pfn.  With `VMConfig.free_scan_stride` it looks at every
+    `stride`-th one and, past a free block or a compound page, goes on `stride` pfns
+    after its end (6.1 mm/compaction.c:541-664: the loop's `blockpfn += stride`, :562).
+    """
     zone = cc.zone
     pages = zone.pages
     start = zone.start_pfn
     task = vm.cpus.current()
     cluster = SWAP_CLUSTER_MAX - 1
+    # 6.1 (scan_counts_isolated): the pages of an isolated free block count as scanned
+    counts_isolated = vm.config.scan_counts_isolated
     nr_scanned = total_isolated = 0
     valid_page = None
     blockpfn = start_pfn
@@ -478,22 +489,24 @@ def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pf
             order = zone.compound_order(page)
             if order < zone.max_order and order:
                 blockpfn += (1 << order) - 1
-            blockpfn += 1
+            blockpfn += stride
             continue
         if not flags & BUDDY:
-            blockpfn += 1
+            blockpfn += stride
             continue
         order = page.private
         isolated = zone.isolate_free_page(page, order)
         if not isolated:
             break
+        if counts_isolated:
+            nr_scanned += isolated - 1
         total_isolated += isolated
         cc.nr_freepages += isolated
         freelist.append((page, order))
         if cc.nr_migratepages <= cc.nr_freepages:
             blockpfn += isolated
             break
-        blockpfn += isolated
+        blockpfn += isolated - 1 + stride
     blockpfn = _end_of_block_scan(vm, cc, blockpfn, end_pfn, valid_page, total_isolated, False)
     cc.total_free_scanned += nr_scanned
     return blockpfn
@@ -501,27 +514,39 @@ def isolate_freepages_block(vm: "VM", cc: CompactControl, start_pfn: int, end_pf
 
 def isolate_freepages(vm: "VM", cc: CompactControl) -> None:
     """isolate_freepages() (mm/compaction.c:1069-1165): walk down from cc->free_pfn until
-    enough targets are isolated."""
+    enough targets are isolated.
+
+    With `VMConfig.free_scan_stride` (6.1 mm/compaction.c:1559-1666) the first
+    block is scanned pfn by pfn (every COMPACT_CLUSTER_MAX-th pfn in ASYNC mode),
+    and the stride doubles, up to COMPACT_CLUSTER_MAX, after each block that gave
+    no free page; a block that gave some sets it back to 1.
+    """
     zone = cc.zone
     pb = zone.pageblock_nr_pages
     task = vm.cpus.current()
     check = SWAP_CLUSTER_MAX * pb
     isolate_start = cc.free_pfn
     block_start = pageblock_start_pfn(zone, cc.free_pfn)
-    block_end = min(block_start + pb, zone.end_pfn)
+    block_end = min(block_start + pb, zone.zone_end_pfn)
     low_pfn = pageblock_end_pfn(zone, cc.migrate_pfn)
     found: list[tuple[Page, int]] = []
+    sampling = vm.config.free_scan_stride
+    stride = COMPACT_CLUSTER_MAX if sampling and cc.mode == MigrateMode.ASYNC else 1
     while block_start >= low_pfn:
         if not block_start % check and task.need_resched and compact_should_abort(vm, cc, task):
             break
         if suitable_migration_target(cc, block_start) and isolation_suitable(cc, block_start):
-            isolate_start = isolate_freepages_block(vm, cc, isolate_start, block_end, found)
+            before = cc.nr_freepages
+            isolate_start = isolate_freepages_block(vm, cc, isolate_start, block_end, found,
+                                                    stride)
             if cc.nr_freepages >= cc.nr_migratepages or cc.contended:
                 if isolate_start >= block_end:
                     isolate_start = block_start - pb
                 break
             if isolate_start < block_end:
                 break
+            if sampling:
+                stride = 1 if cc.nr_freepages > before else min(COMPACT_CLUSTER_MAX, stride << 1)
         block_end = block_start
         block_start -= pb
         isolate_start = block_start
@@ -647,11 +672,23 @@ def compaction_zonelist_suitable(zone: "Zone", order: int) -> bool:
 # --- compact_zone -----------------------------------------------------------------------------------
 
 def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
-    """compact_zone() (mm/compaction.c:1557-1724): run the two scanners until finished."""
+    """compact_zone() (mm/compaction.c:1557-1724): run the two scanners until finished.
+
+    The scanned pages cc carries in are counted again at the end, as v4.19's
+    compact_node() does with the zones before (`VMConfig.zone_scan_counts`: 6.1
+    compact_zone() zeroes them first, mm/compaction.c:2304-2305).  With
+    `VMConfig.rescan_block`, each round that starts in the pageblock the last
+    isolation round started in is a rescan (cc->rescan, 6.1 :2384-2389).
+    """
     zone = cc.zone
-    start_pfn = zone.start_pfn
-    end_pfn = zone.end_pfn
+    start_pfn = zone.zone_start_pfn
+    end_pfn = zone.zone_end_pfn
     sync = 1 if cc.mode != MigrateMode.ASYNC else 0
+    config = vm.config
+    if config.zone_scan_counts:
+        cc.total_migrate_scanned = cc.total_free_scanned = 0
+    rescans = config.rescan_block
+    last_migrated = 0          # 6.1's local last_migrated_pfn: where the last round began
     cc.migratetype = gfp_migratetype(cc.gfp_mask)
     ret = compaction_suitable(zone, cc.order)
     if ret in (CompactResult.SUCCESS, CompactResult.SKIPPED):
@@ -678,6 +715,10 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
         ret = compact_finished(vm, cc)
         if ret != CompactResult.CONTINUE:
             break
+        if rescans:
+            started = cc.migrate_pfn
+            cc.rescan = (pageblock_start_pfn(zone, last_migrated)
+                         == pageblock_start_pfn(zone, started))
         isolated = isolate_migratepages(vm, cc)
         if isolated == ISOLATE_ABORT:
             ret = CompactResult.CONTENDED
@@ -686,6 +727,8 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
             break
         if isolated == ISOLATE_NONE:
             continue    # check_drain: no per-CPU lists to drain
+        if rescans:
+            last_migrated = started
         err = migrate_pages(vm, cc.migratepages, compaction_alloc, compaction_free, cc,
                             cc.mode, MigrateReason.COMPACTION)
         cc.nr_migratepages = 0
@@ -699,6 +742,7 @@ def compact_zone(vm: "VM", cc: CompactControl) -> CompactResult:
             if cc.direct_compaction and cc.mode == MigrateMode.ASYNC:
                 cc.migrate_pfn = block_end_pfn(cc.migrate_pfn - 1, cc.order)
                 cc.last_migrated_pfn = 0
+                last_migrated = 0
     if cc.nr_freepages > 0 or cc.freepages:
         free_pfn = release_freepages(vm, cc.freepages)
         cc.nr_freepages = 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Protocol
 
-from attrs import define
+from attrs import define, field
 
 from .errors import ContractViolation, DriverError, NoMemory
 from .page import PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
@@ -55,6 +55,8 @@ class GuardedInstance:
     #: what passes through every call unchanged: on several CPUs a run ends with the
     #: Deadlock or NondeterminismError the scheduler raises inside driver code
     passes: tuple[type[BaseException], ...] = ()
+    #: the instance's methods called so far, looked up once
+    _methods: dict[str, Any] = field(factory=dict)
 
     @property
     def name(self) -> str:
@@ -71,19 +73,22 @@ class GuardedInstance:
         return self._guarded(method, self._method(method), args, expected)
 
     def _method(self, method: str) -> Any:
-        fn = getattr(self.instance, method, None)
-        if not callable(fn):
-            raise DriverError("API-1", f"the instance has no method {method}()",
-                              driver=self.name, hook=method)
+        fn = self._methods.get(method)
+        if fn is None:
+            fn = getattr(self.instance, method, None)
+            if not callable(fn):
+                raise DriverError("API-1", f"the instance has no method {method}()",
+                                  driver=self.name, hook=method)
+            self._methods[method] = fn
         return fn
 
     def _guarded(self, method: str, fn: Any, args: tuple[Any, ...],
-                 expected: tuple[type[BaseException], ...]) -> Any:
+                 expected: tuple[type[BaseException], ...], limit: float | None = None) -> Any:
         cpus = self.vm.cpus
         prev = cpus.enter(f"{self.name}.{method}")
         try:
             return guarded_call(fn, args, driver=self.name, hook=method,
-                                limit=self.vm.config.callback_timeout,
+                                limit=self.vm.config.callback_timeout if limit is None else limit,
                                 expected=expected + self.passes)
         finally:
             cpus.leave(prev)
@@ -128,11 +133,18 @@ class GuardedInstance:
         return sorted(pages, key=_pfn)
 
     def verify(self) -> str | None:
-        """The message of verify()'s AssertionError; None if it passed or the driver has none."""
+        """The message of verify()'s AssertionError; None if it passed or the driver has none.
+
+        verify() walks the whole pool: it may take the time limit once per GiB of zone.
+        """
         if not self.has("verify"):
             return None
+        limit = self.vm.config.callback_timeout
+        if limit is not None:
+            zone = self.vm.zone
+            limit *= max(1.0, zone.nr_pages * zone.page_size / (1 << 30))
         try:
-            self.call("verify", expected=(AssertionError,))
+            self._guarded("verify", self._method("verify"), (), (AssertionError,), limit)
         except AssertionError as exc:
             return str(exc) or "AssertionError"
         return None

@@ -79,6 +79,49 @@ class VMConfig:
     #: isolate_movable_page() skips PageSlab pages before touching their lock (BUG-1)
     slab_fix: bool = _newer("v6.2", "8b8817630ae8",
                             "isolate_movable_page() skips PageSlab pages before their page lock")
+    #: isolate_freepages() samples: after a pageblock that gave no free page the stride of
+    #: isolate_freepages_block() doubles, up to COMPACT_CLUSTER_MAX (v4.19: every pfn)
+    free_scan_stride: bool = _newer(
+        "v5.1", "4fca9730c51d", "isolate_freepages() samples pageblocks that give no free "
+        "page: isolate_freepages_block()'s stride doubles up to COMPACT_CLUSTER_MAX")
+    #: compact_zone() sets cc->rescan when the migrate scanner resumes in the pageblock it
+    #: last migrated from; isolate_migratepages_block() then takes the rest of the block
+    #: at once (v4.19: at most COMPACT_CLUSTER_MAX pages a round)
+    rescan_block: bool = _newer(
+        "v5.1", "804d3121ba5f", "a pageblock the migrate scanner comes back to is isolated "
+        "in one round (cc->rescan), not COMPACT_CLUSTER_MAX pages at a time")
+    #: compact_*_scanned counts every page of an isolated free block or compound page
+    #: (v4.19: one per block)
+    scan_counts_isolated: bool = _newer(
+        "v6.1", "b717d6b93b54", "the scanners count each page of an isolated free block or "
+        "compound page as scanned, not the block once")
+    #: compact_zone() zeroes cc->total_{migrate,free}_scanned, so compact_node() counts each
+    #: zone's scans once (v4.19 counts the earlier zones' again with every later zone)
+    zone_scan_counts: bool = _newer(
+        "v5.4", "a94b525241c0", "compact_node() counts each zone's scanned pages once: "
+        "compact_zone() zeroes cc->total_{migrate,free}_scanned")
+
+    @classmethod
+    def for_kernel(cls, release: str, **settings: Any) -> "VMConfig":
+        """The config of a machine running `release` (e.g. "6.1" or "6.1.0-57-amd64"):
+        every newer-kernel option of that release or an earlier one on."""
+        return cls(**kernel_settings(release), **settings)
+
+
+def _release(text: str) -> tuple[int, int]:
+    """"v6.1", "6.1.0-57-amd64", "6.1.192" -> (6, 1)."""
+    try:
+        major, minor = text.lstrip("v").split("-")[0].split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        raise UsageError(f"kernel release {text[:40]!r}: expected MAJOR.MINOR, e.g. 6.1") from None
+
+
+def kernel_settings(release: str) -> dict[str, bool]:
+    """The newer-kernel options, each on when `release` is its release or a later one."""
+    want = _release(release)
+    return {a.name: _release(a.metadata["kernel"].version) <= want
+            for a in fields(VMConfig) if "kernel" in a.metadata}
 
 
 def kernel_options(config: VMConfig | None = None) -> list[dict[str, Any]]:

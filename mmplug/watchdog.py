@@ -325,9 +325,14 @@ def guarded_call(fn: Callable, args: tuple = (), *, driver: str, hook: str,
     if limit is None:
         ln = None
     else:
-        ln = _W.lane()
+        # _W.lane() and _W.call_for() written out: this is every instance call's path
+        try:
+            ln = _W.tls.lane
+        except AttributeError:
+            ln = _W._new_lane()
+        call = _W.calls.get((driver, hook, limit))
         prev = ln.call
-        ln.call = _W.call_for(driver, hook, limit)
+        ln.call = call if call is not None else _W.call_for(driver, hook, limit)
         ln.fresh = True
     try:
         return fn(*args)

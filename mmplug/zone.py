@@ -128,6 +128,10 @@ class Zone:
         self.page_size = page_size
         self.start_pfn = start_pfn
         self.end_pfn = start_pfn + nr_pages
+        #: zone_start_pfn and zone_end_pfn(): where compaction's scanners start and stop.  A
+        #: zone modelled from a real machine spans less than its memmap of whole pageblocks.
+        self.zone_start_pfn = start_pfn
+        self.zone_end_pfn = self.end_pfn
         self.pageblock_order = pageblock_order
         self.pageblock_nr_pages = pb
         self.max_order = max_order
@@ -455,6 +459,8 @@ class Zone:
         An order-0 allocation may not take the zone below its min watermark
         (ALLOC_WMARK_MIN); direct compaction is the caller's to try.
         """
+        if not order:
+            return self._alloc_page(gfp, ignore_watermark)
         if not ignore_watermark and not self.watermark_ok(order, self.wmark_min):
             return None
         mt = gfp_migratetype(gfp)
@@ -471,6 +477,37 @@ class Zone:
         page.mapping = 0
         if order and gfp & GFP_COMP:
             self._prep_compound_page(page, order)
+        return page
+
+    def _alloc_page(self, gfp: int, ignore_watermark: bool) -> Page | None:
+        """alloc_pages() of order 0, the most frequent request, written out: the same
+        watermark check, the same block taken from the same list and split the same way."""
+        if not ignore_watermark and self.nr_free_pages <= self.wmark_min:
+            return None
+        mt = gfp_migratetype(gfp)
+        pages = self.pages
+        start = self.start_pfn
+        lst = self.free_area[0][mt]
+        if lst:
+            # an order-0 block: the usual case once the zone is in use
+            pfn = lst.popitem()[0]
+            if not lst and lst.tail:
+                lst._refill()
+            self.nr_free[0] -= 1
+        else:
+            pfn = self._rmqueue_smallest(0, mt)
+            while pfn is None:
+                if not self._rmqueue_fallback(0, mt):
+                    return None
+                pfn = self._rmqueue_smallest(0, mt)
+        self.nr_free_pages -= 1
+        page = pages[pfn - start]
+        # prep_new_page(): set_page_refcounted(), fresh flags and fields
+        page.flags = 0
+        page.private = 0
+        page.lru = None
+        page._refcount = 1
+        page.mapping = 0
         return page
 
     def _prep_compound_page(self, head: Page, order: int) -> None:

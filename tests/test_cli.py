@@ -72,7 +72,8 @@ def test_compare_json_names_the_kernel_model():
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["kernel"]["baseline"] == "v4.19"
-    assert [o["name"] for o in data["kernel"]["options"]] == ["slab_fix"]
+    assert [o["name"] for o in data["kernel"]["options"]] == [
+        "slab_fix", "free_scan_stride", "rescan_block", "scan_counts_isolated", "zone_scan_counts"]
 
 
 def test_every_newer_kernel_option_names_its_kernel_and_defaults_to_v419():
@@ -80,7 +81,8 @@ def test_every_newer_kernel_option_names_its_kernel_and_defaults_to_v419():
     import attrs
     from mmplug.vm import KernelOption, VMConfig
     opts = [a for a in attrs.fields(VMConfig) if "kernel" in a.metadata]
-    assert [a.name for a in opts] == ["slab_fix"]
+    assert [a.name for a in opts] == ["slab_fix", "free_scan_stride", "rescan_block",
+                                      "scan_counts_isolated", "zone_scan_counts"]
     for a in opts:
         opt = a.metadata["kernel"]
         assert isinstance(opt, KernelOption) and opt.version.startswith("v")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,8 +19,10 @@ from .html import write_report
 from ..units import round_size
 from ..watchdog import available_memory, memory_budget, time_limit
 from .plot import write_pictures
-from .render import json_text, kernel_text, table
-from .runner import Scenario, run_all, scenario_dict
+from .executors import RunTask, check_executor
+from .progress import Progress
+from .render import json_text, kernel_text, sweep_json_text, table
+from .runner import Scenario, run_sweep, scenario_dict, sweep_tasks
 from .trace import Trace, load_trace, write_trace
 from .workload import PRESETS, load_workload, pages_for, preset
 
@@ -58,19 +60,45 @@ def check_fits(scenario: Scenario, parallel: int, available: int | None) -> int:
                      f"{round_size(available)} available: {hint}")
 
 
-def choose_scenario(preset_name: str | None, workload: Path | None, trace: Path | None,
-                    seed: int | None, zone_size: str | None) -> Scenario:
-    given = [x for x in (preset_name, workload, trace) if x is not None]
-    if len(given) > 1:
-        raise UsageError("give one of --preset, --workload and --trace")
+def choose_scenarios(presets: list[str], workloads: list[Path], trace: Path | None,
+                     seed: int | None, zone_size: str | None) -> list[Scenario]:
+    """What to run: the presets, then the workload files (a sweep when several), or the
+    trace alone; the small preset when nothing is given."""
     if trace is not None:
+        if presets or workloads:
+            raise UsageError("give one of --preset, --workload and --trace")
         if zone_size is not None:
             raise UsageError("--zone-size does not apply to a trace: it replays its own zone")
-        return load_trace(trace)
-    w = load_workload(workload) if workload is not None else \
-        preset(preset_name if preset_name is not None else "small")
-    nr_pages = pages_for(zone_size, w.page_size) if zone_size is not None else None
-    return w.with_overrides(seed=seed, nr_pages=nr_pages)
+        return [load_trace(trace)]
+    chosen = [preset(name) for name in presets] + [load_workload(path) for path in workloads]
+    if not chosen:
+        chosen = [preset("small")]
+    out = []
+    for w in chosen:
+        nr_pages = pages_for(zone_size, w.page_size) if zone_size is not None else None
+        out.append(w.with_overrides(seed=seed, nr_pages=nr_pages))
+    names = [w.name for w in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"workload {twice[0]!r} is given twice; a sweep runs each once")
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """--seeds A..B (inclusive, A <= B) or one seed; UsageError naming what is wrong."""
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    low, dots, high = text.partition("..")
+    try:
+        first = int(low)
+        last = int(high) if dots else first
+    except ValueError:
+        raise UsageError(f"--seeds {shown!r}: expected A..B, two integers (or one seed)") from None
+    if last < first:
+        raise UsageError(f"--seeds {shown!r}: the range runs backwards; expected A <= B, "
+                         f"e.g. {last}..{first}")
+    if last - first + 1 > MAX_REPEAT:
+        raise UsageError(f"--seeds {shown!r}: at most {MAX_REPEAT} seeds")
+    return list(range(first, last + 1))
 
 
 def choose_drivers(host: PluginHost, specs: list[str]) -> list[str]:
@@ -96,22 +124,34 @@ def compare(
              "(default: every installed driver).")] = None,
     driver_opt: Annotated[Optional[list[str]], typer.Option(
         "--driver", "-d", metavar="DRIVER", help="Also compare this driver.")] = None,
-    preset_name: Annotated[Optional[str], typer.Option(
+    preset_names: Annotated[Optional[list[str]], typer.Option(
         "--preset", "-p", metavar="NAME",
-        help=f"Built-in workload: {', '.join(PRESETS)} (default small).")] = None,
-    workload: Annotated[Optional[Path], typer.Option(
-        "--workload", "-w", metavar="FILE.toml", help="Workload file (TOML).")] = None,
+        help=f"Built-in workload: {', '.join(PRESETS)} (default small); several make a "
+             "sweep.")] = None,
+    workloads: Annotated[Optional[list[Path]], typer.Option(
+        "--workload", "-w", metavar="FILE.toml",
+        help="Workload file (TOML); several make a sweep.")] = None,
     trace: Annotated[Optional[Path], typer.Option(
         "--trace", "-t", metavar="FILE", help="Replay this trace exactly.")] = None,
     seed: Annotated[Optional[int], typer.Option(
         "--seed", "-s", metavar="SEED", help="Seed (default: the workload's).")] = None,
+    seeds_text: Annotated[Optional[str], typer.Option(
+        "--seeds", metavar="RANGE",
+        help="Seeds A..B: run every seed from A to B; mean and spread per driver and "
+             "workload.")] = None,
     zone_size: Annotated[Optional[str], typer.Option(
         "--zone-size", metavar="SIZE", help="Override the zone size, e.g. 4GiB.")] = None,
     repeat: Annotated[int, typer.Option(
         "--repeat", "-n", metavar="N",
         help="Run N seeds (seed, seed+1, ...): mean and spread.")] = 1,
-    jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", metavar="N", help="Processes to run in.")] = 1,
+    jobs: Annotated[Optional[int], typer.Option(
+        "--jobs", "-j", metavar="N",
+        help="Runs at once, each in a process of its own (default 1: in this process; with "
+             "--executor dask the LocalCluster's workers, default the CPU count).")] = None,
+    executor: Annotated[str, typer.Option(
+        "--executor", metavar="WHERE",
+        help="Where the runs are made: local (this machine, --jobs processes), dask (a "
+             "Dask LocalCluster) or tcp://HOST:PORT (a running Dask scheduler).")] = "local",
     fmt: Annotated[str, typer.Option(
         "--format", "-f", metavar="FORMAT",
         help="table, kernel (the kernel's own files) or json (same as --json).")] = "table",
@@ -175,39 +215,76 @@ def compare(
         raise UsageError(f"--format {fmt[:40]!r}: expected one of {', '.join(FORMATS)}")
     if not 1 <= repeat <= MAX_REPEAT:
         raise UsageError(f"--repeat {repeat}: expected a count from 1 to {MAX_REPEAT}")
-    if not 1 <= jobs <= MAX_JOBS:
+    if jobs is not None and not 1 <= jobs <= MAX_JOBS:
         raise UsageError(f"--jobs {jobs}: expected a count from 1 to {MAX_JOBS}")
+    executor = check_executor(executor)
+    if jobs is None:
+        jobs = min(os.cpu_count() or 1, MAX_JOBS) if executor == "dask" else 1
+    seed_list = parse_seeds(seeds_text) if seeds_text is not None else None
+    if seed_list is not None and (seed is not None or repeat != 1):
+        raise UsageError("give either --seeds A..B or --seed/--repeat")
     limit = time_limit(timeout)
     check_output_dir(plot, "--plot")
     check_output_file(save_trace, "--save-trace")
     check_output_file(html, "--html")
     if output not in (None, "-"):
         check_output_file(output, "--output")
-    scenario = choose_scenario(preset_name, workload, trace, seed, zone_size)
+    scenarios = choose_scenarios(list(preset_names or []), list(workloads or []), trace,
+                                 seed_list[0] if seed_list else seed, zone_size)
+    if len(scenarios) > 1:
+        for given, option in ((html, "--html"), (plot, "--plot"), (save_trace, "--save-trace")):
+            if given is not None:
+                raise UsageError(f"{option} shows one workload; this sweep has "
+                                 f"{len(scenarios)}: run it once per workload")
     with stdout_for_drivers():   # what drivers print, loading or running, goes to stderr
         host = PluginHost()
         host.load_entry_points()
         specs = choose_drivers(host, list(drivers or []) + list(driver_opt or []))
-        # before any zone is allocated: do the runs at once fit in memory?
-        need = check_fits(scenario, min(jobs, len(specs) * repeat), available_memory())
+        first = scenarios[0]
+        base = 0 if isinstance(first, Trace) else first.seed
+        seeds = seed_list if seed_list is not None else [base + i for i in range(repeat)]
+        # before any zone is allocated: do the runs at once fit in memory?  (A running
+        # scheduler's workers are other machines: each run's own limit still holds.)
+        biggest = max(scenarios, key=lambda sc: run_bytes(sc.nr_pages, sc.page_size))
+        here = not executor.startswith("tcp://")
+        need = check_fits(biggest, min(jobs, len(specs) * len(seeds) * len(scenarios)),
+                          available_memory() if here else None)
         memory = memory_budget(memory_limit, need)
-        base = 0 if isinstance(scenario, Trace) else scenario.seed
-        seeds = [base + i for i in range(repeat)]
-        sdict = scenario_dict(scenario)
-        seed_note = "replayed trace" if isinstance(scenario, Trace) else (
-            f"seed {base}" if repeat == 1 else f"seeds {seeds[0]}..{seeds[-1]}")
-        typer.echo(f"mmplug compare: {sdict['name']}, {seed_note}, drivers {', '.join(specs)}",
-                   err=True)
-        total = len(specs) * len(seeds)
-        with typer.progressbar(length=total, label="running", file=sys.stderr,
-                               show_eta=False, show_pos=True) as bar:
-            def step(name: str) -> None:
-                bar.label = f"done {name}"
-                bar.update(1)
-            results = run_all(host, specs, scenario, seeds, jobs=jobs,
+        sdicts = [scenario_dict(sc) for sc in scenarios]
+        seed_note = "replayed trace" if isinstance(first, Trace) else (
+            f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}..{seeds[-1]}")
+        names = ", ".join(d["name"] for d in sdicts)
+        typer.echo(f"mmplug compare: {names}, {seed_note}, drivers {', '.join(specs)}", err=True)
+        progress = Progress([_run_label(host, task)
+                             for task in sweep_tasks(specs, scenarios, seeds)])
+        try:
+            sweep = run_sweep(host, specs, scenarios, seeds, jobs=jobs,
                               keep_maps=plot is not None or html is not None,
-                              record=save_trace is not None, progress=step, timeout=limit,
-                              memory=memory)
+                              record=save_trace is not None, progress=progress,
+                              timeout=limit, memory=memory, executor=executor)
+        finally:
+            progress.close()
+    if len(scenarios) == 1:
+        _report_one(sweep[0], scenarios[0], sdicts[0], seeds, seed_note, fmt=fmt,
+                    output=output, html=html, plot=plot, save_trace=save_trace)
+    else:
+        _report_sweep(sweep, sdicts, seeds, seed_note, fmt=fmt, output=output)
+    if any(r["status"] != "ok" for results in sweep for runs in results for r in runs):
+        raise typer.Exit(1)
+
+
+def _run_label(host: PluginHost, task: RunTask) -> str:
+    """How progress names a run: "zsmalloc on 1g, seed 3"."""
+    info = host.get(task.spec).info
+    name = info.name if info is not None else task.spec
+    sc = task.scenario
+    return f"{name} on {sc.name}" + ("" if isinstance(sc, Trace) else f", seed {sc.seed}")
+
+
+def _report_one(results: list, scenario: Scenario, sdict: dict, seeds: list[int],
+                seed_note: str, *, fmt: str, output: str | None, html: Path | None,
+                plot: Path | None, save_trace: Path | None) -> None:
+    """The outputs of one workload's runs: stdout in the chosen format, then the files."""
     document = json_text(results, sdict, seeds) if fmt == "json" or output else None
     if fmt == "json":
         typer.echo(document, nl=False)
@@ -232,8 +309,26 @@ def compare(
                              f"{exc.strerror or exc}") from None
         for path in written:
             typer.echo(f"wrote {path}", err=True)
-    if any(r["status"] != "ok" for runs in results for r in runs):
-        raise typer.Exit(1)
+
+
+def _report_sweep(sweep: list, sdicts: list[dict], seeds: list[int], seed_note: str, *,
+                  fmt: str, output: str | None) -> None:
+    """A sweep's outputs: per workload, the table (mean±stdev over the seeds) or the
+    kernel's files; one JSON document holding every run."""
+    document = sweep_json_text(sweep, sdicts, seeds) if fmt == "json" or output else None
+    if fmt == "json":
+        typer.echo(document, nl=False)
+    else:
+        for i, (results, sdict) in enumerate(zip(sweep, sdicts)):
+            if i:
+                typer.echo("")
+            if fmt == "kernel":
+                typer.echo(f"==> {sdict['name']}: {seed_note} <==")
+                typer.echo(kernel_text(results), nl=False)
+            else:
+                typer.echo(table(results, sdict, seeds), nl=False)
+    if document is not None and output not in (None, "-"):
+        emit_json(document, as_json=False, output=output)
 
 
 def _kernel_text() -> str:

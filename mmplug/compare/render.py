@@ -162,3 +162,16 @@ def json_text(results: list[list[dict[str, Any]]], scenario: dict[str, Any],
     doc = json_document(results, scenario, seeds)
     doc["kernel"] = kernel_model()
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+
+
+def sweep_json_text(sweep: list[list[list[dict[str, Any]]]], scenarios: list[dict[str, Any]],
+                    seeds: list[int]) -> str:
+    """A sweep's JSON: per workload, the document one workload's comparison gives (every
+    run, and each driver's summary over the seeds)."""
+    from ..vm import kernel_model
+    docs = [json_document(results, sdict, seeds) for results, sdict in zip(sweep, scenarios)]
+    doc = {"mmplug": docs[0]["mmplug"], "versions": docs[0]["versions"], "seeds": seeds,
+           "workloads": [{k: v for k, v in d.items() if k not in ("mmplug", "versions", "seeds")}
+                         for d in docs],
+           "kernel": kernel_model()}
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"

@@ -1,9 +1,11 @@
 """Running a workload or a trace on each driver, and collecting the metrics.
 
 `run_one` is the unit of work: one driver, one workload (or trace), one seed,
-in a fresh VM; it returns a plain dict (picklable, JSON-ready).  `run_all`
-runs the drivers x seeds grid, in this process or in `jobs` spawned processes
-(each child loads the drivers again from their specs, so .py drivers work).
+in a fresh VM; it returns a plain dict (picklable, JSON-ready).  `run_sweep`
+runs the workloads x drivers x seeds grid (`run_all` one workload's), in this
+process or each run in a process of its own, on this machine or on a Dask
+cluster (mmplug.compare.executors; each child loads the drivers again from
+their specs, so .py drivers work).
 
 A workload is turned into events as it runs: the fill phase interleaves driver
 objects, LRU pages and slab pages so that each user's share of the pages used
@@ -15,16 +17,14 @@ object's size the same on every driver.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import itertools
-import multiprocessing
 import os
 import random
-import signal
-import sys
 import time
-import traceback
-from multiprocessing import connection
-from typing import Any, Callable, Iterator
+from concurrent.futures import as_completed
+from typing import Any, Callable, Iterator, Protocol
 
 from .. import __version__
 from ..constants import MIGRATETYPE_NAMES
@@ -32,15 +32,24 @@ from ..errors import CallbackTimeout, ContractViolation, MmplugError
 from ..plugins import PluginHost
 from ..vm import VMConfig
 from ..vmstat import KERNEL_EVENTS
-from ..watchdog import (
-    DEFAULT_LIMIT, DriverExit, describe, hard_stop, interrupts, memory_limit, trap_exits,
-)
+from ..watchdog import DEFAULT_LIMIT, DriverExit, describe, interrupts, memory_limit, trap_exits
+from .executors import RunTask, kill_children, open_executor, result_of, run_in_child
 from .machine import Machine, integrity_failure
 from .metrics import Snapshot, blocking_pageblocks, gorman_cost, take_snapshot
 from .trace import Trace
 from .workload import Workload
 
 Scenario = Workload | Trace
+
+#: what a run reports while it goes on: (phase, fraction of the phase done or None)
+PhaseHook = Callable[[str, "float | None"], None]
+
+
+class RunProgress(Protocol):
+    """What run_sweep tells about its runs (mmplug.compare.progress.Progress)."""
+
+    def run_started(self, index: int) -> PhaseHook | None: ...
+    def run_done(self, index: int, result: dict[str, Any]) -> None: ...
 
 
 # --- a workload as events ----------------------------------------------------------
@@ -69,7 +78,12 @@ def _choose_frees(ids: list[int], fraction: float, pattern: str, rng: random.Ran
     return [k for i, k in enumerate(ids) if int((i + 1) * fraction) > int(i * fraction)]
 
 
-def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int) -> int:
+#: a fill reports how far it is every this many allocations
+FILL_REPORT_STEPS = 8192
+
+
+def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int,
+          report: Callable[[float], None] | None = None) -> int:
     """Allocate until the zone is `w.fill` used; returns the next free id.
 
     Each step picks a user at random, weighted by how far it is below its
@@ -82,31 +96,45 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int) -> int:
     size_total = cum[-1]
     max_size = m.caps.max_object_size or w.page_size
     share_sum = w.driver_share + w.lru_share + w.slab_share
-    kinds = [k for k, s in (("store", w.driver_share), ("lru", w.lru_share),
-                            ("slab", w.slab_share)) if s > 0]
     shares = {"store": w.driver_share / share_sum, "lru": w.lru_share / share_sum,
               "slab": w.slab_share / share_sum}
+    # (kind, its share, the floor of its weight): the same floats every step
+    live = [(k, shares[k], 0.05 * shares[k]) for k, s in (
+        ("store", w.driver_share), ("lru", w.lru_share), ("slab", w.slab_share)) if s > 0]
     used = dict.fromkeys(shares, 0)
     used_total = 0
-    target = int(w.fill * w.nr_pages)
-    live = list(kinds)
+    target = w.nr_pages - int(w.fill * w.nr_pages)
     mix, size_rng = rng.mix.random, rng.sizes.random
     execute = m.execute
-    while w.nr_pages - zone.nr_free_pages < target and live:
-        deficits = [max(shares[k] * (used_total + 1) - used[k], 0.0) + 0.05 * shares[k]
-                    for k in live]
+    bisect_right = bisect.bisect
+    first = zone.nr_free_pages
+    todo = max(first - target, 1)
+    countdown = FILL_REPORT_STEPS
+    while zone.nr_free_pages > target and live:
+        if report is not None:
+            countdown -= 1
+            if not countdown:
+                countdown = FILL_REPORT_STEPS
+                report(min(1.0, (first - zone.nr_free_pages) / todo))
+        n = used_total + 1
+        # max(deficit, 0.0) + floor, in the same float operations as ever
+        deficits = [(d if (d := share * n - used[k]) > 0.0 else 0.0) + floor
+                    for k, share, floor in live]
         r = mix() * sum(deficits)
-        kind = live[-1]
-        for k, d in zip(live, deficits):
+        entry = live[-1]
+        for e, d in zip(live, deficits):
             r -= d
             if r < 0:
-                kind = k
+                entry = e
                 break
+        kind = entry[0]
         before = zone.nr_free_pages
         key = next_id
         next_id += 1
         if kind == "store":
-            size = min(sizes[bisect.bisect(cum, size_rng() * size_total)], max_size)
+            size = sizes[bisect_right(cum, size_rng() * size_total)]
+            if size > max_size:
+                size = max_size
             ok = execute(("store", key, size))
             # A size the driver rejects (ValueError) is halved until it fits,
             # and becomes the largest size offered from then on.
@@ -117,7 +145,7 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int) -> int:
         else:
             ok = execute((kind, key))
         if not ok:
-            live.remove(kind)
+            live.remove(entry)
             continue
         grown = before - zone.nr_free_pages
         used[kind] += grown
@@ -125,18 +153,26 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int) -> int:
     return next_id
 
 
-def run_workload(m: Machine, w: Workload) -> None:
-    """Execute workload `w` on machine `m`: rounds of fill, free, compaction."""
+def run_workload(m: Machine, w: Workload, phase: PhaseHook | None = None) -> None:
+    """Execute workload `w` on machine `m`: rounds of fill, free, compaction; `phase`
+    hears each phase begin (and how far a fill is)."""
     rng = _Streams(w.seed)
     next_id = 0
-    for _ in range(w.rounds):
-        next_id = _fill(m, w, rng, next_id)
+    for nr in range(1, w.rounds + 1):
+        of = f" {nr}/{w.rounds}" if w.rounds > 1 else ""
+        if phase:
+            phase(f"fill{of}", 0.0)
+        next_id = _fill(m, w, rng, next_id, phase and (lambda f: phase(f"fill{of}", f)))
+        if phase:
+            phase(f"free{of}", None)
         # free
         for ids, fraction in ((list(m.objects), w.free_driver), (list(m.lru_keys), w.free_lru),
                               (list(m.slabs), w.free_slab)):
             for key in _choose_frees(ids, fraction, w.free_pattern, rng.free):
                 m.execute(("free", key))
         # compaction, with knobs held while it runs
+        if phase:
+            phase(f"compaction{of}", None)
         for trig in w.triggers:
             _hold_knobs(m, w, rng.knobs)
             for _ in range(trig.count):
@@ -233,15 +269,16 @@ def _fail(result: dict[str, Any], m: Machine, exc: BaseException) -> None:
 
 
 def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool = False,
-            record: bool = False, timeout: float | None = DEFAULT_LIMIT
-            ) -> dict[str, Any]:
+            record: bool = False, timeout: float | None = DEFAULT_LIMIT,
+            progress: PhaseHook | None = None) -> dict[str, Any]:
     """One driver on one scenario: every metric, as a JSON-ready dict.
 
     A driver that breaks the contract does not stop the comparison: its
     column reports the error (rule, driver, callback, page).  So does a run
     that lost, corrupted or leaked anything, whose verify() failed or that
     made the VM warn: its status is "failed", its error names the first bad
-    object.  `timeout` is the time limit of one driver call.
+    object.  `timeout` is the time limit of one driver call; `progress` hears
+    each phase begin: populate, fill, free, compaction (per round), verify.
     """
     loaded = host.get(spec)
     info = loaded.info
@@ -262,18 +299,47 @@ def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool 
     }
     t0 = time.perf_counter()
     cpus = 1 if isinstance(scenario, Trace) else scenario.cpus
+    if progress:
+        progress("populate", None)
     m = Machine(loaded, host, nr_pages, page_size, slab_order=slab_order, record=record,
                 keep_maps=keep_maps, cpus=cpus, timeout=timeout, start=False)
+    with _no_cyclic_gc():
+        return _run_and_measure(m, scenario, result, keep_maps, t0, progress)
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cyclic collector off while a run goes on, and what exists so far (the zone's
+    million page frames) out of its sight: its passes over a heap that only grows cost
+    a tenth of a run and free next to nothing.  The run's own cycles wait for the next
+    collection after it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
+def _run_and_measure(m: Machine, scenario: Scenario, result: dict[str, Any], keep_maps: bool,
+                     t0: float, progress: PhaseHook | None) -> dict[str, Any]:
     try:
         m.start()
         if isinstance(scenario, Trace):
+            if progress:
+                progress("replay", None)
             run_trace(m, scenario)
         else:
-            run_workload(m, scenario)
+            run_workload(m, scenario, progress)
         m.release_knobs()
     except DRIVER_FAULTS as exc:
         _fail(result, m, exc)
     t_run = time.perf_counter() - t0
+    if progress:
+        progress("verify", None)
     if result["status"] != "ok":
         try:
             return _measure(result, m, keep_maps, t_run)
@@ -349,7 +415,7 @@ def _measure(result: dict[str, Any], m: Machine, keep_maps: bool, t_run: float
     return result
 
 
-# --- the grid ----------------------------------------------------------------------------
+# --- the grid ---------------------------------------------------------------------------
 
 def _seeded(scenario: Scenario, seed: int) -> Scenario:
     return scenario if isinstance(scenario, Trace) else scenario.with_overrides(seed=seed)
@@ -357,142 +423,83 @@ def _seeded(scenario: Scenario, seed: int) -> Scenario:
 
 def run_all(host: PluginHost, specs: list[str], scenario: Scenario, seeds: list[int], *,
             jobs: int = 1, keep_maps: bool = False, record: bool = False,
-            progress: Callable[[str], None] | None = None,
+            progress: RunProgress | None = None,
             timeout: float | None = DEFAULT_LIMIT,
-            memory: int | None = None) -> list[list[dict[str, Any]]]:
-    """results[d][s]: driver d of `specs`, seed s of `seeds`.
+            memory: int | None = None, executor: str = "local"
+            ) -> list[list[dict[str, Any]]]:
+    """results[d][s]: driver d of `specs`, seed s of `seeds` (run_sweep of one scenario)."""
+    return run_sweep(host, specs, [scenario], seeds, jobs=jobs, keep_maps=keep_maps,
+                     record=record, progress=progress, timeout=timeout, memory=memory,
+                     executor=executor)[0]
 
-    With `jobs` 1 every run is made in this process; with more, each run is a
-    worker process of its own (at most `jobs` at a time), so that a driver
-    that kills its process, blocks it in C code or exhausts its memory fails
-    its own run and no other.  `timeout` limits each driver call, `memory`
-    (bytes) what a run may add to its process.
+
+def sweep_tasks(specs: list[str], scenarios: list[Scenario], seeds: list[int], *,
+                keep_maps: bool = False, record: bool = False) -> list[RunTask]:
+    """The runs of a sweep, workloads outermost and seeds innermost; the pictures show the
+    first seed, so only its runs keep their zone maps."""
+    cwd = os.getcwd()
+    return [RunTask(index=(w * len(specs) + d) * len(seeds) + s, spec=spec,
+                    scenario=_seeded(scenario, seed), keep_maps=keep_maps and s == 0,
+                    record=record, cwd=cwd)
+            for w, scenario in enumerate(scenarios) for d, spec in enumerate(specs)
+            for s, seed in enumerate(seeds)]
+
+
+def run_sweep(host: PluginHost, specs: list[str], scenarios: list[Scenario], seeds: list[int],
+              *, jobs: int = 1, keep_maps: bool = False, record: bool = False,
+              progress: RunProgress | None = None, timeout: float | None = DEFAULT_LIMIT,
+              memory: int | None = None, executor: str = "local"
+              ) -> list[list[list[dict[str, Any]]]]:
+    """results[w][d][s]: scenario w, driver d of `specs`, seed s of `seeds`.
+
+    With the local executor and `jobs` 1 every run is made in this process; else
+    each run is a process of its own (mmplug.compare.executors), at most `jobs` at a
+    time here or as many as the Dask cluster runs, so that a driver that kills its
+    process, blocks it in C code or exhausts its memory fails its own run and no
+    other.  `timeout` limits each driver call, `memory` (bytes) what a run may add
+    to its process.  The results are the same whichever executor made them.
     """
-    # The pictures show the first seed: only its runs keep their zone maps.
-    tasks = [(d * len(seeds) + s, spec, _seeded(scenario, seed), keep_maps and s == 0, record)
-             for d, spec in enumerate(specs) for s, seed in enumerate(seeds)]
+    tasks = sweep_tasks(specs, scenarios, seeds, keep_maps=keep_maps, record=record)
     flat: dict[int, dict[str, Any]] = {}
-    if jobs <= 1:
+    if executor == "local" and jobs <= 1:
         with interrupts(), trap_exits(), memory_limit(memory):
-            for index, spec, sc, km, rec in tasks:
-                flat[index] = run_one(host, spec, sc, keep_maps=km, record=rec,
-                                      timeout=timeout)
+            for task in tasks:
+                phase = progress.run_started(task.index) if progress else None
+                flat[task.index] = run_one(host, task.spec, task.scenario,
+                                           keep_maps=task.keep_maps, record=task.record,
+                                           timeout=timeout, progress=phase)
+                gc.collect()   # the run's zone is a cycle of frames: free it before the next
                 if progress:
-                    progress(flat[index]["driver"])
+                    progress.run_done(task.index, flat[task.index])
     else:
-        # snapshots hold bytes and attrs values: they pickle across processes
-        for index, res in _in_workers(host, tasks, jobs, timeout, memory):
-            flat[index] = res
+        for task, (kind, payload) in _elsewhere(tasks, executor, jobs, timeout, memory):
+            flat[task.index] = payload if kind == "ok" else _failed_run(host, task, payload)
             if progress:
-                progress(res["driver"])
-    return [[flat[d * len(seeds) + s] for s in range(len(seeds))] for d in range(len(specs))]
+                progress.run_done(task.index, flat[task.index])
+    nd, ns = len(specs), len(seeds)
+    return [[[flat[(w * nd + d) * ns + s] for s in range(ns)] for d in range(nd)]
+            for w in range(len(scenarios))]
 
 
-# --- worker processes ---------------------------------------------------------------------
-
-#: seconds a run may always take before the wall-clock backstop ends its worker
-WORKER_MIN_SECONDS = 600.0
-
-
-def backstop_seconds(scenario: Scenario) -> float:
-    """How long one run may take before its worker is killed: generous, since each
-    driver call has its own time limit; this ends only what nothing else can."""
-    if isinstance(scenario, Trace):
-        work = len(scenario.events) + scenario.nr_pages
-    else:
-        work = scenario.nr_pages * scenario.rounds * (1 + len(scenario.triggers))
-    return max(WORKER_MIN_SECONDS, 0.005 * work)
-
-
-def _worker(conn: Any, task: tuple, timeout: float | None, memory: int | None) -> None:
-    """One run in a worker process; its result, or why it crashed, goes through `conn`."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
-    os.dup2(2, 1)                                   # what a driver prints goes to stderr
-    sys.stdout = sys.stderr
-    index, spec, scenario, keep_maps, record = task
-    with hard_stop(), trap_exits():
+def _elsewhere(tasks: list[RunTask], executor: str, jobs: int, timeout: float | None,
+               memory: int | None) -> Iterator[tuple[RunTask, tuple[str, Any]]]:
+    """(task, ("ok", result) or ("crashed", why)) for each task, as the runs end; the
+    user's Ctrl-C ends the run processes of this machine."""
+    with open_executor(executor, jobs) as (pool, _):
+        futures = {pool.submit(run_in_child, task, timeout, memory): task for task in tasks}
         try:
-            with memory_limit(memory):
-                host = PluginHost()
-                host.load_entry_points()
-                msg: tuple = ("ok", run_one(host, spec, scenario, keep_maps=keep_maps,
-                                            record=record, timeout=timeout))
-        except BaseException as exc:
-            frame = traceback.extract_tb(exc.__traceback__)[-1:]
-            where = f" at {frame[0].filename}:{frame[0].lineno}" if frame else ""
-            msg = ("crashed", f"its worker process crashed: {describe(exc)}{where}")
-    conn.send(msg)
-    conn.close()
+            for future in as_completed(futures):
+                yield futures[future], result_of(future)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            kill_children()
+            raise
 
 
-def _in_workers(host: PluginHost, tasks: list[tuple], jobs: int, timeout: float | None,
-                memory: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Run each task in a spawned worker process, at most `jobs` at once, and yield
-    (index, result) as they end.  A worker that dies, or outlives its backstop,
-    gives a failed result for its run; the others go on."""
-    ctx = multiprocessing.get_context("spawn")
-    pending = list(tasks)
-    running: dict[int, tuple[Any, Any, float, tuple]] = {}
-    try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                task = pending.pop(0)
-                recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_worker, args=(send, task, timeout, memory),
-                                   name=f"mmplug-compare-{task[0]}", daemon=True)
-                proc.start()
-                send.close()
-                running[task[0]] = (proc, recv, time.monotonic() + backstop_seconds(task[2]),
-                                    task)
-            ready = set(connection.wait(
-                [w for proc, recv, _, _ in running.values() for w in (recv, proc.sentinel)],
-                timeout=1.0))
-            now = time.monotonic()
-            for index, (proc, recv, deadline, task) in list(running.items()):
-                if recv not in ready and proc.sentinel not in ready and now < deadline:
-                    continue
-                msg = None
-                if recv.poll():
-                    try:
-                        msg = recv.recv()
-                    except (EOFError, OSError):
-                        msg = None
-                if msg is None and proc.is_alive():
-                    if now < deadline:
-                        continue   # the pipe closed first: the worker is still exiting
-                    proc.kill()
-                    msg = ("crashed", f"the run did not finish within "
-                           f"{backstop_seconds(task[2]):.0f} s and its worker was killed")
-                proc.join(5)
-                if msg is None:
-                    msg = ("crashed", f"its worker process {_exit_text(proc.exitcode)} "
-                           "before giving a result")
-                recv.close()
-                del running[index]
-                kind, payload = msg
-                yield index, payload if kind == "ok" else _failed_run(host, task, payload)
-    finally:
-        for proc, recv, _, _ in running.values():
-            proc.kill()
-            proc.join(5)
-            recv.close()
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def _failed_run(host: PluginHost, task: tuple, error: str) -> dict[str, Any]:
+def _failed_run(host: PluginHost, task: RunTask, error: str) -> dict[str, Any]:
     """The result of a run whose worker gave none."""
-    _, spec, scenario, _, _ = task
-    return _failed_result(host.get(spec).info, scenario, error)
+    return _failed_result(host.get(task.spec).info, task.scenario, error)
 
 
 def _failed_result(info: Any, scenario: Scenario, error: str) -> dict[str, Any]:

@@ -5,9 +5,11 @@ kernel memory, reserved (or a hole), a compound tail, or a movable driver's
 page (zsmalloc, balloon, z3fold, another).  It is read from
 /proc/kpageflags (fs/proc/page.c: stable_page_flags) and, where the
 page-frame probe module of `mmplug kernel run` is loaded, from its files:
-the probe names the movable operations that own each non-LRU movable page
-and gives every pageblock's migratetype and every pfn whose refcount is zero
-(free pages still on per-cpu lists look like kernel memory to kpageflags).
+the probe names the movable operations that own each non-LRU movable page,
+gives every pageblock's migratetype, and records the free pfns of one moment
+right after draining the per-cpu lists (a free page on a per-cpu list looks
+like kernel memory to kpageflags, and the process reading kpageflags holds
+pages it frees when it exits).
 Without the probe a snapshot still tells free, LRU, slab and page-table pages
 apart, balloon pages by PG_offline, and counts the rest as kernel memory.
 
@@ -32,6 +34,7 @@ from typing import Any, Callable, Iterable
 
 from attrs import define, field
 
+from ..compaction import CompactControl, compact_zone, reset_cached_positions
 from ..constants import GFP_COMP, GFP_KERNEL, GFP_HIGHUSER_MOVABLE, MigrateMode
 from ..errors import UsageError
 from ..page import PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
@@ -231,28 +234,41 @@ def unrle(text: str) -> str:
 # --- reading a machine -----------------------------------------------------------------------
 
 def classify(flags: list[int], *, movable: dict[int, str] | None = None,
-             zero_ref: Iterable[tuple[int, int]] = ()) -> tuple[bytearray, dict[int, int]]:
+             free: Iterable[tuple[int, int]] | None = None,
+             mapcount: list[int] | None = None) -> tuple[bytearray, dict[int, int]]:
     """Kinds per pfn and compound heads' orders from kpageflags (+ the probe's answers).
 
-    `movable` maps a pfn to the driver whose movable operations own it;
-    `zero_ref` are [lo, hi) ranges of pfns with a zero refcount: free pages
-    on per-cpu lists, which kpageflags shows without PG_buddy.
+    `movable` maps a pfn to the driver whose movable operations own it.
+    `free` are [lo, hi) ranges of the pfns the probe found free at one moment
+    (mmplug_pfn/free: recorded under the zone locks right after the per-cpu
+    lists were drained).  Given, they and only they are free: the pages the
+    reader of /proc/kpageflags (dd) held while reading count as free, and a
+    page allocated after the record as kernel memory.  Without it a page is
+    free where kpageflags shows PG_buddy (a page on a per-cpu list then looks
+    like kernel memory).  `mapcount` (/proc/kpagecount) makes a mapped page that
+    kpageflags shows without PG_lru an LRU page: a user page still in a per-cpu
+    LRU batch, which compact_nodes()'s lru_add_drain_all() puts on the LRU.
     """
     b = _BIT
     out = bytearray(len(flags))
     codes = {name: ord(c) for name, (c, _) in DRIVERS.items()}
-    zero = bytearray(len(flags))
-    for lo, hi in zero_ref:
-        zero[lo:hi] = b"\1" * (min(hi, len(flags)) - lo)
+    recorded = free is not None
+    is_free = bytearray(len(flags))
+    for lo, hi in free or ():
+        lo, hi = max(lo, 0), min(hi, len(flags))
+        if lo < hi:
+            is_free[lo:hi] = b"\1" * (hi - lo)
     movable = movable or {}
     for pfn, f in enumerate(flags):
         if f & (b["NOPAGE"] | b["HWPOISON"] | b["RESERVED"]):
             c = RESERVED
+        elif is_free[pfn]:
+            c = FREE
         elif pfn in movable:
             out[pfn] = codes.get(movable[pfn], ord(OTHER_MOVABLE))
             continue
         elif f & b["BUDDY"]:
-            c = FREE
+            c = KERNEL if recorded else FREE
         elif f & b["COMPOUND_TAIL"]:
             c = TAIL
         elif f & b["SLAB"]:
@@ -263,8 +279,8 @@ def classify(flags: list[int], *, movable: dict[int, str] | None = None,
             c = DRIVERS["balloon"][0]
         elif f & (b["LRU"] | b["ANON"] | b["MMAP"] | b["UNEVICTABLE"]):
             c = LRU
-        elif zero[pfn]:
-            c = FREE
+        elif mapcount is not None and pfn < len(mapcount) and mapcount[pfn]:
+            c = LRU
         else:
             c = KERNEL
         out[pfn] = ord(c)
@@ -283,8 +299,9 @@ def classify(flags: list[int], *, movable: dict[int, str] | None = None,
 
 def from_machine(kpageflags: list[int], zones: list[Any], *, page_size: int = 4096,
                  movable: list[Any] | None = None, blocks: dict[str, dict[int, int]] | None = None,
-                 zero_ref: Iterable[tuple[int, int]] = (), source: dict[str, Any] | None = None
-                 ) -> PageFrames:
+                 free: Iterable[tuple[int, int]] | None = None,
+                 mapcount: list[int] | None = None,
+                 source: dict[str, Any] | None = None) -> PageFrames:
     """A snapshot from parsed files (mmplug.realkernel.procfs): kpageflags, zoneinfo, probe."""
     owners: dict[int, str] = {}
     details: dict[str, dict[str, list[int]]] = {}
@@ -297,7 +314,7 @@ def from_machine(kpageflags: list[int], zones: list[Any], *, page_size: int = 40
         if name == "zsmalloc" and 0 <= mp.pfn < len(kpageflags) and \
                 kpageflags[mp.pfn] & _BIT["PRIVATE"]:          # a zspage's first page
             d.setdefault("first", []).append(mp.pfn)
-    kinds, compound = classify(kpageflags, movable=owners, zero_ref=zero_ref)
+    kinds, compound = classify(kpageflags, movable=owners, free=free, mapcount=mapcount)
     spans = [ZoneSpan(z.name, z.start_pfn, min(z.end_pfn, len(kinds)), z.min,
                       dict((blocks or {}).get(z.name, {}))) for z in zones]
     return PageFrames(page_size, kinds, compound, spans, details, dict(source or {}))
@@ -315,11 +332,20 @@ def _read_u64_file(path: Path) -> bytes:
 
 
 def take_live(root: Path = Path("/")) -> PageFrames:
-    """The snapshot of the machine this runs on (needs root for /proc/kpageflags)."""
+    """The snapshot of the machine this runs on (needs root for /proc/kpageflags).
+
+    With the probe loaded, its per-cpu lists are drained and the free pfns
+    recorded first (mmplug_pfn/drain, /free): a busy machine changes while
+    /proc/kpageflags is read, and the record is the free memory of one moment."""
     from ..realkernel import procfs
     proc = root / "proc"
+    probe = root / "sys" / "kernel" / "debug" / "mmplug_pfn"
+    recorded = (probe / "drain").exists() and (probe / "free").exists()
     try:
+        if recorded:
+            (probe / "drain").write_text("1")
         flags = procfs.u64_array(_read_u64_file(proc / "kpageflags"))
+        mapcount = procfs.u64_array(_read_u64_file(proc / "kpagecount"))
         zones = procfs.zoneinfo((proc / "zoneinfo").read_text())
     except PermissionError:
         raise SnapshotError("mmplug snapshot needs root: /proc/kpageflags is readable by "
@@ -327,17 +353,17 @@ def take_live(root: Path = Path("/")) -> PageFrames:
     except FileNotFoundError as exc:
         raise SnapshotError(f"{exc.filename} is missing: a snapshot needs Linux with "
                             "CONFIG_PROC_PAGE_MONITOR") from None
-    probe = root / "sys" / "kernel" / "debug" / "mmplug_pfn"
-    movable, blocks, zero = None, None, ()
+    movable, blocks, free = None, None, None
     if (probe / "movable").exists():
         movable = procfs.probe_movable((probe / "movable").read_text())
         blocks = procfs.probe_blocks((probe / "blocks").read_text())
-        zero = procfs.probe_free((probe / "free").read_text())
+    if recorded:
+        free = procfs.probe_free((probe / "free").read_text())
     uname = os.uname()
     source = {"machine": uname.nodename, "kernel": uname.release,
               "probe": movable is not None}
     return from_machine(flags, zones, page_size=os.sysconf("SC_PAGE_SIZE"), movable=movable,
-                        blocks=blocks, zero_ref=zero, source=source)
+                        blocks=blocks, free=free, mapcount=mapcount, source=source)
 
 
 # --- the model from a snapshot -----------------------------------------------------------
@@ -450,21 +476,31 @@ def _plan(host: Any, driver: str, nr_pages: int, page_size: int, replay: Replay
 
 
 def build_zone(frames: PageFrames, zone_name: str, *, host: Any = None, driver: str | None = None,
-               replay: Replay | None = None, driver_codes: str | None = None) -> ModelZone:
+               replay: Replay | None = None, driver_codes: str | None = None,
+               options: dict[str, bool] | None = None,
+               plans: dict[Any, tuple[list[bool], int]] | None = None) -> ModelZone:
     """The model of one zone of `frames`, its driver's pages filled by `replay`.
 
     The driver's pages are the pfns of the snapshot's kind for that driver, or
     of any of `driver_codes` (e.g. every movable driver's, when another driver
-    takes their place)."""
+    takes their place).  The model runs v4.19, with the newer-kernel `options`
+    given (VMConfig fields, e.g. mmplug.vm.kernel_settings("6.1")).  `plans` keeps
+    the dry runs of replays (the same replay on the same zone plans alike) for the
+    next build of the same zone.
+    The memmap is whole pageblocks; compaction scans only the zone's own pfns,
+    from zone_start_pfn to zone_end_pfn() as the machine's zone spans them."""
     span = frames.zone(zone_name)
     ps = frames.page_size
     pb = 512
     base = span.start_pfn // pb * pb
     end = -(-span.end_pfn // pb) * pb
     nr = end - base
-    vm = VM(VMConfig(nr_pages=nr, page_size=ps, min_free_pages=max(span.min_free, 1)),
-            plugins=host)
+    shape = dict(nr_pages=nr, page_size=ps, min_free_pages=max(span.min_free, 1))
+    vm = VM(VMConfig(**shape, **(options or {})), plugins=host)
     zone = vm.zone
+    zone.zone_start_pfn = span.start_pfn - base
+    zone.zone_end_pfn = min(span.end_pfn, len(frames.kinds)) - base
+    reset_cached_positions(zone)
     reservoir: dict[int, Page] = {}
     while True:
         page = zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE, ignore_watermark=True)
@@ -499,7 +535,7 @@ def build_zone(frames: PageFrames, zone_name: str, *, host: Any = None, driver: 
             driver_codes = DRIVERS[driver][0] if driver in DRIVERS else ""
         if driver is not None:
             target = [i for i, k in enumerate(kinds) if k in driver_codes] if driver_codes else []
-            _place_driver(model, host, driver, replay, target, free_pfns, steer)
+            _place_driver(model, host, driver, replay, target, free_pfns, steer, plans)
         for i, k in enumerate(kinds):
             if i not in reservoir or k in (FREE, TAIL):
                 continue
@@ -533,12 +569,19 @@ def build_zone(frames: PageFrames, zone_name: str, *, host: Any = None, driver: 
 
 
 def _place_driver(model: ModelZone, host: Any, driver: str, replay: Replay | None,
-                  target: list[int], free_pfns: list[int], steer: _Steer) -> None:
+                  target: list[int], free_pfns: list[int], steer: _Steer,
+                  plans: dict[Any, tuple[list[bool], int]] | None = None) -> None:
     """Create the driver instance and replay its history onto the target pfns."""
     vm = model.vm
     if replay is None:
         replay = fill_replay(len(target))
-    keep, kept = _plan(host, driver, vm.zone.nr_pages, vm.zone.page_size, replay)
+    key = (driver, vm.zone.nr_pages, vm.zone.page_size, replay)
+    if plans is not None and key in plans:
+        keep, kept = plans[key]
+    else:
+        keep, kept = _plan(host, driver, vm.zone.nr_pages, vm.zone.page_size, replay)
+        if plans is not None:
+            plans[key] = (keep, kept)
     targets = list(target)
     spare = [p for p in free_pfns]
     plan: list[int] = []
@@ -581,15 +624,32 @@ def fill_replay(nr_pages: int, seed: int = 0, sizes: tuple[int, int] = (64, 3000
     return replay
 
 
-def compact_whole_zone(model: ModelZone) -> dict[str, int]:
-    """compact_memory's compact_zone() on the model zone; returns where the scanners ended."""
-    from ..compaction import CompactControl, compact_zone
+def compact_whole_zone(model: ModelZone, scanned: tuple[int, int] = (0, 0)) -> dict[str, int]:
+    """compact_memory's compact_zone() on the model zone; returns where the scanners ended
+    and cc's scanned counts after it.  `scanned` is what cc carries in from the zones
+    compacted before (see compact_node)."""
     vm = model.vm
     cc = CompactControl(zone=vm.zone, order=-1, mode=MigrateMode.SYNC, ignore_skip_hint=True,
-                        whole_zone=True, gfp_mask=GFP_KERNEL)
+                        whole_zone=True, gfp_mask=GFP_KERNEL, total_migrate_scanned=scanned[0],
+                        total_free_scanned=scanned[1])
     compact_zone(vm, cc)
     return {"migrate_pfn": model.base_pfn + cc.migrate_pfn,
-            "free_pfn": model.base_pfn + cc.free_pfn}
+            "free_pfn": model.base_pfn + cc.free_pfn,
+            "migrate_scanned": cc.total_migrate_scanned, "free_scanned": cc.total_free_scanned}
+
+
+def compact_node(models: list[ModelZone]) -> dict[str, dict[str, int]]:
+    """compact_node() (mm/compaction.c:1860-1893): compact_zone() on each zone in zone order
+    with one compact_control, whose scanned counts v4.19 never zeroes: each zone's
+    count_compact_events() adds the earlier zones' scans again.  6.1 zeroes them in
+    compact_zone() (`VMConfig.zone_scan_counts`).  Returns each zone's end state."""
+    out: dict[str, dict[str, int]] = {}
+    carried = (0, 0)
+    for m in models:
+        end = compact_whole_zone(m, carried)
+        carried = (end["migrate_scanned"], end["free_scanned"])
+        out[m.name] = end
+    return out
 
 
 def model_frames(models: list[ModelZone], template: PageFrames) -> PageFrames:

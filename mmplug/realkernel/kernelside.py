@@ -2,10 +2,16 @@
 
 Layout of a run folder (written by guest/lib.sh): before/ and after/ each
 hold vmstat, buddyinfo, pagetypeinfo, zoneinfo, blocks (the probe's
-pageblock types), kpageflags, kpagecount and movable (the probe's list of
-non-LRU movable pages), and mm_stat or zswap where the scenario has them;
-beside them trace (the compaction tracepoints around compact_memory),
-mm_stat.filled / mm_stat.compacted (zram), zswap.filled / zswap.removed.
+pageblock types), kpageflags, kpagecount, movable (the probe's list of
+non-LRU movable pages) and free (the free pfns the probe recorded when
+buddyinfo was read), and mm_stat or zswap where the scenario has them;
+before/ also holds free.start, blocks.start and buddyinfo.start, recorded the
+moment compact_memory began, after/ free.end, blocks.end and buddyinfo.end,
+recorded the moment it returned, and vmstat.start / vmstat.end, read right
+before and after it; beside them trace (the compaction tracepoints around
+compact_memory), mm_stat.filled / mm_stat.compacted (zram), zswap.filled /
+zswap.removed.  Runs kept before the probe recorded free pfns have no free
+files: their free pages are those /proc/kpageflags shows as PG_buddy.
 """
 
 from __future__ import annotations
@@ -56,20 +62,38 @@ class Moment:
     frames: PageFrames
     mm_stat: dict[str, int] | None = None
     zswap: dict[str, int] | None = None
+    #: /proc/buddyinfo read the moment the frames' free pfns were recorded (None: the
+    #: run recorded none, its free pfns are kpageflags' PG_buddy pages)
+    buddyinfo_at_record: dict[str, list[int]] | None = None
+    #: /proc/vmstat right before (vmstat.start) or after (vmstat.end) compact_memory
+    vmstat_at_record: dict[str, int] | None = None
 
 
-def read_moment(d: Path, source: dict[str, Any] | None = None) -> Moment:
+def read_moment(d: Path, source: dict[str, Any] | None = None, *, record: str = ""
+                ) -> Moment:
+    """One moment's files.  Its free pfns are those the probe recorded as free`record`
+    (".start": when compact_memory began, ".end": when it returned), else as free."""
     try:
         flags = procfs.u64_array(_bytes(d / "kpageflags"))
         zones = procfs.zoneinfo(_text(d / "zoneinfo"))
         movable = procfs.probe_movable(_text(d / "movable"))
-        blocks = procfs.probe_blocks(_text(d / "blocks"))
-        frames = from_machine(flags, zones, movable=movable, blocks=blocks, source=source)
+        suffix = record if record and _opt(d / f"free{record}") is not None else ""
+        blocks = procfs.probe_blocks(_opt(d / f"blocks{suffix}") or _text(d / "blocks"))
+        free_text = _opt(d / f"free{suffix}")
+        free = procfs.probe_free(free_text) if free_text is not None else None
+        mapcount = procfs.u64_array(_bytes(d / "kpagecount"))
+        frames = from_machine(flags, zones, movable=movable, blocks=blocks, free=free,
+                              mapcount=mapcount, source=source)
+        bi = procfs.buddyinfo(_text(d / "buddyinfo"))
+        bi_rec = _opt(d / f"buddyinfo{suffix}") if free is not None else None
+        vs_rec = _opt(d / f"vmstat{record}") if record else None
         mm = _opt(d / "mm_stat")
         zs = _opt(d / "zswap")
-        return Moment(procfs.vmstat(_text(d / "vmstat")), procfs.buddyinfo(_text(d / "buddyinfo")),
+        return Moment(procfs.vmstat(_text(d / "vmstat")), bi,
                       procfs.pagetypeinfo(_text(d / "pagetypeinfo")), zones, frames,
-                      procfs.mm_stat(mm) if mm else None, procfs.zswap(zs) if zs else None)
+                      procfs.mm_stat(mm) if mm else None, procfs.zswap(zs) if zs else None,
+                      procfs.buddyinfo(bi_rec) if bi_rec else None,
+                      procfs.vmstat(vs_rec) if vs_rec else None)
     except OSError as exc:
         raise RunFilesError(f"{d}: {exc.strerror}: {exc.filename}") from None
     except procfs.ParseError as exc:
@@ -88,8 +112,12 @@ class KernelRun:
     package_version: str = ""
 
     def counter(self, name: str) -> int:
-        """The change of a /proc/vmstat counter across compaction."""
-        return self.after.vmstat.get(name, 0) - self.before.vmstat.get(name, 0)
+        """The change of a /proc/vmstat counter across compact_memory (read right before
+        and after it where the run did, else at the two snapshots)."""
+        before, after = self.before.vmstat_at_record, self.after.vmstat_at_record
+        if before is None or after is None:
+            before, after = self.before.vmstat, self.after.vmstat
+        return after.get(name, 0) - before.get(name, 0)
 
     def driver_pfns(self, moment: Moment, driver: str) -> set[int]:
         code = DRIVERS[driver][0]
@@ -115,8 +143,8 @@ def read_run(out: Path) -> KernelRun:
             version = found[-1] if found else ""
             break
     source = {"kernel": release, "machine": "qemu guest", "probe": True}
-    before = read_moment(out / "before", source)
-    after = read_moment(out / "after", source)
+    before = read_moment(out / "before", source, record=".start")
+    after = read_moment(out / "after", source, record=".end")
     trace_text = _opt(out / "trace") or ""
     extra: dict[str, Any] = {}
     for name in ("mm_stat.filled", "mm_stat.compacted"):

@@ -213,11 +213,19 @@ def probe_blocks(text: str) -> dict[str, dict[int, int]]:
 
 
 def probe_free(text: str) -> list[tuple[int, int]]:
-    """mmplug_pfn/free: [lo, hi) ranges of pfns with a zero refcount."""
+    """mmplug_pfn/free: [lo, hi) ranges of the pfns free at the probe's last drain
+    ("# drain N" first: how many drains it has recorded)."""
     out = []
-    for line in text.splitlines():
-        lo, hi = line.split()
-        out.append((int(lo), int(hi)))
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ParseError(f"free line {n}: {line!r}")
+        try:
+            out.append((int(parts[0]), int(parts[1])))
+        except ValueError:
+            raise ParseError(f"free line {n}: {line!r}") from None
     return out
 
 

@@ -16,7 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import re
+
 from .. import __version__
+from ..vm import KERNEL_BASELINE, kernel_settings
 from ..compare.snapshot import DRIVERS, PageFrames
 from ..plugins import PluginHost
 from . import guest
@@ -86,8 +89,17 @@ def compare_kept(name: str, folder: Path) -> dict[str, Any]:
     return result
 
 
-def compare_with_model(sc: Scenario, gp: GuestPlan, kernel: KernelRun) -> dict[str, Any]:
-    """Run the model from the kernel's `before` snapshot; the rows of the table."""
+def guest_release(kernel: KernelRun) -> str | None:
+    """The guest's MAJOR.MINOR (e.g. "6.1"), whose newer-kernel options the second model
+    column runs with; None when the run does not say."""
+    m = re.match(r"(\d+)\.(\d+)", kernel.release or "")
+    return f"{m.group(1)}.{m.group(2)}" if m else None
+
+
+def compare_with_model(sc: Scenario, gp: GuestPlan, kernel: KernelRun,
+                       options: dict[str, bool] | None = None) -> dict[str, Any]:
+    """Run the model from the kernel's `before` snapshot, as v4.19 and with the guest
+    release's newer-kernel options (or `options`); the rows of the table."""
     host = PluginHost()
     host.load_entry_points()
     host.get(sc.driver)
@@ -100,6 +112,9 @@ def compare_with_model(sc: Scenario, gp: GuestPlan, kernel: KernelRun) -> dict[s
                                    - filled.get("same_filled_pages", 0))
     notes: dict[str, Any] = {}
     replay = replay_for(sc, gp, facts, notes)
+    release = guest_release(kernel)
+    if options is None and release is not None:
+        options = kernel_settings(release)
 
     def after(instance: Any) -> dict[str, Any]:
         extra = dict(notes)
@@ -112,28 +127,39 @@ def compare_with_model(sc: Scenario, gp: GuestPlan, kernel: KernelRun) -> dict[s
                                     if p.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE)
         return extra
 
-    model = run_model(kernel.before.frames, host, sc.driver, replay, after)
-    rows = build_rows(sc, gp, kernel, model)
+    plans: dict[Any, Any] = {}
+    model = run_model(kernel.before.frames, host, sc.driver, replay, after, plans=plans)
+    newer = (run_model(kernel.before.frames, host, sc.driver, replay, after, options=options,
+                       plans=plans) if options is not None else None)
+    rows = build_rows(sc, gp, kernel, model, newer)
     return {"mmplug": __version__, "scenario": {"name": sc.name, "kind": sc.kind,
                                                  "description": sc.description,
                                                  "file": str(sc.path)},
             "seed": sc.seed, "driver": sc.driver, "rows": rows_json(rows),
-            "reasons": {k: REASONS[k] for k in sorted({x for r in rows if not r.ok
-                                                       for x in r.reasons})},
-            "placement": model.placement, "_rows": rows, "_kernel": kernel, "_model": model}
+            "reasons": {k: REASONS[k] for k in sorted({x for r in rows for x in r.cited})},
+            "model": {"baseline": KERNEL_BASELINE, "release": release,
+                      "options": options or {}},
+            "placement": model.placement, "_rows": rows, "_kernel": kernel, "_model": model,
+            "_newer": newer}
 
 
 def header(result: dict[str, Any]) -> str:
     g = result.get("guest", {})
     sc = result["scenario"]
+    model = result.get("model", {})
+    release = model.get("release")
+    on = [k for k, v in model.get("options", {}).items() if v]
+    models = f"v4.19, and v4.19 with {release}'s options ({', '.join(on)})" if release else "v4.19"
     return (f"mmplug kernel run {sc['name']}: seed {result['seed']}, guest Linux "
             f"{g.get('release', '?')} ({g.get('package_version', '')}) {g.get('memory_mib')} MiB, "
             f"{g.get('cpus')} cpu, {g.get('accel', '?').upper()}; model mmplug "
-            f"{result['mmplug']} (v4.19)")
+            f"{result['mmplug']}: {models}")
 
 
 def table_text(result: dict[str, Any]) -> str:
-    return render(result["_rows"], header(result))
+    release = result.get("model", {}).get("release")
+    columns = ("v4.19", release) if release else ("model",)
+    return render(result["_rows"], header(result), columns)
 
 
 def public(result: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +167,7 @@ def public(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_plot(result: dict[str, Any], directory: Path) -> list[Path]:
-    """zonemap-<scenario>.png: the kernel's zone and the model's, before and after."""
+    """zonemap-<scenario>.png: the kernel's zone and each model's, before and after."""
     from PIL import Image
 
     from ..compare.plot import BACKGROUND_RGB, driver_colour, zone_map_figure
@@ -150,15 +176,20 @@ def write_plot(result: dict[str, Any], directory: Path) -> list[Path]:
     zone = kernel.before.frames.zone(model.driver_zone or kernel.before.frames.zones[-1].name)
     driver = result["driver"]
     rgb = driver_colour(list(DRIVERS).index(driver))
-    k_img, _, _ = zone_map_figure(f"{driver}: kernel {result['guest'].get('release', '')}",
-                                  owners(kernel.before.frames, zone, driver),
-                                  owners(kernel.after.frames, zone, driver), rgb)
-    m_img, _, _ = zone_map_figure(f"{driver}: model (v4.19)", owners(model.before, zone, driver),
-                                  owners(model.after, zone, driver), rgb)
-    img = Image.new("RGB", (max(k_img.width, m_img.width), k_img.height + m_img.height),
+    panels = [(f"{driver}: kernel {result['guest'].get('release', '')}", kernel.before.frames,
+               kernel.after.frames), (f"{driver}: model (v4.19)", model.before, model.after)]
+    newer: ModelRun | None = result.get("_newer")
+    if newer is not None:
+        panels.append((f"{driver}: model (v4.19 with {result['model']['release']}'s options)",
+                       newer.before, newer.after))
+    images = [zone_map_figure(title, owners(before, zone, driver), owners(after, zone, driver),
+                              rgb)[0] for title, before, after in panels]
+    img = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)),
                     BACKGROUND_RGB)
-    img.paste(k_img, (0, 0))
-    img.paste(m_img, (0, k_img.height))
+    y = 0
+    for i in images:
+        img.paste(i, (0, y))
+        y += i.height
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"zonemap-{result['scenario']['name']}.png"
     img.save(path)

@@ -1,9 +1,13 @@
-"""The side-by-side table: one row per figure, kernel | model | tolerance | verdict.
+"""The side-by-side table: one row per figure, kernel | v4.19 | guest's release | tolerance | verdict.
 
-A row outside its tolerance names the reasons it differs: each reason is a
-difference between the model's v4.19 and the guest's 6.1 (or between the
-machine and the model), naming the functions on both sides.  A row outside
-its tolerance with no reason says so: that is a defect to fix.
+The model runs twice from the same snapshot: as v4.19, the baseline the
+project models, and with every newer-kernel option (mmplug.vm.VMConfig) of
+the guest's release.  A row's verdict judges the second model column; where
+the v4.19 column differs from the kernel and the second agrees, the verdict
+names the options that change the row (`versions`).  A row outside its
+tolerance even with the guest's options names its reasons: a difference
+between the machine and the model, naming the functions on both sides.  A row
+outside its tolerance with no reason says so: that is a defect to fix.
 """
 
 from __future__ import annotations
@@ -12,46 +16,67 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..compare.snapshot import DRIVERS, PageFrames, ZoneSpan
+from ..vm import kernel_options
 from .kernelside import KernelRun
 from .modelside import ModelRun
 from .scenario import PAGE_SIZE, GuestPlan, Scenario, zram_object_size
 
-#: the reasons of every row that depends on where the scanners met
+#: The newer-kernel options a row can name, by the short tag the table prints.
+VERSION_TAGS = {"stride": "free_scan_stride", "rescan": "rescan_block",
+                "scan-count": "scan_counts_isolated", "zone-counts": "zone_scan_counts"}
+
+#: the options that move where the scanners meet, and every row that depends on it
 MEET = ("stride", "rescan")
 
-#: Named differences a row may cite.  Each names the functions on both sides.
-REASONS = {
+_FUNCTIONS = {
     "stride": (
-        "6.1's free scanner samples: isolate_freepages() passes isolate_freepages_block() a "
-        "stride that doubles, up to COMPACT_CLUSTER_MAX, after each pageblock that gave no free "
-        "page, and resets to 1 after one that did; v4.19's isolate_freepages_block() looks at "
-        "every pfn.  The kernel scans fewer pages (compact_free_scanned) and passes free pages "
-        "by, so it comes down further for the same targets and the scanners meet lower: the "
-        "rows that depend on where they met move with it."),
+        "v4.19's isolate_freepages_block() looks at every pfn of a pageblock; 6.1's "
+        "isolate_freepages() passes it a stride that doubles, up to COMPACT_CLUSTER_MAX, "
+        "after each pageblock that gave no free page and is 1 again after one that did, so "
+        "the free scanner scans fewer pages, passes free pages by and comes down further "
+        "for the same targets"),
     "rescan": (
-        "6.1 finishes a pageblock in one go: compact_zone() sets cc->rescan when the migrate "
-        "scanner resumes in the pageblock of the previous migration, and "
-        "isolate_migratepages_block() then isolates the rest of the block instead of stopping "
-        "at COMPACT_CLUSTER_MAX; v4.19's isolate_migratepages_block() always stops at 32 "
-        "pages.  Bigger batches take more targets from compaction_alloc() at once, so the free "
-        "scanner comes down further and the scanners meet at another pfn: the rows that depend "
-        "on where they met (pages migrated and isolated, pages scanned, free blocks after, "
-        "pageblocks emptied) move with it; the last batch may also hold more pages than the "
-        "free scanner can still find targets for, and those go back (putback_movable_pages)."),
-    "zone-end": (
-        "The model's zone is whole pageblocks: the pfns past the real zone's end in its last "
-        "pageblock are held pages in the model, which its free scanner (isolate_freepages_block) "
-        "scans and the kernel's, bounded by zone_end_pfn(), does not."),
+        "v4.19's isolate_migratepages_block() stops at COMPACT_CLUSTER_MAX pages; 6.1's "
+        "compact_zone() sets cc->rescan when a round starts in the pageblock the last round "
+        "started in, and isolate_migratepages_block() then isolates the rest of the block "
+        "at once: bigger batches take more targets from compaction_alloc() and the last one "
+        "may hold more pages than the free scanner still finds (putback_movable_pages)"),
+    "scan-count": (
+        "v4.19's isolate_freepages_block() counts a free block it isolates as one page "
+        "scanned; 6.1's counts each of its pages (nr_scanned += isolated - 1), and "
+        "isolate_migratepages_block() each page of an isolated compound page"),
+    "zone-counts": (
+        "v4.19's compact_node() passes one compact_control through the zones and "
+        "compact_zone() never zeroes cc->total_migrate_scanned/total_free_scanned, so each "
+        "zone's count_compact_events() counts the earlier zones' scans again; 6.1's "
+        "compact_zone() zeroes them first"),
+}
+
+
+def _version_reason(tag: str) -> str:
+    opt = next(o for o in kernel_options() if o["name"] == VERSION_TAGS[tag])
+    return (f"{_FUNCTIONS[tag]}.  VMConfig.{opt['name']} ({opt['kernel']}, commit "
+            f"{opt['commit']}).")
+
+
+#: Named differences a row may cite.  Each names the functions on both sides.
+REASONS = {tag: _version_reason(tag) for tag in VERSION_TAGS}
+REASONS.update({
     "drift": (
-        "Not a difference of the model: /proc/kpageflags is read a moment after "
-        "/proc/buddyinfo (the per-cpu lists drained before each), and a guest still busy "
-        "after reclaim and swap-out allocates or frees pages in between.  The model starts "
-        "from the snapshot, not from /proc/buddyinfo."),
+        "Not a difference of the model.  A run kept before the probe recorded free pfns "
+        "(mmplug_pfn/freeN) took its free pages from /proc/kpageflags, read after "
+        "/proc/buddyinfo: the pages the reading dd held, and the free pages per-cpu lists "
+        "took back meanwhile (rmqueue_bulk(), which kpageflags shows without PG_buddy), "
+        "count as in use there; and its `after` files were read when the guest had run on "
+        "after compaction (its pages come from those compaction freed, the last freed "
+        "first), not the moment compact_memory returned."),
     "one-zone": (
-        "The model's driver instance lives in one zone (the one holding most of its pages); "
-        "the kernel's pool allocates in every zone, here in DMA under memory pressure "
-        "(__alloc_pages() falling back along the zonelist in both versions).  Its pages in "
-        "other zones are held, unmovable pages in the model."),
+        "The kernel's pool allocates in every zone, here in DMA under memory pressure "
+        "(__alloc_pages() falling back along the zonelist in both versions), and no file of "
+        "the run says which objects went there.  The model replays the driver's history in "
+        "the zone holding most of its pages; in each other zone an instance of its own holds "
+        "seeded objects on the kernel's driver pfns there, and the replayed instance places "
+        "what the kernel kept in those zones on free pfns of its own zone."),
     "headless": (
         "z3fold pages of one large object (headless) are not movable in either version "
         "(z3fold_alloc() calls __SetPageMovable() only for pages with a header), so the probe, "
@@ -62,7 +87,7 @@ REASONS = {
         "LRU order, both versions): the model stores the first pages written, as many as zswap "
         "held; z3fold then packs a different sequence of objects (z3fold_alloc(), "
         "z3fold_free()), so its page count and layout are close, not equal."),
-}
+})
 
 
 @dataclass
@@ -74,17 +99,36 @@ class Row:
     tolerance: str = "exact"
     reasons: tuple[str, ...] = ()
     note: str = ""
+    #: the model with the guest release's newer-kernel options (when `guested`)
+    guest: Any = None
+    #: the newer-kernel options (VERSION_TAGS) that change this row
+    versions: tuple[str, ...] = ()
+    guested: bool = False
     ok: bool = field(init=False, default=True)
+    ok_baseline: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
-        self.ok = within(self.kernel, self.model, self.tolerance)
+        self.ok_baseline = within(self.kernel, self.model, self.tolerance)
+        self.ok = (within(self.kernel, self.guest, self.tolerance) if self.guested
+                   else self.ok_baseline)
+
+    @property
+    def cited(self) -> tuple[str, ...]:
+        """The reasons the verdict names."""
+        if not self.guested:
+            return () if self.ok else self.versions + self.reasons
+        if self.ok:
+            return () if self.ok_baseline else self.versions
+        return self.reasons
 
     @property
     def verdict(self) -> str:
         if self.ok:
+            if self.guested and not self.ok_baseline:
+                return "agrees; v4.19: " + (", ".join(self.versions) or "newer-kernel options")
             return "agrees"
-        if self.reasons:
-            return "differs: " + ", ".join(self.reasons)
+        if self.cited:
+            return "differs: " + ", ".join(self.cited)
         return "DIFFERS, unexplained"
 
 
@@ -97,10 +141,6 @@ def within(k: Any, m: Any, tolerance: str) -> bool:
     if t.endswith("%"):
         return abs(k - m) <= abs(k) * float(t[:-1]) / 100
     return abs(k - m) <= float(t)
-
-
-def _zone_start(frames: PageFrames, name: str) -> ZoneSpan:
-    return frames.zone(name)
 
 
 def _moved(before: PageFrames, after: PageFrames, code: str, zone: ZoneSpan,
@@ -124,88 +164,109 @@ def _movable_moved(before: PageFrames, after: PageFrames, zone: ZoneSpan, below:
     return n
 
 
-def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun) -> list[Row]:
+def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun,
+               g: ModelRun | None = None) -> list[Row]:
+    """The rows: the kernel, the v4.19 model `m` and, given, the model `g` with the guest
+    release's options."""
     rows: list[Row] = []
+    runs = [m] if g is None else [m, g]
+
+    def row(sec: str, label: str, kv: Any, fn: Any, tol: str = "exact",
+            versions: tuple[str, ...] = (), reasons: tuple[str, ...] = (), note: str = "") -> None:
+        values = [fn(r) if callable(fn) else fn for r in runs]
+        rows.append(Row(sec, label, kv, values[0], tol, reasons, note,
+                        values[1] if g is not None else None, versions, g is not None))
+
     driver = sc.driver
-    # zswap's history is reclaim's: rows that depend on which objects sit where cite it
-    hist = ("reclaim-order",) if sc.kind == "zswap" else ()
+    # zswap's history is reclaim's, and a pool in several zones holds objects no file
+    # of the run places: rows that depend on which objects sit where cite it
+    hist = (("reclaim-order",) if sc.kind == "zswap" else ()) + \
+        (("one-zone",) if m.driver_elsewhere else ())
+    # a run kept before the probe recorded free pfns: its snapshots are of other moments
+    if k.before.buddyinfo_at_record is None or k.after.buddyinfo_at_record is None:
+        hist += ("drift",)
     code = DRIVERS[driver][0]
     home = m.driver_zone or k.before.frames.zones[-1].name
     kz = k.before.frames.zone(home)
 
     # --- the starting point -------------------------------------------------------------
     sec = "START (the snapshot the model is built from)"
+    recorded = k.before.buddyinfo_at_record is not None
+    kbi = k.before.buddyinfo_at_record or k.before.buddyinfo
     for z in k.before.frames.zones:
-        bi = k.before.buddyinfo.get(z.name)
-        snap = k.before.frames.buddy_blocks(z)
-        rows.append(Row(sec, f"{z.name} free pages: /proc/buddyinfo | snapshot",
-                        _pages(bi) if bi else None, _pages(snap), "±0.5%", ("drift",),
-                        note="the model starts from the snapshot's free pages"))
-    rows.append(Row(sec, f"{home} free pageblocks before", k.before.frames.free_pageblocks(kz),
-                    m.before.free_pageblocks(kz)))
-    rows.append(Row(sec, f"{driver} pages before compaction (movable)",
-                    len(k.before.frames.pfns_of(code)), len(m.before.pfns_of(code)),
-                    reasons=hist))
+        bi = kbi.get(z.name)
+        snap = _pages(k.before.frames.buddy_blocks(z))
+        row(sec, f"{z.name} free pages: /proc/buddyinfo | snapshot", _pages(bi) if bi else None,
+            snap, "±0.5%", reasons=() if recorded else ("drift",),
+            note="the model starts from the snapshot's free pages")
+    row(sec, f"{home} free pageblocks before", k.before.frames.free_pageblocks(kz),
+        lambda r: r.before.free_pageblocks(kz))
+    row(sec, f"{driver} pages before compaction (movable)", len(k.before.frames.pfns_of(code)),
+        lambda r: len(r.before.pfns_of(code)), reasons=hist)
     if m.driver_elsewhere:
-        rows.append(Row(sec, f"{driver} pages outside {home} (unmovable in the model)",
-                        m.driver_elsewhere, 0, reasons=("one-zone",)))
+        row(sec, f"{driver} pages outside {home} (seeded objects in the model)",
+            m.driver_elsewhere, lambda r: r.filled_elsewhere, "±2%", reasons=("one-zone",))
 
     # --- compaction's counters ---------------------------------------------------------------
     sec = "COMPACTION (echo 1 > /proc/sys/vm/compact_memory: every zone)"
     kmeet = k.meeting_point(kz.start_pfn)
-    rows.append(Row(sec, f"{home} pfn where the scanners met", kmeet, m.meeting.get(home),
-                    "±512", MEET))
+    row(sec, f"{home} pfn where the scanners met", kmeet, lambda r: r.meeting.get(home), "±512",
+        MEET, hist)
     spec = {"pgmigrate_success": ("±5%", MEET), "pgmigrate_fail": ("exact", MEET),
-            "compact_isolated": ("±5%", MEET), "compact_migrate_scanned": ("±5%", MEET),
-            "compact_free_scanned": ("±10%", MEET + ("zone-end",))}
+            "compact_isolated": ("±5%", MEET),
+            "compact_migrate_scanned": ("±5%", MEET + ("zone-counts",)),
+            "compact_free_scanned": ("±10%", MEET + ("scan-count", "zone-counts"))}
     if driver == "balloon":
         spec["balloon_migrate"] = ("±5%", MEET)
     for name, (tol, why) in spec.items():
-        rows.append(Row(sec, name, k.counter(name), m.counters.get(name, 0), tol, why))
-    rows.append(Row(sec, f"{home} free pages left above where the scanners met",
-                    _free_above(k.after.frames, kz, kmeet), _free_above(m.after, kz,
-                                                                       m.meeting.get(home)),
-                    "±10%", MEET, note="free pages the free scanner passed by or gave back"))
-    # The pageblocks both migrate scanners went through, short of the one where either met
-    # the free scanner: there every movable page should have moved on both sides.
-    common = (min(x for x in (kmeet, m.meeting.get(home), kz.end_pfn) if x is not None) - 1) \
-        // 512 * 512
-    rows.append(Row(sec, f"{home} LRU and {driver} pages moved below pfn {common}",
-                    _movable_moved(k.before.frames, k.after.frames, kz, common),
-                    _movable_moved(m.before, m.after, kz, common), "±1%", hist,
-                    note="the pageblocks both migrate scanners passed"))
+        row(sec, name, k.counter(name), lambda r, n=name: r.counters.get(n, 0), tol, why, hist)
+    row(sec, f"{home} free pages left above where the scanners met",
+        _free_above(k.after.frames, kz, kmeet),
+        lambda r: _free_above(r.after, kz, r.meeting.get(home)), "±10%", MEET, hist,
+        note="free pages the free scanner passed by or gave back")
+    # The pageblocks every migrate scanner went through, short of the one where any met
+    # the free scanner: there every movable page should have moved on every side.
+    common = (min(x for x in [kmeet, kz.end_pfn] + [r.meeting.get(home) for r in runs]
+                  if x is not None) - 1) // 512 * 512
+    row(sec, f"{home} LRU and {driver} pages moved below pfn {common}",
+        _movable_moved(k.before.frames, k.after.frames, kz, common),
+        lambda r: _movable_moved(r.before, r.after, kz, common), "±1%", reasons=hist,
+        note="the pageblocks every migrate scanner passed")
 
     # --- free memory after ---------------------------------------------------------------------
     sec = f"FREE BLOCKS AFTER ({home}, /proc/buddyinfo | the model's free lists)"
-    kb = k.after.buddyinfo.get(home, [])
-    mz = next(z for z in m.zones if z.name == home)
-    mb = mz.vm.zone.buddyinfo()
-    for order in range(len(mb)):
+    # /proc/buddyinfo the moment compaction returned, where the run recorded it
+    kafter = k.after.buddyinfo_at_record or k.after.buddyinfo
+    kb = kafter.get(home, [])
+    for order in range(len(m.buddyinfo[home])):
         kv = kb[order] if order < len(kb) else None
-        tol = f"±{max(3, (kv or 0) // 10)}"
-        rows.append(Row(sec, f"order {order}", kv, mb[order], tol, MEET))
+        row(sec, f"order {order}", kv, lambda r, o=order: r.buddyinfo[home][o],
+            f"±{max(3, (kv or 0) // 10)}", MEET, hist)
     for z in m.zones:
         if z.name != home:
-            rows.append(Row(sec.replace(home, z.name), f"{z.name} buddyinfo",
-                            " ".join(map(str, k.after.buddyinfo.get(z.name, []))),
-                            " ".join(map(str, z.vm.zone.buddyinfo())), "exact",
-                            MEET + (("one-zone",) if m.driver_elsewhere else ())))
+            row(sec.replace(home, z.name), f"{z.name} buddyinfo",
+                " ".join(map(str, kafter.get(z.name, []))),
+                lambda r, n=z.name: " ".join(map(str, r.buddyinfo[n])), "exact", MEET,
+                ("one-zone",) if m.driver_elsewhere else ())
     kfree = k.after.frames.free_pageblocks(kz) - k.before.frames.free_pageblocks(kz)
-    mfree = m.after.free_pageblocks(kz) - m.before.free_pageblocks(kz)
-    rows.append(Row(sec, "pageblocks emptied by compaction", kfree, mfree, "±2", MEET))
+    row(sec, "pageblocks emptied by compaction", kfree,
+        lambda r: r.after.free_pageblocks(kz) - r.before.free_pageblocks(kz), "±2", MEET, hist)
 
     # --- the driver ------------------------------------------------------------------------------
     sec = f"DRIVER ({driver})"
     km = _moved(k.before.frames, k.after.frames, code, kz, kmeet)
-    mm = _moved(m.before, m.after, code, kz, m.meeting.get(home))
-    rows.append(Row(sec, f"{driver} pages migrated", km["migrated"], mm["migrated"], "±5%",
-                    MEET + hist))
-    rows.append(Row(sec, "unmoved: beyond where the scanners met", km["unmoved_beyond"],
-                    mm["unmoved_beyond"], "±5%", MEET + hist))
-    rows.append(Row(sec, "unmoved: scanned, refused or failed", km["unmoved_scanned"],
-                    mm["unmoved_scanned"], "±5%", ("rescan",) + hist,
-                    note="isolated in the last batch and put back when the scanners met"))
-    rows.extend(_driver_rows(sc, plan, k, m))
+    moved = {id(r): _moved(r.before, r.after, code, kz, r.meeting.get(home)) for r in runs}
+    row(sec, f"{driver} pages migrated", km["migrated"], lambda r: moved[id(r)]["migrated"],
+        "±5%", MEET, hist)
+    row(sec, "unmoved: beyond where the scanners met", km["unmoved_beyond"],
+        lambda r: moved[id(r)]["unmoved_beyond"], "±5%", MEET, hist)
+    row(sec, "unmoved: scanned, refused or failed", km["unmoved_scanned"],
+        lambda r: moved[id(r)]["unmoved_scanned"], "±5%", MEET, hist,
+        note="isolated in the last batch and put back when the scanners met")
+    base = _driver_rows(sc, plan, k, m)
+    for r, rg in zip(base, _driver_rows(sc, plan, k, g) if g is not None else base):
+        rows.append(Row(r.section, r.label, r.kernel, r.model, r.tolerance, r.reasons, r.note,
+                        rg.model if g is not None else None, r.versions, g is not None))
     return rows
 
 
@@ -290,25 +351,33 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def render(rows: list[Row], header: str) -> str:
+def render(rows: list[Row], header: str, columns: tuple[str, ...] = ("model",)) -> str:
+    """The table; `columns` names the model columns (one, or v4.19 and the guest's release)."""
+    two = any(r.guested for r in rows)
     w = max(len(r.label) for r in rows) + 2
     wk = max([len(_fmt(r.kernel)) for r in rows] + [6]) + 2
-    wm = max([len(_fmt(r.model)) for r in rows] + [5]) + 2
-    out = [header, f"{'':<{w}}{'kernel':>{wk}}{'model':>{wm}}  {'tolerance':<10} verdict"]
+    wm = max([len(_fmt(r.model)) for r in rows] + [len(columns[0])]) + 2
+    wg = max([len(_fmt(r.guest)) for r in rows] + [len(columns[-1])]) + 2 if two else 0
+    title = f"{'':<{w}}{'kernel':>{wk}}{columns[0]:>{wm}}"
+    if two:
+        title += f"{columns[-1]:>{wg}}"
+    out = [header, f"{title}  {'tolerance':<10} verdict"]
     sec = None
     for r in rows:
         if r.section != sec:
             sec = r.section
             out.append(sec)
-        out.append(f"  {r.label:<{w - 2}}{_fmt(r.kernel):>{wk}}{_fmt(r.model):>{wm}}  "
-                   f"{r.tolerance:<10} {r.verdict}")
-    cited = sorted({x for r in rows if not r.ok for x in r.reasons})
+        line = f"  {r.label:<{w - 2}}{_fmt(r.kernel):>{wk}}{_fmt(r.model):>{wm}}"
+        if two:
+            line += f"{_fmt(r.guest):>{wg}}"
+        out.append(f"{line}  {r.tolerance:<10} {r.verdict}")
+    cited = sorted({x for r in rows for x in r.cited})
     if cited:
         out.append("")
-        out.append("Reasons for the rows that differ:")
+        out.append("Reasons the verdicts name:")
         for x in cited:
             out.append(f"  {x}: {REASONS[x]}")
-    bad = [r for r in rows if not r.ok and not r.reasons]
+    bad = [r for r in rows if not r.ok and not r.cited]
     if bad:
         out.append("")
         out.append(f"{len(bad)} row(s) differ without a known reason: " +

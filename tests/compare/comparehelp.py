@@ -5,12 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from mmplug.cli import main
 from mmplug.compare.workload import Trigger, Workload
 from mmplug.plugins import PluginHost
 
 HERE = Path(__file__).resolve().parent
 KNOBPOOL = str(HERE / "knobpool.py")
 SIMPLEPOOL = str(HERE.parent / "drivers" / "simplepool.py")
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    """mmplug in this process: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return exc.value.code or 0, out, err
 
 
 def host() -> PluginHost:

@@ -6,16 +6,7 @@ import json
 
 import pytest
 
-from comparehelp import KNOBPOOL, SIMPLEPOOL
-from mmplug.cli import main
-
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
+from comparehelp import KNOBPOOL, SIMPLEPOOL, run
 
 
 def test_table_for_a_py_driver_and_a_driver_option(capsys, tmp_path):

@@ -33,6 +33,44 @@ def test_classify_order_of_tests():
     assert compound == {2: 1}
 
 
+def test_classify_takes_free_pages_from_the_probes_record():
+    """Where the probe recorded the free pfns, they and only they are free: a page the
+    reader of kpageflags held counts free, a PG_buddy page allocated since the record
+    counts as kernel memory; a mapped page without PG_lru is an LRU page."""
+    b = S._BIT
+    flags = [b["BUDDY"], b["BUDDY"], b["ANON"] | b["LRU"], 0, 0, b["RESERVED"]]
+    kinds, _ = S.classify(flags, free=[(0, 1), (2, 3), (5, 6)], mapcount=[0, 0, 1, 1, 0, 0])
+    assert kinds.decode() == ".k.lkr"
+    assert S.classify(flags)[0].decode() == "..lkkr"
+
+
+def test_compact_node_counts_earlier_zones_again_in_v419(zram_run, host):
+    """compact_node() on the fixture's two zones: v4.19 counts DMA's scans again with
+    DMA32's; with zone_scan_counts (a94b525241c0) each zone counts its own."""
+    frames = zram_run.before.frames
+    totals = {}
+    for zeroes in (False, True):
+        models = [S.build_zone(frames, z.name, host=host, options={"zone_scan_counts": zeroes})
+                  for z in frames.zones]
+        ends = S.compact_node(models)
+        events = [m.vm.vmstat.events["compact_migrate_scanned"] for m in models]
+        totals[zeroes] = (events, ends)
+    (v419, ends419), (v61, ends61) = totals[False], totals[True]
+    assert v419[0] == v61[0] == ends61["DMA"]["migrate_scanned"] > 0
+    assert v419[1] == v61[1] + v61[0]
+    assert ends419["DMA32"]["migrate_pfn"] == ends61["DMA32"]["migrate_pfn"]
+
+
+def test_model_zone_spans_the_zone_not_its_pageblocks(zram_run, host):
+    """The DMA zone starts at pfn 1 and its model's memmap at 0: compaction starts at 1."""
+    frames = zram_run.before.frames
+    model = S.build_zone(frames, "DMA", host=host)
+    zone = model.vm.zone
+    assert (model.base_pfn + zone.zone_start_pfn, zone.start_pfn) == (1, 0)
+    assert model.base_pfn + zone.zone_end_pfn == frames.zone("DMA").end_pfn
+    assert zone.compact_cached_migrate_pfn == [1, 1]
+
+
 def test_file_round_trip(tmp_path, zram_run):
     frames = zram_run.before.frames
     path = tmp_path / "snap.json.gz"

@@ -16,11 +16,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mmplug import ContractViolation
-from mmplug.kernel import page_address
+from mmplug.kernel import page_address, pfn_to_page
 
-from .flags import (
-    FIRST, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, PAGE_HEADLESS, clear_bit, set_bit, test_bit,
-)
+from .flags import FIRST, LAST, MIDDLE, MIDDLE_CHUNK_MAPPED, PAGE_HEADLESS, clear_bit, set_bit
+from .geometry import DIRECT_MAP
 from .handles import (
     HEADLESS_BIT, get_z3fold_header, handle_to_buddy, handle_to_chunks, put_z3fold_header,
 )
@@ -36,8 +35,8 @@ def z3fold_map(pool: "Z3foldPool", handle: int) -> int:
         return handle & geo.page_mask
     zhdr = get_z3fold_header(pool, handle)
     page = zhdr.page
-    addr = pool.virt(page)
-    if test_bit(PAGE_HEADLESS, page):
+    addr = DIRECT_MAP + page.pfn * geo.page_size   # page_address()
+    if page.private >> PAGE_HEADLESS & 1:
         put_z3fold_header(zhdr)
         return addr
     buddy = handle_to_buddy(pool, handle)
@@ -69,8 +68,8 @@ def z3fold_unmap(pool: "Z3foldPool", handle: int) -> None:
 
 
 def _owned_page(pool: "Z3foldPool", addr: int, length: int):
-    page = pool.virt_to_page(addr)
-    pfn = page.pfn
+    pfn = (addr - DIRECT_MAP) // pool.geometry.page_size
+    page = pfn_to_page(pool.vm, pfn)   # virt_to_page()
     if pfn not in pool.headers and pfn not in pool.headless:
         raise ContractViolation(
             "DRV-3F5", f"a reader touches pfn {page.pfn:#x} through an address it mapped, but "

@@ -122,8 +122,7 @@ def z3fold_alloc_existing(pool: "Z3foldPool", size: int, can_sleep: bool) -> Z3f
     while found is None:
         unbuddied = pool.unbuddied_of(pool.this_cpu())
         retry = False
-        for i in range(chunks, geo.nchunks):
-            lst = unbuddied[i]
+        for lst in unbuddied[chunks:geo.nchunks]:
             if not lst.entries:
                 continue
             zhdr = lst.first()

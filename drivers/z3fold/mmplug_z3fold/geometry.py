@@ -18,6 +18,8 @@ NCHUNKS_ORDER = 6
 Z3FOLD_HEADER_SIZE = 88
 #: the LAST buddy's chunk count is kept in the handle above BUDDY_SHIFT, below PAGE_MASK
 _MIN_PAGE_SIZE = 256
+#: the direct map: page addresses are DIRECT_MAP + pfn * PAGE_SIZE (page_address())
+DIRECT_MAP = 0xFFFF888000000000
 
 
 def _round_up(value: int, align: int) -> int:

@@ -24,6 +24,7 @@ from .flags import (
     BUDDY_MASK, BUDDY_SHIFT, HANDLES_NOFREE, HEADLESS, LAST, PAGE_HEADLESS, PAGE_MIGRATED,
     SLOTS_ALIGN, Buddy,
 )
+from .geometry import DIRECT_MAP
 from .header import Z3foldHeader, cpu_relax, z3fold_page_trylock, z3fold_page_unlock
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def encode_handle(pool: "Z3foldPool", zhdr: Z3foldHeader, bud: Buddy) -> int:
 
 def read_slot(pool: "Z3foldPool", handle: int) -> int:
     """*(unsigned long *)handle under the slots' read lock."""
-    slots = pool.slots_cache.lookup(handle)
+    slots = pool.slots_cache.live.get(handle & _SLOTS_MASK) or pool.slots_cache.lookup(handle)
     lock = slots.lock
     lock.read_lock()
     addr = slots.slot[(handle & _SLOT_OFFSET) // _SLOT_WORD]
@@ -156,7 +157,9 @@ def handle_to_buddy(pool: "Z3foldPool", handle: int) -> Buddy:
     if handle & HEADLESS_BIT:
         pool.warn("handle_to_buddy() on a HEADLESS handle")
     addr = read_slot(pool, handle)
-    zhdr = pool.header_at(addr & pool.geometry.page_mask)
+    geo = pool.geometry
+    base = addr & geo.page_mask
+    zhdr = pool.headers.get((base - DIRECT_MAP) // geo.page_size) or pool.header_at(base)
     return _BUDDY[(addr - zhdr.first_num) & BUDDY_MASK]
 
 
@@ -174,16 +177,20 @@ def get_z3fold_header(pool: "Z3foldPool", handle: int) -> Z3foldHeader:
     until the slot points at the new page.  With BUG-13 selected the MIGRATED test is
     skipped, as before the fix, and a reader can lock the old header.
     """
-    slots = pool.slots_cache.lookup(handle)
+    slots = pool.slots_cache.live.get(handle & _SLOTS_MASK) or pool.slots_cache.lookup(handle)
     idx = (handle & _SLOT_OFFSET) // _SLOT_WORD
     check_migrated = "BUG-13" not in pool.bugs
     lock = slots.lock
     page_mask = pool.geometry.page_mask
+    page_size = pool.geometry.page_size
+    headers = pool.headers
     while True:
         lock.read_lock()
         addr = slots.slot[idx]
-        zhdr = pool.header_at(addr & page_mask)
-        locked = z3fold_page_trylock(zhdr)
+        # pool.header_at() and z3fold_page_trylock(), written out for the common case
+        base = addr & page_mask
+        zhdr = headers.get((base - DIRECT_MAP) // page_size) or pool.header_at(base)
+        locked = z3fold_page_trylock(zhdr) if zhdr.freed else zhdr.page_lock.trylock()
         # v6.0 tests PAGE_MIGRATED after read_unlock; by then migration may have
         # re-encoded the slot, finished and cleared the old page's private word, and
         # the reader goes on with a freed header.  Under the read lock the slot cannot

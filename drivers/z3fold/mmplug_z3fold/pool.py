@@ -22,7 +22,7 @@ from mmplug.kernel import (
     spinlock,
 )
 
-from .geometry import Geometry
+from .geometry import DIRECT_MAP, Geometry
 from .handles import SlotsCache
 from .header import Z3foldHeader
 from .lists import BuddyList, PageLru
@@ -40,8 +40,6 @@ KNOWN_BUGS = MappingProxyType({
                        "its queued compaction skips it and it never takes objects again",
 })
 
-#: the direct map: page addresses are DIRECT_MAP + pfn * PAGE_SIZE (page_address())
-DIRECT_MAP = 0xFFFF888000000000
 
 
 class Z3foldPool:

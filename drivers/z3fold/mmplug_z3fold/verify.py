@@ -87,6 +87,9 @@ def verify_pool(pool: "Z3fold") -> None:
         if page.mapping != 0:
             _fail(f"headless pfn {pfn:#x} has a mapping word {page.mapping:#x}")
     nr_live_pages = len(pool.headless)
+    #: cpu -> unbuddied list -> its index (free chunks): one lookup per header, not a scan
+    positions = {cpu: {lst: i for i, lst in enumerate(lists)}
+                 for cpu, lists in pool.unbuddied.items()}
     for pfn, zhdr in list(headers.items()):
         page = zhdr.page
 
@@ -128,10 +131,9 @@ def verify_pool(pool: "Z3fold") -> None:
         elif not pool.lru.holds(page):
             _fail(f"{where()}: page is on no list of the pool (LRU)")
         if zhdr.buddy is not None:
-            lists = pool.unbuddied.get(zhdr.cpu)
-            if lists is None or zhdr.buddy not in lists:
+            idx = positions.get(zhdr.cpu, {}).get(zhdr.buddy)
+            if idx is None:
                 _fail(f"{where()}: on {zhdr.buddy.name} but cpu is {zhdr.cpu}")
-            idx = lists.index(zhdr.buddy)
             free_chunks = num_free_chunks(pool, zhdr)
             if idx != free_chunks and not test_bit(NEEDS_COMPACTING, page):
                 _fail(f"{where()}: on unbuddied[{idx}] with {free_chunks} free chunks")

@@ -5,6 +5,6 @@ say inflate
 wait_vmstat balloon_inflate $INFLATE_PAGES 600
 say deflate
 wait_vmstat balloon_deflate $DEFLATE_PAGES 600
-snap before
+snap before 0
 compact_memory
-snap after
+snap after 3

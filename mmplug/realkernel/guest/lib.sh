@@ -79,9 +79,34 @@ dump() {
     SLOT=$((SLOT + 1))
 }
 
-# A snapshot named $1: counters and zone files into /out/$1, then the page arrays.
-# Per-cpu free lists are drained first (mmplug_pfn/drain), so that every free
-# page is on the buddy lists and shows KPF_BUDDY in /proc/kpageflags.
+# /proc/$1 into $R, read by the shell itself: no process starts (and allocates)
+# between what came before and the read.
+read_proc() {
+    R=
+    while IFS= read -r l; do
+        R="$R$l
+"
+    done < /proc/$1
+}
+
+# drain N: drain the per-cpu free lists (mmplug_pfn/drain): every free page is
+# then on the buddy lists, and the probe keeps in its record N (0-3) which pfns
+# are free at this moment (mmplug_pfn/freeN), before anything that reads the
+# page arrays allocates.  /proc/buddyinfo of the same moment goes to $BI.
+drain() {
+    [ -e $P/drain ] && echo $1 > $P/drain
+    read_proc buddyinfo
+    BI=$R
+}
+
+# The probe's record N (free pfns, pageblock types) into files $2/free$3, $2/blocks$3.
+record() {
+    [ -e $P/free$1 ] && cat $P/free$1 > $2/free$3
+    [ -e $P/blocks$1 ] && cat $P/blocks$1 > $2/blocks$3
+}
+
+# A snapshot named $1 (record $2): counters and zone files into /out/$1, then the
+# page arrays, then the free pfns the probe recorded when /proc/buddyinfo was read.
 snap() {
     d=/out/$1
     mkdir -p $d
@@ -90,22 +115,44 @@ snap() {
     [ -e /sys/block/zram0/mm_stat ] && cat /sys/block/zram0/mm_stat > $d/mm_stat
     [ -d /sys/kernel/debug/zswap ] && grep -r . /sys/kernel/debug/zswap > $d/zswap
     cat $P/blocks > $d/blocks
-    echo 1 > $P/drain
-    cat /proc/buddyinfo > $d/buddyinfo
+    drain $2
+    echo -n "$BI" > $d/buddyinfo
     cat /proc/pagetypeinfo > $d/pagetypeinfo
     cat /proc/zoneinfo > $d/zoneinfo
-    echo 1 > $P/drain
     dump /proc/kpageflags $1/kpageflags
     dump /proc/kpagecount $1/kpagecount
     dump $P/movable $1/movable
+    record $2 $d ""
     say snapshot $1
 }
 
-# echo 1 > /proc/sys/vm/compact_memory, traced.
+# echo 1 > /proc/sys/vm/compact_memory, traced.  It starts from drained per-cpu
+# lists, as the model (which has none) does.  The free pfns, pageblock types and
+# /proc/buddyinfo of the moment it began and of the moment it ended (before this
+# shell writes a file, whose pages would come from those compaction just freed)
+# are kept as before/{free,blocks,buddyinfo}.start and after/{...}.end, and
+# /proc/vmstat right before and after it as before/vmstat.start and
+# after/vmstat.end: the snapshots' counters also count what kswapd, kcompactd
+# and direct compaction do around it.  (Reading vmstat grows the shell's heap:
+# before the first record, after the second.)
 compact_memory() {
+    read_proc vmstat
+    vmstat_start=$R
+    drain 1
+    start=$BI
     [ -d $T ] && echo 1 > $T/tracing_on
     echo 1 > /proc/sys/vm/compact_memory
     [ -d $T ] && echo 0 > $T/tracing_on
+    drain 2
+    read_proc vmstat
+    vmstat_end=$R
+    mkdir -p /out/after
+    echo -n "$start" > /out/before/buddyinfo.start
+    echo -n "$BI" > /out/after/buddyinfo.end
+    echo -n "$vmstat_start" > /out/before/vmstat.start
+    echo -n "$vmstat_end" > /out/after/vmstat.end
+    record 1 /out/before .start
+    record 2 /out/after .end
     [ -d $T ] && cat $T/trace > /out/trace
     say compacted
 }

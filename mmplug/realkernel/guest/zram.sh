@@ -12,9 +12,9 @@ say free
 while read first count; do
     blkdiscard -o $((first * 4096)) -l $((count * 4096)) /dev/zram0 || fail "discard $first"
 done < /free.runs
-snap before
+snap before 0
 compact_memory
-snap after
+snap after 3
 if [ "$ZCOMPACT" = 1 ]; then
     echo 1 > /sys/block/zram0/compact
     cat /sys/block/zram0/mm_stat > /out/mm_stat.compacted

@@ -26,6 +26,6 @@ for i in $REMOVE; do
     rm /mnt/f$i
 done
 grep -r . /sys/kernel/debug/zswap > /out/zswap.removed
-snap before
+snap before 0
 compact_memory
-snap after
+snap after 3

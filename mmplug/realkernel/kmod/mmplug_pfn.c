@@ -14,10 +14,20 @@
  *             balloon_mops, z3fold_mops, ...), which names the driver.
  *   blocks    one line per pageblock of every populated zone: zone name,
  *             first pfn, migratetype.
- *   drain     writing anything runs drain_all_pages(NULL): free pages
- *             waiting on per-cpu lists reach the buddy lists, where
- *             /proc/kpageflags shows them as KPF_BUDDY (a page on a per-cpu
- *             list looks like any allocated kernel page there).
+ *   drain     writing a record number N (0-3; anything else: 0) runs
+ *             drain_all_pages(NULL): free pages waiting on per-cpu lists
+ *             reach the buddy lists, where /proc/kpageflags shows them as
+ *             KPF_BUDDY (a page on a per-cpu list looks like any allocated
+ *             kernel page there); then, under each zone's lock, it records
+ *             in record N which pfns are free and every pageblock's
+ *             migratetype (an allocation may change it: __rmqueue_fallback()).
+ *   freeN     the pfns free when record N was taken, as "first end" ranges.
+ *   blocksN   the pageblocks' migratetypes when record N was taken, as in
+ *             blocks.
+ *             A shell's builtin echo writes drain without starting a
+ *             process, so a record is the machine's free memory at that
+ *             moment, whatever a later reader (dd, cat) allocates while
+ *             reading /proc/kpageflags or these files.
  *
  * The guest is quiet while these are read; nothing here takes a lock a
  * page's owner takes, so a racing change would only show a stale value.
@@ -30,9 +40,19 @@
 #include <linux/memory_hotplug.h>
 #include <linux/kprobes.h>
 #include <linux/pageblock-flags.h>
+#include <linux/bitmap.h>
 
 static struct dentry *root;
 static void (*drain_all)(struct zone *zone);
+
+/* The records of free pfns: one bit per pfn below freemap_end in each. */
+#define RECORDS 4
+static unsigned long *freemaps[RECORDS];
+static unsigned long freemap_end;
+static unsigned long drains[RECORDS];
+static unsigned char *blockmaps[RECORDS];
+static unsigned long *freemap;		/* the record being taken or listed */
+static unsigned char *blockmap;
 
 static void for_each_zone_pfn(struct seq_file *m,
 			      void (*fn)(struct seq_file *, struct zone *))
@@ -112,12 +132,119 @@ DEFINE_SHOW_ATTRIBUTE(name)
 PROBE_FILE(movable);
 PROBE_FILE(blocks);
 
+/* Under the zone lock no block can merge, split or leave the free lists. */
+static void record_free(struct zone *zone)
+{
+	unsigned long pfn = zone->zone_start_pfn, end = zone_end_pfn(zone);
+	unsigned long flags;
+
+	spin_lock_irqsave(&zone->lock, flags);
+	while (pfn < end && pfn < freemap_end) {
+		struct page *page = pfn_to_online_page(pfn);
+		unsigned long n = 1;
+
+		if (page && (pfn == zone->zone_start_pfn || !(pfn & (pageblock_nr_pages - 1))))
+			blockmap[pfn >> pageblock_order] = block_migratetype(pfn);
+		if (page && PageBuddy(page)) {
+			n = 1UL << page_private(page);
+			bitmap_set(freemap, pfn, min(n, freemap_end - pfn));
+			/* a free block of pageblock order or more spans whole blocks */
+			if (n > pageblock_nr_pages) {
+				unsigned long b;
+
+				for (b = pfn + pageblock_nr_pages; b < pfn + n && b < end;
+				     b += pageblock_nr_pages)
+					blockmap[b >> pageblock_order] = block_migratetype(b);
+			}
+		}
+		pfn += n;
+	}
+	spin_unlock_irqrestore(&zone->lock, flags);
+}
+
+static void record_zone(struct seq_file *m, struct zone *zone)
+{
+	record_free(zone);
+}
+
+static void list_free(struct seq_file *m, struct zone *zone)
+{
+	unsigned long pfn = zone->zone_start_pfn;
+	unsigned long end = min(zone_end_pfn(zone), freemap_end);
+
+	while (pfn < end) {
+		unsigned long first = find_next_bit(freemap, end, pfn);
+		unsigned long last;
+
+		if (first >= end)
+			break;
+		last = find_next_zero_bit(freemap, end, first);
+		seq_printf(m, "%lu %lu\n", first, last);
+		pfn = last;
+	}
+}
+
+static DEFINE_MUTEX(records_lock);
+
+static int free_show(struct seq_file *m, void *v)
+{
+	unsigned long n = (unsigned long)m->private;
+
+	mutex_lock(&records_lock);
+	freemap = freemaps[n];
+	seq_printf(m, "# record %lu, drain %lu\n", n, drains[n]);
+	for_each_zone_pfn(m, list_free);
+	mutex_unlock(&records_lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(free);
+
+static void list_recorded_blocks(struct seq_file *m, struct zone *zone)
+{
+	unsigned long pfn = zone->zone_start_pfn & ~(pageblock_nr_pages - 1);
+	unsigned long end = min(zone_end_pfn(zone), freemap_end);
+
+	for (; pfn < end; pfn += pageblock_nr_pages) {
+		if (!pfn_to_online_page(max(pfn, zone->zone_start_pfn)))
+			continue;
+		seq_printf(m, "%s %lu %u\n", zone->name, pfn, blockmap[pfn >> pageblock_order]);
+	}
+}
+
+static int recorded_blocks_show(struct seq_file *m, void *v)
+{
+	unsigned long n = (unsigned long)m->private;
+
+	mutex_lock(&records_lock);
+	blockmap = blockmaps[n];
+	for_each_zone_pfn(m, list_recorded_blocks);
+	mutex_unlock(&records_lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(recorded_blocks);
+
 static ssize_t drain_write(struct file *file, const char __user *buf,
 			   size_t len, loff_t *ppos)
 {
+	static unsigned long count;
+	char c = '0';
+	unsigned long n;
+
 	if (!drain_all)
 		return -EOPNOTSUPP;
+	if (len && get_user(c, buf))
+		return -EFAULT;
+	n = (c >= '0' && c < '0' + RECORDS) ? c - '0' : 0;
 	drain_all(NULL);
+	mutex_lock(&records_lock);
+	if (freemaps[n] && blockmaps[n]) {
+		freemap = freemaps[n];
+		blockmap = blockmaps[n];
+		bitmap_zero(freemap, freemap_end);
+		for_each_zone_pfn(NULL, record_zone);
+		drains[n] = ++count;
+	}
+	mutex_unlock(&records_lock);
 	return len;
 }
 
@@ -142,23 +269,51 @@ static void *lookup(const char *name)
 	return addr;
 }
 
+static void zone_end(struct seq_file *m, struct zone *zone)
+{
+	freemap_end = max(freemap_end, zone_end_pfn(zone));
+}
+
 static int __init mmplug_pfn_init(void)
 {
+	unsigned long n;
+
 	drain_all = lookup("drain_all_pages");
+	for_each_zone_pfn(NULL, zone_end);
 	root = debugfs_create_dir("mmplug_pfn", NULL);
 	debugfs_create_file("movable", 0400, root, NULL, &movable_fops);
 	debugfs_create_file("blocks", 0400, root, NULL, &blocks_fops);
-	if (drain_all)
-		debugfs_create_file("drain", 0200, root, NULL, &drain_fops);
+	if (!drain_all)
+		return 0;
+	debugfs_create_file("drain", 0200, root, NULL, &drain_fops);
+	for (n = 0; n < RECORDS; n++) {
+		char name[8];
+
+		freemaps[n] = bitmap_zalloc(freemap_end, GFP_KERNEL);
+		blockmaps[n] = kzalloc((freemap_end >> pageblock_order) + 1, GFP_KERNEL);
+		if (!freemaps[n] || !blockmaps[n])
+			continue;
+		snprintf(name, sizeof(name), "free%lu", n);
+		debugfs_create_file(name, 0400, root, (void *)n, &free_fops);
+		snprintf(name, sizeof(name), "blocks%lu", n);
+		debugfs_create_file(name, 0400, root, (void *)n, &recorded_blocks_fops);
+	}
 	return 0;
 }
 
 static void __exit mmplug_pfn_exit(void)
 {
+	unsigned long n;
+
 	debugfs_remove_recursive(root);
+	for (n = 0; n < RECORDS; n++) {
+		bitmap_free(freemaps[n]);
+		kfree(blockmaps[n]);
+	}
 }
 
 module_init(mmplug_pfn_init);
 module_exit(mmplug_pfn_exit);
-MODULE_DESCRIPTION("mmplug page-frame probe: movable owners, pageblock types, pcp drain");
+MODULE_DESCRIPTION("mmplug page-frame probe: movable owners, pageblock types, pcp drain, "
+		   "free pfns");
 MODULE_LICENSE("Dual MIT/GPL");
