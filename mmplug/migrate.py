@@ -224,6 +224,16 @@ def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
     if not page.flags & LOCKED:
         raise DriverError("PUT-1", "putback_page unlocked the page; the VM holds the lock "
                           "around it", driver=mapping.driver, hook="putback_page", page=page)
+    if page._refcount < 2 and page.mapping == mapping.handle | PAGE_MAPPING_MOVABLE:
+        # Still the driver's, so it holds a reference, and the isolation reference is the
+        # VM's to drop once putback_page returns (putback_movable_pages): fewer than two
+        # means the driver dropped one it did not own, and that put_page frees a page in use.
+        # Other CPUs only add references, and the driver cannot release the page (REL-1)
+        # while the VM holds its lock, so the bound holds on several CPUs too.
+        raise DriverError("PUT-1", f"putback_page left the page with refcount {page._refcount}"
+                          " though it is still the driver's: it dropped a reference it does "
+                          "not own (the isolation reference is the VM's to drop)",
+                          driver=mapping.driver, hook="putback_page", page=page)
     if vm.listeners.mmplug_after_putback_page is not None:
         vm.notify(vm.listeners.mmplug_after_putback_page, "mmplug_after_putback_page",
                   mapping=mapping, page=page)

@@ -16,7 +16,7 @@ from mmplug.conformance.registry import Context
 from mmplug.conformance.runner import load_driver
 from mmplug.constants import MigrateMode
 from mmplug.errors import DriverError
-from mmplug.migrate import PageList, isolate_movable_page, migrate_pages
+from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 
 HERE = Path(__file__).parent
 BROKEN = HERE / "broken"
@@ -141,3 +141,35 @@ def test_race_only_mistakes_pass_without_races_and_fail_in_quick(name: str, rule
     (race,) = run_suite(path, select=["RACE"], quick=True).results
     assert race.verdict == FAIL and race.rule == rule
     assert "(window, schedule " in race.message
+
+
+# --- a free() that re-lists an isolated page; a putback_page that drops a reference ----------
+
+@QUICK
+def test_a_free_that_relists_an_isolated_page_is_iso2_naming_free(quick: bool) -> None:
+    result = one(BROKEN / "free_relists_isolated.py", "ISO-2/taken-out", quick)
+    assert result.verdict == FAIL and result.rule == "ISO-2" and result.hook == "free"
+    assert "after free() of one of its objects while it was isolated" in result.message
+    kept = one(BROKEN / "isolate_keeps_page.py", "ISO-2/taken-out", quick)
+    assert kept.verdict == FAIL and kept.rule == "ISO-2" and kept.hook == "store"
+
+
+def _putback_one(driver: Path | str) -> None:
+    host = PluginHost()
+    vm = VM(VMConfig(nr_pages=256, pageblock_order=5, max_order=7), plugins=host)
+    pool = vm.create_from(host.load(str(driver)))
+    pool.store(b"x" * 64)
+    page = pool.pages()[0]
+    assert isolate_movable_page(vm, page, 0) == 0
+    plist = PageList()
+    plist.add(page)
+    putback_movable_pages(vm, plist)
+
+
+def test_the_vm_rejects_a_putback_page_that_drops_a_reference() -> None:
+    """Caught in putback_page itself, before the VM's put_page frees a page in use."""
+    _putback_one(SIMPLEPOOL)
+    with pytest.raises(DriverError) as err:
+        _putback_one(BROKEN / "putback_drops_ref.py")
+    assert err.value.rule == "PUT-1" and err.value.hook == "putback_page"
+    assert "dropped a reference it does not own" in err.value.message

@@ -283,6 +283,14 @@ MISTAKES: tuple[Mistake, ...] = (
               within="isolate_page"),),
     ),
     Mistake(
+        "free_relists_isolated", "ISO-2",
+        "free() of an object offers its page's free slot to store() again even while the page "
+        "is isolated.",
+        (Edit("                if not st.isolated:\n                    self.partial[st] = None\n",
+              "                self.partial[st] = None  # the mistake: even an isolated page\n",
+              within="Pool.free"),),
+    ),
+    Mistake(
         "sets_pg_isolated", "ISO-3",
         "isolate_page sets PG_isolated (PG_reclaim, bit 17) itself; only the VM may.",
         (Edit("    return True\n",
@@ -504,6 +512,15 @@ MISTAKES: tuple[Mistake, ...] = (
               within="putback_page"),),
         # the driver releases a lock it does not hold; the VM's unlock then finds it unlocked
         also_expected={"LCK-2"},
+    ),
+    Mistake(
+        "putback_drops_ref", "PUT-1",
+        "putback_page drops a reference on the page, as if the isolation reference were "
+        "the driver's.",
+        (Edit("        if st.used() < SLOTS:\n            pool.partial[st] = None\n",
+              "        if st.used() < SLOTS:\n            pool.partial[st] = None\n"
+              "    put_page(page)  # the mistake: the VM drops the isolation reference\n",
+              within="putback_page"),),
     ),
     Mistake(
         "raw_mapping_word", "FLG-7",
