@@ -89,7 +89,9 @@ def _stores_miss(bench: Any, isolated: list[Page], n: int, culprit: str, when: s
 
 def _free_one_of_each(bench: Any, isolated: list[Page]) -> list[Page]:
     """Free one object of each isolated page that holds several (and so stays in use):
-    the pages whose slot was given up while they were isolated."""
+    the pages whose slot was given up while they were isolated.  Such a page stays out of
+    the driver's structures (mm/zsmalloc.c: zs_free -> fix_fullness_group moves no
+    isolated zspage between fullness lists)."""
     on: dict[Page, list[Any]] = {}
     for handle in list(bench.objects):
         pages = bench.pages_of(handle)
