@@ -16,7 +16,12 @@ from mmplug.conformance.registry import Context
 from mmplug.conformance.runner import load_driver
 from mmplug.constants import MigrateMode
 from mmplug.errors import DriverError
-from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
+from mmplug.migrate import (
+    PageList,
+    isolate_movable_page,
+    migrate_pages,
+    putback_movable_pages,
+)
 
 HERE = Path(__file__).parent
 BROKEN = HERE / "broken"

@@ -31,7 +31,7 @@ def _section() -> str:
 
 def test_the_race_walkthrough_prints_what_check_driver_prints(tmp_path: Path) -> None:
     section = _section()
-    edit = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    edit = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     source = scaffold.DriverProject.for_name("gpupool").files()["mmplug_gpupool/__init__.py"]
     assert source.count(LOOP) == 1
     broken = tmp_path / "__init__.py"
@@ -39,7 +39,7 @@ def test_the_race_walkthrough_prints_what_check_driver_prints(tmp_path: Path) ->
     assert run_suite(str(broken), races=False, quick=True).passed
     (race,) = run_suite(str(broken), select=["RACE"], quick=True).results
     assert race.verdict == FAIL and race.rule == "FLG-5" and race.site.startswith("Pool._release")
-    shown = re.search(r"```console\n(.*?)```", section, re.S).group(1)
+    shown = re.search(r"```console\n(.*?)```", section, re.DOTALL).group(1)
     first, *steps = [line for line in shown.splitlines()
                      if line.startswith("    FLG-5: race") or re.match(r" {5}[ >] +\d+ +\d ", line)]
     assert race.message.splitlines()[0] in first

@@ -53,7 +53,7 @@ def check_driver(mistake: Mistake, *options: str) -> Run:
             *options]
     start = time.perf_counter()
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=LIMIT)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=LIMIT, check=False)
     except subprocess.TimeoutExpired:
         return Run(time.perf_counter() - start, frozenset(), (), -1, f"over {LIMIT:.0f} s")
     seconds = time.perf_counter() - start
