@@ -43,6 +43,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -359,7 +360,13 @@ def passes_through(exc: BaseException) -> bool:
 
 def driver_error(exc: BaseException, rule: str, *, driver: str, hook: str,
                  page: Any = None) -> DriverError:
-    """The DriverError for what driver code raised (or how it hung)."""
+    """The DriverError for what driver code raised (or how it hung).
+
+    The driver's frames keep their code and lines, for the report, but not their
+    locals: a failure kept to be shown or shrunk (Hypothesis, the race explorer)
+    must not keep what a runaway call allocated, or the next run finds no memory.
+    """
+    traceback.clear_frames(exc.__traceback__)
     err = DriverError(rule, f"{hook} {describe(exc)}", driver=driver,
                       hook=hook.rstrip("()"), page=page)
     err.__cause__ = exc
