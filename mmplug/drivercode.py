@@ -12,12 +12,16 @@ from a module beside it), and the whole folder of a package among them
 
 from __future__ import annotations
 
+import ast
 import inspect
+import linecache
 import os
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
 from attrs import field, frozen
+
+from .errors import CallbackTimeout
 
 if TYPE_CHECKING:
     from .plugins import LoadedDriver
@@ -46,6 +50,8 @@ class DriverCode:
     roots: frozenset[str]
     #: filename -> whether it is driver code (a frame's filename is looked up once)
     _known: dict[str, bool] = field(factory=dict, eq=False)
+    #: filename -> the line spans of its loop statements (read once, for hangs)
+    _loops: dict[str, list[tuple[int, int]]] = field(factory=dict, eq=False)
 
     @classmethod
     def of(cls, loaded: LoadedDriver) -> DriverCode:
@@ -77,25 +83,46 @@ class DriverCode:
         return known
 
     def site_in_traceback(self, exc: BaseException) -> Site | None:
-        """The innermost driver frame where `exc` (or what caused it) was raised."""
+        """The innermost driver frame where `exc` (or what caused it) was raised.
+
+        A hang (CallbackTimeout) was stopped wherever the loop happened to be,
+        perhaps in a helper the loop calls: its site is the innermost driver frame
+        that is inside a loop statement, so that the same hang stopped twice is
+        one violation.
+        """
         seen: set[int] = set()
         cur: BaseException | None = exc
         while cur is not None and id(cur) not in seen:
             seen.add(id(cur))
-            site = self._innermost(cur.__traceback__)
-            if site is not None:
-                return site
+            sites = self._driver_frames(cur.__traceback__)
+            if sites:
+                if isinstance(cur, CallbackTimeout):
+                    looping = [s for s in sites if self._in_loop(s)]
+                    return (looping or sites)[-1]
+                return sites[-1]
             cur = cur.__cause__ or cur.__context__
         return None
 
-    def _innermost(self, tb: TracebackType | None) -> Site | None:
-        found = None
+    def _driver_frames(self, tb: TracebackType | None) -> list[Site]:
+        found = []
         while tb is not None:
             code = tb.tb_frame.f_code
             if self.contains(code.co_filename):
-                found = Site(code.co_qualname, code.co_filename, tb.tb_lineno)
+                found.append(Site(code.co_qualname, code.co_filename, tb.tb_lineno))
             tb = tb.tb_next
         return found
+
+    def _in_loop(self, site: Site) -> bool:
+        spans = self._loops.get(site.filename)
+        if spans is None:
+            try:
+                tree = ast.parse("".join(linecache.getlines(site.filename)))
+            except (SyntaxError, ValueError):
+                tree = ast.Module(body=[], type_ignores=[])
+            spans = [(n.lineno, n.end_lineno or n.lineno) for n in ast.walk(tree)
+                     if isinstance(n, (ast.While, ast.For, ast.AsyncFor))]
+            self._loops[site.filename] = spans
+        return any(start <= site.lineno <= end for start, end in spans)
 
     def site_in_stack(self, frame: FrameType | None) -> Site | None:
         """The innermost driver frame of a live stack (from `frame` outwards)."""

@@ -11,6 +11,8 @@ from commandline.clihelp import run
 
 from mmplug.conformance import FAIL, SAME, run_suite
 from mmplug.conformance.violations import Violation, normalize
+from mmplug.drivercode import DriverCode
+from mmplug.errors import CallbackTimeout
 from mmplug.journal import Journal, blame_bad_read, blame_leak, rule_named
 from mmplug.page import Page
 
@@ -172,3 +174,45 @@ def test_shrinking_a_fuzz_failure_stays_within_the_memory_limit() -> None:
                        memory=384 << 20)
     (fuzz,) = report.results
     assert fuzz.verdict == FAIL and fuzz.rule == "MIG-7", fuzz.message
+
+
+SPINNER = """\
+from mmplug.errors import CallbackTimeout
+
+
+def helper(n, stop):
+    if n == stop:
+        raise CallbackTimeout(2.0)
+    return n
+
+
+def spin(in_helper, in_loop):
+    n = 0
+    while helper(n, in_helper) >= 0:
+        n += 1
+        if n == in_loop:
+            raise CallbackTimeout(2.0)
+"""
+
+
+@pytest.mark.parametrize("stops", [(3, -1), (-1, 3)], ids=["in-helper", "in-loop"])
+def test_a_hang_is_sited_at_its_loop_wherever_it_was_stopped(tmp_path: Path,
+                                                             stops: tuple[int, int]) -> None:
+    """A hang stopped in a helper the loop calls, or in the loop itself, is one site: the
+    innermost driver frame inside a loop statement."""
+    path = tmp_path / "spinner.py"
+    path.write_text(SPINNER)
+    namespace: dict = {"__name__": "spinner"}
+    exec(compile(SPINNER, str(path), "exec"), namespace)  # noqa: S102 (the test's own code)
+    code = DriverCode(frozenset({str(path)}))
+    with pytest.raises(CallbackTimeout) as hung:
+        namespace["spin"](*stops)
+    site = code.site_in_traceback(hung.value)
+    assert site is not None and site.function == "spin"
+
+
+def test_a_hang_found_by_fuzz_keeps_its_site() -> None:
+    report = run_suite(str(BROKEN / "free_hangs.py"), select=["FUZZ"], timeout=1.0)
+    (fuzz,) = report.results
+    assert fuzz.verdict == FAIL and fuzz.rule == "API-1"
+    assert fuzz.site.startswith("Pool.free (free_hangs.py:")

@@ -279,7 +279,8 @@ def state_machine(ctx: Context) -> str:
             test()
     except Flaky as exc:
         if ctx.scratch.get("hung"):
-            raise ctx.scratch["hung"][0] from None
+            hung = ctx.scratch["hung"][0]
+            raise hung from hung.__cause__
         found = [e for e in getattr(exc, "exceptions", ()) if isinstance(e, ContractViolation)]
         if found:
             # It failed once; replaying the same steps did not: report the failure anyway.
@@ -287,7 +288,7 @@ def state_machine(ctx: Context) -> str:
             first.recipe = [  # type: ignore[attr-defined]
                 ("(the same steps did not fail again: the driver is not deterministic, "
                  "so no shortest sequence)")]
-            raise first from None
+            raise first from first.__cause__
         # Module-level state (a global counter) is legal but defeats replaying.
         ctx.warnings.append(f"the driver behaves differently on the same sequence, so failures "
                             f"cannot be replayed: {str(exc).splitlines()[0]}")
@@ -299,7 +300,8 @@ def state_machine(ctx: Context) -> str:
         recipe = [ln for ln in text.splitlines()
                   if ln.startswith("state") and not ln.startswith("state.contract_holds")]
         exc.recipe = recipe  # type: ignore[attr-defined]
-        raise exc from None
+        # its own cause kept: the driver's frames in it say where the driver was
+        raise exc from exc.__cause__
     finally:
         ctx.benches.clear()  # every example made its own VM; nothing to report from them
     return f"{examples} random sequences"
