@@ -2,8 +2,8 @@
 
 What a driver may use is here and in `mmplug.kernel`, nowhere else: the hook
 markers, DriverInfo and Capabilities, the errors, and for the race scenarios
-and checks a driver brings, Scenario, RaceEnv, conformance_check and
-CheckFailed.  The VM's own entry points (VM, PluginHost, isolate_movable_page,
+and checks a driver brings, Scenario, RaceEnv, conformance_check,
+CheckFailed and NotSupported.  The VM's own entry points (VM, PluginHost, isolate_movable_page,
 migrate_pages, putback_movable_pages) are here for tests and embedding.
 """
 
@@ -29,7 +29,7 @@ from .plugins import Capabilities, DriverInfo, PluginHost  # noqa: E402
 from .vm import VM, VMConfig  # noqa: E402
 
 if TYPE_CHECKING:
-    from .conformance.outcomes import CheckFailed
+    from .conformance.outcomes import CheckFailed, NotSupported
     from .conformance.registry import check as conformance_check
     from .races import RaceEnv, Scenario
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 #: that runs no race and no check does not pay for the scheduler and the suite
 _LAZY = {"RaceEnv": ("mmplug.races", "RaceEnv"), "Scenario": ("mmplug.races", "Scenario"),
          "CheckFailed": ("mmplug.conformance.outcomes", "CheckFailed"),
+         "NotSupported": ("mmplug.conformance.outcomes", "NotSupported"),
          "conformance_check": ("mmplug.conformance.registry", "check")}
 
 
@@ -50,7 +51,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AddressSpace", "Capabilities", "CheckFailed", "ContractViolation", "Deadlock",
-    "DriverError", "DriverInfo", "MmplugError", "MovableOps", "NoMemory", "Page", "PageList",
+    "DriverError", "DriverInfo", "MmplugError", "MovableOps", "NoMemory", "NotSupported", "Page",
+    "PageList",
     "PluginError", "PluginHost", "RaceEnv", "Scenario", "UsageError", "VM", "VMConfig",
     "conformance_check", "hookimpl", "hookspec", "isolate_movable_page", "migrate_pages",
     "putback_movable_pages", "__version__",

@@ -121,6 +121,7 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
                      mode: int) -> int:
     """a_ops->migratepage(mapping, newpage, page, mode), checked (MIG-7, MIG-8)."""
     owner = page.lru
+    newref = newpage._refcount
     try:
         rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)
     except ContractViolation as exc:
@@ -130,7 +131,10 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
             raise
         raise _raised(mapping, "migratepage", page, "MIG-8", exc) from exc
     if type(rc) is int and rc < 0 and page.lru is owner and page.flags & newpage.flags & LOCKED:
-        # the common failure: nothing more to check
+        # the common failure: the pages must be as the driver found them, nothing else
+        if newpage._refcount != newref or newpage.mapping or newpage.private or \
+                page.mapping != mapping.handle | PAGE_MAPPING_MOVABLE:
+            _failed_but_changed(mapping, newpage, page, rc, newref)
         if vm.listeners.mmplug_after_migratepage is not None:
             _after_migratepage(vm, mapping, newpage, page, mode, rc)
         return rc
@@ -145,6 +149,8 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
                           driver=drv, hook="migratepage", page=page)
     if page.lru is not owner:
         check_lru(vm, page, owner, mapping, "migratepage")
+    if rc < 0:
+        _failed_but_changed(mapping, newpage, page, rc, newref)
     if rc == MIGRATEPAGE_SUCCESS:
         if page.mapping != PAGE_MAPPING_MOVABLE:
             raise DriverError("MIG-7", "migratepage returned 0 but the old page is still "
@@ -170,6 +176,32 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
     return rc
 
 
+def _failed_but_changed(mapping: "AddressSpace", newpage: Page, page: Page, rc: int,
+                        newref: int) -> None:
+    """MIG-8: a failed migratepage leaves newpage carrying nothing of the driver's (no
+    movable mapping, no reference, no private data) and `page` as isolate_page left it,
+    movable with its mapping: the VM frees newpage and puts `page` back or retries it
+    (mm/migrate.c, unmap_and_move)."""
+    what = []
+    if newpage._refcount != newref:
+        what.append(f"newpage's refcount {newref} -> {newpage._refcount} (the driver's "
+                    "reference on it)")
+    if newpage.mapping:
+        what.append(f"newpage's mapping word {newpage.mapping:#x} (made movable)")
+    if newpage.private:
+        what.append(f"newpage.private {newpage.private!r:.60}")
+    if page.mapping != mapping.handle | PAGE_MAPPING_MOVABLE:
+        what.append(f"the old page's mapping word {page.mapping:#x} (no longer movable with "
+                    "the driver's mapping)")
+    if what:
+        raise DriverError("MIG-8", f"migratepage failed ({errno_name(rc)}) but left "
+                          f"{'; '.join(what)}: a failed migration must leave newpage carrying "
+                          "nothing of the driver's and the page as isolate_page left it",
+                          driver=mapping.driver, hook="migratepage",
+                          page=newpage if newpage.mapping or newpage._refcount != newref
+                          or newpage.private else page)
+
+
 def _after_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Page, mode: int,
                        rc: int) -> None:
     vm.notify(vm.listeners.mmplug_after_migratepage, "mmplug_after_migratepage",
@@ -192,6 +224,16 @@ def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
     if not page.flags & LOCKED:
         raise DriverError("PUT-1", "putback_page unlocked the page; the VM holds the lock "
                           "around it", driver=mapping.driver, hook="putback_page", page=page)
+    if page._refcount < 2 and page.mapping == mapping.handle | PAGE_MAPPING_MOVABLE:
+        # Still the driver's, so it holds a reference, and the isolation reference is the
+        # VM's to drop once putback_page returns (putback_movable_pages): fewer than two
+        # means the driver dropped one it did not own, and that put_page frees a page in use.
+        # Other CPUs only add references, and the driver cannot release the page (REL-1)
+        # while the VM holds its lock, so the bound holds on several CPUs too.
+        raise DriverError("PUT-1", f"putback_page left the page with refcount {page._refcount}"
+                          " though it is still the driver's: it dropped a reference it does "
+                          "not own (the isolation reference is the VM's to drop)",
+                          driver=mapping.driver, hook="putback_page", page=page)
     if vm.listeners.mmplug_after_putback_page is not None:
         vm.notify(vm.listeners.mmplug_after_putback_page, "mmplug_after_putback_page",
                   mapping=mapping, page=page)

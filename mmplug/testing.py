@@ -291,7 +291,7 @@ def conformance_tests(driver: str, *, select: Iterable[str] = (), seed: int | No
             pytest.skip(f"{mmplug_check}: not run by the suite with these settings")
         verdict = str(result.verdict)
         text = render_result(result)
-        if verdict == "FAIL":
+        if verdict in ("FAIL", "same"):   # "same": the violation another check reports
             pytest.fail(text, pytrace=False)
         if verdict.startswith("OK (not supported)"):
             # check-driver's line leaves the reason out; a skip should say it.

@@ -44,6 +44,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -404,7 +405,13 @@ def passes_through(exc: BaseException) -> bool:
 
 def driver_error(exc: BaseException, rule: str, *, driver: str, hook: str,
                  page: Any = None) -> DriverError:
-    """The DriverError for what driver code raised (or how it hung)."""
+    """The DriverError for what driver code raised (or how it hung).
+
+    The driver's frames keep their code and lines, for the report, but not their
+    locals: a failure kept to be shown or shrunk (Hypothesis, the race explorer)
+    must not keep what a runaway call allocated, or the next run finds no memory.
+    """
+    traceback.clear_frames(exc.__traceback__)
     err = DriverError(rule, f"{hook} {describe(exc)}", driver=driver,
                       hook=hook.rstrip("()"), page=page)
     err.__cause__ = exc

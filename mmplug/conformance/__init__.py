@@ -11,13 +11,14 @@ Public API (the pytest plugin and `mmplug explain` build on it):
   -> Report``.
 - ``Report`` (driver, driver_version, mmplug_version, seed, results, totals,
   ``to_json()``) and ``CheckResult`` (check, rule, title, verdict, message,
-  page, repro), with verdicts "OK", "FAIL", "OK (not supported)", "warn".
+  page, repro, violation, same_as), with verdicts "OK", "FAIL", "same" (the
+  violation an earlier check reported), "OK (not supported)", "warn".
 """
 
 from __future__ import annotations
 
-from .model import FAIL, NOT_SUPPORTED, OK, WARN, CheckResult, CheckSpec, Report
+from .model import FAIL, NOT_SUPPORTED, OK, SAME, WARN, CheckResult, CheckSpec, Report
 from .runner import InternalError, list_checks, run_suite
 
-__all__ = ["CheckResult", "CheckSpec", "FAIL", "InternalError", "NOT_SUPPORTED", "OK", "Report",
-           "WARN", "list_checks", "run_suite"]
+__all__ = ["FAIL", "NOT_SUPPORTED", "OK", "SAME", "WARN", "CheckResult", "CheckSpec",
+           "InternalError", "Report", "list_checks", "run_suite"]

@@ -14,16 +14,23 @@ and any ContractViolation the core raises, into a FAIL.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from attrs import define, field
 
 from ..constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
 from ..errors import ContractViolation, NoMemory
 from ..instance import STORE_ERRORS, GuardedInstance
+from ..journal import Journal
 from ..mapping import AddressSpace
-from ..migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
-from ..page import Page
+from ..migrate import (
+    PageList,
+    isolate_movable_page,
+    migrate_pages,
+    putback_movable_pages,
+)
+from ..page import ISOLATED, PAGE_MAPPING_MOVABLE, Page
 from ..plugins import Capabilities, LoadedDriver, PluginHost
 from ..vm import VM, VMConfig
 from .invariants import check_all_returned, diff_bytes
@@ -48,18 +55,21 @@ class Bench:
     next_tag: int = 0
     #: the new pages get_new_page handed out during the last migrate()
     targets: list[Page] = field(factory=list)
+    #: handle -> the journal's seq when it last read back right (what a wrong read blames)
+    good: dict[Any, int] = field(factory=dict)
 
     # --- creation -----------------------------------------------------------------
     @classmethod
     def create(cls, loaded: LoadedDriver, host: PluginHost, seed: int, *,
                nr_pages: int = 1024, page_size: int = 4096, pageblock_order: int = 7,
-               max_order: int = 11, callback_timeout: float | None = 2.0) -> Bench:
+               max_order: int = 11, callback_timeout: float | None = 2.0,
+               options: dict[str, Any] | None = None) -> Bench:
         vm = VM(VMConfig(nr_pages=nr_pages, page_size=page_size,
                          pageblock_order=pageblock_order, max_order=max_order,
                          callback_timeout=callback_timeout),
                 plugins=host)
         baseline = vm.zone.nr_free_pages
-        instance = vm.create_from(loaded)
+        instance = vm.create_from(loaded, **(options or {}))
         guarded = vm.instance_record(instance)
         lru = LruSentinels()
         spy = OpsSpy(lru)
@@ -79,6 +89,11 @@ class Bench:
     def mapping(self) -> AddressSpace:
         return self.guarded.mapping
 
+    @property
+    def journal(self) -> Journal:
+        """What the driver's migratepage and putback_page did (mmplug.journal)."""
+        return self.spy.journal
+
     # --- the instance protocol, guarded ---------------------------------------------
     def call(self, what: str, *args: Any) -> Any:
         """instance.<what>(*args), as every instance call is made (store's documented
@@ -88,13 +103,28 @@ class Bench:
 
     def _watched(self, what: str, call: Callable[[], Any]) -> Any:
         """call(), then the lru sentinels, also after a documented error of store()."""
+        if what == "store":
+            self.journal.forget_freed()   # store() may allocate a frame a migration freed
         try:
             ret = call()
         except STORE_ERRORS:
-            self.lru.verify(what)
+            self._after(what)
             raise
-        self.lru.verify(what)
+        self._after(what)
         return ret
+
+    def _after(self, what: str) -> None:
+        """What no instance call may do to a page the VM holds isolated: touch its lru
+        (ISO-4) or clear PG_isolated, even when it releases the page (REL-2, FLG-6)."""
+        self.lru.verify(what)
+        for page in self.vm.isolated:
+            if not page.flags & ISOLATED:
+                released = page.mapping == PAGE_MAPPING_MOVABLE
+                raise CheckFailed("REL-2" if released else "FLG-6",
+                                  f"{what}() cleared PG_isolated of a page the VM holds "
+                                  "isolated: only the VM clears it, also when the driver "
+                                  "releases the page", page=page, hook=what,
+                                  what="PG_isolated cleared on an isolated page")
 
     def payload(self, size: int) -> bytes:
         """Bytes nobody else stores: a tag, then seeded random bytes."""
@@ -130,6 +160,7 @@ class Bench:
             raise CheckFailed("API-1", f"read() right after store() does not return the "
                               f"{len(data)} bytes stored ({diff_bytes(data, got)})", hook="read")
         self.objects[handle] = got
+        self.good[handle] = self.journal.seq
         return handle
 
     def _stored(self, data: bytes) -> Any:
@@ -147,17 +178,26 @@ class Bench:
 
     def populate(self, min_pages: int, *, max_objects: int = 400, churn: float = 0.3) -> None:
         """Store objects until the driver owns `min_pages` pages, then free a share of them
-        at random so that pages end up partly used, as they are after real use."""
+        at random so that pages end up partly used, as they are after real use.
+
+        Objects come in two sizes (`population_sizes`) and the churn never leaves a page
+        with a single object: wherever the driver puts several objects on a page, its
+        pages hold several, so a migration that moves only one of them is seen (a size-
+        class allocator given objects of random sizes puts each on a page of its own).
+        """
+        sizes = self.population_sizes()
+        alone = 0   # stores in a row that each took a page of their own
         for _ in range(max_objects):
-            if len(self.pages()) >= min_pages:
+            npages = len(self.pages())
+            if npages >= min_pages and (len(self.objects) >= 2 * npages or alone >= 3):
                 break
             try:
-                self.store()
+                self.store(self.payload(self.rng.choice(sizes)))
             except NoMemory:
                 break
+            alone = alone + 1 if len(self.pages()) > npages else 0
         if churn:
-            for handle in [h for h in self.objects if self.rng.random() < churn]:
-                self.free(handle)
+            self._churn(churn)
         # The churn may have emptied (and released) every page: a check needs some.
         for _ in range(max_objects):
             if self.pages() and self.objects:
@@ -166,6 +206,33 @@ class Bench:
                 self.store()
             except NoMemory:
                 break
+
+    def population_sizes(self) -> list[int]:
+        """Two object sizes for a population: between 1/32 and 1/8 of a page where the
+        driver takes them, so that a page holds from 8 to 32 objects of one size."""
+        ps = self.vm.zone.page_size
+        top = max(8, min(self.caps.max_object_size or ps, ps // 8))
+        low = min(max(8, ps // 32), top)
+        return [self.rng.randint(low, top) for _ in range(2)]
+
+    def _churn(self, share: float) -> None:
+        """Free about `share` of the objects at random, never the second-last of a page."""
+        on_page: dict[int, list[Any]] = {}
+        for handle in self.objects:
+            pages = self.pages_of(handle)
+            if len(pages) == 1:
+                on_page.setdefault(pages[0].pfn, []).append(handle)
+        page_of = {h: pfn for pfn, handles in on_page.items() for h in handles}
+        for handle in list(self.objects):
+            if self.rng.random() >= share:
+                continue
+            pfn = page_of.get(handle)
+            if pfn is not None:
+                mates = on_page[pfn]
+                if len(mates) <= 2:
+                    continue   # the page keeps two objects at least
+                mates.remove(handle)
+            self.free(handle)
 
     def capacity(self, limit: int = 256) -> int:
         """How many new objects the driver stores before it needs another page: the free

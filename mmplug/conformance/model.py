@@ -14,9 +14,11 @@ from attrs import asdict, define, field, frozen
 #: the verdicts a check can give
 OK = "OK"
 FAIL = "FAIL"
+#: the check failed on a violation an earlier check reported in full (`same_as`)
+SAME = "same"
 NOT_SUPPORTED = "OK (not supported)"
 WARN = "warn"
-VERDICTS = (OK, FAIL, NOT_SUPPORTED, WARN)
+VERDICTS = (OK, FAIL, SAME, NOT_SUPPORTED, WARN)
 
 #: what a check exercises
 KINDS = ("registration", "directed", "fuzz", "races")
@@ -67,7 +69,10 @@ class CheckResult:
     broken (which may be another than the check's own, e.g. a MIG-7 check that
     finds an ISO-4 violation), otherwise the check's rule.  `page` is the page
     described (pfn, flags, mapping word decoded) when the failure concerns one;
-    `repro` is the command that reproduces the result.
+    `repro` is the command that reproduces the result.  `violation` names what
+    was broken ("MIG-7 in migratepage", see mmplug.conformance.violations); a
+    check that found a violation an earlier check reported has the verdict
+    SAME and `same_as`, the id of that check.
     """
 
     check: str
@@ -80,10 +85,20 @@ class CheckResult:
     driver: str | None = None
     hook: str | None = None
     seconds: float = 0.0
+    violation: str = ""
+    same_as: str = ""
+    #: where in the driver's code it was raised ("Pool.free (simplepool.py:104)")
+    site: str = ""
 
     @property
     def failed(self) -> bool:
-        return self.verdict == FAIL
+        """The check found a violation (reported here in full, or earlier: SAME)."""
+        return self.verdict in (FAIL, SAME)
+
+    @property
+    def listed_rule(self) -> str:
+        """The rule the check is listed under (its id before the slash)."""
+        return self.check.split("/", 1)[0]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,11 +117,13 @@ class Report:
 
     @property
     def totals(self) -> dict[str, int]:
-        """total, succeeded (OK and not supported), failed, warnings."""
+        """total, succeeded (OK and not supported), failed (each violation once), same
+        (checks that found a violation reported above), warnings."""
         ok = sum(r.verdict in (OK, NOT_SUPPORTED) for r in self.results)
         failed = sum(r.verdict == FAIL for r in self.results)
+        same = sum(r.verdict == SAME for r in self.results)
         warned = sum(r.verdict == WARN for r in self.results)
-        return {"total": len(self.results), "succeeded": ok, "failed": failed,
+        return {"total": len(self.results), "succeeded": ok, "failed": failed, "same": same,
                 "warnings": warned}
 
     @property
@@ -114,7 +131,12 @@ class Report:
         return not any(r.failed for r in self.results)
 
     def failures(self) -> list[CheckResult]:
-        return [r for r in self.results if r.failed]
+        """The FAILs: each violation once, where it was first found."""
+        return [r for r in self.results if r.verdict == FAIL]
+
+    def hits(self, first: CheckResult) -> list[CheckResult]:
+        """The later checks that found the violation `first` reported."""
+        return [r for r in self.results if r.verdict == SAME and r.same_as == first.check]
 
     def to_dict(self) -> dict[str, Any]:
         return {"driver": self.driver, "driver_version": self.driver_version,

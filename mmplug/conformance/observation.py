@@ -10,16 +10,21 @@
 - page poisoning of every page freed by a migration (CONFIG_PAGE_POISONING,
   mm/page_poison.c), so a driver that still reads its old page reads poison;
 - snapshots of a page and of the driver's observable state, to prove that
-  something "left everything as it was" (ISO-6, PUT-2).
+  something "left everything as it was" (ISO-6, PUT-2);
+- a watch on reads of the raw `page.mapping` word by driver code (FLG-7).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from attrs import define, field, frozen
 
+from ..drivercode import DriverCode, Site
+from ..journal import Journal
 from ..migrate import PageList
 from ..page import BUDDY, ISOLATED, TAIL, Page
 from .outcomes import CheckFailed
@@ -62,11 +67,16 @@ class LruSentinels:
         self.owner[page] = sentinel
 
     def verify(self, hook: str, skip: Page | None = None) -> None:
-        """ISO-4: every isolated page's lru still holds what the VM linked it to."""
+        """ISO-4: every isolated page's lru still holds what the VM linked it to.
+
+        A page the VM itself took off its migration list (list_del before
+        putback_page or migratepage) and that is still isolated because that
+        callback failed holds what list_del left: that is the VM's doing.
+        """
         for page, owner in self.owner.items():
             if page is skip or not page.flags & ISOLATED:
                 continue  # only an isolated page's lru belongs to the VM
-            if page.lru is not owner:
+            if page.lru is not owner and not _unlinked_by_vm(page, owner):
                 raise CheckFailed("ISO-4", f"page.lru of an isolated page was changed during "
                                   f"{hook} (the VM left {owner!r}, found {page.lru!r})",
                                   page=page, hook=hook)
@@ -76,10 +86,10 @@ class LruSentinels:
         plist = PageList()
         for page in pages:
             owner = self.owner.get(page)
-            if page.lru is not owner:
+            if page.lru is not owner and not _unlinked_by_vm(page, owner):
                 raise CheckFailed("ISO-4", f"page.lru of an isolated page was changed (the VM "
                                   f"left {owner!r}, found {page.lru!r})", page=page)
-            if isinstance(owner, PageList):
+            if isinstance(owner, PageList) and page in owner.pages:
                 owner.delete(page)
             page.lru = None
             plist.add(page)
@@ -104,17 +114,22 @@ class LruSentinels:
                 view[:] = bytes([PAGE_POISON]) * len(view)
 
 
+def _unlinked_by_vm(page: Page, owner: Any) -> bool:
+    """The VM took `page` off the list it was on (PageList.delete leaves lru None)."""
+    return page.lru is None and isinstance(owner, PageList) and page not in owner.pages
+
+
 class OpsSpy:
     """Interposed in front of a driver's callbacks: counts calls per page, keeps every
-    result, and checks the lru sentinels after each call."""
+    result in the journal, and checks the lru sentinels after each call."""
 
     def __init__(self, sentinels: LruSentinels) -> None:
         self.sentinels = sentinels
         self.calls: Counter[tuple[str, int]] = Counter()
         self.results: list[tuple[str, int, Any]] = []
         self.refusals: list[int] = []
-        #: pfns of new pages a migratepage that failed was given
-        self.failed_targets: set[int] = set()
+        #: what migratepage and putback_page did, for blaming what is found later
+        self.journal = Journal()
 
     def install(self, mapping: AddressSpace) -> None:
         mapping.interpose(isolate_page=self.isolate_page, migratepage=self.migratepage,
@@ -130,13 +145,13 @@ class OpsSpy:
     def migratepage(self, call: Callable[..., Any], mapping: Any, newpage: Page, page: Page,
                     mode: int) -> Any:
         ret = call(mapping, newpage, page, mode)
-        if ret != 0:
-            self.failed_targets.add(newpage.pfn)
+        self.journal.migrated(newpage, page, ret)
         self._record("migratepage", page, ret)
         return ret
 
     def putback_page(self, call: Callable[..., Any], page: Page) -> Any:
         ret = call(page)
+        self.journal.putback(page)
         self._record("putback_page", page, ret)
         return ret
 
@@ -149,10 +164,6 @@ class OpsSpy:
         if page is None:
             return sum(n for (h, _), n in self.calls.items() if h == hook)
         return self.calls[hook, page.pfn]
-
-    def migrated_from(self) -> set[int]:
-        """pfns the driver's migratepage reported as migrated away."""
-        return {pfn for hook, pfn, rc in self.results if hook == "migratepage" and rc == 0}
 
     def reset(self) -> None:
         self.calls.clear()
@@ -220,3 +231,55 @@ class DriverSnapshot:
         if other.verify_error and not self.verify_error:
             out.append(f"verify() now fails: {other.verify_error}")
         return out
+
+
+#: the slot of struct page's mapping word, under the watch's property
+_MAPPING_SLOT: Any = Page.__dict__["mapping"]
+
+
+class RawMappingReads:
+    """Every read of a page's raw `mapping` word made by driver code (FLG-7).
+
+    The word carries tag bits (PAGE_MAPPING_MOVABLE, ANON, KSM) in its low
+    bits: a driver must go through page_mapping(), has_movable_tag() or
+    page_movable(), never compare or use the word itself.  While installed,
+    every page of the zone is of a subclass of Page whose `mapping` is a
+    property that records the driver frame reading it; mmplug's own reads
+    (page_mapping() itself) are not the driver's.
+    """
+
+    def __init__(self, code: DriverCode) -> None:
+        self.code = code
+        #: where driver code read the word, in order, each place once
+        self.sites: list[Site] = []
+        self._seen: set[tuple[str, int]] = set()
+        self._watched = self._page_class()
+
+    def _page_class(self) -> type[Page]:
+        watch = self
+
+        def read(page: Page) -> int:
+            frame = sys._getframe(1)
+            code = frame.f_code
+            if watch.code.contains(code.co_filename):
+                key = (code.co_filename, frame.f_lineno)
+                if key not in watch._seen:
+                    watch._seen.add(key)
+                    watch.sites.append(Site(code.co_qualname, code.co_filename,
+                                            frame.f_lineno))
+            word: int = _MAPPING_SLOT.__get__(page, Page)
+            return word
+
+        def write(page: Page, word: int) -> None:
+            _MAPPING_SLOT.__set__(page, word)
+
+        return type("WatchedPage", (Page,), {"__slots__": (), "mapping": property(read, write)})
+
+    def install(self, vm: VM) -> None:
+        for page in vm.zone.pages:
+            page.__class__ = self._watched
+
+    def remove(self, vm: VM) -> None:
+        for page in vm.zone.pages:
+            if type(page) is self._watched:
+                page.__class__ = Page

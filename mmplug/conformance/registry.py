@@ -9,7 +9,8 @@ returns nothing (OK) or a note, raises `NotSupported`, `CheckFailed`, or lets a
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from attrs import define, field, frozen
 
@@ -23,7 +24,7 @@ class Check:
     """A check's spec and the function that runs it."""
 
     spec: CheckSpec
-    fn: Callable[["Context"], Any]
+    fn: Callable[[Context], Any]
 
 
 def check(id: str, title: str, *, rules: tuple[str, ...] = (), needs: tuple[str, ...] = (),
@@ -60,6 +61,16 @@ class Context:
     scratch: dict = field(factory=dict)
     #: seconds one driver call may run (check-driver --timeout)
     timeout: float | None = 2.0
+    #: told how far a long check got: on_progress(done, total)
+    on_progress: Callable[[int, int], Any] | None = None
+    #: options of the driver's factory for every instance (a driver's own tests run its
+    #: checks on a variant of itself, a bug of its history put back); check-driver gives none
+    driver_options: dict[str, Any] = field(factory=dict)
+
+    def progress(self, done: int, total: int) -> None:
+        """How far the check got, for a progress bar (FUZZ and RACE run for a while)."""
+        if self.on_progress is not None:
+            self.on_progress(done, total)
 
     def rng(self, salt: str = "") -> random.Random:
         """A generator seeded by --seed, the check and `salt`: same seed, same run."""
@@ -74,7 +85,8 @@ class Context:
         salt = salt if salt is not None else f"bench{len(self.benches)}"
         seed = self.rng(salt).getrandbits(64)
         config.setdefault("callback_timeout", self.timeout)
-        bench = Bench.create(self.loaded, self.host, seed, **config)
+        bench = Bench.create(self.loaded, self.host, seed, options=self.driver_options,
+                             **config)
         self.benches.append(bench)
         return bench
 

@@ -9,6 +9,10 @@ A check's outcome is decided here, in one place:
 - a Deadlock on one CPU: FAIL (a lock taken twice, LCK-3);
 - anything else raised from the driver's own code: FAIL (API-1); raised from
   mmplug itself: an InternalError (exit 3), since the suite must not guess.
+
+A FAIL names its violation (mmplug.conformance.violations); another check that
+finds the same one is SAME, pointing at the one that reports it, so one mistake
+is reported once, in full, under the rule it breaks (see fold_violation).
 """
 
 from __future__ import annotations
@@ -17,17 +21,28 @@ import os
 import shlex
 import time
 import traceback
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
 
 from .. import __version__
-from ..errors import CallbackTimeout, ContractViolation, Deadlock, MmplugError, UsageError
+from ..drivercode import DriverCode
+from ..errors import (
+    CallbackTimeout,
+    ContractViolation,
+    Deadlock,
+    MmplugError,
+    UsageError,
+)
 from ..plugins import LoadedDriver, PluginHost
 from ..watchdog import describe, interrupts, is_user_interrupt, memory_limit, trap_exits
 from .checks import all_checks, driver_checks
 from .invariants import DRIVER_WARNINGS, check_warnings
+from .model import FAIL, NOT_SUPPORTED, OK, SAME, WARN, CheckResult, CheckSpec, Report
 from .outcomes import CheckFailed, NotSupported
-from .model import FAIL, NOT_SUPPORTED, OK, WARN, CheckResult, CheckSpec, Report
 from .registry import Check, Context
+from .violations import Violation
 
 
 class InternalError(MmplugError):
@@ -87,7 +102,9 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
               races: bool = True, max_examples: int | None = None, replay: str | None = None,
               exit_first: bool = False, host: PluginHost | None = None,
               on_result: Callable[[CheckResult], Any] | None = None,
-              timeout: float | None = 2.0, memory: int | None = None) -> Report:
+              timeout: float | None = 2.0, memory: int | None = None,
+              driver_options: dict[str, Any] | None = None,
+              on_progress: Callable[[str, int, int], Any] | None = None) -> Report:
     """Run the conformance suite on `driver` and return the Report.
 
     `driver` is an entry-point name, a dotted module path or a .py file.
@@ -98,7 +115,10 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
     stops after the first FAIL; `on_result` is called with each CheckResult as
     soon as it is known; `timeout` is the time limit of one driver call (None:
     none); `memory` bounds the address space the run may add (bytes, None: no
-    bound).  Every option is checked before the driver is loaded.  Raises
+    bound); `driver_options` go to the driver's factory for every instance (a
+    driver's own tests check a variant of it, e.g. {"bugs": {"BUG-6"}});
+    `on_progress(check_id, done, total)` is told how far a long check (FUZZ,
+    RACE) got.  Every option is checked before the driver is loaded.  Raises
     UsageError (bad option, unknown driver), PluginError (the driver does not
     load or validate) or InternalError.
     """
@@ -118,11 +138,14 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
         report = Report(driver=info.name, driver_version=info.version,
                         mmplug_version=__version__, seed=seed)
         start = time.perf_counter()
+        primary: dict[str, int] = {}
         for chk in checks:
             ctx = Context(loaded=loaded, host=host, seed=seed, check_id=chk.spec.id,
                           quick=quick, max_examples=max_examples, replay=replay,
-                          driver_spec=driver, timeout=timeout)
-            result = run_check(chk, ctx)
+                          driver_spec=driver, timeout=timeout,
+                          driver_options=dict(driver_options or {}),
+                          on_progress=_progress_of(chk.spec.id, on_progress))
+            result = fold_violation(run_check(chk, ctx), report.results, primary)
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -130,6 +153,40 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
                 break
         report.seconds = time.perf_counter() - start
     return report
+
+
+def _progress_of(check_id: str, on_progress: Callable[[str, int, int], Any] | None
+                 ) -> Callable[[int, int], Any] | None:
+    if on_progress is None:
+        return None
+    return lambda done, total: on_progress(check_id, done, total)
+
+
+def fold_violation(result: CheckResult, results: list[CheckResult],
+                   primary: dict[str, int]) -> CheckResult:
+    """`result` as it goes into `results`: a FAIL of a violation found before is SAME.
+
+    A violation is reported in full once, preferably by a check listed under
+    the rule it breaks: when such a check meets a violation that a check of
+    another rule found first, the violation moves to it (the earlier result,
+    and those pointing at it, become SAME pointing here).  `primary` maps each
+    violation to the index of the result that reports it.
+    """
+    if result.verdict != FAIL or not result.violation:
+        return result
+    at = primary.get(result.violation)
+    if at is None:
+        primary[result.violation] = len(results)
+        return result
+    earlier = results[at]
+    if result.rule == result.listed_rule and earlier.rule != earlier.listed_rule:
+        for i, r in enumerate(results):
+            if i == at or (r.verdict == SAME and r.same_as == earlier.check
+                           and r.violation == result.violation):
+                results[i] = attrs.evolve(r, verdict=SAME, same_as=result.check)
+        primary[result.violation] = len(results)
+        return result
+    return attrs.evolve(result, verdict=SAME, same_as=earlier.check)
 
 
 def check_replay(replay: str, loaded: LoadedDriver | None = None) -> None:
@@ -159,7 +216,8 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
     """One check, its outcome turned into a CheckResult (see the module docstring)."""
     spec = chk.spec
     t0 = time.perf_counter()
-    base = dict(check=spec.id, title=spec.title, driver=ctx.loaded.info.name)
+    base: dict[str, Any] = {"check": spec.id, "title": spec.title,
+                            "driver": ctx.loaded.info.name}
     missing = _missing_needs(spec, ctx.loaded)
     if missing:
         return CheckResult(rule=spec.rule, verdict=NOT_SUPPORTED,
@@ -174,13 +232,14 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
                            seconds=time.perf_counter() - t0, **base)
     except CheckFailed as exc:
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
-                     getattr(exc, "recipe", None))
+                     getattr(exc, "recipe", None), what=exc.what, exc=exc)
     except ContractViolation as exc:
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
-                     getattr(exc, "recipe", None), driver=exc.driver)
+                     getattr(exc, "recipe", None), driver=exc.driver,
+                     what=getattr(exc, "what", None), exc=exc)
     except Deadlock as exc:
         return _fail(ctx, spec, "LCK-3", f"deadlock: {exc}", None, None, t0, base,
-                     getattr(exc, "recipe", None))
+                     getattr(exc, "recipe", None), exc=exc)
     except UsageError:
         raise
     except BaseException as exc:
@@ -195,20 +254,20 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
         call = getattr(exc, "call", None)
         if isinstance(exc, CallbackTimeout) and call is not None:
             return _fail(ctx, spec, "API-1", f"{call.hook} {describe(exc)}", None, call.hook,
-                         t0, base, None, driver=call.driver)
+                         t0, base, None, driver=call.driver, exc=exc)
         if _raised_by_driver(exc, ctx.loaded) or not isinstance(exc, Exception):
             # SystemExit, KeyboardInterrupt, os._exit, MemoryError: nothing of mmplug's
             # raises them, so they come from the driver (or what it exhausted).
             return _fail(ctx, spec, "API-1", f"driver code {describe(exc)}",
                          None, _driver_frame(exc, ctx.loaded), t0, base,
-                         getattr(exc, "recipe", None))
+                         getattr(exc, "recipe", None), exc=exc)
         if isinstance(exc, MemoryError):
             return _fail(ctx, spec, "API-1", f"the run {describe(exc)}; the driver's "
                          "structures hold the memory", None, None, t0, base, None)
         if os.environ.get("MMPLUG_DEBUG"):
             raise
-        where = traceback.extract_tb(exc.__traceback__)[-1:] or [None]
-        loc = f" at {where[0].filename}:{where[0].lineno}" if where[0] else ""
+        frames = traceback.extract_tb(exc.__traceback__)
+        loc = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
         raise InternalError(f"check {spec.id} crashed: {type(exc).__name__}: {exc}{loc}") \
             from exc
     verdict, message = OK, note
@@ -223,16 +282,22 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
 
 
 def _fail(ctx: Context, spec: CheckSpec, rule: str, message: str, page: str | None,
-          hook: str | None, t0: float, base: dict, recipe: list[str] | None,
-          driver: str | None = None) -> CheckResult:
+          hook: str | None, t0: float, base: dict[str, Any], recipe: list[str] | None,
+          driver: str | None = None, what: str | None = None,
+          exc: BaseException | None = None) -> CheckResult:
+    site = getattr(exc, "site", None)   # a race failure carries the site of its run
+    if site is None and exc is not None:
+        site = DriverCode.of(ctx.loaded).site_in_traceback(exc)
+    violation = Violation.of(rule, driver or base["driver"], hook, what or message,
+                             site.function if site is not None else None)
     if recipe:
         message = message + "\nshortest failing sequence:\n" + "\n".join(
             "  " + line for line in recipe)
-    base = dict(base)
-    if driver:
-        base["driver"] = driver
-    return CheckResult(rule=rule, verdict=FAIL, message=message, page=page, hook=hook,
-                       repro=_repro(ctx), seconds=time.perf_counter() - t0, **base)
+    return CheckResult(check=base["check"], title=base["title"],
+                       driver=driver or base["driver"], rule=rule, verdict=FAIL,
+                       message=message, page=page, hook=hook, repro=_repro(ctx),
+                       seconds=time.perf_counter() - t0, violation=violation.describe(),
+                       site=site.describe() if site is not None else "")
 
 
 def _repro(ctx: Context) -> str:
@@ -260,37 +325,14 @@ def _missing_needs(spec: CheckSpec, loaded: LoadedDriver) -> str:
     return ", ".join(missing)
 
 
-def _driver_files(loaded: LoadedDriver) -> set[str]:
-    files = set()
-    plugin = loaded.plugin
-    mod_file = getattr(plugin, "__file__", None)
-    if mod_file:
-        files.add(os.path.realpath(mod_file))
-        pkg_dir = os.path.dirname(os.path.realpath(mod_file))
-        if os.path.basename(mod_file) == "__init__.py":
-            files.add(pkg_dir)
-    return files
-
-
-def _in_driver(filename: str, files: set[str]) -> bool:
-    real = os.path.realpath(filename)
-    return any(real == f or real.startswith(f + os.sep) for f in files)
-
-
 def _raised_by_driver(exc: BaseException, loaded: LoadedDriver) -> bool:
-    files = _driver_files(loaded)
-    if not files:
-        return False
     tb = traceback.extract_tb(exc.__traceback__)
-    return bool(tb) and _in_driver(tb[-1].filename, files)
+    return bool(tb) and DriverCode.of(loaded).contains(tb[-1].filename)
 
 
 def _driver_frame(exc: BaseException, loaded: LoadedDriver) -> str | None:
-    files = _driver_files(loaded)
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if _in_driver(frame.filename, files):
-            return frame.name
-    return None
+    site = DriverCode.of(loaded).site_in_traceback(exc)
+    return site.function.rsplit(".", 1)[-1] if site is not None else None
 
 
 def _corrupted_page(ctx: Context) -> tuple[str, str] | None:

@@ -190,6 +190,24 @@ class ReplayStrategy(Strategy):
         return default
 
 
+class PartialReplay(Strategy):
+    """Follow the picks of a schedule where it has one and it can be followed; elsewhere
+    (None, a CPU that cannot run, past the end) the default policy.  Shrinking tries
+    schedules with picks taken out; the run tells what they become."""
+
+    def __init__(self, picks: Sequence[int | None], name: str = "replay") -> None:
+        self.picks = list(picks)
+        self.name = name
+
+    def choose(self, runnable: list[int], current: int | None, index: int, what: str,
+               default: int) -> int:
+        if index < len(self.picks):
+            cpu = self.picks[index]
+            if cpu is not None and cpu in runnable:
+                return cpu
+        return default
+
+
 @define(slots=True)
 class _Node:
     options: list[int]

@@ -133,6 +133,11 @@ class Outcome:
         return tuple(zip(self.masks, self.whats))
 
     @property
+    def departures(self) -> int:
+        """Choice points where the pick was not the default policy's (preemptions)."""
+        return sum(c != d for c, d in zip(self.choices, self.defaults))
+
+    @property
     def schedule(self) -> str:
         """The picks, minus the trailing ones the default policy makes anyway."""
         n = len(self.choices)
@@ -182,6 +187,9 @@ class Scheduler(PageOperations):
         self._lane: Any = None
         #: every lock handed out, to check that none is left held
         self.locks: list[SchedLock | SchedRWLock] = []
+        #: called at every schedule point of a run as recorder(cpu, where, what, obj), and
+        #: when a CPU blocks (what "blocked on ..."): a traced run (mmplug.races.interleaving)
+        self.recorder: Callable[[int, str, str, Any], None] | None = None
         if self.fast:
             # One CPU, nothing recorded: the plain operations, bound directly.
             single = SingleCPU()
@@ -202,9 +210,11 @@ class Scheduler(PageOperations):
         if out.steps > self.max_steps:
             out.livelock = True
             self._abort()
+        cur = self._cur
+        if self.recorder is not None:
+            self.recorder(cur.index, cur.where, what, obj)
         if self._nrunnable < 2:
             return
-        cur = self._cur
         nxt = self._pick(cur.index, what)
         if nxt is not cur:
             self._switch_to(nxt)
@@ -500,6 +510,8 @@ class Scheduler(PageOperations):
         if not self._running:
             raise Deadlock(f"cpu{cpu.index} would wait for {desc} with no other CPU running "
                            f"(in {cpu.where})")
+        if self.recorder is not None:
+            self.recorder(cpu.index, cpu.where, f"blocked on {desc}", None)
         cpu.state = BLOCKED
         cpu.waiting = (desc, obj)
         waiters.append(cpu)

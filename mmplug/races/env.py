@@ -9,18 +9,28 @@ of every run is checked by `check_common`, whatever the scenario.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from attrs import define, field
 
 from ..constants import (
-    GFP_HIGHUSER_MOVABLE, ISOLATE_ASYNC_MIGRATE, ISOLATE_UNEVICTABLE, MigrateMode,
+    GFP_HIGHUSER_MOVABLE,
+    ISOLATE_ASYNC_MIGRATE,
+    ISOLATE_UNEVICTABLE,
+    MigrateMode,
 )
 from ..cpus.schedule import NondeterminismError
 from ..cpus.scheduler import Scheduler
 from ..errors import ContractViolation, Deadlock
 from ..instance import GuardedInstance
-from ..migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
+from ..journal import LEAKED, Journal, blame_bad_read, blame_leak, rule_named
+from ..migrate import (
+    PageList,
+    isolate_movable_page,
+    migrate_pages,
+    putback_movable_pages,
+)
 from ..page import ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
 from ..plugins import Capabilities
 from ..vm import VM
@@ -52,13 +62,17 @@ class RaceEnv:
     #: cpu -> the migrate lists it holds right now (ISO-5): a page on one of them is
     #: isolated by that cpu; a migrated page leaves its list, so a reused frame does not count
     isolating: dict[int, list[PageList]] = field(factory=dict)
+    #: what the driver's migratepage and putback_page did (what a symptom is blamed on)
+    journal: Journal = field(factory=Journal)
 
     @classmethod
     def create(cls, vm: VM, instance: Any, sched: Scheduler) -> RaceEnv:
         guarded = vm.instance_record(instance)
         guarded.passes = RUN_ENDINGS
         info = guarded.loaded.info
-        return cls(vm, instance, info.name, info.capabilities, sched, guarded)
+        env = cls(vm, instance, info.name, info.capabilities, sched, guarded)
+        env.journal.install(guarded.mapping)
+        return env
 
     @property
     def cpu(self) -> int:
@@ -68,10 +82,27 @@ class RaceEnv:
     def call(self, method: str, *args: Any) -> Any:
         """instance.<method>(*args): a method of the driver's own (e.g. a balloon's
         deflate), made as every call into the instance is."""
-        return self.guarded.call(method, *args)
+        ret = self.guarded.call(method, *args)
+        self.lru_untouched(method)
+        return ret
+
+    def lru_untouched(self, method: str) -> None:
+        """ISO-4: a page on a compactor's migrate list still has its lru on that list after
+        the driver's `method` returned (the VM takes it off the list before it calls the
+        driver about it, so a page on a list is no business of the driver's)."""
+        for lists in self.isolating.values():
+            for held in lists:
+                for page in held.pages:
+                    if page.lru is not held:
+                        raise ContractViolation(
+                            "ISO-4", f"page.lru of an isolated page was changed during "
+                            f"{method} on cpu{self.cpu} (the VM left {held!r}, found "
+                            f"{page.lru!r})", driver=self.driver, hook=method, page=page)
 
     def store(self, data: bytes) -> Any:
+        self.journal.forget_freed()   # store() may allocate a frame a migration freed
         handle = self.guarded.store(data)
+        self.lru_untouched("store")
         self.objects[handle] = bytes(data)
         return handle
 
@@ -84,11 +115,14 @@ class RaceEnv:
         self.notes["handles"] = sorted(self.objects)
 
     def read(self, handle: Any) -> bytes:
-        """read(handle), checked against what was stored (API-1)."""
+        """read(handle), checked against what was stored: wrong bytes after a successful
+        migration are the migration's (MIG-7), else the protocol's (API-1)."""
         got = self.guarded.read(handle)
+        self.lru_untouched("read")
         want = self.objects[handle]
         if self.capabilities.stores_data and got != want:
-            raise ContractViolation("API-1", f"read({handle}) on cpu{self.cpu} returned "
+            rule = blame_bad_read(self.journal, 0, "API-1")
+            raise ContractViolation(rule, f"read({handle}) on cpu{self.cpu} returned "
                                     f"{got[:16]!r}... instead of the {len(want)} bytes "
                                     "stored (a reader saw a page being migrated or freed)",
                                     driver=self.driver, hook="read")
@@ -97,6 +131,7 @@ class RaceEnv:
     def free(self, handle: Any) -> None:
         self.objects.pop(handle)
         self.guarded.free(handle)
+        self.lru_untouched("free")
 
     def free_all(self) -> None:
         """Free every object setup stored (`notes["handles"]`)."""
@@ -179,6 +214,13 @@ class RaceEnv:
         self.putback(self.isolate(mode=MigrateMode.SYNC))
 
 
+class Leaked(ContractViolation):
+    """Pages in use that nobody owns after a run; `what` names the finding as the
+    conformance bench does, so that both are the same violation."""
+
+    what = LEAKED
+
+
 def check_common(env: RaceEnv) -> None:
     """What must hold after any scenario, whatever the interleaving."""
     vm = env.vm
@@ -208,13 +250,16 @@ def check_common(env: RaceEnv) -> None:
         env.read(handle)
     failed = env.guarded.verify()
     if failed is not None:
-        raise ContractViolation("API-1", f"verify() failed after the race: {failed}",
-                                driver=drv, hook="verify")
+        # the driver's own rule when its verify() names one (DRV-*)
+        raise ContractViolation(rule_named(failed, "API-1"), f"the driver's verify() fails "
+                                f"after the race: {failed}", driver=drv, hook="verify")
     for page in env.pages():
         if page._refcount <= 0:
-            raise ContractViolation("REF-1", "the driver lists a page with no reference "
+            rule = "MIG-7" if env.journal.migrated_away(page) else "REF-1"
+            raise ContractViolation(rule, "the driver lists a page with no reference "
                                     "(freed under it)", driver=drv, page=page)
     leaked = vm.unclaimed_pages()
     if leaked:
-        raise ContractViolation("PUT-3", f"{len(leaked)} page(s) in use that nobody owns "
-                                "(leaked)", driver=drv, page=leaked[0])
+        raise Leaked(blame_leak(env.journal, leaked[0]),
+                     f"{len(leaked)} page(s) in use that nobody owns (leaked)", driver=drv,
+                     page=leaked[0])

@@ -15,7 +15,9 @@ from attrs import frozen
 
 from ..cpus.schedule import NondeterminismError
 from ..cpus.scheduler import CpuReport
+from ..drivercode import DriverCode, Site
 from ..errors import ContractViolation, Deadlock
+from .interleaving import Step, render_steps
 
 
 @frozen(slots=True)
@@ -24,7 +26,10 @@ class RunResult:
 
     `kind` is "ok", "violation" (a rule broken), "deadlock", "livelock",
     "inversion" (LCK-3 lock order, found even when no deadlock happened),
-    "nondeterminism" or "error" (an unexpected exception).
+    "nondeterminism" or "error" (an unexpected exception).  `hook` and `page`
+    are the callback and the page (described) a violation names, `site` where
+    in the driver's code it was raised.  A traced run (run_once(trace=True))
+    has its `steps`: every schedule point, for the interleaving a failure prints.
     """
 
     driver: str
@@ -41,6 +46,14 @@ class RunResult:
     inversions: tuple[str, ...] = ()
     trace: tuple[tuple[int, str], ...] = ()
     replayable: bool | None = None
+    hook: str | None = None
+    page: str | None = None
+    site: Site | None = None
+    #: the finding without its numbers, when it has a name of its own (a leak)
+    what: str | None = None
+    steps_trace: tuple[Step, ...] = ()
+    #: choice points where the schedule departs from the default policy (preemptions)
+    departures: int = 0
 
     @property
     def ok(self) -> bool:
@@ -61,17 +74,33 @@ class RunResult:
                 f"schedule {self.schedule}, {self.steps} steps)")
         if self.ok:
             return head
-        lines = [head, f"  {self.message}"]
+        lines = [head, f"  {self.message}{self.context()}"]
         if self.kind in ("deadlock", "livelock") or (self.cpus and self.kind != "inversion"):
             lines += [f"  {c.render()}" for c in self.cpus if c.state != "done"]
         lines += [f"  also: {inv}" for inv in self.inversions
                   if self.kind != "inversion" or inv != self.message]
         if self.replayable is False:
             lines.append("  (the schedule did not reproduce it: the driver is nondeterministic)")
+        if self.steps_trace:
+            lines += ["  " + ln for ln in self.interleaving()]
         lines.append(f"  replay: {self.replay_command()}")
         return "\n".join(lines)
 
     __str__ = render
+
+    def context(self) -> str:
+        """" (callback free, in Pool.free (simplepool.py:95), page pfn 0xc0 ...)"."""
+        parts = [f"callback {self.hook}" if self.hook else "",
+                 f"in {self.site.describe()}" if self.site else "",
+                 f"page {self.page}" if self.page else ""]
+        text = ", ".join(p for p in parts if p)
+        return f" ({text})" if text else ""
+
+    def interleaving(self) -> list[str]:
+        """The traced steps as a table (empty unless the run was traced)."""
+        if not self.steps_trace:
+            return []
+        return render_steps(self.steps_trace, self.cpu)
 
 
 @frozen(slots=True)
@@ -100,14 +129,29 @@ class ExploreResult:
     __str__ = render
 
 
-def classify(exc: BaseException) -> tuple[str, str | None, str]:
-    """(kind, rule, message) of what ended a run: see RunResult.kind."""
+@frozen(slots=True)
+class Ending:
+    """What ended a run, as a RunResult records it."""
+
+    kind: str
+    rule: str | None
+    message: str
+    hook: str | None = None
+    page: str | None = None
+    site: Site | None = None
+    what: str | None = None
+
+
+def classify(exc: BaseException, code: DriverCode | None = None) -> Ending:
+    """What ended a run (see RunResult.kind); `code` finds where in the driver it was raised."""
+    site = code.site_in_traceback(exc) if code is not None else None
     if isinstance(exc, NondeterminismError):
-        return "nondeterminism", None, str(exc)
+        return Ending("nondeterminism", None, str(exc))
     if isinstance(exc, Deadlock):
-        return "deadlock", "LCK-3", str(exc)
+        return Ending("deadlock", "LCK-3", str(exc), site=site)
     if isinstance(exc, ContractViolation):
-        return "violation", exc.rule, str(exc)
+        return Ending("violation", exc.rule, exc.message, exc.hook, exc.page_desc, site,
+                      getattr(exc, "what", None))
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" at {frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else ""
-    return "error", None, f"{type(exc).__name__}: {exc}{where}"
+    return Ending("error", None, f"{type(exc).__name__}: {exc}{where}", site=site)

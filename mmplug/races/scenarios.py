@@ -11,7 +11,8 @@ by what it is, never by the name it was loaded under.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from attrs import frozen
 

@@ -9,7 +9,7 @@ import pytest
 
 from mmplug import UsageError, rules
 from mmplug.conformance import (
-    FAIL, NOT_SUPPORTED, OK, WARN, CheckResult, Report, list_checks, run_suite,
+    FAIL, NOT_SUPPORTED, OK, SAME, WARN, CheckResult, Report, list_checks, run_suite,
 )
 from mmplug.conformance.model import KINDS, CheckSpec
 
@@ -66,7 +66,7 @@ def test_same_seed_same_report_and_json_shape() -> None:
     data = json.loads(report.to_json())
     assert data["driver"] == "simplepool" and data["driver_version"] == "1.0"
     assert data["seed"] == 3 and data["mmplug_version"]
-    assert data["totals"] == {"total": 1, "succeeded": 1, "failed": 0, "warnings": 0}
+    assert data["totals"] == {"total": 1, "succeeded": 1, "failed": 0, "same": 0, "warnings": 0}
     assert data["results"][0]["rule"] == "MIG-7" and data["results"][0]["verdict"] == OK
 
 
@@ -79,11 +79,14 @@ def test_on_result_and_exit_first() -> None:
 
 
 def test_totals_count_verdicts() -> None:
+    first = CheckResult("A-3/x", "A-3", "t", FAIL)
+    again = CheckResult("A-5/x", "A-3", "t", SAME, same_as="A-3/x")
     rep = Report("d", "1", "0", 0, [
         CheckResult("A-1/x", "A-1", "t", OK), CheckResult("A-2/x", "A-2", "t", NOT_SUPPORTED),
-        CheckResult("A-3/x", "A-3", "t", FAIL), CheckResult("A-4/x", "A-4", "t", WARN)])
-    assert rep.totals == {"total": 4, "succeeded": 2, "failed": 1, "warnings": 1}
-    assert not rep.passed
+        first, CheckResult("A-4/x", "A-4", "t", WARN), again])
+    assert rep.totals == {"total": 5, "succeeded": 2, "failed": 1, "same": 1, "warnings": 1}
+    assert not rep.passed and again.failed
+    assert rep.failures() == [first] and rep.hits(first) == [again]
 
 
 def test_knob_less_driver_gets_not_supported(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def test_passing_driver_lines_and_total(capsys) -> None:
     assert any(ln.startswith("test PUT-3 ") and ln.endswith(": OK (not supported)")
                for ln in lines)
     assert lines[-1].startswith("Total for simplepool: ")
-    assert lines[-1].endswith(", Failed: 0, Warnings: 0")
+    assert lines[-1].endswith(", Failed: 0, Same violation: 0, Warnings: 0")
 
 
 def test_failing_driver_exit_1_with_rule_page_and_repro(capsys) -> None:
@@ -43,7 +43,8 @@ def test_failing_driver_exit_1_with_rule_page_and_repro(capsys) -> None:
     assert "driver broken_touches_lru" in out and "callback free" in out
     assert "    page: pfn 0x" in out
     assert f"    reproduce: mmplug check-driver {path} --seed 5 -k ISO-4/lru-untouched" in out
-    assert "Total for broken_touches_lru: 1, Succeeded: 0, Failed: 1, Warnings: 0" in out
+    assert "Total for broken_touches_lru: 1, Succeeded: 0, Failed: 1, Same violation: 0, " \
+           "Warnings: 0" in out
 
 
 def test_json_to_stdout_and_file(capsys, tmp_path: Path) -> None:

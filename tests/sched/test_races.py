@@ -179,7 +179,7 @@ def test_balloon_scenarios_select_the_deflate_race():
 
 
 @installed("balloon")
-@pytest.mark.parametrize("bug,rule", [("BUG-9", "API-1"), ("BUG-12", "BUG-12")])
+@pytest.mark.parametrize("bug,rule", [("BUG-9", "DRV-B3"), ("BUG-12", "BUG-12")])
 def test_balloon_bugs_are_caught(bug, rule):
     result = races.explore("balloon", "balloon_deflate_vs_migrate", seed=0, runs=300,
                            options={"bugs": {bug}})

@@ -54,4 +54,10 @@ def mmplug_race_scenarios(driver):
     return RACE_SCENARIOS
 
 
+@hookimpl
+def mmplug_conformance_checks(driver):
+    from .checks import CHECKS          # the suite only when check-driver runs
+    return CHECKS
+
+
 __all__ = ["CAPABILITIES", "KNOWN_BUGS", "Host", "VirtioBalloon"]

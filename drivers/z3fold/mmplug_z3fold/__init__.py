@@ -44,4 +44,11 @@ def putback_page(page):
     z3fold_page_putback(page)
 
 
-__all__ = ["Z3fold", "KNOWN_BUGS", "mmplug_driver", "isolate_page", "migratepage", "putback_page"]
+@hookimpl
+def mmplug_conformance_checks(driver):
+    from .checks import CHECKS          # the suite only when check-driver runs
+    return CHECKS
+
+
+__all__ = ["Z3fold", "KNOWN_BUGS", "mmplug_driver", "isolate_page", "migratepage", "putback_page",
+           "mmplug_conformance_checks"]

@@ -16,10 +16,14 @@ from typing import Any
 
 from ...compaction import compact_memory
 from ...constants import MigrateMode
-from ...page import ISOLATED, PAGE_MAPPING_MOVABLE, WRITEBACK
 from ...errors import CallbackTimeout, ContractViolation
+from ...page import ISOLATED, PAGE_MAPPING_MOVABLE, WRITEBACK
 from ..invariants import (
-    check_no_leak, check_owned_pages, check_warnings, verify_driver, verify_objects,
+    check_no_leak,
+    check_owned_pages,
+    check_warnings,
+    verify_driver,
+    verify_objects,
 )
 from ..observation import PageSnapshot
 from ..outcomes import CheckFailed
@@ -51,11 +55,12 @@ def _step(fn: Any) -> Any:
 
 def _hung(exc: BaseException) -> bool:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, CallbackTimeout) or "(hung)" in str(exc):
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, CallbackTimeout) or "(hung)" in str(cur):
             return True
-        exc = exc.__cause__ or exc.__context__
+        cur = cur.__cause__ or cur.__context__
     return False
 
 
@@ -65,6 +70,7 @@ def _machine(ctx: Context) -> type:
 
     caps = ctx.caps
     hung = ctx.scratch.setdefault("hung", [])
+    examples = ctx.scratch.setdefault("examples", [0, 0])   # [made, planned]
 
     class DriverMachine(RuleBasedStateMachine):
         """One driver instance on a small VM, driven at random."""
@@ -74,7 +80,12 @@ def _machine(ctx: Context) -> type:
             self.hung = hung
             if hung:
                 raise hung[0]
+            examples[0] += 1
+            ctx.progress(min(examples[0], examples[1]), examples[1])
             self.bench = ctx.bench("fuzz", nr_pages=256, pageblock_order=5, max_order=7)
+            # Each example has its own VM, reported through its exception if it fails:
+            # the check keeps none of them (hundreds when a failure is shrunk).
+            ctx.benches.remove(self.bench)
             self.cpus = self.bench.vm.cpus
             #: False while a step runs; a step that raised leaves it False
             self.clean = True
@@ -253,6 +264,7 @@ def state_machine(ctx: Context) -> str:
     from hypothesis.stateful import get_state_machine_test
 
     examples = ctx.max_examples if ctx.max_examples is not None else ctx.size(200, 10)
+    ctx.scratch["examples"] = [0, examples]
     machine = _machine(ctx)
     conf = settings(max_examples=examples, stateful_step_count=ctx.size(30, 15),
                     deadline=None, database=None, derandomize=False, print_blob=False,
@@ -263,18 +275,20 @@ def state_machine(ctx: Context) -> str:
     test = hypothesis_seed(ctx.seed)(get_state_machine_test(machine, settings=conf))
     lines: list[str] = []
     try:
-        with with_reporter(lines.append):
+        with with_reporter(lambda text: lines.append(str(text))):
             test()
     except Flaky as exc:
         if ctx.scratch.get("hung"):
-            raise ctx.scratch["hung"][0] from None
+            hung = ctx.scratch["hung"][0]
+            raise hung from hung.__cause__
         found = [e for e in getattr(exc, "exceptions", ()) if isinstance(e, ContractViolation)]
         if found:
             # It failed once; replaying the same steps did not: report the failure anyway.
             first = _first(found[0])
-            first.recipe = ["(the same steps did not fail again: the driver is not "  # type: ignore[attr-defined]
-                            "deterministic, so no shortest sequence)"]
-            raise first from None
+            first.recipe = [  # type: ignore[attr-defined]
+                ("(the same steps did not fail again: the driver is not deterministic, "
+                 "so no shortest sequence)")]
+            raise first from first.__cause__
         # Module-level state (a global counter) is legal but defeats replaying.
         ctx.warnings.append(f"the driver behaves differently on the same sequence, so failures "
                             f"cannot be replayed: {str(exc).splitlines()[0]}")
@@ -286,7 +300,8 @@ def state_machine(ctx: Context) -> str:
         recipe = [ln for ln in text.splitlines()
                   if ln.startswith("state") and not ln.startswith("state.contract_holds")]
         exc.recipe = recipe  # type: ignore[attr-defined]
-        raise exc from None
+        # its own cause kept: the driver's frames in it say where the driver was
+        raise exc from exc.__cause__
     finally:
         ctx.benches.clear()  # every example made its own VM; nothing to report from them
     return f"{examples} random sequences"

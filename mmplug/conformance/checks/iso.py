@@ -7,7 +7,8 @@ the driver can be seen to hold.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...page import ISOLATED, LOCKED, Page
 from ..invariants import check_owned_pages, verify_driver, verify_objects
@@ -63,18 +64,45 @@ def taken_out(ctx: Context) -> None:
     _refused_without_right(ctx, refused)
     if not done:
         raise NotSupported("no page could be isolated")
-    snaps = {p: PageSnapshot.take(bench.vm, p) for p in done}
-    # New objects must go to pages the driver still has, never to an isolated one.
-    for handle in bench.fill(ctx.size(48, 16)):
+    # New objects must go to pages the driver still has, never to an isolated one, not
+    # even to a slot free() gave up while the page was isolated.
+    _stores_miss(bench, done, ctx.size(48, 16), "store", "")
+    _stores_miss(bench, _free_one_of_each(bench, done), ctx.size(16, 8), "free",
+                 " after free() of one of its objects while it was isolated: free() must not "
+                 "give an isolated page back to the driver's structures")
+    bench.putback_isolated()
+    verify_objects(bench, "PUT-2", "after isolation, stores and putback")
+    verify_driver(bench, "ISO-2", "after isolation, stores and putback")
+
+
+def _stores_miss(bench: Any, isolated: list[Page], n: int, culprit: str, when: str) -> None:
+    """Store `n` objects; none may write into or take a reference on an isolated page."""
+    snaps = {p: PageSnapshot.take(bench.vm, p) for p in isolated}
+    for _ in bench.fill(n):
         for page, snap in snaps.items():
             now = PageSnapshot.take(bench.vm, page)
             if now.digest != snap.digest or now.refcount != snap.refcount:
                 raise CheckFailed("ISO-2", "store() wrote into (or took a reference on) a page "
                                   "isolate_page had reported as taken out of the driver's "
-                                  "structures", page=page, hook="store")
-    bench.putback_isolated()
-    verify_objects(bench, "PUT-2", "after isolation, stores and putback")
-    verify_driver(bench, "ISO-2", "after isolation, stores and putback")
+                                  f"structures{when}", page=page, hook=culprit)
+
+
+def _free_one_of_each(bench: Any, isolated: list[Page]) -> list[Page]:
+    """Free one object of each isolated page that holds several (and so stays in use):
+    the pages whose slot was given up while they were isolated.  Such a page stays out of
+    the driver's structures (mm/zsmalloc.c: zs_free -> fix_fullness_group moves no
+    isolated zspage between fullness lists)."""
+    on: dict[Page, list[Any]] = {}
+    for handle in list(bench.objects):
+        pages = bench.pages_of(handle)
+        if len(pages) == 1 and pages[0] in isolated:
+            on.setdefault(pages[0], []).append(handle)
+    freed = []
+    for page, handles in on.items():
+        if len(handles) > 1:
+            bench.free(handles[0])
+            freed.append(page)
+    return freed
 
 
 @check("ISO-3/pg-isolated-vm-only", "driver leaves PG_isolated to the VM",

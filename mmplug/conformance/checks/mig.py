@@ -12,9 +12,20 @@ from __future__ import annotations
 
 from ...compaction import alloc_pages_compact, compact_memory, kcompactd_do_work
 from ...constants import ENOMEM, MIGRATE_PASSES, MigrateMode, errno_name
-from ...page import ISOLATED, LOCKED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page, flag_names
+from ...page import (
+    ISOLATED,
+    LOCKED,
+    PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_MOVABLE,
+    Page,
+    flag_names,
+)
 from ..invariants import (
-    FOREIGN_FLAGS, check_no_leak, check_owned_pages, verify_driver, verify_objects,
+    FOREIGN_FLAGS,
+    check_no_leak,
+    check_owned_pages,
+    verify_driver,
+    verify_objects,
 )
 from ..outcomes import CheckFailed
 from ..registry import Context, check
@@ -46,6 +57,7 @@ def success(ctx: Context) -> None:
                                   "the driver declares may_fail_migration=False", page=page)
             continue
         migrated += 1
+        assert newpage is not None   # a migration that succeeded had a new page
         if bench.spy.count("migratepage", page) != calls + 1:
             raise CheckFailed("MIG-6", "migratepage was not called exactly once for a "
                               "successful migration", page=page)

@@ -8,7 +8,11 @@ migration gives -EBUSY in __unmap_and_move) and, where the driver offers the
 
 from __future__ import annotations
 
-from ...constants import MigrateMode, errno_name
+from collections.abc import Callable
+from typing import Any
+
+from ...constants import EAGAIN, MigrateMode, errno_name
+from ...errors import NoMemory
 from ...page import ISOLATED, WRITEBACK, Page
 from ..invariants import check_owned_pages, verify_objects
 from ..observation import DriverSnapshot, PageSnapshot
@@ -128,7 +132,8 @@ def vm_failure(ctx: Context) -> None:
 
 
 @check("PUT-3/driver-failure",
-       "a mapped object fails migration for good; each page migrated or put back, once",
+       "a mapped object fails migration for good; the page stays isolated until putback, "
+       "each page migrated or put back, once",
        rules=("MIG-8", "PUT-2"), needs=("knob:map",))
 def driver_failure(ctx: Context) -> None:
     bench = ctx.bench()
@@ -138,13 +143,46 @@ def driver_failure(ctx: Context) -> None:
         bench.call("map", h)
     bench.spy.reset()
     before = {p: 0 for p in done}
+    # Between a permanent failure and the VM's putback_page the page is still isolated:
+    # whatever store() does then must leave it alone (another CPU may store right then).
+    bench.mapping.interpose(migratepage=lambda call, *args: _store_after_failure(
+        bench, call, *args))
     try:
         rc = bench.migrate(bench.to_list(done), MigrateMode.SYNC)
     finally:
         for h in handles:
-            bench.call("unmap", h)
+            if h in bench.objects:
+                bench.call("unmap", h)
     _fates(bench, done, before)
     if rc < 0:
         raise CheckFailed("MIG-9", f"migrate_pages returned {errno_name(rc)}")
     verify_objects(bench, "PUT-2", "after failed migrations and putback")
     check_owned_pages(bench, "PUT-2", "after failed migrations and putback")
+
+
+#: objects store() is asked for in the window after a permanent failure
+WINDOW_STORES = 8
+
+
+def _store_after_failure(bench: Any, call: Callable[..., Any], mapping: Any, newpage: Page,
+                         page: Page, mode: int) -> Any:
+    """migratepage, then, if it failed for good, stores while `page` is still isolated:
+    none may land in it (MIG-8: the driver holds it as isolate_page left it)."""
+    rc = call(mapping, newpage, page, mode)
+    if not isinstance(rc, int) or rc >= 0 or rc == -EAGAIN:
+        return rc
+    snap = PageSnapshot.take(bench.vm, page)
+    for _ in range(WINDOW_STORES):
+        try:
+            bench.store(bench.payload(16))
+        except NoMemory:
+            break
+    now = PageSnapshot.take(bench.vm, page)
+    if now.digest != snap.digest or now.refcount != snap.refcount:
+        raise CheckFailed("MIG-8", f"migratepage failed for good ({errno_name(rc)}) and "
+                          "store(), called before the VM put the page back, wrote into it: "
+                          "the driver made the page usable again itself, while the VM "
+                          "still holds it isolated (putback_page is the VM's to call)",
+                          page=page, hook="migratepage",
+                          what="store() uses a page after a failed migration, before putback")
+    return rc

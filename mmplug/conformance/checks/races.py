@@ -3,10 +3,16 @@
 Each scenario that applies to the driver (the generic ones: two compactors
 isolating the same page, free or read racing migration, destroy while
 isolated; then those the driver brings through mmplug_race_scenarios) is run
-under seeded random, PCT and bounded exhaustive schedules.  A failure carries
-the seed and a schedule string; `--scenario NAME --replay SCHEDULE` (or
-`--replay NAME@SCHEDULE`) runs exactly that interleaving again.  The explorer
-is imported only when this check runs, so the rest of the suite works without it."""
+first under schedules aimed at its isolation windows (one preemption where a
+page is isolated, mmplug.races.windows), then under seeded PCT, random and
+bounded exhaustive schedules; --quick keeps the aimed ones and a few PCT runs
+of depth 3.  A failure is shrunk to the shortest schedule found that fails
+the same way, and printed with its interleaving step by step (CPU, driver
+function and line, lock or flag operation) and the schedule string that
+replays it: `--scenario NAME --replay SCHEDULE` (or `--replay NAME@SCHEDULE`)
+runs exactly that interleaving again and prints the same trace.  The explorer
+is imported only when this check runs, so the rest of the suite works without it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,14 @@ from typing import Any
 from ...errors import UsageError
 from ..outcomes import CheckFailed, NotSupported
 from ..registry import Context, check
+
+#: (strategy, runs per scenario by default, runs with --quick), in the order they run
+PLAN = (("window", 40, 10), ("pct", 100, 6), ("random", 100, 0), ("dfs", 100, 0))
+#: the PCT depth: a bug that needs two ordering constraints is found with probability
+#: at least 1/(n k^2) per run (Burckhardt et al.)
+PCT_DEPTH = 3
+#: the most runs shrinking a failure's schedule may take
+SHRINK_RUNS = 150
 
 
 @check("RACE/explore",
@@ -30,70 +44,84 @@ def explore(ctx: Context) -> str:
         raise NotSupported("no race scenario applies to this driver")
     if ctx.replay:
         return _replay(ctx, races, scenarios)
-    runs = ctx.size(100, 8)
+    plan = [(strategy, ctx.size(runs, quick)) for strategy, runs, quick in PLAN]
+    plan = [(strategy, runs) for strategy, runs in plan if runs]
+    total = len(scenarios) * sum(runs for _, runs in plan)
+    done = 0
+    ctx.progress(0, total)
     for scenario in scenarios:
-        for strategy in races.STRATEGIES:
+        for strategy, runs in plan:
+            def ran() -> None:
+                nonlocal done
+                done += 1
+                ctx.progress(done, total)
+
             result = races.explore(ctx.loaded, scenario, strategy=strategy, seed=ctx.seed,
-                                   runs=runs, preemption_bound=2, timeout=ctx.timeout)
-            failures = list(getattr(result, "failures", ()) or ())
-            if failures:
-                _report(ctx, scenario, failures[0], f"{strategy}, seed {failures[0].seed}")
-    return f"{len(scenarios)} scenario(s) x {len(races.STRATEGIES)} strategies, {runs} runs each"
+                                   runs=runs, preemption_bound=2, depth=PCT_DEPTH,
+                                   timeout=ctx.timeout, on_run=ran)
+            # the runs a strategy did not need (a window search that ran out) count as done
+            done += runs - result.runs
+            ctx.progress(done, total)
+            if result.failures:
+                failure = result.failures[0]
+                short = races.shrink(ctx.loaded, scenario, failure, max_runs=SHRINK_RUNS,
+                                     timeout=ctx.timeout)
+                _report(ctx, races, scenario, short, _how(failure), found=failure)
+    ctx.progress(total, total)
+    shown = ", ".join(f"{strategy} {runs}" for strategy, runs in plan)
+    return f"{len(scenarios)} scenario(s); runs per scenario: {shown}"
 
 
-def _report(ctx: Context, scenario: Any, failure: Any, how: str) -> None:
-    """Raise the FAIL of one failed run: its rule, message, CPUs and schedule."""
-    name = _name(scenario)
-    schedule = getattr(failure, "schedule", "?")
+def _how(failure: Any) -> str:
+    seed = f", seed {failure.seed}" if failure.seed is not None else ""
+    return f"{failure.strategy}{seed}"
+
+
+def _report(ctx: Context, races: Any, scenario: Any, failure: Any, how: str,
+            found: Any = None) -> None:
+    """Raise the FAIL of one failed run: its rule, message, the CPUs, the schedule that
+    replays it and the interleaving, step by step."""
+    name = scenario.name
+    schedule = failure.schedule
     ctx.repro_extra = f"--scenario {name} --replay {schedule}"
-    rule = getattr(failure, "rule", None) or "RACE"
-    message = str(getattr(failure, "message", failure))
-    rule, message = _rule_of(message) if rule == "RACE" else (rule, _strip_rule(message, rule))
-    detail = ""
-    render = getattr(failure, "render", None)
-    if callable(render):
-        extra = [ln.strip() for ln in render().splitlines()[2:]
-                 if not ln.strip().startswith("replay:")]
-        detail = "".join("\n" + ln for ln in extra)
-    raise CheckFailed(rule, f"race {name} ({how}, schedule {schedule}): {message}{detail}")
+    traced = races.replay(ctx.loaded, scenario, schedule, timeout=ctx.timeout, trace=True)
+    if traced.signature() == failure.signature():
+        failure = traced
+    rule = failure.rule or "RACE"
+    message = failure.message
+    if rule == "RACE":
+        rule, message = _rule_of(message)
+    lines = [f"race {name} ({how}, schedule {schedule}): {message}"]
+    lines += [c.render() for c in failure.cpus
+              if c.state != "done" and (failure.kind in ("deadlock", "livelock") or c.holds)]
+    lines += [f"also: {inv}" for inv in failure.inversions if inv != failure.message]
+    if found is not None and found.schedule != schedule:
+        lines.append(f"shortest failing schedule found: {schedule} ({_size(failure)}); as "
+                     f"found: {found.schedule} ({_size(found)})")
+    if failure.replayable is False:
+        lines.append("(the schedule did not reproduce it: the driver is nondeterministic)")
+    lines += failure.interleaving()
+    raise CheckFailed(rule, "\n".join(lines), hook=failure.hook, page_desc=failure.page,
+                      what=failure.what or message, site=failure.site)
 
 
-def _strip_rule(message: str, rule: str) -> str:
-    return message[len(rule) + 2:] if message.startswith(rule + ": ") else message
+def _size(run: Any) -> str:
+    return f"{run.departures} preemption(s), {run.steps} steps"
 
 
-def _replay(ctx: Context, races: Any, scenarios: list) -> str:
-    name, sep, schedule = ctx.replay.partition("@")
+def _replay(ctx: Context, races: Any, scenarios: list[Any]) -> str:
+    name, sep, schedule = (ctx.replay or "").partition("@")
     if not sep:
-        name, schedule = "", ctx.replay
-    chosen = [s for s in scenarios if not name or _name(s) == name]
+        name, schedule = "", ctx.replay or ""
+    chosen = [s for s in scenarios if not name or s.name == name]
     if not chosen:
         raise UsageError(f"no race scenario {name!r} for this driver; its scenarios are "
-                         f"{', '.join(_name(s) for s in scenarios)}")
+                         f"{', '.join(s.name for s in scenarios)}")
     for scenario in chosen:
         outcome = races.replay(ctx.loaded, scenario, schedule, timeout=ctx.timeout)
-        if _failure_message(outcome):
-            _report(ctx, scenario, outcome, "replayed")
+        if not outcome.ok:
+            _report(ctx, races, scenario, outcome, "replayed")
     return f"replayed {schedule}"
-
-
-def _failure_message(outcome: Any) -> str | None:
-    if outcome is None or outcome is True or getattr(outcome, "ok", False):
-        return None
-    if isinstance(outcome, str):
-        return outcome or None
-    failures = getattr(outcome, "failures", None)
-    if failures:
-        return getattr(failures[0], "message", str(failures[0]))
-    for attr in ("failure", "error", "message"):
-        value = getattr(outcome, attr, None)
-        if value:
-            return str(value)
-    return None
-
-
-def _name(scenario: Any) -> str:
-    return getattr(scenario, "name", None) or str(scenario)
 
 
 def _rule_of(message: str) -> tuple[str, str]:

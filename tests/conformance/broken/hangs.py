@@ -1,6 +1,6 @@
 """broken_hangs: simplepool with one mistake, which breaks MIG-8.
 
-migratepage spins forever when asked to migrate a full page.
+migratepage spins forever when asked to migrate a page of more than one object.
 
 Generated from tests/drivers/simplepool.py and this mistake's row in
 mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
@@ -157,7 +157,7 @@ def migratepage(mapping, newpage, page, mode):
         st = page.private
         if pool.held or st.pinned:
             return -EAGAIN
-        while st.used() == SLOTS:
+        while st.used() > 1:
             pass  # the mistake: waits for a change that cannot come
         copy_highpage(newpage, page)
         set_page_movable(newpage, mapping)

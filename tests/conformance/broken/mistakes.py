@@ -219,9 +219,33 @@ def _driver_info(source: str, tree: ast.Module, **values: str) -> list[Span]:
 _IMPORTS = "from __future__ import annotations\n"
 
 
-def _import(module: str) -> Edit:
-    """`import module` among simplepool's imports, for a mistake that needs it."""
-    return Edit(_IMPORTS, f"{_IMPORTS}\nimport {module}  # for the mistake\n")
+def import_line(module: str, names: str = "") -> Edit:
+    """`import module` (or `from module import names`) among simplepool's imports, for a
+    mistake that needs it."""
+    line = f"from {module} import {names}" if names else f"import {module}"
+    return Edit(_IMPORTS, f"{_IMPORTS}\n{line}  # for the mistake\n")
+
+
+def map_knob(purpose: str) -> tuple[Edit, ...]:
+    """The "map" knob (map/unmap a handle) for a mistake that needs it; `purpose` says what
+    a mapped object does in that driver."""
+    return (
+        Edit('"pinned")\n', '"pinned", "mapped")  # for the mistake\n', within="PoolPage"),
+        Edit("        self.pinned = 0\n",
+             "        self.pinned = 0\n"
+             "        self.mapped = 0  # for the mistake\n",
+             within="PoolPage.__init__"),
+        Edit("            self.handles[handle][0].pinned -= 1\n",
+             "            self.handles[handle][0].pinned -= 1\n"
+             "\n"
+             f"    def map(self, handle):  # for the mistake: {purpose}\n"
+             "        with self.lock:\n"
+             "            self.handles[handle][0].mapped += 1\n"
+             "\n"
+             "    def unmap(self, handle):\n"
+             "        with self.lock:\n"
+             "            self.handles[handle][0].mapped -= 1\n",
+             within="Pool.unpin"))
 
 
 #: the broken drivers, one row each; the driver file is broken/NAME.py
@@ -259,6 +283,14 @@ MISTAKES: tuple[Mistake, ...] = (
               within="isolate_page"),),
     ),
     Mistake(
+        "free_relists_isolated", "ISO-2",
+        "free() of an object offers its page's free slot to store() again even while the page "
+        "is isolated.",
+        (Edit("                if not st.isolated:\n                    self.partial[st] = None\n",
+              "                self.partial[st] = None  # the mistake: even an isolated page\n",
+              within="Pool.free"),),
+    ),
+    Mistake(
         "sets_pg_isolated", "ISO-3",
         "isolate_page sets PG_isolated (PG_reclaim, bit 17) itself; only the VM may.",
         (Edit("    return True\n",
@@ -279,22 +311,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "refusal_changes", "ISO-6",
         "isolate_page refuses a page with a mapped object, after dropping it from the pool.",
-        (Edit('"pinned")\n', '"pinned", "mapped")  # for the mistake\n', within="PoolPage"),
-         Edit("        self.pinned = 0\n",
-              "        self.pinned = 0\n"
-              "        self.mapped = 0  # for the mistake\n",
-              within="PoolPage.__init__"),
-         Edit("            self.handles[handle][0].pinned -= 1\n",
-              "            self.handles[handle][0].pinned -= 1\n"
-              "\n"
-              "    def map(self, handle):  # for the mistake: a knob that makes isolation refuse\n"
-              "        with self.lock:\n"
-              "            self.handles[handle][0].mapped += 1\n"
-              "\n"
-              "    def unmap(self, handle):\n"
-              "        with self.lock:\n"
-              "            self.handles[handle][0].mapped -= 1\n",
-              within="Pool.unpin"),
+        (*map_knob("a knob that makes isolation refuse"),
          Edit('may_refuse_isolation=False,\n' + ' ' * 48 + 'knobs={"pin", "busy"}))\n',
               'may_refuse_isolation=True,\n'
               + ' ' * 48 + 'knobs={"pin", "busy", "map"}))  # for the mistake\n',
@@ -381,6 +398,63 @@ MISTAKES: tuple[Mistake, ...] = (
               within="migratepage"),),
     ),
     Mistake(
+        "newpage_movable_on_failure", "MIG-8",
+        "migratepage makes the new page movable before it knows it can migrate, and leaves it "
+        "so when it gives up with -EAGAIN.",
+        (Edit("        st = page.private\n        if pool.held or st.pinned:\n",
+              "        st = page.private\n"
+              "        set_page_movable(newpage, mapping)  # the mistake: before the pin check\n"
+              "        if pool.held or st.pinned:\n",
+              within="migratepage"),
+         Edit("        set_page_movable(newpage, mapping)\n",
+              "        # for the mistake: newpage was made movable above\n",
+              within="migratepage")),
+    ),
+    Mistake(
+        "relists_on_failure", "MIG-8",
+        "migratepage, failing for good on a mapped object, puts the page back on its list "
+        "itself: store() may use it while the VM still holds it isolated.",
+        (*map_knob("a knob that makes migration fail for good"),
+         Edit('knobs={"pin", "busy"}))\n',
+              'knobs={"pin", "busy", "map"}))  # for the mistake\n', within="mmplug_driver"),
+         import_line("mmplug.kernel", "EBUSY"),
+         Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        if st.mapped:\n"
+              "            st.isolated = False  # the mistake: putback_page is the VM's to call\n"
+              "            if st.used() < SLOTS:\n"
+              "                pool.partial[st] = None\n"
+              "            return -EBUSY\n",
+              within="migratepage")),
+    ),
+    Mistake(
+        "one_object_moved", "MIG-7",
+        "store() keeps a page per size class, as zsmalloc does, and migratepage copies only "
+        "the first object of the page.",
+        (Edit('"pinned")\n', '"pinned", "size")  # for the mistake\n', within="PoolPage"),
+         Edit("        self.pinned = 0\n",
+              "        self.pinned = 0\n"
+              "        self.size = 0  # for the mistake: the size class of the page's objects\n",
+              within="PoolPage.__init__"),
+         Edit("            if self.partial:\n"
+              "                st = next(reversed(self.partial))\n"
+              "                return self._place(st, data)\n",
+              "            for st in reversed(self.partial):  # for the mistake: size classes\n"
+              "                if st.size == len(data) // 16:\n"
+              "                    return self._place(st, data)\n",
+              within="Pool.store"),
+         Edit("        st = PoolPage(page)\n",
+              "        st = PoolPage(page)\n"
+              "        st.size = len(data) // 16  # for the mistake\n",
+              within="Pool.store"),
+         Edit("        copy_highpage(newpage, page)\n",
+              "        first = next((i for i, h in enumerate(st.slots) if h is not None), 0)\n"
+              "        off, end = first * pool.slot_size, (first + 1) * pool.slot_size\n"
+              "        # the mistake: only the first object is copied\n"
+              "        page_address(newpage)[off:end] = page_address(page)[off:end]\n",
+              within="migratepage")),
+    ),
+    Mistake(
         "raises", "MIG-8",
         "migratepage raises on a page with a free slot.",
         (Edit("            return -EAGAIN\n",
@@ -391,10 +465,10 @@ MISTAKES: tuple[Mistake, ...] = (
     ),
     Mistake(
         "hangs", "MIG-8",
-        "migratepage spins forever when asked to migrate a full page.",
+        "migratepage spins forever when asked to migrate a page of more than one object.",
         (Edit("            return -EAGAIN\n",
               "            return -EAGAIN\n"
-              "        while st.used() == SLOTS:\n"
+              "        while st.used() > 1:\n"
               "            pass  # the mistake: waits for a change that cannot come\n",
               within="migratepage"),),
         stalls=True,
@@ -402,7 +476,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "sleeps", "MIG-8",
         "migratepage sleeps for an hour (a blocking call, not a busy loop).",
-        (_import("time"),
+        (import_line("time"),
          Edit("            return -EAGAIN\n",
               "            return -EAGAIN\n"
               "        time.sleep(3600)  # the mistake: blocks far past any time limit\n",
@@ -412,7 +486,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "exits_in_callback", "MIG-8",
         "migratepage calls sys.exit(0), which must not end the tool with success.",
-        (_import("sys"),
+        (import_line("sys"),
          Edit("            return -EAGAIN\n",
               "            return -EAGAIN\n"
               "        sys.exit(0)  # the mistake: ends the process, successfully\n",
@@ -421,7 +495,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "exits_hard", "MIG-8",
         "migratepage calls os._exit(0), which must not end the tool silently.",
-        (_import("os"),
+        (import_line("os"),
          Edit("            return -EAGAIN\n",
               "            return -EAGAIN\n"
               "        os._exit(0)  # the mistake: ends the process at once\n",
@@ -438,6 +512,27 @@ MISTAKES: tuple[Mistake, ...] = (
               within="putback_page"),),
         # the driver releases a lock it does not hold; the VM's unlock then finds it unlocked
         also_expected={"LCK-2"},
+    ),
+    Mistake(
+        "putback_drops_ref", "PUT-1",
+        "putback_page drops a reference on the page, as if the isolation reference were "
+        "the driver's.",
+        (Edit("        if st.used() < SLOTS:\n            pool.partial[st] = None\n",
+              "        if st.used() < SLOTS:\n            pool.partial[st] = None\n"
+              "    put_page(page)  # the mistake: the VM drops the isolation reference\n",
+              within="putback_page"),),
+    ),
+    Mistake(
+        "raw_mapping_word", "FLG-7",
+        "putback_page compares the raw page.mapping word with its address space, tag bits "
+        "and all, so it never re-lists the page.",
+        (Edit("        if st.used() < SLOTS:\n            pool.partial[st] = None\n",
+              "        # the mistake: page.mapping read raw; its tag bits make it never equal\n"
+              "        if st.used() < SLOTS and page.mapping == pool.mapping.handle:\n"
+              "            pool.partial[st] = None\n",
+              within="putback_page"),),
+        # the page is never re-listed: its free slots are lost to store()
+        also_expected={"PUT-2"},
     ),
     Mistake(
         "putback_not_relisted", "PUT-2",
@@ -478,6 +573,45 @@ MISTAKES: tuple[Mistake, ...] = (
         # the VM's own asserts that the page is still PG_isolated: move_to_new_page,
         # putback_movable_pages
         also_expected={"MIG-6", "PUT-1"},
+    ),
+    Mistake(
+        "free_no_recheck", "FLG-5",
+        "free() of the last object locks the page it saw before waiting for the lock, and "
+        "releases it even if a migration moved the object meanwhile.",
+        (Edit("        while True:\n"
+              "            page = st.page\n"
+              "            lock_page(page)\n"
+              "            if st.page is page:\n"
+              "                break\n"
+              "            unlock_page(page)\n",
+              "        page = st.page\n"
+              "        lock_page(page)  # the mistake: st.page is not checked again once locked\n",
+              within="Pool.free"),),
+        # releasing the old page again: its reference underflows; the new page is leaked
+        also_expected={"REF-1", "REL-1"},
+    ),
+    Mistake(
+        "destroy_skips_isolated", "REL-3",
+        "destroy() leaves alone the pages the VM holds isolated.",
+        (Edit("        for handle in list(self.handles):\n            self.free(handle)\n",
+              "        for handle in list(self.handles):\n"
+              "            if not self.handles[handle][0].isolated:  # the mistake\n"
+              "                self.free(handle)\n",
+              within="Pool.destroy"),),
+    ),
+    Mistake(
+        "destroy_loops", "API-1",
+        "destroy() walks a corrupted list of its pages that loops back on itself, collecting "
+        "them without end.",
+        (Edit("        for handle in list(self.handles):\n            self.free(handle)\n",
+              "        doomed = []\n"
+              "        st = next(iter(self.states), None)\n"
+              "        while st is not None:  # the mistake: the list never ends\n"
+              "            doomed.append(st)\n"
+              "        for handle in list(self.handles):\n"
+              "            self.free(handle)\n",
+              within="Pool.destroy"),),
+        stalls=True,
     ),
     Mistake(
         "destroy_keeps_pages", "REL-3",

@@ -16,7 +16,7 @@ from pathlib import Path
 from .mistakes import BROKEN, MISTAKES, SIMPLEPOOL, AnchorError
 
 #: the files of the folder that are not broken drivers
-NOT_DRIVERS = frozenset({"mistakes.py", "regenerate.py", "__init__.py"})
+NOT_DRIVERS = frozenset({"mistakes.py", "regenerate.py", "table.py", "__init__.py"})
 
 
 def drivers() -> dict[str, str]:

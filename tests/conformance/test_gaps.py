@@ -1,0 +1,180 @@
+"""Mistakes check-driver used to miss or see only through their consequences: each has its
+check, and the broken driver of the mistake table that proves the check fails it while
+correct drivers pass."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conformance.broken.mistakes import SIMPLEPOOL, Edit, Mistake, import_line, map_knob
+
+from mmplug import VM, PluginHost, VMConfig
+from mmplug.conformance import FAIL, OK, run_suite
+from mmplug.conformance.registry import Context
+from mmplug.conformance.runner import load_driver
+from mmplug.constants import MigrateMode
+from mmplug.errors import DriverError
+from mmplug.migrate import (
+    PageList,
+    isolate_movable_page,
+    migrate_pages,
+    putback_movable_pages,
+)
+
+HERE = Path(__file__).parent
+BROKEN = HERE / "broken"
+QUICK = pytest.mark.parametrize("quick", [True, False], ids=["quick", "default"])
+
+
+def one(driver: Path | str, check: str, quick: bool = False):
+    (result,) = run_suite(str(driver), select=[check], quick=quick).results
+    return result
+
+
+# --- (f) a failed migratepage leaves newpage untouched: the VM checks it ------------------
+
+def test_the_vm_rejects_a_failed_migratepage_that_kept_newpage(tmp_path: Path) -> None:
+    host = PluginHost()
+    loaded = host.load(str(BROKEN / "newpage_movable_on_failure.py"))
+    vm = VM(VMConfig(nr_pages=256, pageblock_order=5, max_order=7), plugins=host)
+    pool = vm.create_from(loaded)
+    handle = pool.store(b"x" * 64)
+    pool.pin(handle)
+    page = pool.pages()[0]
+    assert isolate_movable_page(vm, page, 0) == 0
+    plist = PageList()
+    plist.add(page)
+    with pytest.raises(DriverError) as err:
+        migrate_pages(vm, plist, lambda p, private: vm.alloc_page(), None, None,
+                      MigrateMode.SYNC)
+    assert err.value.rule == "MIG-8" and err.value.hook == "migratepage"
+    assert "failed (-EAGAIN) but left newpage's mapping word" in err.value.message
+
+
+@QUICK
+def test_newpage_made_movable_before_a_failure_is_mig8(quick: bool) -> None:
+    result = one(BROKEN / "newpage_movable_on_failure.py", "MIG-8/eagain-retried", quick)
+    assert result.verdict == FAIL and result.rule == "MIG-8" and "(made movable)" in \
+        result.message
+
+
+# --- (a) re-listing before putback: store() in the window after a permanent failure -------
+
+def _withmap_knob(tmp_path: Path, relists: bool) -> str:
+    """simplepool whose mapped objects make migration fail for good (-EBUSY); with
+    `relists`, migratepage also puts the page back on its list itself."""
+    back = ("            st.isolated = False  # the mistake\n"
+            "            pool.partial[st] = None\n") if relists else ""
+    variant = Mistake(
+        "mapfail", "MIG-8", "A variant.",
+        (*map_knob("mapped objects fail migration"),
+         Edit('knobs={"pin", "busy"}))\n', 'knobs={"pin", "busy", "map"}))  # for the mistake\n',
+              within="mmplug_driver"),
+         import_line("mmplug.kernel", "EBUSY"),
+         Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        if st.mapped:  # for the mistake\n" + back + "            return -EBUSY\n",
+              within="migratepage")))
+    path = tmp_path / f"mapfail_{relists}.py"
+    path.write_text(variant.render(SIMPLEPOOL.read_text()))
+    return str(path)
+
+
+@QUICK
+def test_relisting_a_page_before_putback_is_seen_in_the_window(tmp_path: Path,
+                                                                quick: bool) -> None:
+    assert one(_withmap_knob(tmp_path, False), "PUT-3/driver-failure", quick).verdict == OK
+    result = one(BROKEN / "relists_on_failure.py", "PUT-3/driver-failure", quick)
+    assert result.verdict == FAIL and result.rule == "MIG-8"
+    assert "before the VM put the page back" in result.message
+    assert result.page and "isolated" in result.page
+
+
+def test_relisting_is_invisible_without_the_window(tmp_path: Path) -> None:
+    """Nothing else in the suite sees it: the VM's putback_page re-lists it again anyway."""
+    report = run_suite(str(BROKEN / "relists_on_failure.py"), quick=True)
+    assert [r.check for r in report.results if r.failed] == ["PUT-3/driver-failure"]
+
+
+# --- (b) the raw mapping word (FLG-7), seen where it is read -----------------------------------
+
+@QUICK
+def test_reading_the_raw_mapping_word_is_flg7_naming_the_line(quick: bool) -> None:
+    result = one(BROKEN / "raw_mapping_word.py", "FLG-7/mapping-masked", quick)
+    assert result.verdict == FAIL and result.rule == "FLG-7"
+    assert result.site.startswith("putback_page (raw_mapping_word.py:")
+    assert "page_mapping(page)" in result.message
+
+
+@pytest.mark.parametrize("driver", ["zsmalloc", "balloon", "z3fold", str(SIMPLEPOOL)])
+def test_correct_drivers_never_read_the_raw_word(driver: str) -> None:
+    assert one(driver, "FLG-7/mapping-masked", quick=True).verdict == OK
+
+
+# --- (c) several objects on a page ---------------------------------------------------------------
+
+@pytest.mark.parametrize("driver, least", [("zsmalloc", 2), ("z3fold", 2),
+                                           (str(SIMPLEPOOL), 2)])
+@QUICK
+def test_populations_put_several_objects_on_a_page(driver: str, least: int, quick: bool) -> None:
+    host, loaded = load_driver(driver)
+    ctx = Context(loaded=loaded, host=host, seed=0, check_id="MIG-7/success", quick=quick)
+    bench = ctx.bench()
+    bench.populate(ctx.size(6, 3))
+    per_page = Counter(bench.pages_of(h)[0].pfn for h in bench.objects
+                       if len(bench.pages_of(h)) == 1)
+    shared = [n for n in per_page.values() if n >= least]
+    assert len(shared) >= max(1, len(per_page) // 2), per_page
+
+
+@QUICK
+def test_a_migration_that_moves_one_object_of_a_page_fails_mig7(quick: bool) -> None:
+    result = one(BROKEN / "one_object_moved.py", "MIG-7/success", quick)
+    assert result.verdict == FAIL and result.rule == "MIG-7"
+    assert "reads back different bytes" in result.message
+
+
+# --- (d) races in --quick: the isolation windows -------------------------------------------------
+
+@pytest.mark.parametrize("name, rule", [("free_no_recheck", "FLG-5"),
+                                        ("destroy_skips_isolated", "REL-3")])
+def test_race_only_mistakes_pass_without_races_and_fail_in_quick(name: str, rule: str) -> None:
+    path = str(BROKEN / f"{name}.py")
+    assert run_suite(path, races=False).passed
+    (race,) = run_suite(path, select=["RACE"], quick=True).results
+    assert race.verdict == FAIL and race.rule == rule
+    assert "(window, schedule " in race.message
+
+
+# --- a free() that re-lists an isolated page; a putback_page that drops a reference ----------
+
+@QUICK
+def test_a_free_that_relists_an_isolated_page_is_iso2_naming_free(quick: bool) -> None:
+    result = one(BROKEN / "free_relists_isolated.py", "ISO-2/taken-out", quick)
+    assert result.verdict == FAIL and result.rule == "ISO-2" and result.hook == "free"
+    assert "after free() of one of its objects while it was isolated" in result.message
+    kept = one(BROKEN / "isolate_keeps_page.py", "ISO-2/taken-out", quick)
+    assert kept.verdict == FAIL and kept.rule == "ISO-2" and kept.hook == "store"
+
+
+def _putback_one(driver: Path | str) -> None:
+    host = PluginHost()
+    vm = VM(VMConfig(nr_pages=256, pageblock_order=5, max_order=7), plugins=host)
+    pool = vm.create_from(host.load(str(driver)))
+    pool.store(b"x" * 64)
+    page = pool.pages()[0]
+    assert isolate_movable_page(vm, page, 0) == 0
+    plist = PageList()
+    plist.add(page)
+    putback_movable_pages(vm, plist)
+
+
+def test_the_vm_rejects_a_putback_page_that_drops_a_reference() -> None:
+    """Caught in putback_page itself, before the VM's put_page frees a page in use."""
+    _putback_one(SIMPLEPOOL)
+    with pytest.raises(DriverError) as err:
+        _putback_one(BROKEN / "putback_drops_ref.py")
+    assert err.value.rule == "PUT-1" and err.value.hook == "putback_page"
+    assert "dropped a reference it does not own" in err.value.message
