@@ -16,17 +16,26 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+source"
 
-from .errors import (  # noqa: E402  (after __version__, which the modules below read)
-    ContractViolation, Deadlock, DriverError, MmplugError, NoMemory, PluginError, UsageError,
+from .errors import (
+    ContractViolation,
+    Deadlock,
+    DriverError,
+    MmplugError,
+    NoMemory,
+    PluginError,
+    UsageError,
 )
-from .hookspecs import hookimpl, hookspec  # noqa: E402
-from .mapping import AddressSpace, MovableOps  # noqa: E402
-from .migrate import (  # noqa: E402
-    PageList, isolate_movable_page, migrate_pages, putback_movable_pages,
+from .hookspecs import hookimpl, hookspec
+from .mapping import AddressSpace, MovableOps
+from .migrate import (
+    PageList,
+    isolate_movable_page,
+    migrate_pages,
+    putback_movable_pages,
 )
-from .page import Page  # noqa: E402
-from .plugins import Capabilities, DriverInfo, PluginHost  # noqa: E402
-from .vm import VM, VMConfig  # noqa: E402
+from .page import Page
+from .plugins import Capabilities, DriverInfo, PluginHost
+from .vm import VM, VMConfig
 
 if TYPE_CHECKING:
     from .conformance.outcomes import CheckFailed, NotSupported

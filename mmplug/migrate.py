@@ -14,18 +14,31 @@ page and the rule when something is wrong.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .constants import (
-    EAGAIN, EBUSY, ENOMEM, MIGRATE_PASSES, MIGRATEPAGE_SUCCESS, MigrateMode, MigrateReason,
+    EAGAIN,
+    EBUSY,
+    ENOMEM,
+    MIGRATE_PASSES,
+    MIGRATEPAGE_SUCCESS,
+    MigrateMode,
+    MigrateReason,
     errno_name,
 )
+from .cpus.backend import PF_MEMALLOC
 from .errors import ContractViolation, DriverError
 from .page import (
-    ISOLATED, LOCKED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, SLAB, WRITEBACK, Page,
-    movable_mapping, page_mapping,
+    ISOLATED,
+    LOCKED,
+    PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_MOVABLE,
+    SLAB,
+    WRITEBACK,
+    Page,
+    movable_mapping,
 )
-from .cpus.backend import PF_MEMALLOC
 from .watchdog import driver_error, passes_through
 
 if TYPE_CHECKING:
@@ -79,12 +92,12 @@ class PageList:
 
 # --- calling the driver ------------------------------------------------------------
 
-def _raised(mapping: "AddressSpace", hook: str, page: Page, rule: str,
+def _raised(mapping: AddressSpace, hook: str, page: Page, rule: str,
             exc: BaseException) -> DriverError:
     return driver_error(exc, rule, driver=mapping.driver, hook=hook, page=page)
 
 
-def check_lru(vm: "VM", page: Page, owner: Any, mapping: "AddressSpace | None",
+def check_lru(vm: VM, page: Page, owner: Any, mapping: AddressSpace | None,
               hook: str | None) -> None:
     """ISO-4: the lru of an isolated page belongs to the VM; it must be as the VM left it."""
     if page.lru is not owner:
@@ -93,12 +106,13 @@ def check_lru(vm: "VM", page: Page, owner: Any, mapping: "AddressSpace | None",
             f"left {owner!r})", driver=mapping.driver if mapping else None, hook=hook, page=page)
 
 
-def call_isolate(vm: "VM", mapping: "AddressSpace", page: Page, mode: int) -> bool:
+def call_isolate(vm: VM, mapping: AddressSpace, page: Page, mode: int) -> bool:
     """a_ops->isolate_page(page, mode), checked (ISO-2)."""
     try:
-        ret = mapping.a_ops.isolate_page(page, mode)
+        ret = mapping.a_ops.isolate_page(page, mode)  # type: ignore[union-attr]  # a destroyed instance's: the driver's failure
     except ContractViolation as exc:
-        raise exc.with_context(driver=mapping.driver, hook="isolate_page", page=page)
+        exc.with_context(driver=mapping.driver, hook="isolate_page", page=page)
+        raise
     except BaseException as exc:
         if passes_through(exc):  # the user's Ctrl-C, a simulated CPU unwound
             raise
@@ -117,15 +131,16 @@ def call_isolate(vm: "VM", mapping: "AddressSpace", page: Page, mode: int) -> bo
     return ret
 
 
-def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Page,
+def call_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
                      mode: int) -> int:
     """a_ops->migratepage(mapping, newpage, page, mode), checked (MIG-7, MIG-8)."""
     owner = page.lru
     newref = newpage._refcount
     try:
-        rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)
+        rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)  # type: ignore[union-attr]  # a destroyed instance's: the driver's failure
     except ContractViolation as exc:
-        raise exc.with_context(driver=mapping.driver, hook="migratepage", page=page)
+        exc.with_context(driver=mapping.driver, hook="migratepage", page=page)
+        raise
     except BaseException as exc:
         if passes_through(exc):  # the user's Ctrl-C, a simulated CPU unwound
             raise
@@ -176,7 +191,7 @@ def call_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Pag
     return rc
 
 
-def _failed_but_changed(mapping: "AddressSpace", newpage: Page, page: Page, rc: int,
+def _failed_but_changed(mapping: AddressSpace, newpage: Page, page: Page, rc: int,
                         newref: int) -> None:
     """MIG-8: a failed migratepage leaves newpage carrying nothing of the driver's (no
     movable mapping, no reference, no private data) and `page` as isolate_page left it,
@@ -202,18 +217,19 @@ def _failed_but_changed(mapping: "AddressSpace", newpage: Page, page: Page, rc: 
                           or newpage.private else page)
 
 
-def _after_migratepage(vm: "VM", mapping: "AddressSpace", newpage: Page, page: Page, mode: int,
+def _after_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page, mode: int,
                        rc: int) -> None:
     vm.notify(vm.listeners.mmplug_after_migratepage, "mmplug_after_migratepage",
               mapping=mapping, newpage=newpage, page=page, mode=mode, result=rc)
 
 
-def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
+def call_putback(vm: VM, mapping: AddressSpace, page: Page) -> None:
     """a_ops->putback_page(page), checked (PUT-2)."""
     try:
-        ret = mapping.a_ops.putback_page(page)
+        ret = mapping.a_ops.putback_page(page)  # type: ignore[union-attr]  # a destroyed instance's: the driver's failure
     except ContractViolation as exc:
-        raise exc.with_context(driver=mapping.driver, hook="putback_page", page=page)
+        exc.with_context(driver=mapping.driver, hook="putback_page", page=page)
+        raise
     except BaseException as exc:
         if passes_through(exc):  # the user's Ctrl-C, a simulated CPU unwound
             raise
@@ -241,7 +257,7 @@ def call_putback(vm: "VM", mapping: "AddressSpace", page: Page) -> None:
 
 # --- isolation -------------------------------------------------------------------------
 
-def isolate_movable_page(vm: "VM", page: Page, mode: int) -> int:
+def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
     """isolate_movable_page() (mm/migrate.c): 0 if isolated, else -EBUSY (ISO-1, ISO-3).
 
     On success the page keeps the extra reference taken here until migration
@@ -299,14 +315,14 @@ def isolate_movable_page(vm: "VM", page: Page, mode: int) -> int:
     return 0
 
 
-def _end_isolation(vm: "VM", page: Page) -> "AddressSpace | None":
+def _end_isolation(vm: VM, page: Page) -> AddressSpace | None:
     mapping = vm.isolated.pop(page, None)
     if mapping is not None:
         mapping.nr_isolated -= 1
     return mapping
 
 
-def _released(vm: "VM", page: Page) -> None:
+def _released(vm: VM, page: Page) -> None:
     """The driver released the page after isolation: the VM finishes the job (REL-2)."""
     page.flags &= ~ISOLATED
     _end_isolation(vm, page)
@@ -315,17 +331,16 @@ def _released(vm: "VM", page: Page) -> None:
 
 # --- putback -----------------------------------------------------------------------------
 
-def putback_movable_page(vm: "VM", page: Page, mapping: "AddressSpace | None" = None) -> None:
-    """putback_movable_page() (mm/migrate.c): page locked, movable and isolated (PUT-1)."""
-    if mapping is None:
-        mapping = page_mapping(page)
+def putback_movable_page(vm: VM, page: Page, mapping: AddressSpace) -> None:
+    """putback_movable_page() (mm/migrate.c): page locked, movable and isolated (PUT-1);
+    `mapping` is its page_mapping(), which the caller has looked up."""
     call_putback(vm, mapping, page)
     page.flags &= ~ISOLATED
     _end_isolation(vm, page)
     vm.vmstat.events["putback_movable"] += 1
 
 
-def _give_back(vm: "VM", page: Page) -> None:
+def _give_back(vm: VM, page: Page) -> None:
     """Under the page lock: to the driver if it still has the page, else finish the release;
     then drop the isolation reference (the tail of putback_movable_pages and unmap_and_move)."""
     cpus = vm.cpus
@@ -339,7 +354,7 @@ def _give_back(vm: "VM", page: Page) -> None:
     cpus.put_page(page)
 
 
-def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
+def putback_movable_pages(vm: VM, pagelist: PageList) -> None:
     """putback_movable_pages() (mm/migrate.c): give every page left on the list back (PUT-1).
 
     A page the driver released while isolated is not handed to the driver;
@@ -359,7 +374,7 @@ def putback_movable_pages(vm: "VM", pagelist: PageList) -> None:
             putback_lru_page(vm, page)
 
 
-def putback_lru_page(vm: "VM", page: Page) -> None:
+def putback_lru_page(vm: VM, page: Page) -> None:
     """putback_lru_page(): back on the LRU and drop the isolation reference.
 
     A page its owner let go meanwhile is simply freed.
@@ -371,7 +386,7 @@ def putback_lru_page(vm: "VM", page: Page) -> None:
 
 # --- migration -----------------------------------------------------------------------------
 
-def move_to_new_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
+def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
     """move_to_new_page() (mm/migrate.c): both pages locked (MIG-6).
 
     A non-LRU page released by its driver after isolation counts as migrated
@@ -401,7 +416,7 @@ def move_to_new_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
     return rc
 
 
-def _move_lru_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
+def _move_lru_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
     """migrate_page() for an anonymous LRU page: refcount check, copy, move the mapping.
 
     The owner's reference moves to the new page (its page table entry), so a
@@ -420,7 +435,7 @@ def _move_lru_page(vm: "VM", newpage: Page, page: Page, mode: int) -> int:
     return MIGRATEPAGE_SUCCESS
 
 
-def __unmap_and_move(vm: "VM", page: Page, newpage: Page, force: bool, mode: int) -> int:
+def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) -> int:
     """__unmap_and_move() (mm/migrate.c): the page locks, writeback, then move (MIG-4, MIG-5)."""
     cpus = vm.cpus
     rc = -EAGAIN
@@ -458,7 +473,7 @@ def __unmap_and_move(vm: "VM", page: Page, newpage: Page, force: bool, mode: int
     return rc
 
 
-def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage | None,
+def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | None,
                    private: Any, page: Page, force: bool, mode: int, reason: int,
                    from_list: PageList) -> int:
     """unmap_and_move() (mm/migrate.c): one page, one attempt (MIG-2, MIG-3, MIG-8).
@@ -478,8 +493,8 @@ def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage 
         # Freed from under us: only the isolation reference is left.
         if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
             cpus.lock_page(page)
-            if movable_mapping(page) is not None:
-                mapping = page_mapping(page)
+            mapping = movable_mapping(page)
+            if mapping is not None:
                 raise ContractViolation(
                     "REL-1", "the driver dropped its last reference to an isolated page "
                     "without __ClearPageMovable()", driver=mapping.driver, page=page)
@@ -506,14 +521,14 @@ def unmap_and_move(vm: "VM", get_new_page: GetNewPage, put_new_page: PutNewPage 
     return rc
 
 
-def _put_new(vm: "VM", put_new_page: PutNewPage | None, newpage: Page, private: Any) -> None:
+def _put_new(vm: VM, put_new_page: PutNewPage | None, newpage: Page, private: Any) -> None:
     if put_new_page is not None:
         put_new_page(newpage, private)
     else:
         vm.cpus.put_page(newpage)
 
 
-def migrate_pages(vm: "VM", from_list: PageList, get_new_page: GetNewPage,
+def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                   put_new_page: PutNewPage | None, private: Any, mode: int,
                   reason: int = MigrateReason.COMPACTION) -> int:
     """migrate_pages() (mm/migrate.c): up to 10 passes while pages ask for a retry (MIG-1).

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import pytest
 from attrs import evolve, field, frozen
@@ -74,7 +75,8 @@ def mmplug_host() -> PluginHost:
 
 @pytest.fixture
 def mmplug_vm(mmplug_host: PluginHost) -> Callable[..., Any]:
-    def make(driver: str | None = None, /, options: dict | None = None, **config: Any) -> Any:
+    def make(driver: str | None = None, /, options: dict[str, Any] | None = None,
+             **config: Any) -> Any:
         vm = VM(VMConfig(**config), plugins=mmplug_host)
         if driver is None:
             return vm
@@ -175,12 +177,16 @@ def _conformance() -> Any:
                                 f"cannot be imported: {exc}") from None
 
 
+def _as_tuple(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(names)
+
+
 @frozen(slots=True)
 class SuiteSettings:
     """The arguments of one run_suite call; equal settings share one run per session."""
 
     driver: str
-    select: tuple[str, ...] = field(converter=tuple)
+    select: tuple[str, ...] = field(converter=_as_tuple)
     seed: int | None
     quick: bool
     races: bool
@@ -195,7 +201,7 @@ class SuiteRun:
     error: str | None = None
 
 
-_RUNS = pytest.StashKey[dict]()
+_RUNS = pytest.StashKey[dict["SuiteSettings", "SuiteRun"]]()
 
 
 def selects(check: Any, select: Sequence[str]) -> bool:

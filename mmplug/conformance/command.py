@@ -189,7 +189,7 @@ def check_driver(
     except InternalError as exc:
         progress.clear()
         typer.echo(f"mmplug: internal error: {exc}", err=True)
-        raise SystemExit(EXIT_INTERNAL)
+        raise SystemExit(EXIT_INTERNAL) from None
     if not to_stdout:
         for line in printer.summary(report):
             typer.echo(line)

@@ -162,7 +162,7 @@ def diff_bytes(want: bytes, got: bytes) -> str:
     """Where two byte strings differ, for a message."""
     if len(want) != len(got):
         return f"expected {len(want)} bytes, got {len(got)}"
-    first = next(i for i, (a, b) in enumerate(zip(want, got)) if a != b)
-    n = sum(a != b for a, b in zip(want, got))
+    first = next(i for i, (a, b) in enumerate(zip(want, got, strict=True)) if a != b)
+    n = sum(a != b for a, b in zip(want, got, strict=True))
     return f"{n} of {len(want)} bytes differ, first at offset {first}: expected " \
            f"{want[first]:#04x}, got {got[first]:#04x}"

@@ -41,7 +41,7 @@ class Progress:
             if not self.tty:
                 self.stream.write(f"{check}: running, {total} steps\n")
                 self.stream.flush()
-        if not self.tty or now - self.drawn < REDRAW and (done < total or self.finished):
+        if not self.tty or (now - self.drawn < REDRAW and (done < total or self.finished)):
             return
         self.finished = done >= total
         self.drawn = now

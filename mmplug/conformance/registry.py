@@ -28,12 +28,12 @@ class Check:
 
 
 def check(id: str, title: str, *, rules: tuple[str, ...] = (), needs: tuple[str, ...] = (),
-          kind: str = "directed") -> Callable[[Callable], Check]:
+          kind: str = "directed") -> Callable[[Callable[..., Any]], Check]:
     """Declare a check; its first rule is the id before the slash."""
     first = id.split("/", 1)[0]
     all_rules = (first,) + tuple(r for r in rules if r != first)
 
-    def wrap(fn: Callable) -> Check:
+    def wrap(fn: Callable[..., Any]) -> Check:
         return Check(CheckSpec(id=id, rules=all_rules, title=title, needs=tuple(needs),
                                kind=kind), fn)
 
@@ -52,13 +52,13 @@ class Context:
     max_examples: int | None = None
     replay: str | None = None
     driver_spec: str = ""
-    benches: list = field(factory=list)
+    benches: list[Bench] = field(factory=list)
     #: extra words for the reproduction command (e.g. --replay SCHEDULE)
     repro_extra: str = ""
     #: WARN-level findings that are not the driver's fault
-    warnings: list = field(factory=list)
+    warnings: list[str] = field(factory=list)
     #: what a check keeps between its parts (e.g. fuzzing examples)
-    scratch: dict = field(factory=dict)
+    scratch: dict[str, Any] = field(factory=dict)
     #: seconds one driver call may run (check-driver --timeout)
     timeout: float | None = 2.0
     #: told how far a long check got: on_progress(done, total)

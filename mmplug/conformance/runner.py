@@ -271,7 +271,8 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
         raise InternalError(f"check {spec.id} crashed: {type(exc).__name__}: {exc}{loc}") \
             from exc
     verdict, message = OK, note
-    warned = [w for b in ctx.benches for w in b.vm.warnings if w.rule not in DRIVER_WARNINGS]
+    warned: list[object] = [w for b in ctx.benches for w in b.vm.warnings
+                            if w.rule not in DRIVER_WARNINGS]
     warned += ctx.warnings
     if warned:
         verdict = WARN

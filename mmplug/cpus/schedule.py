@@ -12,7 +12,7 @@ a bounded exhaustive search (Musuvathi and Qadeer, PLDI 2007).
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from attrs import define
 

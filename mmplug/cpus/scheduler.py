@@ -21,7 +21,8 @@ plain SingleCPU operations on itself and costs nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from attrs import define, field, frozen
 from greenlet import GreenletExit, greenlet
@@ -34,7 +35,13 @@ from .backend import PageOperations, Task
 from .lockdep import PAGE_LOCK, LockClass, LockDep, Witness
 from .locks import SchedLock, SchedRWLock
 from .schedule import (
-    YIELD, NondeterminismError, Strategy, cpu_mask, default_choice, encode_schedule, next_after,
+    YIELD,
+    NondeterminismError,
+    Strategy,
+    cpu_mask,
+    default_choice,
+    encode_schedule,
+    next_after,
 )
 from .single import SingleCPU
 
@@ -85,7 +92,7 @@ class Cpu:
     #: inside a migration callback of an ASYNC migration (MIG-10: never block)
     async_ctx: bool = False
 
-    def describe(self, owner_of: Callable[[Any], "Cpu | None"]) -> str:
+    def describe(self, owner_of: Callable[[Any], Cpu | None]) -> str:
         holds = ", ".join(h.describe() for h in self.holds) or "nothing"
         text = f"cpu{self.index} [{_STATE_NAMES[self.state]}, in {self.where}] holds {holds}"
         if self.waiting is not None:
@@ -130,12 +137,12 @@ class Outcome:
     @property
     def trace(self) -> tuple[tuple[int, str], ...]:
         """(runnable mask, operation) at each choice point: what a replay must see again."""
-        return tuple(zip(self.masks, self.whats))
+        return tuple(zip(self.masks, self.whats, strict=True))
 
     @property
     def departures(self) -> int:
         """Choice points where the pick was not the default policy's (preemptions)."""
-        return sum(c != d for c, d in zip(self.choices, self.defaults))
+        return sum(c != d for c, d in zip(self.choices, self.defaults, strict=True))
 
     @property
     def schedule(self) -> str:
@@ -394,7 +401,9 @@ class Scheduler(PageOperations):
                 except BaseException as exc:  # a CPU body failed: the run is over
                     if is_user_interrupt(exc):
                         raise  # the user's Ctrl-C ends everything, at once
-                    if out.error is None and not isinstance(exc, GreenletExit):
+                    # (out.error may have been set by the body that just ran)
+                    if (out.error is None  # type: ignore[redundant-expr]
+                            and not isinstance(exc, GreenletExit)):
                         out.error, out.error_cpu = exc, self._cur.index
                 finally:
                     lane.call = outer

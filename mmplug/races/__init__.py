@@ -16,13 +16,19 @@ from .exploration import (
     check_determinism,
     check_driver,
     explore,
-    load_driver,
     replay,
     run_once,
     shrink,
 )
 from .results import ExploreResult, RunResult
-from .scenarios import GENERIC_SCENARIOS, RACE_VM, Scenario, get_scenario, scenarios_for
+from .scenarios import (
+    GENERIC_SCENARIOS,
+    RACE_VM,
+    Scenario,
+    get_scenario,
+    load_driver,
+    scenarios_for,
+)
 
 __all__ = [
     "GENERIC_SCENARIOS", "RACE_VM", "STRATEGIES", "ExploreResult", "RaceEnv", "RunResult",

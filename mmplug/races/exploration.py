@@ -82,7 +82,7 @@ def _run(loaded: LoadedDriver, sc: Scenario, strategy: Strategy, *, max_steps: i
         instance = vm.create_from(loaded, **(options or {}))
         env = RaceEnv.create(vm, instance, sched)
         sc.setup(env)
-    except Exception as exc:  # noqa: BLE001 - whatever setup raised ends the run, classified
+    except Exception as exc:
         end = classify(exc, code)
         return attrs.evolve(base, kind=end.kind, rule=end.rule, message=f"setup: {end.message}",
                             hook=end.hook, page=end.page, site=end.site, what=end.what), None
@@ -98,7 +98,7 @@ def _run(loaded: LoadedDriver, sc: Scenario, strategy: Strategy, *, max_steps: i
             if sc.check is not None:
                 sc.check(env)
             check_common(env)
-        except Exception as exc:  # noqa: BLE001 - whatever the checks raised is the run's end
+        except Exception as exc:
             error = exc
     lockdep = sched.lockdep
     inversions = tuple(inv.render() for inv in lockdep.inversions) if lockdep else ()
@@ -277,7 +277,7 @@ def shrink(driver: Any, scenario: Scenario | str, failure: RunResult, *, max_run
     choices, defaults = out.choices, out.defaults
     runs, chunks = 1, 2
     while runs < max_runs:
-        departures = [i for i, (c, d) in enumerate(zip(choices, defaults)) if c != d]
+        departures = [i for i, (c, d) in enumerate(zip(choices, defaults, strict=True)) if c != d]
         if not departures:
             break
         chunks = min(chunks, len(departures))

@@ -9,7 +9,15 @@ import pytest
 
 from mmplug import UsageError, rules
 from mmplug.conformance import (
-    FAIL, NOT_SUPPORTED, OK, SAME, WARN, CheckResult, Report, list_checks, run_suite,
+    FAIL,
+    NOT_SUPPORTED,
+    OK,
+    SAME,
+    WARN,
+    CheckResult,
+    Report,
+    list_checks,
+    run_suite,
 )
 from mmplug.conformance.model import KINDS, CheckSpec
 

@@ -3,12 +3,13 @@ and pass the correct driver it was copied from."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
+
 from conformance.broken import regenerate
 from conformance.broken.mistakes import MISTAKES, SIMPLEPOOL, AnchorError, Edit, Mistake
-
 from mmplug.conformance import FAIL, NOT_SUPPORTED, OK, SAME, run_suite
 
 HERE = Path(__file__).parent
@@ -43,7 +44,7 @@ def test_broken_driver_is_generated_from_simplepool(mistake: Mistake) -> None:
     made = mistake.render(SIMPLEPOOL.read_text())
     assert mistake.path.read_text() == made, f"{mistake.path.name} is out of date: run {REGENERATE}"
     assert made.startswith(f'"""{mistake.driver}: simplepool with one mistake, which breaks '
-                           f"{mistake.rule}.\n\n{mistake.summary}\n")
+                           f"{mistake.rule}.\n\n{textwrap.fill(mistake.summary, 88)}\n")
     assert f'name="{mistake.driver}"' in made and "# the mistake" in made
     for edit in mistake.edits:
         assert edit.replacement in made
@@ -98,7 +99,8 @@ STALL_CHECKS = {"hangs": ["MIG-7/success"], "sleeps": ["MIG-7/success"],
                 "exits_hard": ["MIG-7/success"]}
 
 
-@pytest.mark.parametrize("quick", [True, False], ids=["quick", "default"])
+@pytest.mark.parametrize("quick", [True, pytest.param(False, marks=pytest.mark.slow)],
+                         ids=["quick", "default"])
 @pytest.mark.parametrize("mistake", [m for m in MISTAKES if not m.stalls], ids=lambda m: m.name)
 def test_broken_driver_fails_exactly_within_its_rules(mistake: Mistake, quick: bool) -> None:
     """Its rule, and no rule it does not break: a violation is reported once, under the
@@ -119,6 +121,7 @@ def test_broken_driver_fails_exactly_within_its_rules(mistake: Mistake, quick: b
         assert r.driver == f"broken_{mistake.name}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mistake", [m for m in MISTAKES if m.stalls and m.name != "exits_hard"],
                          ids=lambda m: m.name)
 def test_stalling_broken_driver_fails_within_its_rules(mistake: Mistake) -> None:
@@ -128,6 +131,7 @@ def test_stalling_broken_driver_fails_within_its_rules(mistake: Mistake) -> None
     assert mistake.rule in failed and failed <= mistake.may_fail, failed
 
 
+@pytest.mark.slow
 def test_a_teardown_that_loops_while_allocating_is_a_fail_naming_destroy() -> None:
     """The memory bound holds for destroy(): a list that never ends stops at the limit."""
     path = str(BROKEN / "destroy_loops.py")
@@ -140,6 +144,7 @@ def test_a_teardown_that_loops_while_allocating_is_a_fail_naming_destroy() -> No
         assert result.site.startswith("Pool.destroy (destroy_loops.py:")
 
 
+@pytest.mark.slow
 def test_what_a_runaway_call_allocated_is_not_kept_by_the_checks_that_met_it() -> None:
     """FUZZ and RACE keep a failure to shrink and show it; the driver's frames in it keep no
     locals, so the memory destroy() ran away with is free for the next run (no internal
@@ -152,6 +157,7 @@ def test_what_a_runaway_call_allocated_is_not_kept_by_the_checks_that_met_it() -
     assert failure.rule == "API-1" and failure.hook == "destroy"
 
 
+@pytest.mark.slow
 def test_hung_callback_is_stopped_and_named() -> None:
     report = run_suite(str(BROKEN / "hangs.py"), select=["MIG-7/success"])
     (result,) = report.results
@@ -169,6 +175,7 @@ def test_failure_names_callback_and_decoded_page() -> None:
     assert "__SetPageMovable" in result.message
 
 
+@pytest.mark.slow
 def test_simplepool_passes_everything() -> None:
     report = run_suite(str(SIMPLEPOOL))
     assert report.passed, [f"{r.check}: {r.message}" for r in report.failures()]

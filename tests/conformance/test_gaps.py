@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conformance.broken.mistakes import SIMPLEPOOL, Edit, Mistake, import_line, map_knob
 
+from conformance.broken.mistakes import SIMPLEPOOL, Edit, Mistake, import_line, map_knob
 from mmplug import VM, PluginHost, VMConfig
 from mmplug.conformance import FAIL, OK, run_suite
 from mmplug.conformance.registry import Context
@@ -138,6 +138,7 @@ def test_a_migration_that_moves_one_object_of_a_page_fails_mig7(quick: bool) -> 
 
 # --- (d) races in --quick: the isolation windows -------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, rule", [("free_no_recheck", "FLG-5"),
                                         ("destroy_skips_isolated", "REL-3")])
 def test_race_only_mistakes_pass_without_races_and_fail_in_quick(name: str, rule: str) -> None:

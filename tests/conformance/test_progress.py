@@ -7,7 +7,6 @@ import io
 import json
 
 from commandline.clihelp import SIMPLEPOOL, run
-
 from mmplug.conformance.progress import Progress
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from commandline.clihelp import run
 
+from commandline.clihelp import run
 from mmplug.conformance import FAIL, SAME, run_suite
 from mmplug.conformance.violations import Violation, normalize
 from mmplug.drivercode import DriverCode
@@ -167,6 +167,7 @@ def test_a_failing_putback_is_not_taken_for_a_touched_lru(driver: str) -> None:
     assert "ISO-4" not in {r.rule for r in report.results if r.failed}
 
 
+@pytest.mark.slow
 def test_shrinking_a_fuzz_failure_stays_within_the_memory_limit() -> None:
     """Every example of the state machine has a VM of its own; none is kept once the
     example is over, or hundreds of them (a failure being shrunk) exhaust the limit."""
@@ -203,7 +204,7 @@ def test_a_hang_is_sited_at_its_loop_wherever_it_was_stopped(tmp_path: Path,
     path = tmp_path / "spinner.py"
     path.write_text(SPINNER)
     namespace: dict = {"__name__": "spinner"}
-    exec(compile(SPINNER, str(path), "exec"), namespace)  # noqa: S102 (the test's own code)
+    exec(compile(SPINNER, str(path), "exec"), namespace)
     code = DriverCode(frozenset({str(path)}))
     with pytest.raises(CallbackTimeout) as hung:
         namespace["spin"](*stops)

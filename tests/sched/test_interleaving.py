@@ -99,7 +99,7 @@ def test_a_partial_replay_follows_what_it_can_and_defaults_elsewhere(simplepool)
     assert full.schedule == same.schedule and full.ok
 
 
-# --- the window strategy ---------------------------------------------------------------------------
+# --- the window strategy ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("scenario", GENERIC)
 def test_the_window_schedules_pass_a_correct_driver(simplepool, scenario):

@@ -3,9 +3,8 @@ BUG-9 and a deflation that stalls behind isolated pages fail."""
 
 from __future__ import annotations
 
-from mmplug_balloon import virtio_balloon
-
 from mmplug.conformance import FAIL, OK, list_checks, run_suite
+from mmplug_balloon import virtio_balloon
 
 DRV = ["DRV-B1/deflate-skips-isolated", "DRV-B3/migrate-while-deflating"]
 

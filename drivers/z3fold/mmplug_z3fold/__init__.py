@@ -46,7 +46,7 @@ def putback_page(page):
 
 @hookimpl
 def mmplug_conformance_checks(driver):
-    from .checks import CHECKS          # the suite only when check-driver runs
+    from .checks import CHECKS  # the suite only when check-driver runs
     return CHECKS
 
 

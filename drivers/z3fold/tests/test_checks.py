@@ -4,11 +4,10 @@ that isolates a page with a mapped object or makes a HEADLESS page movable fails
 from __future__ import annotations
 
 import mmplug_z3fold
-from mmplug_z3fold import migration
-from mmplug_z3fold.instance import Z3fold
-
 from mmplug.conformance import FAIL, OK, list_checks, run_suite
 from mmplug.kernel import lock_page, set_page_movable, unlock_page
+from mmplug_z3fold import migration
+from mmplug_z3fold.instance import Z3fold
 
 DRV = ["DRV-3F2/refuses-mapped", "DRV-3F1/headless-not-movable"]
 

@@ -54,11 +54,11 @@ def putback_page(page):
 
 @hookimpl
 def mmplug_race_scenarios(driver):
-    from .races import RACE_SCENARIOS   # the race explorer only when races run
+    from .races import RACE_SCENARIOS  # the race explorer only when races run
     return RACE_SCENARIOS
 
 
 @hookimpl
 def mmplug_conformance_checks(driver):
-    from .checks import CHECKS          # the suite only when check-driver runs
+    from .checks import CHECKS  # the suite only when check-driver runs
     return CHECKS

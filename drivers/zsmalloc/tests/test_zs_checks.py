@@ -4,10 +4,9 @@ the pool with a bug back fails them, and a renamed copy brings them too."""
 from __future__ import annotations
 
 import mmplug_zsmalloc
+from mmplug.conformance import FAIL, OK, list_checks, run_suite
 from mmplug_zsmalloc import migration
 from mmplug_zsmalloc.zspage import get_zspage
-
-from mmplug.conformance import FAIL, OK, list_checks, run_suite
 
 DRV = ["DRV-Z5/emptied-while-isolated", "DRV-Z6/compaction-skips-isolated"]
 

@@ -17,7 +17,7 @@ from typing import Any
 from ...compaction import compact_memory
 from ...constants import MigrateMode
 from ...errors import CallbackTimeout, ContractViolation
-from ...page import ISOLATED, PAGE_MAPPING_MOVABLE, WRITEBACK
+from ...page import ISOLATED, PAGE_MAPPING_MOVABLE, WRITEBACK, Page
 from ..invariants import (
     check_no_leak,
     check_owned_pages,
@@ -246,7 +246,7 @@ def _machine(ctx: Context) -> type:
             bench.destroy()
             self.clean = True
 
-        def _isolated(self) -> list:
+        def _isolated(self) -> list[Page]:
             return [p for p in self.bench.lru.owner if p.flags & ISOLATED]
 
     return DriverMachine
@@ -257,8 +257,7 @@ def _machine(ctx: Context) -> type:
        rules=("ISO-4", "MIG-7", "MIG-8", "PUT-2", "PUT-3", "REL-1", "REL-2", "API-1"),
        kind="fuzz")
 def state_machine(ctx: Context) -> str:
-    from hypothesis import HealthCheck, Phase, settings
-    from hypothesis import seed as hypothesis_seed
+    from hypothesis import HealthCheck, Phase, seed as hypothesis_seed, settings
     from hypothesis.errors import Flaky
     from hypothesis.reporting import with_reporter
     from hypothesis.stateful import get_state_machine_test

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ...page import ISOLATED, LOCKED, Page
+from ..bench import Bench
 from ..invariants import check_owned_pages, verify_driver, verify_objects
 from ..observation import DriverSnapshot, PageSnapshot
 from ..outcomes import CheckFailed, NotSupported
 from ..registry import Context, check
 
 
-def _refused_without_right(ctx: Context, refused: list) -> None:
+def _refused_without_right(ctx: Context, refused: list[Page]) -> None:
     if refused and not ctx.caps.may_refuse_isolation:
         raise CheckFailed("ISO-6", f"isolate_page refused {len(refused)} page(s) but the driver "
                           "declares may_refuse_isolation=False", page=refused[0],
@@ -194,7 +195,7 @@ def refusal_unchanged(ctx: Context) -> str | None:
     return f"{refusals} refusal(s) examined"
 
 
-def _provoke(bench, setting: str):
+def _provoke(bench: Bench, setting: str) -> Callable[[], None]:
     """Put the driver in a state where it may refuse; returns the undo."""
     if setting == "plain":
         return lambda: None

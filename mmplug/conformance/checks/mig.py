@@ -20,6 +20,7 @@ from ...page import (
     Page,
     flag_names,
 )
+from ..bench import Bench
 from ..invariants import (
     FOREIGN_FLAGS,
     check_no_leak,
@@ -115,7 +116,7 @@ def all_modes(ctx: Context) -> None:
     bench.isolate_populated(ctx.size(8, 4))
     bench.putback_isolated()
     rounds = ctx.size(3, 1)
-    for r in range(rounds):
+    for _ in range(rounds):
         for mode in (MigrateMode.ASYNC, MigrateMode.SYNC_LIGHT, MigrateMode.SYNC):
             done, _ = bench.isolate_all()
             rc = bench.migrate(bench.to_list(done), mode)
@@ -160,7 +161,7 @@ def eagain_retried(ctx: Context) -> None:
     check_owned_pages(bench, "MIG-7", "after -EAGAIN and a later successful migration")
 
 
-def _expect_eagain(bench, done: list[Page], want: int | None) -> None:
+def _expect_eagain(bench: Bench, done: list[Page], want: int | None) -> None:
     plist = bench.to_list(done)
     before = {p: p._refcount for p in done}
     rc = bench.migrate(plist, MigrateMode.SYNC, putback=False)
@@ -202,13 +203,13 @@ def newpage_locked(ctx: Context) -> None:
     done = bench.isolate_populated(ctx.size(4, 2))
     cpus = bench.vm.cpus
 
-    def locked_page(page, private):
+    def locked_page(page: Page, private: int) -> Page | None:
         newpage = bench.vm.alloc_page()
         if newpage is not None:
             cpus.trylock_page(newpage)  # somebody else holds it
         return newpage
 
-    def put_locked(newpage, private):
+    def put_locked(newpage: Page, private: int) -> None:
         cpus.unlock_page(newpage)
         cpus.put_page(newpage)
 

@@ -14,6 +14,7 @@ from typing import Any
 from ...constants import EAGAIN, MigrateMode, errno_name
 from ...errors import NoMemory
 from ...page import ISOLATED, WRITEBACK, Page
+from ..bench import Bench
 from ..invariants import check_owned_pages, verify_objects
 from ..observation import DriverSnapshot, PageSnapshot
 from ..outcomes import CheckFailed, NotSupported
@@ -85,7 +86,7 @@ def usable_again(ctx: Context) -> None:
     check_owned_pages(bench, "PUT-2", "after putback, isolation and migration")
 
 
-def _fates(bench, done: list[Page], before: dict) -> None:
+def _fates(bench: Bench, done: list[Page], before: dict[Page, Any]) -> None:
     """PUT-3: each page migrated, put back or released: exactly one of them."""
     migrated = {pfn for hook, pfn, rc in bench.spy.results
                 if hook == "migratepage" and rc == 0}

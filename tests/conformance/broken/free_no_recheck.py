@@ -1,6 +1,7 @@
 """broken_free_no_recheck: simplepool with one mistake, which breaks FLG-5.
 
-free() of the last object locks the page it saw before waiting for the lock, and releases it even if a migration moved the object meanwhile.
+free() of the last object locks the page it saw before waiting for the lock, and
+releases it even if a migration moved the object meanwhile.
 
 Generated from tests/drivers/simplepool.py and this mistake's row in
 mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
@@ -10,8 +11,19 @@ from __future__ import annotations
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
-    EAGAIN, MIGRATEPAGE_SUCCESS, PAGE_SIZE, alloc_page, clear_page_movable, copy_highpage,
-    get_page, lock_page, page_address, page_mapping, put_page, set_page_movable, spinlock,
+    EAGAIN,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SIZE,
+    alloc_page,
+    clear_page_movable,
+    copy_highpage,
+    get_page,
+    lock_page,
+    page_address,
+    page_mapping,
+    put_page,
+    set_page_movable,
+    spinlock,
     unlock_page,
 )
 

@@ -1,6 +1,7 @@
 """broken_free_relists_isolated: simplepool with one mistake, which breaks ISO-2.
 
-free() of an object offers its page's free slot to store() again even while the page is isolated.
+free() of an object offers its page's free slot to store() again even while the page is
+isolated.
 
 Generated from tests/drivers/simplepool.py and this mistake's row in
 mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
@@ -10,8 +11,19 @@ from __future__ import annotations
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
-    EAGAIN, MIGRATEPAGE_SUCCESS, PAGE_SIZE, alloc_page, clear_page_movable, copy_highpage,
-    get_page, lock_page, page_address, page_mapping, put_page, set_page_movable, spinlock,
+    EAGAIN,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SIZE,
+    alloc_page,
+    clear_page_movable,
+    copy_highpage,
+    get_page,
+    lock_page,
+    page_address,
+    page_mapping,
+    put_page,
+    set_page_movable,
+    spinlock,
     unlock_page,
 )
 

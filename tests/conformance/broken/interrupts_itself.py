@@ -10,8 +10,19 @@ from __future__ import annotations
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
-    EAGAIN, MIGRATEPAGE_SUCCESS, PAGE_SIZE, alloc_page, clear_page_movable, copy_highpage,
-    get_page, lock_page, page_address, page_mapping, put_page, set_page_movable, spinlock,
+    EAGAIN,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SIZE,
+    alloc_page,
+    clear_page_movable,
+    copy_highpage,
+    get_page,
+    lock_page,
+    page_address,
+    page_mapping,
+    put_page,
+    set_page_movable,
+    spinlock,
     unlock_page,
 )
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import textwrap
 from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
@@ -140,7 +141,8 @@ class Mistake:
     def spans(self, source: str) -> list[Span]:
         """Every change to simplepool, in order: header, name, summary, the edits."""
         tree = ast.parse(source)
-        header = HEADER.format(driver=self.driver, rule=self.rule, summary=self.summary)
+        header = HEADER.format(driver=self.driver, rule=self.rule,
+                               summary=textwrap.fill(self.summary, 88))
         spans = [_docstring(source, tree, header),
                  *_driver_info(source, tree, name=self.driver,
                                summary=f"simplepool that breaks {self.rule}"),

@@ -1,6 +1,7 @@
 """broken_newpage_movable_on_failure: simplepool with one mistake, which breaks MIG-8.
 
-migratepage makes the new page movable before it knows it can migrate, and leaves it so when it gives up with -EAGAIN.
+migratepage makes the new page movable before it knows it can migrate, and leaves it so
+when it gives up with -EAGAIN.
 
 Generated from tests/drivers/simplepool.py and this mistake's row in
 mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
@@ -10,8 +11,19 @@ from __future__ import annotations
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
-    EAGAIN, MIGRATEPAGE_SUCCESS, PAGE_SIZE, alloc_page, clear_page_movable, copy_highpage,
-    get_page, lock_page, page_address, page_mapping, put_page, set_page_movable, spinlock,
+    EAGAIN,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SIZE,
+    alloc_page,
+    clear_page_movable,
+    copy_highpage,
+    get_page,
+    lock_page,
+    page_address,
+    page_mapping,
+    put_page,
+    set_page_movable,
+    spinlock,
     unlock_page,
 )
 

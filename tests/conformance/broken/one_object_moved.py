@@ -1,6 +1,7 @@
 """broken_one_object_moved: simplepool with one mistake, which breaks MIG-7.
 
-store() keeps a page per size class, as zsmalloc does, and migratepage copies only the first object of the page.
+store() keeps a page per size class, as zsmalloc does, and migratepage copies only the
+first object of the page.
 
 Generated from tests/drivers/simplepool.py and this mistake's row in
 mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
@@ -10,8 +11,19 @@ from __future__ import annotations
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
-    EAGAIN, MIGRATEPAGE_SUCCESS, PAGE_SIZE, alloc_page, clear_page_movable, copy_highpage,
-    get_page, lock_page, page_address, page_mapping, put_page, set_page_movable, spinlock,
+    EAGAIN,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SIZE,
+    alloc_page,
+    clear_page_movable,
+    copy_highpage,
+    get_page,
+    lock_page,
+    page_address,
+    page_mapping,
+    put_page,
+    set_page_movable,
+    spinlock,
     unlock_page,
 )
 

@@ -1,6 +1,7 @@
 """broken_relists_on_failure: simplepool with one mistake, which breaks MIG-8.
 
-migratepage, failing for good on a mapped object, puts the page back on its list itself: store() may use it while the VM still holds it isolated.
+migratepage, failing for good on a mapped object, puts the page back on its list itself:
+store() may use it while the VM still holds it isolated.
 
 Generated from tests/drivers/simplepool.py and this mistake's row in
 mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
@@ -12,8 +13,19 @@ from mmplug.kernel import EBUSY  # for the mistake
 
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
-    EAGAIN, MIGRATEPAGE_SUCCESS, PAGE_SIZE, alloc_page, clear_page_movable, copy_highpage,
-    get_page, lock_page, page_address, page_mapping, put_page, set_page_movable, spinlock,
+    EAGAIN,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SIZE,
+    alloc_page,
+    clear_page_movable,
+    copy_highpage,
+    get_page,
+    lock_page,
+    page_address,
+    page_mapping,
+    put_page,
+    set_page_movable,
+    spinlock,
     unlock_page,
 )
 
