@@ -377,6 +377,8 @@ def guarded_caller(fn: Callable[..., Any], *, driver: str, hook: str, limit: flo
     guard()'s generic wrapper; `expected()` is asked only when `fn` raises; `enter(where)` and
     `leave(prev)` tell a backend of several CPUs where its CPU is (None: a backend to
     which it does not matter)."""
+    if enter is None and leave is None and limit is not None:
+        return _one_cpu_caller(fn, driver, hook, _W.call_for(driver, hook, limit), expected)
     run = fn if limit is None else _GENERIC(fn, _W.call_for(driver, hook, limit), _W.tls,
                                             _W._new_lane)
     where = f"{driver}.{hook}"
@@ -391,6 +393,32 @@ def guarded_caller(fn: Callable[..., Any], *, driver: str, hook: str, limit: flo
         finally:
             if leave is not None:
                 leave(prev_where)
+    return guarded
+
+
+def _one_cpu_caller(fn: Callable[..., Any], driver: str, hook: str, call: Any,
+                    expected: Callable[[], tuple[type[BaseException], ...]]) -> Callable[..., Any]:
+    """guarded_caller() where no CPU needs to know where it is, in one frame: the time
+    limit's lane set and restored as guard()'s wrapper does it, the lane back before what
+    `fn` raised is judged, as when that wrapper's frame has returned."""
+    tls, new_lane = _W.tls, _W._new_lane
+
+    def guarded(*args: Any) -> Any:
+        try:
+            ln = tls.lane
+        except AttributeError:
+            ln = new_lane()
+        prev = ln.call
+        ln.call = call
+        ln.fresh = True
+        try:
+            got = fn(*args)
+        except BaseException as exc:
+            ln.call = prev
+            _judge(exc, expected(), driver, hook, None, "API-1")
+            raise   # (never reached)
+        ln.call = prev
+        return got
     return guarded
 
 
