@@ -300,7 +300,7 @@ def _guard_maker(params: str) -> Callable[..., Any]:
     argument list, as attrs writes __init__: the movable callbacks are the per-page hot
     path, where *args and a helper call would cost as much as the rest."""
     source = f"""
-def make(fn, call, tls, new_lane):
+def make(fn, call, tls, new_lane, judge=None):
     def guarded({params}):
         try:
             ln = tls.lane
@@ -310,9 +310,14 @@ def make(fn, call, tls, new_lane):
         ln.call = call
         ln.fresh = True
         try:
-            return fn({params})
-        finally:
+            got = fn({params})
+        except BaseException as exc:
             ln.call = prev
+            if judge is not None:
+                judge(exc)
+            raise
+        ln.call = prev
+        return got
     return guarded
 """
     namespace: dict[str, Any] = {}
@@ -324,6 +329,7 @@ def make(fn, call, tls, new_lane):
 #: a wrapper maker per movable callback (include/linux/fs.h: address_space_operations)
 _GUARDS = {hook: _guard_maker(", ".join(args)) for hook, args in DRIVER_CALLBACKS.items()}
 _GENERIC = _guard_maker("*args, **kwargs")
+_POSITIONAL = _guard_maker("*args")
 
 
 def guarded_call(fn: Callable[..., Any], args: tuple[Any, ...] = (), *, driver: str, hook: str,
@@ -398,28 +404,12 @@ def guarded_caller(fn: Callable[..., Any], *, driver: str, hook: str, limit: flo
 
 def _one_cpu_caller(fn: Callable[..., Any], driver: str, hook: str, call: Any,
                     expected: Callable[[], tuple[type[BaseException], ...]]) -> Callable[..., Any]:
-    """guarded_caller() where no CPU needs to know where it is, in one frame: the time
-    limit's lane set and restored as guard()'s wrapper does it, the lane back before what
-    `fn` raised is judged, as when that wrapper's frame has returned."""
-    tls, new_lane = _W.tls, _W._new_lane
-
-    def guarded(*args: Any) -> Any:
-        try:
-            ln = tls.lane
-        except AttributeError:
-            ln = new_lane()
-        prev = ln.call
-        ln.call = call
-        ln.fresh = True
-        try:
-            got = fn(*args)
-        except BaseException as exc:
-            ln.call = prev
-            _judge(exc, expected(), driver, hook, None, "API-1")
-            raise   # (never reached)
-        ln.call = prev
-        return got
-    return guarded
+    """guarded_caller() where no CPU needs to know where it is, in one frame: guard()'s
+    wrapper, judging what `fn` raised once the lane is back, as guarded_caller() does."""
+    def judge(exc: BaseException) -> None:
+        _judge(exc, expected(), driver, hook, None, "API-1")
+    made: Callable[..., Any] = _POSITIONAL(fn, call, _W.tls, _W._new_lane, judge)
+    return made
 
 
 def passes_through(exc: BaseException) -> bool:
