@@ -301,7 +301,7 @@ def _guard_maker(params: str) -> Callable[..., Any]:
     argument list, as attrs writes __init__: the movable callbacks are the per-page hot
     path, where *args and a helper call would cost as much as the rest."""
     source = f"""
-def make(fn, call, tls, new_lane):
+def make(fn, call, tls, new_lane, judge=None):
     def guarded({params}):
         try:
             ln = tls.lane
@@ -311,9 +311,14 @@ def make(fn, call, tls, new_lane):
         ln.call = call
         ln.fresh = True
         try:
-            return fn({params})
-        finally:
+            got = fn({params})
+        except BaseException as exc:
             ln.call = prev
+            if judge is not None:
+                judge(exc)
+            raise
+        ln.call = prev
+        return got
     return guarded
 """
     namespace: dict[str, Any] = {}
@@ -325,6 +330,7 @@ def make(fn, call, tls, new_lane):
 #: a wrapper maker per movable callback (include/linux/fs.h: address_space_operations)
 _GUARDS = {hook: _guard_maker(", ".join(args)) for hook, args in DRIVER_CALLBACKS.items()}
 _GENERIC = _guard_maker("*args, **kwargs")
+_POSITIONAL = _guard_maker("*args")
 
 
 def guarded_call(fn: Callable[..., Any], args: tuple[Any, ...] = (), *, driver: str, hook: str,
@@ -378,6 +384,8 @@ def guarded_caller(fn: Callable[..., Any], *, driver: str, hook: str, limit: flo
     guard()'s generic wrapper; `expected()` is asked only when `fn` raises; `enter(where)` and
     `leave(prev)` tell a backend of several CPUs where its CPU is (None: a backend to
     which it does not matter)."""
+    if enter is None and leave is None and limit is not None:
+        return _one_cpu_caller(fn, driver, hook, _W.call_for(driver, hook, limit), expected)
     run = fn if limit is None else _GENERIC(fn, _W.call_for(driver, hook, limit), _W.tls,
                                             _W._new_lane)
     where = f"{driver}.{hook}"
@@ -393,6 +401,16 @@ def guarded_caller(fn: Callable[..., Any], *, driver: str, hook: str, limit: flo
             if leave is not None:
                 leave(prev_where)
     return guarded
+
+
+def _one_cpu_caller(fn: Callable[..., Any], driver: str, hook: str, call: Any,
+                    expected: Callable[[], tuple[type[BaseException], ...]]) -> Callable[..., Any]:
+    """guarded_caller() where no CPU needs to know where it is, in one frame: guard()'s
+    wrapper, judging what `fn` raised once the lane is back, as guarded_caller() does."""
+    def judge(exc: BaseException) -> None:
+        _judge(exc, expected(), driver, hook, None, "API-1")
+    made: Callable[..., Any] = _POSITIONAL(fn, call, _W.tls, _W._new_lane, judge)
+    return made
 
 
 def passes_through(exc: BaseException) -> bool:

@@ -18,6 +18,8 @@ from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_isolated
 
 from .alloc import num_free_chunks
 from .flags import (
+    BUDDY_MASK,
+    BUDDY_SHIFT,
     FIRST,
     LAST,
     MIDDLE,
@@ -28,7 +30,12 @@ from .flags import (
     describe_flags,
     test_bit,
 )
+from .geometry import DIRECT_MAP
 from .handles import (
+    _BUDDY,
+    _SLOT_OFFSET,
+    _SLOT_WORD,
+    _SLOTS_MASK,
     handle_to_buddy,
     handle_to_chunks,
     handle_to_z3fold_header,
@@ -38,6 +45,7 @@ from .handles import (
 if TYPE_CHECKING:
     from mmplug import Page
 
+    from .header import Z3foldHeader
     from .instance import Z3fold
 
 
@@ -48,6 +56,19 @@ def _fail(message: str) -> None:
 # Every check tests its condition first and builds its message only when it
 # fails: a pool of a million objects is checked without a string per object.
 
+def _read_uncontended(pool: Z3fold, handle: int) -> tuple[Z3foldHeader, int] | None:
+    """The header a handle's slot points at and the slot's value, read once, where on one
+    CPU the read lock would be taken at once and the header exists; None for the
+    caller to take handle_to_z3fold_header() and friends (which lock, warn or raise)."""
+    slots = pool.slots_cache.live.get(handle & _SLOTS_MASK)
+    if slots is None or slots.lock.writer:
+        return None
+    value = slots.slot[(handle & _SLOT_OFFSET) // _SLOT_WORD]
+    geo = pool.geometry
+    zhdr = pool.headers.get(((value & geo.page_mask) - DIRECT_MAP) // geo.page_size)
+    return None if zhdr is None else (zhdr, value)
+
+
 def verify_pool(pool: Z3fold) -> None:
     geo = pool.geometry
     page_mask = geo.page_mask
@@ -57,6 +78,8 @@ def verify_pool(pool: Z3fold) -> None:
     foreign: dict[int, int] = {}
     headers = pool.headers
     lookup = pool.slots_cache.lookup
+    live_slots = pool.slots_cache.live
+    one_cpu = pool.uniprocessor
     for handle, length in list(pool.objects.items()):
         if is_headless_handle(handle):
             page = pool.virt_to_page(handle & page_mask)
@@ -66,11 +89,17 @@ def verify_pool(pool: Z3fold) -> None:
             if length <= geo.headless_above:
                 _fail(f"headless object of {length} bytes would fit a shared page")
             continue
-        zhdr = handle_to_z3fold_header(pool, handle)
+        found = _read_uncontended(pool, handle) if one_cpu else None
+        if found is None:
+            zhdr = handle_to_z3fold_header(pool, handle)
+            slot_value = None
+        else:
+            zhdr, slot_value = found
         pfn = zhdr.page.pfn
         if headers.get(pfn) is not zhdr:
             _fail(f"handle {handle:#x} points at a header the pool does not own")
-        bud = handle_to_buddy(pool, handle)
+        bud = (handle_to_buddy(pool, handle) if slot_value is None
+               else _BUDDY[(slot_value - zhdr.first_num) & BUDDY_MASK])
         key = (pfn, bud)
         if key in seen:
             _fail(f"two live handles point at {bud.name} of pfn {pfn:#x}")
@@ -81,7 +110,8 @@ def verify_pool(pool: Z3fold) -> None:
             _fail(f"handle {handle:#x}: {bud.name} of pfn {pfn:#x} has {chunks} chunks for "
                   f"{length} bytes")
         live_buddies[pfn] = live_buddies.get(pfn, 0) + 1
-        if lookup(handle) is not zhdr.slots:
+        if (lookup(handle) if slot_value is None else live_slots[handle & _SLOTS_MASK]) \
+                is not zhdr.slots:
             foreign[pfn] = foreign.get(pfn, 0) + 1
         # where z3fold_map() would put the object, without mapping it (a map
         # would count, and an unmap clear MIDDLE_CHUNK_MAPPED of a held map)
@@ -90,7 +120,9 @@ def verify_pool(pool: Z3fold) -> None:
         elif bud == MIDDLE:
             off = zhdr.start_middle << geo.chunk_shift
         else:
-            off = geo.page_size - (handle_to_chunks(pool, handle) << geo.chunk_shift)
+            last = (handle_to_chunks(pool, handle) if slot_value is None
+                    else (slot_value & ~page_mask) >> BUDDY_SHIFT)
+            off = geo.page_size - (last << geo.chunk_shift)
         if off + length > geo.page_size:
             _fail(f"handle {handle:#x} maps past its page")
     for pfn, page in list(pool.headless.items()):

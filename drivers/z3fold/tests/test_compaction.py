@@ -114,3 +114,64 @@ def test_freeing_a_moved_object_drops_the_foreign_handle_and_its_slots(make_pool
     assert st.isolate(target.page)
     st.putback()
     pool.verify()
+
+
+def _verdict(pool, monkeypatch, slow):
+    """verify()'s outcome, with the handles' slots read once each (one CPU) or, `slow`,
+    through handle_to_z3fold_header() and friends as on several CPUs."""
+    from mmplug_z3fold import verify as zv
+    with monkeypatch.context() as m:
+        if slow:
+            m.setattr(zv, "_read_uncontended", lambda pool, handle: None)
+        try:
+            pool.verify()
+        except AssertionError as exc:
+            return str(exc)
+        return "ok"
+
+
+@pytest.mark.parametrize("corrupt", [None, "chunks", "two handles, one buddy", "foreign",
+                                     "past the page", "freed slots"])
+def test_verify_reads_each_slot_once_with_the_verdict_of_the_locked_reads(make_pool,
+                                                                        monkeypatch, corrupt):
+    import random
+    vm, pool = make_pool(nr_pages=1024)
+    rng = random.Random(5)
+    handles = [pool.store(bytes(rng.randint(1, 4000))) for _ in range(900)]
+    for h in rng.sample(handles, 300):
+        pool.free(h)
+        handles.remove(h)
+    pool.run_workqueues()
+    shared = [h for h in handles if not h & 1 << zf.PAGE_HEADLESS]
+    by_buddy = {b: [h for h in shared if handle_to_buddy(pool, h) == b] for b in Buddy
+                if b != Buddy.HEADLESS}
+    assert all(by_buddy.values())
+    if corrupt == "chunks":
+        pool.header_of_handle(by_buddy[Buddy.FIRST][0]).first_chunks = 1
+    elif corrupt == "two handles, one buddy":
+        a, b = by_buddy[Buddy.FIRST][:2]
+        pool.slots_cache.lookup(b).slot[(b & 0x3F) // 8] = \
+            pool.slots_cache.lookup(a).slot[(a & 0x3F) // 8]
+    elif corrupt == "foreign":
+        pool.header_of_handle(by_buddy[Buddy.MIDDLE][0]).slots = None
+    elif corrupt == "past the page":
+        h = by_buddy[Buddy.LAST][0]
+        slots = pool.slots_cache.lookup(h)
+        slots.slot[(h & 0x3F) // 8] &= pool.geometry.page_mask | zf.BUDDY_MASK
+    elif corrupt == "freed slots":
+        pool.slots_cache.free(pool.slots_cache.lookup(by_buddy[Buddy.LAST][0]))
+    fast = _verdict(pool, monkeypatch, slow=False) if corrupt != "freed slots" else None
+    slow = _verdict(pool, monkeypatch, slow=True) if corrupt != "freed slots" else None
+    if corrupt == "freed slots":
+        from mmplug import ContractViolation
+        with pytest.raises(ContractViolation, match="use after free") as fast_exc:
+            pool.verify()
+        with monkeypatch.context() as m:
+            from mmplug_z3fold import verify as zv
+            m.setattr(zv, "_read_uncontended", lambda pool, handle: None)
+            with pytest.raises(ContractViolation, match="use after free") as slow_exc:
+                pool.verify()
+        assert str(fast_exc.value) == str(slow_exc.value)
+        return
+    assert fast == slow
+    assert (fast == "ok") == (corrupt is None), fast
