@@ -6,8 +6,10 @@ pageblock types), kpageflags, kpagecount, movable (the probe's list of
 non-LRU movable pages) and free (the free pfns the probe recorded when
 buddyinfo was read), and mm_stat or zswap where the scenario has them;
 before/ also holds free.start, blocks.start and buddyinfo.start, recorded the
-moment compact_memory began, after/ free.end, blocks.end and buddyinfo.end,
-recorded the moment it returned, and vmstat.start / vmstat.end, read right
+moment each zone's compaction began, after/ free.end, blocks.end and buddyinfo.end,
+recorded the moment it ended (the probe's compaction hooks; the first line of a
+free file names the zones they recorded, else the records are of the moments
+compact_memory was written and returned), and vmstat.start / vmstat.end, read right
 before and after it; beside them trace (the compaction tracepoints around
 compact_memory), mm_stat.filled / mm_stat.compacted (zram), zswap.filled /
 zswap.removed.  Runs kept before the probe recorded free pfns have no free
@@ -67,6 +69,9 @@ class Moment:
     buddyinfo_at_record: dict[str, list[int]] | None = None
     #: /proc/vmstat right before (vmstat.start) or after (vmstat.end) compact_memory
     vmstat_at_record: dict[str, int] | None = None
+    #: the zones whose free pfns compact_zone() itself recorded as it began (.start) or
+    #: ended (.end), after draining the per-cpu lists again (the probe's compaction hooks)
+    hooked: tuple[str, ...] = ()
 
 
 def read_moment(d: Path, source: dict[str, Any] | None = None, *, record: str = ""
@@ -93,7 +98,8 @@ def read_moment(d: Path, source: dict[str, Any] | None = None, *, record: str = 
                       procfs.pagetypeinfo(_text(d / "pagetypeinfo")), zones, frames,
                       procfs.mm_stat(mm) if mm else None, procfs.zswap(zs) if zs else None,
                       procfs.buddyinfo(bi_rec) if bi_rec else None,
-                      procfs.vmstat(vs_rec) if vs_rec else None)
+                      procfs.vmstat(vs_rec) if vs_rec else None,
+                      procfs.probe_free_hooked(free_text) if free_text is not None else ())
     except OSError as exc:
         raise RunFilesError(f"{d}: {exc.strerror}: {exc.filename}") from None
     except procfs.ParseError as exc:
@@ -122,6 +128,11 @@ class KernelRun:
     def driver_pfns(self, moment: Moment, driver: str) -> set[int]:
         code = DRIVERS[driver][0]
         return set(moment.frames.pfns_of(code))
+
+    def allocated_during(self, zone_start: int) -> list[procfs.AllocatedBlock]:
+        """The pages the allocator took off the zone's buddy lists while its compaction
+        ran (empty where the trace has no mm_page_alloc_zone_locked events)."""
+        return [a for run in self.trace if run.zone_start == zone_start for a in run.allocated]
 
     def meeting_point(self, zone_start: int) -> int | None:
         """Where the migrate scanner stopped in the zone starting at zone_start."""

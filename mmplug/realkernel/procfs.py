@@ -212,6 +212,16 @@ def probe_blocks(text: str) -> dict[str, dict[int, int]]:
     return out
 
 
+def probe_free_hooked(text: str) -> tuple[str, ...]:
+    """The zones whose part of a mmplug_pfn/free record compact_zone() took itself, as it
+    began or ended (the first line's "hooked DMA DMA32"); () for a record the drain
+    write took alone."""
+    first = text.split("\n", 1)[0]
+    if not first.startswith("#") or "hooked" not in first:
+        return ()
+    return tuple(first.split("hooked", 1)[1].split())
+
+
 def probe_free(text: str) -> list[tuple[int, int]]:
     """mmplug_pfn/free: [lo, hi) ranges of the pfns free at the probe's last drain
     ("# drain N" first: how many drains it has recorded)."""
@@ -244,9 +254,23 @@ class ZoneRun:
     status: str = ""
     isolate_migrate_calls: int = 0
     migrate_batches: list[tuple[int, int]] = field(default_factory=list)  # (succeeded, failed)
+    #: pages the allocator took off this zone's buddy lists while it ran
+    #: (mm_page_alloc_zone_locked: another task's or an interrupt's allocation)
+    allocated: list[AllocatedBlock] = field(default_factory=list)
 
 
-_TRACE = re.compile(r"\s(mm_\w+):\s(.*)$")
+@dataclass(frozen=True)
+class AllocatedBlock:
+    """One mm_page_alloc_zone_locked event: a block __rmqueue_smallest() took."""
+
+    task: str
+    pfn: int
+    order: int
+    migratetype: int
+    percpu_refill: bool
+
+
+_TRACE = re.compile(r"^\s*(\S+)\s.*?\s(mm_\w+):\s(.*)$")
 
 
 def _fields(text: str) -> dict[str, str]:
@@ -263,7 +287,7 @@ def compaction_trace(text: str) -> list[ZoneRun]:
         m = _TRACE.search(line)
         if not m:
             continue
-        event, rest = m.groups()
+        task, event, rest = m.groups()
         f = _fields(rest)
         if event == "mm_compaction_begin":
             cur = ZoneRun(int(f["zone_start"], 16), int(f["zone_end"], 16),
@@ -279,4 +303,10 @@ def compaction_trace(text: str) -> list[ZoneRun]:
             cur.isolate_migrate_calls += 1
         elif event == "mm_migrate_pages":
             cur.migrate_batches.append((int(f["nr_succeeded"]), int(f["nr_failed"])))
+        elif event == "mm_page_alloc_zone_locked" and not cur.status:
+            pfn = int(f["pfn"], 16)
+            if cur.zone_start <= pfn < cur.zone_end:
+                cur.allocated.append(AllocatedBlock(task, pfn, int(f["order"]),
+                                                    int(f["migratetype"]),
+                                                    f.get("percpu_refill") == "1"))
     return runs

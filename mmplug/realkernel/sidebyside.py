@@ -83,6 +83,23 @@ REASONS.update({
         "(z3fold_alloc() calls __SetPageMovable() only for pages with a header), so the probe, "
         "which lists movable pages, does not see the kernel's: the model's headless pages take "
         "free pfns of the snapshot."),
+    "concurrent-alloc": (
+        "Not a difference of the model.  While the kernel's compact_zone() ran, another task "
+        "or an interrupt took pages of the zone off the buddy lists (__rmqueue_smallest(), "
+        "most often for rmqueue_bulk() refilling a per-cpu list with a whole batch; the "
+        "trace's mm_page_alloc_zone_locked events name the task and the pfns), pages the "
+        "free scanner's isolate_freepages_block(), which takes only PageBuddy pages, then "
+        "passed by.  The model's compact_zone() runs alone: nothing else allocates while it "
+        "scans."),
+    "record-gap": (
+        "Not a difference of the model.  A run kept before compact_zone() recorded its own "
+        "zone (the probe's compaction hooks): its record of the free pfns was taken when the "
+        "guest's shell wrote the drain, and /proc/buddyinfo read right after shows fewer free "
+        "pages than the record.  Something allocated in between (a page the shell faults in "
+        "makes rmqueue_bulk() refill the emptied per-cpu list with a whole batch from the "
+        "buddy lists); those pages sat on a per-cpu list through compaction, where "
+        "isolate_freepages_block(), which takes only PageBuddy pages, passed them by, while "
+        "the model, built from the record, counts them free."),
     "reclaim-order": (
         "Which tmpfs pages zswap holds is decided by reclaim (shrink_inactive_list() and the "
         "LRU order, both versions): the model stores the first pages written, as many as zswap "
@@ -189,6 +206,9 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun,
     code = DRIVERS[driver][0]
     home = m.driver_zone or k.before.frames.zones[-1].name
     kz = k.before.frames.zone(home)
+    # rows that depend on the course of the kernel's compaction also cite what, by the
+    # run's own files, took free pages from under it
+    course = hist + _disturbed(k, home, kz)
 
     # --- the starting point -------------------------------------------------------------
     sec = "START (the snapshot the model is built from)"
@@ -212,7 +232,7 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun,
     sec = "COMPACTION (echo 1 > /proc/sys/vm/compact_memory: every zone)"
     kmeet = k.meeting_point(kz.start_pfn)
     row(sec, f"{home} pfn where the scanners met", kmeet, lambda r: r.meeting.get(home), "±512",
-        MEET, hist)
+        MEET, course)
     spec = {"pgmigrate_success": ("±5%", MEET), "pgmigrate_fail": ("exact", MEET),
             "compact_isolated": ("±5%", MEET),
             "compact_migrate_scanned": ("±5%", MEET + ("zone-counts",)),
@@ -220,10 +240,10 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun,
     if driver == "balloon":
         spec["balloon_migrate"] = ("±5%", MEET)
     for name, (tol, why) in spec.items():
-        row(sec, name, k.counter(name), lambda r, n=name: r.counters.get(n, 0), tol, why, hist)
+        row(sec, name, k.counter(name), lambda r, n=name: r.counters.get(n, 0), tol, why, course)
     row(sec, f"{home} free pages left above where the scanners met",
         _free_above(k.after.frames, kz, kmeet),
-        lambda r: _free_above(r.after, kz, r.meeting.get(home)), "±10%", MEET, hist,
+        lambda r: _free_above(r.after, kz, r.meeting.get(home)), "±10%", MEET, course,
         note="free pages the free scanner passed by or gave back")
     # The pageblocks every migrate scanner went through, short of the one where any met
     # the free scanner: there every movable page should have moved on every side.
@@ -242,7 +262,7 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun,
     for order in range(len(m.buddyinfo[home])):
         kv = kb[order] if order < len(kb) else None
         row(sec, f"order {order}", kv, lambda r, o=order: r.buddyinfo[home][o],
-            f"±{max(3, (kv or 0) // 10)}", MEET, hist)
+            f"±{max(3, (kv or 0) // 10)}", MEET, course)
     for mz in m.zones:
         if mz.name != home:
             row(sec.replace(home, mz.name), f"{mz.name} buddyinfo",
@@ -251,18 +271,18 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun,
                 ("one-zone",) if m.driver_elsewhere else ())
     kfree = k.after.frames.free_pageblocks(kz) - k.before.frames.free_pageblocks(kz)
     row(sec, "pageblocks emptied by compaction", kfree,
-        lambda r: r.after.free_pageblocks(kz) - r.before.free_pageblocks(kz), "±2", MEET, hist)
+        lambda r: r.after.free_pageblocks(kz) - r.before.free_pageblocks(kz), "±2", MEET, course)
 
     # --- the driver ------------------------------------------------------------------------------
     sec = f"DRIVER ({driver})"
     km = _moved(k.before.frames, k.after.frames, code, kz, kmeet)
     moved = {id(r): _moved(r.before, r.after, code, kz, r.meeting.get(home)) for r in runs}
     row(sec, f"{driver} pages migrated", km["migrated"], lambda r: moved[id(r)]["migrated"],
-        "±5%", MEET, hist)
+        "±5%", MEET, course)
     row(sec, "unmoved: beyond where the scanners met", km["unmoved_beyond"],
-        lambda r: moved[id(r)]["unmoved_beyond"], "±5%", MEET, hist)
+        lambda r: moved[id(r)]["unmoved_beyond"], "±5%", MEET, course)
     row(sec, "unmoved: scanned, refused or failed", km["unmoved_scanned"],
-        lambda r: moved[id(r)]["unmoved_scanned"], "±5%", MEET, hist,
+        lambda r: moved[id(r)]["unmoved_scanned"], "±5%", MEET, course,
         note="isolated in the last batch and put back when the scanners met")
     # by label, not by position: a row present for one run may be absent for the other
     newer = {r.label: r.model for r in _driver_rows(sc, plan, k, g)} if g is not None else {}
@@ -270,6 +290,21 @@ def build_rows(sc: Scenario, plan: GuestPlan, k: KernelRun, m: ModelRun,
         rows.append(Row(r.section, r.label, r.kernel, r.model, r.tolerance, r.reasons, r.note,
                         newer.get(r.label), r.versions, g is not None))
     return rows
+
+
+def _disturbed(k: KernelRun, home: str, zone: ZoneSpan) -> tuple[str, ...]:
+    """The reasons, found in the run's own files, why the kernel's compaction of `home`
+    did not start from, or keep to, the free pages the model starts from."""
+    why: tuple[str, ...] = ()
+    if k.allocated_during(zone.start_pfn):
+        why += ("concurrent-alloc",)
+    # a record the shell's drain took alone, and /proc/buddyinfo read after it short of
+    # pages: they left the buddy lists between the record and compaction
+    read_after = k.before.buddyinfo_at_record
+    if home not in k.before.hooked and read_after is not None and home in read_after:
+        if _pages(read_after[home]) < _pages(k.before.frames.buddy_blocks(zone)):
+            why += ("record-gap",)
+    return why
 
 
 def _free_above(frames: PageFrames, zone: ZoneSpan, meet: int | None) -> int | None:

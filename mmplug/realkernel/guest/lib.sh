@@ -36,6 +36,9 @@ quieten() {
             echo 1 > $T/events/compaction/$e/enable 2>/dev/null
         done
         echo 1 > $T/events/migrate/mm_migrate_pages/enable 2>/dev/null
+        # pages the allocator takes off the buddy lists while compaction runs
+        # (another task's, or an interrupt's): the model has no other task
+        echo 1 > $T/events/kmem/mm_page_alloc_zone_locked/enable 2>/dev/null
         echo 0 > $T/tracing_on
         echo > $T/trace
     fi
@@ -79,23 +82,33 @@ dump() {
     SLOT=$((SLOT + 1))
 }
 
-# /proc/$1 into $R, read by the shell itself: no process starts (and allocates)
-# between what came before and the read.
+# /proc/$1 (or the file $1) into $R, read by the shell itself: no process starts
+# (and allocates) between what came before and the read.
 read_proc() {
     R=
+    f=/proc/$1
+    [ "${1#/}" = "$1" ] || f=$1
     while IFS= read -r l; do
         R="$R$l
 "
-    done < /proc/$1
+    done < $f
 }
 
 # drain N: drain the per-cpu free lists (mmplug_pfn/drain): every free page is
 # then on the buddy lists, and the probe keeps in its record N (0-3) which pfns
 # are free at this moment (mmplug_pfn/freeN), before anything that reads the
-# page arrays allocates.  /proc/buddyinfo of the same moment goes to $BI.
+# page arrays allocates.  The free blocks per order of the same moment go to $BI:
+# the probe's mmplug_pfn/buddyinfoN, taken under the zone lock with the record
+# (reading /proc/buddyinfo now could itself allocate first: a page the shell
+# faults in takes a whole per-cpu batch off the buddy lists), else /proc/buddyinfo.
 drain() {
     [ -e $P/drain ] && echo $1 > $P/drain
-    read_proc buddyinfo
+    buddyinfo $1
+}
+
+# $BI: the free blocks per order record N saw (see drain).
+buddyinfo() {
+    if [ -e $P/buddyinfo$1 ]; then read_proc $P/buddyinfo$1; else read_proc buddyinfo; fi
     BI=$R
 }
 
@@ -128,27 +141,31 @@ snap() {
 
 # echo 1 > /proc/sys/vm/compact_memory, traced.  It starts from drained per-cpu
 # lists, as the model (which has none) does.  The free pfns, pageblock types and
-# /proc/buddyinfo of the moment it began and of the moment it ended (before this
-# shell writes a file, whose pages would come from those compaction just freed)
-# are kept as before/{free,blocks,buddyinfo}.start and after/{...}.end, and
+# free blocks per order of the moment it began and of the moment it ended (before
+# this shell writes a file, whose pages would come from those compaction just
+# freed) are kept as before/{free,blocks,buddyinfo}.start and after/{...}.end, and
 # /proc/vmstat right before and after it as before/vmstat.start and
 # after/vmstat.end: the snapshots' counters also count what kswapd, kcompactd
-# and direct compaction do around it.  (Reading vmstat grows the shell's heap:
-# before the first record, after the second.)
+# and direct compaction do around it.  Writing record 1 arms the probe's
+# compaction hooks: compact_zone() drains again and records its zone as it begins
+# and as it ends, so that what this shell allocates between its write and the
+# compaction (reading vmstat grows its heap) is in neither record.
 compact_memory() {
     read_proc vmstat
     vmstat_start=$R
-    drain 1
-    start=$BI
+    [ -e $P/drain ] && echo 1 > $P/drain
+    [ -e $P/buddyinfo1 ] || { read_proc buddyinfo; start=$R; }
     [ -d $T ] && echo 1 > $T/tracing_on
     echo 1 > /proc/sys/vm/compact_memory
     [ -d $T ] && echo 0 > $T/tracing_on
     drain 2
+    end=$BI
+    [ -e $P/buddyinfo1 ] && { buddyinfo 1; start=$BI; }
     read_proc vmstat
     vmstat_end=$R
     mkdir -p /out/after
     echo -n "$start" > /out/before/buddyinfo.start
-    echo -n "$BI" > /out/after/buddyinfo.end
+    echo -n "$end" > /out/after/buddyinfo.end
     echo -n "$vmstat_start" > /out/before/vmstat.start
     echo -n "$vmstat_end" > /out/after/vmstat.end
     record 1 /out/before .start

@@ -21,9 +21,24 @@
  *             kernel page there); then, under each zone's lock, it records
  *             in record N which pfns are free and every pageblock's
  *             migratetype (an allocation may change it: __rmqueue_fallback()).
- *   freeN     the pfns free when record N was taken, as "first end" ranges.
+ *             Writing 1 also arms the compaction hooks until 2 is written:
+ *             each compact_zone() the writing task runs (its compact_memory)
+ *             drains again and records its zone into
+ *             record 1 as it begins (the mm_compaction_begin tracepoint) and
+ *             into record 2 as it ends (mm_compaction_end), and writing 2
+ *             then records only the zones no compaction ended in.  Whatever
+ *             allocates between the write and compaction (the writing shell
+ *             faulting a page in takes a whole per-cpu batch from the buddy
+ *             lists, rmqueue_bulk()) is undone or seen by the zone's record.
+ *   freeN     the pfns free when record N was taken, as "first end" ranges,
+ *             after a "#" line naming the record, its drain and the zones a
+ *             compaction hook recorded ("hooked DMA DMA32").
  *   blocksN   the pageblocks' migratetypes when record N was taken, as in
  *             blocks.
+ *   buddyinfoN  each zone's free blocks per order (free_area[].nr_free) when
+ *             record N was taken, under the same lock, as /proc/buddyinfo
+ *             prints them: the shell need not read /proc/buddyinfo, and
+ *             allocate, right after a drain.
  *             A shell's builtin echo writes drain without starting a
  *             process, so a record is the machine's free memory at that
  *             moment, whatever a later reader (dd, cat) allocates while
@@ -41,6 +56,9 @@
 #include <linux/kprobes.h>
 #include <linux/pageblock-flags.h>
 #include <linux/bitmap.h>
+#include <linux/tracepoint.h>
+
+struct compact_control;
 
 static struct dentry *root;
 static void (*drain_all)(struct zone *zone);
@@ -50,8 +68,18 @@ static void (*drain_all)(struct zone *zone);
 static unsigned long *freemaps[RECORDS];
 static unsigned long freemap_end;
 static unsigned long drains[RECORDS];
+static unsigned long drain_count;
+/* per record, the zones (bit: zone index) a compaction hook recorded into it */
+static unsigned long hooked[RECORDS];
+static bool armed;
+/* the task that armed the hooks: its compact_memory, not kcompactd's or another
+ * task's direct compaction, takes the records */
+static pid_t armer;
 static unsigned char *blockmaps[RECORDS];
+/* per record, zone and order: free_area[order].nr_free */
+static unsigned long nr_free[RECORDS][MAX_NR_ZONES][MAX_ORDER];
 static unsigned long *freemap;		/* the record being taken or listed */
+static unsigned long record_n;		/* its number */
 static unsigned char *blockmap;
 
 static void for_each_zone_pfn(struct seq_file *m,
@@ -136,13 +164,15 @@ PROBE_FILE(blocks);
 static void record_free(struct zone *zone)
 {
 	unsigned long pfn = zone->zone_start_pfn, end = zone_end_pfn(zone);
-	unsigned long flags;
+	unsigned long flags, n;
 
 	spin_lock_irqsave(&zone->lock, flags);
+	for (n = 0; n < MAX_ORDER; n++)
+		nr_free[record_n][zone_idx(zone)][n] = zone->free_area[n].nr_free;
 	while (pfn < end && pfn < freemap_end) {
 		struct page *page = pfn_to_online_page(pfn);
-		unsigned long n = 1;
 
+		n = 1;
 		if (page && (pfn == zone->zone_start_pfn || !(pfn & (pageblock_nr_pages - 1))))
 			blockmap[pfn >> pageblock_order] = block_migratetype(pfn);
 		if (page && PageBuddy(page)) {
@@ -162,8 +192,18 @@ static void record_free(struct zone *zone)
 	spin_unlock_irqrestore(&zone->lock, flags);
 }
 
+/* zones (bit: zone index) the record being taken leaves as a hook recorded them */
+static unsigned long skip;
+
 static void record_zone(struct seq_file *m, struct zone *zone)
 {
+	unsigned long start = zone->zone_start_pfn;
+
+	if (skip & BIT(zone_idx(zone)))
+		return;
+
+	if (start < freemap_end)
+		bitmap_clear(freemap, start, min(zone_end_pfn(zone), freemap_end) - start);
 	record_free(zone);
 }
 
@@ -192,7 +232,16 @@ static int free_show(struct seq_file *m, void *v)
 
 	mutex_lock(&records_lock);
 	freemap = freemaps[n];
-	seq_printf(m, "# record %lu, drain %lu\n", n, drains[n]);
+	seq_printf(m, "# record %lu, drain %lu", n, drains[n]);
+	if (hooked[n]) {
+		int z;
+
+		seq_puts(m, ", hooked");
+		for (z = 0; z < MAX_NR_ZONES; z++)
+			if (hooked[n] & BIT(z))
+				seq_printf(m, " %s", NODE_DATA(first_online_node)->node_zones[z].name);
+	}
+	seq_putc(m, '\n');
 	for_each_zone_pfn(m, list_free);
 	mutex_unlock(&records_lock);
 	return 0;
@@ -223,10 +272,29 @@ static int recorded_blocks_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(recorded_blocks);
 
+static void list_buddyinfo(struct seq_file *m, struct zone *zone)
+{
+	unsigned long n = (unsigned long)m->private;
+	int order;
+
+	seq_printf(m, "Node %d, zone %8s ", zone_to_nid(zone), zone->name);
+	for (order = 0; order < MAX_ORDER; order++)
+		seq_printf(m, "%6lu ", nr_free[n][zone_idx(zone)][order]);
+	seq_putc(m, '\n');
+}
+
+static int buddyinfo_show(struct seq_file *m, void *v)
+{
+	mutex_lock(&records_lock);
+	for_each_zone_pfn(m, list_buddyinfo);
+	mutex_unlock(&records_lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(buddyinfo);
+
 static ssize_t drain_write(struct file *file, const char __user *buf,
 			   size_t len, loff_t *ppos)
 {
-	static unsigned long count;
 	char c = '0';
 	unsigned long n;
 
@@ -240,10 +308,22 @@ static ssize_t drain_write(struct file *file, const char __user *buf,
 	if (freemaps[n] && blockmaps[n]) {
 		freemap = freemaps[n];
 		blockmap = blockmaps[n];
-		bitmap_zero(freemap, freemap_end);
+		record_n = n;
+		if (n == 1) {
+			hooked[1] = hooked[2] = 0;
+			WRITE_ONCE(armer, task_pid_nr(current));
+			WRITE_ONCE(armed, true);
+		}
+		/* a zone whose compaction ended is recorded as it was then */
+		skip = n == 2 && armed ? hooked[2] : 0;
+		if (n == 2)
+			WRITE_ONCE(armed, false);
+		else
+			hooked[n] = 0;
 		for_each_zone_pfn(NULL, record_zone);
-		drains[n] = ++count;
+		drains[n] = ++drain_count;
 	}
+	skip = 0;
 	mutex_unlock(&records_lock);
 	return len;
 }
@@ -252,6 +332,61 @@ static const struct file_operations drain_fops = {
 	.owner = THIS_MODULE,
 	.write = drain_write,
 };
+
+/*
+ * compact_zone() as it begins and ends: the zone starting at zone_start is
+ * drained and recorded into record n.  A tracepoint's probe runs with
+ * preemption off, so nothing here sleeps: drain_all_pages(NULL) only tries
+ * its mutex, and a record is skipped (the shell's record stands) if a reader
+ * holds the records.
+ */
+static void hook_record(unsigned long n, unsigned long zone_start)
+{
+	int nid, z;
+
+	if (!READ_ONCE(armed) || task_pid_nr(current) != READ_ONCE(armer) ||
+	    !mutex_trylock(&records_lock))
+		return;
+	for_each_online_node(nid) {
+		for (z = 0; z < MAX_NR_ZONES; z++) {
+			struct zone *zone = &NODE_DATA(nid)->node_zones[z];
+
+			if (!populated_zone(zone) || zone->zone_start_pfn != zone_start)
+				continue;
+			drain_all(NULL);
+			freemap = freemaps[n];
+			blockmap = blockmaps[n];
+			record_n = n;
+			record_zone(NULL, zone);
+			hooked[n] |= BIT(z);
+			drains[n] = ++drain_count;
+		}
+	}
+	mutex_unlock(&records_lock);
+}
+
+static void on_begin(void *data, struct compact_control *cc, unsigned long zone_start,
+		     unsigned long zone_end, bool sync)
+{
+	hook_record(1, zone_start);
+}
+
+static void on_end(void *data, struct compact_control *cc, unsigned long zone_start,
+		   unsigned long zone_end, bool sync, int status)
+{
+	hook_record(2, zone_start);
+}
+
+static struct tracepoint *tp_begin, *tp_end;
+static bool hooks_on;
+
+static void find_tracepoint(struct tracepoint *tp, void *priv)
+{
+	if (!strcmp(tp->name, "mm_compaction_begin"))
+		tp_begin = tp;
+	else if (!strcmp(tp->name, "mm_compaction_end"))
+		tp_end = tp;
+}
 
 /*
  * drain_all_pages() is not exported; a kprobe registered on it yields its
@@ -287,7 +422,7 @@ static int __init mmplug_pfn_init(void)
 		return 0;
 	debugfs_create_file("drain", 0200, root, NULL, &drain_fops);
 	for (n = 0; n < RECORDS; n++) {
-		char name[8];
+		char name[16];
 
 		freemaps[n] = bitmap_zalloc(freemap_end, GFP_KERNEL);
 		blockmaps[n] = kzalloc((freemap_end >> pageblock_order) + 1, GFP_KERNEL);
@@ -297,7 +432,18 @@ static int __init mmplug_pfn_init(void)
 		debugfs_create_file(name, 0400, root, (void *)n, &free_fops);
 		snprintf(name, sizeof(name), "blocks%lu", n);
 		debugfs_create_file(name, 0400, root, (void *)n, &recorded_blocks_fops);
+		snprintf(name, sizeof(name), "buddyinfo%lu", n);
+		debugfs_create_file(name, 0400, root, (void *)n, &buddyinfo_fops);
 	}
+	/* without the hooks, records 1 and 2 are the shell's: the moments of its writes */
+	for_each_kernel_tracepoint(find_tracepoint, NULL);
+	if (!tp_begin || !tp_end || !freemaps[1] || !freemaps[2] || !blockmaps[1] ||
+	    !blockmaps[2] || tracepoint_probe_register(tp_begin, (void *)on_begin, NULL))
+		return 0;
+	if (tracepoint_probe_register(tp_end, (void *)on_end, NULL))
+		tracepoint_probe_unregister(tp_begin, (void *)on_begin, NULL);
+	else
+		hooks_on = true;
 	return 0;
 }
 
@@ -305,6 +451,11 @@ static void __exit mmplug_pfn_exit(void)
 {
 	unsigned long n;
 
+	if (hooks_on) {
+		tracepoint_probe_unregister(tp_begin, (void *)on_begin, NULL);
+		tracepoint_probe_unregister(tp_end, (void *)on_end, NULL);
+		tracepoint_synchronize_unregister();
+	}
 	debugfs_remove_recursive(root);
 	for (n = 0; n < RECORDS; n++) {
 		bitmap_free(freemaps[n]);
