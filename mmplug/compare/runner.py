@@ -110,7 +110,10 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int,
     used_total = 0
     target = w.nr_pages - int(w.fill * w.nr_pages)
     mix, size_rng = rng.mix.random, rng.sizes.random
-    execute = m.execute
+    # Nothing to record: each event is its op, called as Machine.execute() calls it.
+    direct = m.trace is None
+    execute, ops = m.execute, m.ops
+    op_store = ops["store"]
     bisect_right = bisect.bisect
     first = zone.nr_free_pages
     todo = max(first - target, 1)
@@ -158,15 +161,15 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int,
             size = sizes[bisect_right(cum, size_rng() * size_total)]
             if size > max_size:
                 size = max_size
-            ok = execute(("store", key, size))
+            ok = op_store(key, size) if direct else execute(("store", key, size))
             # A size the driver rejects (ValueError) is halved until it fits,
             # and becomes the largest size offered from then on.
             while not ok and m.last_store_rejected and size > 16:
                 size //= 2
                 max_size = size
-                ok = execute(("store", key, size))
+                ok = op_store(key, size) if direct else execute(("store", key, size))
         else:
-            ok = execute((kind, key))
+            ok = ops[kind](key) if direct else execute((kind, key))
         if not ok:
             live.remove(entry)
             three = False
