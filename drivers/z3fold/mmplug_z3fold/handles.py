@@ -180,7 +180,12 @@ def handle_to_z3fold_header(pool: Z3foldPool, handle: int) -> Z3foldHeader:
 
 
 def get_z3fold_header(pool: Z3foldPool, handle: int) -> Z3foldHeader:
-    """get_z3fold_header(): the locked header of a non-headless handle (DRV-3F5).
+    """get_z3fold_header(): the locked header of a non-headless handle (DRV-3F5)."""
+    return locked_header_slot(pool, handle)[0]
+
+
+def locked_header_slot(pool: Z3foldPool, handle: int) -> tuple[Z3foldHeader, BuddySlots, int]:
+    """get_z3fold_header(), also giving the handle's slots and the slot value it read.
 
     The slot is read, the header trylocked and PAGE_MIGRATED tested under the
     slots' read lock, so the answer is consistent with migration rewriting the
@@ -210,7 +215,7 @@ def get_z3fold_header(pool: Z3foldPool, handle: int) -> Z3foldHeader:
         lock.read_unlock()
         if locked:
             if not migrated:
-                return zhdr
+                return zhdr, slots, addr
             z3fold_page_unlock(zhdr)
         cpu_relax(pool.vm, "get_z3fold_header: retry")
 
@@ -220,9 +225,12 @@ def put_z3fold_header(zhdr: Z3foldHeader) -> None:
     z3fold_page_unlock(zhdr)
 
 
-def free_handle(pool: Z3foldPool, handle: int, zhdr: Z3foldHeader) -> None:
-    """free_handle(): clear the slot; free the slots structure once all four are clear."""
-    slots = pool.slots_cache.lookup(handle)
+def free_handle(pool: Z3foldPool, handle: int, zhdr: Z3foldHeader,
+                slots: BuddySlots | None = None) -> None:
+    """free_handle(): clear the slot; free the slots structure once all four are clear
+    (`slots`: the handle's, if the caller has looked them up)."""
+    if slots is None:
+        slots = pool.slots_cache.lookup(handle)
     idx = slot_index(handle)
     if slots.slot[idx] == 0:
         pool.warn("free_handle() of a handle whose slot is already clear")
@@ -244,5 +252,6 @@ def free_handle(pool: Z3foldPool, handle: int, zhdr: Z3foldHeader) -> None:
 
 __all__ = [
     "BuddySlots", "SlotsCache", "encode_handle", "free_handle", "get_z3fold_header",
-    "handle_to_buddy", "handle_to_chunks", "handle_to_z3fold_header", "put_z3fold_header",
+    "handle_to_buddy", "handle_to_chunks", "handle_to_z3fold_header", "locked_header_slot",
+    "put_z3fold_header",
 ]
