@@ -66,24 +66,25 @@ class Pool:
     def free(self, handle: int) -> None:
         st = self.handles.pop(handle)
         del self.states[st]
-        # Release the page (REL-1): under its lock, which a migration may hold.
-        while True:
+        # Release the page (REL-1) under its lock, which a migration may hold: the
+        # page to release is the one the record names once the lock is ours.
+        page = st.page
+        lock_page(page)
+        while st.page is not page:
+            unlock_page(page)
             page = st.page
             lock_page(page)
-            if st.page is page:
-                break
-            unlock_page(page)
         clear_page_movable(page)
         page.private = 0
         unlock_page(page)
         put_page(page)
 
     def destroy(self) -> None:
-        for handle in list(self.handles):
-            self.free(handle)
+        while self.handles:
+            self.free(next(iter(self.handles)))
 
     def pages(self):
-        return [st.page for st in self.states]
+        return [st.page for st in tuple(self.states)]
 
 
 @hookimpl
