@@ -11,9 +11,12 @@
    (target >= 150,000/s, issue 15), the same per reference second, the cost of
    one migrated page against the bare callbacks' isolate -> migrate of 1., and
    peak memory against the zone buffer (target <= 1.5x).
+   The same compaction with benchmarks/nullpool.py, whose callbacks cost next
+   to nothing (one empty page per object, as a balloon's): the framework alone.
 3. Python bytes per page frame (target <= 200).
 
-The driver is tests/drivers/simplepool.py, loaded by file path as any driver is.
+The driver is tests/drivers/simplepool.py (and nullpool.py for the framework
+alone), loaded by file path as any driver is.
 Each measurement runs in a fresh process so peak memory is its own; the
 reference workload (benchmarks/reference.py) runs before the first and after
 the last, and every time is also printed as a ratio to its CPU time.
@@ -37,14 +40,16 @@ from reference import Reference, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMPLEPOOL = ROOT / "tests" / "drivers" / "simplepool.py"
+#: a driver whose callbacks cost next to nothing: whole-zone compaction of the framework alone
+NULLPOOL = Path(__file__).resolve().parent / "nullpool.py"
 
 
-def _vm(nr_pages: int, watchdog: bool = True):
-    """A VM with simplepool; its callbacks under the default time limit, as the commands
+def _vm(nr_pages: int, watchdog: bool = True, driver: Path = SIMPLEPOOL):
+    """A VM with `driver`; its callbacks under the default time limit, as the commands
     run them (watchdog=False: no limit, to measure what the watchdog costs)."""
     from mmplug import VM, PluginHost, VMConfig
     host = PluginHost()
-    loaded = host.load(str(SIMPLEPOOL))
+    loaded = host.load(str(driver))
     config = VMConfig(nr_pages=nr_pages, min_free_pages=0)
     if not watchdog:
         config = VMConfig(nr_pages=nr_pages, min_free_pages=0, callback_timeout=None)
@@ -136,14 +141,15 @@ def bench_cycle(n: int, seed: int, rounds: int = 5) -> dict:
                 ratio_putback=pm / pf, ratio_putback_no_watchdog=po / pf)
 
 
-def bench_compaction(nr_pages: int, seed: int) -> dict:
+def bench_compaction(nr_pages: int, seed: int, driver: Path = SIMPLEPOOL) -> dict:
     """Whole-zone compaction of a half-full fragmented zone."""
     from mmplug.compaction import compact_memory
     rng = random.Random(seed)
     t0 = time.perf_counter()
-    vm, pool, loaded = _vm(nr_pages)
+    vm, pool, loaded = _vm(nr_pages, driver=driver)
     # fill the zone with objects, then free enough to leave about half of it driver pages
-    handles = _fill(pool, (nr_pages - 1024) * 4, rng)
+    per_page = vm.zone.page_size // pool.slot_size
+    handles = _fill(pool, (nr_pages - 1024) * per_page, rng)
     rng.shuffle(handles)
     target = nr_pages // 2
     for h in handles:
@@ -190,7 +196,12 @@ def _child(kind: str, arg: int, seed: int, tree: Path | None = None) -> dict:
     return out
 
 
-def report(c: dict, z: dict, f: dict, ref: float) -> None:
+def bench_compaction_null(nr_pages: int, seed: int) -> dict:
+    """bench_compaction() with nullpool: the framework alone."""
+    return bench_compaction(nr_pages, seed, NULLPOOL)
+
+
+def report(c: dict, z: dict, f: dict, ref: float, n: dict | None = None) -> None:
     print(f"isolate->migrate per page: framework {c['framework_migrate_us']:.2f} us CPU, "
           f"bare callbacks {c['floor_migrate_us']:.2f} us, ratio {c['ratio_migrate']:.2f} "
           f"(target <= 1.3; best of {c['rounds']} alternating rounds of ~{c['pages']} pages)")
@@ -208,6 +219,12 @@ def report(c: dict, z: dict, f: dict, ref: float) -> None:
           f"{per_page_us / c['floor_migrate_us']:.2f}x the bare callbacks' isolate->migrate; "
           f"{z['pages_per_cpu_s'] * ref:,.0f} pages migrate in the reference workload's "
           f"{ref:.2f} s")
+    if n is not None:
+        null_us = 1e6 / n["pages_per_cpu_s"] if n["pages_per_cpu_s"] else 0.0
+        print(f"  the framework alone (nullpool, callbacks that cost next to nothing): "
+              f"{n['migrated']} migrated, {n['pages_per_cpu_s']:,.0f} per CPU second, "
+              f"{null_us:.2f} us of CPU per page, {n['pages_per_cpu_s'] * ref:,.0f} pages in "
+              f"the reference workload's {ref:.2f} s")
     print(f"peak RSS {z['peak_rss_bytes'] / 2**20:,.0f} MiB = {z['peak_over_buffer']:.2f}x the "
           f"zone buffer (target <= 1.5x)")
     print(f"Python heap per page frame: {f['bytes_per_frame']:.0f} bytes (target <= 200)")
@@ -220,12 +237,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--against", metavar="TREE", type=Path,
                     help="also measure this checkout (before a change), alternating")
-    ap.add_argument("--child", choices=["cycle", "compaction", "frame"])
+    ap.add_argument("--child", choices=["cycle", "compaction", "compaction-null", "frame"])
     ap.add_argument("--arg", type=int)
     ns = ap.parse_args()
     sys.path.append(str(ROOT))   # mmplug from this checkout unless another is importable
     if ns.child:
-        fn = {"cycle": bench_cycle, "compaction": bench_compaction}.get(ns.child)
+        fn = {"cycle": bench_cycle, "compaction": bench_compaction,
+              "compaction-null": bench_compaction_null}.get(ns.child)
         res = fn(ns.arg, ns.seed) if fn else bench_frame_bytes(ns.arg)
         print(json.dumps(res))
         return
@@ -235,7 +253,8 @@ def main() -> None:
     print(reference.describe_first())
     trees = [None] if ns.against is None else [ns.against, None]
     figures = {}
-    for kind, arg in (("cycle", ns.cycle), ("compaction", ns.pages), ("frame", ns.pages)):
+    for kind, arg in (("cycle", ns.cycle), ("compaction", ns.pages),
+                      ("compaction-null", ns.pages), ("frame", ns.pages)):
         for tree in trees:
             figures[kind, tree] = _child(kind, arg, ns.seed, tree)
     reference.measure()
@@ -244,12 +263,16 @@ def main() -> None:
         print()
         print(f"== {tree if tree is not None else 'this checkout'}")
         report(figures["cycle", tree], figures["compaction", tree], figures["frame", tree],
-               reference.cpu)
+               reference.cpu, figures["compaction-null", tree])
     if ns.against is not None:
         before, after = figures["compaction", ns.against], figures["compaction", None]
+        null_before = figures["compaction-null", ns.against]
+        null_after = figures["compaction-null", None]
         print()
         print(f"after / before: compaction pages per CPU second "
-              f"{after['pages_per_cpu_s'] / before['pages_per_cpu_s']:.2f}, migrate ratio "
+              f"{after['pages_per_cpu_s'] / before['pages_per_cpu_s']:.2f}, the framework "
+              f"alone {null_after['pages_per_cpu_s'] / null_before['pages_per_cpu_s']:.2f}, "
+              f"migrate ratio "
               f"{figures['cycle', None]['ratio_migrate']:.2f} vs "
               f"{figures['cycle', ns.against]['ratio_migrate']:.2f}")
 

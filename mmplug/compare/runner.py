@@ -85,12 +85,15 @@ FILL_REPORT_STEPS = 8192
 
 
 def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int,
-          report: Callable[[float], None] | None = None) -> int:
+          report: Callable[[float], None] | None = None, *, unrolled: bool = True) -> int:
     """Allocate until the zone is `w.fill` used; returns the next free id.
 
     Each step picks a user at random, weighted by how far it is below its
     share of the pages used so far, so the users interleave through memory
-    as they do on a running system.
+    as they do on a running system.  While all three users take part (every
+    step of a fill until one runs out) the weights are computed unrolled,
+    in the same float operations, summed by the same sum(); `unrolled=False`
+    takes the general loop throughout.
     """
     zone = m.vm.zone
     sizes = [s for s, _ in w.sizes]
@@ -107,11 +110,19 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int,
     used_total = 0
     target = w.nr_pages - int(w.fill * w.nr_pages)
     mix, size_rng = rng.mix.random, rng.sizes.random
-    execute = m.execute
+    # Nothing to record: each event is its op, called as Machine.execute() calls it.
+    direct = m.trace is None
+    execute, ops = m.execute, m.ops
+    op_store = ops["store"]
     bisect_right = bisect.bisect
     first = zone.nr_free_pages
     todo = max(first - target, 1)
     countdown = FILL_REPORT_STEPS
+    # the three users' entries, shares and floors, for the unrolled step
+    three = unrolled and len(live) == 3
+    if three:
+        e0, e1, e2 = live
+        (k0, s0, f0), (k1, s1, f1), (k2, s2, f2) = live
     while zone.nr_free_pages > target and live:
         if report is not None:
             countdown -= 1
@@ -119,16 +130,29 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int,
                 countdown = FILL_REPORT_STEPS
                 report(min(1.0, (first - zone.nr_free_pages) / todo))
         n = used_total + 1
-        # max(deficit, 0.0) + floor, in the same float operations as ever
-        deficits = [(d if (d := share * n - used[k]) > 0.0 else 0.0) + floor
-                    for k, share, floor in live]
-        r = mix() * sum(deficits)
-        entry = live[-1]
-        for e, d in zip(live, deficits, strict=True):
-            r -= d
+        if three:
+            # the general step below, written out for three users
+            d0 = (d if (d := s0 * n - used[k0]) > 0.0 else 0.0) + f0
+            d1 = (d if (d := s1 * n - used[k1]) > 0.0 else 0.0) + f1
+            d2 = (d if (d := s2 * n - used[k2]) > 0.0 else 0.0) + f2
+            r = mix() * sum((d0, d1, d2)) - d0
             if r < 0:
-                entry = e
-                break
+                entry = e0
+            elif r - d1 < 0:
+                entry = e1
+            else:
+                entry = e2
+        else:
+            # max(deficit, 0.0) + floor, in the same float operations as ever
+            deficits = [(d if (d := share * n - used[k]) > 0.0 else 0.0) + floor
+                        for k, share, floor in live]
+            r = mix() * sum(deficits)
+            entry = live[-1]
+            for e, d in zip(live, deficits, strict=True):
+                r -= d
+                if r < 0:
+                    entry = e
+                    break
         kind = entry[0]
         before = zone.nr_free_pages
         key = next_id
@@ -137,17 +161,18 @@ def _fill(m: Machine, w: Workload, rng: _Streams, next_id: int,
             size = sizes[bisect_right(cum, size_rng() * size_total)]
             if size > max_size:
                 size = max_size
-            ok = execute(("store", key, size))
+            ok = op_store(key, size) if direct else execute(("store", key, size))
             # A size the driver rejects (ValueError) is halved until it fits,
             # and becomes the largest size offered from then on.
             while not ok and m.last_store_rejected and size > 16:
                 size //= 2
                 max_size = size
-                ok = execute(("store", key, size))
+                ok = op_store(key, size) if direct else execute(("store", key, size))
         else:
-            ok = execute((kind, key))
+            ok = ops[kind](key) if direct else execute((kind, key))
         if not ok:
             live.remove(entry)
+            three = False
             continue
         grown = before - zone.nr_free_pages
         used[kind] += grown

@@ -42,8 +42,8 @@ from .geometry import DIRECT_MAP
 from .handles import (
     _SLOT_OFFSET,
     _SLOT_WORD,
-    _SLOTS_MASK,
     HEADLESS_BIT,
+    SLOTS_SHIFT,
     get_z3fold_header,
     handle_to_buddy,
     handle_to_chunks,
@@ -153,7 +153,7 @@ def _uncontended(pool: Z3foldPool, handle: int, length: int) -> int | None:
     """
     if handle & HEADLESS_BIT:
         return None
-    slots = pool.slots_cache.live.get(handle & _SLOTS_MASK)
+    slots = pool.slots_cache.live.get(handle >> SLOTS_SHIFT)
     if slots is None or slots.lock.writer:
         return None
     addr = slots.slot[(handle & _SLOT_OFFSET) // _SLOT_WORD]

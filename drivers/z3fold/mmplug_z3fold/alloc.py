@@ -30,6 +30,7 @@ from mmplug.kernel import (
 
 from . import compact as _compact
 from .flags import (
+    BUDDY_MASK,
     FIRST,
     HEADLESS,
     LAST,
@@ -47,11 +48,13 @@ from .flags import (
     test_bit,
 )
 from .handles import (
+    _BUDDY,
     encode_handle,
     free_handle,
     get_z3fold_header,
     handle_to_buddy,
     is_headless_handle,
+    locked_header_slot,
     put_z3fold_header,
 )
 from .header import (
@@ -272,10 +275,18 @@ def z3fold_free(pool: Z3foldPool, handle: int) -> None:
         free_z3fold_page(pool, page, True)
         pool.pages_nr -= 1
         return
-    zhdr = get_z3fold_header(pool, handle)
-    page = zhdr.page
-    page_claimed = test_and_set_bit(PAGE_CLAIMED, page)
-    bud = handle_to_buddy(pool, handle)
+    if pool.uniprocessor:
+        # One CPU: nothing rewrites the slot between get_z3fold_header()'s read and
+        # those of handle_to_buddy() and free_handle(), so it is read and looked up once.
+        zhdr, slots, addr = locked_header_slot(pool, handle)
+        page = zhdr.page
+        page_claimed = test_and_set_bit(PAGE_CLAIMED, page)
+        bud = _BUDDY[(addr - zhdr.first_num) & BUDDY_MASK]
+    else:
+        zhdr, slots = get_z3fold_header(pool, handle), None
+        page = zhdr.page
+        page_claimed = test_and_set_bit(PAGE_CLAIMED, page)
+        bud = handle_to_buddy(pool, handle)
     if bud == FIRST:
         zhdr.first_chunks = 0
     elif bud == MIDDLE:
@@ -287,7 +298,7 @@ def z3fold_free(pool: Z3foldPool, handle: int) -> None:
         put_z3fold_header(zhdr)
         return
     if not page_claimed:
-        free_handle(pool, handle, zhdr)
+        free_handle(pool, handle, zhdr, slots)
     if kref_put(zhdr, release_z3fold_page_locked_list):
         return
     if page_claimed:

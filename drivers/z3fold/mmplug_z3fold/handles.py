@@ -43,8 +43,11 @@ SLOTS_BASE = 0xFFFF888100000000
 STACK_SLOTS_BASE = 0xFFFFC90000000000
 _SLOT_WORD = 8
 #: a handle's slots structure: the handle with its slot index cleared
-_SLOTS_MASK = ~(SLOTS_ALIGN - 1)
 _SLOT_OFFSET = SLOTS_ALIGN - 1
+#: a handle's slots structure as a key of SlotsCache.live: its address over SLOTS_ALIGN.
+#: The addresses themselves share their low bits, all of which a dict's first probe
+#: uses; their quotients are consecutive and hash evenly.
+SLOTS_SHIFT = SLOTS_ALIGN.bit_length() - 1
 #: the bit a HEADLESS handle carries
 HEADLESS_BIT = 1 << PAGE_HEADLESS
 #: enum buddy by value, without an enum lookup per handle
@@ -73,6 +76,7 @@ class SlotsCache:
 
     def __init__(self, pool: Z3foldPool) -> None:
         self.pool = pool
+        #: slots address >> SLOTS_SHIFT (a handle >> SLOTS_SHIFT) -> the live structure
         self.live: dict[int, BuddySlots] = {}
         self._next = 0
         self._next_stack = 0
@@ -83,7 +87,7 @@ class SlotsCache:
         addr = SLOTS_BASE + self._next * SLOTS_ALIGN
         self._next += 1
         slots = BuddySlots(addr, self.pool.new_rwlock("z3fold_buddy_slots.lock"))
-        self.live[addr] = slots
+        self.live[addr >> SLOTS_SHIFT] = slots
         return slots
 
     def alloc_on_stack(self) -> BuddySlots:
@@ -91,17 +95,17 @@ class SlotsCache:
         addr = STACK_SLOTS_BASE + self._next_stack * SLOTS_ALIGN
         self._next_stack += 1
         slots = BuddySlots(addr, self.pool.new_rwlock("z3fold_reclaim.slots.lock"), nofree=True)
-        self.live[addr] = slots
+        self.live[addr >> SLOTS_SHIFT] = slots
         return slots
 
     def free(self, slots: BuddySlots | None) -> None:
         """kmem_cache_free(pool->c_handle, slots) (NULL is fine)."""
         if slots is not None:
-            self.live.pop(slots.addr, None)
+            self.live.pop(slots.addr >> SLOTS_SHIFT, None)
 
     def lookup(self, handle: int) -> BuddySlots:
         """handle_to_slots()."""
-        slots = self.live.get(handle & _SLOTS_MASK)
+        slots = self.live.get(handle >> SLOTS_SHIFT)
         if slots is None:
             raise ContractViolation("REF-1", f"handle {handle:#x} points into a "
                                     "z3fold_buddy_slots that was freed (use after free)",
@@ -145,7 +149,7 @@ def encode_handle(pool: Z3foldPool, zhdr: Z3foldHeader, bud: Buddy) -> int:
 
 def read_slot(pool: Z3foldPool, handle: int) -> int:
     """*(unsigned long *)handle under the slots' read lock."""
-    slots = pool.slots_cache.live.get(handle & _SLOTS_MASK) or pool.slots_cache.lookup(handle)
+    slots = pool.slots_cache.live.get(handle >> SLOTS_SHIFT) or pool.slots_cache.lookup(handle)
     lock = slots.lock
     lock.read_lock()
     addr = slots.slot[(handle & _SLOT_OFFSET) // _SLOT_WORD]
@@ -176,7 +180,12 @@ def handle_to_z3fold_header(pool: Z3foldPool, handle: int) -> Z3foldHeader:
 
 
 def get_z3fold_header(pool: Z3foldPool, handle: int) -> Z3foldHeader:
-    """get_z3fold_header(): the locked header of a non-headless handle (DRV-3F5).
+    """get_z3fold_header(): the locked header of a non-headless handle (DRV-3F5)."""
+    return locked_header_slot(pool, handle)[0]
+
+
+def locked_header_slot(pool: Z3foldPool, handle: int) -> tuple[Z3foldHeader, BuddySlots, int]:
+    """get_z3fold_header(), also giving the handle's slots and the slot value it read.
 
     The slot is read, the header trylocked and PAGE_MIGRATED tested under the
     slots' read lock, so the answer is consistent with migration rewriting the
@@ -184,7 +193,7 @@ def get_z3fold_header(pool: Z3foldPool, handle: int) -> Z3foldHeader:
     until the slot points at the new page.  With BUG-13 selected the MIGRATED test is
     skipped, as before the fix, and a reader can lock the old header.
     """
-    slots = pool.slots_cache.live.get(handle & _SLOTS_MASK) or pool.slots_cache.lookup(handle)
+    slots = pool.slots_cache.live.get(handle >> SLOTS_SHIFT) or pool.slots_cache.lookup(handle)
     idx = (handle & _SLOT_OFFSET) // _SLOT_WORD
     check_migrated = "BUG-13" not in pool.bugs
     lock = slots.lock
@@ -206,7 +215,7 @@ def get_z3fold_header(pool: Z3foldPool, handle: int) -> Z3foldHeader:
         lock.read_unlock()
         if locked:
             if not migrated:
-                return zhdr
+                return zhdr, slots, addr
             z3fold_page_unlock(zhdr)
         cpu_relax(pool.vm, "get_z3fold_header: retry")
 
@@ -216,9 +225,12 @@ def put_z3fold_header(zhdr: Z3foldHeader) -> None:
     z3fold_page_unlock(zhdr)
 
 
-def free_handle(pool: Z3foldPool, handle: int, zhdr: Z3foldHeader) -> None:
-    """free_handle(): clear the slot; free the slots structure once all four are clear."""
-    slots = pool.slots_cache.lookup(handle)
+def free_handle(pool: Z3foldPool, handle: int, zhdr: Z3foldHeader,
+                slots: BuddySlots | None = None) -> None:
+    """free_handle(): clear the slot; free the slots structure once all four are clear
+    (`slots`: the handle's, if the caller has looked them up)."""
+    if slots is None:
+        slots = pool.slots_cache.lookup(handle)
     idx = slot_index(handle)
     if slots.slot[idx] == 0:
         pool.warn("free_handle() of a handle whose slot is already clear")
@@ -240,5 +252,6 @@ def free_handle(pool: Z3foldPool, handle: int, zhdr: Z3foldHeader) -> None:
 
 __all__ = [
     "BuddySlots", "SlotsCache", "encode_handle", "free_handle", "get_z3fold_header",
-    "handle_to_buddy", "handle_to_chunks", "handle_to_z3fold_header", "put_z3fold_header",
+    "handle_to_buddy", "handle_to_chunks", "handle_to_z3fold_header", "locked_header_slot",
+    "put_z3fold_header",
 ]

@@ -35,7 +35,7 @@ from .handles import (
     _BUDDY,
     _SLOT_OFFSET,
     _SLOT_WORD,
-    _SLOTS_MASK,
+    SLOTS_SHIFT,
     handle_to_buddy,
     handle_to_chunks,
     handle_to_z3fold_header,
@@ -60,7 +60,7 @@ def _read_uncontended(pool: Z3fold, handle: int) -> tuple[Z3foldHeader, int] | N
     """The header a handle's slot points at and the slot's value, read once, where on one
     CPU the read lock would be taken at once and the header exists; None for the
     caller to take handle_to_z3fold_header() and friends (which lock, warn or raise)."""
-    slots = pool.slots_cache.live.get(handle & _SLOTS_MASK)
+    slots = pool.slots_cache.live.get(handle >> SLOTS_SHIFT)
     if slots is None or slots.lock.writer:
         return None
     value = slots.slot[(handle & _SLOT_OFFSET) // _SLOT_WORD]
@@ -110,7 +110,7 @@ def verify_pool(pool: Z3fold) -> None:
             _fail(f"handle {handle:#x}: {bud.name} of pfn {pfn:#x} has {chunks} chunks for "
                   f"{length} bytes")
         live_buddies[pfn] = live_buddies.get(pfn, 0) + 1
-        if (lookup(handle) if slot_value is None else live_slots[handle & _SLOTS_MASK]) \
+        if (lookup(handle) if slot_value is None else live_slots[handle >> SLOTS_SHIFT]) \
                 is not zhdr.slots:
             foreign[pfn] = foreign.get(pfn, 0) + 1
         # where z3fold_map() would put the object, without mapping it (a map

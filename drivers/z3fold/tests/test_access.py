@@ -110,3 +110,40 @@ def test_this_cpu_is_smp_processor_id(make_pool):
     seen = []
     vm.cpus.run([lambda: seen.append((pool.this_cpu(), smp_processor_id(vm))) for _ in range(2)])
     assert sorted(seen) == [(0, 0), (1, 1)]
+
+
+def _rotated_history(pool) -> list:
+    """Pages whose MIDDLE object became FIRST (first_num rotated by in-page compaction),
+    filled again and emptied: what each free left behind."""
+    seen = []
+    for round_ in range(6):
+        first, last, middle = (pool.store(bytes([round_ + i]) * 500) for i in range(3))
+        pool.free(first)
+        pool.free(last)
+        pool.run_workqueues()
+        zhdr = pool.header_of_handle(middle)
+        more = [pool.store(bytes([i]) * 300) for i in range(2)]
+        seen.append((zhdr.first_num, [pool.header_of_handle(h) is zhdr for h in more]))
+        for h in (*more, middle):
+            seen.append(pool.read(h))
+            pool.free(h)
+            seen.append((zhdr.first_chunks, zhdr.middle_chunks, zhdr.last_chunks,
+                         zhdr.page.private, sorted(pool.objects)))
+        pool.run_workqueues()
+    return seen
+
+
+def test_one_cpu_free_reads_the_slot_once_as_the_three_reads_do(make_pool):
+    """z3fold_free on one CPU takes header, buddy and slots from one read of the slot; the
+    same frees on pages whose first_num is rotated leave what the three reads leave."""
+    results = []
+    for short in (True, False):
+        vm, pool = make_pool(nr_pages=512)
+        pool.uniprocessor = short
+        seen = _rotated_history(pool)
+        pool.verify()
+        results.append((seen, _state(vm, pool)))
+    assert results[0] == results[1]
+    rotated = [s for s in results[0][0] if isinstance(s, tuple) and len(s) == 2]
+    assert any(first_num for first_num, _ in rotated)
+    assert any(all(same) for first_num, same in rotated if first_num)

@@ -7,7 +7,7 @@ import pytest
 
 from mmplug_z3fold import flags as zf
 from mmplug_z3fold.flags import Buddy
-from mmplug_z3fold.handles import handle_to_buddy
+from mmplug_z3fold.handles import SLOTS_SHIFT, handle_to_buddy
 
 
 def _full_page(pool, first=600, last=900, middle=700):
@@ -108,7 +108,7 @@ def test_freeing_a_moved_object_drops_the_foreign_handle_and_its_slots(make_pool
     assert target.slots is not old_slots
     pool.free(b)
     assert target.foreign_handles == 0
-    assert old_slots.addr not in pool.slots_cache.live
+    assert old_slots.addr >> SLOTS_SHIFT not in pool.slots_cache.live
     pool.run_workqueues()
     st = steps(vm)
     assert st.isolate(target.page)
