@@ -109,7 +109,8 @@ def check_lru(vm: VM, page: Page, owner: Any, mapping: AddressSpace | None,
 def call_isolate(vm: VM, mapping: AddressSpace, page: Page, mode: int) -> bool:
     """a_ops->isolate_page(page, mode), checked (ISO-2)."""
     try:
-        ret = mapping.a_ops.isolate_page(page, mode)  # type: ignore[union-attr]  # a destroyed instance's: the driver's failure
+        # a_ops is None once the instance is destroyed: that call fails as the driver's
+        ret = mapping.a_ops.isolate_page(page, mode)  # type: ignore[union-attr]
     except ContractViolation as exc:
         exc.with_context(driver=mapping.driver, hook="isolate_page", page=page)
         raise
@@ -137,7 +138,8 @@ def call_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
     owner = page.lru
     newref = newpage._refcount
     try:
-        rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)  # type: ignore[union-attr]  # a destroyed instance's: the driver's failure
+        # a_ops is None once the instance is destroyed: that call fails as the driver's
+        rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)  # type: ignore[union-attr]
     except ContractViolation as exc:
         exc.with_context(driver=mapping.driver, hook="migratepage", page=page)
         raise
@@ -226,7 +228,8 @@ def _after_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
 def call_putback(vm: VM, mapping: AddressSpace, page: Page) -> None:
     """a_ops->putback_page(page), checked (PUT-2)."""
     try:
-        ret = mapping.a_ops.putback_page(page)  # type: ignore[union-attr]  # a destroyed instance's: the driver's failure
+        # a_ops is None once the instance is destroyed: that call fails as the driver's
+        ret = mapping.a_ops.putback_page(page)  # type: ignore[union-attr]
     except ContractViolation as exc:
         exc.with_context(driver=mapping.driver, hook="putback_page", page=page)
         raise
