@@ -94,6 +94,11 @@ class ZsPool:
         self.size_class: list[SizeClass] = build_size_classes(
             self.layout, lambda: spinlock(vm, "zsmalloc size_class->lock"))
         self.huge_class_size = huge_class_size(self.size_class)
+        #: zs_malloc's size -> its class (size_class[get_size_class_index(size +
+        #: ZS_HANDLE_SIZE)]) for every size it takes, worked out once
+        self.class_by_size: list[SizeClass] = [
+            self.size_class[self.layout.size_class_index(size + ZS_HANDLE_SIZE)]
+            for size in range(self.layout.max_alloc_size + 1)]
         self.handles = HandleTable()
         self.struct_pages = StructPages()
         #: the zone's memory, where objects and their metadata words live
@@ -234,7 +239,7 @@ class ZsPool:
             return 0
         handles = self.handles
         handle = handles.alloc()
-        cls = self.size_class[self.layout.size_class_index(size + ZS_HANDLE_SIZE)]
+        cls = self.class_by_size[size]
         with cls.lock:
             zspage = cls.find_get_zspage()
             if zspage is not None:

@@ -228,3 +228,16 @@ def test_zspages_of_one_class_get_the_same_free_lists(make_pool):
             assert pool.struct_pages.units(page) == units
     pool.verify()   # walks each zspage's free list through its words
     assert [pool.read(h) for h in handles] == [bytes([i % 251]) * 3000 for i in range(40)]
+
+
+@pytest.mark.parametrize("page_size", [2048, 4096])
+def test_the_class_of_each_size_is_get_size_class_index(make_pool, page_size):
+    """zs_malloc looks a size's class up in a table made from get_size_class_index()."""
+    _, pool = make_pool(nr_pages=512, page_size=page_size)
+    layout = pool.layout
+    assert len(pool.class_by_size) == layout.max_alloc_size + 1
+    for size in range(1, layout.max_alloc_size + 1):
+        idx = -(-(size + ZS_HANDLE_SIZE - layout.min_alloc_size) // layout.class_delta)
+        expect = pool.size_class[min(layout.nr_classes - 1, max(idx, 0))]
+        assert pool.class_by_size[size] is expect is \
+            pool.size_class[layout.size_class_index(size + ZS_HANDLE_SIZE)]
