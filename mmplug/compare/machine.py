@@ -31,7 +31,7 @@ from .trace import Event
 
 def object_bytes(key: int, size: int) -> bytes:
     """The contents of object `key`: distinct per object, cheap to make again for checking."""
-    block = blake2b(key.to_bytes(8, "little"), digest_size=64).digest()
+    block = blake2b(key.to_bytes(8, "little")).digest()    # 64 bytes, blake2b's own size
     if size & 63:
         return (block * ((size >> 6) + 1))[:size]
     return block * (size >> 6)
@@ -77,6 +77,8 @@ class Machine:
         self.pinned: set[int] = set()
         self.mapped: set[int] = set()
         self.asked: dict[str, set[int]] = {"pin": set(), "map": set()}
+        #: the two sets of `asked`, for op_free's look on every free
+        self._asked_pin, self._asked_map = self.asked["pin"], self.asked["map"]
         self.holding = False
         self.last_store_rejected = False
         self.trace: list[Event] | None = [] if record else None
@@ -159,9 +161,9 @@ class Machine:
     def op_free(self, key: int) -> bool:
         if key in self.objects:
             # (pinned and mapped objects are among those asked for)
-            if key in self.asked["pin"]:
+            if key in self._asked_pin:
                 self.op_unpin(key)
-            if key in self.asked["map"]:
+            if key in self._asked_map:
                 self.op_unmap(key)
             self.guarded.free(self.objects.pop(key))
             del self.expect[key]
@@ -318,10 +320,11 @@ class Machine:
         """
         verified = lost = corrupted = 0
         first_problem = ""
+        read, expect = self.guarded.read, self.expect
         for key, handle in self.objects.items():
-            size, digest = self.expect[key]
+            size, digest = expect[key]
             try:
-                got = self.read(handle)
+                got = read(handle)
             except ContractViolation as exc:
                 if isinstance(exc.__cause__, CallbackTimeout):
                     self.usable = False

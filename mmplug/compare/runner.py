@@ -192,11 +192,15 @@ def run_workload(m: Machine, w: Workload, phase: PhaseHook | None = None) -> Non
         next_id = _fill(m, w, rng, next_id, phase and (lambda f, of=of: phase(f"fill{of}", f)))
         if phase:
             phase(f"free{of}", None)
-        # free
+        # free (with nothing to record, each event is its op, as in _fill)
+        unrecorded, free = m.trace is None, m.ops["free"]
         for ids, fraction in ((list(m.objects), w.free_driver), (list(m.lru_keys), w.free_lru),
                               (list(m.slabs), w.free_slab)):
             for key in _choose_frees(ids, fraction, w.free_pattern, rng.free):
-                m.execute(("free", key))
+                if unrecorded:
+                    free(key)
+                else:
+                    m.execute(("free", key))
         # compaction, with knobs held while it runs
         if phase:
             phase(f"compaction{of}", None)
@@ -234,6 +238,11 @@ def run_workload(m: Machine, w: Workload, phase: PhaseHook | None = None) -> Non
 
 
 def _run(m: Machine, events: list[tuple[Any, ...]]) -> None:
+    if m.trace is None:
+        ops = m.ops
+        for ev in events:
+            ops[ev[0]](*ev[1:])
+        return
     for ev in events:
         m.execute(ev)
 

@@ -64,3 +64,17 @@ def test_the_shipped_sample_trace_replays():
     r = run_one(host(), KNOBPOOL, trace)
     assert r["status"] == "ok" and r["integrity"]["objects_lost"] == 0
     assert r["counters"]["compact_migrate_scanned"] > 0
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_a_run_that_records_nothing_gives_the_metrics_of_a_recorded_one(cpus):
+    """Unrecorded, the free phase and the compaction triggers call the ops directly;
+    the metrics are those of the run that goes through Machine.execute()."""
+    h = host()
+    w = tiny(seed=9, cpus=cpus, free_during=0.05, rounds=2)
+    recorded = run_one(h, KNOBPOOL, w, record=True)
+    direct = run_one(h, KNOBPOOL, w)
+    assert recorded["_trace"] and direct["_trace"] is None
+    assert recorded["status"] == direct["status"] == "ok", recorded["error"]
+    assert without_wall(recorded) == without_wall(direct)
+    assert direct["workload_stats"]["frees"] > 100 and direct["workload_stats"]["pins"] > 0

@@ -56,7 +56,8 @@ class Z3fold(Z3foldPool):
                              f"{self.geometry.page_size} (-ENOSPC)")
         if not size:
             raise ValueError("z3fold: objects of 0 bytes are refused (-EINVAL)")
-        self.run_workqueues()
+        if self.compact_wq.items or self.release_wq.items:
+            self.run_workqueues()
         rc, handle = z3fold_alloc(self, size, self.gfp)
         if rc == -ENOMEM:
             raise NoMemory("z3fold: no page for a new object")
@@ -76,9 +77,11 @@ class Z3fold(Z3foldPool):
         # reclaim's writeback), exactly one goes on, as zswap's tree lock decides.
         if self.objects.pop(handle, None) is None:
             raise KeyError(f"z3fold: no live object with handle {handle:#x}")
-        self.run_workqueues()
-        for _ in range(self.held_maps.pop(handle, 0)):
-            z3fold_unmap(self, handle)
+        if self.compact_wq.items or self.release_wq.items:
+            self.run_workqueues()
+        if self.held_maps:
+            for _ in range(self.held_maps.pop(handle, 0)):
+                z3fold_unmap(self, handle)
         z3fold_free(self, handle)
 
     def destroy(self) -> None:

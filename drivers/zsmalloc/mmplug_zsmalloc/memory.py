@@ -48,7 +48,8 @@ class PageMemory:
         view = page_address(page)
         return [int.from_bytes(view[o:o + WORD], "little") for o in range(off, end, step)]
 
-    def write_every(self, page: Page, off: int, step: int, values: range | list[int]) -> None:
+    def write_every(self, page: Page, off: int, step: int,
+                    values: range | list[int] | array) -> None:
         """values[i] into the word at off + i * step."""
         view = page_address(page)
         for i, value in enumerate(values):
@@ -87,7 +88,8 @@ class ZoneMemory(PageMemory):
         base = (page.pfn - self.start_pfn) * self.page_words
         return self.words[base + (off >> 3):base + ((end + WORD - 1) >> 3):step >> 3].tolist()
 
-    def write_every(self, page: Page, off: int, step: int, values: range | list[int]) -> None:
+    def write_every(self, page: Page, off: int, step: int,
+                    values: range | list[int] | array) -> None:
         n = len(values)
         if not n:
             return
@@ -104,8 +106,8 @@ class ZoneMemory(PageMemory):
         self.bytes[at:at + len(data)] = data
 
 
-def _word_array(values: range | list[int]) -> array:
-    return array("Q", values)
+def _word_array(values: range | list[int] | array) -> array:
+    return values if isinstance(values, array) else array("Q", values)
 
 
 def zone_memory(ram: LinearMap) -> PageMemory:

@@ -94,6 +94,11 @@ class ZsPool:
         self.size_class: list[SizeClass] = build_size_classes(
             self.layout, lambda: spinlock(vm, "zsmalloc size_class->lock"))
         self.huge_class_size = huge_class_size(self.size_class)
+        #: zs_malloc's size -> its class (size_class[get_size_class_index(size +
+        #: ZS_HANDLE_SIZE)]) for every size it takes, worked out once
+        self.class_by_size: list[SizeClass] = [
+            self.size_class[self.layout.size_class_index(size + ZS_HANDLE_SIZE)]
+            for size in range(self.layout.max_alloc_size + 1)]
         self.handles = HandleTable()
         self.struct_pages = StructPages()
         #: the zone's memory, where objects and their metadata words live
@@ -234,7 +239,7 @@ class ZsPool:
             return 0
         handles = self.handles
         handle = handles.alloc()
-        cls = self.size_class[self.layout.size_class_index(size + ZS_HANDLE_SIZE)]
+        cls = self.class_by_size[size]
         with cls.lock:
             zspage = cls.find_get_zspage()
             if zspage is not None:
@@ -263,9 +268,12 @@ class ZsPool:
         """zs_free(): an isolated zspage emptied here is left to putback/migration (DRV-Z5)."""
         if not handle:
             return
-        self.pin_tag(handle)
-        obj = self.handles.words[handle]
-        f_page, _ = obj_to_location(self.layout, obj, self.pfn_to_page)
+        handles = self.handles
+        if not handles.trypin(handle):    # pin_tag(), whose uncontended case is one trylock
+            self.pin_tag(handle)
+        obj = handles.words[handle]
+        # obj_to_location(), inline as in _map()
+        f_page = self.pfn_to_page(obj >> OBJ_TAG_BITS >> self.layout.obj_index_bits)
         zspage = get_zspage(f_page)
         zspage.lock.read_lock()
         cls = self.size_class[zspage.class_idx]
@@ -279,8 +287,8 @@ class ZsPool:
                 zspage.lock.read_unlock()
                 if not isolated:
                     self.free_zspage(cls, zspage)
-        self.handles.unpin(handle)
-        self.handles.free(handle)
+        handles.unpin(handle)
+        handles.free(handle)
 
     def _map(self, handle: int) -> tuple[SizeClass, Zspage, Page, int]:
         """zs_map_object()'s first half: pin, migrate read lock, locate (returns locked).
@@ -363,7 +371,8 @@ class ZsPool:
     # --- the instance protocol ----------------------------------------------------------
     def store(self, data: bytes) -> int:
         """zs_malloc + write the bytes through a WO mapping."""
-        self._check_alive()
+        if self.destroyed:
+            self._check_alive()
         if len(data) > self.layout.page_size:
             raise ValueError(f"zsmalloc: object of {len(data)} bytes exceeds the largest "
                              f"class ({self.max_object_size} bytes)")
@@ -380,13 +389,17 @@ class ZsPool:
 
     def read(self, handle: int) -> bytes:
         """The stored bytes, through a RO mapping."""
-        self._check_alive()
-        return self.map_read(handle, self._length(handle))
+        if self.destroyed:
+            self._check_alive()
+        length = self.lengths.get(handle)
+        return self.map_read(handle, self._length(handle) if length is None else length)
 
     def free(self, handle: int) -> None:
         """zs_free."""
-        self._check_alive()
-        self._length(handle)
+        if self.destroyed:
+            self._check_alive()
+        if handle not in self.lengths:
+            self._length(handle)    # raises the KeyError that names the pool
         if handle in self.knob_pins:
             # The pinning user frees its own object: the pin goes with it.
             self.unpin(handle)

@@ -208,6 +208,9 @@ class SizeClass:
     #: one object per one-page zspage: no handle header, the handle lives in the page
     #: (create_page_chain marks such pages PageHugeObject)
     huge: bool = field(init=False)
+    #: what init_zspage() writes into each subpage of a new zspage (the same for every
+    #: zspage of the class): made by the first one (zspage.free_link_plan)
+    free_links: Any = field(init=False, default=None)
 
     @huge.default
     def _huge(self) -> bool:

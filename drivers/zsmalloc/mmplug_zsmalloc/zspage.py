@@ -16,6 +16,7 @@ next free object (<< 1); an allocated one's is `handle | OBJ_ALLOCATED_TAG`
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -175,26 +176,42 @@ def init_zspage(sp: StructPages, mem: PageMemory, cls: SizeClass, zspage: Zspage
 
     Object i's first word links object i + 1; the last object of a subpage
     (possibly spilling over) links the first of the next one, and the very
-    last object ends the list.  Each subpage's links are one strided store.
+    last object ends the list.  Each subpage's links are one strided store of
+    words that depend on the class alone (free_link_plan).
     """
+    plan = cls.free_links
+    if plan is None:
+        plan = cls.free_links = free_link_plan(cls, page_size)
     size = cls.size
-    freeobj = 1
-    off = 0
     page = zspage.first_page
-    while page is not None:
+    for off, links in plan:
+        if page is None:
+            raise AssertionError(f"init_zspage: {zspage!r} has fewer subpages than its class")
         fields = sp.fields[page]
         fields.units = off
+        mem.write_every(page, off, size, links)
+        page = None if fields.huge else fields.freelist    # get_next_page()
+    zspage.freeobj = 0
+
+
+def free_link_plan(cls: SizeClass, page_size: int) -> tuple[tuple[int, array], ...]:
+    """Per subpage of a fresh zspage of `cls`: (page->units, the free-list words of the
+    objects that start in it, at units, units + size, ...)."""
+    size = cls.size
+    plan = []
+    freeobj = 1
+    off = 0
+    for i in range(cls.pages_per_zspage):
         # objects starting in this subpage: at off, off + size, ... below page_size
         n = -(-(page_size - off) // size)
-        next_page = None if fields.huge else fields.freelist    # get_next_page()
-        links = range(freeobj << OBJ_TAG_BITS, (freeobj + n) << OBJ_TAG_BITS, 1 << OBJ_TAG_BITS)
-        if next_page is None:
-            links = [*links[:-1], FREELIST_END]
-        mem.write_every(page, off, size, links)
+        links = array("Q", range(freeobj << OBJ_TAG_BITS, (freeobj + n) << OBJ_TAG_BITS,
+                                 1 << OBJ_TAG_BITS))
+        if i == cls.pages_per_zspage - 1:
+            links[-1] = FREELIST_END
+        plan.append((off, links))
         freeobj += n
         off = (off + n * size) % page_size
-        page = next_page
-    zspage.freeobj = 0
+    return tuple(plan)
 
 
 def _nth_subpage(sp: StructPages, zspage: Zspage, n: int) -> Page:

@@ -8,14 +8,17 @@ from itertools import pairwise
 import pytest
 
 from mmplug import NoMemory
-from mmplug_zsmalloc.handle import location_to_obj, obj_to_location
+from mmplug_zsmalloc.handle import FREELIST_END, location_to_obj, obj_to_location
 from mmplug_zsmalloc.sizeclass import (
+    OBJ_TAG_BITS,
     ZS_HANDLE_SIZE,
     Fullness,
     Layout,
+    build_size_classes,
     distinct_classes,
     get_pages_per_zspage,
 )
+from mmplug_zsmalloc.zspage import free_link_plan
 
 
 def test_layout_constants_for_4k_pages_are_the_kernels():
@@ -187,3 +190,54 @@ def test_zs_compact_frees_exactly_what_zs_can_compact_predicts(make_pool, steps)
     pool.verify()
     for h, d in data.items():
         assert pool.read(h) == d
+
+
+@pytest.mark.parametrize("page_size", [2048, 4096, 16384])
+def test_the_free_link_plan_is_the_object_by_object_free_list(page_size):
+    """init_zspage() writes each class's plan: object i's first word links object i + 1
+    (the last ends the list), in the subpage and at the offset where object i starts.
+    As in the kernel, a slot that starts in the zspage's last subpage but runs past its
+    end gets a link too (and ends the list)."""
+    layout = Layout.for_page_size(page_size)
+    for cls in distinct_classes(build_size_classes(layout, lambda: None)):
+        expect: dict[int, dict[int, int]] = {}
+        starts = -(-cls.pages_per_zspage * page_size // cls.size)
+        for i in range(starts):
+            start = i * cls.size
+            link = FREELIST_END if i == starts - 1 else (i + 1) << OBJ_TAG_BITS
+            expect.setdefault(start // page_size, {})[start % page_size] = link
+        plan = free_link_plan(cls, page_size)
+        assert len(plan) == cls.pages_per_zspage
+        for sub, (units, links) in enumerate(plan):
+            words = expect[sub]
+            assert units == min(words), (cls, sub)
+            assert dict(zip(range(units, page_size, cls.size), links, strict=True)) == words
+
+
+def test_zspages_of_one_class_get_the_same_free_lists(make_pool):
+    """The plan is made once per class and written into every new zspage."""
+    vm, pool = make_pool(nr_pages=512)
+    handles = [pool.store(bytes([i % 251]) * 3000) for i in range(40)]
+    cls = pool.size_class[pool.layout.size_class_index(3000 + ZS_HANDLE_SIZE)]
+    assert cls.pages_per_zspage > 1 and cls.free_links is not None
+    zspages = [z for z in pool.zspages if pool.class_of(z) is cls]
+    assert len(zspages) > 2
+    for zspage in zspages:
+        for page, (units, _) in zip(pool.struct_pages.chain(zspage), cls.free_links,
+                                    strict=True):
+            assert pool.struct_pages.units(page) == units
+    pool.verify()   # walks each zspage's free list through its words
+    assert [pool.read(h) for h in handles] == [bytes([i % 251]) * 3000 for i in range(40)]
+
+
+@pytest.mark.parametrize("page_size", [2048, 4096])
+def test_the_class_of_each_size_is_get_size_class_index(make_pool, page_size):
+    """zs_malloc looks a size's class up in a table made from get_size_class_index()."""
+    _, pool = make_pool(nr_pages=512, page_size=page_size)
+    layout = pool.layout
+    assert len(pool.class_by_size) == layout.max_alloc_size + 1
+    for size in range(1, layout.max_alloc_size + 1):
+        idx = -(-(size + ZS_HANDLE_SIZE - layout.min_alloc_size) // layout.class_delta)
+        expect = pool.size_class[min(layout.nr_classes - 1, max(idx, 0))]
+        assert pool.class_by_size[size] is expect is \
+            pool.size_class[layout.size_class_index(size + ZS_HANDLE_SIZE)]
