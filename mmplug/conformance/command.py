@@ -162,18 +162,18 @@ def check_driver(
     limit = time_limit(timeout)
     memory = memory_budget(memory_limit)
 
-    header: list[str] = []
     progress = Progress(sys.stderr)
     printer = Printer()
+
+    def start(report: Report) -> None:
+        # the seed of every random choice, before any check runs or shows its progress
+        if not to_stdout:
+            typer.echo(f"check-driver {report.driver}: seed {report.seed}", file=out)
 
     def show(result: CheckResult) -> None:
         progress.clear()
         if to_stdout:
             return
-        if not header:
-            # the seed of every random choice, printed before the first check
-            header.append(f"check-driver {result.driver}: seed {seed}")
-            typer.echo(header[0], file=out)
         for line in printer.result(result):
             typer.echo(line, file=out)
 
@@ -182,7 +182,8 @@ def check_driver(
             report = run_suite(driver, seed=seed, select=tuple(select or ()), quick=quick,
                                races=races, max_examples=max_examples, replay=replay,
                                exit_first=exit_first, on_result=show, timeout=limit,
-                               memory=memory, on_progress=progress.update)
+                               memory=memory, on_progress=progress.update,
+                               on_start=start)
     except (UsageError, PluginError):
         progress.clear()
         raise  # cli.main() prints one line: exit 2 / exit 4

@@ -104,7 +104,8 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
               on_result: Callable[[CheckResult], Any] | None = None,
               timeout: float | None = 2.0, memory: int | None = None,
               driver_options: dict[str, Any] | None = None,
-              on_progress: Callable[[str, int, int], Any] | None = None) -> Report:
+              on_progress: Callable[[str, int, int], Any] | None = None,
+              on_start: Callable[[Report], Any] | None = None) -> Report:
     """Run the conformance suite on `driver` and return the Report.
 
     `driver` is an entry-point name, a dotted module path or a .py file.
@@ -118,9 +119,11 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
     bound); `driver_options` go to the driver's factory for every instance (a
     driver's own tests check a variant of it, e.g. {"bugs": {"BUG-6"}});
     `on_progress(check_id, done, total)` is told how far a long check (FUZZ,
-    RACE) got.  Every option is checked before the driver is loaded.  Raises
-    UsageError (bad option, unknown driver), PluginError (the driver does not
-    load or validate) or InternalError.
+    RACE) got; `on_start(report)` is called once the driver is loaded, before the
+    first check, with the still empty report (its driver name and seed).  Every
+    option is checked before the driver is loaded.  Raises UsageError (bad option,
+    unknown driver), PluginError (the driver does not load or validate) or
+    InternalError.
     """
     if replay:
         races = True
@@ -137,6 +140,8 @@ def run_suite(driver: str, *, seed: int = 0, select: Iterable[str] = (), quick: 
         info = loaded.info
         report = Report(driver=info.name, driver_version=info.version,
                         mmplug_version=__version__, seed=seed)
+        if on_start is not None:
+            on_start(report)
         start = time.perf_counter()
         primary: dict[str, int] = {}
         for chk in checks:

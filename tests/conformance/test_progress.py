@@ -7,7 +7,9 @@ import io
 import json
 
 from commandline.clihelp import SIMPLEPOOL, run
+from mmplug.cli import main
 from mmplug.conformance.progress import Progress
+from mmplug.conformance.runner import run_suite
 
 
 class Clock:
@@ -57,3 +59,30 @@ def test_progress_goes_to_stderr_never_to_the_report(capsys) -> None:
     code, out, err = run(capsys, "check-driver", SIMPLEPOOL, "--quick", "-k", "RACE", "--json")
     assert code == 0 and json.loads(out)["totals"]["total"] == 1
     assert err == "RACE/explore: running, 80 steps\n"
+
+
+def test_the_header_comes_before_the_first_progress_line(monkeypatch) -> None:
+    """The seed is the first thing a run says, even when a long check is the first to run
+    (on a terminal stdout and stderr are one screen)."""
+    screen = io.StringIO()
+    monkeypatch.setattr("sys.stdout", screen)
+    monkeypatch.setattr("sys.stderr", screen)
+    try:
+        main(["check-driver", SIMPLEPOOL, "--quick", "-k", "FUZZ", "--seed", "3"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    lines = screen.getvalue().splitlines()
+    assert lines[:2] == ["check-driver simplepool: seed 3",
+                         "FUZZ/state-machine: running, 10 steps"]
+
+
+def test_run_suite_says_it_started_before_any_check() -> None:
+    events: list[str] = []
+    report = run_suite(SIMPLEPOOL, quick=True, select=("FUZZ",), seed=4,
+                       on_start=lambda r: events.append(f"start {r.driver} {r.seed} "
+                                                        f"{len(r.results)}"),
+                       on_progress=lambda check, done, total: events.append(check),
+                       on_result=lambda r: events.append("result"))
+    assert report.passed
+    assert events[0] == "start simplepool 4 0" and events[1] == "FUZZ/state-machine"
+    assert events[-1] == "result" and events.count("start simplepool 4 0") == 1
