@@ -217,7 +217,7 @@ def _clear_page_movable(page: Page) -> None:
     if not page.flags & LOCKED:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not locked",
                                 page=page)
-    if not _page_movable(page):
+    if movable_mapping(page) is None:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not PageMovable",
                                 page=page)
     page.mapping &= PAGE_MAPPING_MOVABLE
