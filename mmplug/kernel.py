@@ -202,6 +202,9 @@ def clear_page_movable(page: Page) -> None:
     cpus = page.zone.cpus
     if cpus.schedules:
         cpus.point("__ClearPageMovable", page)
+    if page.flags & _page.LOCKED and _page.movable_mapping(page) is not None:
+        page.mapping &= PAGE_MAPPING_MOVABLE       # the usual case, in place
+        return
     _page._clear_page_movable(page)
 
 
@@ -245,10 +248,11 @@ def page_address(page: Page) -> memoryview:
 
 def copy_highpage(to: Page, frm: Page) -> None:
     """copy_highpage(to, from): copy a whole page (a point: readers may run meanwhile)."""
-    cpus = to.zone.cpus
+    zone = to.zone
+    cpus = zone.cpus
     if cpus.schedules:
         cpus.point("copy_highpage", frm)
-    to.zone.copy_page(to, frm)
+    zone.copy_page(to, frm)
 
 
 def page_private(page: Page) -> Any:

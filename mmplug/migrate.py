@@ -365,8 +365,13 @@ def _give_back(vm: VM, page: Page) -> None:
         putback_movable_page(vm, page, mapping)
     else:
         _released(vm, page)
-    cpus.unlock_page(page)
-    cpus.put_page(page)
+    flags = page.flags
+    if type(cpus) is SingleCPU and flags & LOCKED and page._refcount > 1:
+        page.flags = flags & ~LOCKED                # unlock_page() and put_page(), in place
+        page._refcount -= 1
+    else:
+        cpus.unlock_page(page)
+        cpus.put_page(page)
 
 
 def putback_movable_pages(vm: VM, pagelist: PageList) -> None:
@@ -592,7 +597,11 @@ def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | 
             # NR_ISOLATED_* counts LRU pages only (BUG-3)
             vm.zone.nr_isolated_lru -= 1
     if rc == MIGRATEPAGE_SUCCESS:
-        cpus.put_page(page)
+        if type(cpus) is SingleCPU and page._refcount == 1:
+            page._refcount = 0                          # put_page() of the last reference
+            page.zone.release_page(page)
+        else:
+            cpus.put_page(page)
         return rc
     if rc != -EAGAIN:
         if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:

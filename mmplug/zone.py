@@ -601,7 +601,12 @@ class Zone:
         # watermark_ok(0, mark): at order 0 only the count matters
         if self.nr_free_pages <= self.wmark_min + (1 << order):
             return 0
-        self._del_free(page, order)
+        # _del_free(), in place
+        self.free_area[order][page.lru].remove(page.pfn)
+        self.nr_free[order] -= 1
+        page.flags = 0
+        page.private = 0
+        page.lru = None
         self.nr_free_pages -= 1 << order
         if order >= self.pageblock_order - 1:
             end = page.pfn + (1 << order)
