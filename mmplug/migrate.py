@@ -147,6 +147,12 @@ def call_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
         rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)  # type: ignore[union-attr]
     except BaseException as exc:
         _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
+    if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS and page.flags & newpage.flags & LOCKED
+            and page.lru is owner and page.mapping == PAGE_MAPPING_MOVABLE
+            and newpage.mapping == mapping.handle | PAGE_MAPPING_MOVABLE
+            and newpage._refcount > 1 and page._refcount == 1
+            and vm.listeners.mmplug_after_migratepage is None):
+        return rc   # the usual success, which every check below passes
     return _migratepage_returned(vm, mapping, newpage, page, mode, rc, owner, newref)
 
 
@@ -462,11 +468,19 @@ def _move_lru_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
 
 
 def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) -> int:
-    """__unmap_and_move() (mm/migrate.c): the page locks, writeback, then move (MIG-4, MIG-5)."""
+    """__unmap_and_move() (mm/migrate.c): the page locks, writeback, then move (MIG-4, MIG-5).
+
+    On one plain CPU (`SingleCPU`) a lock that is free is taken, and one that is held
+    dropped, in place, as is the reference on newpage that is not the last: the
+    backend's calls were a good part of the cost of a migrated page.
+    """
     cpus = vm.cpus
+    one_cpu = type(cpus) is SingleCPU
     rc = -EAGAIN
     is_lru = page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
-    if not cpus.trylock_page(page):
+    if one_cpu and not page.flags & LOCKED:
+        page.flags |= LOCKED
+    elif not cpus.trylock_page(page):
         if not force or mode == MigrateMode.ASYNC:
             return rc                                            # out
         # Direct compaction must not sleep on a page lock: its holder may be
@@ -484,75 +498,26 @@ def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) 
             return rc
         vm.wait_on_page_writeback(page)
     # Nobody may reach newpage's contents before they are complete.
-    if not cpus.trylock_page(newpage):
+    if one_cpu and not newpage.flags & LOCKED:
+        newpage.flags |= LOCKED
+    elif not cpus.trylock_page(newpage):
         cpus.unlock_page(page)                                   # out_unlock
         return rc
     rc = move_to_new_page(vm, newpage, page, mode)
-    cpus.unlock_page(newpage)                                    # out_unlock_both
-    cpus.unlock_page(page)
+    if one_cpu and newpage.flags & page.flags & LOCKED:         # out_unlock_both
+        newpage.flags &= ~LOCKED
+        page.flags &= ~LOCKED
+    else:
+        cpus.unlock_page(newpage)
+        cpus.unlock_page(page)
     if rc == MIGRATEPAGE_SUCCESS:
         if is_lru:
             putback_lru_page(vm, newpage)
+        elif one_cpu and newpage._refcount > 1:
+            newpage._refcount -= 1
         else:
             # The driver holds its own reference; this drops the allocation's.
             cpus.put_page(newpage)
-    return rc
-
-
-def __unmap_and_move_one_cpu(vm: VM, page: Page, newpage: Page, mode: int) -> int:
-    """__unmap_and_move(), move_to_new_page() and call_migratepage() in one frame, for the
-    usual case on one plain CPU (`SingleCPU`): a non-LRU page tagged movable and
-    PG_isolated, not under writeback, both page locks free (the caller checks).
-
-    The same steps in the same order with the same results; a result that is not a
-    clean success is judged by call_migratepage()'s own code.  tests/test_fast_path.py
-    runs both paths on the same cases, failures included.
-    """
-    # __unmap_and_move(): both trylock_page() calls succeed
-    page.flags |= LOCKED
-    newpage.flags |= LOCKED
-    # move_to_new_page(): PG_isolated was checked by the caller
-    mapping = movable_mapping(page)
-    if mapping is None:
-        # Released by the driver after isolation: nothing to migrate.
-        _released(vm, page)
-        rc = MIGRATEPAGE_SUCCESS
-    else:
-        # call_migratepage()
-        owner = page.lru
-        newref = newpage._refcount
-        try:
-            # a_ops is None once the instance is destroyed: that call fails as the driver's
-            rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)  # type: ignore[union-attr]
-        except BaseException as exc:
-            _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
-        if not (type(rc) is int and rc == MIGRATEPAGE_SUCCESS
-                and page.flags & newpage.flags & LOCKED and page.lru is owner
-                and page.mapping == PAGE_MAPPING_MOVABLE
-                and newpage.mapping == mapping.handle | PAGE_MAPPING_MOVABLE
-                and newpage._refcount > 1 and page._refcount == 1
-                and vm.listeners.mmplug_after_migratepage is None):
-            rc = _migratepage_returned(vm, mapping, newpage, page, mode, rc, owner, newref)
-        if rc == MIGRATEPAGE_SUCCESS:
-            _migrated(vm, page, mapping)
-    # out_unlock_both: unlock_page() of a page still locked, as call_migratepage() has
-    # seen both (a listener of its event may not have left them so: LCK-2 then)
-    flags = newpage.flags
-    if flags & LOCKED:
-        newpage.flags = flags & ~LOCKED
-    else:
-        vm.cpus.unlock_page(newpage)
-    flags = page.flags
-    if flags & LOCKED:
-        page.flags = flags & ~LOCKED
-    else:
-        vm.cpus.unlock_page(page)
-    if rc == MIGRATEPAGE_SUCCESS:
-        # The driver holds its own reference; this drops the allocation's.
-        if newpage._refcount > 1:
-            newpage._refcount -= 1
-        else:
-            vm.cpus.put_page(newpage)
     return rc
 
 
@@ -585,10 +550,6 @@ def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | 
             cpus.unlock_page(page)
         _put_new(vm, put_new_page, newpage, private)
         rc = MIGRATEPAGE_SUCCESS
-    elif (type(cpus) is SingleCPU and page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE
-          and page.flags & (LOCKED | WRITEBACK | ISOLATED) == ISOLATED
-          and not newpage.flags & LOCKED):
-        rc = __unmap_and_move_one_cpu(vm, page, newpage, mode)
     else:
         rc = __unmap_and_move(vm, page, newpage, force, mode)
     if rc != -EAGAIN:
