@@ -38,6 +38,7 @@ from .constants import (  # noqa: F401  (re-exported for drivers)
     MIGRATEPAGE_SUCCESS,
     MigrateMode,
 )
+from .cpus.single import SingleCPU as _SingleCPU
 from .page import (  # noqa: F401
     PAGE_MAPPING_MOVABLE,
     Page,
@@ -51,9 +52,20 @@ if TYPE_CHECKING:
     from .vm import VM
 
 
+# On one plain CPU (`SingleCPU`, whose page operations are PageOperations' own) the
+# usual case of each is done in place: a driver calls these once or more per page it
+# stores or migrates, and the backend's call was half their cost.  Anything else (the
+# page locked, a reference missing or about to be the last, another backend) is the
+# backend's, which raises or frees as it always does.
+
 def trylock_page(page: Page) -> bool:
     """trylock_page(): take PG_locked if it is free; never sleeps."""
-    return page.zone.cpus.trylock_page(page)
+    cpus = page.zone.cpus
+    flags = page.flags
+    if type(cpus) is _SingleCPU and not flags & _page.LOCKED:
+        page.flags = flags | _page.LOCKED
+        return True
+    return cpus.trylock_page(page)
 
 
 def lock_page(page: Page) -> None:
@@ -63,12 +75,21 @@ def lock_page(page: Page) -> None:
 
 def unlock_page(page: Page) -> None:
     """unlock_page()."""
-    page.zone.cpus.unlock_page(page)
+    cpus = page.zone.cpus
+    flags = page.flags
+    if type(cpus) is _SingleCPU and flags & _page.LOCKED:
+        page.flags = flags & ~_page.LOCKED
+        return
+    cpus.unlock_page(page)
 
 
 def get_page(page: Page) -> None:
     """get_page(): take a reference."""
-    page.zone.cpus.get_page(page)
+    cpus = page.zone.cpus
+    if type(cpus) is _SingleCPU and page._refcount > 0:
+        page._refcount += 1
+        return
+    cpus.get_page(page)
 
 
 def get_page_unless_zero(page: Page) -> bool:
@@ -78,7 +99,11 @@ def get_page_unless_zero(page: Page) -> bool:
 
 def put_page(page: Page) -> None:
     """put_page(): drop a reference; the last one frees the page."""
-    page.zone.cpus.put_page(page)
+    cpus = page.zone.cpus
+    if type(cpus) is _SingleCPU and page._refcount > 1:
+        page._refcount -= 1
+        return
+    cpus.put_page(page)
 
 
 def PAGE_SIZE(vm: VM) -> int:
@@ -164,6 +189,11 @@ def set_page_movable(page: Page, mapping: Any) -> None:
     cpus = page.zone.cpus
     if cpus.schedules:
         cpus.point("__SetPageMovable", page)
+    if page.flags & _page.LOCKED:
+        word = mapping.handle
+        if not word & PAGE_MAPPING_MOVABLE:   # the usual case, in place
+            page.mapping = word | PAGE_MAPPING_MOVABLE
+            return
     _page._set_page_movable(page, mapping)
 
 
@@ -172,6 +202,9 @@ def clear_page_movable(page: Page) -> None:
     cpus = page.zone.cpus
     if cpus.schedules:
         cpus.point("__ClearPageMovable", page)
+    if page.flags & _page.LOCKED and _page.movable_mapping(page) is not None:
+        page.mapping &= PAGE_MAPPING_MOVABLE       # the usual case, in place
+        return
     _page._clear_page_movable(page)
 
 
@@ -215,10 +248,11 @@ def page_address(page: Page) -> memoryview:
 
 def copy_highpage(to: Page, frm: Page) -> None:
     """copy_highpage(to, from): copy a whole page (a point: readers may run meanwhile)."""
-    cpus = to.zone.cpus
+    zone = to.zone
+    cpus = zone.cpus
     if cpus.schedules:
         cpus.point("copy_highpage", frm)
-    to.zone.copy_page(to, frm)
+    zone.copy_page(to, frm)
 
 
 def page_private(page: Page) -> Any:

@@ -15,7 +15,7 @@ page and the rule when something is wrong.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .constants import (
     EAGAIN,
@@ -28,6 +28,7 @@ from .constants import (
     errno_name,
 )
 from .cpus.backend import PF_MEMALLOC
+from .cpus.single import SingleCPU
 from .errors import ContractViolation, DriverError
 from .page import (
     ISOLATED,
@@ -92,9 +93,18 @@ class PageList:
 
 # --- calling the driver ------------------------------------------------------------
 
-def _raised(mapping: AddressSpace, hook: str, page: Page, rule: str,
-            exc: BaseException) -> DriverError:
-    return driver_error(exc, rule, driver=mapping.driver, hook=hook, page=page)
+def _callback_raised(mapping: AddressSpace, hook: str, page: Page, rule: str,
+                     exc: BaseException) -> NoReturn:
+    """Raise what a driver callback that raised `exc` ends in (called while `exc` is being
+    handled): a ContractViolation the VM raised inside it, with the driver, the hook and the
+    page filled in; the user's Ctrl-C or a simulated CPU unwound, as it is; anything else,
+    the driver's failure of `rule`."""
+    if isinstance(exc, ContractViolation):
+        exc.with_context(driver=mapping.driver, hook=hook, page=page)
+        raise
+    if passes_through(exc):
+        raise
+    raise driver_error(exc, rule, driver=mapping.driver, hook=hook, page=page) from exc
 
 
 def check_lru(vm: VM, page: Page, owner: Any, mapping: AddressSpace | None,
@@ -111,13 +121,8 @@ def call_isolate(vm: VM, mapping: AddressSpace, page: Page, mode: int) -> bool:
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
         ret = mapping.a_ops.isolate_page(page, mode)  # type: ignore[union-attr]
-    except ContractViolation as exc:
-        exc.with_context(driver=mapping.driver, hook="isolate_page", page=page)
-        raise
     except BaseException as exc:
-        if passes_through(exc):  # the user's Ctrl-C, a simulated CPU unwound
-            raise
-        raise _raised(mapping, "isolate_page", page, "ISO-2", exc) from exc
+        _callback_raised(mapping, "isolate_page", page, "ISO-2", exc)
     if ret is not True and ret is not False:
         raise DriverError("ISO-2", f"isolate_page returned {ret!r} ({type(ret).__name__}); "
                           "expected True or False", driver=mapping.driver, hook="isolate_page",
@@ -140,13 +145,21 @@ def call_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
         rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)  # type: ignore[union-attr]
-    except ContractViolation as exc:
-        exc.with_context(driver=mapping.driver, hook="migratepage", page=page)
-        raise
     except BaseException as exc:
-        if passes_through(exc):  # the user's Ctrl-C, a simulated CPU unwound
-            raise
-        raise _raised(mapping, "migratepage", page, "MIG-8", exc) from exc
+        _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
+    if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS and page.flags & newpage.flags & LOCKED
+            and page.lru is owner and page.mapping == PAGE_MAPPING_MOVABLE
+            and newpage.mapping == mapping.handle | PAGE_MAPPING_MOVABLE
+            and newpage._refcount > 1 and page._refcount == 1
+            and vm.listeners.mmplug_after_migratepage is None):
+        return rc   # the usual success, which every check below passes
+    return _migratepage_returned(vm, mapping, newpage, page, mode, rc, owner, newref)
+
+
+def _migratepage_returned(vm: VM, mapping: AddressSpace, newpage: Page, page: Page, mode: int,
+                          rc: Any, owner: Any, newref: int) -> int:
+    """What call_migratepage() makes of migratepage's result `rc`: `owner` was page.lru
+    and `newref` newpage's refcount before the call (MIG-7, MIG-8)."""
     if type(rc) is int and rc < 0 and page.lru is owner and page.flags & newpage.flags & LOCKED:
         # the common failure: the pages must be as the driver found them, nothing else
         if newpage._refcount != newref or newpage.mapping or newpage.private or \
@@ -230,13 +243,8 @@ def call_putback(vm: VM, mapping: AddressSpace, page: Page) -> None:
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
         ret = mapping.a_ops.putback_page(page)  # type: ignore[union-attr]
-    except ContractViolation as exc:
-        exc.with_context(driver=mapping.driver, hook="putback_page", page=page)
-        raise
     except BaseException as exc:
-        if passes_through(exc):  # the user's Ctrl-C, a simulated CPU unwound
-            raise
-        raise _raised(mapping, "putback_page", page, "PUT-2", exc) from exc
+        _callback_raised(mapping, "putback_page", page, "PUT-2", exc)
     if ret is not None:
         raise DriverError("PUT-2", f"putback_page returned {ret!r}; it returns nothing",
                           driver=mapping.driver, hook="putback_page", page=page)
@@ -271,10 +279,14 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
     skips PageSlab pages before the lock.
     """
     cpus = vm.cpus
+    # one plain CPU: a reference, the lock and the unlock that cannot fail are done in place
+    one_cpu = type(cpus) is SingleCPU
     ev = vm.vmstat.events
     ev["isolate_attempt"] += 1
     # Pages being freed, or just freed, are not worth the cycles.
-    if not cpus.get_page_unless_zero(page):
+    if one_cpu and page._refcount:
+        page._refcount += 1
+    elif not cpus.get_page_unless_zero(page):
         ev["isolate_fail_refcount"] += 1
         return -EBUSY
     if page.flags & SLAB and vm.config.slab_fix:
@@ -291,7 +303,9 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         vm.warn_once("BUG-1", "trylock_page() on a slab page whose overlaid mapping word "
                      "passes __PageMovable: SLUB uses PG_locked as its slab_lock", page=page)
     # Never sleep: another compactor, a migration or a release may hold it.
-    if not cpus.trylock_page(page):
+    if one_cpu and not page.flags & LOCKED:
+        page.flags |= LOCKED
+    elif not cpus.trylock_page(page):
         ev["isolate_fail_locked"] += 1
         cpus.put_page(page)                                     # out_putpage
         return -EBUSY
@@ -310,10 +324,14 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
     if page.flags & ISOLATED:
         vm.warn_once("ISO-3", "the driver set PG_isolated itself in isolate_page",
                      page=page, mapping=mapping, hook="isolate_page")
-    page.flags |= ISOLATED
+    flags = page.flags
     vm.isolated[page] = mapping
     mapping.nr_isolated += 1
-    cpus.unlock_page(page)
+    if one_cpu and flags & LOCKED:
+        page.flags = flags & ~LOCKED | ISOLATED
+    else:
+        page.flags = flags | ISOLATED
+        cpus.unlock_page(page)
     ev["isolate_success"] += 1
     return 0
 
@@ -353,8 +371,13 @@ def _give_back(vm: VM, page: Page) -> None:
         putback_movable_page(vm, page, mapping)
     else:
         _released(vm, page)
-    cpus.unlock_page(page)
-    cpus.put_page(page)
+    flags = page.flags
+    if type(cpus) is SingleCPU and flags & LOCKED and page._refcount > 1:
+        page.flags = flags & ~LOCKED                # unlock_page() and put_page(), in place
+        page._refcount -= 1
+    else:
+        cpus.unlock_page(page)
+        cpus.put_page(page)
 
 
 def putback_movable_pages(vm: VM, pagelist: PageList) -> None:
@@ -408,15 +431,21 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
         return MIGRATEPAGE_SUCCESS
     rc = call_migratepage(vm, mapping, newpage, page, mode)
     if rc == MIGRATEPAGE_SUCCESS:
-        if not page.flags & ISOLATED:
-            vm.warn_once("MIG-6", "migratepage returned 0 but the page is no longer "
-                         "PG_isolated (the driver cleared it)", page=page, mapping=mapping,
-                         hook="migratepage")
-        # Cleared under the page lock so no compactor can try this page again.
-        page.flags &= ~ISOLATED
-        _end_isolation(vm, page)
-        vm.vmstat.events["bytes_copied"] += vm.zone.page_size
+        _migrated(vm, page, mapping)
     return rc
+
+
+def _migrated(vm: VM, page: Page, mapping: AddressSpace) -> None:
+    """The end of a successful move_to_new_page(): the page is no longer isolated."""
+    flags = page.flags
+    if not flags & ISOLATED:
+        vm.warn_once("MIG-6", "migratepage returned 0 but the page is no longer "
+                     "PG_isolated (the driver cleared it)", page=page, mapping=mapping,
+                     hook="migratepage")
+    # Cleared under the page lock so no compactor can try this page again.
+    page.flags = flags & ~ISOLATED
+    _end_isolation(vm, page)
+    vm.vmstat.events["bytes_copied"] += vm.zone.page_size
 
 
 def _move_lru_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
@@ -439,11 +468,19 @@ def _move_lru_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
 
 
 def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) -> int:
-    """__unmap_and_move() (mm/migrate.c): the page locks, writeback, then move (MIG-4, MIG-5)."""
+    """__unmap_and_move() (mm/migrate.c): the page locks, writeback, then move (MIG-4, MIG-5).
+
+    On one plain CPU (`SingleCPU`) a lock that is free is taken, and one that is held
+    dropped, in place, as is the reference on newpage that is not the last: the
+    backend's calls were a good part of the cost of a migrated page.
+    """
     cpus = vm.cpus
+    one_cpu = type(cpus) is SingleCPU
     rc = -EAGAIN
     is_lru = page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
-    if not cpus.trylock_page(page):
+    if one_cpu and not page.flags & LOCKED:
+        page.flags |= LOCKED
+    elif not cpus.trylock_page(page):
         if not force or mode == MigrateMode.ASYNC:
             return rc                                            # out
         # Direct compaction must not sleep on a page lock: its holder may be
@@ -461,15 +498,23 @@ def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) 
             return rc
         vm.wait_on_page_writeback(page)
     # Nobody may reach newpage's contents before they are complete.
-    if not cpus.trylock_page(newpage):
+    if one_cpu and not newpage.flags & LOCKED:
+        newpage.flags |= LOCKED
+    elif not cpus.trylock_page(newpage):
         cpus.unlock_page(page)                                   # out_unlock
         return rc
     rc = move_to_new_page(vm, newpage, page, mode)
-    cpus.unlock_page(newpage)                                    # out_unlock_both
-    cpus.unlock_page(page)
+    if one_cpu and newpage.flags & page.flags & LOCKED:         # out_unlock_both
+        newpage.flags &= ~LOCKED
+        page.flags &= ~LOCKED
+    else:
+        cpus.unlock_page(newpage)
+        cpus.unlock_page(page)
     if rc == MIGRATEPAGE_SUCCESS:
         if is_lru:
             putback_lru_page(vm, newpage)
+        elif one_cpu and newpage._refcount > 1:
+            newpage._refcount -= 1
         else:
             # The driver holds its own reference; this drops the allocation's.
             cpus.put_page(newpage)
@@ -513,7 +558,11 @@ def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | 
             # NR_ISOLATED_* counts LRU pages only (BUG-3)
             vm.zone.nr_isolated_lru -= 1
     if rc == MIGRATEPAGE_SUCCESS:
-        cpus.put_page(page)
+        if type(cpus) is SingleCPU and page._refcount == 1:
+            page._refcount = 0                          # put_page() of the last reference
+            page.zone.release_page(page)
+        else:
+            cpus.put_page(page)
         return rc
     if rc != -EAGAIN:
         if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:

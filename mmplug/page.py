@@ -155,7 +155,9 @@ def page_mapping(page: Page) -> AddressSpace | None:
     word = page.mapping
     if word & PAGE_MAPPING_ANON:
         return None
-    return _space_of(page, word)
+    # the usual case, one probe; _space_of for no space (0) and a word pointing nowhere
+    space = page.zone.mappings.get(word & ~PAGE_MAPPING_FLAGS)
+    return space if space is not None else _space_of(page, word)
 
 
 def _space_of(page: Page, word: int) -> AddressSpace | None:
@@ -217,7 +219,7 @@ def _clear_page_movable(page: Page) -> None:
     if not page.flags & LOCKED:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not locked",
                                 page=page)
-    if not _page_movable(page):
+    if movable_mapping(page) is None:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not PageMovable",
                                 page=page)
     page.mapping &= PAGE_MAPPING_MOVABLE

@@ -52,14 +52,15 @@ class PoolPlugin:
 
 
 def make_vm(plugin: Any = None, *, nr_pages: int = 2048, pageblock_order: int = 6,
-            max_order: int = 8, **config: Any) -> tuple[VM, Any]:
-    """A small VM (pageblocks of 64 pages) with one instance of `plugin` (default simplepool)."""
+            max_order: int = 8, cpus: Any = None, **config: Any) -> tuple[VM, Any]:
+    """A small VM (pageblocks of 64 pages) with one instance of `plugin` (default simplepool),
+    on the CPU backend `cpus` (default one plain CPU)."""
     host = PluginHost()
     loaded = host.register(plugin if plugin is not None else PoolPlugin())
     assert loaded.ok, loaded.reason
     cfg = VMConfig(nr_pages=nr_pages, pageblock_order=pageblock_order, max_order=max_order,
                    min_free_pages=config.pop("min_free_pages", 0), **config)
-    vm = VM(cfg, plugins=host)
+    vm = VM(cfg, plugins=host, cpus=cpus)
     return vm, vm.create_from(loaded)
 
 

@@ -61,11 +61,20 @@ def test_mig1_ten_passes_then_give_up_with_page_still_listed(pool_vm):
 
 
 class WaitingCPU(SingleCPU):
-    """lock_page() on a locked page waits until the (simulated) holder lets go."""
+    """lock_page() on a locked page waits until the (simulated) holder lets go; trylock_page()
+    of `tries["page"]` fails `tries["left"]` times (see _relock_until), counted in tries["n"]."""
 
     def __init__(self):
         super().__init__()
         self.waits = 0
+        self.tries = {"n": 0, "page": None, "left": 0}
+
+    def trylock_page(self, page):
+        tries = self.tries
+        if page is tries["page"] and tries["n"] < tries["left"]:
+            tries["n"] += 1
+            return False
+        return super().trylock_page(page)
 
     def lock_page(self, page):
         if page.flags & LOCKED:
@@ -88,15 +97,8 @@ def locked_page_vm():
 
 def _relock_until(vm, page, n):
     """Keep the page locked by 'someone else' for the first n trylock attempts."""
-    tries = {"n": 0}
-    orig = vm.cpus.trylock_page
-
-    def trylock(p):
-        if p is page and tries["n"] < n:
-            tries["n"] += 1
-            return False
-        return orig(p)
-    vm.cpus.trylock_page = trylock
+    tries = vm.cpus.tries
+    tries.update(page=page, left=n)
     return tries
 
 

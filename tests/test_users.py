@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from corehelp import make_vm
 from mmplug.constants import LIST_POISON2
+from mmplug.cpus.single import SingleCPU
 from mmplug.migrate import isolate_movable_page
 from mmplug.page import LOCKED, SLAB, has_movable_tag
 
 
 def test_bug1_slab_page_with_poisoned_word_is_skipped_before_its_lock():
     """slab_fix (v6.2, 8b8817630ae8): the PageSlab test comes before trylock_page()."""
-    vm, pool = make_vm(slab_fix=True)
+    taken = []
+
+    class WatchedCPU(SingleCPU):
+        def trylock_page(self, page):
+            taken.append(page)
+            return super().trylock_page(page)
+
+    vm, pool = make_vm(slab_fix=True, cpus=WatchedCPU())
     from mmplug.users import SlabCache
     slab = SlabCache(vm).alloc_slab(poisoned=True)
     assert slab.mapping == LIST_POISON2 and has_movable_tag(slab)
-    taken = []
-    orig = vm.cpus.trylock_page
-    vm.cpus.trylock_page = lambda p: taken.append(p) or orig(p)
     assert isolate_movable_page(vm, slab, 0) != 0
     assert taken == [] and slab._refcount == 1 and vm.warnings == []
 

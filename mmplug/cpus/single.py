@@ -186,8 +186,16 @@ class RWLock:
 
 
 class SingleCPU(PageOperations):
-    """The backend of a one-CPU VM: plain operations, no schedule points."""
+    """The backend of a one-CPU VM: plain operations, no schedule points.
 
+    Its page operations are PageOperations' own, and the per-page paths of
+    mmplug.kernel and mmplug.migrate do them in place when `type(vm.cpus) is
+    SingleCPU`.  So the class has slots (nothing replaces an operation on an
+    instance); a backend that logs, scripts or delays an operation subclasses
+    it, and the VM then calls every operation through it.
+    """
+
+    __slots__ = ("_current",)
     schedules = False
 
     def __init__(self) -> None:

@@ -1,0 +1,373 @@
+"""The one-CPU fast paths of mm/migrate.c's model give what the general path gives.
+
+On a plain `SingleCPU` the VM's per-page paths (isolate_movable_page,
+__unmap_and_move, the putback and the last put of unmap_and_move) and
+mmplug.kernel's helpers take and drop page locks and references in place, and
+call_migratepage() passes a clean success without its full judgement.  A
+subclass of SingleCPU that changes nothing takes the general path: every page
+operation through the backend.  Each case here runs on both and compares
+everything the run leaves: the result or the error (type, rule, message,
+driver, hook), vmstat, warnings, every page frame, the free lists and the
+zone's bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+import pytest
+
+from corehelp import HERE, SIMPLEPOOL, PoolPlugin, fresh_target, make_vm, simplepool
+from mmplug import VM, MmplugError, PluginHost, VMConfig, hookimpl
+from mmplug.compaction import compact_memory
+from mmplug.constants import EAGAIN, EBUSY, ISOLATE_ASYNC_MIGRATE, MigrateMode
+from mmplug.cpus.backend import PageOperations
+from mmplug.cpus.single import SingleCPU
+from mmplug.kernel import (
+    clear_page_movable,
+    copy_highpage,
+    get_page,
+    lock_page,
+    put_page,
+    set_page_movable,
+    unlock_page,
+)
+from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
+from mmplug.page import ISOLATED, LOCKED, SLAB, WRITEBACK, Page
+
+
+class GeneralCPU(SingleCPU):
+    """One CPU as SingleCPU is, under another type: the VM's general path."""
+
+    __slots__ = ()
+
+
+def _migrate_with(mistake: str):
+    """simplepool's migratepage, done right or with one `mistake`."""
+    def migratepage(self, mapping, newpage, page, mode):
+        pool = mapping.private_data
+        if mistake == "raises":
+            raise KeyError("no such zspage")
+        if mistake == "ebusy":
+            return -EBUSY
+        if mistake in ("returns None", "returns 1", "returns 0.0"):
+            return {"returns None": None, "returns 1": 1, "returns 0.0": 0.0}[mistake]
+        if mistake == "double unlock":
+            unlock_page(newpage)
+            unlock_page(newpage)
+        if mistake == "fails but changed":
+            set_page_movable(newpage, mapping)
+            return -EAGAIN
+        if mistake == "touches lru":
+            page.lru = None
+            return -EAGAIN
+        st = page.private
+        if pool.held or st.pinned:
+            return -EAGAIN
+        copy_highpage(newpage, page)
+        if mistake != "no set":
+            set_page_movable(newpage, mapping)
+        if mistake != "no get":
+            get_page(newpage)
+        newpage.private = st
+        st.page = newpage
+        st.isolated = False
+        if st.used() < simplepool.SLOTS:
+            pool.partial[st] = None
+        if mistake != "no clear":
+            clear_page_movable(page)
+        page.private = 0
+        if mistake == "clears isolated":
+            page.flags &= ~ISOLATED
+        if mistake == "unlocks page":
+            unlock_page(page)
+        if mistake == "unlocks newpage":
+            unlock_page(newpage)
+        if mistake != "no put":
+            put_page(page)
+        return 0
+    return migratepage
+
+
+def _isolate_with(mistake: str):
+    def isolate_page(self, page, mode):
+        if mistake == "refuses":
+            return False
+        if mistake == "raises":
+            raise RuntimeError("isolate failed")
+        if mistake == "returns 1":
+            return 1
+        if mistake == "double unlock":
+            unlock_page(page)
+            unlock_page(page)
+        ret = simplepool.isolate_page(page, mode)
+        if mistake == "unlocks":
+            unlock_page(page)
+        if mistake == "sets isolated":
+            page.flags |= ISOLATED
+        return ret
+    return isolate_page
+
+
+class Listener:
+    """An event plugin: migratepage and isolate_page results are reported to it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    @hookimpl
+    def mmplug_after_migratepage(self, mapping, newpage, page, mode, result):
+        self.seen.append(("migratepage", result))
+
+    @hookimpl
+    def mmplug_after_isolate_page(self, mapping, page, mode, result):
+        self.seen.append(("isolate_page", result))
+
+
+def _plugin(isolate: str = "", migrate: str = "") -> Any:
+    overrides = {}
+    if isolate:
+        overrides["isolate_page"] = hookimpl(_isolate_with(isolate))
+    if migrate:
+        overrides["migratepage"] = hookimpl(_migrate_with(migrate))
+    return type("Case", (PoolPlugin,), overrides)()
+
+
+def _word(value: Any) -> Any:
+    """A field of a page as the two runs can compare it: an int as it is, else its type."""
+    if value is None or isinstance(value, int):
+        return value
+    return type(value).__name__
+
+
+def _state(vm) -> dict[str, Any]:
+    zone = vm.zone
+    return {
+        "vmstat": vm.vmstat.snapshot(),
+        "warnings": [w.render() for w in vm.warnings],
+        "frames": [(p.pfn, p.flags, p._refcount, p.mapping, _word(p.private), _word(p.lru))
+                   for p in zone.pages],
+        "free lists": [[list(zone.free_area[o][mt]) for mt in range(len(zone.free_area[o]))]
+                       for o in range(zone.max_order)],
+        "isolated": sorted(p.pfn for p in vm.isolated),
+        "nr_isolated": [m.nr_isolated for m in vm.mappings.values()],
+        "bytes": hashlib.sha256(zone.mem).hexdigest(),
+    }
+
+
+def _error(exc: BaseException) -> tuple[Any, ...]:
+    return (type(exc).__name__, getattr(exc, "rule", None), str(exc),
+            getattr(exc, "driver", None), getattr(exc, "hook", None))
+
+
+def _run(cpus: SingleCPU, case: dict[str, Any]) -> dict[str, Any]:
+    """Store objects over a few pages, set up the case, isolate every driver page, migrate
+    them all, put back what is left; everything the run did, or the error it ended in."""
+    listener = Listener()
+    vm, pool = make_vm(_plugin(case.get("isolate", ""), case.get("migrate", "")), cpus=cpus)
+    if case.get("listen"):
+        vm.plugins.register(listener)
+    handles = [pool.store(bytes([i]) * (17 + i)) for i in range(4 * simplepool.SLOTS + 2)]
+    pages: list[Page] = list(dict.fromkeys(pool.handles[h][0].page for h in handles))
+    setup = case.get("setup")
+    if setup is not None:
+        setup(vm, pool, pages, handles)
+    out: dict[str, Any] = {}
+    try:
+        lst = PageList()
+        out["isolate"] = []
+        for page in pages:
+            rc = isolate_movable_page(vm, page, ISOLATE_ASYNC_MIGRATE)
+            out["isolate"].append(rc)
+            if rc == 0:
+                lst.add(page)
+        after = case.get("after_isolate")
+        if after is not None:
+            after(vm, pool, pages, handles)
+        get_new, handed = fresh_target(vm)
+        new = case.get("newpage")
+        if new is not None:
+            get_new = new(vm)
+        out["migrate"] = migrate_pages(vm, lst, get_new, None, None,
+                                       case.get("mode", MigrateMode.SYNC))
+        out["left"] = [p.pfn for p in lst]
+        putback_movable_pages(vm, lst)
+        out["data"] = [pool.read(h) for h in pool.handles]
+    except MmplugError as exc:
+        out["error"] = _error(exc)
+    out["listened"] = listener.seen
+    out.update(_state(vm))
+    return out
+
+
+def _hold(vm, pool, pages, handles):
+    pool.hold()
+
+
+def _pin_first(vm, pool, pages, handles):
+    pool.pin(handles[0])
+
+
+def _release_one(vm, pool, pages, handles):
+    for h in [h for h in pool.handles if pool.handles[h][0].page is pages[1]]:
+        pool.free(h)
+
+
+def _clear_movable_of_one(vm, pool, pages, handles):
+    lock_page(pages[2])
+    clear_page_movable(pages[2])     # released, but the driver still holds its reference
+    unlock_page(pages[2])
+
+
+def _writeback_one(vm, pool, pages, handles):
+    pages[0].flags |= WRITEBACK
+
+
+def _lock_one(vm, pool, pages, handles):
+    pages[1].flags |= LOCKED
+
+
+def _unlock_one(vm, pool, pages, handles):
+    pages[1].flags &= ~LOCKED
+
+
+def _drop_ref_of_one(vm, pool, pages, handles):
+    vm.cpus.put_page(pages[0])       # the driver's reference, the page still PageMovable
+
+
+def _slab_one(vm, pool, pages, handles):
+    pages[3].flags |= SLAB
+
+
+def _locked_newpage(vm):
+    def get_new(page, private):
+        new = vm.zone.alloc_pages(0, 0x08, ignore_watermark=True)
+        new.flags |= LOCKED
+        return new
+    return get_new
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "success": {},
+    "success, ASYNC": {"mode": MigrateMode.ASYNC},
+    "success, listened to": {"listen": True},
+    "EAGAIN every pass": {"setup": _hold},
+    "EAGAIN for one page": {"setup": _pin_first},
+    "EBUSY": {"migrate": "ebusy"},
+    "migratepage raises": {"migrate": "raises"},
+    "migratepage returns None": {"migrate": "returns None"},
+    "migratepage returns 1": {"migrate": "returns 1"},
+    "migratepage returns 0.0": {"migrate": "returns 0.0"},
+    "migratepage without clear": {"migrate": "no clear"},
+    "migratepage without set": {"migrate": "no set"},
+    "migratepage without get": {"migrate": "no get"},
+    "migratepage without put": {"migrate": "no put"},
+    "migratepage unlocks page": {"migrate": "unlocks page"},
+    "migratepage unlocks newpage": {"migrate": "unlocks newpage"},
+    "migratepage unlocks twice": {"migrate": "double unlock"},
+    "migratepage fails but changed newpage": {"migrate": "fails but changed"},
+    "migratepage fails and touches lru": {"migrate": "touches lru"},
+    "migratepage clears PG_isolated": {"migrate": "clears isolated"},
+    "migratepage clears PG_isolated, listened to": {"migrate": "clears isolated",
+                                                    "listen": True},
+    "released while isolated": {"after_isolate": _release_one},
+    "cleared movable while isolated": {"after_isolate": _clear_movable_of_one},
+    "last reference dropped while isolated": {"after_isolate": _drop_ref_of_one},
+    "under writeback": {"after_isolate": _writeback_one},
+    "locked by someone else": {"after_isolate": _lock_one},
+    "locked by someone else, ASYNC": {"after_isolate": _lock_one, "mode": MigrateMode.ASYNC},
+    "newpage locked": {"newpage": _locked_newpage},
+    "isolate refuses": {"isolate": "refuses"},
+    "isolate raises": {"isolate": "raises"},
+    "isolate returns 1": {"isolate": "returns 1"},
+    "isolate unlocks": {"isolate": "unlocks"},
+    "isolate unlocks twice": {"isolate": "double unlock"},
+    "isolate sets PG_isolated": {"isolate": "sets isolated"},
+    "isolate, listened to": {"listen": True, "isolate": "refuses"},
+    "isolate a locked page": {"setup": _lock_one, "after_isolate": _unlock_one},
+    "isolate a freed page": {"setup": _release_one},
+    "isolate a slab page": {"setup": _slab_one},
+}
+
+
+@pytest.fixture
+def backend_calls(monkeypatch):
+    """How often the backend's page operations ran, by name: the ones done in place are not."""
+    calls: dict[str, int] = {}
+
+    def counted(name):
+        op = getattr(PageOperations, name)
+
+        def counting(self, page):
+            calls[name] = calls.get(name, 0) + 1
+            return op(self, page)
+        return counting
+
+    for name in ("trylock_page", "unlock_page", "get_page", "get_page_unless_zero",
+                 "put_page"):
+        monkeypatch.setattr(PageOperations, name, counted(name))
+    return calls
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_one_cpu_path_gives_what_the_general_path_gives(name):
+    case = CASES[name]
+    assert _run(SingleCPU(), case) == _run(GeneralCPU(), case)
+
+
+def test_the_cases_take_the_paths_they_compare_and_reach_the_checks(backend_calls):
+    """The comparison above is not empty: the general runs call the backend for every page
+    operation, the one-CPU runs for none in the usual case; the failures they compare
+    are the rules' own."""
+    general = _run(GeneralCPU(), CASES["success"])
+    assert general["migrate"] == 0 and general["vmstat"]["pgmigrate_success"] == 5
+    assert backend_calls["trylock_page"] >= 10 and backend_calls["unlock_page"] >= 10
+    assert backend_calls["put_page"] >= 10
+    backend_calls.clear()
+    fast = _run(SingleCPU(), CASES["success"])
+    assert fast["migrate"] == 0 and fast["vmstat"]["pgmigrate_success"] == 5
+    assert backend_calls == {}
+    errors = {name: _run(SingleCPU(), CASES[name]).get("error", (None, None))[1]
+              for name in ("migratepage raises", "migratepage without get",
+                           "migratepage unlocks page", "migratepage returns 0.0",
+                           "migratepage fails but changed newpage",
+                           "migratepage fails and touches lru", "migratepage unlocks twice",
+                           "isolate returns 1", "isolate unlocks twice",
+                           "last reference dropped while isolated")}
+    assert errors == {"migratepage raises": "MIG-8", "migratepage without get": "MIG-7",
+                      "migratepage unlocks page": "MIG-7", "migratepage returns 0.0": "MIG-8",
+                      "migratepage fails but changed newpage": "MIG-8",
+                      "migratepage fails and touches lru": "ISO-4",
+                      "migratepage unlocks twice": "LCK-2", "isolate returns 1": "ISO-2",
+                      "isolate unlocks twice": "LCK-2",
+                      "last reference dropped while isolated": "REL-1"}
+    warned = _run(SingleCPU(), CASES["migratepage clears PG_isolated"])["warnings"]
+    assert [w.split(":")[0] for w in warned] == ["MIG-6"]
+
+
+@pytest.mark.parametrize("driver", ["simplepool", "nullpool"])
+def test_whole_zone_compaction_is_the_same_on_both_paths(driver):
+    """compact_memory() of a fragmented zone: the same pages moved, counted, and freed."""
+    path = SIMPLEPOOL if driver == "simplepool" else HERE.parent / "benchmarks" / "nullpool.py"
+
+    def run(cpus):
+        host = PluginHost()
+        loaded = host.load(str(path))
+        vm = VM(VMConfig(nr_pages=4096, pageblock_order=6, max_order=8, min_free_pages=0),
+                plugins=host, cpus=cpus)
+        pool = vm.create_from(loaded)
+        rng = random.Random(7)
+        handles = [pool.store(rng.randbytes(rng.randint(1, pool.slot_size)))
+                   for _ in range(3000 * (vm.zone.page_size // pool.slot_size))]
+        rng.shuffle(handles)
+        for h in handles[: len(handles) * 3 // 5]:
+            pool.free(h)
+        result = compact_memory(vm)
+        vm.zone.check_free_lists()
+        return result, [pool.read(h) for h in pool.handles], _state(vm)
+
+    fast = run(SingleCPU())
+    assert fast[2]["vmstat"]["pgmigrate_success"] > 100
+    assert fast == run(GeneralCPU())
