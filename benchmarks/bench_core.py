@@ -1,11 +1,12 @@
 """Core speed and memory: prints figures from one run; asserts nothing.
 
-    python benchmarks/bench_core.py [--pages 262144] [--cycle 20000] [--seed 1]
+    python benchmarks/bench_core.py [--pages 262144] [--cycle 5000] [--seed 1]
     python benchmarks/bench_core.py --against ../before      # before/after, one run
 
 1. Per-page cost of isolate -> migrate and isolate -> putback through the
    framework, against the floor: the same driver callbacks called directly in a
-   bare loop with the same copy.  Target ratio <= 1.3 (issue 15).
+   bare loop with the same copy.  Target ratio <= 1.3 (issue 15): the median of
+   rounds that each time both loops back to back.
 2. Whole-zone compaction (compact_memory, SYNC) of a zone of --pages 4 KiB
    pages about half full of driver pages, fragmented: pages migrated per second
    (target >= 150,000/s, issue 15), the same per reference second, the cost of
@@ -30,6 +31,7 @@ import argparse
 import json
 import random
 import resource
+import statistics
 import sys
 import time
 import tracemalloc
@@ -63,6 +65,17 @@ def _fill(pool, n_objects: int, rng: random.Random) -> list[int]:
     return [pool.store(blob[: rng.randint(1, size)]) for _ in range(n_objects)]
 
 
+def _prefault(vm) -> None:
+    """Touch every page of the zone's memory before anything is timed: the first write to
+    a page of a fresh mapping is the host kernel's page fault (several microseconds, and
+    how many depends on the machine), not mmplug's work, and would land in whichever
+    loop copies into the page first.  The zone's memory reads as zeroes either way."""
+    mem = vm.zone.mem
+    zero = bytes(1 << 20)
+    for off in range(0, len(mem), len(zero)):
+        mem[off:off + len(zero)] = zero[:len(mem) - off]
+
+
 def _cycle_once(n: int, seed: int, framework: bool, putback: bool, watchdog: bool = True) -> float:
     """Seconds per page of one isolate -> migrate (or -> putback) sweep over fresh pages."""
     from mmplug.constants import MigrateMode
@@ -72,6 +85,7 @@ def _cycle_once(n: int, seed: int, framework: bool, putback: bool, watchdog: boo
 
     rng = random.Random(seed)
     vm, pool, loaded = _vm(1 << max(13, (n * 3).bit_length()), watchdog)
+    _prefault(vm)
     _fill(pool, n * 4, rng)
     pages = [st.page for st in pool.states]
     targets = [vm.zone.alloc_pages(0, 0x08) for _ in pages]
@@ -119,26 +133,41 @@ def _cycle_once(n: int, seed: int, framework: bool, putback: bool, watchdog: boo
     return secs
 
 
-def bench_cycle(n: int, seed: int, rounds: int = 5) -> dict:
-    """Framework vs bare callbacks per page; rounds alternate, the best of each is kept.
+def bench_cycle(n: int, seed: int, rounds: int = 7) -> dict:
+    """Framework vs bare callbacks per page, in rounds that measure every variant back to
+    back on the same pages.
 
-    Alternating and taking minimums keeps a noisy machine from favouring either side.
+    The ratios are medians of each round's own ratio: a round's framework and bare
+    loops run a moment apart, so a machine that slows down for a while slows both,
+    and an odd round does not decide.  The microseconds are each variant's best.
     The framework runs with the callback watchdog on (as every command runs it) and,
     to show what the watchdog costs, off.
     """
-    best = {}
+    times: dict[tuple[bool, bool, bool], list[float]] = {}
     for r in range(rounds):
         for putback in (False, True):
             for framework, watchdog in ((False, True), (True, True), (True, False)):
                 key = (putback, framework, watchdog)
-                t = _cycle_once(n, seed + r, framework, putback, watchdog)
-                best[key] = min(best.get(key, t), t)
-    fm, ff, fo = best[(False, True, True)], best[(False, False, True)], best[(False, True, False)]
-    pm, pf, po = best[(True, True, True)], best[(True, False, True)], best[(True, True, False)]
-    return dict(pages=n, rounds=rounds, floor_migrate_us=ff * 1e6, framework_migrate_us=fm * 1e6,
-                ratio_migrate=fm / ff, ratio_migrate_no_watchdog=fo / ff,
-                floor_putback_us=pf * 1e6, framework_putback_us=pm * 1e6,
-                ratio_putback=pm / pf, ratio_putback_no_watchdog=po / pf)
+                times.setdefault(key, []).append(
+                    _cycle_once(n, seed + r, framework, putback, watchdog))
+
+    def ratio(putback: bool, watchdog: bool) -> float:
+        pairs = zip(times[(putback, True, watchdog)], times[(putback, False, True)],
+                    strict=True)
+        return statistics.median(f / b for f, b in pairs)
+
+    best = {key: min(ts) for key, ts in times.items()}
+    return dict(pages=n, rounds=rounds,
+                floor_migrate_us=best[(False, False, True)] * 1e6,
+                framework_migrate_us=best[(False, True, True)] * 1e6,
+                ratio_migrate=ratio(False, True), ratio_migrate_no_watchdog=ratio(False, False),
+                ratio_migrate_spread=(min(f / b for f, b in zip(
+                    times[(False, True, True)], times[(False, False, True)], strict=True)),
+                    max(f / b for f, b in zip(times[(False, True, True)],
+                                              times[(False, False, True)], strict=True))),
+                floor_putback_us=best[(True, False, True)] * 1e6,
+                framework_putback_us=best[(True, True, True)] * 1e6,
+                ratio_putback=ratio(True, True), ratio_putback_no_watchdog=ratio(True, False))
 
 
 def bench_compaction(nr_pages: int, seed: int, driver: Path = SIMPLEPOOL) -> dict:
@@ -147,6 +176,7 @@ def bench_compaction(nr_pages: int, seed: int, driver: Path = SIMPLEPOOL) -> dic
     rng = random.Random(seed)
     t0 = time.perf_counter()
     vm, pool, loaded = _vm(nr_pages, driver=driver)
+    _prefault(vm)
     # fill the zone with objects, then free enough to leave about half of it driver pages
     per_page = vm.zone.page_size // pool.slot_size
     handles = _fill(pool, (nr_pages - 1024) * per_page, rng)
@@ -204,7 +234,9 @@ def bench_compaction_null(nr_pages: int, seed: int) -> dict:
 def report(c: dict, z: dict, f: dict, ref: float, n: dict | None = None) -> None:
     print(f"isolate->migrate per page: framework {c['framework_migrate_us']:.2f} us CPU, "
           f"bare callbacks {c['floor_migrate_us']:.2f} us, ratio {c['ratio_migrate']:.2f} "
-          f"(target <= 1.3; best of {c['rounds']} alternating rounds of ~{c['pages']} pages)")
+          f"(target <= 1.3; the median of {c['rounds']} rounds' own ratios, which range "
+          f"{c['ratio_migrate_spread'][0]:.2f}-{c['ratio_migrate_spread'][1]:.2f}; "
+          f"~{c['pages']} pages a round; the microseconds are the best round's)")
     print(f"isolate->putback per page: framework {c['framework_putback_us']:.2f} us, "
           f"bare callbacks {c['floor_putback_us']:.2f} us, ratio {c['ratio_putback']:.2f}")
     print(f"  the same without the callback watchdog: ratio {c['ratio_migrate_no_watchdog']:.2f} "
