@@ -251,6 +251,9 @@ def report(c: dict, z: dict, f: dict, ref: float, n: dict | None = None) -> None
           f"{per_page_us / c['floor_migrate_us']:.2f}x the bare callbacks' isolate->migrate; "
           f"{z['pages_per_cpu_s'] * ref:,.0f} pages migrate in the reference workload's "
           f"{ref:.2f} s")
+    print(f"  the ceiling with this driver: a framework and scanners that cost nothing would "
+          f"still pay the bare callbacks' {c['floor_migrate_us']:.2f} us a page, "
+          f"{1e6 / c['floor_migrate_us']:,.0f} pages per CPU second")
     if n is not None:
         null_us = 1e6 / n["pages_per_cpu_s"] if n["pages_per_cpu_s"] else 0.0
         print(f"  the framework alone (nullpool, callbacks that cost next to nothing): "
