@@ -87,11 +87,19 @@ class Printer:
         return render_result(result)
 
     def summary(self, report: Report) -> list[str]:
-        """Each violation once, with the checks that met it; in full if it was not yet."""
-        fails = report.failures()
+        """Each violation once, with the checks that met it; in full if it was not yet.
+
+        Several come in the order a page meets the callbacks they are blamed on:
+        one mistake often breaks later rules too (a reference taken in isolate_page
+        is still there when migratepage returns, and when the pool is destroyed), and
+        the earliest is then the one to fix first.
+        """
+        fails = sorted(report.failures(), key=_stage)
         if not fails:
             return []
-        lines = [f"{len(fails)} violation(s):"]
+        lines = [f"{len(fails)} violation(s):" if len(fails) == 1 else
+                 f"{len(fails)} violation(s), in the order a page meets them (an early one "
+                 "can cause the later ones):"]
         for first in fails:
             more = len(report.hits(first))
             found = f"found by {first.check}" + (f" and {more} more check(s)" if more else "")
@@ -103,6 +111,21 @@ class Printer:
             else:
                 lines += [f"  {culprit}, {found}:"] + render_details(first)
         return lines
+
+
+#: the callbacks in the order a page meets them (include/linux/fs.h, address_space_operations)
+_HOOK_STAGE = {"isolate_page": 1, "migratepage": 2, "putback_page": 3}
+#: a violation without one of those callbacks: by its rule's family
+_RULE_STAGE = {"API": 0, "FLG": 0, "ISO": 1, "MIG": 2, "PUT": 3, "REL": 4}
+
+
+def _stage(result: CheckResult) -> int:
+    """Where in a page's life the violation of `result` happens ("RULE in HOOK")."""
+    rule, _, hook = (result.violation or result.rule).partition(" in ")
+    stage = _HOOK_STAGE.get(hook.strip())
+    if stage is None:
+        stage = _RULE_STAGE.get(rule.split("-", 1)[0], len(_RULE_STAGE))
+    return stage
 
 
 def render_totals(report: Report) -> str:

@@ -217,3 +217,21 @@ def test_a_hang_found_by_fuzz_keeps_its_site() -> None:
     (fuzz,) = report.results
     assert fuzz.verdict == FAIL and fuzz.rule == "API-1"
     assert fuzz.site.startswith("Pool.free (free_hangs.py:")
+
+
+def test_several_violations_come_in_the_order_a_page_meets_them(capsys) -> None:
+    """One reference too many taken in isolate_page breaks four rules; the FLG-7 check,
+    which runs first, meets the leak at destroy().  The summary starts with the cause."""
+    code, out = run_cli(capsys, str(BROKEN / "isolate_takes_ref.py"), "--quick", "--no-races")
+    lines = out.splitlines()
+    assert code == 1
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("4 violation(s)"))
+    assert lines[at] == ("4 violation(s), in the order a page meets them (an early one can "
+                         "cause the later ones):")
+    heads = [ln.split(":")[0].split(",")[0].strip() for ln in lines[at + 1:-1]
+             if ln.startswith("  ") and not ln.startswith("    ")]
+    assert heads == ["ISO-1 in isolate_page", "MIG-7 in migratepage", "PUT-2 in putback_page",
+                     "REL-1"]
+    # the report keeps the order the checks found them in
+    report = run_suite(str(BROKEN / "isolate_takes_ref.py"), quick=True, races=False)
+    assert report.failures()[0].rule == "REL-1"

@@ -270,6 +270,18 @@ MISTAKES: tuple[Mistake, ...] = (
               within="isolate_page"),),
     ),
     Mistake(
+        "isolate_takes_ref", "ISO-1",
+        "isolate_page takes a reference on the page of its own, as if the isolation "
+        "reference were the driver's to take; nothing ever drops it.",
+        (Edit("        st.isolated = True\n",
+              "        st.isolated = True\n"
+              "        get_page(page)  # the mistake: the VM takes the isolation reference\n",
+              within="isolate_page"),),
+        # the extra reference outlives every later step: the old page is not released
+        # when migratepage succeeds, putback leaves it behind, destroy() leaks the page
+        also_expected={"MIG-7", "PUT-2", "REL-1"},
+    ),
+    Mistake(
         "isolate_returns_none", "ISO-2",
         "isolate_page returns None instead of a bool.",
         (Edit("    return True\n", "    return None  # the mistake: not a bool\n",
