@@ -39,6 +39,7 @@ from .constants import (  # noqa: F401  (re-exported for drivers)
     MigrateMode,
 )
 from .cpus.single import SingleCPU as _SingleCPU
+from .errors import ContractViolation
 from .page import (  # noqa: F401
     PAGE_MAPPING_MOVABLE,
     Page,
@@ -189,23 +190,32 @@ def set_page_movable(page: Page, mapping: Any) -> None:
     cpus = page.zone.cpus
     if cpus.schedules:
         cpus.point("__SetPageMovable", page)
-    if page.flags & _page.LOCKED:
-        word = mapping.handle
-        if not word & PAGE_MAPPING_MOVABLE:   # the usual case, in place
-            page.mapping = word | PAGE_MAPPING_MOVABLE
-            return
-    _page._set_page_movable(page, mapping)
+    if not page.flags & _page.LOCKED:
+        raise ContractViolation("FLG-4", "__SetPageMovable() on a page that is not locked",
+                                page=page)
+    word = mapping.handle
+    if word & PAGE_MAPPING_MOVABLE:
+        raise ContractViolation("FLG-4", "__SetPageMovable() with a mapping that already carries "
+                                "PAGE_MAPPING_MOVABLE", page=page)
+    page.mapping = word | PAGE_MAPPING_MOVABLE
 
 
 def clear_page_movable(page: Page) -> None:
-    """__ClearPageMovable() (mm/compaction.c): keep only the movable bit (FLG-5)."""
+    """__ClearPageMovable() (mm/compaction.c): keep only the movable bit (FLG-5).
+
+    Leaving 0x2 behind is what lets the VM see later that the driver released
+    a page it had isolated: `has_movable_tag` stays true, `page_movable` turns false.
+    """
     cpus = page.zone.cpus
     if cpus.schedules:
         cpus.point("__ClearPageMovable", page)
-    if page.flags & _page.LOCKED and _page.movable_mapping(page) is not None:
-        page.mapping &= PAGE_MAPPING_MOVABLE       # the usual case, in place
-        return
-    _page._clear_page_movable(page)
+    if not page.flags & _page.LOCKED:
+        raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not locked",
+                                page=page)
+    if _page.movable_mapping(page) is None:
+        raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not PageMovable",
+                                page=page)
+    page.mapping &= PAGE_MAPPING_MOVABLE
 
 
 def page_movable(page: Page) -> bool:

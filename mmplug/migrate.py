@@ -153,13 +153,6 @@ def call_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
             and newpage._refcount > 1 and page._refcount == 1
             and vm.listeners.mmplug_after_migratepage is None):
         return rc   # the usual success, which every check below passes
-    return _migratepage_returned(vm, mapping, newpage, page, mode, rc, owner, newref)
-
-
-def _migratepage_returned(vm: VM, mapping: AddressSpace, newpage: Page, page: Page, mode: int,
-                          rc: Any, owner: Any, newref: int) -> int:
-    """What call_migratepage() makes of migratepage's result `rc`: `owner` was page.lru
-    and `newref` newpage's refcount before the call (MIG-7, MIG-8)."""
     if type(rc) is int and rc < 0 and page.lru is owner and page.flags & newpage.flags & LOCKED:
         # the common failure: the pages must be as the driver found them, nothing else
         if newpage._refcount != newref or newpage.mapping or newpage.private or \
@@ -431,21 +424,16 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
         return MIGRATEPAGE_SUCCESS
     rc = call_migratepage(vm, mapping, newpage, page, mode)
     if rc == MIGRATEPAGE_SUCCESS:
-        _migrated(vm, page, mapping)
+        flags = page.flags
+        if not flags & ISOLATED:
+            vm.warn_once("MIG-6", "migratepage returned 0 but the page is no longer "
+                         "PG_isolated (the driver cleared it)", page=page, mapping=mapping,
+                         hook="migratepage")
+        # Cleared under the page lock so no compactor can try this page again.
+        page.flags = flags & ~ISOLATED
+        _end_isolation(vm, page)
+        vm.vmstat.events["bytes_copied"] += vm.zone.page_size
     return rc
-
-
-def _migrated(vm: VM, page: Page, mapping: AddressSpace) -> None:
-    """The end of a successful move_to_new_page(): the page is no longer isolated."""
-    flags = page.flags
-    if not flags & ISOLATED:
-        vm.warn_once("MIG-6", "migratepage returned 0 but the page is no longer "
-                     "PG_isolated (the driver cleared it)", page=page, mapping=mapping,
-                     hook="migratepage")
-    # Cleared under the page lock so no compactor can try this page again.
-    page.flags = flags & ~ISOLATED
-    _end_isolation(vm, page)
-    vm.vmstat.events["bytes_copied"] += vm.zone.page_size
 
 
 def _move_lru_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
@@ -558,11 +546,7 @@ def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | 
             # NR_ISOLATED_* counts LRU pages only (BUG-3)
             vm.zone.nr_isolated_lru -= 1
     if rc == MIGRATEPAGE_SUCCESS:
-        if type(cpus) is SingleCPU and page._refcount == 1:
-            page._refcount = 0                          # put_page() of the last reference
-            page.zone.release_page(page)
-        else:
-            cpus.put_page(page)
+        cpus.put_page(page)
         return rc
     if rc != -EAGAIN:
         if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:

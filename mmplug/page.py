@@ -8,8 +8,9 @@ The helpers here are pure: they touch one page and raise `ContractViolation`
 where the kernel has a VM_BUG_ON.  Anything that may sleep or race (page lock,
 refcount) goes through the zone's CPU backend (mmplug.cpus).  The flag helpers
 a driver calls are mmplug.kernel's, which add the schedule point another CPU may
-run at; their bodies here are private, so no driver calls a variant the race
-explorer cannot see.
+run at: __SetPageMovable and __ClearPageMovable are written there, the bodies of
+the others here are private, so no driver calls a variant the race explorer
+cannot see.
 """
 
 from __future__ import annotations
@@ -196,33 +197,6 @@ def movable_mapping(page: Page) -> AddressSpace | None:
         return _space_of(page, word)
     ops = space.a_ops
     return space if ops is not None and ops.isolate_page is not None else None
-
-
-def _set_page_movable(page: Page, mapping: AddressSpace) -> None:
-    """__SetPageMovable() (mm/compaction.c): page locked, mapping untagged (FLG-4)."""
-    if not page.flags & LOCKED:
-        raise ContractViolation("FLG-4", "__SetPageMovable() on a page that is not locked",
-                                page=page)
-    word = mapping.handle
-    if word & PAGE_MAPPING_MOVABLE:
-        raise ContractViolation("FLG-4", "__SetPageMovable() with a mapping that already carries "
-                                "PAGE_MAPPING_MOVABLE", page=page)
-    page.mapping = word | PAGE_MAPPING_MOVABLE
-
-
-def _clear_page_movable(page: Page) -> None:
-    """__ClearPageMovable() (mm/compaction.c): keep only the movable bit (FLG-5).
-
-    Leaving 0x2 behind is what lets the VM see later that the driver released
-    a page it had isolated: `has_movable_tag` stays true, `page_movable` turns false.
-    """
-    if not page.flags & LOCKED:
-        raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not locked",
-                                page=page)
-    if movable_mapping(page) is None:
-        raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not PageMovable",
-                                page=page)
-    page.mapping &= PAGE_MAPPING_MOVABLE
 
 
 def _page_isolated(page: Page) -> bool:

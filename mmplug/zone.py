@@ -298,7 +298,6 @@ class Zone:
         top = self.max_order - 1
         free_area = self.free_area
         nr_free = self.nr_free
-        absent = _ABSENT
         self.nr_free_pages += 1 << order
         while order < top:
             buddy_pfn = pfn ^ (1 << order)
@@ -308,13 +307,8 @@ class Zone:
             buddy = pages[bidx]
             if not buddy.flags & BUDDY or buddy.private != order:
                 break
-            # the buddy leaves its list (list_del, rmv_page_order): FreeList.remove()
-            # written out, as every freed page merges a few times
-            lst = free_area[order][buddy.lru]
-            if lst.pop(buddy_pfn, absent) is absent:
-                del lst.tail[buddy_pfn]
-            elif not lst and lst.tail:
-                lst._refill()
+            # the buddy leaves its list (list_del, rmv_page_order)
+            free_area[order][buddy.lru].remove(buddy_pfn)
             nr_free[order] -= 1
             buddy.flags = 0
             buddy.private = 0
@@ -598,15 +592,9 @@ class Zone:
         Refuses below min watermark + the block; a block of half a pageblock
         or more claims its pageblock(s) for MOVABLE.
         """
-        # watermark_ok(0, mark): at order 0 only the count matters
-        if self.nr_free_pages <= self.wmark_min + (1 << order):
+        if not self.watermark_ok(0, self.wmark_min + (1 << order)):
             return 0
-        # _del_free(), in place
-        self.free_area[order][page.lru].remove(page.pfn)
-        self.nr_free[order] -= 1
-        page.flags = 0
-        page.private = 0
-        page.lru = None
+        self._del_free(page, order)
         self.nr_free_pages -= 1 << order
         if order >= self.pageblock_order - 1:
             end = page.pfn + (1 << order)
