@@ -609,11 +609,11 @@ def compaction_free(page: Page, cc: CompactControl) -> None:
 
 
 def release_freepages(vm: VM, freepages: list[Page]) -> int:
-    """release_freepages() (mm/compaction.c:52-66): free the targets not used; returns the
-    highest pfn."""
+    """release_freepages() (mm/compaction.c:52-66): free the targets not used, from the
+    list's head (the end of `freepages`); returns the highest pfn."""
     high = 0
     put = vm.cpus.put_page
-    for page in freepages:
+    for page in reversed(freepages):
         if page.pfn > high:
             high = page.pfn
         put(page)

@@ -1,0 +1,126 @@
+"""Kernel scenarios worked out by hand from v4.19's mm/compaction.c, mm/page_alloc.c and
+mm/migrate.c (the 0x88888888/Linux-4.19 mirror; line numbers are that tree's, as in
+docs/fidelity.md), each checked against the model.
+
+Zones are built page by page with `corehelp.Layout` (pageblocks of 8 pages, no min
+watermark unless a test sets one), so every free list and counter can be followed.
+"""
+
+from __future__ import annotations
+
+from corehelp import Layout, PoolPlugin
+from mmplug import hookimpl
+from mmplug.compaction import (
+    CompactControl,
+    compact_memory,
+    compact_zone,
+    isolate_migratepages_block,
+)
+from mmplug.constants import (
+    GFP_HIGHUSER_MOVABLE,
+    ISOLATE_ASYNC_MIGRATE,
+    ISOLATE_UNEVICTABLE,
+    CompactResult,
+    MigrateMode,
+    MigrateType,
+)
+from mmplug.migrate import putback_movable_pages
+
+
+def test_release_freepages_frees_from_the_head_of_cc_freepages():
+    """release_freepages() (compaction.c:52-66) frees cc->freepages from its head.
+
+    Pageblocks of 8.  Block 0 = D D and six free pages (2-3 order 1, 4-7 order 2),
+    block 1 all in use, block 2 = U . U U U . U U: free pages 17 and 21, whose
+    buddies (16, 20) and order-1 buddies (18-19, 22-23) are in use.  The driver
+    answers every migratepage with -EAGAIN.
+
+    The migrate scanner isolates 0 and 1 (list [1, 0]).  The free scanner
+    (low_pfn = pageblock_end_pfn(8) = 16) scans block 2 upwards: 17, then 21
+    (isolate_freepages_block list_add_tail()s them, 524), and stops with
+    2 >= 2 targets.  map_pages (68-91) list_add()s page by page: cc->freepages
+    is [21, 17].  Each of the ten passes of migrate_pages takes 21 for pfn 1 and
+    gives it back to the head (compaction_free, 1201-1207), and takes 21 again
+    for pfn 0: the list stays [21, 17].  The scanners meet (COMPLETE) and
+    release_freepages frees 21, then 17: 17 is the head of the order-0 MOVABLE
+    list, the page the next order-0 movable allocation gets.
+    """
+    lay = Layout("DD......" "UUUUUUUU" "U.UUU.UU")
+    vm, zone = lay.vm, lay.vm.zone
+    lay.pool.hold()
+    assert compact_memory(vm) == CompactResult.COMPLETE
+    assert vm.vmstat["pgmigrate_fail"] == 2
+    assert list(zone.free_area[0][MigrateType.MOVABLE]) == [21, 17]    # tail .. head
+    assert zone.free_list_head(0, MigrateType.MOVABLE) == 17
+    zone.check_free_lists()
+    assert lay.intact()
+
+
+class _ReschedOnFirstMigration(PoolPlugin):
+    """simplepool whose first migratepage call finds need_resched() raised (a timer tick)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl
+    def migratepage(self, mapping, newpage, page, mode):
+        self.calls += 1
+        if self.calls == 1:
+            mapping.private_data.vm.cpus.current().need_resched = True
+        return super().migratepage(mapping, newpage, page, mode)
+
+
+def test_migrate_pages_reschedules_before_each_page_so_async_compaction_goes_on():
+    """migrate_pages() calls cond_resched() before every page (migrate.c:1417-1419).
+
+    Block 0 = D D D U U U U U, block 1 all in use, block 2 = U and free pages 17,
+    18-19, 20-23.  ASYNC compaction of the whole zone (not direct: no
+    skip_on_failure) isolates [2, 1, 0].  need_resched() comes up while pfn 2
+    migrates; the cond_resched() before pfn 1 answers it, so ASYNC compaction
+    never sees it: the migrate scanner scans block 1 (compact_should_abort,
+    724, finds nothing to do), the free scanner stopped at 20, and the scanners
+    meet in block 2: COMPLETE, with the three pages migrated.
+    """
+    plugin = _ReschedOnFirstMigration()
+    lay = Layout("DDDUUUUU" "UUUUUUUU" "U.......", plugin=plugin)
+    vm = lay.vm
+    cc = CompactControl(zone=vm.zone, order=-1, mode=MigrateMode.ASYNC, whole_zone=True)
+    assert compact_zone(vm, cc) == CompactResult.COMPLETE and not cc.contended
+    assert plugin.calls == 3 and vm.vmstat["pgmigrate_success"] == 3
+    assert not vm.cpus.current().need_resched
+    assert (lay.pfn_of(2), lay.pfn_of(1), lay.pfn_of(0)) == (19, 18, 17) and lay.intact()
+
+
+def test_async_direct_isolation_gives_up_an_order_block_at_its_first_failure():
+    """isolate_migratepages_block() with skip_on_failure (compaction.c:727-730, 735-755,
+    907-934): ASYNC direct compaction for order 2 works in order-2 blocks.
+
+    Block 0 = D D U D  D D D D.  0 and 1 are isolated, 2 fails: they are put back
+    (nr_isolated back to 0), low_pfn jumps to next_skip_pfn - 1 = 3 and on to 4,
+    so 3 is never scanned.  4-7 are isolated; the loop ends at end_pfn 8.  Seven
+    pfns scanned, compact_isolated counts the 4 kept, no skip bit (pages were
+    isolated), and last_migrated_pfn is 4 (reset by the failure, 923).
+
+    Block 1 = D . D D  D D U D.  A free page is not a failure (the PageBuddy
+    branch continues, 782-793): 8, 10 and 11 are isolated, and at 12, the next
+    order-2 block, the scanner stops to migrate them (742-743): low_pfn 12, four
+    pfns scanned.
+    """
+    lay = Layout("DDUDDDDD" "D.DDDDUD" "U.......")
+    vm, zone = lay.vm, lay.vm.zone
+    mode = ISOLATE_UNEVICTABLE | ISOLATE_ASYNC_MIGRATE
+    cc = CompactControl(zone=zone, order=2, mode=MigrateMode.ASYNC, direct_compaction=True,
+                        gfp_mask=GFP_HIGHUSER_MOVABLE)
+    assert isolate_migratepages_block(vm, cc, 0, 8, mode) == 8
+    assert [p.pfn for p in cc.migratepages] == [7, 6, 5, 4] and cc.nr_migratepages == 4
+    assert cc.total_migrate_scanned == 7 and vm.vmstat["compact_isolated"] == 4
+    assert cc.last_migrated_pfn == 4 and zone.pageblock_skip[0] == 0
+    assert vm.vmstat["putback_movable"] == 2
+    putback_movable_pages(vm, cc.migratepages)
+    cc = CompactControl(zone=zone, order=2, mode=MigrateMode.ASYNC, direct_compaction=True,
+                        gfp_mask=GFP_HIGHUSER_MOVABLE)
+    assert isolate_migratepages_block(vm, cc, 8, 16, mode) == 12
+    assert [p.pfn for p in cc.migratepages] == [11, 10, 8]
+    assert cc.total_migrate_scanned == 4 and vm.vmstat["compact_isolated"] == 4 + 3
+    putback_movable_pages(vm, cc.migratepages)
+    assert lay.intact()
