@@ -865,7 +865,7 @@ def alloc_pages_direct_compact(vm: VM, order: int, gfp: int, prio: CompactPriori
         ev["compact_success"] += 1
         return page, result
     ev["compact_fail"] += 1
-    vm.cpus.point("cond_resched")
+    cond_resched(vm, task)
     return None, result
 
 

@@ -12,6 +12,7 @@ from corehelp import Layout, PoolPlugin
 from mmplug import hookimpl
 from mmplug.compaction import (
     CompactControl,
+    alloc_pages_direct_compact,
     compact_memory,
     compact_zone,
     isolate_migratepages_block,
@@ -20,6 +21,7 @@ from mmplug.constants import (
     GFP_HIGHUSER_MOVABLE,
     ISOLATE_ASYNC_MIGRATE,
     ISOLATE_UNEVICTABLE,
+    CompactPriority,
     CompactResult,
     MigrateMode,
     MigrateType,
@@ -124,3 +126,29 @@ def test_async_direct_isolation_gives_up_an_order_block_at_its_first_failure():
     assert cc.total_migrate_scanned == 4 and vm.vmstat["compact_isolated"] == 4 + 3
     putback_movable_pages(vm, cc.migratepages)
     assert lay.intact()
+
+
+def test_direct_compaction_that_failed_reschedules_before_the_next_attempt():
+    """__alloc_pages_direct_compact() ends a failed attempt with cond_resched()
+    (page_alloc.c:4048-4050), which answers need_resched().
+
+    Block 0 = D D D D U . U ., blocks 1 and 2 = U . U . U . U .: ten free order-0
+    pages, no order-2 block; compaction_suitable(2) is CONTINUE (10 > 0 +
+    compact_gap 8).  With need_resched() raised, ASYNC direct compaction backs off
+    at the top of isolate_migratepages_block (724): CONTENDED, a stall and a
+    failure.  The cond_resched() after it clears need_resched(), so the next ASYNC
+    attempt isolates 0-3, migrates them to 23, 21, 19, 17 and frees an order-2
+    block at 0: SUCCESS, and the allocation gets it.
+    """
+    lay = Layout("DDDDU.U." + "U.U.U.U." * 2)
+    vm = lay.vm
+    task = vm.cpus.current()
+    task.need_resched = True
+    page, result = alloc_pages_direct_compact(vm, 2, GFP_HIGHUSER_MOVABLE, CompactPriority.ASYNC)
+    assert page is None and result == CompactResult.CONTENDED
+    assert (vm.vmstat["compact_stall"], vm.vmstat["compact_fail"]) == (1, 1)
+    assert not task.need_resched
+    page, result = alloc_pages_direct_compact(vm, 2, GFP_HIGHUSER_MOVABLE, CompactPriority.ASYNC)
+    assert result == CompactResult.SUCCESS and page is not None and page.pfn == 0
+    assert (vm.vmstat["compact_stall"], vm.vmstat["compact_success"]) == (2, 1)
+    assert [lay.pfn_of(p) for p in range(4)] == [17, 19, 21, 23] and lay.intact()
