@@ -257,13 +257,20 @@ def pageblock_skip_persistent(zone: Zone, pfn: int) -> bool:
     return zone.compound_order(zone.compound_head(page)) >= zone.pageblock_order
 
 
-def reset_isolation_suitable(zone: Zone) -> None:
+def reset_isolation_suitable(zone: Zone, vm: VM | None = None) -> None:
     """__reset_isolation_suitable() (mm/compaction.c:244-270): clear the skip bits of every
-    pageblock but the persistent ones, and the cached scanner positions."""
+    pageblock but the persistent ones, and the cached scanner positions.
+
+    Called by a compacting task (`vm` given), it passes a cond_resched() at every
+    pageblock (256): a pending need_resched() is answered before compaction starts.
+    """
     zone.compact_blockskip_flush = False
     skip = zone.pageblock_skip
     pb = zone.pageblock_nr_pages
+    task = vm.cpus.current() if vm is not None else None
     for i in range(len(skip)):
+        if vm is not None and task is not None and task.need_resched:
+            cond_resched(vm, task)
         if skip[i] and not pageblock_skip_persistent(zone, zone.start_pfn + i * pb):
             skip[i] = 0
     reset_cached_positions(zone)
@@ -726,7 +733,7 @@ def compact_zone(vm: VM, cc: CompactControl) -> CompactResult:
     if ret in (CompactResult.SUCCESS, CompactResult.SKIPPED):
         return ret
     if compaction_restarting(zone, cc.order):
-        reset_isolation_suitable(zone)
+        reset_isolation_suitable(zone, vm)
     if cc.whole_zone:
         cc.migrate_pfn = start_pfn
         cc.free_pfn = pageblock_start_pfn(zone, end_pfn - 1)

@@ -15,6 +15,8 @@ from mmplug.compaction import (
     alloc_pages_direct_compact,
     compact_memory,
     compact_zone,
+    compaction_deferred,
+    defer_compaction,
     isolate_migratepages_block,
 )
 from mmplug.constants import (
@@ -152,3 +154,26 @@ def test_direct_compaction_that_failed_reschedules_before_the_next_attempt():
     assert result == CompactResult.SUCCESS and page is not None and page.pfn == 0
     assert (vm.vmstat["compact_stall"], vm.vmstat["compact_success"]) == (2, 1)
     assert [lay.pfn_of(p) for p in range(4)] == [17, 19, 21, 23] and lay.intact()
+
+
+def test_compaction_restarting_reschedules_while_it_clears_the_skip_bits():
+    """__reset_isolation_suitable() passes a cond_resched() at every pageblock
+    (compaction.c:253-256); compact_zone() calls it when compaction_restarting()
+    (1579-1580), before the scanners start.
+
+    The layout of the test above, deferred to the limit for order 2 (shift 6, 63
+    attempts skipped): the 64th is let through (compaction_deferred, 164-168), and
+    compaction_restarting() holds.  need_resched() is pending, but the reset answers
+    it, so ASYNC compaction runs and succeeds instead of backing off (724).
+    """
+    lay = Layout("DDDDU.U." + "U.U.U.U." * 2)
+    vm, zone = lay.vm, lay.vm.zone
+    for _ in range(7):
+        defer_compaction(zone, 2)
+    assert sum(compaction_deferred(zone, 2) for _ in range(63)) == 63
+    zone.pageblock_skip[:] = b"\x01" * 3
+    task = vm.cpus.current()
+    task.need_resched = True
+    page, result = alloc_pages_direct_compact(vm, 2, GFP_HIGHUSER_MOVABLE, CompactPriority.ASYNC)
+    assert result == CompactResult.SUCCESS and page is not None and page.pfn == 0
+    assert not task.need_resched and lay.intact()
