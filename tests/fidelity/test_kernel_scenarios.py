@@ -177,3 +177,26 @@ def test_compaction_restarting_reschedules_while_it_clears_the_skip_bits():
     page, result = alloc_pages_direct_compact(vm, 2, GFP_HIGHUSER_MOVABLE, CompactPriority.ASYNC)
     assert result == CompactResult.SUCCESS and page is not None and page.pfn == 0
     assert not task.need_resched and lay.intact()
+
+
+def test_no_target_below_the_watermark_is_enomem_and_ends_compaction_contended():
+    """-ENOMEM from compaction_alloc() (compaction.c:1181-1187) ends migrate_pages() at once
+    (migrate.c:1428-1451: nr_failed++ and out, the pages not yet tried are not counted),
+    and compact_zone() ends CONTENDED while the scanners have not met (1654-1656).
+
+    Blocks 0 = D D U..., 1 = all in use, 2 = U . U...: one free page, min watermark
+    1.  The migrate scanner isolates [1, 0].  __isolate_free_page() refuses pfn 17
+    (1 free page is not above min 1 + 1 << 0, page_alloc.c:3254-3256), so
+    isolate_freepages_block() stops there (518-519) after two pfns, the free scanner
+    stops early (1146-1151) with free_pfn 17, and the first migration finds no
+    target: pgmigrate_fail 1, not 2; both pages go back.  17 >> 3 > 8 >> 3: CONTENDED.
+    """
+    lay = Layout("DDUUUUUU" "UUUUUUUU" "U.UUUUUU")
+    vm = lay.vm
+    vm.zone.wmark_min = 1
+    assert compact_memory(vm) == CompactResult.CONTENDED
+    assert (vm.vmstat["pgmigrate_success"], vm.vmstat["pgmigrate_fail"]) == (0, 1)
+    assert vm.vmstat["compact_isolated"] == 2
+    assert (vm.vmstat["compact_migrate_scanned"], vm.vmstat["compact_free_scanned"]) == (8, 2)
+    assert vm.vmstat["putback_movable"] == 2 and vm.zone.nr_free_pages == 1
+    assert lay.pfn_of(0) == 0 and lay.pfn_of(1) == 1 and lay.intact()
