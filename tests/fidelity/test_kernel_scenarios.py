@@ -200,3 +200,29 @@ def test_no_target_below_the_watermark_is_enomem_and_ends_compaction_contended()
     assert (vm.vmstat["compact_migrate_scanned"], vm.vmstat["compact_free_scanned"]) == (8, 2)
     assert vm.vmstat["putback_movable"] == 2 and vm.zone.nr_free_pages == 1
     assert lay.pfn_of(0) == 0 and lay.pfn_of(1) == 1 and lay.intact()
+
+
+def test_buddies_merge_across_pageblocks_of_different_migratetypes():
+    """__free_one_page() (page_alloc.c:831-934) merges up to pageblock_order, then, with no
+    isolated pageblock in the zone, goes on merging past it (880-902) whatever the
+    buddy block's migratetype; the result goes on the list of the page being freed.
+
+    Two pageblocks of 8, block 1 UNMOVABLE, all pages freed in pfn order: 0-7 make
+    an order-3 block on the MOVABLE list; freeing 15 merges 8-15 and then 0-15, an
+    order-4 block on the UNMOVABLE list (pfn 15's), and neither block changes type.
+    A movable order-0 allocation then falls back to it (__rmqueue_fallback, 2689-
+    2713): order 4 >= pageblock_order, so steal_suitable_fallback() claims both
+    pageblocks (change_pageblock_range, 2446-2448), and the split (expand) leaves
+    8-15, 4-7, 2-3 and 1 on the MOVABLE lists and hands out pfn 0.
+    """
+    lay = Layout("........" "........", types={1: MigrateType.UNMOVABLE}, max_order=5)
+    zone = lay.vm.zone
+    assert [list(zone.free_area[4][mt]) for mt in (MigrateType.MOVABLE,
+                                                  MigrateType.UNMOVABLE)] == [[], [0]]
+    assert list(zone.pageblock_mt) == [MigrateType.MOVABLE, MigrateType.UNMOVABLE]
+    page = zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
+    assert page.pfn == 0
+    assert list(zone.pageblock_mt) == [MigrateType.MOVABLE, MigrateType.MOVABLE]
+    assert [list(zone.free_area[o][MigrateType.MOVABLE]) for o in range(4)] == [[1], [2], [4],
+                                                                                [8]]
+    zone.check_free_lists()
