@@ -226,3 +226,27 @@ def test_buddies_merge_across_pageblocks_of_different_migratetypes():
     assert [list(zone.free_area[o][MigrateType.MOVABLE]) for o in range(4)] == [[1], [2], [4],
                                                                                 [8]]
     zone.check_free_lists()
+
+
+def test_a_pageblock_the_zone_ends_inside_is_never_claimed_by_a_steal():
+    """move_freepages_block() (page_alloc.c:2331-2351) moves nothing when the zone does
+    not span the pageblock's last pfn (2346-2347), so steal_suitable_fallback() (2427-
+    2496) finds no free page moved and takes the one block alone (2480-2481).
+
+    Two pageblocks of 8; the zone ends at pfn 14 (a machine's zone often ends inside
+    a pageblock; 14 and 15 are in use).  Block 0 is in use; block 1 is UNMOVABLE
+    with 8-11 free (order 2) and 12-13 (order 1).  A movable order-0 allocation
+    falls back to the largest block, 8-11; order 2 >= pageblock_order / 2 may
+    steal the whole block, but the block is the zone's last and partial: only
+    8-11 moves to the MOVABLE list, 12-13 stays UNMOVABLE and so does the block.
+    The split hands out 8 and leaves 10-11 and 9 on the MOVABLE lists.
+    """
+    lay = Layout("UUUUUUUU" "......UU", types={1: MigrateType.UNMOVABLE})
+    zone = lay.vm.zone
+    zone.zone_end_pfn = 14
+    page = zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE)
+    assert page.pfn == 8
+    assert zone.get_pageblock_migratetype(8) == MigrateType.UNMOVABLE
+    assert list(zone.free_area[1][MigrateType.UNMOVABLE]) == [12]
+    assert [list(zone.free_area[o][MigrateType.MOVABLE]) for o in range(3)] == [[9], [10], []]
+    zone.check_free_lists()
