@@ -261,17 +261,20 @@ def reset_isolation_suitable(zone: Zone, vm: VM | None = None) -> None:
     """__reset_isolation_suitable() (mm/compaction.c:244-270): clear the skip bits of every
     pageblock but the persistent ones, and the cached scanner positions.
 
-    Called by a compacting task (`vm` given), it passes a cond_resched() at every
-    pageblock (256): a pending need_resched() is answered before compaction starts.
+    The walk steps a pageblock at a time from zone_start_pfn (253): in a zone
+    that begins further into its first pageblock than it reaches into its last,
+    the last one keeps its bit.  Called by a compacting task (`vm` given), it
+    passes a cond_resched() at every step (256): a pending need_resched() is
+    answered before compaction starts.
     """
     zone.compact_blockskip_flush = False
     skip = zone.pageblock_skip
-    pb = zone.pageblock_nr_pages
     task = vm.cpus.current() if vm is not None else None
-    for i in range(len(skip)):
+    for pfn in range(zone.zone_start_pfn, zone.zone_end_pfn, zone.pageblock_nr_pages):
         if vm is not None and task is not None and task.need_resched:
             cond_resched(vm, task)
-        if skip[i] and not pageblock_skip_persistent(zone, zone.start_pfn + i * pb):
+        i = (pfn - zone.start_pfn) >> zone.pageblock_order
+        if skip[i] and not pageblock_skip_persistent(zone, pfn):
             skip[i] = 0
     reset_cached_positions(zone)
 

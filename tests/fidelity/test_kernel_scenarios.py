@@ -18,6 +18,7 @@ from mmplug.compaction import (
     compaction_deferred,
     defer_compaction,
     isolate_migratepages_block,
+    reset_isolation_suitable,
 )
 from mmplug.constants import (
     GFP_HIGHUSER_MOVABLE,
@@ -250,3 +251,21 @@ def test_a_pageblock_the_zone_ends_inside_is_never_claimed_by_a_steal():
     assert list(zone.free_area[1][MigrateType.UNMOVABLE]) == [12]
     assert [list(zone.free_area[o][MigrateType.MOVABLE]) for o in range(3)] == [[9], [10], []]
     zone.check_free_lists()
+
+
+def test_resetting_skip_bits_steps_a_pageblock_at_a_time_from_the_zone_start():
+    """__reset_isolation_suitable() (compaction.c:244-270) walks pfn = zone_start_pfn,
+    + pageblock_nr_pages, ... while below zone_end_pfn (253) and clears the bit of
+    each pfn's pageblock.
+
+    Three pageblocks of 8; the zone spans pfns 5-18.  The walk visits 5 and 13 (21
+    is past the end): blocks 0 and 1 are cleared, block 2, which the zone reaches
+    only up to 18, keeps its skip bit.
+    """
+    lay = Layout("UUUUUUUU" * 3)
+    zone = lay.vm.zone
+    zone.zone_start_pfn, zone.zone_end_pfn = 5, 19
+    zone.pageblock_skip[:] = b"\x01" * 3
+    reset_isolation_suitable(zone)
+    assert list(zone.pageblock_skip) == [0, 0, 1]
+    assert zone.compact_cached_migrate_pfn == [5, 5] and zone.compact_cached_free_pfn == 16
