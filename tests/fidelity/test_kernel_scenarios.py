@@ -13,6 +13,7 @@ from mmplug import hookimpl
 from mmplug.compaction import (
     CompactControl,
     alloc_pages_direct_compact,
+    compact_finished,
     compact_memory,
     compact_zone,
     compaction_deferred,
@@ -269,3 +270,33 @@ def test_resetting_skip_bits_steps_a_pageblock_at_a_time_from_the_zone_start():
     reset_isolation_suitable(zone)
     assert list(zone.pageblock_skip) == [0, 0, 1]
     assert zone.compact_cached_migrate_pfn == [5, 5] and zone.compact_cached_free_pfn == 16
+
+
+def test_a_non_movable_sync_compaction_finishes_its_pageblock_before_it_stops():
+    """__compact_finished() (compaction.c:1354-1410): for a non-movable request whose
+    allocation would steal from another migratetype, SYNC compaction first finishes
+    the pageblock it is in (cc->finishing_block), and says SUCCESS only at the next
+    pageblock boundary; compact_finished() turns NO_SUITABLE_PAGE into CONTINUE.
+
+    Four pageblocks of 8; the only free block is 16-23, order 3, MOVABLE.  An
+    UNMOVABLE order-1 request: orders 1 and 2 have nothing; at order 3 the MOVABLE
+    list is a fallback UNMOVABLE may steal from whole (can_steal_fallback: order
+    >= pageblock_order).  With the migrate scanner at 12, SYNC_LIGHT goes on (at 12
+    and 14) and stops at 16; ASYNC stops at once.  For order 4 no list has a block:
+    NO_SUITABLE_PAGE, which compact_finished() returns as CONTINUE (1420-1421).
+    """
+    lay = Layout("UUUUUUUU" * 2 + "........" + "UUUUUUUU")
+    vm, zone = lay.vm, lay.vm.zone
+    cc = CompactControl(zone=zone, order=1, mode=MigrateMode.SYNC_LIGHT,
+                        migratetype=MigrateType.UNMOVABLE, migrate_pfn=12, free_pfn=24)
+    assert compact_finished(vm, cc) == CompactResult.CONTINUE and cc.finishing_block
+    cc.migrate_pfn = 14
+    assert compact_finished(vm, cc) == CompactResult.CONTINUE and cc.finishing_block
+    cc.migrate_pfn = 16
+    assert compact_finished(vm, cc) == CompactResult.SUCCESS and not cc.finishing_block
+    cc = CompactControl(zone=zone, order=1, mode=MigrateMode.ASYNC,
+                        migratetype=MigrateType.UNMOVABLE, migrate_pfn=12, free_pfn=24)
+    assert compact_finished(vm, cc) == CompactResult.SUCCESS
+    cc = CompactControl(zone=zone, order=4, mode=MigrateMode.SYNC_LIGHT,
+                        migratetype=MigrateType.UNMOVABLE, migrate_pfn=12, free_pfn=24)
+    assert compact_finished(vm, cc) == CompactResult.CONTINUE and not cc.finishing_block
