@@ -17,7 +17,9 @@ from mmplug.compaction import (
     compact_memory,
     compact_zone,
     compaction_deferred,
+    compaction_suitable,
     defer_compaction,
+    isolate_freepages_block,
     isolate_migratepages_block,
     reset_isolation_suitable,
 )
@@ -31,6 +33,7 @@ from mmplug.constants import (
     MigrateType,
 )
 from mmplug.migrate import putback_movable_pages
+from mmplug.vmstat import fragmentation_index
 
 
 def test_release_freepages_frees_from_the_head_of_cc_freepages():
@@ -300,3 +303,56 @@ def test_a_non_movable_sync_compaction_finishes_its_pageblock_before_it_stops():
     cc = CompactControl(zone=zone, order=4, mode=MigrateMode.SYNC_LIGHT,
                         migratetype=MigrateType.UNMOVABLE, migrate_pfn=12, free_pfn=24)
     assert compact_finished(vm, cc) == CompactResult.CONTINUE and not cc.finishing_block
+
+
+def test_a_block_scanned_in_vain_is_skipped_and_moves_the_cached_pfn_of_its_mode():
+    """update_pageblock_skip() (compaction.c:291-322), called when a scanner got to the end
+    of a block without isolating anything (951-952, 568-569): the block's skip bit, and
+    the cached restart pfn, only forward for the migrate scanner (ASYNC moves
+    compact_cached_migrate_pfn[0] alone, the SYNC modes both) and only backward for
+    the free scanner.  The pfn cached is the first one the call scanned.
+
+    Four pageblocks of 8, every page in use.
+    """
+    lay = Layout("UUUUUUUU" * 4)
+    vm, zone = lay.vm, lay.vm.zone
+    mode = ISOLATE_UNEVICTABLE | ISOLATE_ASYNC_MIGRATE
+    cc = CompactControl(zone=zone, order=2, mode=MigrateMode.ASYNC)
+    assert isolate_migratepages_block(vm, cc, 10, 16, mode) == 16
+    assert list(zone.pageblock_skip) == [0, 1, 0, 0]
+    assert zone.compact_cached_migrate_pfn == [10, 0]
+    cc.mode = MigrateMode.SYNC_LIGHT
+    assert isolate_migratepages_block(vm, cc, 16, 24, mode) == 24
+    assert zone.compact_cached_migrate_pfn == [16, 16]
+    cc.mode = MigrateMode.ASYNC
+    isolate_migratepages_block(vm, cc, 0, 8, mode)
+    assert zone.compact_cached_migrate_pfn == [16, 16]           # never backward
+    assert list(zone.pageblock_skip) == [1, 1, 1, 0]
+    assert zone.compact_cached_free_pfn == 24
+    assert isolate_freepages_block(vm, cc, 20, 24, []) == 24       # the free scanner
+    assert zone.compact_cached_free_pfn == 20
+    assert isolate_freepages_block(vm, cc, 24, 32, []) == 32
+    assert zone.compact_cached_free_pfn == 20                      # never forward
+    assert list(zone.pageblock_skip) == [1, 1, 1, 1]
+    assert cc.total_migrate_scanned == 6 + 8 + 8 and cc.total_free_scanned == 4 + 8
+
+
+def test_fragmentation_index_of_an_order_past_max_order_is_zero():
+    """__fragmentation_index() (vmstat.c:1053-1074) returns 0 after its WARN_ON_ONCE for
+    an order >= MAX_ORDER (1057-1058), so compaction_suitable() (1501-1509) calls such
+    a request NOT_SUITABLE_ZONE, SKIPPED to its callers.
+
+    Max order 5, one free order-3 block and nothing else: for order 4 the index is
+    1000 - (1000 + 8 * 1000 / 16) / 1 = -500; for order 5 it is 0.  A zone of 80
+    free order-0 pages passes the order-0 watermark for order 5 (80 > low 0 +
+    compact_gap 64), and its index for order 4 is 1000 - (1000 + 80 * 1000 / 16) /
+    80 = 925: compaction would run for order 4 and is not suitable for order 5.
+    """
+    nr_free = [0, 0, 0, 1, 0]
+    assert fragmentation_index(nr_free, 4) == -500
+    assert fragmentation_index(nr_free, 5) == 0
+    lay = Layout("U." * 80, max_order=5)
+    zone = lay.vm.zone
+    assert fragmentation_index(zone.buddyinfo(), 4) == 925
+    assert compaction_suitable(zone, 4) == CompactResult.CONTINUE
+    assert compaction_suitable(zone, 5) == CompactResult.SKIPPED
