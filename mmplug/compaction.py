@@ -257,14 +257,24 @@ def pageblock_skip_persistent(zone: Zone, pfn: int) -> bool:
     return zone.compound_order(zone.compound_head(page)) >= zone.pageblock_order
 
 
-def reset_isolation_suitable(zone: Zone) -> None:
+def reset_isolation_suitable(zone: Zone, vm: VM | None = None) -> None:
     """__reset_isolation_suitable() (mm/compaction.c:244-270): clear the skip bits of every
-    pageblock but the persistent ones, and the cached scanner positions."""
+    pageblock but the persistent ones, and the cached scanner positions.
+
+    The walk steps a pageblock at a time from zone_start_pfn (253): in a zone
+    that begins further into its first pageblock than it reaches into its last,
+    the last one keeps its bit.  Called by a compacting task (`vm` given), it
+    passes a cond_resched() at every step (256): a pending need_resched() is
+    answered before compaction starts.
+    """
     zone.compact_blockskip_flush = False
     skip = zone.pageblock_skip
-    pb = zone.pageblock_nr_pages
-    for i in range(len(skip)):
-        if skip[i] and not pageblock_skip_persistent(zone, zone.start_pfn + i * pb):
+    task = vm.cpus.current() if vm is not None else None
+    for pfn in range(zone.zone_start_pfn, zone.zone_end_pfn, zone.pageblock_nr_pages):
+        if vm is not None and task is not None and task.need_resched:
+            cond_resched(vm, task)
+        i = (pfn - zone.start_pfn) >> zone.pageblock_order
+        if skip[i] and not pageblock_skip_persistent(zone, pfn):
             skip[i] = 0
     reset_cached_positions(zone)
 
@@ -609,11 +619,11 @@ def compaction_free(page: Page, cc: CompactControl) -> None:
 
 
 def release_freepages(vm: VM, freepages: list[Page]) -> int:
-    """release_freepages() (mm/compaction.c:52-66): free the targets not used; returns the
-    highest pfn."""
+    """release_freepages() (mm/compaction.c:52-66): free the targets not used, from the
+    list's head (the end of `freepages`); returns the highest pfn."""
     high = 0
     put = vm.cpus.put_page
-    for page in freepages:
+    for page in reversed(freepages):
         if page.pfn > high:
             high = page.pfn
         put(page)
@@ -726,7 +736,7 @@ def compact_zone(vm: VM, cc: CompactControl) -> CompactResult:
     if ret in (CompactResult.SUCCESS, CompactResult.SKIPPED):
         return ret
     if compaction_restarting(zone, cc.order):
-        reset_isolation_suitable(zone)
+        reset_isolation_suitable(zone, vm)
     if cc.whole_zone:
         cc.migrate_pfn = start_pfn
         cc.free_pfn = pageblock_start_pfn(zone, end_pfn - 1)
@@ -865,7 +875,7 @@ def alloc_pages_direct_compact(vm: VM, order: int, gfp: int, prio: CompactPriori
         ev["compact_success"] += 1
         return page, result
     ev["compact_fail"] += 1
-    vm.cpus.point("cond_resched")
+    cond_resched(vm, task)
     return None, result
 
 

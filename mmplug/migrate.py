@@ -569,7 +569,8 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                   reason: int = MigrateReason.COMPACTION) -> int:
     """migrate_pages() (mm/migrate.c): up to 10 passes while pages ask for a retry (MIG-1).
 
-    From the fourth pass (`pass > 2`) the page lock may be waited for.
+    Each page is preceded by cond_resched().  From the fourth pass (`pass > 2`)
+    the page lock may be waited for.
     Returns the number of pages not migrated, or -ENOMEM at once if no new
     page could be had (MIG-2); pgmigrate_success/fail count pages (MIG-9).
     The caller puts back whatever is left on the list whenever this is not 0.
@@ -580,9 +581,14 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
     retry = 1
     rc = 0
     passes = 0
+    task = vm.cpus.current()
     while passes < MIGRATE_PASSES and retry:
         retry = 0
         for page in from_list:
+            if task.need_resched:
+                # cond_resched() before each page: need_resched() is answered here
+                task.need_resched = False
+                vm.cpus.point("cond_resched")
             rc = unmap_and_move(vm, get_new_page, put_new_page, private, page,
                                 passes > 2, mode, reason, from_list)
             if rc == -ENOMEM:

@@ -102,7 +102,11 @@ def fragmentation_index(nr_free: list[int], order: int) -> int:
     """__fragmentation_index(): -1000 if an order block exists, else 0..1000.
 
     Near 0 a failure would be for lack of memory, near 1000 for fragmentation.
+    An order of MAX_ORDER (`len(nr_free)`) or more is 0, as after v4.19's
+    WARN_ON_ONCE (mm/vmstat.c:1057-1058).
     """
+    if order >= len(nr_free):
+        return 0
     info = fill_contig_page_info(nr_free, order)
     if not info.free_blocks_total:
         return 0

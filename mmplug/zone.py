@@ -437,11 +437,15 @@ class Zone:
 
         Returns (free pages moved, pages in use that PageLRU or __PageMovable says
         could be migrated: num_movable, counted without trying to isolate them).
+        A pageblock the zone does not span to its end moves nothing, and one that
+        begins before the zone is moved from `pfn` on (do not cross zone boundaries).
         """
         pb = self.pageblock_nr_pages
         start = pfn & ~(pb - 1)
-        idx = start - self.start_pfn
-        end = idx + pb
+        if start + pb - 1 >= self.zone_end_pfn:
+            return 0, 0
+        idx = (start if start >= self.zone_start_pfn else pfn) - self.start_pfn
+        end = start - self.start_pfn + pb
         moved = movable = 0
         pages = self.pages
         while idx < end:
