@@ -9,7 +9,10 @@ put_new) survive as comments where the control flow jumps to them.
 Every call into a driver goes through `call_isolate`, `call_migratepage` or
 `call_putback`, which check what the driver returned and what it did to the
 page (ISO-2..ISO-4, MIG-7, MIG-8, PUT-1) and name the driver, the callback, the
-page and the rule when something is wrong.
+page and the rule when something is wrong.  They also keep the callback's time
+limit: they store the address space's `watch` in the thread's watchdog lane
+around the call themselves (mmplug.watchdog), so that a callback costs no
+wrapper frame, and a hang is reported as the driver's, with the page.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from .page import (
     Page,
     movable_mapping,
 )
-from .watchdog import driver_error, passes_through
+from .watchdog import LANES, driver_error, new_lane, passes_through
 
 if TYPE_CHECKING:
     from .mapping import AddressSpace
@@ -118,10 +121,23 @@ def check_lru(vm: VM, page: Page, owner: Any, mapping: AddressSpace | None,
 
 def call_isolate(vm: VM, mapping: AddressSpace, page: Page, mode: int) -> bool:
     """a_ops->isolate_page(page, mode), checked (ISO-2)."""
+    watch = mapping.watch
+    if watch is not None:
+        try:
+            ln = LANES.lane
+        except AttributeError:
+            ln = new_lane()
+        prev = ln.call
+        ln.call = watch.isolate_page
+        ln.fresh = True
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
         ret = mapping.a_ops.isolate_page(page, mode)  # type: ignore[union-attr]
+        if watch is not None:
+            ln.call = prev
     except BaseException as exc:
+        if watch is not None:
+            ln.call = prev
         _callback_raised(mapping, "isolate_page", page, "ISO-2", exc)
     if ret is not True and ret is not False:
         raise DriverError("ISO-2", f"isolate_page returned {ret!r} ({type(ret).__name__}); "
@@ -142,10 +158,23 @@ def call_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
     """a_ops->migratepage(mapping, newpage, page, mode), checked (MIG-7, MIG-8)."""
     owner = page.lru
     newref = newpage._refcount
+    watch = mapping.watch
+    if watch is not None:
+        try:
+            ln = LANES.lane
+        except AttributeError:
+            ln = new_lane()
+        prev = ln.call
+        ln.call = watch.migratepage
+        ln.fresh = True
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
         rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)  # type: ignore[union-attr]
+        if watch is not None:
+            ln.call = prev
     except BaseException as exc:
+        if watch is not None:
+            ln.call = prev
         _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
     if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS and page.flags & newpage.flags & LOCKED
             and page.lru is owner and page.mapping == PAGE_MAPPING_MOVABLE
@@ -233,10 +262,23 @@ def _after_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
 
 def call_putback(vm: VM, mapping: AddressSpace, page: Page) -> None:
     """a_ops->putback_page(page), checked (PUT-2)."""
+    watch = mapping.watch
+    if watch is not None:
+        try:
+            ln = LANES.lane
+        except AttributeError:
+            ln = new_lane()
+        prev = ln.call
+        ln.call = watch.putback_page
+        ln.fresh = True
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
         ret = mapping.a_ops.putback_page(page)  # type: ignore[union-attr]
+        if watch is not None:
+            ln.call = prev
     except BaseException as exc:
+        if watch is not None:
+            ln.call = prev
         _callback_raised(mapping, "putback_page", page, "PUT-2", exc)
     if ret is not None:
         raise DriverError("PUT-2", f"putback_page returned {ret!r}; it returns nothing",

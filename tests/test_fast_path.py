@@ -8,19 +8,21 @@ subclass of SingleCPU that changes nothing takes the general path: every page
 operation through the backend.  Each case here runs on both and compares
 everything the run leaves: the result or the error (type, rule, message,
 driver, hook), vmstat, warnings, every page frame, the free lists and the
-zone's bytes.
+zone's bytes.  The call sites also keep each callback's time limit in place,
+without a wrapper: the last tests check what the watchdog sees and reports.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import time
 from typing import Any
 
 import pytest
 
 from corehelp import HERE, SIMPLEPOOL, PoolPlugin, fresh_target, make_vm, simplepool
-from mmplug import VM, MmplugError, PluginHost, VMConfig, hookimpl
+from mmplug import VM, DriverError, MmplugError, PluginHost, VMConfig, hookimpl, watchdog
 from mmplug.compaction import compact_memory
 from mmplug.constants import EAGAIN, EBUSY, ISOLATE_ASYNC_MIGRATE, MigrateMode
 from mmplug.cpus.backend import PageOperations
@@ -371,3 +373,89 @@ def test_whole_zone_compaction_is_the_same_on_both_paths(driver):
     fast = run(SingleCPU())
     assert fast[2]["vmstat"]["pgmigrate_success"] > 100
     assert fast == run(GeneralCPU())
+
+
+class _Watched(PoolPlugin):
+    """simplepool that records the watchdog's call of its thread while each callback runs,
+    and hangs in the callback named by `hang`."""
+
+    def __init__(self, hang: str = "") -> None:
+        self.hang = hang
+        self.seen: list[Any] = []
+
+    def _enter(self, hook: str) -> None:
+        self.seen.append(watchdog.lane().call)
+        # a hang the watchdog stops at 0.2 s (the bound only ends a test that would fail)
+        deadline = time.monotonic() + 30
+        while hook == self.hang and time.monotonic() < deadline:
+            pass
+
+    @hookimpl
+    def isolate_page(self, page, mode):
+        self._enter("isolate_page")
+        return simplepool.isolate_page(page, mode)
+
+    @hookimpl
+    def migratepage(self, mapping, newpage, page, mode):
+        self._enter("migratepage")
+        return simplepool.migratepage(mapping, newpage, page, mode)
+
+    @hookimpl
+    def putback_page(self, page):
+        self._enter("putback_page")
+        return simplepool.putback_page(page)
+
+
+def _isolate_all(vm, pool) -> tuple[PageList, list[Page]]:
+    pages = [pool.handles[pool.store(b"x" * 40)][0].page for _ in range(simplepool.SLOTS * 2)]
+    pages = list(dict.fromkeys(pages))
+    lst = PageList()
+    for page in pages:
+        assert isolate_movable_page(vm, page, 0) == 0
+        lst.add(page)
+    return lst, pages
+
+
+@pytest.mark.parametrize("cpus", [SingleCPU, GeneralCPU])
+def test_the_watchdog_names_each_callback_while_it_runs_and_nothing_after(cpus):
+    """The call sites keep the callback's time limit themselves: inside each callback the
+    thread's lane names the driver and the callback; after it, returned or raised, the lane
+    is as it was."""
+    plugin = _Watched()
+    vm, pool = make_vm(plugin, cpus=cpus(), callback_timeout=5.0)
+    lst, pages = _isolate_all(vm, pool)
+    lst2 = PageList()
+    page = lst.pages[-1]
+    lst.delete(page)
+    lst2.add(page)
+    assert migrate_pages(vm, lst, fresh_target(vm)[0], None, None, MigrateMode.SYNC) == 0
+    putback_movable_pages(vm, lst2)
+    hooks = ["isolate_page"] * len(pages) + ["migratepage"] * (len(pages) - 1) + \
+        ["putback_page"]
+    assert [(c.driver, c.hook, c.limit) for c in plugin.seen] == \
+        [("testpool", hook, 5.0) for hook in hooks]
+    assert watchdog.lane().call is None
+    assert _run(cpus(), {"migrate": "raises"})["error"][1] == "MIG-8"
+    assert watchdog.lane().call is None
+    no_limit = _Watched()
+    vm, pool = make_vm(no_limit, cpus=cpus(), callback_timeout=None)
+    _isolate_all(vm, pool)
+    assert set(no_limit.seen) == {None}
+
+
+@pytest.mark.parametrize("hook", ["isolate_page", "migratepage", "putback_page"])
+def test_a_hung_callback_is_the_drivers_error_naming_the_callback_and_the_page(hook):
+    plugin = _Watched(hang=hook)
+    vm, pool = make_vm(plugin, callback_timeout=0.2)
+    page = pool.handles[pool.store(b"x")][0].page
+    with pytest.raises(DriverError, match=r"did not return within 0\.2 s") as exc:
+        lst = PageList()
+        assert isolate_movable_page(vm, page, 0) == 0
+        lst.add(page)
+        if hook == "putback_page":
+            putback_movable_pages(vm, lst)
+        else:
+            migrate_pages(vm, lst, fresh_target(vm)[0], None, None, MigrateMode.SYNC)
+    err = exc.value
+    assert (err.driver, err.hook, err.page) == ("testpool", hook, page)
+    assert watchdog.lane().call is None
