@@ -398,16 +398,28 @@ def putback_movable_page(vm: VM, page: Page, mapping: AddressSpace) -> None:
 
 def _give_back(vm: VM, page: Page) -> None:
     """Under the page lock: to the driver if it still has the page, else finish the release;
-    then drop the isolation reference (the tail of putback_movable_pages and unmap_and_move)."""
+    then drop the isolation reference (the tail of putback_movable_pages and unmap_and_move).
+
+    On one plain CPU a free page lock is taken in place, as __unmap_and_move takes it,
+    unless a spinlock is held: lock_page() may sleep, which the backend reports (LCK-1).
+    """
     cpus = vm.cpus
-    cpus.lock_page(page)
+    one_cpu = type(cpus) is SingleCPU
+    task = cpus.task if type(cpus) is SingleCPU else None
+    if task is not None and not page.flags & LOCKED and not task.preempt_count:
+        page.flags |= LOCKED
+    else:
+        cpus.lock_page(page)
     mapping = movable_mapping(page)
     if mapping is not None:
-        putback_movable_page(vm, page, mapping)
+        call_putback(vm, mapping, page)             # putback_movable_page(), in place
+        page.flags &= ~ISOLATED
+        _end_isolation(vm, page)
+        vm.vmstat.events["putback_movable"] += 1
     else:
         _released(vm, page)
     flags = page.flags
-    if type(cpus) is SingleCPU and flags & LOCKED and page._refcount > 1:
+    if one_cpu and flags & LOCKED and page._refcount > 1:
         page.flags = flags & ~LOCKED                # unlock_page() and put_page(), in place
         page._refcount -= 1
     else:
@@ -421,10 +433,12 @@ def putback_movable_pages(vm: VM, pagelist: PageList) -> None:
     A page the driver released while isolated is not handed to the driver;
     the VM only clears PG_isolated and drops its reference (REL-2).
     """
+    pages = pagelist.pages
     for page in pagelist:
         if page.lru is not pagelist:
             check_lru(vm, page, pagelist, vm.isolated.get(page), None)
-        pagelist.delete(page)
+        pages.remove(page)                          # pagelist.delete(page), in place
+        page.lru = None
         if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
             if not page.flags & ISOLATED:
                 raise ContractViolation("PUT-1", "a movable page on a migration list is not "
