@@ -34,6 +34,7 @@ from .cpus.backend import PF_MEMALLOC
 from .cpus.single import SingleCPU
 from .errors import ContractViolation, DriverError
 from .page import (
+    HEAD,
     ISOLATED,
     LOCKED,
     PAGE_MAPPING_FLAGS,
@@ -487,7 +488,9 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
                          hook="migratepage")
         # Cleared under the page lock so no compactor can try this page again.
         page.flags = flags & ~ISOLATED
-        _end_isolation(vm, page)
+        isolated_by = vm.isolated.pop(page, None)   # _end_isolation(), in place
+        if isolated_by is not None:
+            isolated_by.nr_isolated -= 1
         vm.vmstat.events["bytes_copied"] += vm.zone.page_size
     return rc
 
@@ -597,12 +600,18 @@ def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | 
     else:
         rc = __unmap_and_move(vm, page, newpage, force, mode)
     if rc != -EAGAIN:
-        from_list.delete(page)
+        from_list.pages.remove(page)                # from_list.delete(page), in place
+        page.lru = None
         if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
             # NR_ISOLATED_* counts LRU pages only (BUG-3)
             vm.zone.nr_isolated_lru -= 1
     if rc == MIGRATEPAGE_SUCCESS:
-        cpus.put_page(page)
+        if type(cpus) is SingleCPU and page._refcount == 1 and not page.flags & HEAD:
+            # the last put_page() of an order-0 page, in place: __put_page() frees it
+            page._refcount = 0
+            page.zone.free_pages(page, 0)
+        else:
+            cpus.put_page(page)
         return rc
     if rc != -EAGAIN:
         if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
