@@ -40,6 +40,7 @@ from .page import (
     PAGE_MAPPING_FLAGS,
     PAGE_MAPPING_MOVABLE,
     SLAB,
+    TAIL,
     WRITEBACK,
     Page,
     movable_mapping,
@@ -345,7 +346,14 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         ev["isolate_fail_locked"] += 1
         cpus.put_page(page)                                     # out_putpage
         return -EBUSY
-    mapping = None if page.flags & ISOLATED else movable_mapping(page)
+    # PageMovable(), the usual case in place: a word naming a live address space (a word
+    # of another tag cannot, handles being aligned), on a page neither slab, tail nor isolated
+    mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
+    ops = mapping.a_ops if mapping is not None else None
+    # (isolate_page is never None through the API, which mypy knows; PageMovable checks it)
+    if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
+            or page.flags & (ISOLATED | SLAB | TAIL)):
+        mapping = None if page.flags & ISOLATED else movable_mapping(page)
     if mapping is None:
         ev["isolate_fail_released"] += 1
         cpus.unlock_page(page)                                  # out_no_isolated
@@ -474,7 +482,12 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
     if not page.flags & ISOLATED:
         raise ContractViolation("MIG-6", "move_to_new_page() on a non-LRU page that is not "
                                 "PG_isolated", page=page)
-    mapping = movable_mapping(page)
+    # PageMovable(), the usual case in place, as in isolate_movable_page()
+    mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
+    ops = mapping.a_ops if mapping is not None else None
+    if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
+            or page.flags & (SLAB | TAIL)):
+        mapping = movable_mapping(page)
     if mapping is None:
         # Released by the driver after isolation: nothing to migrate.
         _released(vm, page)
