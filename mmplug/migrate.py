@@ -419,11 +419,18 @@ def _give_back(vm: VM, page: Page) -> None:
         page.flags |= LOCKED
     else:
         cpus.lock_page(page)
-    mapping = movable_mapping(page)
+    # PageMovable(), the usual case in place, as in isolate_movable_page()
+    mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
+    ops = mapping.a_ops if mapping is not None else None
+    if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
+            or page.flags & (SLAB | TAIL)):
+        mapping = movable_mapping(page)
     if mapping is not None:
         call_putback(vm, mapping, page)             # putback_movable_page(), in place
         page.flags &= ~ISOLATED
-        _end_isolation(vm, page)
+        isolated_by = vm.isolated.pop(page, None)   # _end_isolation(), in place
+        if isolated_by is not None:
+            isolated_by.nr_isolated -= 1
         vm.vmstat.events["putback_movable"] += 1
     else:
         _released(vm, page)
