@@ -214,7 +214,7 @@ def clear_page_movable(page: Page) -> None:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not locked",
                                 page=page)
     # PageMovable(): its usual case, a word naming a live address space on a page neither
-    # slab nor tail, in place (a word of another tag names none: handles are aligned)
+    # slab nor tail, in place (a word of another tag names none: handles are 4-aligned)
     word = page.mapping
     space = page.zone.mappings.get(word - PAGE_MAPPING_MOVABLE)
     ops = space.a_ops if space is not None else None

@@ -347,7 +347,8 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         cpus.put_page(page)                                     # out_putpage
         return -EBUSY
     # PageMovable(), the usual case in place: a word naming a live address space (a word
-    # of another tag cannot, handles being aligned), on a page neither slab, tail nor isolated
+    # of another tag names none: handles are 4-aligned, FLG-1), on a page neither slab,
+    # tail nor isolated
     mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
     ops = mapping.a_ops if mapping is not None else None
     # (isolate_page is never None through the API, which mypy knows; PageMovable checks it)

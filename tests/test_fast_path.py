@@ -8,8 +8,11 @@ subclass of SingleCPU that changes nothing takes the general path: every page
 operation through the backend.  Each case here runs on both and compares
 everything the run leaves: the result or the error (type, rule, message,
 driver, hook), vmstat, warnings, every page frame, the free lists and the
-zone's bytes.  The call sites also keep each callback's time limit in place,
-without a wrapper: the last tests check what the watchdog sees and reports.
+zone's bytes.  The per-page paths also decide PageMovable's usual case in
+place: a test compares each of them with mmplug.page.movable_mapping on pages
+in every state it tells apart.  And the call sites keep each callback's time
+limit in place, without a wrapper: the last tests check what the watchdog sees
+and reports.
 """
 
 from __future__ import annotations
@@ -37,7 +40,19 @@ from mmplug.kernel import (
     unlock_page,
 )
 from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
-from mmplug.page import ISOLATED, LOCKED, SLAB, WRITEBACK, Page
+from mmplug.errors import ContractViolation
+from mmplug.mapping import MovableOps
+from mmplug.page import (
+    ISOLATED,
+    LOCKED,
+    PAGE_MAPPING_ANON,
+    PAGE_MAPPING_MOVABLE,
+    SLAB,
+    TAIL,
+    WRITEBACK,
+    Page,
+    movable_mapping,
+)
 
 
 class GeneralCPU(SingleCPU):
@@ -459,3 +474,111 @@ def test_a_hung_callback_is_the_drivers_error_naming_the_callback_and_the_page(h
     err = exc.value
     assert (err.driver, err.hook, err.page) == ("testpool", hook, page)
     assert watchdog.lane().call is None
+
+
+def _set_word(word):
+    def change(vm, pool, page):
+        page.mapping = word(pool.mapping)
+    return change
+
+
+def _flag(bit):
+    def change(vm, pool, page):
+        page.flags |= bit
+    return change
+
+
+def _ops_without_isolate(vm, pool, page):
+    ops = pool.mapping.a_ops
+    pool.mapping.a_ops = MovableOps(None, ops.migratepage, ops.putback_page)  # type: ignore
+
+
+def _destroyed(vm, pool, page):
+    pool.mapping.a_ops = None
+
+
+#: page states that PageMovable tells apart, as changes to a page the pool stored
+MOVABLE_STATES: dict[str, Any] = {
+    "movable": None,
+    "released by its driver": _set_word(lambda m: PAGE_MAPPING_MOVABLE),
+    "slab": _flag(SLAB),
+    "tail": _flag(TAIL),
+    "instance destroyed": _destroyed,
+    "no isolate_page": _ops_without_isolate,
+    "word pointing nowhere": _set_word(lambda m: (m.handle + 0x1000) | PAGE_MAPPING_MOVABLE),
+    "anon word": _set_word(lambda m: m.handle | PAGE_MAPPING_ANON),
+    "ksm word": _set_word(lambda m: m.handle | PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE),
+}
+
+
+def _page_movable(page: Page) -> str:
+    """What mmplug.page.movable_mapping says of `page`: "movable", "not movable" or the rule
+    it raises."""
+    locked = page.flags & LOCKED
+    page.flags |= LOCKED
+    try:
+        return "movable" if movable_mapping(page) is not None else "not movable"
+    except ContractViolation as exc:
+        return exc.rule
+    finally:
+        page.flags = page.flags & ~LOCKED | locked
+
+
+def _isolate(vm, page) -> str:
+    return "movable" if isolate_movable_page(vm, page, 0) == 0 else "not movable"
+
+
+def _clear(vm, page) -> str:
+    lock_page(page)
+    try:
+        clear_page_movable(page)
+    except ContractViolation as exc:
+        if exc.rule == "FLG-5" and "PageMovable" in str(exc):
+            return "not movable"
+        raise
+    return "movable"
+
+
+def _migrate(vm, page) -> str:
+    lst = PageList()
+    lst.add(page)
+    migrate_pages(vm, lst, fresh_target(vm)[0], None, None, MigrateMode.SYNC)
+    ev = vm.vmstat
+    assert ev["pgmigrate_success"] == 1
+    return "not movable" if ev["migrate_released"] else "movable"
+
+
+def _put_back(vm, page) -> str:
+    lst = PageList()
+    lst.add(page)
+    putback_movable_pages(vm, lst)
+    return "not movable" if vm.vmstat["migrate_released"] else "movable"
+
+
+#: the places that decide PageMovable in place; the last two on a page isolated before
+SITES = {"isolate_movable_page": _isolate, "__ClearPageMovable": _clear,
+         "move_to_new_page": _migrate, "putback_movable_pages": _put_back}
+
+
+@pytest.mark.parametrize("site", list(SITES))
+@pytest.mark.parametrize("state", list(MOVABLE_STATES))
+def test_pagemovable_in_place_answers_as_movable_mapping(site, state):
+    """Each per-page path that decides PageMovable's usual case in place takes a page for
+    movable exactly when mmplug.page.movable_mapping does, and raises what it raises."""
+    if site in ("move_to_new_page", "putback_movable_pages") and "word" in state \
+            and "nowhere" not in state:
+        pytest.skip("an isolated page keeps its movable tag until it is released")
+    vm, pool = make_vm()
+    page = pool.handles[pool.store(b"x")][0].page
+    if site in ("move_to_new_page", "putback_movable_pages"):
+        assert isolate_movable_page(vm, page, 0) == 0
+    change = MOVABLE_STATES[state]
+    if change is not None:
+        change(vm, pool, page)
+    expected = _page_movable(page)
+    try:
+        got = SITES[site](vm, page)
+    except ContractViolation as exc:
+        got = exc.rule
+    assert got == expected
+    assert (expected == "movable") == (state == "movable")
