@@ -30,6 +30,7 @@ from mmplug.compaction import compact_memory
 from mmplug.constants import EAGAIN, EBUSY, ISOLATE_ASYNC_MIGRATE, MigrateMode
 from mmplug.cpus.backend import PageOperations
 from mmplug.cpus.single import SingleCPU
+from mmplug.errors import ContractViolation
 from mmplug.kernel import (
     clear_page_movable,
     copy_highpage,
@@ -39,9 +40,8 @@ from mmplug.kernel import (
     set_page_movable,
     unlock_page,
 )
-from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
-from mmplug.errors import ContractViolation
 from mmplug.mapping import MovableOps
+from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
 from mmplug.page import (
     ISOLATED,
     LOCKED,
