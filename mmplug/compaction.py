@@ -404,7 +404,8 @@ def isolate_migratepages_block(vm: VM, cc: CompactControl, low_pfn: int, end_pfn
                 isolated = True
             watch = task.sigkill_pending or task.need_resched
         if isolated:
-            migratepages.add_head(page)
+            migratepages.pages.insert(0, page)     # migratepages.add_head(page), in place
+            page.lru = migratepages
             cc.nr_migratepages += 1
             nr_isolated += 1
             if not cc.last_migrated_pfn:

@@ -209,13 +209,20 @@ def clear_page_movable(page: Page) -> None:
     cpus = page.zone.cpus
     if cpus.schedules:
         cpus.point("__ClearPageMovable", page)
-    if not page.flags & _page.LOCKED:
+    flags = page.flags
+    if not flags & _page.LOCKED:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not locked",
                                 page=page)
-    if _page.movable_mapping(page) is None:
+    # PageMovable(): its usual case, a word naming a live address space on a page neither
+    # slab nor tail, in place (a word of another tag names none: handles are 4-aligned)
+    word = page.mapping
+    space = page.zone.mappings.get(word - PAGE_MAPPING_MOVABLE)
+    ops = space.a_ops if space is not None else None
+    if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
+            or flags & (_page.SLAB | _page.TAIL)) and _page.movable_mapping(page) is None:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not PageMovable",
                                 page=page)
-    page.mapping &= PAGE_MAPPING_MOVABLE
+    page.mapping = word & PAGE_MAPPING_MOVABLE
 
 
 def page_movable(page: Page) -> bool:

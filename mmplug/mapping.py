@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import define, frozen
+
+if TYPE_CHECKING:
+    from .watchdog import MovableCalls
 
 
 @frozen(slots=True)
@@ -41,6 +44,9 @@ class AddressSpace:
     serial: int = 0
     #: pages of this space the VM currently holds isolated (for REL-3 checks)
     nr_isolated: int = 0
+    #: what the watchdog names while a callback runs: mmplug.migrate's call sites store it
+    #: in the thread's lane around each call (None: no time limit)
+    watch: MovableCalls | None = None
 
     @property
     def name(self) -> str:

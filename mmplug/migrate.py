@@ -9,7 +9,10 @@ put_new) survive as comments where the control flow jumps to them.
 Every call into a driver goes through `call_isolate`, `call_migratepage` or
 `call_putback`, which check what the driver returned and what it did to the
 page (ISO-2..ISO-4, MIG-7, MIG-8, PUT-1) and name the driver, the callback, the
-page and the rule when something is wrong.
+page and the rule when something is wrong.  They also keep the callback's time
+limit: they store the address space's `watch` in the thread's watchdog lane
+around the call themselves (mmplug.watchdog), so that a callback costs no
+wrapper frame, and a hang is reported as the driver's, with the page.
 """
 
 from __future__ import annotations
@@ -31,16 +34,18 @@ from .cpus.backend import PF_MEMALLOC
 from .cpus.single import SingleCPU
 from .errors import ContractViolation, DriverError
 from .page import (
+    HEAD,
     ISOLATED,
     LOCKED,
     PAGE_MAPPING_FLAGS,
     PAGE_MAPPING_MOVABLE,
     SLAB,
+    TAIL,
     WRITEBACK,
     Page,
     movable_mapping,
 )
-from .watchdog import driver_error, passes_through
+from .watchdog import LANES, driver_error, new_lane, passes_through
 
 if TYPE_CHECKING:
     from .mapping import AddressSpace
@@ -118,10 +123,23 @@ def check_lru(vm: VM, page: Page, owner: Any, mapping: AddressSpace | None,
 
 def call_isolate(vm: VM, mapping: AddressSpace, page: Page, mode: int) -> bool:
     """a_ops->isolate_page(page, mode), checked (ISO-2)."""
+    watch = mapping.watch
+    if watch is not None:
+        try:
+            ln = LANES.lane
+        except AttributeError:
+            ln = new_lane()
+        prev = ln.call
+        ln.call = watch.isolate_page
+        ln.fresh = True
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
         ret = mapping.a_ops.isolate_page(page, mode)  # type: ignore[union-attr]
+        if watch is not None:
+            ln.call = prev
     except BaseException as exc:
+        if watch is not None:
+            ln.call = prev
         _callback_raised(mapping, "isolate_page", page, "ISO-2", exc)
     if ret is not True and ret is not False:
         raise DriverError("ISO-2", f"isolate_page returned {ret!r} ({type(ret).__name__}); "
@@ -142,10 +160,23 @@ def call_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
     """a_ops->migratepage(mapping, newpage, page, mode), checked (MIG-7, MIG-8)."""
     owner = page.lru
     newref = newpage._refcount
+    watch = mapping.watch
+    if watch is not None:
+        try:
+            ln = LANES.lane
+        except AttributeError:
+            ln = new_lane()
+        prev = ln.call
+        ln.call = watch.migratepage
+        ln.fresh = True
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
         rc = mapping.a_ops.migratepage(mapping, newpage, page, mode)  # type: ignore[union-attr]
+        if watch is not None:
+            ln.call = prev
     except BaseException as exc:
+        if watch is not None:
+            ln.call = prev
         _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
     if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS and page.flags & newpage.flags & LOCKED
             and page.lru is owner and page.mapping == PAGE_MAPPING_MOVABLE
@@ -233,10 +264,23 @@ def _after_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
 
 def call_putback(vm: VM, mapping: AddressSpace, page: Page) -> None:
     """a_ops->putback_page(page), checked (PUT-2)."""
+    watch = mapping.watch
+    if watch is not None:
+        try:
+            ln = LANES.lane
+        except AttributeError:
+            ln = new_lane()
+        prev = ln.call
+        ln.call = watch.putback_page
+        ln.fresh = True
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
         ret = mapping.a_ops.putback_page(page)  # type: ignore[union-attr]
+        if watch is not None:
+            ln.call = prev
     except BaseException as exc:
+        if watch is not None:
+            ln.call = prev
         _callback_raised(mapping, "putback_page", page, "PUT-2", exc)
     if ret is not None:
         raise DriverError("PUT-2", f"putback_page returned {ret!r}; it returns nothing",
@@ -302,7 +346,15 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         ev["isolate_fail_locked"] += 1
         cpus.put_page(page)                                     # out_putpage
         return -EBUSY
-    mapping = None if page.flags & ISOLATED else movable_mapping(page)
+    # PageMovable(), the usual case in place: a word naming a live address space (a word
+    # of another tag names none: handles are 4-aligned, FLG-1), on a page neither slab,
+    # tail nor isolated
+    mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
+    ops = mapping.a_ops if mapping is not None else None
+    # (isolate_page is never None through the API, which mypy knows; PageMovable checks it)
+    if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
+            or page.flags & (ISOLATED | SLAB | TAIL)):
+        mapping = None if page.flags & ISOLATED else movable_mapping(page)
     if mapping is None:
         ev["isolate_fail_released"] += 1
         cpus.unlock_page(page)                                  # out_no_isolated
@@ -356,16 +408,35 @@ def putback_movable_page(vm: VM, page: Page, mapping: AddressSpace) -> None:
 
 def _give_back(vm: VM, page: Page) -> None:
     """Under the page lock: to the driver if it still has the page, else finish the release;
-    then drop the isolation reference (the tail of putback_movable_pages and unmap_and_move)."""
+    then drop the isolation reference (the tail of putback_movable_pages and unmap_and_move).
+
+    On one plain CPU a free page lock is taken in place, as __unmap_and_move takes it,
+    unless a spinlock is held: lock_page() may sleep, which the backend reports (LCK-1).
+    """
     cpus = vm.cpus
-    cpus.lock_page(page)
-    mapping = movable_mapping(page)
+    one_cpu = type(cpus) is SingleCPU
+    task = cpus.task if type(cpus) is SingleCPU else None
+    if task is not None and not page.flags & LOCKED and not task.preempt_count:
+        page.flags |= LOCKED
+    else:
+        cpus.lock_page(page)
+    # PageMovable(), the usual case in place, as in isolate_movable_page()
+    mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
+    ops = mapping.a_ops if mapping is not None else None
+    if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
+            or page.flags & (SLAB | TAIL)):
+        mapping = movable_mapping(page)
     if mapping is not None:
-        putback_movable_page(vm, page, mapping)
+        call_putback(vm, mapping, page)             # putback_movable_page(), in place
+        page.flags &= ~ISOLATED
+        isolated_by = vm.isolated.pop(page, None)   # _end_isolation(), in place
+        if isolated_by is not None:
+            isolated_by.nr_isolated -= 1
+        vm.vmstat.events["putback_movable"] += 1
     else:
         _released(vm, page)
     flags = page.flags
-    if type(cpus) is SingleCPU and flags & LOCKED and page._refcount > 1:
+    if one_cpu and flags & LOCKED and page._refcount > 1:
         page.flags = flags & ~LOCKED                # unlock_page() and put_page(), in place
         page._refcount -= 1
     else:
@@ -379,10 +450,12 @@ def putback_movable_pages(vm: VM, pagelist: PageList) -> None:
     A page the driver released while isolated is not handed to the driver;
     the VM only clears PG_isolated and drops its reference (REL-2).
     """
+    pages = pagelist.pages
     for page in pagelist:
         if page.lru is not pagelist:
             check_lru(vm, page, pagelist, vm.isolated.get(page), None)
-        pagelist.delete(page)
+        pages.remove(page)                          # pagelist.delete(page), in place
+        page.lru = None
         if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
             if not page.flags & ISOLATED:
                 raise ContractViolation("PUT-1", "a movable page on a migration list is not "
@@ -417,7 +490,12 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
     if not page.flags & ISOLATED:
         raise ContractViolation("MIG-6", "move_to_new_page() on a non-LRU page that is not "
                                 "PG_isolated", page=page)
-    mapping = movable_mapping(page)
+    # PageMovable(), the usual case in place, as in isolate_movable_page()
+    mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
+    ops = mapping.a_ops if mapping is not None else None
+    if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
+            or page.flags & (SLAB | TAIL)):
+        mapping = movable_mapping(page)
     if mapping is None:
         # Released by the driver after isolation: nothing to migrate.
         _released(vm, page)
@@ -431,7 +509,9 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
                          hook="migratepage")
         # Cleared under the page lock so no compactor can try this page again.
         page.flags = flags & ~ISOLATED
-        _end_isolation(vm, page)
+        isolated_by = vm.isolated.pop(page, None)   # _end_isolation(), in place
+        if isolated_by is not None:
+            isolated_by.nr_isolated -= 1
         vm.vmstat.events["bytes_copied"] += vm.zone.page_size
     return rc
 
@@ -541,12 +621,18 @@ def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | 
     else:
         rc = __unmap_and_move(vm, page, newpage, force, mode)
     if rc != -EAGAIN:
-        from_list.delete(page)
+        from_list.pages.remove(page)                # from_list.delete(page), in place
+        page.lru = None
         if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
             # NR_ISOLATED_* counts LRU pages only (BUG-3)
             vm.zone.nr_isolated_lru -= 1
     if rc == MIGRATEPAGE_SUCCESS:
-        cpus.put_page(page)
+        if type(cpus) is SingleCPU and page._refcount == 1 and not page.flags & HEAD:
+            # the last put_page() of an order-0 page, in place: __put_page() frees it
+            page._refcount = 0
+            page.zone.free_pages(page, 0)
+        else:
+            cpus.put_page(page)
         return rc
     if rc != -EAGAIN:
         if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:

@@ -34,7 +34,7 @@ from .page import (
 )
 from .plugins import Listeners, LoadedDriver, PluginHost
 from .vmstat import VmStat
-from .watchdog import DEFAULT_LIMIT, guard, guarded_call
+from .watchdog import DEFAULT_LIMIT, guarded_call, movable_calls
 from .zone import Zone
 
 #: Where address-space handles start: a kernel direct-map address, 64-byte aligned.
@@ -230,6 +230,7 @@ class VM:
             pass
         ops = self._wrap_ops(loaded.ops, info.name)
         mapping = self.new_address_space(info.name, ops)
+        mapping.watch = movable_calls(info.name, self.config.callback_timeout)
         instance = guarded_call(lambda: info.factory(self, mapping, **options), (),
                                 driver=info.name, hook="factory",
                                 limit=self.config.callback_timeout, expected=(UsageError,))
@@ -250,12 +251,9 @@ class VM:
         self.instance_record(instance).destroy()
 
     def _wrap_ops(self, ops: MovableOps, driver: str) -> MovableOps:
-        limit = self.config.callback_timeout
-        fns = []
-        for hook in ("isolate_page", "migratepage", "putback_page"):
-            fn = guard(getattr(ops, hook), driver=driver, hook=hook, limit=limit)
-            fns.append(self.cpus.wrap_callback(fn, hook, driver))
-        return MovableOps(*fns)
+        """The callbacks as the backend runs them; their time limit is `mapping.watch`."""
+        return MovableOps(*(self.cpus.wrap_callback(getattr(ops, hook), hook, driver)
+                            for hook in ("isolate_page", "migratepage", "putback_page")))
 
     # --- reporting ---------------------------------------------------------------------
     def warn_once(self, rule: str, message: str, *, page: Page | None = None,

@@ -8,9 +8,13 @@ as a DriverError naming the driver, the callback, the page and the rule.
 
 How a call is watched.  Each thread has a `Lane`: the `Call` in progress
 (driver, hook, limit) and a flag set when a call starts.  The hot path pays a
-wrapper frame, a thread-local lookup and three stores per call: no system
-call, no clock read.  One monitor thread samples every lane a few times per
-limit; a lane that stays in the same call for `limit` seconds is fired at:
+thread-local lookup and three stores per call: no system call, no clock read.
+A driver's movable callbacks, once or more per page, pay no frame for it
+either: mmplug.migrate's call sites store their `MovableCalls` in the lane
+themselves; everything else is wrapped by `guard` or called by `guarded_call`.
+
+One monitor thread samples every lane a few times per limit; a lane that
+stays in the same call for `limit` seconds is fired at:
 
 - the main thread (the greenlet CPUs of mmplug.cpus.scheduler run there too): a
   real-time signal sent to it interrupts even a blocking system call (sleep,
@@ -53,7 +57,6 @@ from attrs import frozen
 from greenlet import GreenletExit
 
 from .errors import CallbackTimeout, ContractViolation, DriverError, UsageError
-from .hookspecs import DRIVER_CALLBACKS
 from .units import parse_bytes
 
 #: seconds one driver call may run (VMConfig.callback_timeout; --timeout of the commands)
@@ -80,6 +83,15 @@ class Call:
 
     def describe(self) -> str:
         return f"driver {self.driver}, callback {self.hook}"
+
+
+@frozen(slots=True)
+class MovableCalls:
+    """The Call of each movable callback of one driver instance (AddressSpace.watch)."""
+
+    isolate_page: Call
+    migratepage: Call
+    putback_page: Call
 
 
 class Lane:
@@ -277,6 +289,22 @@ def lane() -> Lane:
     return _W.lane()
 
 
+#: every thread's lane, as attribute `lane` (missing until `new_lane()` makes it), for a call
+#: site that stores its Call in the lane in its own frame: ``prev = ln.call; ln.call = call;
+#: ln.fresh = True``, then ``ln.call = prev`` however the call ends (mmplug.migrate)
+LANES = _W.tls
+new_lane = _W._new_lane
+
+
+def movable_calls(driver: str, limit: float | None) -> MovableCalls | None:
+    """The Calls of a driver's movable callbacks under `limit` (None: no limit, no watch)."""
+    if limit is None:
+        return None
+    return MovableCalls(_W.call_for(driver, "isolate_page", limit),
+                        _W.call_for(driver, "migratepage", limit),
+                        _W.call_for(driver, "putback_page", limit))
+
+
 # --- guarding calls ----------------------------------------------------------------------
 
 def guard(fn: Callable[..., Any], *, driver: str, hook: str,
@@ -289,17 +317,16 @@ def guard(fn: Callable[..., Any], *, driver: str, hook: str,
     """
     if limit is None:
         return fn
-    make = _GUARDS.get(hook, _GENERIC)
-    guarded: Callable[..., Any] = make(fn, _W.call_for(driver, hook, limit), _W.tls,
-                                       _W._new_lane)
+    guarded: Callable[..., Any] = _GENERIC(fn, _W.call_for(driver, hook, limit), _W.tls,
+                                           _W._new_lane)
     guarded.__wrapped__ = fn  # type: ignore[attr-defined]
     return guarded
 
 
 def _guard_maker(params: str) -> Callable[..., Any]:
-    """make(fn, call, tls, new_lane) -> guarded(PARAMS): the wrapper written out for one
-    argument list, as attrs writes __init__: the movable callbacks are the per-page hot
-    path, where *args and a helper call would cost as much as the rest."""
+    """make(fn, call, tls, new_lane, judge=None) -> guarded(PARAMS): the wrapper written out
+    for one argument list, as attrs writes __init__, so that a guarded call costs one frame:
+    the instance calls of a comparison run once or more per object."""
     source = f"""
 def make(fn, call, tls, new_lane, judge=None):
     def guarded({params}):
@@ -327,8 +354,6 @@ def make(fn, call, tls, new_lane, judge=None):
     return make
 
 
-#: a wrapper maker per movable callback (include/linux/fs.h: address_space_operations)
-_GUARDS = {hook: _guard_maker(", ".join(args)) for hook, args in DRIVER_CALLBACKS.items()}
 _GENERIC = _guard_maker("*args, **kwargs")
 _POSITIONAL = _guard_maker("*args")
 
@@ -654,8 +679,9 @@ def memory_budget(text: str | None, need: int = 0, option: str = "--memory-limit
 
 
 __all__ = [
-    "Call", "DEFAULT_LIMIT", "IMPORT_LIMIT", "DriverExit", "Lane", "address_space",
-    "available_memory", "describe", "driver_error", "guard", "guarded_call", "hard_stop",
-    "interrupts", "is_user_interrupt", "lane", "memory_budget", "memory_limit", "passes_through",
-    "time_limit", "trap_exits", "user_interrupted",
+    "Call", "DEFAULT_LIMIT", "IMPORT_LIMIT", "LANES", "DriverExit", "Lane", "MovableCalls",
+    "address_space", "available_memory", "describe", "driver_error", "guard", "guarded_call",
+    "hard_stop", "interrupts", "is_user_interrupt", "lane", "memory_budget", "memory_limit",
+    "movable_calls", "new_lane", "passes_through", "time_limit", "trap_exits",
+    "user_interrupted",
 ]

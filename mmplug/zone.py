@@ -307,8 +307,12 @@ class Zone:
             buddy = pages[bidx]
             if not buddy.flags & BUDDY or buddy.private != order:
                 break
-            # the buddy leaves its list (list_del, rmv_page_order)
-            free_area[order][buddy.lru].remove(buddy_pfn)
+            # the buddy leaves its list (list_del, rmv_page_order): FreeList.remove, in place
+            lst = free_area[order][buddy.lru]
+            if lst.pop(buddy_pfn, _ABSENT) is _ABSENT:
+                del lst.tail[buddy_pfn]
+            elif not lst and lst.tail:
+                lst._refill()
             nr_free[order] -= 1
             buddy.flags = 0
             buddy.private = 0

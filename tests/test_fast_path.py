@@ -8,23 +8,29 @@ subclass of SingleCPU that changes nothing takes the general path: every page
 operation through the backend.  Each case here runs on both and compares
 everything the run leaves: the result or the error (type, rule, message,
 driver, hook), vmstat, warnings, every page frame, the free lists and the
-zone's bytes.
+zone's bytes.  The per-page paths also decide PageMovable's usual case in
+place: a test compares each of them with mmplug.page.movable_mapping on pages
+in every state it tells apart.  And the call sites keep each callback's time
+limit in place, without a wrapper: the last tests check what the watchdog sees
+and reports.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import time
 from typing import Any
 
 import pytest
 
 from corehelp import HERE, SIMPLEPOOL, PoolPlugin, fresh_target, make_vm, simplepool
-from mmplug import VM, MmplugError, PluginHost, VMConfig, hookimpl
+from mmplug import VM, DriverError, MmplugError, PluginHost, VMConfig, hookimpl, watchdog
 from mmplug.compaction import compact_memory
 from mmplug.constants import EAGAIN, EBUSY, ISOLATE_ASYNC_MIGRATE, MigrateMode
 from mmplug.cpus.backend import PageOperations
 from mmplug.cpus.single import SingleCPU
+from mmplug.errors import ContractViolation
 from mmplug.kernel import (
     clear_page_movable,
     copy_highpage,
@@ -34,8 +40,19 @@ from mmplug.kernel import (
     set_page_movable,
     unlock_page,
 )
+from mmplug.mapping import MovableOps
 from mmplug.migrate import PageList, isolate_movable_page, migrate_pages, putback_movable_pages
-from mmplug.page import ISOLATED, LOCKED, SLAB, WRITEBACK, Page
+from mmplug.page import (
+    ISOLATED,
+    LOCKED,
+    PAGE_MAPPING_ANON,
+    PAGE_MAPPING_MOVABLE,
+    SLAB,
+    TAIL,
+    WRITEBACK,
+    Page,
+    movable_mapping,
+)
 
 
 class GeneralCPU(SingleCPU):
@@ -319,8 +336,8 @@ def test_the_one_cpu_path_gives_what_the_general_path_gives(name):
 
 def test_the_cases_take_the_paths_they_compare_and_reach_the_checks(backend_calls):
     """The comparison above is not empty: the general runs call the backend for every page
-    operation, the one-CPU runs only for the put that frees each migrated page; the
-    failures they compare are the rules' own."""
+    operation, the one-CPU runs for none, the put that frees each migrated page included;
+    the failures they compare are the rules' own."""
     general = _run(GeneralCPU(), CASES["success"])
     assert general["migrate"] == 0 and general["vmstat"]["pgmigrate_success"] == 5
     assert backend_calls["trylock_page"] >= 10 and backend_calls["unlock_page"] >= 10
@@ -328,7 +345,7 @@ def test_the_cases_take_the_paths_they_compare_and_reach_the_checks(backend_call
     backend_calls.clear()
     fast = _run(SingleCPU(), CASES["success"])
     assert fast["migrate"] == 0 and fast["vmstat"]["pgmigrate_success"] == 5
-    assert backend_calls == {"put_page": 5}       # the old pages' last references
+    assert backend_calls == {}
     errors = {name: _run(SingleCPU(), CASES[name]).get("error", (None, None))[1]
               for name in ("migratepage raises", "migratepage without get",
                            "migratepage unlocks page", "migratepage returns 0.0",
@@ -371,3 +388,197 @@ def test_whole_zone_compaction_is_the_same_on_both_paths(driver):
     fast = run(SingleCPU())
     assert fast[2]["vmstat"]["pgmigrate_success"] > 100
     assert fast == run(GeneralCPU())
+
+
+class _Watched(PoolPlugin):
+    """simplepool that records the watchdog's call of its thread while each callback runs,
+    and hangs in the callback named by `hang`."""
+
+    def __init__(self, hang: str = "") -> None:
+        self.hang = hang
+        self.seen: list[Any] = []
+
+    def _enter(self, hook: str) -> None:
+        self.seen.append(watchdog.lane().call)
+        # a hang the watchdog stops at 0.2 s (the bound only ends a test that would fail)
+        deadline = time.monotonic() + 30
+        while hook == self.hang and time.monotonic() < deadline:
+            pass
+
+    @hookimpl
+    def isolate_page(self, page, mode):
+        self._enter("isolate_page")
+        return simplepool.isolate_page(page, mode)
+
+    @hookimpl
+    def migratepage(self, mapping, newpage, page, mode):
+        self._enter("migratepage")
+        return simplepool.migratepage(mapping, newpage, page, mode)
+
+    @hookimpl
+    def putback_page(self, page):
+        self._enter("putback_page")
+        return simplepool.putback_page(page)
+
+
+def _isolate_all(vm, pool) -> tuple[PageList, list[Page]]:
+    pages = [pool.handles[pool.store(b"x" * 40)][0].page for _ in range(simplepool.SLOTS * 2)]
+    pages = list(dict.fromkeys(pages))
+    lst = PageList()
+    for page in pages:
+        assert isolate_movable_page(vm, page, 0) == 0
+        lst.add(page)
+    return lst, pages
+
+
+@pytest.mark.parametrize("cpus", [SingleCPU, GeneralCPU])
+def test_the_watchdog_names_each_callback_while_it_runs_and_nothing_after(cpus):
+    """The call sites keep the callback's time limit themselves: inside each callback the
+    thread's lane names the driver and the callback; after it, returned or raised, the lane
+    is as it was."""
+    plugin = _Watched()
+    vm, pool = make_vm(plugin, cpus=cpus(), callback_timeout=5.0)
+    lst, pages = _isolate_all(vm, pool)
+    lst2 = PageList()
+    page = lst.pages[-1]
+    lst.delete(page)
+    lst2.add(page)
+    assert migrate_pages(vm, lst, fresh_target(vm)[0], None, None, MigrateMode.SYNC) == 0
+    putback_movable_pages(vm, lst2)
+    hooks = ["isolate_page"] * len(pages) + ["migratepage"] * (len(pages) - 1) + \
+        ["putback_page"]
+    assert [(c.driver, c.hook, c.limit) for c in plugin.seen] == \
+        [("testpool", hook, 5.0) for hook in hooks]
+    assert watchdog.lane().call is None
+    assert _run(cpus(), {"migrate": "raises"})["error"][1] == "MIG-8"
+    assert watchdog.lane().call is None
+    no_limit = _Watched()
+    vm, pool = make_vm(no_limit, cpus=cpus(), callback_timeout=None)
+    _isolate_all(vm, pool)
+    assert set(no_limit.seen) == {None}
+
+
+@pytest.mark.parametrize("hook", ["isolate_page", "migratepage", "putback_page"])
+def test_a_hung_callback_is_the_drivers_error_naming_the_callback_and_the_page(hook):
+    plugin = _Watched(hang=hook)
+    vm, pool = make_vm(plugin, callback_timeout=0.2)
+    page = pool.handles[pool.store(b"x")][0].page
+    with pytest.raises(DriverError, match=r"did not return within 0\.2 s") as exc:
+        lst = PageList()
+        assert isolate_movable_page(vm, page, 0) == 0
+        lst.add(page)
+        if hook == "putback_page":
+            putback_movable_pages(vm, lst)
+        else:
+            migrate_pages(vm, lst, fresh_target(vm)[0], None, None, MigrateMode.SYNC)
+    err = exc.value
+    assert (err.driver, err.hook, err.page) == ("testpool", hook, page)
+    assert watchdog.lane().call is None
+
+
+def _set_word(word):
+    def change(vm, pool, page):
+        page.mapping = word(pool.mapping)
+    return change
+
+
+def _flag(bit):
+    def change(vm, pool, page):
+        page.flags |= bit
+    return change
+
+
+def _ops_without_isolate(vm, pool, page):
+    ops = pool.mapping.a_ops
+    pool.mapping.a_ops = MovableOps(None, ops.migratepage, ops.putback_page)  # type: ignore
+
+
+def _destroyed(vm, pool, page):
+    pool.mapping.a_ops = None
+
+
+#: page states that PageMovable tells apart, as changes to a page the pool stored
+MOVABLE_STATES: dict[str, Any] = {
+    "movable": None,
+    "released by its driver": _set_word(lambda m: PAGE_MAPPING_MOVABLE),
+    "slab": _flag(SLAB),
+    "tail": _flag(TAIL),
+    "instance destroyed": _destroyed,
+    "no isolate_page": _ops_without_isolate,
+    "word pointing nowhere": _set_word(lambda m: (m.handle + 0x1000) | PAGE_MAPPING_MOVABLE),
+    "anon word": _set_word(lambda m: m.handle | PAGE_MAPPING_ANON),
+    "ksm word": _set_word(lambda m: m.handle | PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE),
+}
+
+
+def _page_movable(page: Page) -> str:
+    """What mmplug.page.movable_mapping says of `page`: "movable", "not movable" or the rule
+    it raises."""
+    locked = page.flags & LOCKED
+    page.flags |= LOCKED
+    try:
+        return "movable" if movable_mapping(page) is not None else "not movable"
+    except ContractViolation as exc:
+        return exc.rule
+    finally:
+        page.flags = page.flags & ~LOCKED | locked
+
+
+def _isolate(vm, page) -> str:
+    return "movable" if isolate_movable_page(vm, page, 0) == 0 else "not movable"
+
+
+def _clear(vm, page) -> str:
+    lock_page(page)
+    try:
+        clear_page_movable(page)
+    except ContractViolation as exc:
+        if exc.rule == "FLG-5" and "PageMovable" in str(exc):
+            return "not movable"
+        raise
+    return "movable"
+
+
+def _migrate(vm, page) -> str:
+    lst = PageList()
+    lst.add(page)
+    migrate_pages(vm, lst, fresh_target(vm)[0], None, None, MigrateMode.SYNC)
+    ev = vm.vmstat
+    assert ev["pgmigrate_success"] == 1
+    return "not movable" if ev["migrate_released"] else "movable"
+
+
+def _put_back(vm, page) -> str:
+    lst = PageList()
+    lst.add(page)
+    putback_movable_pages(vm, lst)
+    return "not movable" if vm.vmstat["migrate_released"] else "movable"
+
+
+#: the places that decide PageMovable in place; the last two on a page isolated before
+SITES = {"isolate_movable_page": _isolate, "__ClearPageMovable": _clear,
+         "move_to_new_page": _migrate, "putback_movable_pages": _put_back}
+
+
+@pytest.mark.parametrize("site", list(SITES))
+@pytest.mark.parametrize("state", list(MOVABLE_STATES))
+def test_pagemovable_in_place_answers_as_movable_mapping(site, state):
+    """Each per-page path that decides PageMovable's usual case in place takes a page for
+    movable exactly when mmplug.page.movable_mapping does, and raises what it raises."""
+    if site in ("move_to_new_page", "putback_movable_pages") and "word" in state \
+            and "nowhere" not in state:
+        pytest.skip("an isolated page keeps its movable tag until it is released")
+    vm, pool = make_vm()
+    page = pool.handles[pool.store(b"x")][0].page
+    if site in ("move_to_new_page", "putback_movable_pages"):
+        assert isolate_movable_page(vm, page, 0) == 0
+    change = MOVABLE_STATES[state]
+    if change is not None:
+        change(vm, pool, page)
+    expected = _page_movable(page)
+    try:
+        got = SITES[site](vm, page)
+    except ContractViolation as exc:
+        got = exc.rule
+    assert got == expected
+    assert (expected == "movable") == (state == "movable")

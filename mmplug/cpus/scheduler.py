@@ -200,7 +200,7 @@ class Scheduler(PageOperations):
         if self.fast:
             # One CPU, nothing recorded: the plain operations, bound directly.
             single = SingleCPU()
-            single._current = self._boot.task
+            single.task = self._boot.task
             for name in _FAST_OPS:
                 setattr(self, name, getattr(single, name))
 

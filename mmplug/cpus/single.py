@@ -195,22 +195,23 @@ class SingleCPU(PageOperations):
     it, and the VM then calls every operation through it.
     """
 
-    __slots__ = ("_current",)
+    __slots__ = ("task",)
     schedules = False
 
     def __init__(self) -> None:
-        self._current = Task()
+        #: the one task, `current()` (the VM's per-page paths read its preempt_count)
+        self.task = Task()
 
     def current(self) -> Task:
-        return self._current
+        return self.task
 
     def point(self, what: str, obj: Any = None) -> None:
         """A schedule point: nothing to switch to on one CPU."""
 
     # --- the page lock and refcount: PageOperations' own, and lock_page ---------------
     def lock_page(self, page: Page) -> None:
-        if self._current.preempt_count:   # tested first: the hot path makes no call for it
-            self.might_sleep(self._current, "lock_page()", page)
+        if self.task.preempt_count:   # tested first: the hot path makes no call for it
+            self.might_sleep(self.task, "lock_page()", page)
         if page.flags & LOCKED:
             raise Deadlock(f"lock_page() on pfn {page.pfn:#x}, already locked on this CPU: "
                            "it would sleep forever")
@@ -218,13 +219,13 @@ class SingleCPU(PageOperations):
 
     # --- locks for drivers ---------------------------------------------------------
     def spinlock(self, name: str) -> SpinLock:
-        return SpinLock(name, self._current)
+        return SpinLock(name, self.task)
 
     def mutex(self, name: str) -> Mutex:
-        return Mutex(name, self._current)
+        return Mutex(name, self.task)
 
     def rwlock(self, name: str) -> RWLock:
-        return RWLock(name, self._current)
+        return RWLock(name, self.task)
 
     def wrap_callback(self, fn: Callable[..., Any], hook: str, driver: str
                       ) -> Callable[..., Any]:
