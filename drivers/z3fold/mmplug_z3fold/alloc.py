@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mmplug import NoMemory
 from mmplug.kernel import (
     EINVAL,
     ENOMEM,
@@ -31,6 +32,7 @@ from mmplug.kernel import (
 from . import compact as _compact
 from .flags import (
     BUDDY_MASK,
+    BUDDY_SHIFT,
     FIRST,
     HEADLESS,
     LAST,
@@ -47,8 +49,10 @@ from .flags import (
     test_and_set_bit,
     test_bit,
 )
+from .geometry import DIRECT_MAP
 from .handles import (
     _BUDDY,
+    _SLOT_WORD,
     encode_handle,
     free_handle,
     get_z3fold_header,
@@ -247,6 +251,107 @@ def z3fold_alloc(pool: Z3foldPool, size: int, gfp: int) -> tuple[int, int]:
     handle = _list_and_encode(pool, zhdr.page, zhdr, bud)
     z3fold_page_unlock(zhdr)
     return 0, handle
+
+
+def z3fold_alloc_one_cpu(pool: Z3foldPool, data: bytes) -> int | None:
+    """z3fold_alloc() of len(data) bytes and the copy of `data` (z3fold_map, memcpy,
+    z3fold_unmap) on one CPU, when nothing is in the way: the handle, or None with
+    nothing changed, for the caller to take the two steps themselves (NoMemory if
+    no page can be had, as store() says -ENOMEM).
+
+    The steps are those of z3fold_alloc() and __z3fold_alloc() (mm/z3fold.c, v6.0) in
+    their order: the first page of this CPU's unbuddied lists with room, unlisted,
+    referenced, given the buddy get_free_buddy() picks, listed again by its free
+    chunks, moved to the LRU head and its slot encoded; or, with every list empty, a
+    fresh page made movable.  On one CPU every lock taken on the way is free and is
+    dropped again before the copy, so none is taken: it is checked to be free first.
+    Whatever would make the general path do more (a page it would skip because it
+    needs compacting or is claimed, a header it would find freed, a HEADLESS object,
+    a lock held) returns None before anything changes
+    (drivers/z3fold/tests/test_access.py holds both ways to the same state).
+    """
+    size = len(data)
+    geo = pool.geometry
+    if not size or size > geo.headless_above or pool.lock.held:
+        return None
+    chunks = (size + geo.chunk_size - 1) >> geo.chunk_shift   # size_to_chunks()
+    unbuddied = pool.unbuddied.get(0)
+    if unbuddied is None or len(pool.unbuddied) != 1:
+        return None
+    zhdr = None
+    for lst in unbuddied[chunks:geo.nchunks]:
+        if lst.entries:
+            zhdr = next(reversed(lst.entries))   # list_first_entry()
+            break
+    if zhdr is not None:
+        page = zhdr.page
+        if zhdr.freed or zhdr.page_lock.held or zhdr.refcount <= 0 \
+                or page.private & _NOT_UNCONTENDED:
+            return None
+        bud = get_free_buddy(zhdr, chunks, geo.zhdr_chunks)
+        slots = zhdr.slots
+        if bud == HEADLESS or slots is not None and (slots.lock.writer or slots.lock.readers):
+            return None
+        # _take_from_list(): off its list, one more reference
+        del lst.entries[zhdr]
+        zhdr.buddy = None
+        zhdr.cpu = -1
+        zhdr.refcount += 1
+        if zhdr.slots is None:
+            zhdr.slots = pool.slots_cache.alloc()
+    else:
+        # nothing listed: a fresh page, as z3fold_alloc() makes one
+        page = alloc_page(pool.vm, pool.gfp)
+        if page is None:
+            raise NoMemory("z3fold: no page for a new object")   # store()'s -ENOMEM
+        zhdr = init_z3fold_page(pool, page, False)
+        assert zhdr is not None
+        pool.pages_nr += 1
+        if pool.gfp & GFP_DIRECT_RECLAIM:
+            lock_page(page)
+        elif not trylock_page(page):
+            pool.warn("z3fold_alloc: trylock_page() of a page just allocated failed", page)
+        set_page_movable(page, pool.mapping)
+        unlock_page(page)
+        bud = FIRST
+    if bud == FIRST:
+        zhdr.first_chunks = chunks
+        off = geo.zhdr_size_aligned
+    elif bud == LAST:
+        zhdr.last_chunks = chunks
+        off = geo.page_size - (chunks << geo.chunk_shift)
+    else:
+        zhdr.middle_chunks = chunks
+        zhdr.start_middle = zhdr.first_chunks + geo.zhdr_chunks
+        off = zhdr.start_middle << geo.chunk_shift
+    # add_to_unbuddied()
+    if zhdr.first_chunks == 0 or zhdr.last_chunks == 0 or zhdr.middle_chunks == 0:
+        unbuddied[num_free_chunks(pool, zhdr)].add(zhdr)
+        zhdr.cpu = 0
+    # _list_and_encode(): to the LRU head, then encode_handle() into the page's slots
+    lru = pool.lru
+    if page.lru is lru:
+        lru.delete(page)
+    lru.add(page)
+    slots = zhdr.slots
+    idx = (bud + zhdr.first_num) & BUDDY_MASK
+    value = DIRECT_MAP + page.pfn * geo.page_size + idx
+    if bud == LAST:
+        value |= chunks << BUDDY_SHIFT
+    slots.slot[idx] = value
+    # the copy: z3fold_map() would set MIDDLE_CHUNK_MAPPED, z3fold_unmap() clears it
+    if bud == MIDDLE:
+        page.private &= ~(1 << MIDDLE_CHUNK_MAPPED)
+    memory = pool.memory
+    at = (page.pfn - memory.start_pfn) * geo.page_size + off
+    memory.view[at:at + size] = data
+    return slots.addr + idx * _SLOT_WORD
+
+
+#: page states in which the one-CPU store steps aside: __z3fold_alloc() skips a page
+#: that needs compacting or is claimed; a HEADLESS, stale or migrated page is never listed
+_NOT_UNCONTENDED = sum(1 << bit for bit in (PAGE_HEADLESS, NEEDS_COMPACTING, PAGE_STALE,
+                                            PAGE_CLAIMED, PAGE_MIGRATED))
 
 
 def _list_and_encode(pool: Z3foldPool, page: Any, zhdr: Z3foldHeader | None, bud: Buddy) -> int:
