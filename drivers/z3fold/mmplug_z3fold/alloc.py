@@ -34,6 +34,7 @@ from .flags import (
     BUDDY_MASK,
     BUDDY_SHIFT,
     FIRST,
+    HANDLES_NOFREE,
     HEADLESS,
     LAST,
     MIDDLE,
@@ -52,7 +53,9 @@ from .flags import (
 from .geometry import DIRECT_MAP
 from .handles import (
     _BUDDY,
+    _SLOT_OFFSET,
     _SLOT_WORD,
+    SLOTS_SHIFT,
     encode_handle,
     free_handle,
     get_z3fold_header,
@@ -381,6 +384,8 @@ def z3fold_free(pool: Z3foldPool, handle: int) -> None:
         pool.pages_nr -= 1
         return
     if pool.uniprocessor:
+        if z3fold_free_one_cpu(pool, handle):
+            return
         # One CPU: nothing rewrites the slot between get_z3fold_header()'s read and
         # those of handle_to_buddy() and free_handle(), so it is read and looked up once.
         zhdr, slots, addr = locked_header_slot(pool, handle)
@@ -424,6 +429,79 @@ def z3fold_free(pool: Z3foldPool, handle: int) -> None:
     clear_bit(PAGE_CLAIMED, page)
     pool.compact_wq.queue_work(zhdr.work)
     put_z3fold_header(zhdr)
+
+
+def z3fold_free_one_cpu(pool: Z3foldPool, handle: int) -> bool:
+    """z3fold_free() of a shared page's object on one CPU when nothing is in the way:
+    True once done, False with nothing changed, for z3fold_free() to take its steps.
+
+    The steps of z3fold_free() (mm/z3fold.c, v6.0) in their order, from one read of
+    the slot: claim the page, clear the buddy's chunks, free_handle(), drop the
+    object's reference, then release the page, or mark it NEEDS_COMPACTING and compact
+    it inline (on no CPU's list) or queue its work.  get_z3fold_header()'s page lock
+    and free_handle()'s slots lock are free on one CPU; the page lock is taken only
+    where a step that follows expects it held (the release, do_compact_page()).  A
+    page somebody claimed or migrated, a lock held, a slot already clear or a header
+    found freed returns False (drivers/z3fold/tests/test_access.py holds both ways to
+    the same state).
+    """
+    slots = pool.slots_cache.live.get(handle >> SLOTS_SHIFT)
+    if slots is None or slots.lock.writer or slots.lock.readers \
+            or slots.pool_flags & 1 << HANDLES_NOFREE or pool.compact_wq.destroyed:
+        return False
+    idx = (handle & _SLOT_OFFSET) // _SLOT_WORD
+    addr = slots.slot[idx]
+    geo = pool.geometry
+    zhdr = pool.headers.get(((addr & geo.page_mask) - DIRECT_MAP) // geo.page_size)
+    if zhdr is None or zhdr.freed or zhdr.page_lock.held or zhdr.refcount <= 0 or not addr:
+        return False
+    page = zhdr.page
+    state = page.private
+    if state & _NOT_FREED_ONE_CPU:
+        return False
+    bud = (addr - zhdr.first_num) & BUDDY_MASK
+    if bud == FIRST:
+        zhdr.first_chunks = 0
+    elif bud == MIDDLE:
+        zhdr.middle_chunks = 0
+    elif bud == LAST:
+        zhdr.last_chunks = 0
+    else:
+        return False
+    page.private = state | 1 << PAGE_CLAIMED
+    # free_handle()
+    slots.slot[idx] = 0
+    if zhdr.slots is not slots:
+        zhdr.foreign_handles -= 1
+    if not any(slots.slot):
+        if zhdr.slots is slots:
+            zhdr.slots = None
+        pool.slots_cache.free(slots)
+    # kref_put(): the last reference releases the page, with its lock held
+    zhdr.refcount -= 1
+    if not zhdr.refcount:
+        zhdr.page_lock.lock()
+        release_z3fold_page_locked_list(zhdr)
+        return True
+    state = page.private
+    if state >> NEEDS_COMPACTING & 1:
+        page.private = state & ~(1 << PAGE_CLAIMED)
+        return True
+    zhdr.refcount += 1
+    page.private = (state | 1 << NEEDS_COMPACTING) & ~(1 << PAGE_CLAIMED)
+    if zhdr.cpu < 0 or zhdr.cpu not in pool.unbuddied:
+        zhdr.cpu = -1
+        zhdr.page_lock.lock()
+        _compact.do_compact_page(zhdr, True)
+        return True
+    pool.compact_wq.queue_work(zhdr.work)
+    return True
+
+
+#: page states in which z3fold_free_one_cpu() steps aside: claimed by somebody else,
+#: migrated (get_z3fold_header() retries), headless or stale
+_NOT_FREED_ONE_CPU = sum(1 << bit for bit in (PAGE_HEADLESS, PAGE_STALE, PAGE_CLAIMED,
+                                              PAGE_MIGRATED))
 
 
 __all__ = ["z3fold_alloc", "z3fold_free", "z3fold_alloc_existing", "add_to_unbuddied",
