@@ -311,6 +311,8 @@ class ZsPool:
         """zs_free(): an isolated zspage emptied here is left to putback/migration (DRV-Z5)."""
         if not handle:
             return
+        if self.uniprocessor and self._free_one_cpu(handle):
+            return
         handles = self.handles
         if not handles.trypin(handle):    # pin_tag(), whose uncontended case is one trylock
             self.pin_tag(handle)
@@ -332,6 +334,36 @@ class ZsPool:
                     self.free_zspage(cls, zspage)
         handles.unpin(handle)
         handles.free(handle)
+
+    def _free_one_cpu(self, handle: int) -> bool:
+        """zs_free() on one CPU with nothing in the way: True once done, False with nothing
+        changed, for zs_free() to take its steps.
+
+        zs_free()'s steps (mm/zsmalloc.c, v4.19) in their order: obj_free() and
+        fix_fullness_group() under class->lock, an emptied zspage that is not isolated
+        freed (free_zspage()), the handle freed.  On one CPU the pin taken by pin_tag()
+        and the migrate read lock are free and dropped again before the handle goes, so
+        they are only checked to be free; class->lock is taken where free_zspage() runs
+        under it.  A pinned handle, a held lock or a page that is not a zspage's returns
+        False (drivers/zsmalloc/tests/test_zs_access.py holds both ways to the same state).
+        """
+        words = self.handles.words
+        obj = words.get(handle)
+        if obj is None or obj & PIN:
+            return False
+        f_page = self.pfn_to_page(obj >> OBJ_TAG_BITS >> self.layout.obj_index_bits)
+        zspage = f_page.private
+        if type(zspage) is not Zspage or zspage.magic != ZSPAGE_MAGIC or zspage.lock.writer:
+            return False
+        cls = self.size_class[zspage.class_idx]
+        if cls.lock.held:
+            return False
+        obj_free(self.struct_pages, self.mem, self.layout, cls, obj, self.pfn_to_page)
+        if cls.fix_fullness_group(zspage) == ZS_EMPTY and not zspage.isolated:
+            with cls.lock:
+                self.free_zspage(cls, zspage)
+        del words[handle]    # cache_free_handle()
+        return True
 
     def _map(self, handle: int) -> tuple[SizeClass, Zspage, Page, int]:
         """zs_map_object()'s first half: pin, migrate read lock, locate (returns locked).
@@ -387,11 +419,47 @@ class ZsPool:
             return None
         return (page.pfn - self.ram_start_pfn) * page_size + off
 
+    def _uncontended_split(self, handle: int, length: int) -> tuple[int, int, int] | None:
+        """Where in the linear map the two parts of an object that runs from its subpage
+        into the next begin, and how long the first is: (at, head, at_next), if _map()
+        would pin it and read-lock its zspage at once; else None.
+
+        What __zs_map_object() and __zs_unmap_object() copy through their per-CPU
+        buffer (mm/zsmalloc.c, v4.19), the head from one subpage and the rest from the
+        start of get_next_page()'s; on one CPU the pin and the read lock are left as
+        they were found, as in `_uncontended`.
+        """
+        word = self.handles.words.get(handle)
+        if word is None or word & PIN:
+            return None
+        layout = self.layout
+        obj = word >> OBJ_TAG_BITS
+        page = self.pfn_to_page(obj >> layout.obj_index_bits)
+        zspage = page.private
+        if type(zspage) is not Zspage or zspage.magic != ZSPAGE_MAGIC or zspage.lock.writer:
+            return None
+        cls = self.size_class[zspage.class_idx]
+        page_size = layout.page_size
+        off = cls.size * (obj & layout.obj_index_mask) % page_size
+        if not cls.huge:
+            off += ZS_HANDLE_SIZE
+        head = page_size - off
+        second = self.struct_pages.get_next_page(page)
+        if not 0 < head < length or second is None or length - head > page_size:
+            return None
+        start = self.ram_start_pfn
+        return ((page.pfn - start) * page_size + off, head, (second.pfn - start) * page_size)
+
     def map_read(self, handle: int, length: int) -> bytes:
         """zs_map_object(ZS_MM_RO) + copy out + zs_unmap_object()."""
         at = self._uncontended(handle, length) if self.uniprocessor else None
         if at is not None:
             return self.ram_view[at:at + length].tobytes()
+        split = self._uncontended_split(handle, length) if self.uniprocessor else None
+        if split is not None:
+            at, head, at_next = split
+            view = self.ram_view
+            return view[at:at + head].tobytes() + view[at_next:at_next + length - head].tobytes()
         cls, zspage, page, off = self._map(handle)
         try:
             return copy_from_object(self.struct_pages, self.mem, page, off, length,
