@@ -293,7 +293,7 @@ def z3fold_alloc_one_cpu(pool: Z3foldPool, data: bytes) -> int | None:
             return None
         bud = get_free_buddy(zhdr, chunks, geo.zhdr_chunks)
         slots = zhdr.slots
-        if bud == HEADLESS or slots is not None and (slots.lock.writer or slots.lock.readers):
+        if bud == HEADLESS or (slots is not None and (slots.lock.writer or slots.lock.readers)):
             return None
         # _take_from_list(): off its list, one more reference
         del lst.entries[zhdr]
