@@ -130,3 +130,75 @@ def test_several_cpus_never_take_the_short_way(make_pool):
     vm, pool = make_pool(nr_pages=512, cpus=Scheduler(2))
     assert not pool.uniprocessor
     assert isinstance(pool, ZsPool)
+
+
+def _whole_state(vm, pool) -> tuple:
+    """Everything a store or a free may change: zone bytes, handles, zspages, class lists."""
+    lists = [[[z.first_page.pfn for z in lst] for lst in cls.fullness_list] + [list(cls.stats)]
+             for cls in pool.size_class]
+    return (_state(vm, pool), sorted(pool.lengths.items()), lists, pool.pages_allocated,
+            pool.handles._next, len(pool.workqueue.pending))
+
+
+def test_one_cpu_store_free_and_split_read_are_taken_and_match_the_general_path(
+        make_pool, steps, monkeypatch):
+    """A history's stores, frees and reads of objects that span two subpages take the
+    one-CPU ways, and it ends as it does through the general path."""
+    taken: dict[str, list] = {"store": [], "free": [], "split": []}
+    results = []
+    for short in (True, False):
+        vm, pool = make_pool(nr_pages=1024)
+        pool.uniprocessor = short
+        for name, key in (("_malloc_write_one_cpu", "store"), ("_free_one_cpu", "free"),
+                          ("_uncontended_split", "split")):
+            real = getattr(pool, name)
+            monkeypatch.setattr(pool, name, lambda *a, real=real, key=key:
+                                taken[key].append(real(*a)) or taken[key][-1])
+        seen = _history(pool, vm, steps, seed=7)
+        results.append((seen, _whole_state(vm, pool)))
+    assert results[0] == results[1]
+    for key in taken:
+        assert any(taken[key]), key
+    assert any(not h for h in taken["store"])    # a class with no zspage: zs_malloc makes one
+
+
+def test_one_cpu_free_of_a_pinned_handle_changes_nothing(make_pool):
+    vm, pool = make_pool(nr_pages=512)
+    h = pool.store(b"z" * 300)
+    pool.pin(h)
+    before = _whole_state(vm, pool)
+    assert pool._free_one_cpu(h) is False
+    assert _whole_state(vm, pool) == before
+    pool.free(h)    # the pinning user frees its own object: the pin goes with it
+    pool.verify()
+
+
+def test_one_cpu_store_into_a_class_without_zspages_changes_nothing(make_pool):
+    vm, pool = make_pool(nr_pages=512)
+    before = _whole_state(vm, pool)
+    assert pool._malloc_write_one_cpu(b"q" * 700) == 0
+    assert _whole_state(vm, pool) == before
+
+
+def test_a_split_read_is_what_the_long_way_reads(make_pool):
+    """Objects that run into the next subpage: the one-CPU read joins the same two parts
+    that _map() and copy_from_object() join, and leaves pin and lock as they were."""
+    vm, pool = make_pool(nr_pages=1024)
+    rng = random.Random(9)
+    handles = [pool.store(rng.randbytes(rng.choice(SIZES))) for _ in range(400)]
+    split = 0
+    for h in handles:
+        length = pool.lengths[h]
+        parts = pool._uncontended_split(h, length)
+        cls, zspage, page, off = pool._map(h)
+        pool._unmap(h, zspage)
+        assert (parts is not None) == (off + length > vm.zone.page_size)
+        if parts is not None:
+            split += 1
+            pool.uniprocessor = False
+            long_way = pool.read(h)
+            pool.uniprocessor = True
+            assert pool.read(h) == long_way
+    assert split
+    assert vm.cpus.current().preempt_count == 0
+    assert not any(word & 1 for word in pool.handles.words.values())
