@@ -41,7 +41,7 @@ from mmplug.kernel import (
 )
 
 from .deferred import WorkQueue, async_free_zspage
-from .handle import PIN, HandleTable, obj_to_location
+from .handle import HANDLE_SHIFT, PIN, HandleTable, obj_to_location
 from .memory import zone_memory
 from .sizeclass import (
     OBJ_TAG_BITS,
@@ -245,7 +245,7 @@ class ZsPool:
             if zspage is not None:
                 obj = obj_malloc(self.struct_pages, self.mem, self.layout, cls, zspage, handle)
                 cls.fix_fullness_group(zspage)
-                handles.words[handle] = obj    # record_obj()
+                handles.words[handle >> HANDLE_SHIFT] = obj    # record_obj()
                 return handle
         zspage = self.alloc_zspage(cls)
         if zspage is None:
@@ -291,7 +291,7 @@ class ZsPool:
         layout = self.layout
         obj = obj_malloc(self.struct_pages, self.mem, layout, cls, zspage, handle)
         cls.fix_fullness_group(zspage)
-        self.handles.words[handle] = obj    # record_obj()
+        self.handles.words[handle >> HANDLE_SHIFT] = obj    # record_obj()
         # the object's place, as zs_map_object() finds it from obj
         loc = obj >> OBJ_TAG_BITS
         pfn = loc >> layout.obj_index_bits
@@ -316,7 +316,7 @@ class ZsPool:
         handles = self.handles
         if not handles.trypin(handle):    # pin_tag(), whose uncontended case is one trylock
             self.pin_tag(handle)
-        obj = handles.words[handle]
+        obj = handles.words[handle >> HANDLE_SHIFT]
         # obj_to_location(), inline as in _map()
         f_page = self.pfn_to_page(obj >> OBJ_TAG_BITS >> self.layout.obj_index_bits)
         zspage = get_zspage(f_page)
@@ -348,7 +348,7 @@ class ZsPool:
         False (drivers/zsmalloc/tests/test_zs_access.py holds both ways to the same state).
         """
         words = self.handles.words
-        obj = words.get(handle)
+        obj = words.get(handle >> HANDLE_SHIFT)
         if obj is None or obj & PIN:
             return False
         f_page = self.pfn_to_page(obj >> OBJ_TAG_BITS >> self.layout.obj_index_bits)
@@ -362,7 +362,7 @@ class ZsPool:
         if cls.fix_fullness_group(zspage) == ZS_EMPTY and not zspage.isolated:
             with cls.lock:
                 self.free_zspage(cls, zspage)
-        del words[handle]    # cache_free_handle()
+        del words[handle >> HANDLE_SHIFT]    # cache_free_handle()
         return True
 
     def _map(self, handle: int) -> tuple[SizeClass, Zspage, Page, int]:
@@ -375,7 +375,7 @@ class ZsPool:
             self.pin_tag(handle)
         layout = self.layout
         # obj_to_location(handle_to_obj(handle)), inline: every access starts here
-        obj = self.handles.words[handle] >> OBJ_TAG_BITS
+        obj = self.handles.words[handle >> HANDLE_SHIFT] >> OBJ_TAG_BITS
         page = self.pfn_to_page(obj >> layout.obj_index_bits)
         zspage = get_zspage(page)
         zspage.lock.read_lock()
@@ -401,7 +401,7 @@ class ZsPool:
         two steps would do more (raise, wait for a pin, meet a held write lock, split the
         copy across subpages) returns None, for the caller to take them.
         """
-        word = self.handles.words[handle]
+        word = self.handles.words[handle >> HANDLE_SHIFT]
         if word & PIN:
             return None
         layout = self.layout
@@ -429,7 +429,7 @@ class ZsPool:
         start of get_next_page()'s; on one CPU the pin and the read lock are left as
         they were found, as in `_uncontended`.
         """
-        word = self.handles.words.get(handle)
+        word = self.handles.words.get(handle >> HANDLE_SHIFT)
         if word is None or word & PIN:
             return None
         layout = self.layout

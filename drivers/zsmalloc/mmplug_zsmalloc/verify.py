@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_count, page_isolated
 
-from .handle import FREELIST_END, OBJ_ALLOCATED_TAG, PIN, obj_to_location
+from .handle import FREELIST_END, HANDLE_SHIFT, OBJ_ALLOCATED_TAG, PIN, obj_to_location
 from .sizeclass import NR_ZS_FULLNESS, OBJ_TAG_BITS, Fullness, Stat, distinct_classes
 from .zspage import ZSPAGE_MAGIC, Zspage, allocated_heads
 
@@ -57,7 +57,7 @@ def _verify_zspage(pool: ZsPool, zspage: Zspage, handle_word: int) -> set[int]:
             _fail(f"subpage {page.pfn:#x} is PG_isolated but {zspage!r} counts none")
         pfn = page.pfn
         for off, handle in allocated_heads(sp, mem, cls, page, ps):
-            word = words.get(handle)
+            word = words.get(handle >> HANDLE_SHIFT)
             if word is None:
                 _fail(f"object at {pfn:#x}+{off} has unknown handle {handle:#x}")
             # obj_to_location() compared without making the page: pfn and index
@@ -140,10 +140,10 @@ def verify_pool(pool: ZsPool) -> None:
         _fail(f"{isolated} zspages are isolated, the pool counts {pool.isolated_pages}")
     if pages != pool.pages_allocated:
         _fail(f"zspages hold {pages} pages, pages_allocated is {pool.pages_allocated}")
-    if owned != pool.handles.words.keys():
+    if owned != pool.handles.handles():
         _fail(f"{len(pool.handles)} handles, {len(owned)} objects found in zspages")
     if pool.lengths.keys() != owned:
         _fail("the length table and the objects disagree")
-    for handle, word in pool.handles.words.items():
+    for handle, word in pool.handles.items():
         if word & PIN and handle not in pool.knob_pins:
             _fail(f"handle {handle:#x} is pinned with nothing in flight")

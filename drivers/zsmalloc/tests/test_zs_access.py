@@ -58,7 +58,7 @@ def _history(pool, vm, steps, seed: int) -> list:
 
 def _state(vm, pool) -> tuple:
     zone_bytes = hashlib.sha256(vm.zone.view).hexdigest()
-    words = sorted(pool.handles.words.items())
+    words = sorted(pool.handles.items())
     preempt_count = vm.cpus.current().preempt_count
     zspages = [(z.inuse, z.freeobj, z.fullness, z.lock.readers, z.lock.writer)
                for z in pool.zspages]
@@ -201,4 +201,4 @@ def test_a_split_read_is_what_the_long_way_reads(make_pool):
             assert pool.read(h) == long_way
     assert split
     assert vm.cpus.current().preempt_count == 0
-    assert not any(word & 1 for word in pool.handles.words.values())
+    assert not any(word & 1 for _, word in pool.handles.items())
