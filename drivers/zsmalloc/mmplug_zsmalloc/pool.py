@@ -290,7 +290,8 @@ class ZsPool:
         handle = self.handles.alloc()
         layout = self.layout
         obj = obj_malloc(self.struct_pages, self.mem, layout, cls, zspage, handle)
-        cls.fix_fullness_group(zspage)
+        if cls.fullness_by_inuse[zspage.inuse] != zspage.fullness:
+            cls.fix_fullness_group(zspage)
         self.handles.words[handle >> HANDLE_SHIFT] = obj    # record_obj()
         # the object's place, as zs_map_object() finds it from obj
         loc = obj >> OBJ_TAG_BITS
@@ -359,7 +360,10 @@ class ZsPool:
         if cls.lock.held:
             return False
         obj_free(self.struct_pages, self.mem, self.layout, cls, obj, self.pfn_to_page)
-        if cls.fix_fullness_group(zspage) == ZS_EMPTY and not zspage.isolated:
+        fullness = cls.fullness_by_inuse[zspage.inuse]
+        if fullness != zspage.fullness:
+            cls.fix_fullness_group(zspage)
+        if fullness == ZS_EMPTY and not zspage.isolated:
             with cls.lock:
                 self.free_zspage(cls, zspage)
         del words[handle >> HANDLE_SHIFT]    # cache_free_handle()
