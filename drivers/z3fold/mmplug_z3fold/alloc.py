@@ -371,6 +371,19 @@ def _list_and_encode(pool: Z3foldPool, page: Any, zhdr: Z3foldHeader | None, bud
     return handle
 
 
+def _clear_buddy(zhdr: Z3foldHeader, bud: int) -> bool:
+    """z3fold_free()'s switch on the buddy: its chunk count to 0; False for no buddy."""
+    if bud == FIRST:
+        zhdr.first_chunks = 0
+    elif bud == MIDDLE:
+        zhdr.middle_chunks = 0
+    elif bud == LAST:
+        zhdr.last_chunks = 0
+    else:
+        return False
+    return True
+
+
 def z3fold_free(pool: Z3foldPool, handle: int) -> None:
     """z3fold_free(): release one object; the page goes when its last reference does."""
     if is_headless_handle(handle):
@@ -397,13 +410,7 @@ def z3fold_free(pool: Z3foldPool, handle: int) -> None:
         page = zhdr.page
         page_claimed = test_and_set_bit(PAGE_CLAIMED, page)
         bud = handle_to_buddy(pool, handle)
-    if bud == FIRST:
-        zhdr.first_chunks = 0
-    elif bud == MIDDLE:
-        zhdr.middle_chunks = 0
-    elif bud == LAST:
-        zhdr.last_chunks = 0
-    else:
+    if not _clear_buddy(zhdr, bud):
         pool.warn(f"z3fold_free: unknown buddy {bud}", page)
         put_z3fold_header(zhdr)
         return
@@ -459,14 +466,7 @@ def z3fold_free_one_cpu(pool: Z3foldPool, handle: int) -> bool:
     state = page.private
     if state & _NOT_FREED_ONE_CPU:
         return False
-    bud = (addr - zhdr.first_num) & BUDDY_MASK
-    if bud == FIRST:
-        zhdr.first_chunks = 0
-    elif bud == MIDDLE:
-        zhdr.middle_chunks = 0
-    elif bud == LAST:
-        zhdr.last_chunks = 0
-    else:
+    if not _clear_buddy(zhdr, (addr - zhdr.first_num) & BUDDY_MASK):
         return False
     page.private = state | 1 << PAGE_CLAIMED
     # free_handle()

@@ -395,15 +395,17 @@ class ZsPool:
         if handle not in self.knob_pins:
             self.handles.unpin(handle)
 
-    def _uncontended(self, handle: int, length: int) -> int | None:
-        """Where in the linear map the object of `handle` starts, if _map() would pin it
-        and read-lock its zspage at once and a copy of `length` bytes stays in its subpage;
-        else None.
+    def _uncontended(self, handle: int, length: int) -> tuple[int, int, int] | None:
+        """Where in the linear map the object of `handle` lies, if _map() would pin it and
+        read-lock its zspage at once: (at, head, at_next), its first `head` bytes from
+        `at` and, for an object that runs into the next subpage, the rest from `at_next`
+        (the start of get_next_page()'s subpage, as __zs_map_object() and
+        __zs_unmap_object() split the copy); else None.
 
         On one CPU a map and an unmap with a copy between them leave the pin bit, the
         migrate lock and the preempt count as they found them.  Every case in which the
-        two steps would do more (raise, wait for a pin, meet a held write lock, split the
-        copy across subpages) returns None, for the caller to take them.
+        two steps would do more (raise, wait for a pin, meet a held write lock, find no
+        next subpage) returns None, for the caller to take them.
         """
         word = self.handles.words[handle >> HANDLE_SHIFT]
         if word & PIN:
@@ -419,50 +421,23 @@ class ZsPool:
         off = cls.size * (obj & layout.obj_index_mask) % page_size
         if not cls.huge:
             off += ZS_HANDLE_SIZE
-        if off + length > page_size:
-            return None
-        return (page.pfn - self.ram_start_pfn) * page_size + off
-
-    def _uncontended_split(self, handle: int, length: int) -> tuple[int, int, int] | None:
-        """Where in the linear map the two parts of an object that runs from its subpage
-        into the next begin, and how long the first is: (at, head, at_next), if _map()
-        would pin it and read-lock its zspage at once; else None.
-
-        What __zs_map_object() and __zs_unmap_object() copy through their per-CPU
-        buffer (mm/zsmalloc.c, v4.19), the head from one subpage and the rest from the
-        start of get_next_page()'s; on one CPU the pin and the read lock are left as
-        they were found, as in `_uncontended`.
-        """
-        word = self.handles.words.get(handle >> HANDLE_SHIFT)
-        if word is None or word & PIN:
-            return None
-        layout = self.layout
-        obj = word >> OBJ_TAG_BITS
-        page = self.pfn_to_page(obj >> layout.obj_index_bits)
-        zspage = page.private
-        if type(zspage) is not Zspage or zspage.magic != ZSPAGE_MAGIC or zspage.lock.writer:
-            return None
-        cls = self.size_class[zspage.class_idx]
-        page_size = layout.page_size
-        off = cls.size * (obj & layout.obj_index_mask) % page_size
-        if not cls.huge:
-            off += ZS_HANDLE_SIZE
+        at = (page.pfn - self.ram_start_pfn) * page_size + off
+        if off + length <= page_size:
+            return at, length, 0
         head = page_size - off
         second = self.struct_pages.get_next_page(page)
-        if not 0 < head < length or second is None or length - head > page_size:
+        if second is None or length - head > page_size:
             return None
-        start = self.ram_start_pfn
-        return ((page.pfn - start) * page_size + off, head, (second.pfn - start) * page_size)
+        return at, head, (second.pfn - self.ram_start_pfn) * page_size
 
     def map_read(self, handle: int, length: int) -> bytes:
         """zs_map_object(ZS_MM_RO) + copy out + zs_unmap_object()."""
-        at = self._uncontended(handle, length) if self.uniprocessor else None
-        if at is not None:
-            return self.ram_view[at:at + length].tobytes()
-        split = self._uncontended_split(handle, length) if self.uniprocessor else None
-        if split is not None:
-            at, head, at_next = split
+        where = self._uncontended(handle, length) if self.uniprocessor else None
+        if where is not None:
+            at, head, at_next = where
             view = self.ram_view
+            if head == length:
+                return view[at:at + length].tobytes()
             return view[at:at + head].tobytes() + view[at_next:at_next + length - head].tobytes()
         cls, zspage, page, off = self._map(handle)
         try:
@@ -473,9 +448,16 @@ class ZsPool:
 
     def map_write(self, handle: int, data: bytes) -> None:
         """zs_map_object(ZS_MM_WO) + copy in + zs_unmap_object()."""
-        at = self._uncontended(handle, len(data)) if self.uniprocessor else None
-        if at is not None:
-            self.ram_view[at:at + len(data)] = data
+        n = len(data)
+        where = self._uncontended(handle, n) if self.uniprocessor else None
+        if where is not None:
+            at, head, at_next = where
+            view = self.ram_view
+            if head == n:
+                view[at:at + n] = data
+            else:
+                view[at:at + head] = data[:head]
+                view[at_next:at_next + n - head] = data[head:]
             return
         cls, zspage, page, off = self._map(handle)
         try:

@@ -83,24 +83,33 @@ def test_one_cpu_short_way_matches_map_copy_unmap(make_pool, steps):
 
 
 def test_the_short_way_is_the_same_place_as_the_long_way(make_pool):
-    """For every object that fits its subpage, _uncontended() points where _map() does."""
+    """For every object, _uncontended() points where _map() does; for one that runs into
+    the next subpage, the rest is at the start of that subpage, and the short way reads
+    what _map() and copy_from_object() read."""
     vm, pool = make_pool(nr_pages=1024)
     rng = random.Random(3)
     handles = [pool.store(rng.randbytes(rng.choice(SIZES))) for _ in range(400)]
-    page_size = vm.zone.page_size
-    short = 0
+    page_size, start = vm.zone.page_size, vm.zone.start_pfn
+    split = 0
     for h in handles:
         length = pool.lengths[h]
-        at = pool._uncontended(h, length)
+        where = pool._uncontended(h, length)
         cls, zspage, page, off = pool._map(h)
         pool._unmap(h, zspage)
-        fits = off + length <= page_size
-        assert (at is not None) == fits
-        if fits:
-            short += 1
-            assert at == (page.pfn - vm.zone.start_pfn) * page_size + off
-    assert 0 < short < len(handles)
+        assert where is not None
+        at, head, at_next = where
+        assert at == (page.pfn - start) * page_size + off
+        assert head == min(length, page_size - off)
+        if head < length:
+            split += 1
+            assert at_next == (pool.struct_pages.get_next_page(page).pfn - start) * page_size
+            pool.uniprocessor = False
+            long_way = pool.read(h)
+            pool.uniprocessor = True
+            assert pool.read(h) == long_way
+    assert 0 < split < len(handles)
     assert vm.cpus.current().preempt_count == 0
+    assert not any(word & 1 for _, word in pool.handles.items())
 
 
 @pytest.mark.parametrize("in_the_way", ["pinned", "write_locked"])
@@ -144,22 +153,24 @@ def test_one_cpu_store_free_and_split_read_are_taken_and_match_the_general_path(
         make_pool, steps, monkeypatch):
     """A history's stores, frees and reads of objects that span two subpages take the
     one-CPU ways, and it ends as it does through the general path."""
-    taken: dict[str, list] = {"store": [], "free": [], "split": []}
+    taken: dict[str, list] = {"store": [], "free": [], "read": []}
     results = []
     for short in (True, False):
         vm, pool = make_pool(nr_pages=1024)
         pool.uniprocessor = short
         for name, key in (("_malloc_write_one_cpu", "store"), ("_free_one_cpu", "free"),
-                          ("_uncontended_split", "split")):
+                          ("_uncontended", "read")):
             real = getattr(pool, name)
             monkeypatch.setattr(pool, name, lambda *a, real=real, key=key:
                                 taken[key].append(real(*a)) or taken[key][-1])
         seen = _history(pool, vm, steps, seed=7)
         results.append((seen, _whole_state(vm, pool)))
     assert results[0] == results[1]
-    for key in taken:
-        assert any(taken[key]), key
+    assert any(taken["store"]) and any(taken["free"])
     assert any(not h for h in taken["store"])    # a class with no zspage: zs_malloc makes one
+    # reads inside one subpage and reads that run into the next one
+    nexts = [where[2] for where in taken["read"] if where is not None]
+    assert any(nexts) and not all(nexts)
 
 
 def test_one_cpu_free_of_a_pinned_handle_changes_nothing(make_pool):
@@ -178,27 +189,3 @@ def test_one_cpu_store_into_a_class_without_zspages_changes_nothing(make_pool):
     before = _whole_state(vm, pool)
     assert pool._malloc_write_one_cpu(b"q" * 700) == 0
     assert _whole_state(vm, pool) == before
-
-
-def test_a_split_read_is_what_the_long_way_reads(make_pool):
-    """Objects that run into the next subpage: the one-CPU read joins the same two parts
-    that _map() and copy_from_object() join, and leaves pin and lock as they were."""
-    vm, pool = make_pool(nr_pages=1024)
-    rng = random.Random(9)
-    handles = [pool.store(rng.randbytes(rng.choice(SIZES))) for _ in range(400)]
-    split = 0
-    for h in handles:
-        length = pool.lengths[h]
-        parts = pool._uncontended_split(h, length)
-        cls, zspage, page, off = pool._map(h)
-        pool._unmap(h, zspage)
-        assert (parts is not None) == (off + length > vm.zone.page_size)
-        if parts is not None:
-            split += 1
-            pool.uniprocessor = False
-            long_way = pool.read(h)
-            pool.uniprocessor = True
-            assert pool.read(h) == long_way
-    assert split
-    assert vm.cpus.current().preempt_count == 0
-    assert not any(word & 1 for _, word in pool.handles.items())
