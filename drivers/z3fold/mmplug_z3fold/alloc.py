@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mmplug import NoMemory
 from mmplug.kernel import (
     EINVAL,
     ENOMEM,
@@ -31,7 +32,9 @@ from mmplug.kernel import (
 from . import compact as _compact
 from .flags import (
     BUDDY_MASK,
+    BUDDY_SHIFT,
     FIRST,
+    HANDLES_NOFREE,
     HEADLESS,
     LAST,
     MIDDLE,
@@ -47,8 +50,12 @@ from .flags import (
     test_and_set_bit,
     test_bit,
 )
+from .geometry import DIRECT_MAP
 from .handles import (
     _BUDDY,
+    _SLOT_OFFSET,
+    _SLOT_WORD,
+    SLOTS_SHIFT,
     encode_handle,
     free_handle,
     get_z3fold_header,
@@ -249,6 +256,107 @@ def z3fold_alloc(pool: Z3foldPool, size: int, gfp: int) -> tuple[int, int]:
     return 0, handle
 
 
+def z3fold_alloc_one_cpu(pool: Z3foldPool, data: bytes) -> int | None:
+    """z3fold_alloc() of len(data) bytes and the copy of `data` (z3fold_map, memcpy,
+    z3fold_unmap) on one CPU, when nothing is in the way: the handle, or None with
+    nothing changed, for the caller to take the two steps themselves (NoMemory if
+    no page can be had, as store() says -ENOMEM).
+
+    The steps are those of z3fold_alloc() and __z3fold_alloc() (mm/z3fold.c, v6.0) in
+    their order: the first page of this CPU's unbuddied lists with room, unlisted,
+    referenced, given the buddy get_free_buddy() picks, listed again by its free
+    chunks, moved to the LRU head and its slot encoded; or, with every list empty, a
+    fresh page made movable.  On one CPU every lock taken on the way is free and is
+    dropped again before the copy, so none is taken: it is checked to be free first.
+    Whatever would make the general path do more (a page it would skip because it
+    needs compacting or is claimed, a header it would find freed, a HEADLESS object,
+    a lock held) returns None before anything changes
+    (drivers/z3fold/tests/test_access.py holds both ways to the same state).
+    """
+    size = len(data)
+    geo = pool.geometry
+    if not size or size > geo.headless_above or pool.lock.held:
+        return None
+    chunks = (size + geo.chunk_size - 1) >> geo.chunk_shift   # size_to_chunks()
+    unbuddied = pool.unbuddied.get(0)
+    if unbuddied is None or len(pool.unbuddied) != 1:
+        return None
+    zhdr = None
+    for lst in unbuddied[chunks:geo.nchunks]:
+        if lst.entries:
+            zhdr = next(reversed(lst.entries))   # list_first_entry()
+            break
+    if zhdr is not None:
+        page = zhdr.page
+        if zhdr.freed or zhdr.page_lock.held or zhdr.refcount <= 0 \
+                or page.private & _NOT_UNCONTENDED:
+            return None
+        bud = get_free_buddy(zhdr, chunks, geo.zhdr_chunks)
+        slots = zhdr.slots
+        if bud == HEADLESS or (slots is not None and (slots.lock.writer or slots.lock.readers)):
+            return None
+        # _take_from_list(): off its list, one more reference
+        del lst.entries[zhdr]
+        zhdr.buddy = None
+        zhdr.cpu = -1
+        zhdr.refcount += 1
+        if zhdr.slots is None:
+            zhdr.slots = pool.slots_cache.alloc()
+    else:
+        # nothing listed: a fresh page, as z3fold_alloc() makes one
+        page = alloc_page(pool.vm, pool.gfp)
+        if page is None:
+            raise NoMemory("z3fold: no page for a new object")   # store()'s -ENOMEM
+        zhdr = init_z3fold_page(pool, page, False)
+        assert zhdr is not None
+        pool.pages_nr += 1
+        if pool.gfp & GFP_DIRECT_RECLAIM:
+            lock_page(page)
+        elif not trylock_page(page):
+            pool.warn("z3fold_alloc: trylock_page() of a page just allocated failed", page)
+        set_page_movable(page, pool.mapping)
+        unlock_page(page)
+        bud = FIRST
+    if bud == FIRST:
+        zhdr.first_chunks = chunks
+        off = geo.zhdr_size_aligned
+    elif bud == LAST:
+        zhdr.last_chunks = chunks
+        off = geo.page_size - (chunks << geo.chunk_shift)
+    else:
+        zhdr.middle_chunks = chunks
+        zhdr.start_middle = zhdr.first_chunks + geo.zhdr_chunks
+        off = zhdr.start_middle << geo.chunk_shift
+    # add_to_unbuddied()
+    if zhdr.first_chunks == 0 or zhdr.last_chunks == 0 or zhdr.middle_chunks == 0:
+        unbuddied[num_free_chunks(pool, zhdr)].add(zhdr)
+        zhdr.cpu = 0
+    # _list_and_encode(): to the LRU head, then encode_handle() into the page's slots
+    lru = pool.lru
+    if page.lru is lru:
+        lru.delete(page)
+    lru.add(page)
+    slots = zhdr.slots
+    idx = (bud + zhdr.first_num) & BUDDY_MASK
+    value = DIRECT_MAP + page.pfn * geo.page_size + idx
+    if bud == LAST:
+        value |= chunks << BUDDY_SHIFT
+    slots.slot[idx] = value
+    # the copy: z3fold_map() would set MIDDLE_CHUNK_MAPPED, z3fold_unmap() clears it
+    if bud == MIDDLE:
+        page.private &= ~(1 << MIDDLE_CHUNK_MAPPED)
+    memory = pool.memory
+    at = (page.pfn - memory.start_pfn) * geo.page_size + off
+    memory.view[at:at + size] = data
+    return slots.addr + idx * _SLOT_WORD
+
+
+#: page states in which the one-CPU store steps aside: __z3fold_alloc() skips a page
+#: that needs compacting or is claimed; a HEADLESS, stale or migrated page is never listed
+_NOT_UNCONTENDED = sum(1 << bit for bit in (PAGE_HEADLESS, NEEDS_COMPACTING, PAGE_STALE,
+                                            PAGE_CLAIMED, PAGE_MIGRATED))
+
+
 def _list_and_encode(pool: Z3foldPool, page: Any, zhdr: Z3foldHeader | None, bud: Buddy) -> int:
     """Move the page to the LRU head and encode the handle, under the pool lock."""
     pool.lock.lock()
@@ -261,6 +369,19 @@ def _list_and_encode(pool: Z3foldPool, page: Any, zhdr: Z3foldHeader | None, bud
         handle = encode_handle(pool, zhdr, bud)
     pool.lock.unlock()
     return handle
+
+
+def _clear_buddy(zhdr: Z3foldHeader, bud: int) -> bool:
+    """z3fold_free()'s switch on the buddy: its chunk count to 0; False for no buddy."""
+    if bud == FIRST:
+        zhdr.first_chunks = 0
+    elif bud == MIDDLE:
+        zhdr.middle_chunks = 0
+    elif bud == LAST:
+        zhdr.last_chunks = 0
+    else:
+        return False
+    return True
 
 
 def z3fold_free(pool: Z3foldPool, handle: int) -> None:
@@ -276,6 +397,8 @@ def z3fold_free(pool: Z3foldPool, handle: int) -> None:
         pool.pages_nr -= 1
         return
     if pool.uniprocessor:
+        if z3fold_free_one_cpu(pool, handle):
+            return
         # One CPU: nothing rewrites the slot between get_z3fold_header()'s read and
         # those of handle_to_buddy() and free_handle(), so it is read and looked up once.
         zhdr, slots, addr = locked_header_slot(pool, handle)
@@ -287,13 +410,7 @@ def z3fold_free(pool: Z3foldPool, handle: int) -> None:
         page = zhdr.page
         page_claimed = test_and_set_bit(PAGE_CLAIMED, page)
         bud = handle_to_buddy(pool, handle)
-    if bud == FIRST:
-        zhdr.first_chunks = 0
-    elif bud == MIDDLE:
-        zhdr.middle_chunks = 0
-    elif bud == LAST:
-        zhdr.last_chunks = 0
-    else:
+    if not _clear_buddy(zhdr, bud):
         pool.warn(f"z3fold_free: unknown buddy {bud}", page)
         put_z3fold_header(zhdr)
         return
@@ -319,6 +436,72 @@ def z3fold_free(pool: Z3foldPool, handle: int) -> None:
     clear_bit(PAGE_CLAIMED, page)
     pool.compact_wq.queue_work(zhdr.work)
     put_z3fold_header(zhdr)
+
+
+def z3fold_free_one_cpu(pool: Z3foldPool, handle: int) -> bool:
+    """z3fold_free() of a shared page's object on one CPU when nothing is in the way:
+    True once done, False with nothing changed, for z3fold_free() to take its steps.
+
+    The steps of z3fold_free() (mm/z3fold.c, v6.0) in their order, from one read of
+    the slot: claim the page, clear the buddy's chunks, free_handle(), drop the
+    object's reference, then release the page, or mark it NEEDS_COMPACTING and compact
+    it inline (on no CPU's list) or queue its work.  get_z3fold_header()'s page lock
+    and free_handle()'s slots lock are free on one CPU; the page lock is taken only
+    where a step that follows expects it held (the release, do_compact_page()).  A
+    page somebody claimed or migrated, a lock held, a slot already clear or a header
+    found freed returns False (drivers/z3fold/tests/test_access.py holds both ways to
+    the same state).
+    """
+    slots = pool.slots_cache.live.get(handle >> SLOTS_SHIFT)
+    if slots is None or slots.lock.writer or slots.lock.readers \
+            or slots.pool_flags & 1 << HANDLES_NOFREE or pool.compact_wq.destroyed:
+        return False
+    idx = (handle & _SLOT_OFFSET) // _SLOT_WORD
+    addr = slots.slot[idx]
+    geo = pool.geometry
+    zhdr = pool.headers.get(((addr & geo.page_mask) - DIRECT_MAP) // geo.page_size)
+    if zhdr is None or zhdr.freed or zhdr.page_lock.held or zhdr.refcount <= 0 or not addr:
+        return False
+    page = zhdr.page
+    state = page.private
+    if state & _NOT_FREED_ONE_CPU:
+        return False
+    if not _clear_buddy(zhdr, (addr - zhdr.first_num) & BUDDY_MASK):
+        return False
+    page.private = state | 1 << PAGE_CLAIMED
+    # free_handle()
+    slots.slot[idx] = 0
+    if zhdr.slots is not slots:
+        zhdr.foreign_handles -= 1
+    if not any(slots.slot):
+        if zhdr.slots is slots:
+            zhdr.slots = None
+        pool.slots_cache.free(slots)
+    # kref_put(): the last reference releases the page, with its lock held
+    zhdr.refcount -= 1
+    if not zhdr.refcount:
+        zhdr.page_lock.lock()
+        release_z3fold_page_locked_list(zhdr)
+        return True
+    state = page.private
+    if state >> NEEDS_COMPACTING & 1:
+        page.private = state & ~(1 << PAGE_CLAIMED)
+        return True
+    zhdr.refcount += 1
+    page.private = (state | 1 << NEEDS_COMPACTING) & ~(1 << PAGE_CLAIMED)
+    if zhdr.cpu < 0 or zhdr.cpu not in pool.unbuddied:
+        zhdr.cpu = -1
+        zhdr.page_lock.lock()
+        _compact.do_compact_page(zhdr, True)
+        return True
+    pool.compact_wq.queue_work(zhdr.work)
+    return True
+
+
+#: page states in which z3fold_free_one_cpu() steps aside: claimed by somebody else,
+#: migrated (get_z3fold_header() retries), headless or stale
+_NOT_FREED_ONE_CPU = sum(1 << bit for bit in (PAGE_HEADLESS, PAGE_STALE, PAGE_CLAIMED,
+                                              PAGE_MIGRATED))
 
 
 __all__ = ["z3fold_alloc", "z3fold_free", "z3fold_alloc_existing", "add_to_unbuddied",

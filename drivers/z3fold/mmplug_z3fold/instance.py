@@ -21,7 +21,7 @@ from mmplug import NoMemory
 from mmplug.kernel import ENOMEM, GFP_KERNEL, page_isolated, schedule_point
 
 from .access import load_object, read_mapped, store_object, z3fold_map, z3fold_unmap
-from .alloc import z3fold_alloc, z3fold_free
+from .alloc import z3fold_alloc, z3fold_alloc_one_cpu, z3fold_free
 from .flags import PAGE_CLAIMED, PAGE_STALE, test_bit
 from .handles import handle_to_buddy, handle_to_z3fold_header, is_headless_handle
 from .pool import Z3foldPool
@@ -58,6 +58,12 @@ class Z3fold(Z3foldPool):
             raise ValueError("z3fold: objects of 0 bytes are refused (-EINVAL)")
         if self.compact_wq.items or self.release_wq.items:
             self.run_workqueues()
+        handle = z3fold_alloc_one_cpu(self, data) if self.uniprocessor else None
+        if handle is not None:
+            if handle in self.objects:
+                raise AssertionError(f"z3fold_alloc returned live handle {handle:#x} again")
+            self.objects[handle] = size
+            return handle
         rc, handle = z3fold_alloc(self, size, self.gfp)
         if rc == -ENOMEM:
             raise NoMemory("z3fold: no page for a new object")

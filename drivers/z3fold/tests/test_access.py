@@ -147,3 +147,84 @@ def test_one_cpu_free_reads_the_slot_once_as_the_three_reads_do(make_pool):
     rotated = [s for s in results[0][0] if isinstance(s, tuple) and len(s) == 2]
     assert any(first_num for first_num, _ in rotated)
     assert any(all(same) for first_num, same in rotated if first_num)
+
+
+def _whole_state(vm, pool) -> tuple:
+    """Everything a store or a free may change: zone bytes, headers, lists, slots, queues."""
+    headers = sorted((pfn, z.page.private, z.first_chunks, z.middle_chunks, z.last_chunks,
+                      z.start_middle, z.first_num, z.refcount, z.cpu, z.foreign_handles,
+                      z.buddy.name if z.buddy is not None else None, z.page_lock.held,
+                      z.slots.addr if z.slots is not None else None)
+                     for pfn, z in pool.headers.items())
+    slots = sorted((key, tuple(s.slot)) for key, s in pool.slots_cache.live.items())
+    lists = [[z.page.pfn for z in lst.entries] for lst in pool.unbuddied_of(0)]
+    return (_state(vm, pool), headers, slots, lists, [p.pfn for p in pool.lru.pages],
+            len(pool.compact_wq), len(pool.release_wq), pool.pages_nr,
+            vm.cpus.current().preempt_count, sorted(pool.objects.items()))
+
+
+def test_one_cpu_store_and_free_are_taken_and_match_the_general_path(make_pool, steps,
+                                                                      monkeypatch):
+    """The one-CPU store (z3fold_alloc + copy) and free (z3fold_free) are what a history's
+    stores and frees take, and the history ends as it does through the general path."""
+    from mmplug_z3fold import alloc, instance
+    taken: dict[str, list] = {"store": [], "free": []}
+    real_store, real_free = alloc.z3fold_alloc_one_cpu, alloc.z3fold_free_one_cpu
+    monkeypatch.setattr(instance, "z3fold_alloc_one_cpu",
+                        lambda *a: taken["store"].append(real_store(*a)) or taken["store"][-1])
+    monkeypatch.setattr(alloc, "z3fold_free_one_cpu",
+                        lambda *a: taken["free"].append(real_free(*a)) or taken["free"][-1])
+    results = []
+    for short in (True, False):
+        vm, pool = make_pool(nr_pages=1024)
+        pool.uniprocessor = short
+        seen = _history(pool, vm, steps, seed=5)
+        results.append((seen, _whole_state(vm, pool)))
+    assert results[0] == results[1]
+    assert sum(h is not None for h in taken["store"]) > 500
+    assert sum(bool(done) for done in taken["free"]) > 100
+
+
+def test_one_cpu_store_steps_aside_from_a_page_that_needs_compacting(make_pool):
+    """__z3fold_alloc() would skip (and unlist) the page: the one-CPU store changes
+    nothing and leaves it to the general path."""
+    from mmplug_z3fold import alloc
+    from mmplug_z3fold.flags import NEEDS_COMPACTING
+    vm, pool = make_pool(nr_pages=512)
+    a = pool.store(b"a" * 300)
+    b = pool.store(b"b" * 300)
+    zhdr = pool.header_of_handle(b)
+    pool.free(a)    # compaction queued: the page is listed and NEEDS_COMPACTING
+    assert zhdr.page.private >> NEEDS_COMPACTING & 1 and zhdr.buddy is not None
+    before = _whole_state(vm, pool)
+    assert alloc.z3fold_alloc_one_cpu(pool, b"c" * 300) is None
+    assert _whole_state(vm, pool) == before
+
+
+def test_one_cpu_store_steps_aside_while_the_pool_lock_is_held(make_pool):
+    from mmplug_z3fold import alloc
+    vm, pool = make_pool(nr_pages=512)
+    pool.store(b"a" * 300)
+    before = _whole_state(vm, pool)
+    pool.lock.lock()
+    assert alloc.z3fold_alloc_one_cpu(pool, b"c" * 300) is None
+    pool.lock.unlock()
+    assert _whole_state(vm, pool) == before
+
+
+def test_one_cpu_free_steps_aside_from_a_claimed_page(make_pool, steps):
+    """An isolated page is claimed: the free changes nothing and z3fold_free() finds the
+    claim, as it always did (the object's chunks go, its slot stays for migration)."""
+    from mmplug_z3fold import alloc
+    vm, pool = make_pool(nr_pages=512)
+    a = pool.store(b"a" * 300)
+    pool.store(b"b" * 300)
+    st = steps(vm)
+    assert st.isolate(pool.header_of_handle(a).page)
+    before = _whole_state(vm, pool)
+    assert alloc.z3fold_free_one_cpu(pool, a) is False
+    assert _whole_state(vm, pool) == before
+    pool.free(a)
+    assert st.migrate() == 0
+    pool.run_workqueues()
+    pool.verify()

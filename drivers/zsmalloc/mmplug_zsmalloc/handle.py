@@ -12,7 +12,7 @@ allocated object from a free one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from .sizeclass import OBJ_TAG_BITS, Layout
@@ -28,6 +28,11 @@ FREELIST_END = (-1 << OBJ_TAG_BITS) & 0xFFFF_FFFF_FFFF_FFFF
 #: Where handle "addresses" start: a kernel slab address, 8-aligned.
 _HANDLE_BASE = 0xFFFF_8880_4000_0000
 _HANDLE_STRIDE = 8
+#: a handle's slot in the cache, the key of HandleTable.words: handle >> HANDLE_SHIFT.
+#: The addresses share their low bits, all of which a dict's first probe uses (every
+#: lookup in a table of a million handles would probe several times); their quotients
+#: are consecutive and hash evenly.
+HANDLE_SHIFT = _HANDLE_STRIDE.bit_length() - 1
 
 
 def location_to_obj(layout: Layout, page: Page, obj_idx: int) -> int:
@@ -47,6 +52,7 @@ def obj_to_location(layout: Layout, obj: int,
 class HandleTable:
     """The zs_handle kmem_cache: handle address -> the word it holds.
 
+    `words` is keyed by slot (handle >> HANDLE_SHIFT); `items()` gives handles.
     `trypin`/`pin`/`unpin` are bit_spin_trylock/bit_spin_lock/bit_spin_unlock
     on that word's low bit.  On the model a pin is a plain bit: it does not
     disable preemption, so a test may hold one across VM calls (the "pin" knob).
@@ -55,6 +61,7 @@ class HandleTable:
     __slots__ = ("words", "_next")
 
     def __init__(self) -> None:
+        #: handle >> HANDLE_SHIFT -> the word at the handle
         self.words: dict[int, int] = {}
         self._next = 0
 
@@ -62,39 +69,48 @@ class HandleTable:
         """cache_alloc_handle()."""
         self._next += 1
         handle = _HANDLE_BASE + self._next * _HANDLE_STRIDE
-        self.words[handle] = 0
+        self.words[handle >> HANDLE_SHIFT] = 0
         return handle
 
     def free(self, handle: int) -> None:
         """cache_free_handle()."""
-        del self.words[handle]
+        del self.words[handle >> HANDLE_SHIFT]
 
     def __contains__(self, handle: int) -> bool:
-        return handle in self.words
+        return not handle & (_HANDLE_STRIDE - 1) and handle >> HANDLE_SHIFT in self.words
 
     def __len__(self) -> int:
         return len(self.words)
 
+    def items(self) -> Iterator[tuple[int, int]]:
+        """(handle, word) of every live handle."""
+        return ((slot << HANDLE_SHIFT, word) for slot, word in self.words.items())
+
+    def handles(self) -> set[int]:
+        return {slot << HANDLE_SHIFT for slot in self.words}
+
     def handle_to_obj(self, handle: int) -> int:
         """handle_to_obj(): the word, pin bit included."""
-        return self.words[handle]
+        return self.words[handle >> HANDLE_SHIFT]
 
     def record_obj(self, handle: int, obj: int) -> None:
         """record_obj(): one store of the whole word (pin bit as given)."""
-        self.words[handle] = obj
+        self.words[handle >> HANDLE_SHIFT] = obj
 
     def testpin(self, handle: int) -> bool:
-        return bool(self.words[handle] & PIN)
+        return bool(self.words[handle >> HANDLE_SHIFT] & PIN)
 
     def trypin(self, handle: int) -> bool:
-        word = self.words[handle]
+        slot = handle >> HANDLE_SHIFT
+        word = self.words[slot]
         if word & PIN:
             return False
-        self.words[handle] = word | PIN
+        self.words[slot] = word | PIN
         return True
 
     def unpin(self, handle: int) -> None:
-        word = self.words[handle]
+        slot = handle >> HANDLE_SHIFT
+        word = self.words[slot]
         if not word & PIN:
             raise AssertionError(f"unpin_tag() of handle {handle:#x}, which is not pinned")
-        self.words[handle] = word & ~PIN
+        self.words[slot] = word & ~PIN

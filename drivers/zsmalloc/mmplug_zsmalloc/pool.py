@@ -41,7 +41,7 @@ from mmplug.kernel import (
 )
 
 from .deferred import WorkQueue, async_free_zspage
-from .handle import PIN, HandleTable, obj_to_location
+from .handle import HANDLE_SHIFT, PIN, HandleTable, obj_to_location
 from .memory import zone_memory
 from .sizeclass import (
     OBJ_TAG_BITS,
@@ -245,7 +245,7 @@ class ZsPool:
             if zspage is not None:
                 obj = obj_malloc(self.struct_pages, self.mem, self.layout, cls, zspage, handle)
                 cls.fix_fullness_group(zspage)
-                handles.words[handle] = obj    # record_obj()
+                handles.words[handle >> HANDLE_SHIFT] = obj    # record_obj()
                 return handle
         zspage = self.alloc_zspage(cls)
         if zspage is None:
@@ -264,14 +264,60 @@ class ZsPool:
             self.set_zspage_movable(zspage)
         return handle
 
+    def _malloc_write_one_cpu(self, data: bytes) -> int:
+        """zs_malloc() of len(data) bytes from a zspage its class already has, and the copy
+        through a write mapping, on one CPU with nothing in the way: the handle, or 0 with
+        nothing changed, for store() to take zs_malloc() and map_write() themselves.
+
+        zs_malloc()'s steps (mm/zsmalloc.c, v4.19) in their order: find_get_zspage(),
+        obj_malloc(), fix_fullness_group(), record_obj(); then what zs_map_object(ZS_MM_WO),
+        the memcpy and zs_unmap_object() leave: the bytes, after the handle word unless
+        the class is huge.  On one CPU class->lock, the pin bit of a fresh handle and the
+        zspage's migrate read lock are free and dropped again before the store returns,
+        so they are only checked to be free.  A class without a zspage to take from
+        (alloc_zspage() may fail) returns 0 before anything changes
+        (drivers/zsmalloc/tests/test_zs_access.py holds both ways to the same state).
+        """
+        size = len(data)
+        if not size or size > self.layout.max_alloc_size:
+            return 0
+        cls = self.class_by_size[size]
+        if cls.lock.held:
+            return 0
+        zspage = cls.find_get_zspage()
+        if zspage is None or zspage.lock.writer:
+            return 0
+        handle = self.handles.alloc()
+        layout = self.layout
+        obj = obj_malloc(self.struct_pages, self.mem, layout, cls, zspage, handle)
+        if cls.fullness_by_inuse[zspage.inuse] != zspage.fullness:
+            cls.fix_fullness_group(zspage)
+        self.handles.words[handle >> HANDLE_SHIFT] = obj    # record_obj()
+        # the object's place, as zs_map_object() finds it from obj
+        loc = obj >> OBJ_TAG_BITS
+        pfn = loc >> layout.obj_index_bits
+        page_size = layout.page_size
+        off = cls.size * (loc & layout.obj_index_mask) % page_size
+        if not cls.huge:
+            off += ZS_HANDLE_SIZE
+        if off + size <= page_size:
+            at = (pfn - self.ram_start_pfn) * page_size + off
+            self.ram_view[at:at + size] = data
+        else:
+            copy_to_object(self.struct_pages, self.mem, self.pfn_to_page(pfn), off, data,
+                           page_size)
+        return handle
+
     def zs_free(self, handle: int) -> None:
         """zs_free(): an isolated zspage emptied here is left to putback/migration (DRV-Z5)."""
         if not handle:
             return
+        if self.uniprocessor and self._free_one_cpu(handle):
+            return
         handles = self.handles
         if not handles.trypin(handle):    # pin_tag(), whose uncontended case is one trylock
             self.pin_tag(handle)
-        obj = handles.words[handle]
+        obj = handles.words[handle >> HANDLE_SHIFT]
         # obj_to_location(), inline as in _map()
         f_page = self.pfn_to_page(obj >> OBJ_TAG_BITS >> self.layout.obj_index_bits)
         zspage = get_zspage(f_page)
@@ -290,6 +336,39 @@ class ZsPool:
         handles.unpin(handle)
         handles.free(handle)
 
+    def _free_one_cpu(self, handle: int) -> bool:
+        """zs_free() on one CPU with nothing in the way: True once done, False with nothing
+        changed, for zs_free() to take its steps.
+
+        zs_free()'s steps (mm/zsmalloc.c, v4.19) in their order: obj_free() and
+        fix_fullness_group() under class->lock, an emptied zspage that is not isolated
+        freed (free_zspage()), the handle freed.  On one CPU the pin taken by pin_tag()
+        and the migrate read lock are free and dropped again before the handle goes, so
+        they are only checked to be free; class->lock is taken where free_zspage() runs
+        under it.  A pinned handle, a held lock or a page that is not a zspage's returns
+        False (drivers/zsmalloc/tests/test_zs_access.py holds both ways to the same state).
+        """
+        words = self.handles.words
+        obj = words.get(handle >> HANDLE_SHIFT)
+        if obj is None or obj & PIN:
+            return False
+        f_page = self.pfn_to_page(obj >> OBJ_TAG_BITS >> self.layout.obj_index_bits)
+        zspage = f_page.private
+        if type(zspage) is not Zspage or zspage.magic != ZSPAGE_MAGIC or zspage.lock.writer:
+            return False
+        cls = self.size_class[zspage.class_idx]
+        if cls.lock.held:
+            return False
+        obj_free(self.struct_pages, self.mem, self.layout, cls, obj, self.pfn_to_page)
+        fullness = cls.fullness_by_inuse[zspage.inuse]
+        if fullness != zspage.fullness:
+            cls.fix_fullness_group(zspage)
+        if fullness == ZS_EMPTY and not zspage.isolated:
+            with cls.lock:
+                self.free_zspage(cls, zspage)
+        del words[handle >> HANDLE_SHIFT]    # cache_free_handle()
+        return True
+
     def _map(self, handle: int) -> tuple[SizeClass, Zspage, Page, int]:
         """zs_map_object()'s first half: pin, migrate read lock, locate (returns locked).
 
@@ -300,7 +379,7 @@ class ZsPool:
             self.pin_tag(handle)
         layout = self.layout
         # obj_to_location(handle_to_obj(handle)), inline: every access starts here
-        obj = self.handles.words[handle] >> OBJ_TAG_BITS
+        obj = self.handles.words[handle >> HANDLE_SHIFT] >> OBJ_TAG_BITS
         page = self.pfn_to_page(obj >> layout.obj_index_bits)
         zspage = get_zspage(page)
         zspage.lock.read_lock()
@@ -316,17 +395,19 @@ class ZsPool:
         if handle not in self.knob_pins:
             self.handles.unpin(handle)
 
-    def _uncontended(self, handle: int, length: int) -> int | None:
-        """Where in the linear map the object of `handle` starts, if _map() would pin it
-        and read-lock its zspage at once and a copy of `length` bytes stays in its subpage;
-        else None.
+    def _uncontended(self, handle: int, length: int) -> tuple[int, int, int] | None:
+        """Where in the linear map the object of `handle` lies, if _map() would pin it and
+        read-lock its zspage at once: (at, head, at_next), its first `head` bytes from
+        `at` and, for an object that runs into the next subpage, the rest from `at_next`
+        (the start of get_next_page()'s subpage, as __zs_map_object() and
+        __zs_unmap_object() split the copy); else None.
 
         On one CPU a map and an unmap with a copy between them leave the pin bit, the
         migrate lock and the preempt count as they found them.  Every case in which the
-        two steps would do more (raise, wait for a pin, meet a held write lock, split the
-        copy across subpages) returns None, for the caller to take them.
+        two steps would do more (raise, wait for a pin, meet a held write lock, find no
+        next subpage) returns None, for the caller to take them.
         """
-        word = self.handles.words[handle]
+        word = self.handles.words[handle >> HANDLE_SHIFT]
         if word & PIN:
             return None
         layout = self.layout
@@ -340,15 +421,24 @@ class ZsPool:
         off = cls.size * (obj & layout.obj_index_mask) % page_size
         if not cls.huge:
             off += ZS_HANDLE_SIZE
-        if off + length > page_size:
+        at = (page.pfn - self.ram_start_pfn) * page_size + off
+        if off + length <= page_size:
+            return at, length, 0
+        head = page_size - off
+        second = self.struct_pages.get_next_page(page)
+        if second is None or length - head > page_size:
             return None
-        return (page.pfn - self.ram_start_pfn) * page_size + off
+        return at, head, (second.pfn - self.ram_start_pfn) * page_size
 
     def map_read(self, handle: int, length: int) -> bytes:
         """zs_map_object(ZS_MM_RO) + copy out + zs_unmap_object()."""
-        at = self._uncontended(handle, length) if self.uniprocessor else None
-        if at is not None:
-            return self.ram_view[at:at + length].tobytes()
+        where = self._uncontended(handle, length) if self.uniprocessor else None
+        if where is not None:
+            at, head, at_next = where
+            view = self.ram_view
+            if head == length:
+                return view[at:at + length].tobytes()
+            return view[at:at + head].tobytes() + view[at_next:at_next + length - head].tobytes()
         cls, zspage, page, off = self._map(handle)
         try:
             return copy_from_object(self.struct_pages, self.mem, page, off, length,
@@ -358,9 +448,16 @@ class ZsPool:
 
     def map_write(self, handle: int, data: bytes) -> None:
         """zs_map_object(ZS_MM_WO) + copy in + zs_unmap_object()."""
-        at = self._uncontended(handle, len(data)) if self.uniprocessor else None
-        if at is not None:
-            self.ram_view[at:at + len(data)] = data
+        n = len(data)
+        where = self._uncontended(handle, n) if self.uniprocessor else None
+        if where is not None:
+            at, head, at_next = where
+            view = self.ram_view
+            if head == n:
+                view[at:at + n] = data
+            else:
+                view[at:at + head] = data[:head]
+                view[at_next:at_next + n - head] = data[head:]
             return
         cls, zspage, page, off = self._map(handle)
         try:
@@ -378,12 +475,14 @@ class ZsPool:
                              f"class ({self.max_object_size} bytes)")
         if self.workqueue.pending:
             self.run_deferred_work()
-        # zs_malloc(0) fails; an empty object takes the smallest chunk.
-        handle = self.zs_malloc(max(len(data), 1))
+        handle = self._malloc_write_one_cpu(data) if self.uniprocessor else 0
         if not handle:
-            raise NoMemory(f"zsmalloc pool {self.name}: no page for a zspage")
-        if data:
-            self.map_write(handle, bytes(data))
+            # zs_malloc(0) fails; an empty object takes the smallest chunk.
+            handle = self.zs_malloc(max(len(data), 1))
+            if not handle:
+                raise NoMemory(f"zsmalloc pool {self.name}: no page for a zspage")
+            if data:
+                self.map_write(handle, bytes(data))
         self.lengths[handle] = len(data)
         return handle
 

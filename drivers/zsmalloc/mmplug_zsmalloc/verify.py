@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from mmplug.kernel import PAGE_MAPPING_MOVABLE, page_count, page_isolated
 
-from .handle import FREELIST_END, OBJ_ALLOCATED_TAG, PIN, obj_to_location
-from .sizeclass import NR_ZS_FULLNESS, Fullness, Stat, distinct_classes
+from .handle import FREELIST_END, HANDLE_SHIFT, OBJ_ALLOCATED_TAG, PIN, obj_to_location
+from .sizeclass import NR_ZS_FULLNESS, OBJ_TAG_BITS, Fullness, Stat, distinct_classes
 from .zspage import ZSPAGE_MAGIC, Zspage, allocated_heads
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ def _verify_zspage(pool: ZsPool, zspage: Zspage, handle_word: int) -> set[int]:
     cls = pool.class_of(zspage)
     words = pool.handles.words
     layout = pool.layout
+    size = cls.size
+    index_bits, index_mask = layout.obj_index_bits, layout.obj_index_mask
     if zspage.magic != ZSPAGE_MAGIC:
         _fail(f"{zspage!r} has a bad magic")
     chain = list(sp.chain(zspage))
@@ -53,13 +55,17 @@ def _verify_zspage(pool: ZsPool, zspage: Zspage, handle_word: int) -> set[int]:
             _fail(f"subpage {page.pfn:#x} has no reference")
         if page_isolated(page) and not zspage.isolated > 0:
             _fail(f"subpage {page.pfn:#x} is PG_isolated but {zspage!r} counts none")
+        pfn = page.pfn
         for off, handle in allocated_heads(sp, mem, cls, page, ps):
-            if handle not in words:
-                _fail(f"object at {page.pfn:#x}+{off} has unknown handle {handle:#x}")
-            where, idx = obj_to_location(layout, words[handle], pool.pfn_to_page)
-            if where is not page or cls.size * idx % ps != off:
+            word = words.get(handle >> HANDLE_SHIFT)
+            if word is None:
+                _fail(f"object at {pfn:#x}+{off} has unknown handle {handle:#x}")
+            # obj_to_location() compared without making the page: pfn and index
+            loc = word >> OBJ_TAG_BITS
+            if loc >> index_bits != pfn or size * (loc & index_mask) % ps != off:
+                where, idx = obj_to_location(layout, word, pool.pfn_to_page)
                 _fail(f"handle {handle:#x} points at {where.pfn:#x} index {idx}, its object "
-                      f"is at {page.pfn:#x}+{off}")
+                      f"is at {pfn:#x}+{off}")
             owned.add(handle)
     if len(owned) != zspage.inuse:
         _fail(f"{zspage!r} holds {len(owned)} objects, inuse says {zspage.inuse}")
@@ -67,13 +73,15 @@ def _verify_zspage(pool: ZsPool, zspage: Zspage, handle_word: int) -> set[int]:
     free = 0
     idx = zspage.freeobj
     seen = set()
-    while free < cls.objs_per_zspage - zspage.inuse:
-        if idx in seen or idx >= cls.objs_per_zspage:
+    huge = [sp.is_huge(page) for page in chain]
+    objs = cls.objs_per_zspage
+    while free < objs - zspage.inuse:
+        if idx in seen or idx >= objs:
             _fail(f"{zspage!r}: free list loops or leaves the zspage at index {idx}")
         seen.add(idx)
-        offset = idx * cls.size
-        page = chain[offset // ps]
-        link = mem.read(page, offset % ps) if not sp.is_huge(page) else FREELIST_END
+        offset = idx * size
+        n = offset // ps
+        link = mem.read(chain[n], offset % ps) if not huge[n] else FREELIST_END
         if link & OBJ_ALLOCATED_TAG:
             _fail(f"{zspage!r}: free object {idx} is tagged allocated")
         idx = link >> 1
@@ -132,10 +140,10 @@ def verify_pool(pool: ZsPool) -> None:
         _fail(f"{isolated} zspages are isolated, the pool counts {pool.isolated_pages}")
     if pages != pool.pages_allocated:
         _fail(f"zspages hold {pages} pages, pages_allocated is {pool.pages_allocated}")
-    if owned != pool.handles.words.keys():
+    if owned != pool.handles.handles():
         _fail(f"{len(pool.handles)} handles, {len(owned)} objects found in zspages")
     if pool.lengths.keys() != owned:
         _fail("the length table and the objects disagree")
-    for handle, word in pool.handles.words.items():
+    for handle, word in pool.handles.items():
         if word & PIN and handle not in pool.knob_pins:
             _fail(f"handle {handle:#x} is pinned with nothing in flight")

@@ -303,14 +303,13 @@ def zs_object_copy(sp: StructPages, mem: PageMemory, layout: Layout, cls: SizeCl
 
 
 def allocated_heads(sp: StructPages, mem: PageMemory, cls: SizeClass, page: Page,
-                    page_size: int) -> Iterator[tuple[int, int]]:
+                    page_size: int) -> list[tuple[int, int]]:
     """(offset, handle) of every allocated object whose head is in this subpage."""
     pos = sp.units(page)
+    size = cls.size
     if sp.is_huge(page):
         heads = [sp[page].index] if pos < page_size else []
     else:
-        heads = mem.read_every(page, pos, cls.size, page_size)
-    for head in heads:
-        if head & OBJ_ALLOCATED_TAG:
-            yield pos, head & ~OBJ_ALLOCATED_TAG
-        pos += cls.size
+        heads = mem.read_every(page, pos, size, page_size)
+    return [(pos + i * size, head & ~OBJ_ALLOCATED_TAG) for i, head in enumerate(heads)
+            if head & OBJ_ALLOCATED_TAG]
