@@ -253,7 +253,9 @@ def report(c: dict, z: dict, f: dict, ref: float, n: dict | None = None) -> None
           f"{ref:.2f} s")
     print(f"  the ceiling with this driver: a framework and scanners that cost nothing would "
           f"still pay the bare callbacks' {c['floor_migrate_us']:.2f} us a page, "
-          f"{1e6 / c['floor_migrate_us']:,.0f} pages per CPU second")
+          f"{1e6 / c['floor_migrate_us']:,.0f} pages per CPU second (an upper bound: the bare "
+          f"callbacks are timed on a zone of a few thousand pages, where a copy costs less than "
+          f"between the cold pages of this one)")
     if n is not None:
         null_us = 1e6 / n["pages_per_cpu_s"] if n["pages_per_cpu_s"] else 0.0
         print(f"  the framework alone (nullpool, callbacks that cost next to nothing): "
