@@ -199,8 +199,12 @@ def _machine(ctx: Context) -> type:
             handles = list(self.bench.objects)
             handle = handles[pick % len(handles)]
             self.bench.call(knob, handle)
+            held = self.bench.pages_holding([handle])
+            since = len(self.bench.spy.results)
             try:
                 self.bench.migrate(self.bench.to_list(self._isolated()), MigrateMode.SYNC)
+                self.bench.moved_while_held(held, {"pin": "pinned", "map": "mapped"}[knob],
+                                            since)
             finally:
                 if handle in self.bench.objects:
                     self.bench.call(undo, handle)

@@ -325,11 +325,17 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "refusal_changes", "ISO-6",
         "isolate_page refuses a page with a mapped object, after dropping it from the pool.",
-        (*map_knob("a knob that makes isolation refuse"),
+        (*map_knob("a mapped object's page is neither isolated nor migrated"),
          Edit('may_refuse_isolation=False,\n' + ' ' * 48 + 'knobs={"pin", "busy"}))\n',
               'may_refuse_isolation=True,\n'
               + ' ' * 48 + 'knobs={"pin", "busy", "map"}))  # for the mistake\n',
               within="mmplug_driver"),
+         import_line("mmplug.kernel", "EBUSY"),
+         Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        if st.mapped:  # for the mistake: mapped since it was isolated\n"
+              "            return -EBUSY\n",
+              within="migratepage"),
          Edit("        st = page.private\n",
               "        st = page.private\n"
               "        if st.mapped:\n"

@@ -8,6 +8,8 @@ mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 
 from __future__ import annotations
 
+from mmplug.kernel import EBUSY  # for the mistake
+
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
     EAGAIN,
@@ -137,7 +139,7 @@ class Pool:
         with self.lock:
             self.handles[handle][0].pinned -= 1
 
-    def map(self, handle):  # for the mistake: a knob that makes isolation refuse
+    def map(self, handle):  # for the mistake: a mapped object's page is neither isolated nor migrated
         with self.lock:
             self.handles[handle][0].mapped += 1
 
@@ -180,6 +182,8 @@ def migratepage(mapping, newpage, page, mode):
         st = page.private
         if pool.held or st.pinned:
             return -EAGAIN
+        if st.mapped:  # for the mistake: mapped since it was isolated
+            return -EBUSY
         copy_highpage(newpage, page)
         set_page_movable(newpage, mapping)
         get_page(newpage)
