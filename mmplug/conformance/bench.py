@@ -164,11 +164,32 @@ class Bench:
             raise CheckFailed("API-1", f"store() returned handle {handle!r}, which is still in use")
         got = self.read(handle)
         if self.caps.stores_data and got != data:
+            stale = self._stale_holder(data)
+            if stale is not None:
+                raise CheckFailed("MIG-7", f"store() put the object into pfn {stale.pfn:#x}, "
+                                  "once the old page of a migration: the driver still writes "
+                                  "through a pointer to it, and read() does not find the object "
+                                  "there", page=stale,
+                                  hook="store", what="a write into a page freed by a migration")
             raise CheckFailed("API-1", f"read() right after store() does not return the "
                               f"{len(data)} bytes stored ({diff_bytes(data, got)})", hook="read")
         self.objects[handle] = got
         self.good[handle] = self.journal.seq
         return handle
+
+    def _stale_holder(self, data: bytes) -> Page | None:
+        """A frame that was the old page of a migration on this bench and holds `data`, if
+        one does (and `data` is long enough to be told apart): freed since, or in use
+        again by whoever allocated it."""
+        if len(data) < 8:
+            return None
+        zone = self.vm.zone
+        old = {pfn for hook, pfn, rc in self.spy.results if hook == "migratepage" and rc == 0}
+        for pfn in sorted(old):
+            page = zone.pages[pfn - zone.start_pfn]
+            if bytes(zone.page_address(page)).find(data) >= 0:
+                return page
+        return None
 
     def _stored(self, data: bytes) -> Any:
         return self._watched("store", lambda: self.guarded.store(data))

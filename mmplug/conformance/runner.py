@@ -32,9 +32,11 @@ from ..errors import (
     CallbackTimeout,
     ContractViolation,
     Deadlock,
+    DriverError,
     MmplugError,
     UsageError,
 )
+from ..page import ISOLATED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE
 from ..plugins import LoadedDriver, PluginHost
 from ..watchdog import describe, interrupts, is_user_interrupt, memory_limit, trap_exits
 from .checks import all_checks, driver_checks
@@ -42,7 +44,7 @@ from .invariants import DRIVER_WARNINGS, check_warnings
 from .model import FAIL, NOT_SUPPORTED, OK, SAME, WARN, CheckResult, CheckSpec, Report
 from .outcomes import CheckFailed, NotSupported
 from .registry import Check, Context
-from .violations import Violation
+from .violations import RELEASED_MOVABLE, Violation
 
 
 class InternalError(MmplugError):
@@ -239,6 +241,12 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
                      getattr(exc, "recipe", None), what=exc.what, exc=exc)
     except ContractViolation as exc:
+        if _called_for_released(exc):
+            return _fail(ctx, spec, "REL-1", f"{exc.hook} was called for a page the driver had "
+                         "released without __ClearPageMovable() (only the VM's isolation "
+                         f"reference is left): {exc.message}", exc.page_desc, exc.hook, t0,
+                         base, getattr(exc, "recipe", None), driver=exc.driver,
+                         what=RELEASED_MOVABLE, exc=exc, culprit=False)
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
                      getattr(exc, "recipe", None), driver=exc.driver,
                      what=getattr(exc, "what", None), exc=exc)
@@ -287,15 +295,29 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
                        seconds=time.perf_counter() - t0, **base)
 
 
+def _called_for_released(exc: ContractViolation) -> bool:
+    """A callback failed on an isolated page that still looks movable although only the VM's
+    isolation reference is left: the driver released it without __ClearPageMovable, so the
+    VM still calls it for the page (REL-1), whatever the callback then did."""
+    page = exc.page
+    return (isinstance(exc, DriverError) and exc.hook in ("migratepage", "putback_page")
+            and page is not None and page._refcount == 1 and bool(page.flags & ISOLATED)
+            and page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE
+            and bool(page.mapping & ~PAGE_MAPPING_FLAGS))
+
+
 def _fail(ctx: Context, spec: CheckSpec, rule: str, message: str, page: str | None,
           hook: str | None, t0: float, base: dict[str, Any], recipe: list[str] | None,
           driver: str | None = None, what: str | None = None,
-          exc: BaseException | None = None) -> CheckResult:
+          exc: BaseException | None = None, culprit: bool = True) -> CheckResult:
+    """The FAIL; `culprit` False: the violation is known by `what` alone, not by the code
+    it showed in (the callback the VM went on to call is not the one at fault)."""
     site = getattr(exc, "site", None)   # a race failure carries the site of its run
     if site is None and exc is not None:
         site = DriverCode.of(ctx.loaded).site_in_traceback(exc)
-    violation = Violation.of(rule, driver or base["driver"], hook, what or message,
-                             site.function if site is not None else None)
+    violation = Violation.of(rule, driver or base["driver"], hook if culprit else None,
+                             what or message,
+                             site.function if site is not None and culprit else None)
     if recipe:
         message = message + "\nshortest failing sequence:\n" + "\n".join(
             "  " + line for line in recipe)

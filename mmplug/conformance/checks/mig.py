@@ -261,6 +261,7 @@ def newpage_locked(ctx: Context) -> None:
                           "times; expected every page retried and no call", page=done[0])
     rc = bench.migrate(plist, MigrateMode.SYNC)
     if rc != 0:
+        _fails_for_good(bench, done)
         raise CheckFailed("MIG-8", f"after -EAGAIN a migration with free new pages left {rc} "
                           "page(s)", page=done[0])
     verify_objects(bench, "MIG-7", "after a retried migration")
