@@ -157,11 +157,11 @@ class Poison:
                 continue
             at = next(i for i, b in enumerate(bytes(view)) if b != PAGE_POISON)
             old = journal.migrated_away(page)
+            why = "a migration freed it" if old else "it was released"
             raise CheckFailed("MIG-7" if old else "REL-1",
                               f"{hook}() wrote into pfn {page.pfn:#x} (first at offset {at}), "
-                              f"which is free: {'a migration freed it' if old else 'it was released'}"
-                              " and the driver still writes through a pointer to it",
-                              page=page, hook=hook,
+                              f"which is free: {why} and the driver still writes through a "
+                              "pointer to it", page=page, hook=hook,
                               what="a write into a page freed by a migration" if old
                               else "a write into a released page")
 

@@ -120,7 +120,7 @@ RETRIES = 2
 def _fails_for_good(bench: Bench, failed: list[Page]) -> None:
     """MIG-8: a page whose migration failed, with nothing in its way (SYNC, no object pinned
     or mapped, the driver's lock free), migrates when tried again: a driver fails only for a
-    cause that passes; one whose migratepage fails a page every time makes it a page
+    cause that goes away; one whose migratepage fails a page every time makes it a page
     compaction can never move."""
     for page in failed:
         for _ in range(RETRIES):
@@ -136,8 +136,8 @@ def _fails_for_good(bench: Bench, failed: list[Page]) -> None:
                                   f"({errno_name(rcs[-1])}) each time it was tried in SYNC "
                                   "mode with nothing in its way (no "
                                   "object pinned or mapped, the driver's lock free): a driver "
-                                  "fails only for a cause that passes, or compaction can never "
-                                  "move the page", page=page, hook="migratepage",
+                                  "fails only for a cause that goes away, or compaction can "
+                                  "never move the page", page=page, hook="migratepage",
                                   what="migratepage fails a page with nothing in its way")
 
 

@@ -110,6 +110,7 @@ def _putback(bench: Bench, done: list[Page]) -> bool:
 
 def _after_eagain(bench: Bench, done: list[Page]) -> bool:
     """Every migratepage says -EAGAIN (the "busy" or "pin" knob), ten passes; putback."""
+    args: list[tuple[Any, ...]]
     if bench.has_knob("busy"):
         hold, undo, args = "hold", "release", [()]
     elif bench.has_knob("pin"):

@@ -9,8 +9,8 @@ from ...constants import MigrateMode
 from ...page import ISOLATED, PAGE_MAPPING_MOVABLE
 from ..invariants import check_no_leak
 from ..outcomes import CheckFailed
-from ..violations import RELEASED_MOVABLE
 from ..registry import Context, check
+from ..violations import RELEASED_MOVABLE
 
 
 @check("REL-1/free-releases",

@@ -325,7 +325,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "refusal_changes", "ISO-6",
         "isolate_page refuses a page with a mapped object, after dropping it from the pool.",
-        (*map_knob("a mapped object's page is neither isolated nor migrated"),
+        (*map_knob("a mapped object's page is not moved"),
          Edit('may_refuse_isolation=False,\n' + ' ' * 48 + 'knobs={"pin", "busy"}))\n',
               'may_refuse_isolation=True,\n'
               + ' ' * 48 + 'knobs={"pin", "busy", "map"}))  # for the mistake\n',

@@ -139,7 +139,7 @@ class Pool:
         with self.lock:
             self.handles[handle][0].pinned -= 1
 
-    def map(self, handle):  # for the mistake: a mapped object's page is neither isolated nor migrated
+    def map(self, handle):  # for the mistake: a mapped object's page is not moved
         with self.lock:
             self.handles[handle][0].mapped += 1
 
