@@ -241,6 +241,18 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
                      getattr(exc, "recipe", None), what=exc.what, exc=exc)
     except ContractViolation as exc:
+        if isinstance(exc, DriverError) and isinstance(exc.__cause__, Deadlock):
+            # a lock the callback already holds, taken again: the VM's page lock, say
+            return _fail(ctx, spec, "LCK-3", f"deadlock: {exc.message}", exc.page_desc,
+                         exc.hook, t0, base, getattr(exc, "recipe", None), driver=exc.driver,
+                         exc=exc)
+        if _set_up_by_migration(exc, ctx):
+            return _fail(ctx, spec, "MIG-7", f"{exc.hook} failed on the new page of a "
+                         "migration, which migratepage set up (the driver's other pages do "
+                         f"not fail so): {exc.message}", exc.page_desc, exc.hook, t0, base,
+                         getattr(exc, "recipe", None), driver=exc.driver,
+                         what=f"{exc.hook} fails on a page migratepage set up", exc=exc,
+                         culprit=False)
         if _called_for_released(exc):
             return _fail(ctx, spec, "REL-1", f"{exc.hook} was called for a page the driver had "
                          "released without __ClearPageMovable() (only the VM's isolation "
@@ -304,6 +316,19 @@ def _called_for_released(exc: ContractViolation) -> bool:
             and page is not None and page._refcount == 1 and bool(page.flags & ISOLATED)
             and page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE
             and bool(page.mapping & ~PAGE_MAPPING_FLAGS))
+
+
+def _set_up_by_migration(exc: ContractViolation, ctx: Context) -> bool:
+    """isolate_page or putback_page raised on a page that a successful migratepage gave the
+    driver: it set the page up unlike the driver's other pages (MIG-7), since a callback
+    that fails on any page fails the isolation checks first, on pages never migrated."""
+    page = exc.page
+    if not (isinstance(exc, DriverError) and exc.hook in ("isolate_page", "putback_page")
+            and page is not None and exc.__cause__ is not None
+            and not isinstance(exc.__cause__, (ContractViolation, CallbackTimeout))):
+        return False
+    return bool(getattr(exc, "new_page_of_migration", False)) or \
+        any(b.journal.moved_here(page) for b in ctx.benches)
 
 
 def _fail(ctx: Context, spec: CheckSpec, rule: str, message: str, page: str | None,

@@ -264,7 +264,9 @@ def check_common(env: RaceEnv) -> None:
                                 f"after the race: {failed}", driver=drv, hook="verify")
     for page in env.pages():
         if page._refcount <= 0:
-            rule = "MIG-7" if env.journal.migrated_away(page) else "REF-1"
+            journal = env.journal
+            rule = "MIG-7" if journal.migrated_away(page) or journal.moved_here(page) \
+                else "REF-1"
             raise ContractViolation(rule, "the driver lists a page with no reference "
                                     "(freed under it)", driver=drv, page=page)
     leaked = vm.unclaimed_pages()

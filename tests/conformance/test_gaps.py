@@ -263,3 +263,31 @@ def test_an_allocation_that_may_sleep_under_a_spinlock_is_lck1() -> None:
     assert alloc_page(vm, GFP_KERNEL) is not None
     result = one(BROKEN / "alloc_under_lock.py", "API-1/store-read")
     assert result.verdict == FAIL and result.rule == "LCK-1" and result.hook == "store"
+
+
+# --- what a mistake makes the VM do next is the mistake's -----------------------------------
+
+@QUICK
+def test_a_callback_failing_only_on_a_migrated_page_is_mig7(quick: bool) -> None:
+    """isolate_page fails on the new page of a migration only: migratepage did not set it
+    up as the driver's other pages (its private field), so the blame is migratepage's."""
+    report = run_suite(str(BROKEN / "no_newpage_private.py"), quick=quick, races=False)
+    (failure,) = report.failures()
+    assert failure.rule == "MIG-7" and failure.hook == "isolate_page"
+    assert "failed on the new page of a migration" in failure.message
+    assert all(r.rule == "MIG-7" for r in report.results if r.failed)
+
+
+def test_a_callback_that_locks_the_page_the_vm_holds_is_lck3() -> None:
+    result = one(BROKEN / "putback_locks_page.py", "PUT-1/putback-restores", quick=True)
+    assert result.verdict == FAIL and result.rule == "LCK-3" and result.hook == "putback_page"
+    assert result.message.startswith("deadlock: putback_page raised Deadlock")
+
+
+def test_a_page_released_but_left_movable_is_rel1_whatever_putback_then_does() -> None:
+    """The VM still calls putback_page for it; the driver's own state is gone and putback
+    raises: that is the release's mistake, reported once."""
+    report = run_suite(str(BROKEN / "releases_isolated_movable.py"), races=False)
+    (failure,) = report.failures()
+    assert failure.rule == "REL-1"
+    assert all(r.rule == "REL-1" for r in report.results if r.failed)

@@ -46,6 +46,10 @@ def _step(fn: Any) -> Any:
         except ContractViolation as exc:
             if _hung(exc):
                 self.hung.append(exc)
+            if exc.page is not None:
+                # the example's bench is not kept: what the runner blames by, noted here
+                exc.new_page_of_migration = \
+                    self.bench.journal.moved_here(exc.page)  # type: ignore[attr-defined]
             raise
         self.clean = True
         return ret

@@ -572,6 +572,22 @@ MISTAKES: tuple[Mistake, ...] = (
               "        if pool.held or st.pinned:  # the mistake: st.mapped is not looked at\n",
               within="migratepage")),
     ),
+    Mistake(
+        "no_newpage_private", "MIG-7",
+        "migratepage forgets to hang its bookkeeping off the new page's private field: the new "
+        "page cannot be isolated again.",
+        (Edit("        newpage.private = st\n",
+              "        # the mistake: no newpage.private = st\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "puts_newpage", "MIG-7",
+        "migratepage drops its reference on the new page instead of the old one.",
+        (Edit("    put_page(page)\n    return MIGRATEPAGE_SUCCESS\n",
+              "    put_page(newpage)  # the mistake: the old page's reference is the one to drop\n"
+              "    return MIGRATEPAGE_SUCCESS\n",
+              within="migratepage"),),
+    ),
     # --- putback ---
     Mistake(
         "unlocks_in_putback", "PUT-1",
@@ -644,6 +660,16 @@ MISTAKES: tuple[Mistake, ...] = (
               "        if st.used() < SLOTS and not st.migrating:  # for the mistake\n"
               "            pool.partial[st] = None\n",
               within="putback_page")),
+    ),
+    Mistake(
+        "putback_locks_page", "LCK-3",
+        "putback_page locks the page, which the VM already holds locked when it calls it.",
+        (Edit("    pool = page_mapping(page).private_data\n    with pool.lock:\n"
+              "        st = page.private\n        st.isolated = False\n",
+              "    pool = page_mapping(page).private_data\n"
+              "    lock_page(page)  # the mistake: the VM holds the page lock\n"
+              "    with pool.lock:\n        st = page.private\n        st.isolated = False\n",
+              within="putback_page"),),
     ),
     # --- release ---
     Mistake(
