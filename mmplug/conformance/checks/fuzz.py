@@ -48,8 +48,8 @@ def _step(fn: Any) -> Any:
                 self.hung.append(exc)
             if exc.page is not None:
                 # the example's bench is not kept: what the runner blames by, noted here
-                exc.new_page_of_migration = \
-                    self.bench.journal.moved_here(exc.page)  # type: ignore[attr-defined]
+                moved = self.bench.journal.moved_here(exc.page)
+                exc.new_page_of_migration = moved  # type: ignore[attr-defined]
             raise
         self.clean = True
         return ret
