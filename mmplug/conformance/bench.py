@@ -59,6 +59,8 @@ class Bench:
     targets: list[Page] = field(factory=list)
     #: handle -> the journal's seq when it last read back right (what a wrong read blames)
     good: dict[Any, int] = field(factory=dict)
+    #: the journal's seq when store() last succeeded (what a failing store blames)
+    stored_at: int = 0
 
     # --- creation -----------------------------------------------------------------
     @classmethod
@@ -155,8 +157,10 @@ class Bench:
                 handle = self._stored(data)
             except ValueError:
                 if len(data) <= 8:
-                    raise CheckFailed("API-1", f"store() refused even an object of {len(data)} "
-                                      "bytes with ValueError") from None
+                    rule, after = self._suspect()
+                    raise CheckFailed(rule, f"store() refused even an object of {len(data)} "
+                                      f"bytes with ValueError{after}", hook="store",
+                                      what="store() refuses the smallest object") from None
                 data = data[:len(data) // 2]
                 continue
             break
@@ -174,8 +178,20 @@ class Bench:
             raise CheckFailed("API-1", f"read() right after store() does not return the "
                               f"{len(data)} bytes stored ({diff_bytes(data, got)})", hook="read")
         self.objects[handle] = got
-        self.good[handle] = self.journal.seq
+        self.good[handle] = self.stored_at = self.journal.seq
         return handle
+
+    def _suspect(self) -> tuple[str, str]:
+        """Why store() fails now that it did not before: the callback that last ran since
+        the last object stored (a putback that re-listed a full page: PUT-2; a migration:
+        MIG-7), else the protocol's API-1; and the words that say so."""
+        journal = self.journal
+        since = self.stored_at
+        if self.objects and max(journal.last_putback, journal.last_migration) > since:
+            if journal.last_putback > journal.last_migration:
+                return "PUT-2", ", which it stored before a putback_page"
+            return "MIG-7", ", which it stored before a migration"
+        return "API-1", ""
 
     def _stale_holder(self, data: bytes) -> Page | None:
         """A frame that was the old page of a migration on this bench and holds `data`, if

@@ -588,6 +588,14 @@ MISTAKES: tuple[Mistake, ...] = (
               "    return MIGRATEPAGE_SUCCESS\n",
               within="migratepage"),),
     ),
+    Mistake(
+        "unlocks_newpage", "MIG-7",
+        "migratepage unlocks the new page, which the VM locked and unlocks itself.",
+        (Edit("        get_page(newpage)\n",
+              "        get_page(newpage)\n"
+              "        unlock_page(newpage)  # the mistake: the VM's lock\n",
+              within="migratepage"),),
+    ),
     # --- putback ---
     Mistake(
         "unlocks_in_putback", "PUT-1",
@@ -671,6 +679,14 @@ MISTAKES: tuple[Mistake, ...] = (
               "    with pool.lock:\n        st = page.private\n        st.isolated = False\n",
               within="putback_page"),),
     ),
+    Mistake(
+        "putback_relists_full", "PUT-2",
+        "putback_page puts the page back on the list of pages with a free slot even when it is "
+        "full: store() then finds no slot in it.",
+        (Edit("        if st.used() < SLOTS:\n            pool.partial[st] = None\n",
+              "        pool.partial[st] = None  # the mistake: even a full page\n",
+              within="putback_page"),),
+    ),
     # --- release ---
     Mistake(
         "leaks_page", "REL-1",
@@ -744,6 +760,16 @@ MISTAKES: tuple[Mistake, ...] = (
               "        if not st.isolated:  # the mistake: an isolated page stays movable\n"
               "            clear_page_movable(page)\n"
               "        page.private = 0\n",
+              within="Pool.free"),),
+    ),
+    Mistake(
+        "free_isolated_keeps_ref", "REL-1",
+        "free() of the last object of an isolated page clears it movable but keeps its "
+        "reference, meaning to drop it at putback, which the VM no longer calls.",
+        (Edit("        unlock_page(page)\n        put_page(page)\n",
+              "        unlock_page(page)\n"
+              "        if not st.isolated:  # the mistake: nobody drops it later\n"
+              "            put_page(page)\n",
               within="Pool.free"),),
     ),
     # --- locking ---
