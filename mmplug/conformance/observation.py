@@ -27,8 +27,9 @@ from attrs import define, field, frozen
 from ..drivercode import DriverCode, Site
 from ..journal import Journal
 from ..migrate import PageList
-from ..page import BUDDY, ISOLATED, TAIL, Page
+from ..page import BUDDY, ISOLATED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, TAIL, Page
 from .outcomes import CheckFailed
+from .violations import RELEASED_MOVABLE
 
 if TYPE_CHECKING:
     from ..mapping import AddressSpace
@@ -207,6 +208,14 @@ class OpsSpy:
         return ret
 
     def putback_page(self, call: Callable[..., Any], page: Page) -> Any:
+        word = page.mapping
+        if page._refcount == 1 and word & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE \
+                and word & ~PAGE_MAPPING_FLAGS:
+            # only the VM's isolation reference is left, yet the page looks movable: the
+            # driver released it, and putback_page would run for a page it no longer has
+            raise CheckFailed("REL-1", f"{RELEASED_MOVABLE}: only the VM's isolation "
+                              "reference is left when putback_page is about to be called",
+                              page=page, what=RELEASED_MOVABLE)
         ret = call(page)
         self.journal.putback(page)
         self._record("putback_page", page, ret)

@@ -36,7 +36,6 @@ from ..errors import (
     MmplugError,
     UsageError,
 )
-from ..page import ISOLATED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE
 from ..plugins import LoadedDriver, PluginHost
 from ..watchdog import describe, interrupts, is_user_interrupt, memory_limit, trap_exits
 from .checks import all_checks, driver_checks
@@ -238,8 +237,12 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
         return CheckResult(rule=spec.rule, verdict=NOT_SUPPORTED, message=str(exc),
                            seconds=time.perf_counter() - t0, **base)
     except CheckFailed as exc:
+        what = getattr(exc, "what", None)
+        # a page released but left movable is one violation whichever callback the VM
+        # went on to call for it
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
-                     getattr(exc, "recipe", None), what=exc.what, exc=exc)
+                     getattr(exc, "recipe", None), driver=exc.driver, what=what, exc=exc,
+                     culprit=what != RELEASED_MOVABLE)
     except ContractViolation as exc:
         if isinstance(exc, DriverError) and isinstance(exc.__cause__, Deadlock):
             # a lock the callback already holds, taken again: the VM's page lock, say
@@ -248,17 +251,11 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
                          exc=exc)
         if _set_up_by_migration(exc, ctx):
             return _fail(ctx, spec, "MIG-7", f"{exc.hook} failed on the new page of a "
-                         "migration, which migratepage set up (the driver's other pages do "
-                         f"not fail so): {exc.message}", exc.page_desc, exc.hook, t0, base,
+                         "migration, which migratepage left without the driver's private data: "
+                         f"{exc.message}", exc.page_desc, exc.hook, t0, base,
                          getattr(exc, "recipe", None), driver=exc.driver,
                          what=f"{exc.hook} fails on a page migratepage set up", exc=exc,
                          culprit=False)
-        if _called_for_released(exc):
-            return _fail(ctx, spec, "REL-1", f"{exc.hook} was called for a page the driver had "
-                         "released without __ClearPageMovable() (only the VM's isolation "
-                         f"reference is left): {exc.message}", exc.page_desc, exc.hook, t0,
-                         base, getattr(exc, "recipe", None), driver=exc.driver,
-                         what=RELEASED_MOVABLE, exc=exc, culprit=False)
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
                      getattr(exc, "recipe", None), driver=exc.driver,
                      what=getattr(exc, "what", None), exc=exc)
@@ -307,25 +304,15 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
                        seconds=time.perf_counter() - t0, **base)
 
 
-def _called_for_released(exc: ContractViolation) -> bool:
-    """A callback failed on an isolated page that still looks movable although only the VM's
-    isolation reference is left: the driver released it without __ClearPageMovable, so the
-    VM still calls it for the page (REL-1), whatever the callback then did."""
-    page = exc.page
-    return (isinstance(exc, DriverError) and exc.hook in ("migratepage", "putback_page")
-            and page is not None and page._refcount == 1 and bool(page.flags & ISOLATED)
-            and page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE
-            and bool(page.mapping & ~PAGE_MAPPING_FLAGS))
-
-
 def _set_up_by_migration(exc: ContractViolation, ctx: Context) -> bool:
     """isolate_page or putback_page raised on a page that a successful migratepage gave the
-    driver: it set the page up unlike the driver's other pages (MIG-7), since a callback
-    that fails on any page fails the isolation checks first, on pages never migrated."""
+    driver and left without the private data the driver hangs off its pages: migratepage
+    did not set it up as the driver's other pages (MIG-7)."""
     page = exc.page
+    cause = exc.__cause__
     if not (isinstance(exc, DriverError) and exc.hook in ("isolate_page", "putback_page")
-            and page is not None and exc.__cause__ is not None
-            and not isinstance(exc.__cause__, (ContractViolation, CallbackTimeout))):
+            and page is not None and not page.private and isinstance(cause, Exception)
+            and not isinstance(cause, (ContractViolation, CallbackTimeout))):
         return False
     return bool(getattr(exc, "new_page_of_migration", False)) or \
         any(b.journal.moved_here(page) for b in ctx.benches)
