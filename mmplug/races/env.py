@@ -300,7 +300,11 @@ def check_stores_into_used_pages(env: RaceEnv) -> None:
     except NoMemory:
         return
     zone = env.vm.zone
-    holders = [p for p in zone.pages if bytes(zone.page_address(p)).find(data) >= 0]
+    holders = []
+    at = zone.mem.find(data)    # one search over the zone's memory, not a copy per page
+    while at >= 0:
+        holders.append(zone.pages[at // zone.page_size])
+        at = zone.mem.find(data, at + 1)
     if holders and all(p.flags & BUDDY or (p._refcount == 0 and not p.flags & TAIL)
                        for p in holders):
         page = holders[0]
