@@ -175,8 +175,15 @@ def smp_processor_id(vm: VM) -> int:
 
 
 def alloc_page(vm: VM, gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
-    """alloc_page(gfp): one page with one reference, or None."""
-    vm.cpus.point("alloc_page")
+    """alloc_page(gfp): one page with one reference, or None.  A gfp that allows direct
+    reclaim may sleep: not under a spinlock (prepare_alloc_pages' might_sleep_if,
+    mm/page_alloc.c; LCK-1)."""
+    cpus = vm.cpus
+    cpus.point("alloc_page")
+    if gfp & GFP_DIRECT_RECLAIM and cpus.current().preempt_count:
+        raise ContractViolation("LCK-1", "alloc_page() with a gfp that may sleep "
+                                "(__GFP_DIRECT_RECLAIM) while a spinlock is held (might_sleep "
+                                "in atomic context); allocate before taking it, or GFP_ATOMIC")
     return vm.zone.alloc_pages(0, gfp)
 
 

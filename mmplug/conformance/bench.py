@@ -34,7 +34,7 @@ from ..page import ISOLATED, PAGE_MAPPING_MOVABLE, Page
 from ..plugins import Capabilities, LoadedDriver, PluginHost
 from ..vm import VM, VMConfig
 from .invariants import check_all_returned, diff_bytes
-from .observation import LruSentinels, OpsSpy
+from .observation import LruSentinels, OpsSpy, Poison
 from .outcomes import CheckFailed, NotSupported
 
 
@@ -49,6 +49,8 @@ class Bench:
     rng: random.Random
     lru: LruSentinels
     spy: OpsSpy
+    #: the old pages migrations freed, poisoned and watched for writes
+    poison: Poison
     #: handle -> the bytes read() must give (the stored bytes, or the first read)
     objects: dict[Any, bytes] = field(factory=dict)
     baseline_free: int = 0
@@ -57,6 +59,8 @@ class Bench:
     targets: list[Page] = field(factory=list)
     #: handle -> the journal's seq when it last read back right (what a wrong read blames)
     good: dict[Any, int] = field(factory=dict)
+    #: the journal's seq when store() last succeeded (what a failing store blames)
+    stored_at: int = 0
 
     # --- creation -----------------------------------------------------------------
     @classmethod
@@ -75,7 +79,8 @@ class Bench:
         spy = OpsSpy(lru)
         spy.install(guarded.mapping)
         return cls(loaded=loaded, vm=vm, instance=instance, guarded=guarded,
-                   rng=random.Random(seed), lru=lru, spy=spy, baseline_free=baseline)
+                   rng=random.Random(seed), lru=lru, spy=spy, poison=Poison(vm.zone),
+                   baseline_free=baseline)
 
     @property
     def name(self) -> str:
@@ -102,21 +107,25 @@ class Bench:
         return self._watched(what, lambda: self.guarded.call(what, *args, expected=documented))
 
     def _watched(self, what: str, call: Callable[[], Any]) -> Any:
-        """call(), then the lru sentinels, also after a documented error of store()."""
+        """call(), then the lru sentinels and the poison, also after a documented error of
+        store()."""
         if what == "store":
             self.journal.forget_freed()   # store() may allocate a frame a migration freed
+        armed = self.poison.armed()
         try:
             ret = call()
         except STORE_ERRORS:
-            self._after(what)
+            self._after(what, armed)
             raise
-        self._after(what)
+        self._after(what, armed)
         return ret
 
-    def _after(self, what: str) -> None:
+    def _after(self, what: str, armed: list[Page]) -> None:
         """What no instance call may do to a page the VM holds isolated: touch its lru
-        (ISO-4) or clear PG_isolated, even when it releases the page (REL-2, FLG-6)."""
+        (ISO-4) or clear PG_isolated, even when it releases the page (REL-2, FLG-6); nor
+        write into a page a migration freed (MIG-7)."""
         self.lru.verify(what)
+        self.poison.verify(armed, what, self.journal)
         for page in self.vm.isolated:
             if not page.flags & ISOLATED:
                 released = page.mapping == PAGE_MAPPING_MOVABLE
@@ -148,8 +157,10 @@ class Bench:
                 handle = self._stored(data)
             except ValueError:
                 if len(data) <= 8:
-                    raise CheckFailed("API-1", f"store() refused even an object of {len(data)} "
-                                      "bytes with ValueError") from None
+                    rule, after = self._suspect()
+                    raise CheckFailed(rule, f"store() refused even an object of {len(data)} "
+                                      f"bytes with ValueError{after}", hook="store",
+                                      what="store() refuses the smallest object") from None
                 data = data[:len(data) // 2]
                 continue
             break
@@ -157,11 +168,44 @@ class Bench:
             raise CheckFailed("API-1", f"store() returned handle {handle!r}, which is still in use")
         got = self.read(handle)
         if self.caps.stores_data and got != data:
+            stale = self._stale_holder(data)
+            if stale is not None:
+                raise CheckFailed("MIG-7", f"store() put the object into pfn {stale.pfn:#x}, "
+                                  "once the old page of a migration: the driver still writes "
+                                  "through a pointer to it, and read() does not find the object "
+                                  "there", page=stale,
+                                  hook="store", what="a write into a page freed by a migration")
             raise CheckFailed("API-1", f"read() right after store() does not return the "
                               f"{len(data)} bytes stored ({diff_bytes(data, got)})", hook="read")
         self.objects[handle] = got
-        self.good[handle] = self.journal.seq
+        self.good[handle] = self.stored_at = self.journal.seq
         return handle
+
+    def _suspect(self) -> tuple[str, str]:
+        """Why store() fails now that it did not before: the callback that last ran since
+        the last object stored (a putback that re-listed a full page: PUT-2; a migration:
+        MIG-7), else the protocol's API-1; and the words that say so."""
+        journal = self.journal
+        since = self.stored_at
+        if self.objects and max(journal.last_putback, journal.last_migration) > since:
+            if journal.last_putback > journal.last_migration:
+                return "PUT-2", ", which it stored before a putback_page"
+            return "MIG-7", ", which it stored before a migration"
+        return "API-1", ""
+
+    def _stale_holder(self, data: bytes) -> Page | None:
+        """A frame that was the old page of a migration on this bench and holds `data`, if
+        one does (and `data` is long enough to be told apart): freed since, or in use
+        again by whoever allocated it."""
+        if len(data) < 8:
+            return None
+        zone = self.vm.zone
+        old = {pfn for hook, pfn, rc in self.spy.results if hook == "migratepage" and rc == 0}
+        for pfn in sorted(old):
+            page = zone.pages[pfn - zone.start_pfn]
+            if bytes(zone.page_address(page)).find(data) >= 0:
+                return page
+        return None
 
     def _stored(self, data: bytes) -> Any:
         return self._watched("store", lambda: self.guarded.store(data))
@@ -287,6 +331,29 @@ class Bench:
         return [p for p in self._safe_pages()
                 if bytes(self.vm.zone.page_address(p)).find(data) >= 0]
 
+    def pages_holding(self, handles: Iterable[Any]) -> dict[int, Any]:
+        """pfn -> one of `handles` whose bytes that page alone holds (objects that span
+        pages, or too short to be told apart, are left out)."""
+        out: dict[int, Any] = {}
+        for handle in handles:
+            pages = self.pages_of(handle)
+            if len(pages) == 1:
+                out.setdefault(pages[0].pfn, handle)
+        return out
+
+    def moved_while_held(self, held: dict[int, Any], state: str, since: int = 0) -> None:
+        """MIG-8: no page that held an object in use (`state`: "pinned", "mapped";
+        pages_holding) was migrated by a callback after the `since`-th the spy recorded:
+        its user still reaches the object at the old page's address."""
+        for hook, pfn, rc in self.spy.results[since:]:
+            if hook == "migratepage" and rc == 0 and pfn in held:
+                raise CheckFailed(
+                    "MIG-8", f"migratepage moved pfn {pfn:#x} while object {held[pfn]!r} on "
+                    f"it was {state}: whoever holds it still reaches it at the old page; "
+                    f"migratepage must fail while an object of the page is {state} "
+                    "(-EAGAIN, as zsmalloc does for a pinned object)",
+                    hook="migratepage", what=f"migratepage moves a page with a {state} object")
+
     def _safe_pages(self) -> list[Page]:
         try:
             return self.guarded.pages()
@@ -337,7 +404,7 @@ class Bench:
         self.targets = []
         rc = migrate_pages(self.vm, plist, get_new_page or self.new_page, put_new_page, None,
                            mode)
-        self.lru.poison_freed(self.vm)
+        self.poison.fill(self.lru.freed())
         if putback and plist:
             putback_movable_pages(self.vm, plist)
         self.lru.forget_done(self.vm)

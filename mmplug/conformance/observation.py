@@ -8,7 +8,8 @@
   isolation on, so finding anything else there after a driver call breaks
   ISO-4;
 - page poisoning of every page freed by a migration (CONFIG_PAGE_POISONING,
-  mm/page_poison.c), so a driver that still reads its old page reads poison;
+  mm/page_poison.c), so a driver that still reads its old page reads poison,
+  and one that still writes to it is caught overwriting the poison;
 - snapshots of a page and of the driver's observable state, to prove that
   something "left everything as it was" (ISO-6, PUT-2);
 - a watch on reads of the raw `page.mapping` word by driver code (FLG-7).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from attrs import define, field, frozen
@@ -26,8 +27,9 @@ from attrs import define, field, frozen
 from ..drivercode import DriverCode, Site
 from ..journal import Journal
 from ..migrate import PageList
-from ..page import BUDDY, ISOLATED, TAIL, Page
+from ..page import BUDDY, ISOLATED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, TAIL, Page
 from .outcomes import CheckFailed
+from .violations import RELEASED_MOVABLE
 
 if TYPE_CHECKING:
     from ..mapping import AddressSpace
@@ -105,13 +107,69 @@ class LruSentinels:
             if page not in vm.isolated and not page.flags & ISOLATED:
                 del self.owner[page]
 
-    def poison_freed(self, vm: VM) -> None:
-        """PAGE_POISON over every old page a migration freed (mm/page_poison.c)."""
-        zone = vm.zone
-        for page in list(self.owner):
-            if page.flags & BUDDY or (page._refcount == 0 and not page.flags & TAIL):
-                view = zone.page_address(page)
-                view[:] = bytes([PAGE_POISON]) * len(view)
+    def freed(self) -> list[Page]:
+        """The pages the VM held isolated that are free now (a migration freed them)."""
+        return [p for p in self.owner if _free(p)]
+
+
+def _free(page: Page) -> bool:
+    """`page` is back with the allocator (a buddy page, or a page of a free block)."""
+    return bool(page.flags & BUDDY) or (page._refcount == 0 and not page.flags & TAIL)
+
+
+@define(slots=True, eq=False)
+class Poison:
+    """PAGE_POISON over every old page a migration freed (mm/page_poison.c), watched.
+
+    A page that still holds nothing but poison before a call into the driver
+    and not after it, while it stayed free, was written by that call: the
+    driver still writes through a pointer to a page it gave up (the kernel's
+    check_poison_mem() finds it when the page is next allocated).  A page
+    allocated meanwhile, by anybody, is no longer watched.
+    """
+
+    zone: Any
+    pages: dict[Page, None] = field(factory=dict)
+
+    def fill(self, pages: Iterable[Page]) -> None:
+        for page in pages:
+            view = self.zone.page_address(page)
+            view[:] = bytes([PAGE_POISON]) * len(view)
+            self.pages[page] = None
+
+    def armed(self) -> list[Page]:
+        """The watched pages that are free and hold only poison now (the others are
+        forgotten: something allocated them since)."""
+        out = []
+        for page in list(self.pages):
+            if _free(page) and _poisoned(self.zone.page_address(page)):
+                out.append(page)
+            else:
+                del self.pages[page]
+        return out
+
+    def verify(self, armed: list[Page], hook: str, journal: Journal) -> None:
+        """Each page of `armed` (armed() before the call) still free holds only poison."""
+        for page in armed:
+            if not _free(page):
+                continue
+            view = self.zone.page_address(page)
+            if _poisoned(view):
+                continue
+            at = next(i for i, b in enumerate(bytes(view)) if b != PAGE_POISON)
+            old = journal.migrated_away(page)
+            why = "a migration freed it" if old else "it was released"
+            raise CheckFailed("MIG-7" if old else "REL-1",
+                              f"{hook}() wrote into pfn {page.pfn:#x} (first at offset {at}), "
+                              f"which is free: {why} and the driver still writes through a "
+                              "pointer to it", page=page, hook=hook,
+                              what="a write into a page freed by a migration" if old
+                              else "a write into a released page")
+
+
+def _poisoned(view: Any) -> bool:
+    data = bytes(view)
+    return data == bytes([PAGE_POISON]) * len(data)
 
 
 def _unlinked_by_vm(page: Page, owner: Any) -> bool:
@@ -150,6 +208,14 @@ class OpsSpy:
         return ret
 
     def putback_page(self, call: Callable[..., Any], page: Page) -> Any:
+        word = page.mapping
+        if page._refcount == 1 and word & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE \
+                and word & ~PAGE_MAPPING_FLAGS:
+            # only the VM's isolation reference is left, yet the page looks movable: the
+            # driver released it, and putback_page would run for a page it no longer has
+            raise CheckFailed("REL-1", f"{RELEASED_MOVABLE}: only the VM's isolation "
+                              "reference is left when putback_page is about to be called",
+                              page=page, what=RELEASED_MOVABLE)
         ret = call(page)
         self.journal.putback(page)
         self._record("putback_page", page, ret)

@@ -32,6 +32,7 @@ from ..errors import (
     CallbackTimeout,
     ContractViolation,
     Deadlock,
+    DriverError,
     MmplugError,
     UsageError,
 )
@@ -42,7 +43,7 @@ from .invariants import DRIVER_WARNINGS, check_warnings
 from .model import FAIL, NOT_SUPPORTED, OK, SAME, WARN, CheckResult, CheckSpec, Report
 from .outcomes import CheckFailed, NotSupported
 from .registry import Check, Context
-from .violations import Violation
+from .violations import RELEASED_MOVABLE, Violation
 
 
 class InternalError(MmplugError):
@@ -236,9 +237,25 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
         return CheckResult(rule=spec.rule, verdict=NOT_SUPPORTED, message=str(exc),
                            seconds=time.perf_counter() - t0, **base)
     except CheckFailed as exc:
+        what = getattr(exc, "what", None)
+        # a page released but left movable is one violation whichever callback the VM
+        # went on to call for it
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
-                     getattr(exc, "recipe", None), what=exc.what, exc=exc)
+                     getattr(exc, "recipe", None), driver=exc.driver, what=what, exc=exc,
+                     culprit=what != RELEASED_MOVABLE)
     except ContractViolation as exc:
+        if isinstance(exc, DriverError) and isinstance(exc.__cause__, Deadlock):
+            # a lock the callback already holds, taken again: the VM's page lock, say
+            return _fail(ctx, spec, "LCK-3", f"deadlock: {exc.message}", exc.page_desc,
+                         exc.hook, t0, base, getattr(exc, "recipe", None), driver=exc.driver,
+                         exc=exc)
+        if _set_up_by_migration(exc, ctx):
+            return _fail(ctx, spec, "MIG-7", f"{exc.hook} failed on the new page of a "
+                         "migration, which migratepage left without the driver's private data: "
+                         f"{exc.message}", exc.page_desc, exc.hook, t0, base,
+                         getattr(exc, "recipe", None), driver=exc.driver,
+                         what=f"{exc.hook} fails on a page migratepage set up", exc=exc,
+                         culprit=False)
         return _fail(ctx, spec, exc.rule, exc.message, exc.page_desc, exc.hook, t0, base,
                      getattr(exc, "recipe", None), driver=exc.driver,
                      what=getattr(exc, "what", None), exc=exc)
@@ -287,15 +304,32 @@ def run_check(chk: Check, ctx: Context) -> CheckResult:
                        seconds=time.perf_counter() - t0, **base)
 
 
+def _set_up_by_migration(exc: ContractViolation, ctx: Context) -> bool:
+    """isolate_page or putback_page raised on a page that a successful migratepage gave the
+    driver and left without the private data the driver hangs off its pages: migratepage
+    did not set it up as the driver's other pages (MIG-7)."""
+    page = exc.page
+    cause = exc.__cause__
+    if not (isinstance(exc, DriverError) and exc.hook in ("isolate_page", "putback_page")
+            and page is not None and not page.private and isinstance(cause, Exception)
+            and not isinstance(cause, (ContractViolation, CallbackTimeout))):
+        return False
+    return bool(getattr(exc, "new_page_of_migration", False)) or \
+        any(b.journal.moved_here(page) for b in ctx.benches)
+
+
 def _fail(ctx: Context, spec: CheckSpec, rule: str, message: str, page: str | None,
           hook: str | None, t0: float, base: dict[str, Any], recipe: list[str] | None,
           driver: str | None = None, what: str | None = None,
-          exc: BaseException | None = None) -> CheckResult:
+          exc: BaseException | None = None, culprit: bool = True) -> CheckResult:
+    """The FAIL; `culprit` False: the violation is known by `what` alone, not by the code
+    it showed in (the callback the VM went on to call is not the one at fault)."""
     site = getattr(exc, "site", None)   # a race failure carries the site of its run
     if site is None and exc is not None:
         site = DriverCode.of(ctx.loaded).site_in_traceback(exc)
-    violation = Violation.of(rule, driver or base["driver"], hook, what or message,
-                             site.function if site is not None else None)
+    violation = Violation.of(rule, driver or base["driver"], hook if culprit else None,
+                             what or message,
+                             site.function if site is not None and culprit else None)
     if recipe:
         message = message + "\nshortest failing sequence:\n" + "\n".join(
             "  " + line for line in recipe)

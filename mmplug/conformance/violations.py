@@ -41,6 +41,9 @@ RULE_CULPRITS = {
     "ISO-6": "isolate_page", "MIG-6": "migratepage", "MIG-7": "migratepage",
     "MIG-8": "migratepage", "PUT-1": "putback_page", "PUT-2": "putback_page",
 }
+#: what the VM finds when a driver released an isolated page but left it movable (REL-1)
+RELEASED_MOVABLE = ("the driver dropped its last reference to an isolated page without "
+                    "__ClearPageMovable()")
 #: hooks a symptom is found in, not the call at fault
 SYMPTOM_HOOKS = frozenset({"read", "verify", "pages"})
 
@@ -87,4 +90,4 @@ def normalize(text: str) -> str:
     return _CONTEXT.sub("", line).strip()
 
 
-__all__ = ["RULE_CULPRITS", "Violation", "normalize"]
+__all__ = ["RELEASED_MOVABLE", "RULE_CULPRITS", "Violation", "normalize"]

@@ -22,7 +22,7 @@ from ..constants import (
 )
 from ..cpus.schedule import NondeterminismError
 from ..cpus.scheduler import Scheduler
-from ..errors import ContractViolation, Deadlock
+from ..errors import ContractViolation, Deadlock, NoMemory
 from ..instance import GuardedInstance
 from ..journal import LEAKED, Journal, blame_bad_read, blame_leak, rule_named
 from ..migrate import (
@@ -31,7 +31,16 @@ from ..migrate import (
     migrate_pages,
     putback_movable_pages,
 )
-from ..page import ISOLATED, LOCKED, LRU, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, Page
+from ..page import (
+    BUDDY,
+    ISOLATED,
+    LOCKED,
+    LRU,
+    PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_MOVABLE,
+    TAIL,
+    Page,
+)
 from ..plugins import Capabilities
 from ..vm import VM
 
@@ -255,7 +264,9 @@ def check_common(env: RaceEnv) -> None:
                                 f"after the race: {failed}", driver=drv, hook="verify")
     for page in env.pages():
         if page._refcount <= 0:
-            rule = "MIG-7" if env.journal.migrated_away(page) else "REF-1"
+            journal = env.journal
+            rule = "MIG-7" if journal.migrated_away(page) or journal.moved_here(page) \
+                else "REF-1"
             raise ContractViolation(rule, "the driver lists a page with no reference "
                                     "(freed under it)", driver=drv, page=page)
     leaked = vm.unclaimed_pages()
@@ -263,3 +274,42 @@ def check_common(env: RaceEnv) -> None:
         raise Leaked(blame_leak(env.journal, leaked[0]),
                      f"{len(leaked)} page(s) in use that nobody owns (leaked)", driver=drv,
                      page=leaked[0])
+    check_stores_into_used_pages(env)
+
+
+#: the object check_stores_into_used_pages stores: a payload number no setup uses
+AFTER_RACE = 200
+
+
+def check_stores_into_used_pages(env: RaceEnv) -> None:
+    """After the race the driver still stores, and into a page in use.
+
+    A driver whose structures a race left pointing at a page it released (a
+    free() whose changes a concurrent migratepage overwrote, say) puts the next
+    object into free memory: it reads back right, and nothing else shows it.
+    Blamed on the migration (MIG-7) when that page was the old or new page of
+    one in this run, else on the release (REL-1).
+    """
+    if not env.capabilities.stores_data:
+        return
+    journal = env.journal
+    migrated = {*journal.migrated_from, *journal.migrated_to, *journal.freed_sources}
+    data = env.payload(AFTER_RACE)
+    try:
+        env.store(data)
+    except NoMemory:
+        return
+    zone = env.vm.zone
+    holders = []
+    at = zone.mem.find(data)    # one search over the zone's memory, not a copy per page
+    while at >= 0:
+        holders.append(zone.pages[at // zone.page_size])
+        at = zone.mem.find(data, at + 1)
+    if holders and all(p.flags & BUDDY or (p._refcount == 0 and not p.flags & TAIL)
+                       for p in holders):
+        page = holders[0]
+        raise ContractViolation(
+            "MIG-7" if page.pfn in migrated else "REL-1",
+            f"after the race store() put a new object into pfn {page.pfn:#x}, which is free: "
+            "the driver's structures still lead to a page it released",
+            driver=env.driver, hook="store", page=page)

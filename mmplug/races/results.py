@@ -149,6 +149,10 @@ def classify(exc: BaseException, code: DriverCode | None = None) -> Ending:
         return Ending("nondeterminism", None, str(exc))
     if isinstance(exc, Deadlock):
         return Ending("deadlock", "LCK-3", str(exc), site=site)
+    if isinstance(exc, ContractViolation) and isinstance(exc.__cause__, Deadlock):
+        # a callback took a lock it already held (the VM's page lock): reported as raised
+        return Ending("violation", "LCK-3", f"deadlock: {exc.message}", exc.hook,
+                      exc.page_desc, site)
     if isinstance(exc, ContractViolation):
         return Ending("violation", exc.rule, exc.message, exc.hook, exc.page_desc, site,
                       getattr(exc, "what", None))

@@ -140,7 +140,9 @@ def test_a_migration_that_moves_one_object_of_a_page_fails_mig7(quick: bool) -> 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, rule", [("free_no_recheck", "FLG-5"),
-                                        ("destroy_skips_isolated", "REL-3")])
+                                        ("destroy_skips_isolated", "REL-3"),
+                                        ("relists_emptied_page", "MIG-7"),
+                                        ("lock_inversion", "LCK-3")])
 def test_race_only_mistakes_pass_without_races_and_fail_in_quick(name: str, rule: str) -> None:
     path = str(BROKEN / f"{name}.py")
     assert run_suite(path, races=False).passed
@@ -179,3 +181,113 @@ def test_the_vm_rejects_a_putback_page_that_drops_a_reference() -> None:
         _putback_one(BROKEN / "putback_drops_ref.py")
     assert err.value.rule == "PUT-1" and err.value.hook == "putback_page"
     assert "dropped a reference it does not own" in err.value.message
+
+
+# --- a write through a pointer to a page a migration freed ----------------------------------
+
+@QUICK
+def test_a_store_into_the_old_page_of_a_migration_is_mig7_naming_store(quick: bool) -> None:
+    """The old page is poisoned when the migration frees it; a store that overwrites the
+    poison wrote through a pointer the driver kept (the read back goes through st.page and
+    sees nothing)."""
+    result = one(BROKEN / "stale_page_pointer.py", "MIG-7/success", quick)
+    assert result.verdict == FAIL and result.rule == "MIG-7" and result.hook == "store"
+    assert "which is free: a migration freed it" in result.message
+
+
+def test_a_page_allocated_again_is_no_longer_watched() -> None:
+    """Poison is watched only while the page stays free: whoever allocates it may write."""
+    host, loaded = load_driver(str(SIMPLEPOOL))
+    bench = Context(loaded=loaded, host=host, seed=0, check_id="t").bench()
+    bench.populate(2)
+    done, _ = bench.isolate_all()
+    assert bench.migrate(bench.to_list(done)) == 0
+    freed = [p for p in done if p._refcount == 0]
+    assert freed and bench.poison.armed() == freed
+    page = bench.vm.zone.pages[freed[0].pfn - bench.vm.zone.start_pfn]
+    while (got := bench.vm.alloc_page()) is not None and got is not page:
+        pass
+    assert got is page
+    bench.vm.zone.page_address(page)[:4] = b"used"
+    assert page not in bench.poison.armed()
+    bench.store()                               # nothing to blame
+
+
+# --- putback after each way a migration fails ------------------------------------------------
+
+@QUICK
+def test_a_putback_after_eagain_that_loses_the_free_space_is_put2(quick: bool) -> None:
+    """A plain isolate/putback round trip is fine; only the -EAGAIN path forgets the page."""
+    result = one(BROKEN / "eagain_forgets_page.py", "PUT-2/usable-again", quick)
+    assert result.verdict == FAIL and result.rule == "PUT-2"
+    assert result.message.startswith("after -EAGAIN and putback the driver stored only 0")
+
+
+# --- an object in use (pinned, mapped) keeps its page where it is ----------------------------
+
+@QUICK
+def test_a_page_moved_while_an_object_on_it_is_mapped_is_mig8(quick: bool) -> None:
+    result = one(BROKEN / "migrates_mapped.py", "PUT-3/driver-failure", quick)
+    assert result.verdict == FAIL and result.rule == "MIG-8" and result.hook == "migratepage"
+    assert "was mapped" in result.message
+    assert one("z3fold", "PUT-3/driver-failure", quick).verdict == OK
+
+
+# --- a permanent errno with nothing in the way ----------------------------------------------
+
+@QUICK
+def test_a_page_migratepage_fails_every_time_is_mig8(quick: bool) -> None:
+    """A permanent errno is the driver's to give, for a cause that passes: a page it fails
+    each time, with nothing pinned, mapped or busy, is a page compaction never moves."""
+    report = run_suite(str(BROKEN / "refuses_full_pages.py"), quick=quick, races=False)
+    (failure,) = report.failures()
+    assert failure.rule == "MIG-8" and failure.hook == "migratepage"
+    assert "(-EBUSY) each time it was tried in SYNC mode with nothing in its way" in \
+        failure.message
+
+
+# --- sleeping under a spinlock: an allocation that may reclaim ------------------------------
+
+def test_an_allocation_that_may_sleep_under_a_spinlock_is_lck1() -> None:
+    from mmplug.errors import ContractViolation
+    from mmplug.kernel import GFP_ATOMIC, GFP_KERNEL, alloc_page, spinlock
+    vm = VM(VMConfig(nr_pages=256, pageblock_order=5, max_order=7))
+    lock = spinlock(vm, "pool.lock")
+    with lock:
+        assert alloc_page(vm, GFP_ATOMIC) is not None
+        with pytest.raises(ContractViolation) as err:
+            alloc_page(vm, GFP_KERNEL)
+        assert err.value.rule == "LCK-1"
+        with pytest.raises(ContractViolation):
+            alloc_page(vm)                      # GFP_HIGHUSER_MOVABLE may reclaim too
+    assert alloc_page(vm, GFP_KERNEL) is not None
+    result = one(BROKEN / "alloc_under_lock.py", "API-1/store-read")
+    assert result.verdict == FAIL and result.rule == "LCK-1" and result.hook == "store"
+
+
+# --- what a mistake makes the VM do next is the mistake's -----------------------------------
+
+@QUICK
+def test_a_callback_failing_only_on_a_migrated_page_is_mig7(quick: bool) -> None:
+    """isolate_page fails on the new page of a migration only: migratepage did not set it
+    up as the driver's other pages (its private field), so the blame is migratepage's."""
+    report = run_suite(str(BROKEN / "no_newpage_private.py"), quick=quick, races=False)
+    (failure,) = report.failures()
+    assert failure.rule == "MIG-7" and failure.hook == "isolate_page"
+    assert "failed on the new page of a migration" in failure.message
+    assert all(r.rule == "MIG-7" for r in report.results if r.failed)
+
+
+def test_a_callback_that_locks_the_page_the_vm_holds_is_lck3() -> None:
+    result = one(BROKEN / "putback_locks_page.py", "PUT-1/putback-restores", quick=True)
+    assert result.verdict == FAIL and result.rule == "LCK-3" and result.hook == "putback_page"
+    assert result.message.startswith("deadlock: putback_page raised Deadlock")
+
+
+def test_a_page_released_but_left_movable_is_rel1_whatever_putback_then_does() -> None:
+    """The VM still calls putback_page for it; the driver's own state is gone and putback
+    raises: that is the release's mistake, reported once."""
+    report = run_suite(str(BROKEN / "releases_isolated_movable.py"), races=False)
+    (failure,) = report.failures()
+    assert failure.rule == "REL-1"
+    assert all(r.rule == "REL-1" for r in report.results if r.failed)

@@ -46,6 +46,10 @@ def _step(fn: Any) -> Any:
         except ContractViolation as exc:
             if _hung(exc):
                 self.hung.append(exc)
+            if exc.page is not None:
+                # the example's bench is not kept: what the runner blames by, noted here
+                moved = self.bench.journal.moved_here(exc.page)
+                exc.new_page_of_migration = moved  # type: ignore[attr-defined]
             raise
         self.clean = True
         return ret
@@ -199,8 +203,12 @@ def _machine(ctx: Context) -> type:
             handles = list(self.bench.objects)
             handle = handles[pick % len(handles)]
             self.bench.call(knob, handle)
+            held = self.bench.pages_holding([handle])
+            since = len(self.bench.spy.results)
             try:
                 self.bench.migrate(self.bench.to_list(self._isolated()), MigrateMode.SYNC)
+                self.bench.moved_while_held(held, {"pin": "pinned", "map": "mapped"}[knob],
+                                            since)
             finally:
                 if handle in self.bench.objects:
                     self.bench.call(undo, handle)

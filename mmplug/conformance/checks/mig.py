@@ -10,6 +10,8 @@ MIG-2) and a new page somebody else holds locked (-EAGAIN, MIG-5).
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...compaction import alloc_pages_compact, compact_memory, kcompactd_do_work
 from ...constants import ENOMEM, MIGRATE_PASSES, MigrateMode, errno_name
 from ...page import (
@@ -43,6 +45,7 @@ def success(ctx: Context) -> None:
         b.populate(ctx.size(6, 3))
     twins = sorted(twin.objects.values()) == sorted(bench.objects.values())
     migrated = 0
+    failed: list[Page] = []
     for page in list(bench.pages()):
         driver_refs = page._refcount
         if not bench.isolate(page):
@@ -56,6 +59,7 @@ def success(ctx: Context) -> None:
             if not ctx.caps.may_fail_migration:
                 raise CheckFailed("MIG-8", f"migration failed ({errno_name(rc)} pages left) but "
                                   "the driver declares may_fail_migration=False", page=page)
+            failed.append(page)
             continue
         migrated += 1
         assert newpage is not None   # a migration that succeeded had a new page
@@ -90,6 +94,7 @@ def success(ctx: Context) -> None:
                               page=page if page.pfn in pfns else newpage)
         verify_objects(bench, "MIG-7", f"after migrating pfn {page.pfn:#x} to "
                              f"{newpage.pfn:#x} (the old page is poisoned)")
+    _fails_for_good(bench, failed)
     if not migrated and bench.pages():
         raise CheckFailed("MIG-8", "no page could be migrated (SYNC, nothing pinned, mapped or "
                           "busy): migratepage must succeed when nothing stands in its way",
@@ -106,6 +111,34 @@ def success(ctx: Context) -> None:
             ctx.warnings.append(f"MIG-7: after migration the driver stored only {got} new "
                                 f"object(s) before taking a new page, an instance never "
                                 f"migrated stored {want}: the new pages' free space is not used")
+
+
+#: how many more times MIG-7/success tries a page whose migration failed
+RETRIES = 2
+
+
+def _fails_for_good(bench: Bench, failed: list[Page]) -> None:
+    """MIG-8: a page whose migration failed, with nothing in its way (SYNC, no object pinned
+    or mapped, the driver's lock free), migrates when tried again: a driver fails only for a
+    cause that goes away; one whose migratepage fails a page every time makes it a page
+    compaction can never move."""
+    for page in failed:
+        for _ in range(RETRIES):
+            if page.pfn not in {p.pfn for p in bench.pages()} or not bench.isolate(page):
+                break
+            if bench.migrate(bench.to_list([page]), MigrateMode.SYNC) == 0:
+                break
+        else:
+            rcs = [rc for hook, pfn, rc in bench.spy.results
+                   if hook == "migratepage" and pfn == page.pfn]
+            if rcs and rcs[-1] != 0:
+                raise CheckFailed("MIG-8", f"migratepage failed pfn {page.pfn:#x} "
+                                  f"({errno_name(rcs[-1])}) each time it was tried in SYNC "
+                                  "mode with nothing in its way (no "
+                                  "object pinned or mapped, the driver's lock free): a driver "
+                                  "fails only for a cause that goes away, or compaction can "
+                                  "never move the page", page=page, hook="migratepage",
+                                  what="migratepage fails a page with nothing in its way")
 
 
 @check("MIG-10/all-modes",
@@ -147,7 +180,7 @@ def eagain_retried(ctx: Context) -> None:
         for h in handles:
             bench.call("pin", h)
         try:
-            _expect_eagain(bench, done, None)
+            _expect_eagain(bench, done, None, bench.pages_holding(handles))
         finally:
             for h in handles:
                 if h in bench.objects:
@@ -155,16 +188,21 @@ def eagain_retried(ctx: Context) -> None:
     left = [p for p in done if p.flags & ISOLATED]
     rc = bench.migrate(bench.to_list(left), MigrateMode.SYNC)
     if rc != 0:
+        _fails_for_good(bench, left)
         raise CheckFailed("MIG-8", f"after the -EAGAIN cause was gone migration still left "
                           f"{rc} page(s): a later retry must succeed", page=left[0])
     verify_objects(bench, "MIG-7", "after -EAGAIN and a later successful migration")
     check_owned_pages(bench, "MIG-7", "after -EAGAIN and a later successful migration")
 
 
-def _expect_eagain(bench: Bench, done: list[Page], want: int | None) -> None:
+def _expect_eagain(bench: Bench, done: list[Page], want: int | None,
+                   pinned: dict[int, Any] | None = None) -> None:
     plist = bench.to_list(done)
     before = {p: p._refcount for p in done}
+    since = len(bench.spy.results)
     rc = bench.migrate(plist, MigrateMode.SYNC, putback=False)
+    if pinned:
+        bench.moved_while_held(pinned, "pinned", since)
     retried = [p for p in done if p in plist.pages]
     if want is not None and rc != want:
         raise CheckFailed("MIG-8", f"with the driver busy migrate_pages returned {rc}; "
@@ -223,6 +261,7 @@ def newpage_locked(ctx: Context) -> None:
                           "times; expected every page retried and no call", page=done[0])
     rc = bench.migrate(plist, MigrateMode.SYNC)
     if rc != 0:
+        _fails_for_good(bench, done)
         raise CheckFailed("MIG-8", f"after -EAGAIN a migration with free new pages left {rc} "
                           "page(s)", page=done[0])
     verify_objects(bench, "MIG-7", "after a retried migration")
@@ -257,6 +296,7 @@ def enomem(ctx: Context) -> None:
     verify_objects(bench, "PUT-2", "after -ENOMEM and putback")
     done, _ = bench.isolate_all()
     if bench.migrate(bench.to_list(done)) != 0:
+        _fails_for_good(bench, done)
         raise CheckFailed("PUT-2", "pages put back after -ENOMEM could not be migrated later",
                           page=done[0] if done else None)
     verify_objects(bench, "MIG-7", "after -ENOMEM, putback and a later migration")

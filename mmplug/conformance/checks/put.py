@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...constants import EAGAIN, MigrateMode, errno_name
-from ...errors import NoMemory
+from ...errors import ContractViolation, NoMemory
 from ...page import ISOLATED, WRITEBACK, Page
 from ..bench import Bench
 from ..invariants import check_owned_pages, verify_objects
@@ -52,29 +52,32 @@ def putback_restores(ctx: Context) -> None:
 
 
 @check("PUT-2/usable-again",
-       "after putback the page is used and found exactly as before isolation",
+       "after putback the page is used and found exactly as before isolation, also when a "
+       "migration failed first (-EAGAIN, -ENOMEM, -EBUSY)",
        rules=("PUT-1", "ISO-1"))
 def usable_again(ctx: Context) -> None:
-    # Two identical instances; one goes through isolation and putback of every page.
-    twin = ctx.bench()
-    bench = ctx.bench()
-    for b in (twin, bench):
-        b.rng.seed(ctx.seed)
-        b.populate(ctx.size(6, 3))
-    if sorted(twin.objects.values()) != sorted(bench.objects.values()):
-        raise NotSupported("the driver is not deterministic enough to compare two instances")
-    done, _ = bench.isolate_all()
-    if not done:
-        raise NotSupported("no page could be isolated")
-    bench.putback(bench.to_list(done))
-    want = twin.capacity()
-    got = bench.capacity()
-    if got < want:
-        raise CheckFailed("PUT-2", f"after putback the driver stored only {got} new object(s) "
-                          f"before taking a new page, an instance never isolated stored {want}: "
-                          "putback_page did not give the pages' free space back to the driver",
-                          page=done[0], hook="putback_page")
-    verify_objects(bench, "PUT-2", "after putback and new stores")
+    # Two identical instances; one goes through isolation and putback of every page, each
+    # way a putback can follow: at once, or after a migration failed in each way it can.
+    plain: Bench | None = None
+    for how, give_back in _GIVE_BACK:
+        twin = ctx.bench()
+        bench = ctx.bench()
+        for b in (twin, bench):
+            b.rng.seed(ctx.seed)
+            b.populate(ctx.size(6, 3))
+        if sorted(twin.objects.values()) != sorted(bench.objects.values()):
+            raise NotSupported("the driver is not deterministic enough to compare two "
+                               "instances")
+        done, _ = bench.isolate_all()
+        if not done:
+            raise NotSupported("no page could be isolated")
+        if not give_back(bench, done):
+            bench.putback_isolated()
+            continue
+        _same_capacity(bench, twin, done, how)
+        plain = plain or bench
+    assert plain is not None   # the first way, putback at once, always applies
+    bench = plain
     again, refused = bench.isolate_all()
     if refused and not ctx.caps.may_refuse_isolation:
         raise CheckFailed("PUT-2", "a page put back could not be isolated again",
@@ -84,6 +87,98 @@ def usable_again(ctx: Context) -> None:
         raise CheckFailed("PUT-2", f"pages put back could not be migrated ({errno_name(rc)})")
     verify_objects(bench, "PUT-2", "after putback, isolation and migration")
     check_owned_pages(bench, "PUT-2", "after putback, isolation and migration")
+
+
+def _same_capacity(bench: Bench, twin: Bench, done: list[Page], how: str) -> None:
+    """PUT-2: `bench`, whose pages were isolated and given back `how`, stores as many new
+    objects in the space it has as `twin`, which was never isolated."""
+    want = twin.capacity()
+    try:
+        got = bench.capacity()
+    except ContractViolation as exc:
+        if exc.rule not in ("API-1", "PUT-2") or exc.hook != "store":
+            raise
+        # the twin stores as it always did: the putback is what changed
+        raise CheckFailed("PUT-2", f"after {how} store() fails ({exc.message}); an instance "
+                          "never isolated stores on: putback_page did not put the page back as "
+                          "it was", page=done[0], hook="store",
+                          what="store() refuses the smallest object") from exc
+    if got < want:
+        raise CheckFailed("PUT-2", f"after {how} the driver stored only {got} new "
+                          f"object(s) before taking a new page, an instance never isolated "
+                          f"stored {want}: putback_page did not give the pages' free space "
+                          "back to the driver", page=done[0], hook="putback_page",
+                          what="putback_page does not give the free space back")
+    verify_objects(bench, "PUT-2", f"after {how} and new stores")
+
+
+def _putback(bench: Bench, done: list[Page]) -> bool:
+    bench.putback(bench.to_list(done))
+    return True
+
+
+def _after_eagain(bench: Bench, done: list[Page]) -> bool:
+    """Every migratepage says -EAGAIN (the "busy" or "pin" knob), ten passes; putback."""
+    args: list[tuple[Any, ...]]
+    if bench.has_knob("busy"):
+        hold, undo, args = "hold", "release", [()]
+    elif bench.has_knob("pin"):
+        hold, undo, args = "pin", "unpin", [(h,) for h in bench.objects]
+    else:
+        return False
+    for a in args:
+        bench.call(hold, *a)
+    try:
+        plist = bench.to_list(done)
+        bench.migrate(plist, MigrateMode.SYNC, putback=False)
+    finally:
+        for a in args:
+            bench.call(undo, *a)
+    bench.putback(plist)
+    return True
+
+
+def _after_enomem(bench: Bench, done: list[Page]) -> bool:
+    """No new page: -ENOMEM before migratepage is called; putback."""
+    plist = bench.to_list(done)
+    bench.migrate(plist, MigrateMode.SYNC, get_new_page=lambda page, private: None,
+                  putback=False)
+    bench.putback(plist)
+    return True
+
+
+def _after_writeback(bench: Bench, done: list[Page]) -> bool:
+    """PG_writeback in ASYNC mode: -EBUSY before migratepage is called; putback."""
+    for page in done:
+        page.flags |= WRITEBACK
+    try:
+        bench.migrate(bench.to_list(done), MigrateMode.ASYNC)
+    finally:
+        for page in done:
+            page.flags &= ~WRITEBACK
+    return True
+
+
+def _after_mapped(bench: Bench, done: list[Page]) -> bool:
+    """Every object mapped (the "map" knob): migratepage fails for good; putback."""
+    if not bench.has_knob("map"):
+        return False
+    handles = list(bench.objects)
+    for h in handles:
+        bench.call("map", h)
+    try:
+        bench.migrate(bench.to_list(done), MigrateMode.SYNC)
+    finally:
+        for h in handles:
+            bench.call("unmap", h)
+    return True
+
+
+#: each way isolated pages end in putback_page, and how a message says it
+_GIVE_BACK: tuple[tuple[str, Callable[[Bench, list[Page]], bool]], ...] = (
+    ("putback", _putback), ("-EAGAIN and putback", _after_eagain),
+    ("-ENOMEM and putback", _after_enomem), ("-EBUSY (writeback) and putback", _after_writeback),
+    ("a permanent failure of migratepage and putback", _after_mapped))
 
 
 def _fates(bench: Bench, done: list[Page], before: dict[Page, Any]) -> None:
@@ -142,6 +237,7 @@ def driver_failure(ctx: Context) -> None:
     handles = list(bench.objects)[::2]
     for h in handles:
         bench.call("map", h)
+    held = bench.pages_holding(handles)
     bench.spy.reset()
     before = {p: 0 for p in done}
     # Between a permanent failure and the VM's putback_page the page is still isolated:
@@ -155,6 +251,7 @@ def driver_failure(ctx: Context) -> None:
             if h in bench.objects:
                 bench.call("unmap", h)
     _fates(bench, done, before)
+    bench.moved_while_held(held, "mapped")
     if rc < 0:
         raise CheckFailed("MIG-9", f"migrate_pages returned {errno_name(rc)}")
     verify_objects(bench, "PUT-2", "after failed migrations and putback")

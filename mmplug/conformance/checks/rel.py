@@ -10,6 +10,7 @@ from ...page import ISOLATED, PAGE_MAPPING_MOVABLE
 from ..invariants import check_no_leak
 from ..outcomes import CheckFailed
 from ..registry import Context, check
+from ..violations import RELEASED_MOVABLE
 
 
 @check("REL-1/free-releases",
@@ -47,9 +48,10 @@ def free_while_isolated(ctx: Context) -> None:
                                   page=page, hook="free")
     for page in done:
         if page._refcount == 1 and page.mapping != PAGE_MAPPING_MOVABLE:
+            # what the VM says when it finds the page so (unmap_and_move): one violation
             raise CheckFailed("REL-1", "the driver dropped its last reference to an isolated "
-                              "page without __ClearPageMovable(): only the VM's is left",
-                              page=page, hook="free")
+                              "page without __ClearPageMovable(): only the VM's is left, "
+                              "after free()", page=page, what=RELEASED_MOVABLE)
     released = [p for p in done if p.mapping == PAGE_MAPPING_MOVABLE]
     calls = {p: (bench.spy.count("migratepage", p), bench.spy.count("putback_page", p))
              for p in done}

@@ -325,11 +325,17 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "refusal_changes", "ISO-6",
         "isolate_page refuses a page with a mapped object, after dropping it from the pool.",
-        (*map_knob("a knob that makes isolation refuse"),
+        (*map_knob("a mapped object's page is not moved"),
          Edit('may_refuse_isolation=False,\n' + ' ' * 48 + 'knobs={"pin", "busy"}))\n',
               'may_refuse_isolation=True,\n'
               + ' ' * 48 + 'knobs={"pin", "busy", "map"}))  # for the mistake\n',
               within="mmplug_driver"),
+         import_line("mmplug.kernel", "EBUSY"),
+         Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        if st.mapped:  # for the mistake: mapped since it was isolated\n"
+              "            return -EBUSY\n",
+              within="migratepage"),
          Edit("        st = page.private\n",
               "        st = page.private\n"
               "        if st.mapped:\n"
@@ -516,6 +522,80 @@ MISTAKES: tuple[Mistake, ...] = (
               within="migratepage")),
         stalls=True,
     ),
+    Mistake(
+        "stale_page_pointer", "MIG-7",
+        "store() writes a new object through the pool's pointer to the page it allocated last, "
+        "which migratepage does not update: once that page has moved, objects go to the old, "
+        "freed page.",
+        (Edit("        self.held = False\n",
+              "        self.held = False\n"
+              "        self.last = None  # for the mistake: (state, page) of the newest page\n",
+              within="Pool.__init__"),
+         Edit("        off = slot * self.slot_size\n        page_address(st.page)",
+              "        off = slot * self.slot_size\n"
+              "        # the mistake: the cached page may be one a migration has freed\n"
+              "        page = self.last[1] if self.last and self.last[0] is st else st.page\n"
+              "        page_address(page)",
+              within="Pool._place"),
+         Edit("            self.states[st] = None\n",
+              "            self.states[st] = None\n"
+              "            self.last = (st, page)  # for the mistake\n",
+              within="Pool.store")),
+    ),
+    Mistake(
+        "relists_emptied_page", "MIG-7",
+        "migratepage puts the page back on the pool's list without checking that free() has "
+        "not emptied it meanwhile: store() then uses a page free() released.",
+        (Edit("        if st.used() < SLOTS and st in pool.states:\n",
+              "        if st.used() < SLOTS:  # the mistake: even a page free() has emptied\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "refuses_full_pages", "MIG-8",
+        "migratepage refuses a full page for good (-EBUSY), as if moving a page with no free "
+        "slot gained nothing.",
+        (import_line("mmplug.kernel", "EBUSY"),
+         Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        if st.used() == SLOTS:\n"
+              "            return -EBUSY  # the mistake: nothing stands in the way\n",
+              within="migratepage")),
+    ),
+    Mistake(
+        "migrates_mapped", "MIG-8",
+        "map() hands out an object's address, but migratepage moves the page even while one of "
+        "its objects is mapped.",
+        (*map_knob("its user holds the object's address in the page"),
+         Edit('knobs={"pin", "busy"}))\n',
+              'knobs={"pin", "busy", "map"}))  # for the mistake\n', within="mmplug_driver"),
+         Edit("        if pool.held or st.pinned:\n",
+              "        if pool.held or st.pinned:  # the mistake: st.mapped is not looked at\n",
+              within="migratepage")),
+    ),
+    Mistake(
+        "no_newpage_private", "MIG-7",
+        "migratepage forgets to hang its bookkeeping off the new page's private field: the new "
+        "page cannot be isolated again.",
+        (Edit("        newpage.private = st\n",
+              "        # the mistake: no newpage.private = st\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "puts_newpage", "MIG-7",
+        "migratepage drops its reference on the new page instead of the old one.",
+        (Edit("    put_page(page)\n    return MIGRATEPAGE_SUCCESS\n",
+              "    put_page(newpage)  # the mistake: the old page's reference is the one to drop\n"
+              "    return MIGRATEPAGE_SUCCESS\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "unlocks_newpage", "MIG-7",
+        "migratepage unlocks the new page, which the VM locked and unlocks itself.",
+        (Edit("        get_page(newpage)\n",
+              "        get_page(newpage)\n"
+              "        unlock_page(newpage)  # the mistake: the VM's lock\n",
+              within="migratepage"),),
+    ),
     # --- putback ---
     Mistake(
         "unlocks_in_putback", "PUT-1",
@@ -569,6 +649,43 @@ MISTAKES: tuple[Mistake, ...] = (
               "        if st.nused:\n"
               '            raise PoolGone("pool state lost")  # the mistake: not an Exception\n',
               within="putback_page")),
+    ),
+    Mistake(
+        "eagain_forgets_page", "PUT-2",
+        "migratepage marks the page as migrating before it checks for pins and leaves the mark "
+        "when it gives up with -EAGAIN; putback_page leaves a page so marked off the list.",
+        (Edit('"pinned")\n', '"pinned", "migrating")  # for the mistake\n', within="PoolPage"),
+         Edit("        self.pinned = 0\n",
+              "        self.pinned = 0\n"
+              "        self.migrating = False  # for the mistake\n",
+              within="PoolPage.__init__"),
+         Edit("        st = page.private\n        if pool.held or st.pinned:\n",
+              "        st = page.private\n"
+              "        st.migrating = True  # the mistake: not cleared when it returns -EAGAIN\n"
+              "        if pool.held or st.pinned:\n",
+              within="migratepage"),
+         Edit("        if st.used() < SLOTS:\n            pool.partial[st] = None\n",
+              "        if st.used() < SLOTS and not st.migrating:  # for the mistake\n"
+              "            pool.partial[st] = None\n",
+              within="putback_page")),
+    ),
+    Mistake(
+        "putback_locks_page", "LCK-3",
+        "putback_page locks the page, which the VM already holds locked when it calls it.",
+        (Edit("    pool = page_mapping(page).private_data\n    with pool.lock:\n"
+              "        st = page.private\n        st.isolated = False\n",
+              "    pool = page_mapping(page).private_data\n"
+              "    lock_page(page)  # the mistake: the VM holds the page lock\n"
+              "    with pool.lock:\n        st = page.private\n        st.isolated = False\n",
+              within="putback_page"),),
+    ),
+    Mistake(
+        "putback_relists_full", "PUT-2",
+        "putback_page puts the page back on the list of pages with a free slot even when it is "
+        "full: store() then finds no slot in it.",
+        (Edit("        if st.used() < SLOTS:\n            pool.partial[st] = None\n",
+              "        pool.partial[st] = None  # the mistake: even a full page\n",
+              within="putback_page"),),
     ),
     # --- release ---
     Mistake(
@@ -634,6 +751,58 @@ MISTAKES: tuple[Mistake, ...] = (
               "        self.handles.clear()  # the mistake: pages are never released\n"
               "        self.states.clear()\n",
               within="Pool.destroy"),),
+    ),
+    Mistake(
+        "releases_isolated_movable", "REL-1",
+        "free() of the last object skips __ClearPageMovable when the page is isolated, as if "
+        "the VM would clear it.",
+        (Edit("        clear_page_movable(page)\n        page.private = 0\n",
+              "        if not st.isolated:  # the mistake: an isolated page stays movable\n"
+              "            clear_page_movable(page)\n"
+              "        page.private = 0\n",
+              within="Pool.free"),),
+    ),
+    Mistake(
+        "free_isolated_keeps_ref", "REL-1",
+        "free() of the last object of an isolated page clears it movable but keeps its "
+        "reference, meaning to drop it at putback, which the VM no longer calls.",
+        (Edit("        unlock_page(page)\n        put_page(page)\n",
+              "        unlock_page(page)\n"
+              "        if not st.isolated:  # the mistake: nobody drops it later\n"
+              "            put_page(page)\n",
+              within="Pool.free"),),
+    ),
+    # --- locking ---
+    Mistake(
+        "alloc_under_lock", "LCK-1",
+        "store() allocates its new page while it still holds the pool's spinlock; the "
+        "allocation may sleep (direct reclaim).",
+        (Edit("                return self._place(st, data)\n        page = alloc_page(self.vm)\n",
+              "                return self._place(st, data)\n"
+              "            page = alloc_page(self.vm)  # the mistake: may sleep, under the lock\n",
+              within="Pool.store"),),
+    ),
+    Mistake(
+        "lock_inversion", "LCK-3",
+        "the pool's lock is a mutex, and free() of the last object locks the page while it "
+        "holds it; migratepage takes the mutex under the page lock the VM holds.",
+        (import_line("mmplug.kernel", "mutex"),
+         Edit('        self.lock = spinlock(vm, "simplepool.lock")\n',
+              '        self.lock = mutex(vm, "simplepool.lock")  # for the mistake\n',
+              within="Pool.__init__"),
+         Edit("            self.partial.pop(st, None)\n"
+              "        # Release the empty page (REL-1): under its lock, which a migration may "
+              "hold.\n"
+              "        while True:\n"
+              "            page = st.page\n"
+              "            lock_page(page)\n"
+              "            if st.page is page:\n"
+              "                break\n"
+              "            unlock_page(page)\n",
+              "            self.partial.pop(st, None)\n"
+              "            page = st.page\n"
+              "            lock_page(page)  # the mistake: the page lock under the pool's lock\n",
+              within="Pool.free")),
     ),
     # --- the instance protocol ---
     Mistake(

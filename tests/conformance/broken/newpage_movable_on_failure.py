@@ -176,7 +176,9 @@ def migratepage(mapping, newpage, page, mode):
         newpage.private = st
         st.page = newpage
         st.isolated = False
-        if st.used() < SLOTS:
+        # free() may have emptied the page meanwhile: it releases the page once it may
+        # lock it, so only a page still in the pool goes back on the list.
+        if st.used() < SLOTS and st in pool.states:
             pool.partial[st] = None
         clear_page_movable(page)
         page.private = 0
@@ -190,5 +192,7 @@ def putback_page(page):
     with pool.lock:
         st = page.private
         st.isolated = False
+        if st not in pool.states:
+            return  # emptied by free() meanwhile, which releases the page
         if st.used() < SLOTS:
             pool.partial[st] = None

@@ -8,6 +8,8 @@ mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 
 from __future__ import annotations
 
+from mmplug.kernel import EBUSY  # for the mistake
+
 from mmplug import Capabilities, DriverInfo, NoMemory, hookimpl
 from mmplug.kernel import (
     EAGAIN,
@@ -137,7 +139,7 @@ class Pool:
         with self.lock:
             self.handles[handle][0].pinned -= 1
 
-    def map(self, handle):  # for the mistake: a knob that makes isolation refuse
+    def map(self, handle):  # for the mistake: a mapped object's page is not moved
         with self.lock:
             self.handles[handle][0].mapped += 1
 
@@ -180,13 +182,17 @@ def migratepage(mapping, newpage, page, mode):
         st = page.private
         if pool.held or st.pinned:
             return -EAGAIN
+        if st.mapped:  # for the mistake: mapped since it was isolated
+            return -EBUSY
         copy_highpage(newpage, page)
         set_page_movable(newpage, mapping)
         get_page(newpage)
         newpage.private = st
         st.page = newpage
         st.isolated = False
-        if st.used() < SLOTS:
+        # free() may have emptied the page meanwhile: it releases the page once it may
+        # lock it, so only a page still in the pool goes back on the list.
+        if st.used() < SLOTS and st in pool.states:
             pool.partial[st] = None
         clear_page_movable(page)
         page.private = 0
@@ -200,5 +206,7 @@ def putback_page(page):
     with pool.lock:
         st = page.private
         st.isolated = False
+        if st not in pool.states:
+            return  # emptied by free() meanwhile, which releases the page
         if st.used() < SLOTS:
             pool.partial[st] = None
