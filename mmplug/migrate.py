@@ -415,7 +415,7 @@ def _give_back(vm: VM, page: Page) -> None:
     """
     cpus = vm.cpus
     one_cpu = type(cpus) is SingleCPU
-    task = cpus.task if type(cpus) is SingleCPU else None
+    task = cpus.task if one_cpu else None  # type: ignore[attr-defined]
     if task is not None and not page.flags & LOCKED and not task.preempt_count:
         page.flags |= LOCKED
     else:
@@ -427,12 +427,7 @@ def _give_back(vm: VM, page: Page) -> None:
             or page.flags & (SLAB | TAIL)):
         mapping = movable_mapping(page)
     if mapping is not None:
-        call_putback(vm, mapping, page)             # putback_movable_page(), in place
-        page.flags &= ~ISOLATED
-        isolated_by = vm.isolated.pop(page, None)   # _end_isolation(), in place
-        if isolated_by is not None:
-            isolated_by.nr_isolated -= 1
-        vm.vmstat.events["putback_movable"] += 1
+        putback_movable_page(vm, page, mapping)
     else:
         _released(vm, page)
     flags = page.flags
