@@ -595,8 +595,18 @@ def isolate_freepages(vm: VM, cc: CompactControl) -> None:
         isolate_start = block_start
     # map_pages(): split every isolated block into refcounted order-0 pages; the list's
     # head (the end of cc.freepages) is the last page of the last block isolated
+    freepages = cc.freepages
     for page, order in found:
-        cc.freepages.extend(zone.split_free_block(page, order))
+        if order:
+            freepages.extend(zone.split_free_block(page, order))
+        else:
+            # split_free_block() of one page, in place: the free scanner's usual find
+            page._refcount = 1
+            page.flags = 0
+            page.private = 0
+            page.lru = None
+            page.mapping = 0
+            freepages.append(page)
     cc.free_pfn = isolate_start
 
 

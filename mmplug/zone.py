@@ -123,7 +123,7 @@ def default_min_free_pages(nr_pages: int, page_size: int) -> int:
 
 
 #: a page freed with any of these flags is in a bad state (free_pages_prepare)
-_BAD_AT_FREE = BUDDY | FLAGS_CHECK_AT_FREE | ISOLATED
+BAD_AT_FREE = BUDDY | FLAGS_CHECK_AT_FREE | ISOLATED
 
 
 def _bad_page_at_free(page: Page) -> NoReturn:
@@ -585,7 +585,7 @@ class Zone:
         if page.mapping & PAGE_MAPPING_FLAGS:
             # free_pages_prepare(): anon and movable words are cleared by the free path
             page.mapping = 0
-        if page.flags & _BAD_AT_FREE or page.mapping or page._refcount:
+        if page.flags & BAD_AT_FREE or page.mapping or page._refcount:
             _bad_page_at_free(page)
         page.flags = 0
         page.private = 0
@@ -600,9 +600,14 @@ class Zone:
         Refuses below min watermark + the block; a block of half a pageblock
         or more claims its pageblock(s) for MOVABLE.
         """
-        if not self.watermark_ok(0, self.wmark_min + (1 << order)):
+        # __zone_watermark_ok() of order 0 is the free count alone: in place
+        if self.nr_free_pages <= self.wmark_min + (1 << order):
             return 0
-        self._del_free(page, order)
+        self.free_area[order][page.lru].remove(page.pfn)       # _del_free(), in place
+        self.nr_free[order] -= 1
+        page.flags = 0
+        page.private = 0
+        page.lru = None
         self.nr_free_pages -= 1 << order
         if order >= self.pageblock_order - 1:
             end = page.pfn + (1 << order)
