@@ -39,9 +39,11 @@ from .page import (
     HEAD,
     ISOLATED,
     LOCKED,
+    NOT_ISOLATABLE,
     PAGE_MAPPING_FLAGS,
     PAGE_MAPPING_MOVABLE,
     SLAB,
+    SLAB_OR_TAIL,
     TAIL,
     WRITEBACK,
     Page,
@@ -97,6 +99,13 @@ class PageList:
 
     def __repr__(self) -> str:
         return f"<PageList {self.name} of {len(self.pages)}>"
+
+
+#: the page flags of migrate_pages' one-CPU path: before the driver only PG_isolated of
+#: these may be set (no lock held, no writeback, no slab or tail page); after it, PG_locked
+#: and PG_isolated of these (the page is freed as an order-0 page)
+_UNUSUAL_BEFORE = LOCKED | WRITEBACK | SLAB | TAIL | ISOLATED
+_UNUSUAL_AFTER = LOCKED | ISOLATED | HEAD
 
 
 # --- calling the driver ------------------------------------------------------------
@@ -347,7 +356,7 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
     ops = mapping.a_ops if mapping is not None else None
     # (isolate_page is never None through the API, which mypy knows; PageMovable checks it)
     if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
-            or page.flags & (ISOLATED | SLAB | TAIL)):
+            or page.flags & NOT_ISOLATABLE):
         mapping = None if page.flags & ISOLATED else movable_mapping(page)
     if mapping is None:
         ev["isolate_fail_released"] += 1
@@ -441,7 +450,7 @@ def _give_back(vm: VM, page: Page) -> None:
     mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
     ops = mapping.a_ops if mapping is not None else None
     if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
-            or page.flags & (SLAB | TAIL)):
+            or page.flags & SLAB_OR_TAIL):
         mapping = movable_mapping(page)
     if mapping is not None:
         putback_movable_page(vm, page, mapping)
@@ -506,7 +515,7 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
     mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
     ops = mapping.a_ops if mapping is not None else None
     if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
-            or page.flags & (SLAB | TAIL)):
+            or page.flags & SLAB_OR_TAIL):
         mapping = movable_mapping(page)
     if mapping is None:
         # Released by the driver after isolation: nothing to migrate.
@@ -756,11 +765,12 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                 # PageMovable() in place, as in isolate_movable_page()
                 mapping = mappings.get(word - PAGE_MAPPING_MOVABLE)
                 ops = mapping.a_ops if mapping is not None else None
+                # (a word naming an address space carries the movable tag: handles are
+                # 4-aligned, FLG-1)
                 if (newpage is None or ops is None
                         or ops.isolate_page is None  # type: ignore[redundant-expr]
-                        or word & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
+                        or flags & _UNUSUAL_BEFORE != ISOLATED
                         or page.lru is not from_list or page._refcount < 2
-                        or flags & (LOCKED | WRITEBACK | SLAB | TAIL) or not flags & ISOLATED
                         or newpage.flags & LOCKED):
                     rc = _unmap_and_move_to(vm, newpage, put_new_page, private, page, force,
                                             mode, from_list)
@@ -791,8 +801,8 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                         _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
                     flags = page.flags
                     if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS
-                            and flags & newpage.flags & LOCKED and flags & ISOLATED
-                            and not flags & HEAD
+                            and flags & _UNUSUAL_AFTER == LOCKED | ISOLATED
+                            and newpage.flags & LOCKED
                             and page.lru is from_list and page.mapping == PAGE_MAPPING_MOVABLE
                             and newpage.mapping == mapping.handle | PAGE_MAPPING_MOVABLE
                             and newpage._refcount > 1 and page._refcount == 1

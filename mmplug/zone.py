@@ -330,7 +330,11 @@ class Zone:
             if 0 <= hidx < n:
                 higher = pages[hidx]
                 if higher.flags & BUDDY and higher.private == order + 1:
-                    free_area[order][mt].add_tail(pfn)
+                    lst = free_area[order][mt]
+                    if lst:                             # FreeList.add_tail(), in place
+                        lst.tail[pfn] = None
+                    else:
+                        lst[pfn] = None
                     return
         free_area[order][mt][pfn] = None                  # list_add
 
@@ -603,7 +607,13 @@ class Zone:
         # __zone_watermark_ok() of order 0 is the free count alone: in place
         if self.nr_free_pages <= self.wmark_min + (1 << order):
             return 0
-        self.free_area[order][page.lru].remove(page.pfn)       # _del_free(), in place
+        # _del_free(), with FreeList.remove(), in place
+        lst = self.free_area[order][page.lru]
+        pfn = page.pfn
+        if lst.pop(pfn, _ABSENT) is _ABSENT:
+            del lst.tail[pfn]
+        elif not lst and lst.tail:
+            lst._refill()
         self.nr_free[order] -= 1
         page.flags = 0
         page.private = 0
