@@ -66,7 +66,7 @@ def trylock_page(page: Page) -> bool:
     cpus = page.zone.cpus
     flags = page.flags
     if type(cpus) is _SingleCPU and not flags & _LOCKED:
-        page.flags = flags | _LOCKED
+        page.flags = flags + _LOCKED        # (+ and -: the bit is known clear or set)
         return True
     return cpus.trylock_page(page)
 
@@ -81,7 +81,7 @@ def unlock_page(page: Page) -> None:
     cpus = page.zone.cpus
     flags = page.flags
     if type(cpus) is _SingleCPU and flags & _LOCKED:
-        page.flags = flags & ~_LOCKED
+        page.flags = flags - _LOCKED
         return
     cpus.unlock_page(page)
 
@@ -206,7 +206,7 @@ def set_page_movable(page: Page, mapping: Any) -> None:
     if word & PAGE_MAPPING_MOVABLE:
         raise ContractViolation("FLG-4", "__SetPageMovable() with a mapping that already carries "
                                 "PAGE_MAPPING_MOVABLE", page=page)
-    page.mapping = word | PAGE_MAPPING_MOVABLE
+    page.mapping = word + PAGE_MAPPING_MOVABLE       # (the tag bit is known clear)
 
 
 def clear_page_movable(page: Page) -> None:
@@ -231,7 +231,7 @@ def clear_page_movable(page: Page) -> None:
             or flags & _SLAB_OR_TAIL) and _page.movable_mapping(page) is None:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not PageMovable",
                                 page=page)
-    page.mapping = word & PAGE_MAPPING_MOVABLE
+    page.mapping = PAGE_MAPPING_MOVABLE     # the tag alone: PageMovable() found it there
 
 
 def page_movable(page: Page) -> bool:

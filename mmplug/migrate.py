@@ -106,6 +106,7 @@ class PageList:
 #: and PG_isolated of these (the page is freed as an order-0 page)
 _UNUSUAL_BEFORE = LOCKED | WRITEBACK | SLAB | TAIL | ISOLATED
 _UNUSUAL_AFTER = LOCKED | ISOLATED | HEAD
+_LOCKED_ISOLATED = LOCKED | ISOLATED
 
 
 # --- calling the driver ------------------------------------------------------------
@@ -175,7 +176,7 @@ def call_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
         _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
     if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS and page.flags & newpage.flags & LOCKED
             and page.lru is owner and page.mapping == PAGE_MAPPING_MOVABLE
-            and newpage.mapping == mapping.handle | PAGE_MAPPING_MOVABLE
+            and newpage.mapping == mapping.handle + PAGE_MAPPING_MOVABLE
             and newpage._refcount > 1 and page._refcount == 1
             and vm.listeners.mmplug_after_migratepage is None):
         return rc   # the usual success, which every check of _judge_migratepage passes
@@ -329,7 +330,8 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
     elif not cpus.get_page_unless_zero(page):
         ev["isolate_fail_refcount"] += 1
         return -EBUSY
-    if page.flags & SLAB and vm.config.slab_fix:
+    flags = page.flags      # (no other CPU runs before the trylock: read once)
+    if flags and flags & SLAB and vm.config.slab_fix:
         ev["isolate_fail_not_movable"] += 1
         cpus.put_page(page)                                     # out_putpage
         return -EBUSY
@@ -339,12 +341,12 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         ev["isolate_fail_not_movable"] += 1
         cpus.put_page(page)                                     # out_putpage
         return -EBUSY
-    if page.flags & SLAB:
+    if flags and flags & SLAB:
         vm.warn_once("BUG-1", "trylock_page() on a slab page whose overlaid mapping word "
                      "passes __PageMovable: SLUB uses PG_locked as its slab_lock", page=page)
     # Never sleep: another compactor, a migration or a release may hold it.
-    if one_cpu and not page.flags & LOCKED:
-        page.flags |= LOCKED
+    if one_cpu and not flags & LOCKED:
+        page.flags = flags + LOCKED          # (+ and -: bits known clear or set, cheaper)
     elif not cpus.trylock_page(page):
         ev["isolate_fail_locked"] += 1
         cpus.put_page(page)                                     # out_putpage
@@ -399,7 +401,7 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
     vm.isolated[page] = mapping
     mapping.nr_isolated += 1
     if one_cpu and flags & LOCKED:
-        page.flags = flags & ~LOCKED | ISOLATED
+        page.flags = flags - LOCKED | ISOLATED
     else:
         page.flags = flags | ISOLATED
         cpus.unlock_page(page)
@@ -443,7 +445,7 @@ def _give_back(vm: VM, page: Page) -> None:
     one_cpu = type(cpus) is SingleCPU
     task = cpus.task if one_cpu else None  # type: ignore[attr-defined]
     if task is not None and not page.flags & LOCKED and not task.preempt_count:
-        page.flags |= LOCKED
+        page.flags += LOCKED
     else:
         cpus.lock_page(page)
     # PageMovable(), the usual case in place, as in isolate_movable_page()
@@ -458,7 +460,7 @@ def _give_back(vm: VM, page: Page) -> None:
         _released(vm, page)
     flags = page.flags
     if one_cpu and flags & LOCKED and page._refcount > 1:
-        page.flags = flags & ~LOCKED                # unlock_page() and put_page(), in place
+        page.flags = flags - LOCKED                 # unlock_page() and put_page(), in place
         page._refcount -= 1
     else:
         cpus.unlock_page(page)
@@ -571,7 +573,7 @@ def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) 
     rc = -EAGAIN
     is_lru = page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
     if one_cpu and not page.flags & LOCKED:
-        page.flags |= LOCKED
+        page.flags += LOCKED
     elif not cpus.trylock_page(page):
         if not force or mode == MigrateMode.ASYNC:
             return rc                                            # out
@@ -591,7 +593,7 @@ def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) 
         vm.wait_on_page_writeback(page)
     # Nobody may reach newpage's contents before they are complete.
     if one_cpu and not newpage.flags & LOCKED:
-        newpage.flags |= LOCKED
+        newpage.flags += LOCKED
     elif not cpus.trylock_page(newpage):
         cpus.unlock_page(page)                                   # out_unlock
         return rc
@@ -608,8 +610,8 @@ def _unlock_both(vm: VM, newpage: Page, page: Page, rc: int, is_lru: bool) -> No
     cpus = vm.cpus
     one_cpu = type(cpus) is SingleCPU
     if one_cpu and newpage.flags & page.flags & LOCKED:
-        newpage.flags &= ~LOCKED
-        page.flags &= ~LOCKED
+        newpage.flags -= LOCKED
+        page.flags -= LOCKED
     else:
         cpus.unlock_page(newpage)
         cpus.unlock_page(page)
@@ -769,7 +771,7 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                 # 4-aligned, FLG-1)
                 if (newpage is None or ops is None
                         or ops.isolate_page is None  # type: ignore[redundant-expr]
-                        or flags & _UNUSUAL_BEFORE != ISOLATED
+                        or (flags != ISOLATED and flags & _UNUSUAL_BEFORE != ISOLATED)
                         or page.lru is not from_list or page._refcount < 2
                         or newpage.flags & LOCKED):
                     rc = _unmap_and_move_to(vm, newpage, put_new_page, private, page, force,
@@ -778,8 +780,8 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                     assert mapping is not None
                     # __unmap_and_move(): both locks are free; move_to_new_page() calls
                     # the driver as call_migratepage() does
-                    page.flags = flags | LOCKED
-                    newpage.flags |= LOCKED
+                    page.flags = flags + LOCKED
+                    newpage.flags += LOCKED
                     newref = newpage._refcount
                     watch = mapping.watch
                     if watch is not None:
@@ -801,16 +803,18 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                         _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
                     flags = page.flags
                     if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS
-                            and flags & _UNUSUAL_AFTER == LOCKED | ISOLATED
+                            and (flags == _LOCKED_ISOLATED
+                                 or flags & _UNUSUAL_AFTER == _LOCKED_ISOLATED)
                             and newpage.flags & LOCKED
                             and page.lru is from_list and page.mapping == PAGE_MAPPING_MOVABLE
-                            and newpage.mapping == mapping.handle | PAGE_MAPPING_MOVABLE
+                            and newpage.mapping == mapping.handle + PAGE_MAPPING_MOVABLE
                             and newpage._refcount > 1 and page._refcount == 1
                             and listeners.mmplug_after_migratepage is None):
                         # the clean success: _moved(), _unlock_both() and the end of
                         # unmap_and_move(), whose last put_page() frees the page
-                        page.flags = flags & ~(ISOLATED | LOCKED)
-                        newpage.flags &= ~LOCKED
+                        flags -= _LOCKED_ISOLATED
+                        page.flags = flags
+                        newpage.flags -= LOCKED
                         isolated_by = isolated.pop(page, None)
                         if isolated_by is not None:
                             isolated_by.nr_isolated -= 1
@@ -819,8 +823,7 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                         pages.remove(page)
                         page.lru = None
                         page._refcount = 0
-                        flags &= ~(ISOLATED | LOCKED)
-                        if flags & BAD_AT_FREE:
+                        if flags and flags & BAD_AT_FREE:
                             zone.free_pages(page, 0)    # bad_page(): the rule it breaks
                         else:
                             # free_pages() in place: its checks passed, the page's words
