@@ -298,14 +298,18 @@ class Zone:
         top = self.max_order - 1
         free_area = self.free_area
         nr_free = self.nr_free
-        self.nr_free_pages += 1 << order
+        size = 1 << order
+        self.nr_free_pages += size
+        # (plain comparisons, and `size` doubled rather than shifted: the cheaper operations
+        # on ints, since every freed page comes here)
         while order < top:
-            buddy_pfn = pfn ^ (1 << order)
+            buddy_pfn = pfn ^ size
             bidx = buddy_pfn - start
-            if not 0 <= bidx < n:
+            if bidx < 0 or bidx >= n:
                 break
             buddy = pages[bidx]
-            if not buddy.flags & BUDDY or buddy.private != order:
+            flags = buddy.flags
+            if (flags != BUDDY and not flags & BUDDY) or buddy.private != order:
                 break
             # the buddy leaves its list (list_del, rmv_page_order): FreeList.remove, in place
             lst = free_area[order][buddy.lru]
@@ -317,8 +321,10 @@ class Zone:
             buddy.flags = 0
             buddy.private = 0
             buddy.lru = None
-            pfn &= buddy_pfn
+            if buddy_pfn < pfn:
+                pfn = buddy_pfn
             order += 1
+            size += size
         page = pages[pfn - start]
         page.flags = BUDDY
         page.private = order
@@ -326,8 +332,8 @@ class Zone:
         nr_free[order] += 1
         # done_merging: is the buddy of our order+1 parent free at order+1?
         if order < top - 1:
-            hidx = ((pfn & ~(1 << order)) ^ (1 << (order + 1))) - start
-            if 0 <= hidx < n:
+            hidx = ((pfn & ~size) ^ (size + size)) - start
+            if hidx >= 0 and hidx < n:
                 higher = pages[hidx]
                 if higher.flags & BUDDY and higher.private == order + 1:
                     lst = free_area[order][mt]
