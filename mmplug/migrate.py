@@ -345,8 +345,11 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         vm.warn_once("BUG-1", "trylock_page() on a slab page whose overlaid mapping word "
                      "passes __PageMovable: SLUB uses PG_locked as its slab_lock", page=page)
     # Never sleep: another compactor, a migration or a release may hold it.
-    if one_cpu and not flags & LOCKED:
-        page.flags = flags + LOCKED          # (+ and -: bits known clear or set, cheaper)
+    # (Below, `not flags or`, `flags != LOCKED and`: the page's usual flags are tested for
+    # before any mask, which costs more than a comparison; + and - set and clear bits
+    # known clear or set, for the same reason.)
+    if one_cpu and (not flags or not flags & LOCKED):
+        page.flags = flags + LOCKED
     elif not cpus.trylock_page(page):
         ev["isolate_fail_locked"] += 1
         cpus.put_page(page)                                     # out_putpage
@@ -358,7 +361,7 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
     ops = mapping.a_ops if mapping is not None else None
     # (isolate_page is never None through the API, which mypy knows; PageMovable checks it)
     if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
-            or page.flags & NOT_ISOLATABLE):
+            or (page.flags != LOCKED and page.flags & NOT_ISOLATABLE)):
         mapping = None if page.flags & ISOLATED else movable_mapping(page)
     if mapping is None:
         ev["isolate_fail_released"] += 1
@@ -385,7 +388,7 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         if watch is not None:
             ln.call = prev
         _callback_raised(mapping, "isolate_page", page, "ISO-2", exc)
-    if (ret is not True or not page.flags & LOCKED
+    if (ret is not True or (page.flags != LOCKED and not page.flags & LOCKED)
             or vm.listeners.mmplug_after_isolate_page is not None):
         ret = _judge_isolate(vm, mapping, page, mode, ret)
     if not ret:
@@ -394,13 +397,15 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         cpus.put_page(page)
         return -EBUSY
     # The driver must leave PG_isolated to the VM.
-    if page.flags & ISOLATED:
+    if page.flags != LOCKED and page.flags & ISOLATED:
         vm.warn_once("ISO-3", "the driver set PG_isolated itself in isolate_page",
                      page=page, mapping=mapping, hook="isolate_page")
     flags = page.flags
     vm.isolated[page] = mapping
     mapping.nr_isolated += 1
-    if one_cpu and flags & LOCKED:
+    if one_cpu and flags == LOCKED:
+        page.flags = ISOLATED
+    elif one_cpu and flags & LOCKED:
         page.flags = flags - LOCKED | ISOLATED
     else:
         page.flags = flags | ISOLATED
