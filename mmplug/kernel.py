@@ -65,8 +65,10 @@ def trylock_page(page: Page) -> bool:
     """trylock_page(): take PG_locked if it is free; never sleeps."""
     cpus = page.zone.cpus
     flags = page.flags
-    if type(cpus) is _SingleCPU and not flags & _LOCKED:
-        page.flags = flags + _LOCKED        # (+ and -: the bit is known clear or set)
+    # (the usual flags tested for before a mask, which costs more; + and - set and clear a
+    # bit known clear or set, for the same reason)
+    if type(cpus) is _SingleCPU and (not flags or not flags & _LOCKED):
+        page.flags = flags + _LOCKED
         return True
     return cpus.trylock_page(page)
 
@@ -80,7 +82,7 @@ def unlock_page(page: Page) -> None:
     """unlock_page()."""
     cpus = page.zone.cpus
     flags = page.flags
-    if type(cpus) is _SingleCPU and flags & _LOCKED:
+    if type(cpus) is _SingleCPU and (flags == _LOCKED or flags & _LOCKED):
         page.flags = flags - _LOCKED
         return
     cpus.unlock_page(page)
@@ -199,7 +201,7 @@ def set_page_movable(page: Page, mapping: Any) -> None:
     cpus = page.zone.cpus
     if cpus.schedules:
         cpus.point("__SetPageMovable", page)
-    if not page.flags & _LOCKED:
+    if page.flags != _LOCKED and not page.flags & _LOCKED:
         raise ContractViolation("FLG-4", "__SetPageMovable() on a page that is not locked",
                                 page=page)
     word = mapping.handle
@@ -219,7 +221,7 @@ def clear_page_movable(page: Page) -> None:
     if cpus.schedules:
         cpus.point("__ClearPageMovable", page)
     flags = page.flags
-    if not flags & _LOCKED:
+    if flags != _LOCKED and not flags & _LOCKED:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not locked",
                                 page=page)
     # PageMovable(): its usual case, a word naming a live address space on a page neither
@@ -228,7 +230,8 @@ def clear_page_movable(page: Page) -> None:
     space = page.zone.mappings.get(word - PAGE_MAPPING_MOVABLE)
     ops = space.a_ops if space is not None else None
     if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
-            or flags & _SLAB_OR_TAIL) and _page.movable_mapping(page) is None:
+            or (flags != _LOCKED and flags & _SLAB_OR_TAIL)) \
+            and _page.movable_mapping(page) is None:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not PageMovable",
                                 page=page)
     page.mapping = PAGE_MAPPING_MOVABLE     # the tag alone: PageMovable() found it there

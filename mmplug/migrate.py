@@ -778,7 +778,7 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                         or ops.isolate_page is None  # type: ignore[redundant-expr]
                         or (flags != ISOLATED and flags & _UNUSUAL_BEFORE != ISOLATED)
                         or page.lru is not from_list or page._refcount < 2
-                        or newpage.flags & LOCKED):
+                        or (newpage.flags and newpage.flags & LOCKED)):
                     rc = _unmap_and_move_to(vm, newpage, put_new_page, private, page, force,
                                             mode, from_list)
                 else:
@@ -810,7 +810,7 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                     if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS
                             and (flags == _LOCKED_ISOLATED
                                  or flags & _UNUSUAL_AFTER == _LOCKED_ISOLATED)
-                            and newpage.flags & LOCKED
+                            and (newpage.flags == LOCKED or newpage.flags & LOCKED)
                             and page.lru is from_list and page.mapping == PAGE_MAPPING_MOVABLE
                             and newpage.mapping == mapping.handle + PAGE_MAPPING_MOVABLE
                             and newpage._refcount > 1 and page._refcount == 1
