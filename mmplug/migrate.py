@@ -567,54 +567,51 @@ def _move_lru_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
     return MIGRATEPAGE_SUCCESS
 
 
-def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) -> int:
+def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int,
+                     moved: int | None = None) -> int:
     """__unmap_and_move() (mm/migrate.c): the page locks, writeback, then move (MIG-4, MIG-5).
 
-    On one plain CPU (`SingleCPU`) a lock that is free is taken in place, as is
-    the reference on newpage that is not the last (see _unlock_both).
+    On one plain CPU (`SingleCPU`) a lock that is free is taken, and one that is held
+    dropped, in place, as is the reference on newpage that is not the last: the
+    backend's calls were a good part of the cost of a migrated page.  `moved` is
+    move_to_new_page()'s result when it has run already, both locks held (migrate_pages
+    on one CPU resumes here): only the unlocking is left.
     """
     cpus = vm.cpus
     one_cpu = type(cpus) is SingleCPU
-    rc = -EAGAIN
-    is_lru = page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
-    if one_cpu and not page.flags & LOCKED:
-        page.flags += LOCKED
-    elif not cpus.trylock_page(page):
-        if not force or mode == MigrateMode.ASYNC:
-            return rc                                            # out
-        # Direct compaction must not sleep on a page lock: its holder may be
-        # waiting for the very memory being compacted.
-        if cpus.current().flags & PF_MEMALLOC:
-            return rc                                            # out
-        cpus.lock_page(page)
-    if page.flags & WRITEBACK:
-        # Only a fully synchronous migration waits for writeback.
-        if mode not in (MigrateMode.SYNC, MigrateMode.SYNC_NO_COPY):
-            cpus.unlock_page(page)                               # out_unlock
-            return -EBUSY
-        if not force:
+    if moved is not None:
+        rc = moved
+        is_lru = False
+    else:
+        rc = -EAGAIN
+        is_lru = page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
+        if one_cpu and not page.flags & LOCKED:
+            page.flags += LOCKED
+        elif not cpus.trylock_page(page):
+            if not force or mode == MigrateMode.ASYNC:
+                return rc                                        # out
+            # Direct compaction must not sleep on a page lock: its holder may be
+            # waiting for the very memory being compacted.
+            if cpus.current().flags & PF_MEMALLOC:
+                return rc                                        # out
+            cpus.lock_page(page)
+        if page.flags & WRITEBACK:
+            # Only a fully synchronous migration waits for writeback.
+            if mode not in (MigrateMode.SYNC, MigrateMode.SYNC_NO_COPY):
+                cpus.unlock_page(page)                           # out_unlock
+                return -EBUSY
+            if not force:
+                cpus.unlock_page(page)                           # out_unlock
+                return rc
+            vm.wait_on_page_writeback(page)
+        # Nobody may reach newpage's contents before they are complete.
+        if one_cpu and not newpage.flags & LOCKED:
+            newpage.flags += LOCKED
+        elif not cpus.trylock_page(newpage):
             cpus.unlock_page(page)                               # out_unlock
             return rc
-        vm.wait_on_page_writeback(page)
-    # Nobody may reach newpage's contents before they are complete.
-    if one_cpu and not newpage.flags & LOCKED:
-        newpage.flags += LOCKED
-    elif not cpus.trylock_page(newpage):
-        cpus.unlock_page(page)                                   # out_unlock
-        return rc
-    rc = move_to_new_page(vm, newpage, page, mode)
-    _unlock_both(vm, newpage, page, rc, is_lru)
-    return rc
-
-
-def _unlock_both(vm: VM, newpage: Page, page: Page, rc: int, is_lru: bool) -> None:
-    """__unmap_and_move()'s out_unlock_both, and newpage's allocation reference dropped
-    after a success.  On one plain CPU, locks still held are dropped in place, as is
-    that reference when it is not the last: the backend's calls were a good part of the
-    cost of a migrated page."""
-    cpus = vm.cpus
-    one_cpu = type(cpus) is SingleCPU
-    if one_cpu and newpage.flags & page.flags & LOCKED:
+        rc = move_to_new_page(vm, newpage, page, mode)
+    if one_cpu and newpage.flags & page.flags & LOCKED:         # out_unlock_both
         newpage.flags -= LOCKED
         page.flags -= LOCKED
     else:
@@ -628,55 +625,43 @@ def _unlock_both(vm: VM, newpage: Page, page: Page, rc: int, is_lru: bool) -> No
         else:
             # The driver holds its own reference; this drops the allocation's.
             cpus.put_page(newpage)
+    return rc
 
 
 def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | None,
                    private: Any, page: Page, force: bool, mode: int, reason: int,
-                   from_list: PageList) -> int:
+                   from_list: PageList, moved: int | None = None) -> int:
     """unmap_and_move() (mm/migrate.c): one page, one attempt (MIG-2, MIG-3, MIG-8).
 
     -EAGAIN leaves the page on the list for the next pass; any other result
     takes it off: migrated pages are released, failed ones are given back to
-    their driver at once.
+    their driver at once.  `moved`: as for __unmap_and_move().
     """
+    cpus = vm.cpus
     newpage = get_new_page(page, private)
-    return _unmap_and_move_to(vm, newpage, put_new_page, private, page, force, mode,
-                              from_list)
-
-
-def _unmap_and_move_to(vm: VM, newpage: Page | None, put_new_page: PutNewPage | None,
-                       private: Any, page: Page, force: bool, mode: int,
-                       from_list: PageList) -> int:
-    """unmap_and_move() from the moment get_new_page() answered."""
     if newpage is None:
         vm.vmstat.events["migrate_enomem"] += 1
         return -ENOMEM
-    if page.lru is not from_list:
-        check_lru(vm, page, from_list, vm.isolated.get(page), None)
-    if page._refcount == 1:
-        # Freed from under us: only the isolation reference is left.
-        if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
-            cpus = vm.cpus
-            cpus.lock_page(page)
-            mapping = movable_mapping(page)
-            if mapping is not None:
-                raise ContractViolation(
-                    "REL-1", "the driver dropped its last reference to an isolated page "
-                    "without __ClearPageMovable()", driver=mapping.driver, page=page)
-            _released(vm, page)
-            cpus.unlock_page(page)
-        _put_new(vm, put_new_page, newpage, private)
-        rc = MIGRATEPAGE_SUCCESS
+    if moved is not None:
+        rc = __unmap_and_move(vm, page, newpage, force, mode, moved)
     else:
-        rc = __unmap_and_move(vm, page, newpage, force, mode)
-    return _unmap_and_move_done(vm, page, newpage, rc, from_list, put_new_page, private)
-
-
-def _unmap_and_move_done(vm: VM, page: Page, newpage: Page, rc: int, from_list: PageList,
-                         put_new_page: PutNewPage | None, private: Any) -> int:
-    """The end of unmap_and_move(): a page that is done with leaves the list; a migrated
-    one is released, a failed one given back, and an unused newpage put."""
-    cpus = vm.cpus
+        if page.lru is not from_list:
+            check_lru(vm, page, from_list, vm.isolated.get(page), None)
+        if page._refcount == 1:
+            # Freed from under us: only the isolation reference is left.
+            if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
+                cpus.lock_page(page)
+                mapping = movable_mapping(page)
+                if mapping is not None:
+                    raise ContractViolation(
+                        "REL-1", "the driver dropped its last reference to an isolated page "
+                        "without __ClearPageMovable()", driver=mapping.driver, page=page)
+                _released(vm, page)
+                cpus.unlock_page(page)
+            _put_new(vm, put_new_page, newpage, private)
+            rc = MIGRATEPAGE_SUCCESS
+        else:
+            rc = __unmap_and_move(vm, page, newpage, force, mode)
     if rc != -EAGAIN:
         from_list.pages.remove(page)                # from_list.delete(page), in place
         page.lru = None
@@ -698,6 +683,12 @@ def _unmap_and_move_done(vm: VM, page: Page, newpage: Page, rc: int, from_list: 
             _give_back(vm, page)
     _put_new(vm, put_new_page, newpage, private)                # put_new
     return rc
+
+
+def _given(newpage: Page | None) -> GetNewPage:
+    """A get_new_page() that answers `newpage`: the one migrate_pages on one CPU already had
+    when it hands a page to unmap_and_move()."""
+    return lambda page, private: newpage
 
 
 def _put_new(vm: VM, put_new_page: PutNewPage | None, newpage: Page, private: Any) -> None:
@@ -779,8 +770,8 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                         or (flags != ISOLATED and flags & _UNUSUAL_BEFORE != ISOLATED)
                         or page.lru is not from_list or page._refcount < 2
                         or (newpage.flags and newpage.flags & LOCKED)):
-                    rc = _unmap_and_move_to(vm, newpage, put_new_page, private, page, force,
-                                            mode, from_list)
+                    rc = unmap_and_move(vm, _given(newpage), put_new_page, private, page,
+                                        force, mode, reason, from_list)
                 else:
                     assert mapping is not None
                     # __unmap_and_move(): both locks are free; move_to_new_page() calls
@@ -846,9 +837,8 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                                             newref)
                     if rc == MIGRATEPAGE_SUCCESS:
                         _moved(vm, page, mapping)
-                    _unlock_both(vm, newpage, page, rc, False)
-                    rc = _unmap_and_move_done(vm, page, newpage, rc, from_list, put_new_page,
-                                              private)
+                    rc = unmap_and_move(vm, _given(newpage), put_new_page, private, page,
+                                        force, mode, reason, from_list, moved=rc)
             if rc == -ENOMEM:
                 nr_failed += 1
                 _count(ev, nr_succeeded, nr_failed)

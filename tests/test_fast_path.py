@@ -433,25 +433,33 @@ STEP_ASIDE_BEFORE = ("no newpage", "lru changed after isolation", "slab after is
 STEP_ASIDE_AFTER = ("EBUSY", "EAGAIN for one page", "migratepage clears PG_isolated",
                     "success, listened to", "migratepage without get",
                     "migratepage touches lru on success")
+#: ... of which these break a rule: the judgement raises, nothing resumes
+JUDGED_BROKEN = ("migratepage without get", "migratepage touches lru on success")
 
 
 @pytest.fixture
 def general_steps(monkeypatch):
-    """How often migrate_pages reached the general functions: unmap_and_move (the general
-    path), _unmap_and_move_to (the one-CPU path stepping aside before the driver) and
-    _judge_migratepage (the driver's answer judged in full)."""
+    """How often migrate_pages reached the general functions: unmap_and_move from the start
+    ("unmap_and_move": the general path, or the one-CPU path stepping aside before the
+    driver), unmap_and_move resumed after move_to_new_page ("resumed": the one-CPU path
+    stepping aside after the driver), and _judge_migratepage (the driver's answer judged in
+    full)."""
     calls: dict[str, int] = {}
+    unmap_and_move, judge = migrate.unmap_and_move, migrate._judge_migratepage
 
-    def counted(name):
-        fn = getattr(migrate, name)
+    def count(name):
+        calls[name] = calls.get(name, 0) + 1
 
-        def counting(*args):
-            calls[name] = calls.get(name, 0) + 1
-            return fn(*args)
-        return counting
+    def counted_unmap_and_move(*args, moved=None):
+        count("unmap_and_move" if moved is None else "resumed")
+        return unmap_and_move(*args, moved=moved)
 
-    for name in ("unmap_and_move", "_unmap_and_move_to", "_judge_migratepage"):
-        monkeypatch.setattr(migrate, name, counted(name))
+    def counted_judge(*args):
+        count("_judge_migratepage")
+        return judge(*args)
+
+    monkeypatch.setattr(migrate, "unmap_and_move", counted_unmap_and_move)
+    monkeypatch.setattr(migrate, "_judge_migratepage", counted_judge)
     return calls
 
 
@@ -459,20 +467,26 @@ def test_one_cpu_migration_takes_its_own_path_and_steps_aside_where_the_case_end
         general_steps):
     """The comparisons above compare two paths: a clean migration on one CPU calls none of
     the general functions, the general backend calls unmap_and_move for every page, and
-    each unusual case leaves the one-CPU path at the step it concerns."""
+    each unusual case leaves the one-CPU path at the step it concerns: before the driver
+    for unmap_and_move from the start, after it for the full judgement and the rest of
+    unmap_and_move."""
     fast = _run(SingleCPU(), CASES["success"])
     assert fast["vmstat"]["pgmigrate_success"] == 5 and general_steps == {}
     _run(GeneralCPU(), CASES["success"])
-    assert general_steps == {"unmap_and_move": 5, "_unmap_and_move_to": 5}
-    for name in STEP_ASIDE_BEFORE + STEP_ASIDE_AFTER:
+    assert general_steps == {"unmap_and_move": 5}
+    for name in STEP_ASIDE_BEFORE:
         general_steps.clear()
         _run(SingleCPU(), CASES[name])
-        step = "_unmap_and_move_to" if name in STEP_ASIDE_BEFORE else "_judge_migratepage"
-        assert general_steps.get(step), name
+        assert general_steps.get("unmap_and_move") and "resumed" not in general_steps, name
+    for name in STEP_ASIDE_AFTER:
+        general_steps.clear()
+        _run(SingleCPU(), CASES[name])
+        assert general_steps.get("_judge_migratepage"), name
+        assert bool(general_steps.get("resumed")) == (name not in JUDGED_BROKEN), name
         assert "unmap_and_move" not in general_steps, name
     general_steps.clear()
     _run(SingleCPU(), CASES["a newpage for the first page only"])
-    assert general_steps == {"_unmap_and_move_to": 1}
+    assert general_steps == {"unmap_and_move": 1}
 
 
 @pytest.mark.parametrize("driver", ["simplepool", "nullpool"])
