@@ -2,8 +2,11 @@
 
 On a plain `SingleCPU` the VM's per-page paths (isolate_movable_page,
 __unmap_and_move, the putback and the last put of unmap_and_move) and
-mmplug.kernel's helpers take and drop page locks and references in place, and
-call_migratepage() passes a clean success without its full judgement.  A
+mmplug.kernel's helpers take and drop page locks and references in place,
+call_migratepage() passes a clean success without its full judgement, and
+migrate_pages() migrates a page in one frame, stepping aside into
+unmap_and_move() wherever the case is unusual (CASES from "no newpage" on, and
+the test after them that each case leaves at the step it concerns).  A
 subclass of SingleCPU that changes nothing takes the general path: every page
 operation through the backend.  Each case here runs on both and compares
 everything the run leaves: the result or the error (type, rule, message,
