@@ -16,29 +16,43 @@
    to nothing (one empty page per object, as a balloon's): the framework alone.
 3. Python bytes per page frame (target <= 200).
 
+    python benchmarks/bench_core.py --callgrind [--pages 16384] [--against TREE]
+
+counts instead, under valgrind's callgrind, the instructions compact_memory
+executes per migrated page (simplepool and nullpool): the same work gives the
+same count on a busy machine and a quiet one, so a change is seen to the
+percent.  It needs valgrind (Debian: apt-get install valgrind).
+
 The driver is tests/drivers/simplepool.py (and nullpool.py for the framework
 alone), loaded by file path as any driver is.
 Each measurement runs in a fresh process so peak memory is its own; the
 reference workload (benchmarks/reference.py) runs before the first and after
 the last, and every time is also printed as a ratio to its CPU time.
 `--against TREE` measures another checkout (the code before a change) in the
-same run, alternating with this one.
+same run, alternating with this one.  `--repeat N` runs each compaction N times
+(alternating with the other checkout each time) and keeps the run with the least
+CPU time: on a shared machine the others' load only ever adds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import operator
 import random
+import re
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference import Reference, run_child
+from reference import Reference, environment, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMPLEPOOL = ROOT / "tests" / "drivers" / "simplepool.py"
@@ -190,7 +204,8 @@ def bench_compaction(nr_pages: int, seed: int, driver: Path = SIMPLEPOOL) -> dic
     driver_pages = len(pool.states)
     before = vm.zone.buddyinfo()
     t0, c0 = time.perf_counter(), time.process_time()
-    compact_memory(vm)
+    # through operator.call: the C function callgrind counts inside (--callgrind)
+    operator.call(compact_memory, vm)
     secs = time.perf_counter() - t0
     cpu = time.process_time() - c0
     migrated = vm.vmstat["pgmigrate_success"]
@@ -224,6 +239,58 @@ def _child(kind: str, arg: int, seed: int, tree: Path | None = None) -> dict:
     if out is None:
         raise SystemExit(f"bench_core: the {kind} measurement failed: {err}")
     return out
+
+
+#: what callgrind counts: operator.call's C function, which bench_compaction calls
+#: compact_memory through and nothing else
+CALLGRIND_REGION = "_operator_call"
+
+
+def callgrind_compaction(kind: str, nr_pages: int, seed: int, tree: Path | None) -> dict:
+    """Instructions per migrated page of compact_memory (`kind` "compaction" or
+    "compaction-null") on `tree`'s mmplug (None: this checkout's), counted by callgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("bench_core: --callgrind needs valgrind (Debian: apt-get install "
+                         "valgrind)")
+    argv = [__file__, "--child", kind, "--arg", str(nr_pages), "--seed", str(seed)]
+    code = (f"import runpy, sys; sys.argv = {argv!r}; "
+            f"runpy.run_path({__file__!r}, run_name='__main__')")
+    with tempfile.TemporaryDirectory(prefix="bench_core-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        proc = subprocess.run(
+            [valgrind, "--tool=callgrind", f"--toggle-collect={CALLGRIND_REGION}",
+             f"--callgrind-out-file={out}", sys.executable, "-c", code],
+            capture_output=True, text=True, env=environment(tree),
+            cwd=str(tree.resolve()) if tree is not None else None)
+        if proc.returncode or not out.exists():
+            raise SystemExit(f"bench_core: callgrind of {kind} failed: "
+                             f"{proc.stderr.strip()[-300:]}")
+        totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+    if totals is None:
+        raise SystemExit("bench_core: callgrind wrote no instruction count")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    instructions = int(totals.group(1))
+    return dict(kind=kind, nr_pages=nr_pages, migrated=res["migrated"],
+                instructions=instructions,
+                per_page=instructions / res["migrated"] if res["migrated"] else 0.0)
+
+
+def callgrind_report(nr_pages: int, seed: int, against: Path | None) -> None:
+    """--callgrind: instructions per migrated page, this checkout and `against`."""
+    trees = [None] if against is None else [against, None]
+    counts = {(kind, tree): callgrind_compaction(kind, nr_pages, seed, tree)
+              for kind in ("compaction", "compaction-null") for tree in trees}
+    for kind, label in (("compaction", "simplepool"), ("compaction-null", "nullpool")):
+        for tree in trees:
+            c = counts[kind, tree]
+            print(f"compact_memory, {nr_pages} pages, {label}, "
+                  f"{tree if tree is not None else 'this checkout'}: {c['migrated']} migrated, "
+                  f"{c['per_page']:,.0f} instructions a page")
+        if against is not None:
+            ratio = counts[kind, None]["per_page"] / counts[kind, against]["per_page"]
+            print(f"  after / before: {ratio:.3f} of the instructions "
+                  f"({1 / ratio:.2f}x the pages per instruction)")
 
 
 def bench_compaction_null(nr_pages: int, seed: int) -> dict:
@@ -269,15 +336,28 @@ def report(c: dict, z: dict, f: dict, ref: float, n: dict | None = None) -> None
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pages", type=int, default=262144)
+    ap.add_argument("--pages", type=int, default=None,
+                    help="zone size in pages (default 262144, 1 GiB; 16384 with --callgrind)")
     ap.add_argument("--cycle", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--against", metavar="TREE", type=Path,
                     help="also measure this checkout (before a change), alternating")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run each compaction N times and keep its least CPU time")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count compact_memory's instructions per page with callgrind instead "
+                    "(--pages defaults to 16384)")
     ap.add_argument("--child", choices=["cycle", "compaction", "compaction-null", "frame"])
     ap.add_argument("--arg", type=int)
     ns = ap.parse_args()
     sys.path.append(str(ROOT))   # mmplug from this checkout unless another is importable
+    if ns.callgrind and not ns.child:
+        print(f"seed {ns.seed}")
+        callgrind_report(ns.pages or 16384, ns.seed, ns.against)
+        return
+    ns.pages = ns.pages or 262144
+    if ns.repeat < 1:
+        raise SystemExit("bench_core: --repeat takes a count of at least 1")
     if ns.child:
         fn = {"cycle": bench_cycle, "compaction": bench_compaction,
               "compaction-null": bench_compaction_null}.get(ns.child)
@@ -292,8 +372,13 @@ def main() -> None:
     figures = {}
     for kind, arg in (("cycle", ns.cycle), ("compaction", ns.pages),
                       ("compaction-null", ns.pages), ("frame", ns.pages)):
+        runs: dict[Path | None, list[dict]] = {tree: [] for tree in trees}
+        for _ in range(ns.repeat if kind.startswith("compaction") else 1):
+            for tree in trees:
+                runs[tree].append(_child(kind, arg, ns.seed, tree))
         for tree in trees:
-            figures[kind, tree] = _child(kind, arg, ns.seed, tree)
+            # the least CPU time (the most pages per CPU second) of the repeats
+            figures[kind, tree] = max(runs[tree], key=lambda r: r.get("pages_per_cpu_s", 0))
     reference.measure()
     print(reference.describe_last())
     for tree in trees:
@@ -306,7 +391,8 @@ def main() -> None:
         null_before = figures["compaction-null", ns.against]
         null_after = figures["compaction-null", None]
         print()
-        print(f"after / before: compaction pages per CPU second "
+        print(f"after / before{f' (best of {ns.repeat} runs each)' if ns.repeat > 1 else ''}: "
+              f"compaction pages per CPU second "
               f"{after['pages_per_cpu_s'] / before['pages_per_cpu_s']:.2f}, the framework "
               f"alone {null_after['pages_per_cpu_s'] / null_before['pages_per_cpu_s']:.2f}, "
               f"migrate ratio "

@@ -380,21 +380,22 @@ def isolate_migratepages_block(vm: VM, cc: CompactControl, low_pfn: int, end_pfn
         if valid_page is None:
             valid_page = page
         flags = page.flags
-        if flags & BUDDY:
+        # (`flags and`: a page in use mostly has none, and testing an int costs less than &)
+        if flags and flags & BUDDY:
             order = page.private
             if 0 < order < max_order:
                 low_pfn += (1 << order) - 1
             low_pfn += 1
             continue
         isolated = False
-        if flags & COMPOUND:
+        if flags and flags & COMPOUND:
             order = zone.compound_order(page)
             if order < max_order:
                 low_pfn += (1 << order) - 1 if order else 0
-        elif not flags & LRU:
+        elif not flags or not flags & LRU:
             # __PageMovable may be a false positive: verified under the page lock.
             if (page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE
-                    and not flags & ISOLATED):
+                    and (not flags or not flags & ISOLATED)):
                 isolated = isolate_movable_page(vm, page, isolate_mode) == 0
                 watch = task.sigkill_pending or task.need_resched
         elif page._refcount <= 1:
@@ -528,6 +529,10 @@ def isolate_freepages_block(vm: VM, cc: CompactControl, start_pfn: int, end_pfn:
         if valid_page is None:
             valid_page = page
         flags = page.flags
+        if not flags:
+            # in use with no flags, the usual page here: neither compound nor free
+            blockpfn += stride
+            continue
         if flags & COMPOUND:
             order = zone.compound_order(page)
             if order < zone.max_order and order:
@@ -595,8 +600,18 @@ def isolate_freepages(vm: VM, cc: CompactControl) -> None:
         isolate_start = block_start
     # map_pages(): split every isolated block into refcounted order-0 pages; the list's
     # head (the end of cc.freepages) is the last page of the last block isolated
+    freepages = cc.freepages
     for page, order in found:
-        cc.freepages.extend(zone.split_free_block(page, order))
+        if order:
+            freepages.extend(zone.split_free_block(page, order))
+        else:
+            # split_free_block() of one page, in place: the free scanner's usual find
+            page._refcount = 1
+            page.flags = 0
+            page.private = 0
+            page.lru = None
+            page.mapping = 0
+            freepages.append(page)
     cc.free_pfn = isolate_start
 
 

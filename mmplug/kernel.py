@@ -41,7 +41,9 @@ from .constants import (  # noqa: F401  (re-exported for drivers)
 from .cpus.single import SingleCPU as _SingleCPU
 from .errors import ContractViolation
 from .page import (  # noqa: F401
+    LOCKED as _LOCKED,
     PAGE_MAPPING_MOVABLE,
+    SLAB_OR_TAIL as _SLAB_OR_TAIL,
     Page,
     has_movable_tag,
     page_count,
@@ -63,8 +65,10 @@ def trylock_page(page: Page) -> bool:
     """trylock_page(): take PG_locked if it is free; never sleeps."""
     cpus = page.zone.cpus
     flags = page.flags
-    if type(cpus) is _SingleCPU and not flags & _page.LOCKED:
-        page.flags = flags | _page.LOCKED
+    # (the usual flags tested for before a mask, which costs more; + and - set and clear a
+    # bit known clear or set, for the same reason)
+    if type(cpus) is _SingleCPU and (not flags or not flags & _LOCKED):
+        page.flags = flags + _LOCKED
         return True
     return cpus.trylock_page(page)
 
@@ -78,8 +82,8 @@ def unlock_page(page: Page) -> None:
     """unlock_page()."""
     cpus = page.zone.cpus
     flags = page.flags
-    if type(cpus) is _SingleCPU and flags & _page.LOCKED:
-        page.flags = flags & ~_page.LOCKED
+    if type(cpus) is _SingleCPU and (flags == _LOCKED or flags & _LOCKED):
+        page.flags = flags - _LOCKED
         return
     cpus.unlock_page(page)
 
@@ -197,14 +201,14 @@ def set_page_movable(page: Page, mapping: Any) -> None:
     cpus = page.zone.cpus
     if cpus.schedules:
         cpus.point("__SetPageMovable", page)
-    if not page.flags & _page.LOCKED:
+    if page.flags != _LOCKED and not page.flags & _LOCKED:
         raise ContractViolation("FLG-4", "__SetPageMovable() on a page that is not locked",
                                 page=page)
     word = mapping.handle
     if word & PAGE_MAPPING_MOVABLE:
         raise ContractViolation("FLG-4", "__SetPageMovable() with a mapping that already carries "
                                 "PAGE_MAPPING_MOVABLE", page=page)
-    page.mapping = word | PAGE_MAPPING_MOVABLE
+    page.mapping = word + PAGE_MAPPING_MOVABLE       # (the tag bit is known clear)
 
 
 def clear_page_movable(page: Page) -> None:
@@ -217,7 +221,7 @@ def clear_page_movable(page: Page) -> None:
     if cpus.schedules:
         cpus.point("__ClearPageMovable", page)
     flags = page.flags
-    if not flags & _page.LOCKED:
+    if flags != _LOCKED and not flags & _LOCKED:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not locked",
                                 page=page)
     # PageMovable(): its usual case, a word naming a live address space on a page neither
@@ -226,10 +230,11 @@ def clear_page_movable(page: Page) -> None:
     space = page.zone.mappings.get(word - PAGE_MAPPING_MOVABLE)
     ops = space.a_ops if space is not None else None
     if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
-            or flags & (_page.SLAB | _page.TAIL)) and _page.movable_mapping(page) is None:
+            or (flags != _LOCKED and flags & _SLAB_OR_TAIL)) \
+            and _page.movable_mapping(page) is None:
         raise ContractViolation("FLG-5", "__ClearPageMovable() on a page that is not PageMovable",
                                 page=page)
-    page.mapping = word & PAGE_MAPPING_MOVABLE
+    page.mapping = PAGE_MAPPING_MOVABLE     # the tag alone: PageMovable() found it there
 
 
 def page_movable(page: Page) -> bool:
@@ -276,7 +281,10 @@ def copy_highpage(to: Page, frm: Page) -> None:
     cpus = zone.cpus
     if cpus.schedules:
         cpus.point("copy_highpage", frm)
-    zone.copy_page(to, frm)
+    # Zone.copy_page(), in place: one memmove inside the zone's mapping, once a migration
+    ps = zone.page_size
+    start = zone.start_pfn
+    zone.mem.move((to.pfn - start) * ps, (frm.pfn - start) * ps, ps)
 
 
 def page_private(page: Page) -> Any:

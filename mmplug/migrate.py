@@ -6,13 +6,15 @@ putback_movable_pages for whatever is left.  The labels of the kernel
 functions (out, out_putpage, out_no_isolated, out_unlock, out_unlock_both,
 put_new) survive as comments where the control flow jumps to them.
 
-Every call into a driver goes through `call_isolate`, `call_migratepage` or
-`call_putback`, which check what the driver returned and what it did to the
-page (ISO-2..ISO-4, MIG-7, MIG-8, PUT-1) and name the driver, the callback, the
-page and the rule when something is wrong.  They also keep the callback's time
-limit: they store the address space's `watch` in the thread's watchdog lane
-around the call themselves (mmplug.watchdog), so that a callback costs no
-wrapper frame, and a hang is reported as the driver's, with the page.
+Every call into a driver is checked: what it returned and what it did to the
+page (ISO-2..ISO-4, MIG-7, MIG-8, PUT-1), naming the driver, the callback, the
+page and the rule when something is wrong.  isolate_movable_page, migrate_pages
+on one CPU, `call_migratepage` and `call_putback` make the call themselves and
+pass the usual answer in place; anything else goes to `_judge_isolate` or
+`_judge_migratepage`.  They also keep the callback's time limit: they store the
+address space's `watch` in the thread's watchdog lane around the call
+(mmplug.watchdog), so that a callback costs no wrapper frame, and a hang is
+reported as the driver's, with the page.
 """
 
 from __future__ import annotations
@@ -37,15 +39,18 @@ from .page import (
     HEAD,
     ISOLATED,
     LOCKED,
+    NOT_ISOLATABLE,
     PAGE_MAPPING_FLAGS,
     PAGE_MAPPING_MOVABLE,
     SLAB,
+    SLAB_OR_TAIL,
     TAIL,
     WRITEBACK,
     Page,
     movable_mapping,
 )
-from .watchdog import LANES, driver_error, new_lane, passes_through
+from .watchdog import LANES, Lane, driver_error, new_lane, passes_through
+from .zone import BAD_AT_FREE
 
 if TYPE_CHECKING:
     from .mapping import AddressSpace
@@ -96,6 +101,14 @@ class PageList:
         return f"<PageList {self.name} of {len(self.pages)}>"
 
 
+#: the page flags of migrate_pages' one-CPU path: before the driver only PG_isolated of
+#: these may be set (no lock held, no writeback, no slab or tail page); after it, PG_locked
+#: and PG_isolated of these (the page is freed as an order-0 page)
+_UNUSUAL_BEFORE = LOCKED | WRITEBACK | SLAB | TAIL | ISOLATED
+_UNUSUAL_AFTER = LOCKED | ISOLATED | HEAD
+_LOCKED_ISOLATED = LOCKED | ISOLATED
+
+
 # --- calling the driver ------------------------------------------------------------
 
 def _callback_raised(mapping: AddressSpace, hook: str, page: Page, rule: str,
@@ -121,26 +134,9 @@ def check_lru(vm: VM, page: Page, owner: Any, mapping: AddressSpace | None,
             f"left {owner!r})", driver=mapping.driver if mapping else None, hook=hook, page=page)
 
 
-def call_isolate(vm: VM, mapping: AddressSpace, page: Page, mode: int) -> bool:
-    """a_ops->isolate_page(page, mode), checked (ISO-2)."""
-    watch = mapping.watch
-    if watch is not None:
-        try:
-            ln = LANES.lane
-        except AttributeError:
-            ln = new_lane()
-        prev = ln.call
-        ln.call = watch.isolate_page
-        ln.fresh = True
-    try:
-        # a_ops is None once the instance is destroyed: that call fails as the driver's
-        ret = mapping.a_ops.isolate_page(page, mode)  # type: ignore[union-attr]
-        if watch is not None:
-            ln.call = prev
-    except BaseException as exc:
-        if watch is not None:
-            ln.call = prev
-        _callback_raised(mapping, "isolate_page", page, "ISO-2", exc)
+def _judge_isolate(vm: VM, mapping: AddressSpace, page: Page, mode: int, ret: Any) -> bool:
+    """What a_ops->isolate_page returned and did to the page, judged (ISO-2): `ret` if the
+    driver kept the rules, else its DriverError; listeners hear of the result."""
     if ret is not True and ret is not False:
         raise DriverError("ISO-2", f"isolate_page returned {ret!r} ({type(ret).__name__}); "
                           "expected True or False", driver=mapping.driver, hook="isolate_page",
@@ -180,10 +176,18 @@ def call_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page,
         _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
     if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS and page.flags & newpage.flags & LOCKED
             and page.lru is owner and page.mapping == PAGE_MAPPING_MOVABLE
-            and newpage.mapping == mapping.handle | PAGE_MAPPING_MOVABLE
+            and newpage.mapping == mapping.handle + PAGE_MAPPING_MOVABLE
             and newpage._refcount > 1 and page._refcount == 1
             and vm.listeners.mmplug_after_migratepage is None):
-        return rc   # the usual success, which every check below passes
+        return rc   # the usual success, which every check of _judge_migratepage passes
+    return _judge_migratepage(vm, mapping, newpage, page, mode, rc, owner, newref)
+
+
+def _judge_migratepage(vm: VM, mapping: AddressSpace, newpage: Page, page: Page, mode: int,
+                       rc: Any, owner: Any, newref: int) -> int:
+    """What a_ops->migratepage returned and did to the pages, judged (MIG-7, MIG-8, ISO-4):
+    `rc` if the driver kept the rules, else its DriverError.  `owner` is page->lru and
+    `newref` newpage's refcount before the call; listeners hear of the result."""
     if type(rc) is int and rc < 0 and page.lru is owner and page.flags & newpage.flags & LOCKED:
         # the common failure: the pages must be as the driver found them, nothing else
         if newpage._refcount != newref or newpage.mapping or newpage.private or \
@@ -326,7 +330,8 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
     elif not cpus.get_page_unless_zero(page):
         ev["isolate_fail_refcount"] += 1
         return -EBUSY
-    if page.flags & SLAB and vm.config.slab_fix:
+    flags = page.flags      # (no other CPU runs before the trylock: read once)
+    if flags and flags & SLAB and vm.config.slab_fix:
         ev["isolate_fail_not_movable"] += 1
         cpus.put_page(page)                                     # out_putpage
         return -EBUSY
@@ -336,12 +341,15 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         ev["isolate_fail_not_movable"] += 1
         cpus.put_page(page)                                     # out_putpage
         return -EBUSY
-    if page.flags & SLAB:
+    if flags and flags & SLAB:
         vm.warn_once("BUG-1", "trylock_page() on a slab page whose overlaid mapping word "
                      "passes __PageMovable: SLUB uses PG_locked as its slab_lock", page=page)
     # Never sleep: another compactor, a migration or a release may hold it.
-    if one_cpu and not page.flags & LOCKED:
-        page.flags |= LOCKED
+    # (Below, `not flags or`, `flags != LOCKED and`: the page's usual flags are tested for
+    # before any mask, which costs more than a comparison; + and - set and clear bits
+    # known clear or set, for the same reason.)
+    if one_cpu and (not flags or not flags & LOCKED):
+        page.flags = flags + LOCKED
     elif not cpus.trylock_page(page):
         ev["isolate_fail_locked"] += 1
         cpus.put_page(page)                                     # out_putpage
@@ -353,27 +361,52 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
     ops = mapping.a_ops if mapping is not None else None
     # (isolate_page is never None through the API, which mypy knows; PageMovable checks it)
     if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
-            or page.flags & (ISOLATED | SLAB | TAIL)):
+            or (page.flags != LOCKED and page.flags & NOT_ISOLATABLE)):
         mapping = None if page.flags & ISOLATED else movable_mapping(page)
     if mapping is None:
         ev["isolate_fail_released"] += 1
         cpus.unlock_page(page)                                  # out_no_isolated
         cpus.put_page(page)
         return -EBUSY
-    if not call_isolate(vm, mapping, page, mode):
+    # a_ops->isolate_page(page, mode), under the callback's time limit (see the module's
+    # docstring) and judged unless it gave the usual answer
+    watch = mapping.watch
+    if watch is not None:
+        try:
+            ln = LANES.lane
+        except AttributeError:
+            ln = new_lane()
+        prev = ln.call
+        ln.call = watch.isolate_page
+        ln.fresh = True
+    try:
+        # a_ops is None once the instance is destroyed: that call fails as the driver's
+        ret = mapping.a_ops.isolate_page(page, mode)  # type: ignore[union-attr]
+        if watch is not None:
+            ln.call = prev
+    except BaseException as exc:
+        if watch is not None:
+            ln.call = prev
+        _callback_raised(mapping, "isolate_page", page, "ISO-2", exc)
+    if (ret is not True or (page.flags != LOCKED and not page.flags & LOCKED)
+            or vm.listeners.mmplug_after_isolate_page is not None):
+        ret = _judge_isolate(vm, mapping, page, mode, ret)
+    if not ret:
         ev["isolate_refused"] += 1
         cpus.unlock_page(page)                                  # out_no_isolated
         cpus.put_page(page)
         return -EBUSY
     # The driver must leave PG_isolated to the VM.
-    if page.flags & ISOLATED:
+    if page.flags != LOCKED and page.flags & ISOLATED:
         vm.warn_once("ISO-3", "the driver set PG_isolated itself in isolate_page",
                      page=page, mapping=mapping, hook="isolate_page")
     flags = page.flags
     vm.isolated[page] = mapping
     mapping.nr_isolated += 1
-    if one_cpu and flags & LOCKED:
-        page.flags = flags & ~LOCKED | ISOLATED
+    if one_cpu and flags == LOCKED:
+        page.flags = ISOLATED
+    elif one_cpu and flags & LOCKED:
+        page.flags = flags - LOCKED | ISOLATED
     else:
         page.flags = flags | ISOLATED
         cpus.unlock_page(page)
@@ -417,14 +450,14 @@ def _give_back(vm: VM, page: Page) -> None:
     one_cpu = type(cpus) is SingleCPU
     task = cpus.task if one_cpu else None  # type: ignore[attr-defined]
     if task is not None and not page.flags & LOCKED and not task.preempt_count:
-        page.flags |= LOCKED
+        page.flags += LOCKED
     else:
         cpus.lock_page(page)
     # PageMovable(), the usual case in place, as in isolate_movable_page()
     mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
     ops = mapping.a_ops if mapping is not None else None
     if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
-            or page.flags & (SLAB | TAIL)):
+            or page.flags & SLAB_OR_TAIL):
         mapping = movable_mapping(page)
     if mapping is not None:
         putback_movable_page(vm, page, mapping)
@@ -432,7 +465,7 @@ def _give_back(vm: VM, page: Page) -> None:
         _released(vm, page)
     flags = page.flags
     if one_cpu and flags & LOCKED and page._refcount > 1:
-        page.flags = flags & ~LOCKED                # unlock_page() and put_page(), in place
+        page.flags = flags - LOCKED                 # unlock_page() and put_page(), in place
         page._refcount -= 1
     else:
         cpus.unlock_page(page)
@@ -489,7 +522,7 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
     mapping = vm.mappings.get(page.mapping - PAGE_MAPPING_MOVABLE)
     ops = mapping.a_ops if mapping is not None else None
     if (ops is None or ops.isolate_page is None  # type: ignore[redundant-expr]
-            or page.flags & (SLAB | TAIL)):
+            or page.flags & SLAB_OR_TAIL):
         mapping = movable_mapping(page)
     if mapping is None:
         # Released by the driver after isolation: nothing to migrate.
@@ -497,18 +530,22 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
         return MIGRATEPAGE_SUCCESS
     rc = call_migratepage(vm, mapping, newpage, page, mode)
     if rc == MIGRATEPAGE_SUCCESS:
-        flags = page.flags
-        if not flags & ISOLATED:
-            vm.warn_once("MIG-6", "migratepage returned 0 but the page is no longer "
-                         "PG_isolated (the driver cleared it)", page=page, mapping=mapping,
-                         hook="migratepage")
-        # Cleared under the page lock so no compactor can try this page again.
-        page.flags = flags & ~ISOLATED
-        isolated_by = vm.isolated.pop(page, None)   # _end_isolation(), in place
-        if isolated_by is not None:
-            isolated_by.nr_isolated -= 1
-        vm.vmstat.events["bytes_copied"] += vm.zone.page_size
+        _moved(vm, page, mapping)
     return rc
+
+
+def _moved(vm: VM, page: Page, mapping: AddressSpace) -> None:
+    """The end of a successful move_to_new_page() of a non-LRU page: PG_isolated cleared
+    (a warning first if the driver cleared it), the isolation over, the copy counted."""
+    flags = page.flags
+    if not flags & ISOLATED:
+        vm.warn_once("MIG-6", "migratepage returned 0 but the page is no longer "
+                     "PG_isolated (the driver cleared it)", page=page, mapping=mapping,
+                     hook="migratepage")
+    # Cleared under the page lock so no compactor can try this page again.
+    page.flags = flags & ~ISOLATED
+    _end_isolation(vm, page)
+    vm.vmstat.events["bytes_copied"] += vm.zone.page_size
 
 
 def _move_lru_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
@@ -530,46 +567,53 @@ def _move_lru_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
     return MIGRATEPAGE_SUCCESS
 
 
-def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) -> int:
+def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int,
+                     moved: int | None = None) -> int:
     """__unmap_and_move() (mm/migrate.c): the page locks, writeback, then move (MIG-4, MIG-5).
 
     On one plain CPU (`SingleCPU`) a lock that is free is taken, and one that is held
     dropped, in place, as is the reference on newpage that is not the last: the
-    backend's calls were a good part of the cost of a migrated page.
+    backend's calls were a good part of the cost of a migrated page.  `moved` is
+    move_to_new_page()'s result when it has run already, both locks held (migrate_pages
+    on one CPU resumes here): only the unlocking is left.
     """
     cpus = vm.cpus
     one_cpu = type(cpus) is SingleCPU
-    rc = -EAGAIN
-    is_lru = page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
-    if one_cpu and not page.flags & LOCKED:
-        page.flags |= LOCKED
-    elif not cpus.trylock_page(page):
-        if not force or mode == MigrateMode.ASYNC:
-            return rc                                            # out
-        # Direct compaction must not sleep on a page lock: its holder may be
-        # waiting for the very memory being compacted.
-        if cpus.current().flags & PF_MEMALLOC:
-            return rc                                            # out
-        cpus.lock_page(page)
-    if page.flags & WRITEBACK:
-        # Only a fully synchronous migration waits for writeback.
-        if mode not in (MigrateMode.SYNC, MigrateMode.SYNC_NO_COPY):
-            cpus.unlock_page(page)                               # out_unlock
-            return -EBUSY
-        if not force:
+    if moved is not None:
+        rc = moved
+        is_lru = False
+    else:
+        rc = -EAGAIN
+        is_lru = page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE
+        if one_cpu and not page.flags & LOCKED:
+            page.flags += LOCKED
+        elif not cpus.trylock_page(page):
+            if not force or mode == MigrateMode.ASYNC:
+                return rc                                        # out
+            # Direct compaction must not sleep on a page lock: its holder may be
+            # waiting for the very memory being compacted.
+            if cpus.current().flags & PF_MEMALLOC:
+                return rc                                        # out
+            cpus.lock_page(page)
+        if page.flags & WRITEBACK:
+            # Only a fully synchronous migration waits for writeback.
+            if mode not in (MigrateMode.SYNC, MigrateMode.SYNC_NO_COPY):
+                cpus.unlock_page(page)                           # out_unlock
+                return -EBUSY
+            if not force:
+                cpus.unlock_page(page)                           # out_unlock
+                return rc
+            vm.wait_on_page_writeback(page)
+        # Nobody may reach newpage's contents before they are complete.
+        if one_cpu and not newpage.flags & LOCKED:
+            newpage.flags += LOCKED
+        elif not cpus.trylock_page(newpage):
             cpus.unlock_page(page)                               # out_unlock
             return rc
-        vm.wait_on_page_writeback(page)
-    # Nobody may reach newpage's contents before they are complete.
-    if one_cpu and not newpage.flags & LOCKED:
-        newpage.flags |= LOCKED
-    elif not cpus.trylock_page(newpage):
-        cpus.unlock_page(page)                                   # out_unlock
-        return rc
-    rc = move_to_new_page(vm, newpage, page, mode)
+        rc = move_to_new_page(vm, newpage, page, mode)
     if one_cpu and newpage.flags & page.flags & LOCKED:         # out_unlock_both
-        newpage.flags &= ~LOCKED
-        page.flags &= ~LOCKED
+        newpage.flags -= LOCKED
+        page.flags -= LOCKED
     else:
         cpus.unlock_page(newpage)
         cpus.unlock_page(page)
@@ -586,35 +630,38 @@ def __unmap_and_move(vm: VM, page: Page, newpage: Page, force: bool, mode: int) 
 
 def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | None,
                    private: Any, page: Page, force: bool, mode: int, reason: int,
-                   from_list: PageList) -> int:
+                   from_list: PageList, moved: int | None = None) -> int:
     """unmap_and_move() (mm/migrate.c): one page, one attempt (MIG-2, MIG-3, MIG-8).
 
     -EAGAIN leaves the page on the list for the next pass; any other result
     takes it off: migrated pages are released, failed ones are given back to
-    their driver at once.
+    their driver at once.  `moved`: as for __unmap_and_move().
     """
     cpus = vm.cpus
     newpage = get_new_page(page, private)
     if newpage is None:
         vm.vmstat.events["migrate_enomem"] += 1
         return -ENOMEM
-    if page.lru is not from_list:
-        check_lru(vm, page, from_list, vm.isolated.get(page), None)
-    if page._refcount == 1:
-        # Freed from under us: only the isolation reference is left.
-        if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
-            cpus.lock_page(page)
-            mapping = movable_mapping(page)
-            if mapping is not None:
-                raise ContractViolation(
-                    "REL-1", "the driver dropped its last reference to an isolated page "
-                    "without __ClearPageMovable()", driver=mapping.driver, page=page)
-            _released(vm, page)
-            cpus.unlock_page(page)
-        _put_new(vm, put_new_page, newpage, private)
-        rc = MIGRATEPAGE_SUCCESS
+    if moved is not None:
+        rc = __unmap_and_move(vm, page, newpage, force, mode, moved)
     else:
-        rc = __unmap_and_move(vm, page, newpage, force, mode)
+        if page.lru is not from_list:
+            check_lru(vm, page, from_list, vm.isolated.get(page), None)
+        if page._refcount == 1:
+            # Freed from under us: only the isolation reference is left.
+            if page.mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_MOVABLE:
+                cpus.lock_page(page)
+                mapping = movable_mapping(page)
+                if mapping is not None:
+                    raise ContractViolation(
+                        "REL-1", "the driver dropped its last reference to an isolated page "
+                        "without __ClearPageMovable()", driver=mapping.driver, page=page)
+                _released(vm, page)
+                cpus.unlock_page(page)
+            _put_new(vm, put_new_page, newpage, private)
+            rc = MIGRATEPAGE_SUCCESS
+        else:
+            rc = __unmap_and_move(vm, page, newpage, force, mode)
     if rc != -EAGAIN:
         from_list.pages.remove(page)                # from_list.delete(page), in place
         page.lru = None
@@ -638,6 +685,12 @@ def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | 
     return rc
 
 
+def _given(newpage: Page | None) -> GetNewPage:
+    """A get_new_page() that answers `newpage`: the one migrate_pages on one CPU already had
+    when it hands a page to unmap_and_move()."""
+    return lambda page, private: newpage
+
+
 def _put_new(vm: VM, put_new_page: PutNewPage | None, newpage: Page, private: Any) -> None:
     if put_new_page is not None:
         put_new_page(newpage, private)
@@ -655,6 +708,15 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
     Returns the number of pages not migrated, or -ENOMEM at once if no new
     page could be had (MIG-2); pgmigrate_success/fail count pages (MIG-9).
     The caller puts back whatever is left on the list whenever this is not 0.
+
+    On one plain CPU (`SingleCPU`) the usual migration of a non-LRU page is
+    written out here: unmap_and_move(), __unmap_and_move(), move_to_new_page()
+    and the judgement of a_ops->migratepage in one frame, in their order, with
+    the locks and references done in place.  The page leaves that path for the
+    functions themselves, at the step it has reached and with nothing done
+    differently, as soon as anything is unusual: no newpage, a lock held, a
+    page under writeback, released, slab or tail, a listener, or a driver
+    result other than a clean success.
     """
     ev = vm.vmstat.events
     nr_failed = 0
@@ -662,16 +724,121 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
     retry = 1
     rc = 0
     passes = 0
-    task = vm.cpus.current()
+    cpus = vm.cpus
+    task = cpus.current()
+    one_cpu = type(cpus) is SingleCPU
+    mappings = vm.mappings
+    isolated = vm.isolated
+    listeners = vm.listeners
+    zone = vm.zone
+    page_size = zone.page_size
+    pageblock_mt = zone.pageblock_mt
+    zone_start = zone.start_pfn
+    pb_order = zone.pageblock_order
+    pages = from_list.pages
+    ln: Lane | None = None      # the thread's watchdog lane, looked up once
+    # (compaction's modules import this one: its allocator is looked up here, once a call)
+    from .compaction import compaction_alloc
+    from_cc = get_new_page is compaction_alloc
     while passes < MIGRATE_PASSES and retry:
         retry = 0
+        force = passes > 2
         for page in from_list:
             if task.need_resched:
                 # cond_resched() before each page: need_resched() is answered here
                 task.need_resched = False
-                vm.cpus.point("cond_resched")
-            rc = unmap_and_move(vm, get_new_page, put_new_page, private, page,
-                                passes > 2, mode, reason, from_list)
+                cpus.point("cond_resched")
+            if not one_cpu:
+                rc = unmap_and_move(vm, get_new_page, put_new_page, private, page,
+                                    force, mode, reason, from_list)
+            else:
+                if from_cc and private.freepages:
+                    # compaction_alloc() while cc->freepages has a page: the last one
+                    private.nr_freepages -= 1
+                    newpage = private.freepages.pop()
+                else:
+                    newpage = get_new_page(page, private)
+                flags = page.flags
+                word = page.mapping
+                # PageMovable() in place, as in isolate_movable_page()
+                mapping = mappings.get(word - PAGE_MAPPING_MOVABLE)
+                ops = mapping.a_ops if mapping is not None else None
+                # (a word naming an address space carries the movable tag: handles are
+                # 4-aligned, FLG-1)
+                if (newpage is None or ops is None
+                        or ops.isolate_page is None  # type: ignore[redundant-expr]
+                        or (flags != ISOLATED and flags & _UNUSUAL_BEFORE != ISOLATED)
+                        or page.lru is not from_list or page._refcount < 2
+                        or (newpage.flags and newpage.flags & LOCKED)):
+                    rc = unmap_and_move(vm, _given(newpage), put_new_page, private, page,
+                                        force, mode, reason, from_list)
+                else:
+                    assert mapping is not None
+                    # __unmap_and_move(): both locks are free; move_to_new_page() calls
+                    # the driver as call_migratepage() does
+                    page.flags = flags + LOCKED
+                    newpage.flags += LOCKED
+                    newref = newpage._refcount
+                    watch = mapping.watch
+                    if watch is not None:
+                        if ln is None:
+                            try:
+                                ln = LANES.lane
+                            except AttributeError:
+                                ln = new_lane()
+                        prev = ln.call
+                        ln.call = watch.migratepage
+                        ln.fresh = True
+                    try:
+                        rc = ops.migratepage(mapping, newpage, page, mode)
+                        if watch is not None:
+                            ln.call = prev  # type: ignore[union-attr]
+                    except BaseException as exc:
+                        if watch is not None:
+                            ln.call = prev  # type: ignore[union-attr]
+                        _callback_raised(mapping, "migratepage", page, "MIG-8", exc)
+                    flags = page.flags
+                    if (type(rc) is int and rc == MIGRATEPAGE_SUCCESS
+                            and (flags == _LOCKED_ISOLATED
+                                 or flags & _UNUSUAL_AFTER == _LOCKED_ISOLATED)
+                            and (newpage.flags == LOCKED or newpage.flags & LOCKED)
+                            and page.lru is from_list and page.mapping == PAGE_MAPPING_MOVABLE
+                            and newpage.mapping == mapping.handle + PAGE_MAPPING_MOVABLE
+                            and newpage._refcount > 1 and page._refcount == 1
+                            and listeners.mmplug_after_migratepage is None):
+                        # the clean success: _moved(), _unlock_both() and the end of
+                        # unmap_and_move(), whose last put_page() frees the page
+                        flags -= _LOCKED_ISOLATED
+                        page.flags = flags
+                        newpage.flags -= LOCKED
+                        isolated_by = isolated.pop(page, None)
+                        if isolated_by is not None:
+                            isolated_by.nr_isolated -= 1
+                        ev["bytes_copied"] += page_size
+                        newpage._refcount -= 1
+                        pages.remove(page)
+                        page.lru = None
+                        page._refcount = 0
+                        if flags and flags & BAD_AT_FREE:
+                            zone.free_pages(page, 0)    # bad_page(): the rule it breaks
+                        else:
+                            # free_pages() in place: its checks passed, the page's words
+                            # cleared, then __free_one_page() in its pageblock's lists
+                            page.flags = 0
+                            page.private = 0
+                            page.mapping = 0
+                            pfn = page.pfn
+                            zone._free_one_page(
+                                pfn, 0, pageblock_mt[(pfn - zone_start) >> pb_order])
+                        nr_succeeded += 1
+                        continue
+                    # anything else: the rest of each function, from where the driver returned
+                    rc = _judge_migratepage(vm, mapping, newpage, page, mode, rc, from_list,
+                                            newref)
+                    if rc == MIGRATEPAGE_SUCCESS:
+                        _moved(vm, page, mapping)
+                    rc = unmap_and_move(vm, _given(newpage), put_new_page, private, page,
+                                        force, mode, reason, from_list, moved=rc)
             if rc == -ENOMEM:
                 nr_failed += 1
                 _count(ev, nr_succeeded, nr_failed)

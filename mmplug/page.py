@@ -68,6 +68,11 @@ COMPOUND = HEAD | TAIL
 #: free_pages_check(): flags a page must not carry when it is freed (PAGE_FLAGS_CHECK_AT_FREE).
 FLAGS_CHECK_AT_FREE = LOCKED | LRU | ACTIVE | SLAB | RESERVED | PRIVATE | WRITEBACK | UNEVICTABLE
 
+#: pages PageMovable() never takes for movable, whatever their mapping word says
+SLAB_OR_TAIL = SLAB | TAIL
+#: ... and those isolate_movable_page() passes over too (already isolated)
+NOT_ISOLATABLE = SLAB | TAIL | ISOLATED
+
 FLAG_NAMES = {
     PG_locked: "locked", PG_error: "error", PG_referenced: "referenced",
     PG_uptodate: "uptodate", PG_dirty: "dirty", PG_lru: "lru", PG_active: "active",
@@ -189,7 +194,7 @@ def movable_mapping(page: Page) -> AddressSpace | None:
         raise ContractViolation("FLG-3", "PageMovable() called on a page that is not locked",
                                 page=page)
     word = page.mapping
-    if word & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE or flags & (SLAB | TAIL):
+    if word & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE or flags & SLAB_OR_TAIL:
         return None
     # the hot path: one dict probe, _space_of only to tell "released" from a bad word
     space = page.zone.mappings.get(word - PAGE_MAPPING_MOVABLE)

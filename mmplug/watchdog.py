@@ -313,7 +313,7 @@ def guard(fn: Callable[..., Any], *, driver: str, hook: str,
 
     A hang raises CallbackTimeout out of the wrapper; everything else `fn`
     raises passes unchanged, for the call site to judge (mmplug.migrate's
-    call_isolate and friends check what a callback returned and raised).
+    call sites check what a callback returned and raised).
     """
     if limit is None:
         return fn

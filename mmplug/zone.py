@@ -123,7 +123,7 @@ def default_min_free_pages(nr_pages: int, page_size: int) -> int:
 
 
 #: a page freed with any of these flags is in a bad state (free_pages_prepare)
-_BAD_AT_FREE = BUDDY | FLAGS_CHECK_AT_FREE | ISOLATED
+BAD_AT_FREE = BUDDY | FLAGS_CHECK_AT_FREE | ISOLATED
 
 
 def _bad_page_at_free(page: Page) -> NoReturn:
@@ -298,14 +298,18 @@ class Zone:
         top = self.max_order - 1
         free_area = self.free_area
         nr_free = self.nr_free
-        self.nr_free_pages += 1 << order
+        size = 1 << order
+        self.nr_free_pages += size
+        # (plain comparisons, and `size` doubled rather than shifted: the cheaper operations
+        # on ints, since every freed page comes here)
         while order < top:
-            buddy_pfn = pfn ^ (1 << order)
+            buddy_pfn = pfn ^ size
             bidx = buddy_pfn - start
-            if not 0 <= bidx < n:
+            if bidx < 0 or bidx >= n:
                 break
             buddy = pages[bidx]
-            if not buddy.flags & BUDDY or buddy.private != order:
+            flags = buddy.flags
+            if (flags != BUDDY and not flags & BUDDY) or buddy.private != order:
                 break
             # the buddy leaves its list (list_del, rmv_page_order): FreeList.remove, in place
             lst = free_area[order][buddy.lru]
@@ -317,8 +321,10 @@ class Zone:
             buddy.flags = 0
             buddy.private = 0
             buddy.lru = None
-            pfn &= buddy_pfn
+            if buddy_pfn < pfn:
+                pfn = buddy_pfn
             order += 1
+            size += size
         page = pages[pfn - start]
         page.flags = BUDDY
         page.private = order
@@ -326,11 +332,15 @@ class Zone:
         nr_free[order] += 1
         # done_merging: is the buddy of our order+1 parent free at order+1?
         if order < top - 1:
-            hidx = ((pfn & ~(1 << order)) ^ (1 << (order + 1))) - start
-            if 0 <= hidx < n:
+            hidx = ((pfn & ~size) ^ (size + size)) - start
+            if hidx >= 0 and hidx < n:
                 higher = pages[hidx]
                 if higher.flags & BUDDY and higher.private == order + 1:
-                    free_area[order][mt].add_tail(pfn)
+                    lst = free_area[order][mt]
+                    if lst:                             # FreeList.add_tail(), in place
+                        lst.tail[pfn] = None
+                    else:
+                        lst[pfn] = None
                     return
         free_area[order][mt][pfn] = None                  # list_add
 
@@ -585,7 +595,7 @@ class Zone:
         if page.mapping & PAGE_MAPPING_FLAGS:
             # free_pages_prepare(): anon and movable words are cleared by the free path
             page.mapping = 0
-        if page.flags & _BAD_AT_FREE or page.mapping or page._refcount:
+        if page.flags & BAD_AT_FREE or page.mapping or page._refcount:
             _bad_page_at_free(page)
         page.flags = 0
         page.private = 0
@@ -600,9 +610,20 @@ class Zone:
         Refuses below min watermark + the block; a block of half a pageblock
         or more claims its pageblock(s) for MOVABLE.
         """
-        if not self.watermark_ok(0, self.wmark_min + (1 << order)):
+        # __zone_watermark_ok() of order 0 is the free count alone: in place
+        if self.nr_free_pages <= self.wmark_min + (1 << order):
             return 0
-        self._del_free(page, order)
+        # _del_free(), with FreeList.remove(), in place
+        lst = self.free_area[order][page.lru]
+        pfn = page.pfn
+        if lst.pop(pfn, _ABSENT) is _ABSENT:
+            del lst.tail[pfn]
+        elif not lst and lst.tail:
+            lst._refill()
+        self.nr_free[order] -= 1
+        page.flags = 0
+        page.private = 0
+        page.lru = None
         self.nr_free_pages -= 1 << order
         if order >= self.pageblock_order - 1:
             end = page.pfn + (1 << order)

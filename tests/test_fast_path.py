@@ -2,8 +2,11 @@
 
 On a plain `SingleCPU` the VM's per-page paths (isolate_movable_page,
 __unmap_and_move, the putback and the last put of unmap_and_move) and
-mmplug.kernel's helpers take and drop page locks and references in place, and
-call_migratepage() passes a clean success without its full judgement.  A
+mmplug.kernel's helpers take and drop page locks and references in place,
+call_migratepage() passes a clean success without its full judgement, and
+migrate_pages() migrates a page in one frame, stepping aside into
+unmap_and_move() wherever the case is unusual (CASES from "no newpage" on, and
+the test after them that each case leaves at the step it concerns).  A
 subclass of SingleCPU that changes nothing takes the general path: every page
 operation through the backend.  Each case here runs on both and compares
 everything the run leaves: the result or the error (type, rule, message,
@@ -25,7 +28,7 @@ from typing import Any
 import pytest
 
 from corehelp import HERE, SIMPLEPOOL, PoolPlugin, fresh_target, make_vm, simplepool
-from mmplug import VM, DriverError, MmplugError, PluginHost, VMConfig, hookimpl, watchdog
+from mmplug import VM, DriverError, MmplugError, PluginHost, VMConfig, hookimpl, migrate, watchdog
 from mmplug.compaction import compact_memory
 from mmplug.constants import EAGAIN, EBUSY, ISOLATE_ASYNC_MIGRATE, MigrateMode
 from mmplug.cpus.backend import PageOperations
@@ -80,6 +83,10 @@ def _migrate_with(mistake: str):
         if mistake == "touches lru":
             page.lru = None
             return -EAGAIN
+        if mistake == "touches lru on success":
+            page.lru = None
+        if mistake == "flags the old page":
+            page.flags |= 1 << 12        # PG_private, which the free path refuses
         st = page.private
         if pool.held or st.pinned:
             return -EAGAIN
@@ -95,7 +102,8 @@ def _migrate_with(mistake: str):
             pool.partial[st] = None
         if mistake != "no clear":
             clear_page_movable(page)
-        page.private = 0
+        if mistake != "keeps private":
+            page.private = 0
         if mistake == "clears isolated":
             page.flags &= ~ISOLATED
         if mistake == "unlocks page":
@@ -183,7 +191,8 @@ def _run(cpus: SingleCPU, case: dict[str, Any]) -> dict[str, Any]:
     """Store objects over a few pages, set up the case, isolate every driver page, migrate
     them all, put back what is left; everything the run did, or the error it ended in."""
     listener = Listener()
-    vm, pool = make_vm(_plugin(case.get("isolate", ""), case.get("migrate", "")), cpus=cpus)
+    vm, pool = make_vm(_plugin(case.get("isolate", ""), case.get("migrate", "")), cpus=cpus,
+                       **case.get("config", {}))
     if case.get("listen"):
         vm.plugins.register(listener)
     handles = [pool.store(bytes([i]) * (17 + i)) for i in range(4 * simplepool.SLOTS + 2)]
@@ -258,6 +267,48 @@ def _slab_one(vm, pool, pages, handles):
     pages[3].flags |= SLAB
 
 
+def _lru_changed(vm, pool, pages, handles):
+    pages[2].lru = None
+
+
+def _isolated_cleared(vm, pool, pages, handles):
+    pages[1].flags &= ~ISOLATED
+
+
+def _slab_after_isolation(vm, pool, pages, handles):
+    pages[2].flags |= SLAB
+
+
+def _tail_after_isolation(vm, pool, pages, handles):
+    pages[2].flags |= TAIL
+
+
+def _destroyed_after_isolation(vm, pool, pages, handles):
+    pool.mapping.a_ops = None
+
+
+def _resched(vm, pool, pages, handles):
+    vm.cpus.current().need_resched = True
+
+
+def _no_newpage(vm):
+    def get_new(page, private):
+        return None
+    return get_new
+
+
+def _newpage_once(vm):
+    """A target for the first page only: the second attempt is -ENOMEM."""
+    given = []
+
+    def get_new(page, private):
+        if given:
+            return None
+        given.append(page)
+        return vm.zone.alloc_pages(0, 0x08, ignore_watermark=True)
+    return get_new
+
+
 def _locked_newpage(vm):
     def get_new(page, private):
         new = vm.zone.alloc_pages(0, 0x08, ignore_watermark=True)
@@ -306,6 +357,19 @@ CASES: dict[str, dict[str, Any]] = {
     "isolate a locked page": {"setup": _lock_one, "after_isolate": _unlock_one},
     "isolate a freed page": {"setup": _release_one},
     "isolate a slab page": {"setup": _slab_one},
+    # where migrate_pages' one-CPU path steps aside, before the driver and after it
+    "no newpage": {"newpage": _no_newpage},
+    "a newpage for the first page only": {"newpage": _newpage_once},
+    "lru changed after isolation": {"after_isolate": _lru_changed},
+    "PG_isolated cleared after isolation": {"after_isolate": _isolated_cleared},
+    "slab after isolation": {"after_isolate": _slab_after_isolation},
+    "tail after isolation": {"after_isolate": _tail_after_isolation},
+    "instance destroyed after isolation": {"after_isolate": _destroyed_after_isolation},
+    "need_resched before migration": {"after_isolate": _resched},
+    "no time limit": {"config": {"callback_timeout": None}},
+    "migratepage touches lru on success": {"migrate": "touches lru on success"},
+    "migratepage leaves a flag the free path refuses": {"migrate": "flags the old page"},
+    "migratepage keeps the old page's private": {"migrate": "keeps private"},
 }
 
 
@@ -362,6 +426,70 @@ def test_the_cases_take_the_paths_they_compare_and_reach_the_checks(backend_call
                       "last reference dropped while isolated": "REL-1"}
     warned = _run(SingleCPU(), CASES["migratepage clears PG_isolated"])["warnings"]
     assert [w.split(":")[0] for w in warned] == ["MIG-6"]
+
+
+#: cases whose pages leave migrate_pages' one-CPU path before the driver is called, and after
+STEP_ASIDE_BEFORE = ("no newpage", "lru changed after isolation", "slab after isolation",
+                     "tail after isolation", "instance destroyed after isolation",
+                     "released while isolated", "last reference dropped while isolated",
+                     "under writeback", "locked by someone else", "newpage locked")
+STEP_ASIDE_AFTER = ("EBUSY", "EAGAIN for one page", "migratepage clears PG_isolated",
+                    "success, listened to", "migratepage without get",
+                    "migratepage touches lru on success")
+#: ... of which these break a rule: the judgement raises, nothing resumes
+JUDGED_BROKEN = ("migratepage without get", "migratepage touches lru on success")
+
+
+@pytest.fixture
+def general_steps(monkeypatch):
+    """How often migrate_pages reached the general functions: unmap_and_move from the start
+    ("unmap_and_move": the general path, or the one-CPU path stepping aside before the
+    driver), unmap_and_move resumed after move_to_new_page ("resumed": the one-CPU path
+    stepping aside after the driver), and _judge_migratepage (the driver's answer judged in
+    full)."""
+    calls: dict[str, int] = {}
+    unmap_and_move, judge = migrate.unmap_and_move, migrate._judge_migratepage
+
+    def count(name):
+        calls[name] = calls.get(name, 0) + 1
+
+    def counted_unmap_and_move(*args, moved=None):
+        count("unmap_and_move" if moved is None else "resumed")
+        return unmap_and_move(*args, moved=moved)
+
+    def counted_judge(*args):
+        count("_judge_migratepage")
+        return judge(*args)
+
+    monkeypatch.setattr(migrate, "unmap_and_move", counted_unmap_and_move)
+    monkeypatch.setattr(migrate, "_judge_migratepage", counted_judge)
+    return calls
+
+
+def test_one_cpu_migration_takes_its_own_path_and_steps_aside_where_the_case_ends(
+        general_steps):
+    """The comparisons above compare two paths: a clean migration on one CPU calls none of
+    the general functions, the general backend calls unmap_and_move for every page, and
+    each unusual case leaves the one-CPU path at the step it concerns: before the driver
+    for unmap_and_move from the start, after it for the full judgement and the rest of
+    unmap_and_move."""
+    fast = _run(SingleCPU(), CASES["success"])
+    assert fast["vmstat"]["pgmigrate_success"] == 5 and general_steps == {}
+    _run(GeneralCPU(), CASES["success"])
+    assert general_steps == {"unmap_and_move": 5}
+    for name in STEP_ASIDE_BEFORE:
+        general_steps.clear()
+        _run(SingleCPU(), CASES[name])
+        assert general_steps.get("unmap_and_move") and "resumed" not in general_steps, name
+    for name in STEP_ASIDE_AFTER:
+        general_steps.clear()
+        _run(SingleCPU(), CASES[name])
+        assert general_steps.get("_judge_migratepage"), name
+        assert bool(general_steps.get("resumed")) == (name not in JUDGED_BROKEN), name
+        assert "unmap_and_move" not in general_steps, name
+    general_steps.clear()
+    _run(SingleCPU(), CASES["a newpage for the first page only"])
+    assert general_steps == {"unmap_and_move": 1}
 
 
 @pytest.mark.parametrize("driver", ["simplepool", "nullpool"])
