@@ -21,6 +21,8 @@ from mmplug.compaction import (
     defer_compaction,
     isolate_freepages_block,
     isolate_migratepages_block,
+    kcompactd_do_work,
+    reset_cached_positions,
     reset_isolation_suitable,
 )
 from mmplug.constants import (
@@ -145,10 +147,12 @@ def test_direct_compaction_that_failed_reschedules_before_the_next_attempt():
     at the top of isolate_migratepages_block (724): CONTENDED, a stall and a
     failure.  The cond_resched() after it clears need_resched(), so the next ASYNC
     attempt isolates 0-3, migrates them to 23, 21, 19, 17 and frees an order-2
-    block at 0: SUCCESS, and the allocation gets it.
+    block at 0: SUCCESS, and the allocation gets it.  (The zone has been compacted
+    before: its cached scanner positions are reset_cached_positions()'s.)
     """
     lay = Layout("DDDDU.U." + "U.U.U.U." * 2)
     vm = lay.vm
+    reset_cached_positions(vm.zone)
     task = vm.cpus.current()
     task.need_resched = True
     page, result = alloc_pages_direct_compact(vm, 2, GFP_HIGHUSER_MOVABLE, CompactPriority.ASYNC)
@@ -312,10 +316,12 @@ def test_a_block_scanned_in_vain_is_skipped_and_moves_the_cached_pfn_of_its_mode
     compact_cached_migrate_pfn[0] alone, the SYNC modes both) and only backward for
     the free scanner.  The pfn cached is the first one the call scanned.
 
-    Four pageblocks of 8, every page in use.
+    Four pageblocks of 8, every page in use; the cached positions are
+    reset_cached_positions()'s, as after an earlier compaction.
     """
     lay = Layout("UUUUUUUU" * 4)
     vm, zone = lay.vm, lay.vm.zone
+    reset_cached_positions(zone)
     mode = ISOLATE_UNEVICTABLE | ISOLATE_ASYNC_MIGRATE
     cc = CompactControl(zone=zone, order=2, mode=MigrateMode.ASYNC)
     assert isolate_migratepages_block(vm, cc, 10, 16, mode) == 16
@@ -356,3 +362,38 @@ def test_fragmentation_index_of_an_order_past_max_order_is_zero():
     assert fragmentation_index(zone.buddyinfo(), 4) == 925
     assert compaction_suitable(zone, 4) == CompactResult.CONTINUE
     assert compaction_suitable(zone, 5) == CompactResult.SKIPPED
+
+
+def test_the_first_compaction_of_a_zone_at_pfn_0_finds_the_scanners_met():
+    """struct zone starts zeroed: compact_cached_free_pfn and compact_cached_migrate_pfn[]
+    are 0 until reset_cached_positions() (compaction.c:213-219) first runs.
+    compact_zone() (1590-1605) puts a cached pfn outside the zone back, but in a zone
+    that starts at pfn 0 a free pfn of 0 is inside it: the first compaction that starts
+    from the cached positions finds the scanners met at once (compact_scanners_met,
+    1059-1063; __compact_finished, 1331-1344), resets them and ends COMPLETE (whole
+    zone: the migrate pfn is the zone start) having scanned nothing.
+
+    Four pageblocks of 8, each U . U . U . U ., kcompactd for order 2
+    (kcompactd_do_work, 1985-2068): COMPLETE, nothing scanned, deferred (shift 1);
+    the next wake is deferred; the one after runs from the reset positions and scans
+    blocks 0-2 in vain (24 pfns).  A zone that starts at pfn 1 puts both cached pfns
+    back in range (free 24, migrate 1) and scans 1-23 the first time.
+    """
+    lay = Layout("U.U.U.U." * 4)
+    vm, zone = lay.vm, lay.vm.zone
+    assert (zone.compact_cached_free_pfn, zone.compact_cached_migrate_pfn) == (0, [0, 0])
+    assert kcompactd_do_work(vm, 2) == CompactResult.COMPLETE
+    assert vm.vmstat["compact_daemon_migrate_scanned"] == 0 and not any(zone.pageblock_skip)
+    assert (zone.compact_cached_free_pfn, zone.compact_cached_migrate_pfn) == (24, [0, 0])
+    assert zone.compact_defer_shift == 1
+    assert kcompactd_do_work(vm, 2) == CompactResult.DEFERRED
+    assert kcompactd_do_work(vm, 2) == CompactResult.COMPLETE
+    assert vm.vmstat["compact_daemon_migrate_scanned"] == 24
+    assert list(zone.pageblock_skip) == [1, 1, 1, 0] and zone.compact_defer_shift == 2
+
+    lay = Layout("U.U.U.U." * 4)
+    vm, zone = lay.vm, lay.vm.zone
+    zone.zone_start_pfn = 1
+    assert kcompactd_do_work(vm, 2) == CompactResult.COMPLETE
+    assert vm.vmstat["compact_daemon_migrate_scanned"] == 23
+    assert (zone.compact_cached_free_pfn, zone.compact_cached_migrate_pfn) == (24, [1, 1])
