@@ -397,3 +397,66 @@ def test_the_first_compaction_of_a_zone_at_pfn_0_finds_the_scanners_met():
     assert kcompactd_do_work(vm, 2) == CompactResult.COMPLETE
     assert vm.vmstat["compact_daemon_migrate_scanned"] == 23
     assert (zone.compact_cached_free_pfn, zone.compact_cached_migrate_pfn) == (24, [1, 1])
+
+
+def test_a_fragmentation_index_of_exactly_extfrag_threshold_is_not_suitable():
+    """compaction_suitable() (compaction.c:1476-1512) calls a costly request
+    COMPACT_NOT_SUITABLE_ZONE when 0 <= fragmentation_index <= sysctl_extfrag_threshold
+    (500, both ends included: 1501-1504), and its callers see SKIPPED (1508-1509).
+
+    Order 4, pageblocks of 8, min watermark 0.  Zone A: four free order-3 blocks
+    (each beside a pageblock in use) and four free order-2 ones: 48 free pages in 8
+    blocks, none of order 4, so __compaction_suitable() (1433-1474) is CONTINUE (48 >
+    low 0 + compact_gap 32) and __fragmentation_index() (vmstat.c:1053-1074) is
+    1000 - (1000 + 48 * 1000 / 16) / 8 = 500: not suitable; kcompactd_do_work() does
+    not compact (2016-2018), nor defer.  Zone B has three order-2 and two order-1
+    blocks instead of four order-2 ones: 48 pages in 9 blocks, 1000 - 4000 / 9 = 556:
+    compaction runs.
+    """
+    pair = "........" "UUUUUUUU"
+    lay = Layout(pair * 4 + "....UUUU" * 4)
+    vm, zone = lay.vm, lay.vm.zone
+    assert zone.nr_free_pages == 48 and zone.buddyinfo() == [0, 0, 4, 4, 0]
+    assert fragmentation_index(zone.buddyinfo(), 4) == 500
+    assert compaction_suitable(zone, 4) == CompactResult.SKIPPED
+    assert kcompactd_do_work(vm, 4) == CompactResult.SKIPPED
+    assert zone.compact_defer_shift == 0 and vm.vmstat["compact_daemon_migrate_scanned"] == 0
+
+    lay = Layout(pair * 4 + "....UUUU" * 3 + "..UUUUUU" * 2)
+    zone = lay.vm.zone
+    assert zone.nr_free_pages == 48 and zone.buddyinfo() == [0, 2, 3, 4, 0]
+    assert fragmentation_index(zone.buddyinfo(), 4) == 556
+    assert compaction_suitable(zone, 4) == CompactResult.CONTINUE
+
+
+def test_compact_memory_leaves_skip_bits_that_kcompactd_then_obeys():
+    """compact_node() (compaction.c:1860-1893) ignores skip bits but does not stop
+    update_pageblock_skip() (291-322, which only no_set_skip_hint stops) from setting
+    them; kcompactd (ignore_skip_hint false, 1999) then passes those blocks by
+    (isolation_suitable, 204-211; isolate_migratepages, 1281-1282).
+
+    Pageblocks of 8: 0 = all in use, 1 = D U U U U U U U, 2 and 3 = U . U . U . U .
+    compact_memory: block 0 gives nothing (skip bit); block 1 isolates pfn 8; the
+    free scanner starts at block 3 and takes 25 (enough: it stops at 26); 8 moves to
+    25.  Block 2 gives nothing (skip bit); the migrate scanner is at 24, the free
+    scanner at 26: met, COMPLETE, the cached positions reset.  Skip bits 1 0 1 0.
+
+    kcompactd for order 1 (GFP_KERNEL: UNMOVABLE): 8 free order-0 pages and no
+    order-1 block, so compaction_suitable is CONTINUE (8 > compact_gap 4).  From the
+    cached migrate pfn 0 (the zone start: whole zone) it passes block 0 by, scans
+    block 1 in vain (8 pfns; its skip bit, and both cached migrate pfns to 8, 313-317),
+    passes block 2 by and stops below the free scanner at 24: the scanners meet,
+    COMPLETE, deferred, cached positions reset again.
+    """
+    lay = Layout("UUUUUUUU" "DUUUUUUU" "U.U.U.U." "U.U.U.U.")
+    vm, zone = lay.vm, lay.vm.zone
+    assert compact_memory(vm) == CompactResult.COMPLETE
+    assert lay.pfn_of(8) == 25 and lay.intact()
+    assert list(zone.pageblock_skip) == [1, 0, 1, 0]
+    assert (zone.compact_cached_migrate_pfn, zone.compact_cached_free_pfn) == ([0, 0], 24)
+    assert zone.nr_free_pages == 8 and zone.buddyinfo()[1:] == [0, 0, 0, 0]
+    assert kcompactd_do_work(vm, 1) == CompactResult.COMPLETE
+    assert vm.vmstat["compact_daemon_migrate_scanned"] == 8
+    assert list(zone.pageblock_skip) == [1, 1, 1, 0]
+    assert zone.compact_defer_shift == 1
+    assert (zone.compact_cached_migrate_pfn, zone.compact_cached_free_pfn) == ([0, 0], 24)
