@@ -458,5 +458,39 @@ def test_compact_memory_leaves_skip_bits_that_kcompactd_then_obeys():
     assert kcompactd_do_work(vm, 1) == CompactResult.COMPLETE
     assert vm.vmstat["compact_daemon_migrate_scanned"] == 8
     assert list(zone.pageblock_skip) == [1, 1, 1, 0]
-    assert zone.compact_defer_shift == 1
+    assert zone.compact_defer_shift == 1 and not zone.compact_blockskip_flush   # 1336-1343
     assert (zone.compact_cached_migrate_pfn, zone.compact_cached_free_pfn) == ([0, 0], 24)
+
+
+def test_async_direct_compaction_leaves_an_order_block_whose_migration_failed():
+    """compact_zone() (compaction.c:1648-1667): when migrate_pages() fails in ASYNC direct
+    compaction, the migrate scanner moves on to the end of the cc->order-aligned block
+    (block_end_pfn(cc->migrate_pfn - 1, cc->order)); the rest of it is not tried.
+
+    Pageblocks of 64 (order 6), six of them: block 0 = 40 driver pages and 24 in use,
+    blocks 1-5 = U . repeated (160 free order-0 pages).  Order 6: 160 > low 0 +
+    compact_gap 128 and fragmentation index 1000 - (1000 + 2500) / 160 = 979: CONTINUE.
+    The zone has been compacted before (cached positions reset: free pfn 320).  The
+    driver refuses every migratepage (-EAGAIN).
+
+    Round 1 isolates 0-31 and stops at COMPACT_CLUSTER_MAX (migrate pfn 32); the free
+    scanner takes the 32 free pages of block 5 (64 pfns scanned) and stops with
+    free pfn 256; ten passes fail all 32 (pgmigrate_fail 32), they go back, and the
+    migrate pfn jumps to 64: 32-39 are never isolated.  Blocks 1-3 each fail at their
+    first pfn (skip_on_failure: one pfn scanned, skip bit, cached ASYNC migrate pfn);
+    at 256 the scanners meet: COMPLETE (the run began at the zone start), 35 pfns
+    scanned, 64 pages isolated by the two scanners.
+    """
+    lay = Layout("D" * 40 + "U" * 24 + "U." * 32 * 5, pageblock_order=6, max_order=8)
+    vm, zone = lay.vm, lay.vm.zone
+    reset_cached_positions(zone)
+    assert compaction_suitable(zone, 6) == CompactResult.CONTINUE
+    lay.pool.hold()
+    cc = CompactControl(zone=zone, order=6, mode=MigrateMode.ASYNC, direct_compaction=True,
+                        gfp_mask=GFP_HIGHUSER_MOVABLE)
+    assert compact_zone(vm, cc) == CompactResult.COMPLETE
+    assert (vm.vmstat["pgmigrate_fail"], vm.vmstat["putback_movable"]) == (32, 32)
+    assert vm.vmstat["compact_isolated"] == 32 + 32
+    assert (vm.vmstat["compact_migrate_scanned"], vm.vmstat["compact_free_scanned"]) == (35, 64)
+    assert list(zone.pageblock_skip) == [0, 1, 1, 1, 0, 0]
+    assert zone.compact_blockskip_flush and zone.nr_free_pages == 160 and lay.intact()
