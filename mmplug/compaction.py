@@ -993,14 +993,15 @@ def alloc_pages_compact(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> 
     killer is not modelled: where it would run, the allocation fails; so does it
     for a task with a fatal signal (the OOM victim's last attempt).  As the
     model's reclaim never changes the zone, at most MAX_RECLAIM_RETRIES rounds in
-    a row are retried on a withdrawn result.  Pages come back refcounted, as a
-    compound page for order > 0.
+    a row are retried on a withdrawn result.  An order-0 request goes through
+    the same rounds (compaction does nothing for it, should_compact_retry never
+    retries it).  Pages come back refcounted, as a compound page for order > 0.
     """
     zone = vm.zone
     if order > 0:
         gfp |= GFP_COMP
     page = zone.alloc_pages(order, gfp)     # get_page_from_freelist()
-    if page is not None or order == 0 or order >= zone.max_order:
+    if page is not None or order >= zone.max_order:
         return page
     if gfp & GFP_KSWAPD_RECLAIM and zone.compact_blockskip_flush:
         # wake_all_kswapds(): kswapd clears stale skip bits before it goes back to sleep
@@ -1010,7 +1011,8 @@ def alloc_pages_compact(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> 
     prio = DEF_COMPACT_PRIORITY
     retries = 0
     result = CompactResult.SKIPPED
-    if can_direct_reclaim and (costly or gfp_migratetype(gfp) != MigrateType.MOVABLE):
+    if can_direct_reclaim and (costly or (order > 0
+                                          and gfp_migratetype(gfp) != MigrateType.MOVABLE)):
         page, result = alloc_pages_direct_compact(vm, order, gfp, INIT_COMPACT_PRIORITY)
         if page is not None:
             return page

@@ -129,3 +129,31 @@ def test_a_gfp_with_both_mobility_bits_is_highatomic_and_falls_back_to_unmovable
     movable = Layout("UUUU..UU" "UUUU....", types={1: MigrateType.UNMOVABLE}).vm
     assert movable.zone.alloc_pages(1, GFP_HIGHUSER_MOVABLE).pfn == 4
     assert movable.warnings == []
+
+
+def test_an_order_0_request_takes_the_slow_path_too():
+    """__alloc_pages_slowpath() (page_alloc.c:4546-4826) has no shortcut for order 0: it
+    reclaims (4710-4713, with __perform_reclaim()'s two cond_resched()s) before it
+    gives up; __alloc_pages_direct_compact() returns at once for order 0 (4014-4015)
+    and should_compact_retry() never retries it (4066-4067).
+
+    Two pageblocks of 8, every page in use.  An order-0 request fails on the free
+    lists; at reclaim's first cond_resched() another CPU frees pfn 3, which the
+    allocation after reclaim's progress takes.  Without that free the request fails
+    after one round: the watermark test of should_reclaim_retry() fails, no retry.
+    """
+    lay, points = _recorded("UUUUUUUU" "UUUUUUUU")
+    vm = lay.vm
+    assert alloc_pages_compact(vm, 0, GFP_HIGHUSER_MOVABLE) is None
+    assert points == ["cond_resched", "cond_resched"]
+    freed = lay.unmovable[3]
+
+    def other_cpu(what, obj=None):
+        points.append(what)
+        if len(points) == 3:
+            vm.cpus.put_page(freed)
+
+    vm.cpus.point = other_cpu
+    page = alloc_pages_compact(vm, 0, GFP_HIGHUSER_MOVABLE)
+    assert page is not None and page.pfn == 3
+    assert points == ["cond_resched"] * 4 and vm.vmstat["compact_stall"] == 0
