@@ -32,6 +32,16 @@ def _recorded(layout: str, **config):
     return lay, points
 
 
+def _free_at_point(lay, points: list[str], n: int, page) -> None:
+    """Another CPU puts `page` at the `n`th schedule point (counting those already listed)."""
+    def other_cpu(what, obj=None):
+        points.append(what)
+        if len(points) == n:
+            lay.vm.cpus.put_page(page)
+
+    lay.vm.cpus.point = other_cpu
+
+
 def test_should_reclaim_retry_gives_up_after_sixteen_rounds_without_progress():
     """should_reclaim_retry() (page_alloc.c:4412-4504) counts a round without progress, and
     every round of a costly order (4425-4428); past MAX_RECLAIM_RETRIES in a row it says
@@ -85,14 +95,7 @@ def test_direct_reclaim_reschedules_and_then_takes_what_was_freed_meanwhile():
     """
     lay, points = _recorded("U.U.U.U." "UUUUUUUU")
     vm, zone = lay.vm, lay.vm.zone
-    first = lay.unmovable[0]
-
-    def other_cpu(what, obj=None):
-        points.append(what)
-        if len(points) == 1:
-            vm.cpus.put_page(first)
-
-    vm.cpus.point = other_cpu
+    _free_at_point(lay, points, 1, lay.unmovable[0])
     page = alloc_pages_compact(vm, 1, GFP_HIGHUSER_MOVABLE)
     assert page is not None and page.pfn == 0
     assert points == ["cond_resched", "cond_resched"]
@@ -146,14 +149,7 @@ def test_an_order_0_request_takes_the_slow_path_too():
     vm = lay.vm
     assert alloc_pages_compact(vm, 0, GFP_HIGHUSER_MOVABLE) is None
     assert points == ["cond_resched", "cond_resched"]
-    freed = lay.unmovable[3]
-
-    def other_cpu(what, obj=None):
-        points.append(what)
-        if len(points) == 3:
-            vm.cpus.put_page(freed)
-
-    vm.cpus.point = other_cpu
+    _free_at_point(lay, points, 3, lay.unmovable[3])
     page = alloc_pages_compact(vm, 0, GFP_HIGHUSER_MOVABLE)
     assert page is not None and page.pfn == 3
     assert points == ["cond_resched"] * 4 and vm.vmstat["compact_stall"] == 0
