@@ -38,6 +38,8 @@ from .constants import (
     GFP_IO,
     GFP_KERNEL,
     GFP_KSWAPD_RECLAIM,
+    GFP_MEMALLOC,
+    GFP_NOMEMALLOC,
     GFP_NORETRY,
     GFP_RETRY_MAYFAIL,
     INIT_COMPACT_PRIORITY,
@@ -976,12 +978,23 @@ def should_reclaim_retry(vm: VM, order: int, progress: bool, no_progress_loops: 
     return True, no_progress_loops
 
 
+def gfp_pfmemalloc_allowed(gfp: int, task: Task) -> bool:
+    """gfp_pfmemalloc_allowed() (mm/page_alloc.c:4373-4394): may this request dip into the
+    reserves?  __GFP_NOMEMALLOC says no; __GFP_MEMALLOC, or a task in PF_MEMALLOC
+    context (direct compaction or reclaim itself), says yes.  No interrupt context and
+    no OOM victims in the model."""
+    if gfp & GFP_NOMEMALLOC:
+        return False
+    return bool(gfp & GFP_MEMALLOC or task.flags & PF_MEMALLOC)
+
+
 def alloc_pages_compact(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
     """__alloc_pages_slowpath() (mm/page_alloc.c:4546-4826) as far as compaction goes (MIG-10).
 
     For a costly order, or any order that is not movable, an ASYNC compaction
-    first (INIT_COMPACT_PRIORITY); then rounds of direct reclaim and direct
-    compaction from SYNC_LIGHT (DEF_COMPACT_PRIORITY), retried as
+    first (INIT_COMPACT_PRIORITY), unless the request may use the reserves; then
+    rounds of direct reclaim and direct compaction from SYNC_LIGHT
+    (DEF_COMPACT_PRIORITY), retried as
     should_reclaim_retry and should_compact_retry decide, the latter raising the
     priority to SYNC_FULL.  __GFP_NORETRY stops after one round (a costly one
     keeps ASYNC, and gives up on DEFERRED); a costly order stops after one round
@@ -1011,8 +1024,10 @@ def alloc_pages_compact(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> 
     prio = DEF_COMPACT_PRIORITY
     retries = 0
     result = CompactResult.SKIPPED
-    if can_direct_reclaim and (costly or (order > 0
-                                          and gfp_migratetype(gfp) != MigrateType.MOVABLE)):
+    task = vm.cpus.current()
+    if (can_direct_reclaim and (costly or (order > 0
+                                           and gfp_migratetype(gfp) != MigrateType.MOVABLE))
+            and not gfp_pfmemalloc_allowed(gfp, task)):
         page, result = alloc_pages_direct_compact(vm, order, gfp, INIT_COMPACT_PRIORITY)
         if page is not None:
             return page
@@ -1020,7 +1035,6 @@ def alloc_pages_compact(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> 
             if result == CompactResult.DEFERRED:
                 return None
             prio = INIT_COMPACT_PRIORITY
-    task = vm.cpus.current()
     no_progress_loops = withdrawn = 0
     while True:                                                  # retry:
         page = zone.alloc_pages(order, gfp)

@@ -10,16 +10,22 @@ that stands for the other CPU's work, done in the kernel's window.
 from __future__ import annotations
 
 from corehelp import Layout
-from mmplug.compaction import alloc_pages_compact, should_reclaim_retry
+from mmplug import hookimpl
+from mmplug.compaction import alloc_pages_compact, reset_cached_positions, should_reclaim_retry
 from mmplug.constants import (
     GFP_HIGHUSER_MOVABLE,
     GFP_KERNEL,
+    GFP_MEMALLOC,
     GFP_MOVABLE,
+    GFP_NOMEMALLOC,
     GFP_RECLAIMABLE,
     MAX_RECLAIM_RETRIES,
+    CompactResult,
+    MigrateMode,
     MigrateType,
     gfp_migratetype,
 )
+from mmplug.cpus.backend import PF_MEMALLOC
 from mmplug.cpus.scheduler import Scheduler
 from mmplug.page import WRITEBACK
 
@@ -153,3 +159,48 @@ def test_an_order_0_request_takes_the_slow_path_too():
     page = alloc_pages_compact(vm, 0, GFP_HIGHUSER_MOVABLE)
     assert page is not None and page.pfn == 3
     assert points == ["cond_resched"] * 4 and vm.vmstat["compact_stall"] == 0
+
+
+class _Runs:
+    """Every compact_zone() run: (mode, result)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[MigrateMode, CompactResult]] = []
+
+    @hookimpl
+    def mmplug_after_compact_zone(self, zone, order, mode, result):
+        self.seen.append((mode, result))
+
+
+def test_a_request_that_may_use_the_reserves_skips_the_first_async_compaction():
+    """__alloc_pages_slowpath() (page_alloc.c:4632-4636) tries ASYNC compaction first
+    for a costly or non-movable order only if !gfp_pfmemalloc_allowed() (4373-4394):
+    not for __GFP_MEMALLOC (unless __GFP_NOMEMALLOC), nor for a task in PF_MEMALLOC
+    context, which then gives up without any compaction at all (4704-4706).
+
+    Pageblocks of 8: 0 = D . U U U U U U, 1 and 2 in use, 3 (UNMOVABLE) = U . U . U .
+    U .: no free order-1 block; compacted before (cached positions reset).  An
+    unmovable order-1 request (GFP_KERNEL) compacts ASYNC (COMPLETE), SYNC_LIGHT
+    (COMPLETE), then SYNC_FULL (page 0 moves to 25: SUCCESS, SYNC_LIGHT migration).
+    With __GFP_MEMALLOC the ASYNC round is not there; with __GFP_NOMEMALLOC as well it
+    is; a PF_MEMALLOC task gets no page and no compaction.
+    """
+    def runs(gfp, pf_memalloc=False):
+        lay = Layout("D.UUUUUU" "UUUUUUUU" "UUUUUUUU" "U.U.U.U.",
+                     types={3: MigrateType.UNMOVABLE})
+        vm = lay.vm
+        reset_cached_positions(vm.zone)
+        listener = _Runs()
+        vm.plugins.register(listener)
+        if pf_memalloc:
+            vm.cpus.current().flags |= PF_MEMALLOC
+        page = alloc_pages_compact(vm, 1, gfp)
+        return (page.pfn if page is not None else None), listener.seen
+
+    async_, light = MigrateMode.ASYNC, MigrateMode.SYNC_LIGHT
+    complete, success = CompactResult.COMPLETE, CompactResult.SUCCESS
+    assert runs(GFP_KERNEL) == (0, [(async_, complete), (light, complete), (light, success)])
+    assert runs(GFP_KERNEL | GFP_MEMALLOC) == (0, [(light, complete), (light, success)])
+    assert runs(GFP_KERNEL | GFP_MEMALLOC | GFP_NOMEMALLOC) == (
+        0, [(async_, complete), (light, complete), (light, success)])
+    assert runs(GFP_KERNEL, pf_memalloc=True) == (None, [])
