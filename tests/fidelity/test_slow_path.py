@@ -197,6 +197,7 @@ def test_a_request_that_may_use_the_reserves_skips_the_first_async_compaction():
         page = alloc_pages_compact(vm, 1, gfp)
         return (page.pfn if page is not None else None), listener.seen
 
+    assert (GFP_MEMALLOC, GFP_NOMEMALLOC) == (0x2000, 0x10000)      # gfp.h:32, 35
     async_, light = MigrateMode.ASYNC, MigrateMode.SYNC_LIGHT
     complete, success = CompactResult.COMPLETE, CompactResult.SUCCESS
     assert runs(GFP_KERNEL) == (0, [(async_, complete), (light, complete), (light, success)])
