@@ -38,6 +38,8 @@ from .constants import (
     GFP_IO,
     GFP_KERNEL,
     GFP_KSWAPD_RECLAIM,
+    GFP_MEMALLOC,
+    GFP_NOMEMALLOC,
     GFP_NORETRY,
     GFP_RETRY_MAYFAIL,
     INIT_COMPACT_PRIORITY,
@@ -147,6 +149,13 @@ def cond_resched(vm: VM, task: Task) -> None:
     vm.cpus.point("cond_resched")
 
 
+def congestion_wait(vm: VM, task: Task, zone: Zone) -> None:
+    """congestion_wait(BLK_RW_ASYNC, HZ/10): the task sleeps; its schedule() answers
+    need_resched()."""
+    task.need_resched = False
+    vm.cpus.point("congestion_wait", zone)
+
+
 def compact_should_abort(vm: VM, cc: CompactControl, task: Task) -> bool:
     """compact_should_abort() (mm/compaction.c:413-426): ASYNC gives up on need_resched(),
     the other modes reschedule and go on."""
@@ -195,7 +204,7 @@ def _wait_while_too_many_isolated(vm: VM, cc: CompactControl, task: Task) -> boo
             raise Deadlock(f"compaction waits in congestion_wait() for {zone.nr_isolated_lru} "
                            f"isolated LRU pages to go back ({zone.nr_lru} on the LRU) and no "
                            "other CPU can put them back (too_many_isolated)")
-        vm.cpus.point("congestion_wait", zone)               # congestion_wait(HZ/10)
+        congestion_wait(vm, task, zone)
         if task.sigkill_pending:
             return False
         waits = 0 if (zone.nr_isolated_lru, zone.nr_lru) != state else waits + 1
@@ -925,31 +934,102 @@ def should_compact_retry(zone: Zone, order: int, result: CompactResult,
     return False, prio, retries
 
 
+def perform_reclaim(vm: VM, task: Task) -> bool:
+    """__perform_reclaim() (mm/page_alloc.c:4224-4251): direct reclaim between two
+    cond_resched()s.  try_to_free_pages() frees nothing the model holds; whether it
+    reports progress is `VMConfig.reclaim_progress`."""
+    cond_resched(vm, task)
+    progress = vm.config.reclaim_progress
+    cond_resched(vm, task)
+    return progress
+
+
+def alloc_pages_direct_reclaim(vm: VM, order: int, gfp: int, task: Task
+                               ) -> tuple[Page | None, bool]:
+    """__alloc_pages_direct_reclaim() (mm/page_alloc.c:4262-4293): reclaim, and after
+    progress the free lists again: (page, progress).
+
+    v4.19 tries twice, around drain_all_pages(); the model has no per-CPU lists and
+    nothing runs between the two attempts, so one is the same.
+    """
+    if not perform_reclaim(vm, task):
+        return None, False
+    return vm.zone.alloc_pages(order, gfp), True
+
+
+def zone_write_pending(zone: Zone) -> int:
+    """NR_ZONE_WRITE_PENDING: the zone's pages under writeback (the model has no dirty
+    page cache)."""
+    return sum(1 for page in zone.pages if page.flags & WRITEBACK)
+
+
+def should_reclaim_retry(vm: VM, order: int, progress: bool, no_progress_loops: int
+                         ) -> tuple[bool, int]:
+    """should_reclaim_retry() (mm/page_alloc.c:4412-4504): (retry?, no_progress_loops).
+
+    A round without progress, and every round of a costly order, counts; after
+    MAX_RECLAIM_RETRIES of them in a row the answer is no (the highatomic reserve
+    unreserve_highatomic_pageblock() would give back first is not modelled: there
+    is none).  Otherwise retry if reclaiming everything reclaimable would pass the
+    min watermark for the order, after a congestion_wait() when nothing was
+    reclaimed and more than half of the reclaimable pages wait for writeback, else
+    after a cond_resched().
+    """
+    if progress and order <= PAGE_ALLOC_COSTLY_ORDER:
+        no_progress_loops = 0
+    else:
+        no_progress_loops += 1
+    if no_progress_loops > MAX_RECLAIM_RETRIES:
+        return False, no_progress_loops
+    zone = vm.zone
+    reclaimable = zone_reclaimable_pages(zone)
+    if not zone.watermark_ok(order, zone.wmark_min, zone.nr_free_pages + reclaimable):
+        return False, no_progress_loops
+    task = vm.cpus.current()
+    if not progress and 2 * zone_write_pending(zone) > reclaimable:
+        congestion_wait(vm, task, zone)
+    else:
+        cond_resched(vm, task)
+    return True, no_progress_loops
+
+
+def gfp_pfmemalloc_allowed(gfp: int, task: Task) -> bool:
+    """gfp_pfmemalloc_allowed() (mm/page_alloc.c:4373-4394): may this request dip into the
+    reserves?  __GFP_NOMEMALLOC says no; __GFP_MEMALLOC, or a task in PF_MEMALLOC
+    context (direct compaction or reclaim itself), says yes.  No interrupt context and
+    no OOM victims in the model."""
+    if gfp & GFP_NOMEMALLOC:
+        return False
+    return bool(gfp & GFP_MEMALLOC or task.flags & PF_MEMALLOC)
+
+
 def alloc_pages_compact(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> Page | None:
     """__alloc_pages_slowpath() (mm/page_alloc.c:4546-4826) as far as compaction goes (MIG-10).
 
     For a costly order, or any order that is not movable, an ASYNC compaction
-    first (INIT_COMPACT_PRIORITY); then rounds of direct reclaim and direct
-    compaction from SYNC_LIGHT (DEF_COMPACT_PRIORITY), retried and raised to
-    SYNC_FULL as should_compact_retry decides.  __GFP_NORETRY stops after one
-    round (a costly one keeps ASYNC, and gives up on DEFERRED); a costly order
-    stops after one round unless __GFP_RETRY_MAYFAIL.
+    first (INIT_COMPACT_PRIORITY), unless the request may use the reserves; then
+    rounds of direct reclaim and direct compaction from SYNC_LIGHT
+    (DEF_COMPACT_PRIORITY), retried as
+    should_reclaim_retry and should_compact_retry decide, the latter raising the
+    priority to SYNC_FULL.  __GFP_NORETRY stops after one round (a costly one
+    keeps ASYNC, and gives up on DEFERRED); a costly order stops after one round
+    unless __GFP_RETRY_MAYFAIL.
 
-    Approximated: direct reclaim frees nothing the model holds; whether it
-    reports progress, which is what lets should_compact_retry run, is
-    `VMConfig.reclaim_progress`.  kswapd's only effect is clearing stale skip
-    bits (reset_isolation_suitable when compact_blockskip_flush is set).  The
-    OOM killer is not modelled: where it would run, the allocation fails; so
-    does it for a task with a fatal signal (the OOM victim's last attempt).
-    As the model's reclaim never changes the zone, at most MAX_RECLAIM_RETRIES
-    rounds in a row are retried on a withdrawn result.  Pages come back
-    refcounted, as a compound page for order > 0.
+    Approximated: direct reclaim frees nothing the model holds
+    (`perform_reclaim`).  kswapd's only effect is clearing stale skip bits
+    (reset_isolation_suitable when compact_blockskip_flush is set).  The OOM
+    killer is not modelled: where it would run, the allocation fails; so does it
+    for a task with a fatal signal (the OOM victim's last attempt).  As the
+    model's reclaim never changes the zone, at most MAX_RECLAIM_RETRIES rounds in
+    a row are retried on a withdrawn result.  An order-0 request goes through
+    the same rounds (compaction does nothing for it, should_compact_retry never
+    retries it).  Pages come back refcounted, as a compound page for order > 0.
     """
     zone = vm.zone
     if order > 0:
         gfp |= GFP_COMP
     page = zone.alloc_pages(order, gfp)     # get_page_from_freelist()
-    if page is not None or order == 0 or order >= zone.max_order:
+    if page is not None or order >= zone.max_order:
         return page
     if gfp & GFP_KSWAPD_RECLAIM and zone.compact_blockskip_flush:
         # wake_all_kswapds(): kswapd clears stale skip bits before it goes back to sleep
@@ -959,7 +1039,10 @@ def alloc_pages_compact(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> 
     prio = DEF_COMPACT_PRIORITY
     retries = 0
     result = CompactResult.SKIPPED
-    if can_direct_reclaim and (costly or gfp_migratetype(gfp) != MigrateType.MOVABLE):
+    task = vm.cpus.current()
+    if (can_direct_reclaim and (costly or (order > 0
+                                           and gfp_migratetype(gfp) != MigrateType.MOVABLE))
+            and not gfp_pfmemalloc_allowed(gfp, task)):
         page, result = alloc_pages_direct_compact(vm, order, gfp, INIT_COMPACT_PRIORITY)
         if page is not None:
             return page
@@ -967,23 +1050,23 @@ def alloc_pages_compact(vm: VM, order: int, gfp: int = GFP_HIGHUSER_MOVABLE) -> 
             if result == CompactResult.DEFERRED:
                 return None
             prio = INIT_COMPACT_PRIORITY
-    task = vm.cpus.current()
-    withdrawn = 0
+    no_progress_loops = withdrawn = 0
     while True:                                                  # retry:
         page = zone.alloc_pages(order, gfp)
         if page is not None:
             return page
         if not can_direct_reclaim or task.flags & PF_MEMALLOC:
             return None
-        progress = vm.config.reclaim_progress   # __alloc_pages_direct_reclaim()
+        page, progress = alloc_pages_direct_reclaim(vm, order, gfp, task)
+        if page is not None:
+            return page
         page, result = alloc_pages_direct_compact(vm, order, gfp, prio)
         if page is not None:
             return page
         if gfp & GFP_NORETRY or (costly and not gfp & GFP_RETRY_MAYFAIL):
             return None
-        # should_reclaim_retry(): only if reclaiming all it could would pass the watermark
-        if zone.watermark_ok(order, zone.wmark_min,
-                             zone.nr_free_pages + zone_reclaimable_pages(zone)):
+        retry, no_progress_loops = should_reclaim_retry(vm, order, progress, no_progress_loops)
+        if retry:
             continue
         if task.sigkill_pending:
             return None

@@ -138,7 +138,9 @@ GFP_NOWARN = 0x200
 GFP_RETRY_MAYFAIL = 0x400
 GFP_NOFAIL = 0x800
 GFP_NORETRY = 0x1000
+GFP_MEMALLOC = 0x2000
 GFP_COMP = 0x4000
+GFP_NOMEMALLOC = 0x10000
 GFP_HARDWALL = 0x20000
 GFP_ATOMIC_BIT = 0x80000          #: __GFP_ATOMIC
 GFP_DIRECT_RECLAIM = 0x200000
@@ -152,13 +154,18 @@ GFP_USER = GFP_RECLAIM | GFP_IO | GFP_FS | GFP_HARDWALL
 GFP_HIGHUSER_MOVABLE = GFP_USER | GFP_HIGHMEM | GFP_MOVABLE
 
 
+#: include/linux/gfp.h:308-309: the mobility bits, and how far they are shifted to a migratetype
+GFP_MOVABLE_MASK = GFP_RECLAIMABLE | GFP_MOVABLE
+GFP_MOVABLE_SHIFT = 3
+_GFP_MIGRATETYPES = (MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.RECLAIMABLE,
+                     MigrateType.HIGHATOMIC)
+
+
 def gfp_migratetype(gfp: int) -> MigrateType:
-    """gfpflags_to_migratetype(): the two mobility bits pick the free list."""
-    if gfp & GFP_MOVABLE:
-        return MigrateType.MOVABLE
-    if gfp & GFP_RECLAIMABLE:
-        return MigrateType.RECLAIMABLE
-    return MigrateType.UNMOVABLE
+    """gfpflags_to_migratetype() (include/linux/gfp.h:311-322): the two mobility bits,
+    shifted down, are the migratetype.  Both set is 3, MIGRATE_HIGHATOMIC: a caller's
+    mistake the kernel only VM_WARN_ONs (the allocator records the warning)."""
+    return _GFP_MIGRATETYPES[(gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT]
 
 
 #: CMP-1 constants (x86-64).

@@ -55,6 +55,10 @@ FALLBACKS: dict[int, tuple[MigrateType, ...]] = {
     MigrateType.UNMOVABLE: (MigrateType.RECLAIMABLE, MigrateType.MOVABLE),
     MigrateType.RECLAIMABLE: (MigrateType.UNMOVABLE, MigrateType.MOVABLE),
     MigrateType.MOVABLE: (MigrateType.RECLAIMABLE, MigrateType.UNMOVABLE),
+    # No row of its own (a gfp with both mobility bits asks for it): its four zeroes read
+    # as MIGRATE_UNMOVABLE, and find_suitable_fallback() stops at the next row's
+    # MIGRATE_TYPES (mm/page_alloc.c:2213-2223, 2514-2517).
+    MigrateType.HIGHATOMIC: (MigrateType.UNMOVABLE,),
 }
 #: the types with free lists a normal allocation may use (no HIGHATOMIC/CMA/ISOLATE here).
 PCPTYPES = (MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.RECLAIMABLE)
@@ -192,9 +196,11 @@ class Zone:
         self.wmark_low = wmin + tmp
         self.wmark_high = wmin + 2 * tmp
         # compaction state (include/linux/mmzone.h)
-        last_block = self.end_pfn - pb
-        self.compact_cached_free_pfn = last_block
-        self.compact_cached_migrate_pfn = [start_pfn, start_pfn]
+        # Zeroed with the rest of struct zone and first set by reset_cached_positions():
+        # compact_zone()'s range checks put an out-of-zone value back (mm/compaction.c:
+        # 1594-1602), but a zone that starts at pfn 0 takes a cached free_pfn of 0 as it is.
+        self.compact_cached_free_pfn = 0
+        self.compact_cached_migrate_pfn = [0, 0]
         self.compact_considered = 0
         self.compact_defer_shift = 0
         self.compact_order_failed = 0
@@ -518,6 +524,8 @@ class Zone:
         if not ignore_watermark and not self.watermark_ok(order, self.wmark_min):
             return None
         mt = gfp_migratetype(gfp)
+        if mt is MigrateType.HIGHATOMIC:
+            self._warn_both_mobility_bits(gfp)
         # __rmqueue(): after a successful steal the request is retried from the top
         pfn = self._rmqueue_smallest(order, mt)
         while pfn is None:
@@ -539,6 +547,8 @@ class Zone:
         if not ignore_watermark and self.nr_free_pages <= self.wmark_min:
             return None
         mt = gfp_migratetype(gfp)
+        if mt is MigrateType.HIGHATOMIC:
+            self._warn_both_mobility_bits(gfp)
         pages = self.pages
         start = self.start_pfn
         lst = self.free_area[0][mt]
@@ -564,6 +574,15 @@ class Zone:
         page._refcount = 1
         page.mapping = 0
         return page
+
+    def _warn_both_mobility_bits(self, gfp: int) -> None:
+        """gfpflags_to_migratetype()'s VM_WARN_ON (include/linux/gfp.h:313): the request
+        goes on as MIGRATE_HIGHATOMIC.  v4.19 sends an order-0 one to the per-CPU list of
+        that index, past the end of pcp->lists; the model, without per-CPU lists, serves
+        it from the buddy lists as any other."""
+        self.vm.warn_once("VM_WARN_ON", f"gfp {gfp:#x} has both __GFP_MOVABLE and "
+                          "__GFP_RECLAIMABLE: gfpflags_to_migratetype() gives "
+                          "MIGRATE_HIGHATOMIC")
 
     def _prep_compound_page(self, head: Page, order: int) -> None:
         head.flags |= HEAD

@@ -235,13 +235,16 @@ def test_kcompactd_defers_after_partial_skipped_and_counts_its_scans():
 
     Four blocks of 8 pages, each U . U . U . U . : 16 free order-0 pages, no block of
     order 2.  compaction_suitable(2): not SUCCESS; 16 > min 0 + compact_gap 8: CONTINUE.
-    The cached migrate pfn is 8, so the run is not whole-zone: the migrate scanner scans
+    An earlier compaction reset the cached positions (free pfn 24) and a later one left
+    the cached SYNC migrate pfn at 8, so the run is not whole-zone: the migrate scanner scans
     blocks 1 and 2 (16 pfns, nothing to isolate), meets the free scanner at block 3 and
     returns PARTIAL_SKIPPED -> defer_compaction: shift 1.  The next wake is deferred
     (considered 1 < 1 << 1).
     """
+    from mmplug.compaction import reset_cached_positions
     lay = Layout("U.U.U.U." * 4)
     vm, zone = lay.vm, lay.vm.zone
+    reset_cached_positions(zone)
     zone.compact_cached_migrate_pfn[1] = 8
     assert compaction_suitable(zone, 2) == CompactResult.CONTINUE
     assert kcompactd_do_work(vm, 2) == CompactResult.PARTIAL_SKIPPED
@@ -317,17 +320,20 @@ def test_too_many_isolated_lru_pages_abort_async_and_block_sync_compaction():
 
     Block 0 = L L L L U U U U, block 1 U, blocks 2 and 3 U . U . U . U . (8 free pages,
     no free block of order 1: compaction_suitable(1) is CONTINUE, 8 > compact_gap 4).
-    A first compactor isolates the four LRU pages (isolated 4 > on the LRU 0 / 2).
+    A first compactor isolates the four LRU pages (isolated 4 > on the LRU 0 / 2).  The
+    zone has been compacted before (its cached positions are reset_cached_positions()'s).
     """
     from mmplug.compaction import (
         compact_zone,
         isolate_migratepages,
+        reset_cached_positions,
         too_many_isolated,
     )
     from mmplug.errors import Deadlock
     lay = Layout("LLLLUUUU" "UUUUUUUU" "U.U.U.U." "U.U.U.U.")
     vm, zone = lay.vm, lay.vm.zone
     assert zone.nr_lru == 4 and not too_many_isolated(zone)
+    reset_cached_positions(zone)
     first = _cc(vm, order=-1, ignore_skip_hint=True)
     isolate_migratepages(vm, first)
     assert zone.nr_isolated_lru == 4 and zone.nr_lru == 0 and too_many_isolated(zone)

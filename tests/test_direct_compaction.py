@@ -10,6 +10,7 @@ from mmplug import hookimpl
 from mmplug.compaction import (
     alloc_pages_compact,
     compaction_zonelist_suitable,
+    reset_cached_positions,
     should_compact_retry,
     try_to_compact_pages,
 )
@@ -52,7 +53,10 @@ def _runs(vm):
 
 
 def layout(**config):
+    """The zone above, compacted before: its cached scanner positions are
+    reset_cached_positions()'s, not a fresh zone's zeroes."""
     lay = Layout(TARGETS_IN_UNMOVABLE_BLOCK, types={3: MigrateType.UNMOVABLE}, **config)
+    reset_cached_positions(lay.vm.zone)
     assert lay.vm.zone.nr_free_pages == 5 and sum(lay.vm.zone.buddyinfo()[1:]) == 0
     return lay
 

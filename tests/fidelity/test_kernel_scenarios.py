@@ -21,6 +21,8 @@ from mmplug.compaction import (
     defer_compaction,
     isolate_freepages_block,
     isolate_migratepages_block,
+    kcompactd_do_work,
+    reset_cached_positions,
     reset_isolation_suitable,
 )
 from mmplug.constants import (
@@ -145,10 +147,12 @@ def test_direct_compaction_that_failed_reschedules_before_the_next_attempt():
     at the top of isolate_migratepages_block (724): CONTENDED, a stall and a
     failure.  The cond_resched() after it clears need_resched(), so the next ASYNC
     attempt isolates 0-3, migrates them to 23, 21, 19, 17 and frees an order-2
-    block at 0: SUCCESS, and the allocation gets it.
+    block at 0: SUCCESS, and the allocation gets it.  (The zone has been compacted
+    before: its cached scanner positions are reset_cached_positions()'s.)
     """
     lay = Layout("DDDDU.U." + "U.U.U.U." * 2)
     vm = lay.vm
+    reset_cached_positions(vm.zone)
     task = vm.cpus.current()
     task.need_resched = True
     page, result = alloc_pages_direct_compact(vm, 2, GFP_HIGHUSER_MOVABLE, CompactPriority.ASYNC)
@@ -312,10 +316,12 @@ def test_a_block_scanned_in_vain_is_skipped_and_moves_the_cached_pfn_of_its_mode
     compact_cached_migrate_pfn[0] alone, the SYNC modes both) and only backward for
     the free scanner.  The pfn cached is the first one the call scanned.
 
-    Four pageblocks of 8, every page in use.
+    Four pageblocks of 8, every page in use; the cached positions are
+    reset_cached_positions()'s, as after an earlier compaction.
     """
     lay = Layout("UUUUUUUU" * 4)
     vm, zone = lay.vm, lay.vm.zone
+    reset_cached_positions(zone)
     mode = ISOLATE_UNEVICTABLE | ISOLATE_ASYNC_MIGRATE
     cc = CompactControl(zone=zone, order=2, mode=MigrateMode.ASYNC)
     assert isolate_migratepages_block(vm, cc, 10, 16, mode) == 16
@@ -356,3 +362,135 @@ def test_fragmentation_index_of_an_order_past_max_order_is_zero():
     assert fragmentation_index(zone.buddyinfo(), 4) == 925
     assert compaction_suitable(zone, 4) == CompactResult.CONTINUE
     assert compaction_suitable(zone, 5) == CompactResult.SKIPPED
+
+
+def test_the_first_compaction_of_a_zone_at_pfn_0_finds_the_scanners_met():
+    """struct zone starts zeroed: compact_cached_free_pfn and compact_cached_migrate_pfn[]
+    are 0 until reset_cached_positions() (compaction.c:213-219) first runs.
+    compact_zone() (1590-1605) puts a cached pfn outside the zone back, but in a zone
+    that starts at pfn 0 a free pfn of 0 is inside it: the first compaction that starts
+    from the cached positions finds the scanners met at once (compact_scanners_met,
+    1059-1063; __compact_finished, 1331-1344), resets them and ends COMPLETE (whole
+    zone: the migrate pfn is the zone start) having scanned nothing.
+
+    Four pageblocks of 8, each U . U . U . U ., kcompactd for order 2
+    (kcompactd_do_work, 1985-2068): COMPLETE, nothing scanned, deferred (shift 1);
+    the next wake is deferred; the one after runs from the reset positions and scans
+    blocks 0-2 in vain (24 pfns).  A zone that starts at pfn 1 puts both cached pfns
+    back in range (free 24, migrate 1) and scans 1-23 the first time.
+    """
+    lay = Layout("U.U.U.U." * 4)
+    vm, zone = lay.vm, lay.vm.zone
+    assert (zone.compact_cached_free_pfn, zone.compact_cached_migrate_pfn) == (0, [0, 0])
+    assert kcompactd_do_work(vm, 2) == CompactResult.COMPLETE
+    assert vm.vmstat["compact_daemon_migrate_scanned"] == 0 and not any(zone.pageblock_skip)
+    assert (zone.compact_cached_free_pfn, zone.compact_cached_migrate_pfn) == (24, [0, 0])
+    assert zone.compact_defer_shift == 1
+    assert kcompactd_do_work(vm, 2) == CompactResult.DEFERRED
+    assert kcompactd_do_work(vm, 2) == CompactResult.COMPLETE
+    assert vm.vmstat["compact_daemon_migrate_scanned"] == 24
+    assert list(zone.pageblock_skip) == [1, 1, 1, 0] and zone.compact_defer_shift == 2
+
+    lay = Layout("U.U.U.U." * 4)
+    vm, zone = lay.vm, lay.vm.zone
+    zone.zone_start_pfn = 1
+    assert kcompactd_do_work(vm, 2) == CompactResult.COMPLETE
+    assert vm.vmstat["compact_daemon_migrate_scanned"] == 23
+    assert (zone.compact_cached_free_pfn, zone.compact_cached_migrate_pfn) == (24, [1, 1])
+
+
+def test_a_fragmentation_index_of_exactly_extfrag_threshold_is_not_suitable():
+    """compaction_suitable() (compaction.c:1476-1512) calls a costly request
+    COMPACT_NOT_SUITABLE_ZONE when 0 <= fragmentation_index <= sysctl_extfrag_threshold
+    (500, both ends included: 1501-1504), and its callers see SKIPPED (1508-1509).
+
+    Order 4, pageblocks of 8, min watermark 0.  Zone A: four free order-3 blocks
+    (each beside a pageblock in use) and four free order-2 ones: 48 free pages in 8
+    blocks, none of order 4, so __compaction_suitable() (1433-1474) is CONTINUE (48 >
+    low 0 + compact_gap 32) and __fragmentation_index() (vmstat.c:1053-1074) is
+    1000 - (1000 + 48 * 1000 / 16) / 8 = 500: not suitable; kcompactd_do_work() does
+    not compact (2016-2018), nor defer.  Zone B has three order-2 and two order-1
+    blocks instead of four order-2 ones: 48 pages in 9 blocks, 1000 - 4000 / 9 = 556:
+    compaction runs.
+    """
+    pair = "........" "UUUUUUUU"
+    lay = Layout(pair * 4 + "....UUUU" * 4)
+    vm, zone = lay.vm, lay.vm.zone
+    assert zone.nr_free_pages == 48 and zone.buddyinfo() == [0, 0, 4, 4, 0]
+    assert fragmentation_index(zone.buddyinfo(), 4) == 500
+    assert compaction_suitable(zone, 4) == CompactResult.SKIPPED
+    assert kcompactd_do_work(vm, 4) == CompactResult.SKIPPED
+    assert zone.compact_defer_shift == 0 and vm.vmstat["compact_daemon_migrate_scanned"] == 0
+
+    lay = Layout(pair * 4 + "....UUUU" * 3 + "..UUUUUU" * 2)
+    zone = lay.vm.zone
+    assert zone.nr_free_pages == 48 and zone.buddyinfo() == [0, 2, 3, 4, 0]
+    assert fragmentation_index(zone.buddyinfo(), 4) == 556
+    assert compaction_suitable(zone, 4) == CompactResult.CONTINUE
+
+
+def test_compact_memory_leaves_skip_bits_that_kcompactd_then_obeys():
+    """compact_node() (compaction.c:1860-1893) ignores skip bits but does not stop
+    update_pageblock_skip() (291-322, which only no_set_skip_hint stops) from setting
+    them; kcompactd (ignore_skip_hint false, 1999) then passes those blocks by
+    (isolation_suitable, 204-211; isolate_migratepages, 1281-1282).
+
+    Pageblocks of 8: 0 = all in use, 1 = D U U U U U U U, 2 and 3 = U . U . U . U .
+    compact_memory: block 0 gives nothing (skip bit); block 1 isolates pfn 8; the
+    free scanner starts at block 3 and takes 25 (enough: it stops at 26); 8 moves to
+    25.  Block 2 gives nothing (skip bit); the migrate scanner is at 24, the free
+    scanner at 26: met, COMPLETE, the cached positions reset.  Skip bits 1 0 1 0.
+
+    kcompactd for order 1 (GFP_KERNEL: UNMOVABLE): 8 free order-0 pages and no
+    order-1 block, so compaction_suitable is CONTINUE (8 > compact_gap 4).  From the
+    cached migrate pfn 0 (the zone start: whole zone) it passes block 0 by, scans
+    block 1 in vain (8 pfns; its skip bit, and both cached migrate pfns to 8, 313-317),
+    passes block 2 by and stops below the free scanner at 24: the scanners meet,
+    COMPLETE, deferred, cached positions reset again.
+    """
+    lay = Layout("UUUUUUUU" "DUUUUUUU" "U.U.U.U." "U.U.U.U.")
+    vm, zone = lay.vm, lay.vm.zone
+    assert compact_memory(vm) == CompactResult.COMPLETE
+    assert lay.pfn_of(8) == 25 and lay.intact()
+    assert list(zone.pageblock_skip) == [1, 0, 1, 0]
+    assert (zone.compact_cached_migrate_pfn, zone.compact_cached_free_pfn) == ([0, 0], 24)
+    assert zone.nr_free_pages == 8 and zone.buddyinfo()[1:] == [0, 0, 0, 0]
+    assert kcompactd_do_work(vm, 1) == CompactResult.COMPLETE
+    assert vm.vmstat["compact_daemon_migrate_scanned"] == 8
+    assert list(zone.pageblock_skip) == [1, 1, 1, 0]
+    assert zone.compact_defer_shift == 1 and not zone.compact_blockskip_flush   # 1336-1343
+    assert (zone.compact_cached_migrate_pfn, zone.compact_cached_free_pfn) == ([0, 0], 24)
+
+
+def test_async_direct_compaction_leaves_an_order_block_whose_migration_failed():
+    """compact_zone() (compaction.c:1648-1667): when migrate_pages() fails in ASYNC direct
+    compaction, the migrate scanner moves on to the end of the cc->order-aligned block
+    (block_end_pfn(cc->migrate_pfn - 1, cc->order)); the rest of it is not tried.
+
+    Pageblocks of 64 (order 6), six of them: block 0 = 40 driver pages and 24 in use,
+    blocks 1-5 = U . repeated (160 free order-0 pages).  Order 6: 160 > low 0 +
+    compact_gap 128 and fragmentation index 1000 - (1000 + 2500) / 160 = 979: CONTINUE.
+    The zone has been compacted before (cached positions reset: free pfn 320).  The
+    driver refuses every migratepage (-EAGAIN).
+
+    Round 1 isolates 0-31 and stops at COMPACT_CLUSTER_MAX (migrate pfn 32); the free
+    scanner takes the 32 free pages of block 5 (64 pfns scanned) and stops with
+    free pfn 256; ten passes fail all 32 (pgmigrate_fail 32), they go back, and the
+    migrate pfn jumps to 64: 32-39 are never isolated.  Blocks 1-3 each fail at their
+    first pfn (skip_on_failure: one pfn scanned, skip bit, cached ASYNC migrate pfn);
+    at 256 the scanners meet: COMPLETE (the run began at the zone start), 35 pfns
+    scanned, 64 pages isolated by the two scanners.
+    """
+    lay = Layout("D" * 40 + "U" * 24 + "U." * 32 * 5, pageblock_order=6, max_order=8)
+    vm, zone = lay.vm, lay.vm.zone
+    reset_cached_positions(zone)
+    assert compaction_suitable(zone, 6) == CompactResult.CONTINUE
+    lay.pool.hold()
+    cc = CompactControl(zone=zone, order=6, mode=MigrateMode.ASYNC, direct_compaction=True,
+                        gfp_mask=GFP_HIGHUSER_MOVABLE)
+    assert compact_zone(vm, cc) == CompactResult.COMPLETE
+    assert (vm.vmstat["pgmigrate_fail"], vm.vmstat["putback_movable"]) == (32, 32)
+    assert vm.vmstat["compact_isolated"] == 32 + 32
+    assert (vm.vmstat["compact_migrate_scanned"], vm.vmstat["compact_free_scanned"]) == (35, 64)
+    assert list(zone.pageblock_skip) == [0, 1, 1, 1, 0, 0]
+    assert zone.compact_blockskip_flush and zone.nr_free_pages == 160 and lay.intact()
