@@ -166,15 +166,21 @@ class GuardedInstance:
         """
         if not self.has("verify"):
             return None
+        try:
+            self._guarded("verify", self._method("verify"), (), (AssertionError,),
+                          self._whole_pool_limit())
+        except AssertionError as exc:
+            return str(exc) or "AssertionError"
+        return None
+
+    def _whole_pool_limit(self) -> float | None:
+        """The time limit of a call that walks the whole pool (verify, destroy): the
+        callbacks' limit once per GiB of zone."""
         limit = self.vm.config.callback_timeout
         if limit is not None:
             zone = self.vm.zone
             limit *= max(1.0, zone.nr_pages * zone.page_size / (1 << 30))
-        try:
-            self._guarded("verify", self._method("verify"), (), (AssertionError,), limit)
-        except AssertionError as exc:
-            return str(exc) or "AssertionError"
-        return None
+        return limit
 
     def destroy(self) -> None:
         """destroy(), then nothing may still lead to the instance (REL-3, BUG-5).
@@ -182,9 +188,10 @@ class GuardedInstance:
         An isolated page that still belongs to the instance (not released with
         __ClearPageMovable) would later be handed to putback_page or
         migratepage of a destroyed instance; the pages it released while
-        isolated are the VM's to finish.
+        isolated are the VM's to finish.  destroy() frees every object left, so
+        it has the time limit of a walk of the whole pool.
         """
-        self.call("destroy")
+        self._guarded("destroy", self._method("destroy"), (), (), self._whole_pool_limit())
         self.destroyed = True
         vm, mapping = self.vm, self.mapping
         word = mapping.handle | PAGE_MAPPING_MOVABLE

@@ -20,6 +20,7 @@ from ..cpus.schedule import RandomStrategy
 from ..cpus.scheduler import Scheduler
 from ..errors import CallbackTimeout, ContractViolation, MmplugError, NoMemory
 from ..instance import GuardedInstance
+from ..page import PAGE_MAPPING_FLAGS
 from ..plugins import LoadedDriver, PluginHost
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
@@ -353,6 +354,24 @@ class Machine:
             first_problem = f"leaked page {leaked[0].describe()}"
         out["first_problem"] = first_problem
         return out
+
+    def destroy(self) -> None:
+        """Destroy the instance as the VM does (mmplug.instance.GuardedInstance.destroy:
+        nothing of it isolated or pointing at its mapping), then every page it had must be
+        back in the zone: a page in use that no instance, user or held block claims was
+        kept by destroy() (REL-3).  Run after verify() found nothing leaked, so that any
+        page left in use is destroy()'s."""
+        self.guarded.destroy()
+        self.usable = False     # what pages() would list is gone with the instance
+        held_pages = [page for page, _ in self.held.values()]
+        left = self.vm.unclaimed_pages(extra=held_pages)
+        if left:
+            handle = self.guarded.mapping.handle
+            kept = [p for p in left if p.mapping & ~PAGE_MAPPING_FLAGS == handle]
+            raise ContractViolation("REL-3", f"{len(left)} page(s) still in use after "
+                                    "destroy(): an instance releases every page it had",
+                                    driver=self.name, hook="destroy",
+                                    page=(kept or left)[0])
 
 
 def integrity_failure(integrity: dict[str, Any], warnings: list[str]) -> str:

@@ -431,6 +431,13 @@ def _measure(result: dict[str, Any], m: Machine, keep_maps: bool, t_run: float
         except DRIVER_FAULTS as exc:
             _fail(result, m, exc)
     result.setdefault("integrity", {})
+    if result["status"] == "ok" and not vm.warnings \
+            and not integrity_failure(result["integrity"], []):
+        # The run ends as the VM ends an instance; what destroy() leaves fails the run.
+        try:
+            m.destroy()
+        except DRIVER_FAULTS as exc:
+            _fail(result, m, exc)
     result["integrity"]["vm_warnings"] = [w.render() for w in vm.warnings]
     if result["status"] == "ok":
         found = integrity_failure(result["integrity"], result["integrity"]["vm_warnings"])
