@@ -69,9 +69,11 @@ class Machine:
         self.lru = LruPages(self.vm)
         self.slab = SlabCache(self.vm, "kmalloc-256", order=slab_order)
         self.keep_maps = keep_maps
-        #: id -> driver handle; id -> (size, digest of what read() must return)
+        #: id -> driver handle; id -> its size; for a driver that keeps no data, id ->
+        #: the digest of what read() must return
         self.objects: dict[int, Any] = {}
-        self.expect: dict[int, tuple[int, int | None]] = {}
+        self.sizes: dict[int, int] = {}
+        self.digests: dict[int, int] = {}
         self.lru_keys: dict[int, int] = {}
         self.slabs: dict[int, Any] = {}
         self.held: dict[int, tuple[Any, int]] = {}
@@ -133,11 +135,10 @@ class Machine:
             self.stats["store_rejected"] += 1
             return False
         self.objects[key] = handle
-        if self.caps.stores_data:
-            self.expect[key] = (size, None)
-        else:
+        self.sizes[key] = size
+        if not self.caps.stores_data:
             # A driver that keeps no data must still read the same before and after.
-            self.expect[key] = (size, _digest(self.read(handle)))
+            self.digests[key] = _digest(self.read(handle))
         self.stats["objects_stored"] += 1
         return True
 
@@ -167,7 +168,9 @@ class Machine:
             if key in self._asked_map:
                 self.op_unmap(key)
             self.guarded.free(self.objects.pop(key))
-            del self.expect[key]
+            del self.sizes[key]
+            if self.digests:
+                del self.digests[key]
         elif key in self.lru_keys:
             self.lru.free(self.lru_keys.pop(key))
         elif key in self.slabs:
@@ -321,9 +324,9 @@ class Machine:
         """
         verified = lost = corrupted = 0
         first_problem = ""
-        read, expect = self.guarded.read, self.expect
+        read, sizes, digests = self.guarded.read, self.sizes, self.digests
         for key, handle in self.objects.items():
-            size, digest = expect[key]
+            size, digest = sizes[key], digests.get(key)
             try:
                 got = read(handle)
             except ContractViolation as exc:
