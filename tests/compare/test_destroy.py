@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 from comparehelp import KNOBPOOL, host, run, tiny
 
+from mmplug.compare.machine import Machine
 from mmplug.compare.runner import run_one
+from mmplug.page import page_count
 
 GOOD_DESTROY = '''    def destroy(self):
         for h in list(self.objects):
@@ -68,5 +71,18 @@ def test_the_table_names_the_run_that_failed_at_destroy(capsys, tmp_path):
 
 
 def test_a_driver_that_releases_everything_passes_and_its_pages_are_back():
-    r = run_one(host(), KNOBPOOL, tiny())
+    machines, had = [], []
+    destroy = Machine.destroy
+
+    def watched(m: Machine) -> None:
+        machines.append(m)
+        had.extend(m.guarded.pages())
+        destroy(m)
+
+    with mock.patch.object(Machine, "destroy", watched):
+        r = run_one(host(), KNOBPOOL, tiny())
     assert r["status"] == "ok", r["error"]
+    (m,) = machines
+    assert m.guarded.destroyed and had
+    assert all(page_count(p) == 0 for p in had)      # every page back in the zone
+    assert r["wall_seconds"]["destroy"] >= 0.0
