@@ -1,7 +1,8 @@
 """The bundled drivers leave the very same bytes in zone memory, run after run.
 
-A digest is the SHA-256 of the whole zone buffer after `run_one` of the
-`small` preset with seed 1: everything the driver models keep in page memory
+A digest is the SHA-256 of the whole zone buffer as `run_one` of the
+`small` preset with seed 1 leaves it, just before the run destroys the
+instance: everything the driver models keep in page memory
 (zsmalloc's object heads and free-list links, z3fold's buddies, the objects'
 bytes) and the LRU pages around them.  It pins the layout: a speed-up of a
 model, or of the core under it, must not move a byte.  A change that is
@@ -14,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from mmplug import PluginHost, hookimpl
+from mmplug.compare.machine import Machine
 from mmplug.compare.runner import iter_public, run_one
 from mmplug.compare.workload import preset
 
@@ -41,21 +44,31 @@ class _ZoneOfTheRun:
 
 
 def zone_after_run(driver: str) -> tuple[str, dict[str, Any]]:
-    """(digest of the zone buffer, the run's JSON-ready result without timings)."""
+    """(digest of the zone buffer before destroy(), the run's JSON-ready result without
+    timings)."""
     host = PluginHost()
     host.load_entry_points()
     listener = _ZoneOfTheRun()
     host.pm.register(listener)
-    result = run_one(host, driver, preset("small").with_overrides(seed=1))
+    digests: list[str] = []
+    destroy = Machine.destroy
+
+    def digest_then_destroy(m: Machine) -> None:
+        zone = m.vm.zone
+        digest = hashlib.sha256()
+        for page in zone.pages:
+            digest.update(zone.page_address(page))
+        digests.append(digest.hexdigest())
+        destroy(m)
+
+    with mock.patch.object(Machine, "destroy", digest_then_destroy):
+        result = run_one(host, driver, preset("small").with_overrides(seed=1))
     assert result["status"] == "ok", result["error"]
     assert listener.zone is not None, "the small preset compacts: the listener saw no zone"
+    assert len(digests) == 1, "the run destroys its instance once"
     public = dict(iter_public(result))
     public.pop("wall_seconds")
-    zone = listener.zone
-    digest = hashlib.sha256()
-    for page in zone.pages:
-        digest.update(zone.page_address(page))
-    return digest.hexdigest(), public
+    return digests[0], public
 
 
 @pytest.mark.parametrize("driver", sorted(ZONE_DIGESTS))

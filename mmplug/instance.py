@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 #: what store() may raise (docs/driver-api.md): no page to be had, an object too big
 STORE_ERRORS: tuple[type[Exception], ...] = (NoMemory, ValueError)
-#: the keys of GuardedInstance._callers that store(), read() and free() look up
+#: the guarded calls of store(), read() and free(): (method, expected)
 _STORE: tuple[str, tuple[type[BaseException], ...]] = ("store", STORE_ERRORS)
 _READ: tuple[str, tuple[type[BaseException], ...]] = ("read", ())
 _FREE: tuple[str, tuple[type[BaseException], ...]] = ("free", ())
@@ -65,6 +65,11 @@ class GuardedInstance:
     _methods: dict[str, Any] = field(factory=dict)
     #: (method, expected) -> its guarded call, made once (`call`)
     _callers: dict[tuple[str, tuple[type[BaseException], ...]], Any] = field(factory=dict)
+    #: the guarded calls of store(), read() and free(), once made: an attribute each,
+    #: not a look-up in `_callers` by a tuple hashed afresh on every call
+    _store: Any = field(default=None, init=False)
+    _read: Any = field(default=None, init=False)
+    _free: Any = field(default=None, init=False)
 
     @property
     def name(self) -> str:
@@ -122,7 +127,9 @@ class GuardedInstance:
     def store(self, data: bytes) -> Any:
         """store(data): a handle, hashable (API-1); NoMemory and ValueError as documented."""
         # call() written out: a store, a read and a free per object of a comparison
-        run = self._callers.get(_STORE) or self._caller("store", STORE_ERRORS)
+        run = self._store
+        if run is None:
+            run = self._store = self._caller(*_STORE)
         handle = run(data)
         try:
             hash(handle)
@@ -134,14 +141,20 @@ class GuardedInstance:
 
     def read(self, handle: Any) -> bytes:
         """read(handle): the object's bytes (API-1 if it returns anything else)."""
-        got = (self._callers.get(_READ) or self._caller("read", ()))(handle)
+        run = self._read
+        if run is None:
+            run = self._read = self._caller(*_READ)
+        got = run(handle)
         if not isinstance(got, (bytes, bytearray, memoryview)):
             raise DriverError("API-1", f"read() returned {type(got).__name__}, expected bytes",
                               driver=self.name, hook="read")
         return bytes(got)
 
     def free(self, handle: Any) -> None:
-        (self._callers.get(_FREE) or self._caller("free", ()))(handle)
+        run = self._free
+        if run is None:
+            run = self._free = self._caller(*_FREE)
+        run(handle)
 
     def pages(self) -> list[Page]:
         """pages(): this zone's pages the instance owns, in pfn order (a driver may keep
@@ -166,15 +179,21 @@ class GuardedInstance:
         """
         if not self.has("verify"):
             return None
+        try:
+            self._guarded("verify", self._method("verify"), (), (AssertionError,),
+                          self._whole_pool_limit())
+        except AssertionError as exc:
+            return str(exc) or "AssertionError"
+        return None
+
+    def _whole_pool_limit(self) -> float | None:
+        """The time limit of a call that walks the whole pool (verify, destroy): the
+        callbacks' limit once per GiB of zone."""
         limit = self.vm.config.callback_timeout
         if limit is not None:
             zone = self.vm.zone
             limit *= max(1.0, zone.nr_pages * zone.page_size / (1 << 30))
-        try:
-            self._guarded("verify", self._method("verify"), (), (AssertionError,), limit)
-        except AssertionError as exc:
-            return str(exc) or "AssertionError"
-        return None
+        return limit
 
     def destroy(self) -> None:
         """destroy(), then nothing may still lead to the instance (REL-3, BUG-5).
@@ -182,9 +201,10 @@ class GuardedInstance:
         An isolated page that still belongs to the instance (not released with
         __ClearPageMovable) would later be handed to putback_page or
         migratepage of a destroyed instance; the pages it released while
-        isolated are the VM's to finish.
+        isolated are the VM's to finish.  destroy() frees every object left, so
+        it has the time limit of a walk of the whole pool.
         """
-        self.call("destroy")
+        self._guarded("destroy", self._method("destroy"), (), (), self._whole_pool_limit())
         self.destroyed = True
         vm, mapping = self.vm, self.mapping
         word = mapping.handle | PAGE_MAPPING_MOVABLE

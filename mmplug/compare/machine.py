@@ -20,6 +20,7 @@ from ..cpus.schedule import RandomStrategy
 from ..cpus.scheduler import Scheduler
 from ..errors import CallbackTimeout, ContractViolation, MmplugError, NoMemory
 from ..instance import GuardedInstance
+from ..page import PAGE_MAPPING_FLAGS
 from ..plugins import LoadedDriver, PluginHost
 from ..users import LruPages, SlabCache
 from ..vm import VM, VMConfig
@@ -68,9 +69,11 @@ class Machine:
         self.lru = LruPages(self.vm)
         self.slab = SlabCache(self.vm, "kmalloc-256", order=slab_order)
         self.keep_maps = keep_maps
-        #: id -> driver handle; id -> (size, digest of what read() must return)
+        #: id -> driver handle; id -> its size; for a driver that keeps no data, id ->
+        #: the digest of what read() must return
         self.objects: dict[int, Any] = {}
-        self.expect: dict[int, tuple[int, int | None]] = {}
+        self.sizes: dict[int, int] = {}
+        self.digests: dict[int, int] = {}
         self.lru_keys: dict[int, int] = {}
         self.slabs: dict[int, Any] = {}
         self.held: dict[int, tuple[Any, int]] = {}
@@ -132,11 +135,10 @@ class Machine:
             self.stats["store_rejected"] += 1
             return False
         self.objects[key] = handle
-        if self.caps.stores_data:
-            self.expect[key] = (size, None)
-        else:
+        self.sizes[key] = size
+        if not self.caps.stores_data:
             # A driver that keeps no data must still read the same before and after.
-            self.expect[key] = (size, _digest(self.read(handle)))
+            self.digests[key] = _digest(self.read(handle))
         self.stats["objects_stored"] += 1
         return True
 
@@ -166,7 +168,9 @@ class Machine:
             if key in self._asked_map:
                 self.op_unmap(key)
             self.guarded.free(self.objects.pop(key))
-            del self.expect[key]
+            del self.sizes[key]
+            if self.digests:
+                del self.digests[key]
         elif key in self.lru_keys:
             self.lru.free(self.lru_keys.pop(key))
         elif key in self.slabs:
@@ -320,9 +324,9 @@ class Machine:
         """
         verified = lost = corrupted = 0
         first_problem = ""
-        read, expect = self.guarded.read, self.expect
+        read, sizes, digests = self.guarded.read, self.sizes, self.digests
         for key, handle in self.objects.items():
-            size, digest = expect[key]
+            size, digest = sizes[key], digests.get(key)
             try:
                 got = read(handle)
             except ContractViolation as exc:
@@ -353,6 +357,24 @@ class Machine:
             first_problem = f"leaked page {leaked[0].describe()}"
         out["first_problem"] = first_problem
         return out
+
+    def destroy(self) -> None:
+        """Destroy the instance as the VM does (mmplug.instance.GuardedInstance.destroy:
+        nothing of it isolated or pointing at its mapping), then every page it had must be
+        back in the zone: a page in use that no instance, user or held block claims was
+        kept by destroy() (REL-3).  Run after verify() found nothing leaked, so that any
+        page left in use is destroy()'s."""
+        self.guarded.destroy()
+        self.usable = False     # what pages() would list is gone with the instance
+        held_pages = [page for page, _ in self.held.values()]
+        left = self.vm.unclaimed_pages(extra=held_pages)
+        if left:
+            handle = self.guarded.mapping.handle
+            kept = [p for p in left if p.mapping & ~PAGE_MAPPING_FLAGS == handle]
+            raise ContractViolation("REL-3", f"{len(left)} page(s) still in use after "
+                                    "destroy(): an instance releases every page it had",
+                                    driver=self.name, hook="destroy",
+                                    page=(kept or left)[0])
 
 
 def integrity_failure(integrity: dict[str, Any], warnings: list[str]) -> str:

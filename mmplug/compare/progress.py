@@ -6,7 +6,7 @@ one line, so a log shows where a long run spent its time.  Nothing goes to
 stdout, which belongs to the table or the JSON.
 
 Runs made in this process report their phases (populate, fill, free,
-compaction, verify; per round when a workload has several); runs made in
+compaction, verify, destroy; per round when a workload has several); runs made in
 other processes or on a Dask cluster report when they end.  The estimate
 counts every run as one unit of work and, within a run made here, gives each
 phase its usual share of the run's time.
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import IO, Any
 
 #: a phase's usual share of one run's time (measured on the 1g preset); rounds split theirs
-PHASE_SHARE = {"populate": 0.04, "fill": 0.60, "free": 0.10, "compaction": 0.11,
-               "replay": 0.85, "verify": 0.15}
+PHASE_SHARE = {"populate": 0.04, "fill": 0.55, "free": 0.09, "compaction": 0.10,
+               "replay": 0.78, "verify": 0.13, "destroy": 0.09}
 #: the phases a round of a workload goes through, in order
 ROUND_PHASES = ("fill", "free", "compaction")
 #: a terminal line is redrawn at most this often (seconds)

@@ -200,9 +200,13 @@ ROWS: tuple[Row, ...] = (
     # --- status
     Row("status", "status", "", _status,
         formula="ok, or ERROR (k/n): k of the n seeds stopped on a contract violation or a "
-                "model error; the first error is printed under the table.",
+                "model error, failed the integrity checks, or left pages behind when the run "
+                "ended by destroying the instance (REL-3); the first error is printed under "
+                "the table.",
         reading="An ERROR column holds the numbers up to the error. The error names the rule, "
-                "the driver, the callback and the page, as check-driver does.",
+                "the driver, the callback and the page, as check-driver does. Every run ends "
+                "as the VM ends an instance: destroy(), after which no page of the instance "
+                "may be isolated, point at its mapping or stay in use.",
         fields=("status", "error")),
     # --- workload on this driver
     _counted(

@@ -317,7 +317,7 @@ def run_one(host: PluginHost, spec: str, scenario: Scenario, *, keep_maps: bool 
     that lost, corrupted or leaked anything, whose verify() failed or that
     made the VM warn: its status is "failed", its error names the first bad
     object.  `timeout` is the time limit of one driver call; `progress` hears
-    each phase begin: populate, fill, free, compaction (per round), verify.
+    each phase begin: populate, fill, free, compaction (per round), verify, destroy.
     """
     loaded = host.get(spec)
     info = loaded.info
@@ -387,12 +387,13 @@ def _run_and_measure(m: Machine, scenario: Scenario, result: dict[str, Any], kee
             return _measure(result, m, keep_maps, t_run)
         except Exception:
             return _failed_result(m.loaded.info, scenario, result["error"])
-    return _measure(result, m, keep_maps, t_run)
+    return _measure(result, m, keep_maps, t_run, progress)
 
 
-def _measure(result: dict[str, Any], m: Machine, keep_maps: bool, t_run: float
-             ) -> dict[str, Any]:
-    """The metrics of a run that ended (`result` says how), into `result`."""
+def _measure(result: dict[str, Any], m: Machine, keep_maps: bool, t_run: float,
+             progress: PhaseHook | None = None) -> dict[str, Any]:
+    """The metrics of a run that ended (`result` says how), into `result`; then the
+    instance is destroyed (`progress` hears that phase begin)."""
     vm = m.vm
     info = m.loaded.info
     page_size = vm.zone.page_size
@@ -431,6 +432,19 @@ def _measure(result: dict[str, Any], m: Machine, keep_maps: bool, t_run: float
         except DRIVER_FAULTS as exc:
             _fail(result, m, exc)
     result.setdefault("integrity", {})
+    if result["status"] == "ok" and not vm.warnings \
+            and not integrity_failure(result["integrity"], []):
+        # The run ends as the VM ends an instance; what destroy() leaves fails the run.
+        if progress:
+            progress("destroy", None)
+        t_destroy = time.perf_counter()
+        try:
+            m.destroy()
+        except DRIVER_FAULTS as exc:
+            _fail(result, m, exc)
+        destroy_seconds = time.perf_counter() - t_destroy
+    else:
+        destroy_seconds = 0.0
     result["integrity"]["vm_warnings"] = [w.render() for w in vm.warnings]
     if result["status"] == "ok":
         found = integrity_failure(result["integrity"], result["integrity"]["vm_warnings"])
@@ -446,7 +460,8 @@ def _measure(result: dict[str, Any], m: Machine, keep_maps: bool, t_run: float
     }
     result["wall_seconds"] = {"run": round(t_run, 3),
                               "compaction": round(m.compaction_seconds, 3),
-                              "check": round(time.perf_counter() - t_check, 3)}
+                              "check": round(time.perf_counter() - t_check - destroy_seconds, 3),
+                              "destroy": round(destroy_seconds, 3)}
     maps = {"after": owners}
     if keep_maps and m.before.owners is not None:
         maps["before"] = bytes(m.before.owners)

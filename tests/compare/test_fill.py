@@ -26,8 +26,8 @@ def _state(driver: str, w: Workload, record: bool) -> dict:
     m = Machine(h.get(driver), h, w.nr_pages, w.page_size, record=record)
     next_id = _fill(m, w, _Streams(w.seed), 0)
     zone = m.vm.zone
-    return dict(next_id=next_id, objects=m.objects, expect=m.expect, lru=m.lru_keys,
-                slabs={k: p.pfn for k, p in m.slabs.items()}, stats=m.stats,
+    return dict(next_id=next_id, objects=m.objects, sizes=m.sizes, digests=m.digests,
+                lru=m.lru_keys, slabs={k: p.pfn for k, p in m.slabs.items()}, stats=m.stats,
                 rejected=m.last_store_rejected, buddy=zone.buddyinfo(),
                 driver_pfns=m.driver_pfns())
 

@@ -123,7 +123,8 @@ def test_progress_is_one_line_per_phase_when_stderr_is_not_a_terminal(capsys, tm
     lines = [ln for ln in err.splitlines() if ln.startswith("mmplug compare: [")]
     first = [ln.split(": ", 2)[2] for ln in lines if "[1/2] knobpool on tiny, seed 1" in ln]
     phases = [p.split(";")[0].split(" in ")[0] for p in first]
-    assert phases == ["populate", "fill", "free", "compaction", "verify", "done (ok)"]
+    assert phases == ["populate", "fill", "free", "compaction", "verify", "destroy",
+                      "done (ok)"]
     assert any("about" in ln and "left" in ln for ln in lines[1:])
     assert "\r" not in err
     assert err.splitlines()[-1].startswith("mmplug compare: 2 of 2 runs done in ")
@@ -139,10 +140,10 @@ def test_progress_on_a_terminal_redraws_one_line_with_an_estimate():
     now[0] = 10.0
     hook("fill", 0.0)
     now[0] = 40.0
-    hook("fill", 0.5)                        # 4 % + 30 % of the first of two runs in 40 s
+    hook("fill", 0.5)                        # 4 % + 27.5 % of the first of two runs in 40 s
     text = out.getvalue()
     assert text.count("\r\x1b[K") == 3 and "\n" not in text
-    assert text.endswith("[1/2] zsmalloc on 1g, seed 1: fill 50%; 0:40 so far, about 3:15 left")
+    assert text.endswith("[1/2] zsmalloc on 1g, seed 1: fill 50%; 0:40 so far, about 3:34 left")
     p.run_done(0, {"status": "ok"})
     p.close()
     assert out.getvalue().endswith("\n") and "1 of 2 runs done" in out.getvalue()

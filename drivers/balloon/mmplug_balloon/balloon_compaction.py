@@ -67,12 +67,35 @@ class BalloonPageList:
 
     def delete(self, page: Page) -> None:
         """list_del(&page->lru)."""
-        del self._pages[page]
+        pages = self._pages
+        if next(reversed(pages), None) is page:
+            # The head goes by popitem(), which also drops the dict's empty slots behind
+            # it: a deflation takes page after page from the head, and each look for the
+            # head would otherwise step over every slot emptied before.
+            pages.popitem()
+        else:
+            del pages[page]
         page.lru = None
 
     def __iter__(self) -> Iterator[Page]:
-        # a snapshot: the walk may delete the entry it stands on
-        return iter(tuple(reversed(self._pages)))
+        """list_for_each_entry_safe() from the head: the next entry is fetched before the
+        walker sees this one, so the walker may delete the entry it stands on.  The walk
+        goes lazily (a deflation stops at the first page it can take), and entries added
+        behind the walk are not visited, as in a snapshot."""
+        pages = self._pages
+        walk = reversed(pages)
+        page = next(walk, None)
+        while page is not None:
+            size = len(pages)
+            after = next(walk, None)
+            yield page
+            if after is not None and len(pages) != size:
+                # the list changed under the walk: go on from `after`
+                walk = reversed(pages)
+                for p in walk:
+                    if p is after:
+                        break
+            page = after
 
     def __contains__(self, page: object) -> bool:
         return page in self._pages

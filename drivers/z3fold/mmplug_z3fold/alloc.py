@@ -296,7 +296,7 @@ def z3fold_alloc_one_cpu(pool: Z3foldPool, data: bytes) -> int | None:
         if bud == HEADLESS or (slots is not None and (slots.lock.writer or slots.lock.readers)):
             return None
         # _take_from_list(): off its list, one more reference
-        del lst.entries[zhdr]
+        lst.entries.popitem()     # list_del_init() of the head (BuddyList.delete)
         zhdr.buddy = None
         zhdr.cpu = -1
         zhdr.refcount += 1

@@ -37,7 +37,14 @@ class BuddyList:
 
     def delete(self, zhdr: Any) -> None:
         """list_del_init(&zhdr->buddy)."""
-        del self.entries[zhdr]
+        entries = self.entries
+        if next(reversed(entries), None) is zhdr:
+            # The head goes by popitem(), which also drops the dict's empty slots behind
+            # it: taking entry after entry from the head would otherwise make each look
+            # for the head (first()) step over every slot emptied before.
+            entries.popitem()
+        else:
+            del entries[zhdr]
         zhdr.buddy = None
 
     def __len__(self) -> int:

@@ -45,6 +45,7 @@ from .handle import HANDLE_SHIFT, PIN, HandleTable, obj_to_location
 from .memory import zone_memory
 from .sizeclass import (
     OBJ_TAG_BITS,
+    OBJ_USED,
     ZS_EMPTY,
     ZS_HANDLE_SIZE,
     Fullness,
@@ -352,14 +353,24 @@ class ZsPool:
         obj = words.get(handle >> HANDLE_SHIFT)
         if obj is None or obj & PIN:
             return False
-        f_page = self.pfn_to_page(obj >> OBJ_TAG_BITS >> self.layout.obj_index_bits)
+        layout = self.layout
+        loc = obj >> OBJ_TAG_BITS    # obj_to_location(): the allocated tag is below it
+        pfn = loc >> layout.obj_index_bits
+        f_page = self.pfn_to_page(pfn)
         zspage = f_page.private
         if type(zspage) is not Zspage or zspage.magic != ZSPAGE_MAGIC or zspage.lock.writer:
             return False
         cls = self.size_class[zspage.class_idx]
         if cls.lock.held:
             return False
-        obj_free(self.struct_pages, self.mem, self.layout, cls, obj, self.pfn_to_page)
+        # obj_free(), with the page and zspage found above: the object's first word
+        # links it to the zspage's free list
+        f_objidx = loc & layout.obj_index_mask
+        self.mem.write(f_page, cls.size * f_objidx % layout.page_size,
+                       zspage.freeobj << OBJ_TAG_BITS)
+        zspage.freeobj = f_objidx
+        zspage.inuse -= 1
+        cls.stats[OBJ_USED] -= 1
         fullness = cls.fullness_by_inuse[zspage.inuse]
         if fullness != zspage.fullness:
             cls.fix_fullness_group(zspage)
