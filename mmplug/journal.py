@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from attrs import define, field
 
 from . import rules
+from .errors import ContractViolation
+from .page import ISOLATED
 
 if TYPE_CHECKING:
     from .mapping import AddressSpace
@@ -56,6 +58,8 @@ class Journal:
     freed_sources: dict[int, Page] = field(factory=dict)
     last_migration: int = 0
     last_putback: int = 0
+    #: migratepage calls entered and not yet returned (other CPUs run meanwhile)
+    migrating: int = 0
 
     def install(self, mapping: AddressSpace) -> None:
         """Record every migratepage and putback_page of `mapping` from now on."""
@@ -63,7 +67,11 @@ class Journal:
 
     def migratepage(self, call: Callable[..., Any], mapping: Any, newpage: Page, page: Page,
                     mode: int) -> Any:
-        rc = call(mapping, newpage, page, mode)
+        self.migrating += 1
+        try:
+            rc = call(mapping, newpage, page, mode)
+        finally:
+            self.migrating -= 1
         self.migrated(newpage, page, rc)
         return rc
 
@@ -74,6 +82,12 @@ class Journal:
 
     def migrated(self, newpage: Page, page: Page, rc: Any) -> None:
         """migratepage(newpage, page) returned `rc`."""
+        if newpage.flags & ISOLATED:
+            # Nobody isolated newpage: the flag is the driver's doing, wherever it shows
+            # later (a page freed still PG_isolated, a page isolated after every CPU ended).
+            raise ContractViolation("FLG-6", "migratepage left PG_isolated (PG_reclaim) set on "
+                                    "the new page: only the VM sets it, on pages it isolates",
+                                    hook="migratepage", page=newpage)
         self.seq += 1
         pfn = newpage.pfn
         if rc == 0:
@@ -129,9 +143,10 @@ def blame_leak(journal: Journal, page: Page) -> str:
 
 def blame_bad_read(journal: Journal, since: int, default: str) -> str:
     """The rule an object that read back right at `since` and wrong now breaks: a successful
-    migration meanwhile did not move it (MIG-7), else a putback did not restore it (PUT-2),
-    else `default`."""
-    if journal.last_migration > since:
+    migration meanwhile did not move it, or one under way let readers see its new page
+    before it was set up (MIG-7), else a putback did not restore it (PUT-2), else
+    `default`."""
+    if journal.last_migration > since or journal.migrating:
         return "MIG-7"
     if journal.last_putback > since:
         return "PUT-2"

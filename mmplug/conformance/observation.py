@@ -79,6 +79,13 @@ class LruSentinels:
             if page is skip or not page.flags & ISOLATED:
                 continue  # only an isolated page's lru belongs to the VM
             if page.lru is not owner and not _unlinked_by_vm(page, owner):
+                if page.mapping == PAGE_MAPPING_MOVABLE:
+                    # released by the driver while isolated: list_del of a page the VM still
+                    # holds is the release's mistake (balloon_page_delete leaves it alone)
+                    raise CheckFailed("REL-2", f"{hook} released an isolated page and changed "
+                                      f"its lru (the VM left {owner!r}, found {page.lru!r}): "
+                                      "a page released while isolated stays on the VM's list "
+                                      "until the VM finishes it", page=page, hook=hook)
                 raise CheckFailed("ISO-4", f"page.lru of an isolated page was changed during "
                                   f"{hook} (the VM left {owner!r}, found {page.lru!r})",
                                   page=page, hook=hook)
@@ -216,7 +223,14 @@ class OpsSpy:
             raise CheckFailed("REL-1", f"{RELEASED_MOVABLE}: only the VM's isolation "
                               "reference is left when putback_page is about to be called",
                               page=page, what=RELEASED_MOVABLE)
+        refs = page._refcount
         ret = call(page)
+        if page._refcount > refs and page.zone.vm.strict_refcounts:
+            # (on several CPUs a concurrent isolator's get_page_unless_zero may be counted)
+            raise CheckFailed("PUT-1", f"putback_page took {page._refcount - refs} "
+                              "reference(s) on the page and kept them: putback gives the page "
+                              "back with the references isolate_page left it",
+                              page=page, hook="putback_page")
         self.journal.putback(page)
         self._record("putback_page", page, ret)
         return ret
