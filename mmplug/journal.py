@@ -22,7 +22,7 @@ from attrs import define, field
 
 from . import rules
 from .errors import ContractViolation
-from .page import ISOLATED
+from .page import ISOLATED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE
 
 if TYPE_CHECKING:
     from .mapping import AddressSpace
@@ -62,8 +62,15 @@ class Journal:
     migrating: int = 0
 
     def install(self, mapping: AddressSpace) -> None:
-        """Record every migratepage and putback_page of `mapping` from now on."""
-        mapping.interpose(migratepage=self.migratepage, putback_page=self.putback_page)
+        """Record every migratepage and putback_page of `mapping` from now on, and check
+        the mapping words every callback leaves."""
+        mapping.interpose(isolate_page=self.isolate_page, migratepage=self.migratepage,
+                          putback_page=self.putback_page)
+
+    def isolate_page(self, call: Callable[..., Any], page: Page, mode: int) -> Any:
+        ret = call(page, mode)
+        mapping_word_made_by_api("isolate_page", page)
+        return ret
 
     def migratepage(self, call: Callable[..., Any], mapping: Any, newpage: Page, page: Page,
                     mode: int) -> Any:
@@ -72,11 +79,14 @@ class Journal:
             rc = call(mapping, newpage, page, mode)
         finally:
             self.migrating -= 1
+        mapping_word_made_by_api("migratepage", page)
+        mapping_word_made_by_api("migratepage", newpage)
         self.migrated(newpage, page, rc)
         return rc
 
     def putback_page(self, call: Callable[..., Any], page: Page) -> Any:
         ret = call(page)
+        mapping_word_made_by_api("putback_page", page)
         self.putback(page)
         return ret
 
@@ -141,6 +151,19 @@ def blame_leak(journal: Journal, page: Page) -> str:
     return "REL-1"
 
 
+def mapping_word_made_by_api(hook: str, page: Page) -> None:
+    """FLG-1: after a callback a page's mapping word is one __SetPageMovable (an address
+    space with the movable tag), __ClearPageMovable (the tag alone) or the allocator (0)
+    makes: tag bits the driver wrote itself would make the VM take the page for an
+    anonymous or file page and follow its mapping as one."""
+    word = page.mapping
+    if word and word & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
+        raise ContractViolation("FLG-1", f"{hook} left page->mapping {word:#x}, tag bits "
+                                f"{word & PAGE_MAPPING_FLAGS:#x}: a word neither "
+                                "__SetPageMovable nor __ClearPageMovable makes (the driver "
+                                "wrote it itself)", hook=hook, page=page)
+
+
 def blame_bad_read(journal: Journal, since: int, default: str) -> str:
     """The rule an object that read back right at `since` and wrong now breaks: a successful
     migration meanwhile did not move it, or one under way let readers see its new page
@@ -171,4 +194,5 @@ def rule_named(message: str, default: str) -> str:
     return default
 
 
-__all__ = ["LEAKED", "Journal", "blame_bad_read", "blame_leak", "blame_page", "rule_named"]
+__all__ = ["LEAKED", "Journal", "blame_bad_read", "blame_leak", "blame_page",
+           "mapping_word_made_by_api", "rule_named"]

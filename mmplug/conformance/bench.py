@@ -310,10 +310,7 @@ class Bench:
     def isolate_populated(self, min_pages: int) -> list[Page]:
         """populate(), then isolate every page; the isolated pages (NotSupported if none)."""
         self.populate(min_pages)
-        done, refused = self.isolate_all()
-        if refused and not self.caps.may_refuse_isolation:
-            raise CheckFailed("ISO-6", "isolate_page refused a page but the driver declares "
-                              "may_refuse_isolation=False", page=refused[0], hook="isolate_page")
+        done, _ = self.isolate_all()    # a refusal the driver may not make raises (ISO-6)
         if not done:
             raise NotSupported("no page of the driver could be isolated")
         return done

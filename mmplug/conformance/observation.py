@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import define, field, frozen
 
 from ..drivercode import DriverCode, Site
-from ..journal import Journal
+from ..journal import Journal, mapping_word_made_by_api
 from ..migrate import PageList
 from ..page import BUDDY, ISOLATED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, TAIL, Page
 from .outcomes import CheckFailed
@@ -202,6 +202,7 @@ class OpsSpy:
 
     def isolate_page(self, call: Callable[..., Any], page: Page, mode: int) -> Any:
         ret = call(page, mode)
+        mapping_word_made_by_api("isolate_page", page)
         self._record("isolate_page", page, ret)
         if ret is False:
             self.refusals.append(page.pfn)
@@ -210,6 +211,8 @@ class OpsSpy:
     def migratepage(self, call: Callable[..., Any], mapping: Any, newpage: Page, page: Page,
                     mode: int) -> Any:
         ret = call(mapping, newpage, page, mode)
+        mapping_word_made_by_api("migratepage", page)
+        mapping_word_made_by_api("migratepage", newpage)
         self.journal.migrated(newpage, page, ret)
         self._record("migratepage", page, ret)
         return ret
@@ -225,6 +228,7 @@ class OpsSpy:
                               page=page, what=RELEASED_MOVABLE)
         refs = page._refcount
         ret = call(page)
+        mapping_word_made_by_api("putback_page", page)
         if page._refcount > refs and page.zone.vm.strict_refcounts:
             # (on several CPUs a concurrent isolator's get_page_unless_zero may be counted)
             raise CheckFailed("PUT-1", f"putback_page took {page._refcount - refs} "

@@ -988,4 +988,24 @@ MISTAKES: tuple[Mistake, ...] = (
               "            return -EAGAIN  # the mistake: nothing is in its way\n",
               within="migratepage"),),
     ),
+    Mistake(
+        "isolate_clears_tag", "FLG-1",
+        "isolate_page clears the tag bits of page.mapping itself, as if that marked the page "
+        "taken: the VM then takes it for a file page.",
+        (Edit("    return True\n",
+              "    page.mapping &= ~3  # the mistake: the word is set and cleared by the API\n"
+              "    return True\n",
+              within="isolate_page"),),
+    ),
+    Mistake(
+        "store_skips_movable", "FLG-4",
+        "store() makes every other new page movable only, as if a page with a free slot "
+        "were not worth moving.",
+        (Edit("        set_page_movable(page, self.mapping)\n",
+              "        if len(self.states) % 2:  # the mistake: every page must be movable\n"
+              "            set_page_movable(page, self.mapping)\n",
+              within="Pool.store"),),
+        # free() then clears a page that is not movable: __ClearPageMovable's VM_BUG_ON
+        also_expected={"FLG-5"},
+    ),
 )
