@@ -316,6 +316,29 @@ def test_drivers_that_only_try_their_locks_pass_async_never_blocks(driver: str) 
     assert one(driver, "MIG-10/async-never-blocks", quick=True).verdict == OK
 
 
+def test_a_mutex_taken_in_sync_modes_and_only_tried_in_async_mode_passes(tmp_path: Path) -> None:
+    """mutex_lock is fine where the mode may block; ASYNC tries it and gives -EAGAIN."""
+    variant = Mistake(
+        "synclock", "LCK-1", "A variant.",
+        (import_line("mmplug.kernel", "MigrateMode, mutex"),
+         Edit("        self.next_handle = 1\n",
+              "        self.next_handle = 1\n"
+              '        self.mutex = mutex(vm, "simplepool.mutex")  # for the mistake\n',
+              within="Pool.__init__"),
+         Edit("    pool = mapping.private_data\n    with pool.lock:\n",
+              "    pool = mapping.private_data\n"
+              "    if mode != MigrateMode.ASYNC:  # for the mistake (which is none)\n"
+              "        pool.mutex.lock()\n"
+              "    elif not pool.mutex.trylock():\n"
+              "        return -EAGAIN\n"
+              "    pool.mutex.unlock()\n"
+              "    with pool.lock:\n",
+              within="migratepage")))
+    path = tmp_path / "synclock.py"
+    path.write_text(variant.render(SIMPLEPOOL.read_text()))
+    assert one(path, "MIG-10/async-never-blocks", quick=True).verdict == OK
+
+
 def test_async_never_blocks_holds_the_balloon_mutex_while_it_migrates() -> None:
     """The contention is real: the balloon's mutex_trylock fails and it gives -EAGAIN."""
     from mmplug.conformance.checks.mig import async_never_blocks

@@ -1,7 +1,8 @@
-"""The deliberately broken drivers, as a table: simplepool plus one mistake each.
+"""The deliberately broken drivers, as a table: a correct driver plus one mistake each.
 
-Every other file in this folder is made from `tests/drivers/simplepool.py` and
-one row of `MISTAKES`: the simplepool docstring gives way to a header that
+Every other file in this folder is made from a correct driver of `BASES`
+(`tests/drivers/simplepool.py`, or `tests/conformance/bases/oneballoon.py` for
+a balloon's mistakes) and one row of `MISTAKES`: the base's docstring gives way to a header that
 names the mistake and the rule it breaks, the driver is renamed `broken_NAME`,
 and the row's edits are applied, each one carrying a `# the mistake` (or
 `# for the mistake`) comment so that a reader of the file sees it.  The files
@@ -74,7 +75,7 @@ def _marked(_obj: object, _attr: object, replacement: str) -> None:
 class Edit:
     """Replace `anchor` by `replacement`.
 
-    `anchor` must occur exactly once in simplepool, or, when `within` names a
+    `anchor` must occur exactly once in the base driver, or, when `within` names a
     function, class or method ("migratepage", "Pool.free"), exactly once in
     that definition, which lets a short anchor stay unambiguous.
     """
@@ -83,12 +84,14 @@ class Edit:
     replacement: str = field(validator=_marked)
     within: str | None = None
 
-    def locate(self, source: str, tree: ast.Module | None = None) -> Span:
-        """Where the edit applies in `source`; AnchorError unless exactly once."""
+    def locate(self, source: str, tree: ast.Module | None = None,
+               base: str = "simplepool") -> Span:
+        """Where the edit applies in `source` (the driver `base`); AnchorError unless
+        exactly once."""
         start, end = 0, len(source)
         if self.within is not None:
-            start, end = _definition(source, tree or ast.parse(source), self.within)
-        where = f"in {self.within}" if self.within else "in simplepool"
+            start, end = _definition(source, tree or ast.parse(source), self.within, base)
+        where = f"in {self.within}" if self.within else f"in {base}"
         found = source.count(self.anchor, start, end)
         if found != 1:
             raise AnchorError(f"anchor {self.anchor!r} occurs {found} times {where}, not once")
@@ -157,7 +160,7 @@ class Mistake:
         spans = [_docstring(source, tree, header),
                  *_driver_info(source, tree, name=self.driver,
                                summary=f"{self.base} that breaks {self.rule}"),
-                 *(edit.locate(source, tree) for edit in self.edits)]
+                 *(edit.locate(source, tree, self.base) for edit in self.edits)]
         spans.sort(key=lambda s: s.start)
         for a, b in pairwise(spans):
             if b.start < a.end:
@@ -184,7 +187,8 @@ def _char(source: str, starts: list[int], line: int, col: int) -> int:
     return starts[line] + len(text.encode()[:col].decode())
 
 
-def _definition(source: str, tree: ast.Module, dotted: str) -> tuple[int, int]:
+def _definition(source: str, tree: ast.Module, dotted: str,
+                base: str = "simplepool") -> tuple[int, int]:
     """The character range of the def or class `dotted` ("Pool.free")."""
     body: list[ast.stmt] = tree.body
     node: ast.stmt | None = None
@@ -192,7 +196,7 @@ def _definition(source: str, tree: ast.Module, dotted: str) -> tuple[int, int]:
         node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
                      and n.name == part), None)
         if node is None:
-            raise AnchorError(f"simplepool defines no {dotted}")
+            raise AnchorError(f"{base} defines no {dotted}")
         body = node.body
     assert node is not None and node.end_lineno is not None
     starts = _offsets(source)

@@ -3,7 +3,7 @@
     python -m tests.conformance.broken.regenerate [--check] [--out DIR]
 
 Run from the repository's root.  Nothing is written unless every mistake
-applies to the current simplepool; `--check` writes nothing and exits 1 when
+applies to the current base drivers; `--check` writes nothing and exits 1 when
 a file is out of date or a file has no row in the table.
 """
 
