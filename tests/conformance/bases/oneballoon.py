@@ -18,11 +18,12 @@ from mmplug.kernel import (
     page_isolated,
     unlock_page,
 )
-from mmplug_balloon import CAPABILITIES, VirtioBalloon
-from mmplug_balloon.balloon_compaction import (
-    balloon_page_isolate,
-    balloon_page_migrate,
-    balloon_page_putback,
+from mmplug_balloon import (  # the bundled balloon's callbacks are this driver's
+    CAPABILITIES,
+    VirtioBalloon,
+    isolate_page,
+    migratepage,
+    putback_page,
 )
 from mmplug_balloon.host import DEFLATE
 
@@ -65,16 +66,4 @@ def mmplug_driver():
                       capabilities=CAPABILITIES)
 
 
-@hookimpl
-def isolate_page(page, mode):
-    return balloon_page_isolate(page, mode)
-
-
-@hookimpl
-def migratepage(mapping, newpage, page, mode):
-    return balloon_page_migrate(mapping, newpage, page, mode)
-
-
-@hookimpl
-def putback_page(page):
-    balloon_page_putback(page)
+__all__ = ["OneBalloon", "isolate_page", "migratepage", "mmplug_driver", "putback_page"]
