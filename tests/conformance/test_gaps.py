@@ -402,3 +402,21 @@ def test_a_mistake_is_one_violation_of_its_rule(name: str, rule: str, hook: str,
     report = run_suite(str(BROKEN / f"{name}.py"), quick=True, races=races)
     (failure,) = report.failures()
     assert failure.rule == rule and failure.hook == hook and says in failure.message
+
+
+def test_a_page_compact_memory_fails_with_nothing_in_its_way_is_tried_again(
+        tmp_path: Path) -> None:
+    """Pages far up the zone are only met by compaction's free scanner targets: a driver
+    that fails them for ever is caught there, in --quick too."""
+    variant = Mistake(
+        "highfail", "MIG-8", "A variant.",
+        (Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        if page.pfn >= 8:\n"
+              "            return -EAGAIN  # the mistake: nothing is in its way\n",
+              within="migratepage"),))
+    path = tmp_path / "highfail.py"
+    path.write_text(variant.render(SIMPLEPOOL.read_text()))
+    result = one(path, "MIG-7/compaction", quick=True)
+    assert result.verdict == FAIL and result.rule == "MIG-8" and result.hook == "migratepage"
+    assert "each time it was tried in SYNC mode with nothing in its way" in result.message
