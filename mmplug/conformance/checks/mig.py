@@ -393,8 +393,9 @@ def async_never_blocks(ctx: Context) -> None:
     may hold at that moment on a real machine; a driver that only tries them (the
     virtio balloon's mutex_trylock, z3fold's z3fold_page_trylock) gives -EAGAIN and
     passes.  Waiting is LCK-1 (the scheduler's "contended ... in an ASYNC migration
-    callback"); a lock taken while nobody holds it is not blocking and is not reported,
-    which is what mm/migrate.c's own trylocks in ASYNC mode avoid: waiting, not locking."""
+    callback").  A sleeping lock taken while nobody holds it does not block and is not
+    reported: ASYNC mode forbids waiting, which mm/migrate.c's own trylocks avoid, not
+    the call.  Spinlocks are left free: spinning is not sleeping."""
     bench = ctx.bench(cpus=2)
     bench.populate(ctx.size(6, 3))
     # Two rounds: the pages held in the first are the ones moved in the second.
