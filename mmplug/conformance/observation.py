@@ -81,7 +81,7 @@ class LruSentinels:
             if page.lru is not owner and not _unlinked_by_vm(page, owner):
                 if page.mapping == PAGE_MAPPING_MOVABLE:
                     # released by the driver while isolated: list_del of a page the VM still
-                    # holds is the release's mistake (balloon_page_delete leaves it alone)
+                    # holds is the release's mistake (the kernel's release paths leave it)
                     raise CheckFailed("REL-2", f"{hook} released an isolated page and changed "
                                       f"its lru (the VM left {owner!r}, found {page.lru!r}): "
                                       "a page released while isolated stays on the VM's list "

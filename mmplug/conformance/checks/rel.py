@@ -69,7 +69,7 @@ def free_while_isolated(ctx: Context) -> None:
             raise CheckFailed("PUT-3", "a page is still isolated after migration and putback",
                               page=page)
     # The VM called the driver for none of the released pages: whatever isolate_page
-    # counted for them (a balloon's isolated_pages) the release must have given up.
+    # counted for them (a count of isolated pages) the release must have given up.
     verify_driver(bench, "REL-2", "after the VM finished the pages released while isolated")
     check_no_leak(bench, "REL-1", "after objects were freed while isolated")
     bench.destroy()
