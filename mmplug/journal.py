@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from attrs import define, field
 
 from . import rules
+from .errors import ContractViolation
+from .page import ISOLATED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE
 
 if TYPE_CHECKING:
     from .mapping import AddressSpace
@@ -56,24 +58,46 @@ class Journal:
     freed_sources: dict[int, Page] = field(factory=dict)
     last_migration: int = 0
     last_putback: int = 0
+    #: migratepage calls entered and not yet returned (other CPUs run meanwhile)
+    migrating: int = 0
 
     def install(self, mapping: AddressSpace) -> None:
-        """Record every migratepage and putback_page of `mapping` from now on."""
-        mapping.interpose(migratepage=self.migratepage, putback_page=self.putback_page)
+        """Record every migratepage and putback_page of `mapping` from now on, and check
+        the mapping words every callback leaves."""
+        mapping.interpose(isolate_page=self.isolate_page, migratepage=self.migratepage,
+                          putback_page=self.putback_page)
+
+    def isolate_page(self, call: Callable[..., Any], page: Page, mode: int) -> Any:
+        ret = call(page, mode)
+        mapping_word_made_by_api("isolate_page", page)
+        return ret
 
     def migratepage(self, call: Callable[..., Any], mapping: Any, newpage: Page, page: Page,
                     mode: int) -> Any:
-        rc = call(mapping, newpage, page, mode)
+        self.migrating += 1
+        try:
+            rc = call(mapping, newpage, page, mode)
+        finally:
+            self.migrating -= 1
+        mapping_word_made_by_api("migratepage", page)
+        mapping_word_made_by_api("migratepage", newpage)
         self.migrated(newpage, page, rc)
         return rc
 
     def putback_page(self, call: Callable[..., Any], page: Page) -> Any:
         ret = call(page)
+        mapping_word_made_by_api("putback_page", page)
         self.putback(page)
         return ret
 
     def migrated(self, newpage: Page, page: Page, rc: Any) -> None:
         """migratepage(newpage, page) returned `rc`."""
+        if newpage.flags & ISOLATED:
+            # Nobody isolated newpage: the flag is the driver's doing, wherever it shows
+            # later (a page freed still PG_isolated, a page isolated after every CPU ended).
+            raise ContractViolation("FLG-6", "migratepage left PG_isolated (PG_reclaim) set on "
+                                    "the new page: only the VM sets it, on pages it isolates",
+                                    hook="migratepage", page=newpage)
         self.seq += 1
         pfn = newpage.pfn
         if rc == 0:
@@ -127,11 +151,25 @@ def blame_leak(journal: Journal, page: Page) -> str:
     return "REL-1"
 
 
+def mapping_word_made_by_api(hook: str, page: Page) -> None:
+    """FLG-1: after a callback a page's mapping word is one __SetPageMovable (an address
+    space with the movable tag), __ClearPageMovable (the tag alone) or the allocator (0)
+    makes: tag bits the driver wrote itself would make the VM take the page for an
+    anonymous or file page and follow its mapping as one."""
+    word = page.mapping
+    if word and word & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
+        raise ContractViolation("FLG-1", f"{hook} left page->mapping {word:#x}, tag bits "
+                                f"{word & PAGE_MAPPING_FLAGS:#x}: a word neither "
+                                "__SetPageMovable nor __ClearPageMovable makes (the driver "
+                                "wrote it itself)", hook=hook, page=page)
+
+
 def blame_bad_read(journal: Journal, since: int, default: str) -> str:
     """The rule an object that read back right at `since` and wrong now breaks: a successful
-    migration meanwhile did not move it (MIG-7), else a putback did not restore it (PUT-2),
-    else `default`."""
-    if journal.last_migration > since:
+    migration meanwhile did not move it, or one under way let readers see its new page
+    before it was set up (MIG-7), else a putback did not restore it (PUT-2), else
+    `default`."""
+    if journal.last_migration > since or journal.migrating:
         return "MIG-7"
     if journal.last_putback > since:
         return "PUT-2"
@@ -156,4 +194,5 @@ def rule_named(message: str, default: str) -> str:
     return default
 
 
-__all__ = ["LEAKED", "Journal", "blame_bad_read", "blame_leak", "blame_page", "rule_named"]
+__all__ = ["LEAKED", "Journal", "blame_bad_read", "blame_leak", "blame_page",
+           "mapping_word_made_by_api", "rule_named"]

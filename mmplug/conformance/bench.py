@@ -20,6 +20,7 @@ from typing import Any
 from attrs import define, field
 
 from ..constants import ISOLATE_ASYNC_MIGRATE, MigrateMode
+from ..cpus.scheduler import Scheduler
 from ..errors import ContractViolation, NoMemory
 from ..instance import STORE_ERRORS, GuardedInstance
 from ..journal import Journal
@@ -67,11 +68,13 @@ class Bench:
     def create(cls, loaded: LoadedDriver, host: PluginHost, seed: int, *,
                nr_pages: int = 1024, page_size: int = 4096, pageblock_order: int = 7,
                max_order: int = 11, callback_timeout: float | None = 2.0,
-               options: dict[str, Any] | None = None) -> Bench:
+               options: dict[str, Any] | None = None, cpus: int = 1) -> Bench:
+        # Several CPUs: the scheduler of mmplug.cpus, which a check runs bodies on.
+        backend = Scheduler(cpus) if cpus > 1 else None
         vm = VM(VMConfig(nr_pages=nr_pages, page_size=page_size,
                          pageblock_order=pageblock_order, max_order=max_order,
                          callback_timeout=callback_timeout),
-                plugins=host)
+                plugins=host, cpus=backend)
         baseline = vm.zone.nr_free_pages
         instance = vm.create_from(loaded, **(options or {}))
         guarded = vm.instance_record(instance)
@@ -165,7 +168,8 @@ class Bench:
                 continue
             break
         if handle in self.objects:
-            raise CheckFailed("API-1", f"store() returned handle {handle!r}, which is still in use")
+            raise CheckFailed("API-1", f"store() returned handle {handle!r}, which is still in use",
+                              hook="store")
         got = self.read(handle)
         if self.caps.stores_data and got != data:
             stale = self._stale_holder(data)
@@ -259,13 +263,25 @@ class Bench:
         low = min(max(8, ps // 32), top)
         return [self.rng.randint(low, top) for _ in range(2)]
 
-    def _churn(self, share: float) -> None:
-        """Free about `share` of the objects at random, never the second-last of a page."""
+    def _by_page(self) -> dict[int, list[Any]]:
+        """pfn -> the objects that page alone holds, in the order they were stored."""
         on_page: dict[int, list[Any]] = {}
         for handle in self.objects:
             pages = self.pages_of(handle)
             if len(pages) == 1:
                 on_page.setdefault(pages[0].pfn, []).append(handle)
+        return on_page
+
+    def thin(self, keep: int = 1) -> None:
+        """Free every object but the first `keep` of each page: the sparse pages compaction
+        is for (objects that span pages, or cannot be told apart, stay)."""
+        for handles in self._by_page().values():
+            for handle in handles[keep:]:
+                self.free(handle)
+
+    def _churn(self, share: float) -> None:
+        """Free about `share` of the objects at random, never the second-last of a page."""
+        on_page = self._by_page()
         page_of = {h: pfn for pfn, handles in on_page.items() for h in handles}
         for handle in list(self.objects):
             if self.rng.random() >= share:
@@ -294,10 +310,7 @@ class Bench:
     def isolate_populated(self, min_pages: int) -> list[Page]:
         """populate(), then isolate every page; the isolated pages (NotSupported if none)."""
         self.populate(min_pages)
-        done, refused = self.isolate_all()
-        if refused and not self.caps.may_refuse_isolation:
-            raise CheckFailed("ISO-6", "isolate_page refused a page but the driver declares "
-                              "may_refuse_isolation=False", page=refused[0], hook="isolate_page")
+        done, _ = self.isolate_all()    # a refusal the driver may not make raises (ISO-6)
         if not done:
             raise NotSupported("no page of the driver could be isolated")
         return done
@@ -371,11 +384,24 @@ class Bench:
     # --- isolation, migration, putback through the core ------------------------------------
     def isolate(self, page: Page, mode: int = ISOLATE_ASYNC_MIGRATE) -> bool:
         """isolate_movable_page(); on success link the page's lru to a sentinel."""
+        refusals = len(self.spy.refusals)
         rc = isolate_movable_page(self.vm, page, mode)
         if rc != 0:
+            if len(self.spy.refusals) > refusals:
+                self.refusal_allowed(page)
             return False
         self.lru.link(page)
         return True
+
+    def refusal_allowed(self, page: Page | None = None) -> None:
+        """ISO-6: a driver that declares it never refuses isolation did refuse (`page`, or
+        the first page the spy saw refused)."""
+        if self.caps.may_refuse_isolation or not self.spy.refusals:
+            return
+        if page is None:
+            page = self.vm.zone.pages[self.spy.refusals[0] - self.vm.zone.start_pfn]
+        raise CheckFailed("ISO-6", "isolate_page refused a page but the driver declares "
+                          "may_refuse_isolation=False", page=page, hook="isolate_page")
 
     def isolate_all(self) -> tuple[list[Page], list[Page]]:
         """Isolate every page the driver owns: (isolated, refused)."""

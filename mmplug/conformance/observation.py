@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import define, field, frozen
 
 from ..drivercode import DriverCode, Site
-from ..journal import Journal
+from ..journal import Journal, mapping_word_made_by_api
 from ..migrate import PageList
 from ..page import BUDDY, ISOLATED, PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE, TAIL, Page
 from .outcomes import CheckFailed
@@ -79,6 +79,13 @@ class LruSentinels:
             if page is skip or not page.flags & ISOLATED:
                 continue  # only an isolated page's lru belongs to the VM
             if page.lru is not owner and not _unlinked_by_vm(page, owner):
+                if page.mapping == PAGE_MAPPING_MOVABLE:
+                    # released by the driver while isolated: list_del of a page the VM still
+                    # holds is the release's mistake (the kernel's release paths leave it)
+                    raise CheckFailed("REL-2", f"{hook} released an isolated page and changed "
+                                      f"its lru (the VM left {owner!r}, found {page.lru!r}): "
+                                      "a page released while isolated stays on the VM's list "
+                                      "until the VM finishes it", page=page, hook=hook)
                 raise CheckFailed("ISO-4", f"page.lru of an isolated page was changed during "
                                   f"{hook} (the VM left {owner!r}, found {page.lru!r})",
                                   page=page, hook=hook)
@@ -195,6 +202,7 @@ class OpsSpy:
 
     def isolate_page(self, call: Callable[..., Any], page: Page, mode: int) -> Any:
         ret = call(page, mode)
+        mapping_word_made_by_api("isolate_page", page)
         self._record("isolate_page", page, ret)
         if ret is False:
             self.refusals.append(page.pfn)
@@ -203,6 +211,8 @@ class OpsSpy:
     def migratepage(self, call: Callable[..., Any], mapping: Any, newpage: Page, page: Page,
                     mode: int) -> Any:
         ret = call(mapping, newpage, page, mode)
+        mapping_word_made_by_api("migratepage", page)
+        mapping_word_made_by_api("migratepage", newpage)
         self.journal.migrated(newpage, page, ret)
         self._record("migratepage", page, ret)
         return ret
@@ -216,7 +226,15 @@ class OpsSpy:
             raise CheckFailed("REL-1", f"{RELEASED_MOVABLE}: only the VM's isolation "
                               "reference is left when putback_page is about to be called",
                               page=page, what=RELEASED_MOVABLE)
+        refs = page._refcount
         ret = call(page)
+        mapping_word_made_by_api("putback_page", page)
+        if page._refcount > refs and page.zone.vm.strict_refcounts:
+            # (on several CPUs a concurrent isolator's get_page_unless_zero may be counted)
+            raise CheckFailed("PUT-1", f"putback_page took {page._refcount - refs} "
+                              "reference(s) on the page and kept them: putback gives the page "
+                              "back with the references isolate_page left it",
+                              page=page, hook="putback_page")
         self.journal.putback(page)
         self._record("putback_page", page, ret)
         return ret

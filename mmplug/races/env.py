@@ -103,15 +103,22 @@ class RaceEnv:
             for held in lists:
                 for page in held.pages:
                     if page.lru is not held:
+                        # a page the driver released meanwhile: the release's mistake
+                        released = page.mapping == PAGE_MAPPING_MOVABLE
                         raise ContractViolation(
-                            "ISO-4", f"page.lru of an isolated page was changed during "
-                            f"{method} on cpu{self.cpu} (the VM left {held!r}, found "
-                            f"{page.lru!r})", driver=self.driver, hook=method, page=page)
+                            "REL-2" if released else "ISO-4",
+                            f"page.lru of an isolated page{' it released' if released else ''}"
+                            f" was changed during {method} on cpu{self.cpu} (the VM left "
+                            f"{held!r}, found {page.lru!r})", driver=self.driver, hook=method,
+                            page=page)
 
     def store(self, data: bytes) -> Any:
         self.journal.forget_freed()   # store() may allocate a frame a migration freed
         handle = self.guarded.store(data)
         self.lru_untouched("store")
+        if handle in self.objects:
+            raise ContractViolation("API-1", f"store() returned handle {handle!r}, which is "
+                                    "still in use", driver=self.driver, hook="store")
         self.objects[handle] = bytes(data)
         return handle
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...compaction import alloc_pages_compact, compact_memory, kcompactd_do_work
-from ...constants import ENOMEM, MIGRATE_PASSES, MigrateMode, errno_name
+from ...constants import ENOMEM, ISOLATE_ASYNC_MIGRATE, MIGRATE_PASSES, MigrateMode, errno_name
+from ...cpus.locks import SchedLock
+from ...cpus.schedule import YIELD
+from ...cpus.scheduler import Scheduler
 from ...page import (
     ISOLATED,
     LOCKED,
@@ -151,16 +154,30 @@ def all_modes(ctx: Context) -> None:
     rounds = ctx.size(3, 1)
     for _ in range(rounds):
         for mode in (MigrateMode.ASYNC, MigrateMode.SYNC_LIGHT, MigrateMode.SYNC):
-            done, _ = bench.isolate_all()
-            rc = bench.migrate(bench.to_list(done), mode)
-            if rc < 0:
-                raise CheckFailed("MIG-9", f"migrate_pages returned {errno_name(rc)} with pages to "
-                                  "spare", page=None)
-            verify_objects(bench, "MIG-7", f"after a {mode.name} migration")
-            check_owned_pages(bench, "MIG-7", f"after a {mode.name} migration")
+            _migrate_all(bench, mode)
             bench.fill(2)
+    # Pages that moved before, and pages left with two objects, then one: states a page
+    # of a driver in use is in, which a population fresh from populate() does not show.
+    for keep in (2, 1):
+        bench.thin(keep)
+        _migrate_all(bench, MigrateMode.SYNC)
     verify_driver(bench, "MIG-7", "after migrations in every mode")
     check_no_leak(bench, "MIG-7", "after migrations in every mode")
+
+
+def _migrate_all(bench: Bench, mode: MigrateMode) -> None:
+    """Isolate and migrate every page in `mode`; in SYNC mode, with nothing in the way, a
+    page that failed must migrate when tried again (MIG-8)."""
+    done, _ = bench.isolate_all()
+    rc = bench.migrate(bench.to_list(done), mode)
+    if rc < 0:
+        raise CheckFailed("MIG-9", f"migrate_pages returned {errno_name(rc)} with pages to "
+                          "spare", page=None)
+    verify_objects(bench, "MIG-7", f"after a {mode.name} migration")
+    check_owned_pages(bench, "MIG-7", f"after a {mode.name} migration")
+    if rc and mode == MigrateMode.SYNC:
+        owned = {p.pfn for p in bench.pages()}
+        _fails_for_good(bench, [p for p in done if p.pfn in owned])
 
 
 @check("MIG-8/eagain-retried", "-EAGAIN keeps the page isolated and a later migration succeeds",
@@ -200,6 +217,14 @@ def _expect_eagain(bench: Bench, done: list[Page], want: int | None,
     plist = bench.to_list(done)
     before = {p: p._refcount for p in done}
     since = len(bench.spy.results)
+    # In the way whatever the mode: ASYNC and SYNC_LIGHT must not move the page either.
+    for mode in (MigrateMode.ASYNC, MigrateMode.SYNC_LIGHT):
+        bench.migrate(plist, mode, putback=False)
+        gone = [p for p in done if p not in plist.pages]
+        if want is not None and gone:
+            raise CheckFailed("MIG-8", f"with the driver busy a migration in {mode.name} mode "
+                              f"moved {len(gone)} page(s): what is in the way in SYNC mode is in "
+                              "the way in every mode (-EAGAIN)", page=gone[0], hook="migratepage")
     rc = bench.migrate(plist, MigrateMode.SYNC, putback=False)
     if pinned:
         bench.moved_while_held(pinned, "pinned", since)
@@ -324,9 +349,14 @@ def compaction(ctx: Context) -> None:
         vm.cpus.put_page(page)
     blockers = fillers[len(fillers) // 4:len(fillers) // 2] + high[1::2]
     compact_memory(vm)
+    bench.refusal_allowed()
     if bench.pages() and not bench.spy.count("migratepage"):
         raise CheckFailed("CMP-3", "compact_memory over a fragmented zone migrated none of "
                           "the driver's pages", page=bench.pages()[0])
+    # compact_memory migrates in SYNC mode and nothing is in the way: the pages whose
+    # migration failed there must move when tried again (wherever in the zone they are)
+    last = {pfn: rc for hook, pfn, rc in bench.spy.results if hook == "migratepage"}
+    _fails_for_good(bench, [p for p in bench.pages() if last.get(p.pfn, 0) != 0])
     verify_objects(bench, "MIG-7", "after compact_memory")
     check_owned_pages(bench, "MIG-7", "after compact_memory")
     page = alloc_pages_compact(bench.vm, 3)
@@ -344,3 +374,78 @@ def compaction(ctx: Context) -> None:
     for page in blockers:
         vm.cpus.put_page(page)
     check_no_leak(bench, "MIG-7", "after compaction")
+
+
+#: schedule points the CPU holding the driver's locks waits, when the migrating CPU
+#: blocks outside an ASYNC callback (putback_page may wait for a mutex), before it lets go
+HOLD_POINTS = 200
+
+
+@check("MIG-10/async-never-blocks",
+       "ASYNC isolation and migration never wait for a sleeping lock another CPU holds",
+       rules=("LCK-1", "MIG-7"))
+def async_never_blocks(ctx: Context) -> None:
+    """Whether an ASYNC callback blocks depends on who else holds its locks, so the check
+    makes sure somebody does: on a second CPU it holds every mutex the driver made and
+    the page locks of the driver's pages that are not being migrated, then the first CPU
+    isolates (ISOLATE_ASYNC_MIGRATE) and migrates (MIGRATE_ASYNC) the others.  Each of
+    those locks is one that another compactor, a store, free or the driver's own worker
+    may hold at that moment on a real machine; a driver that only tries them (the
+    virtio balloon's mutex_trylock, z3fold's z3fold_page_trylock) gives -EAGAIN and
+    passes.  Waiting is LCK-1 (the scheduler's "contended ... in an ASYNC migration
+    callback").  A sleeping lock taken while nobody holds it does not block and is not
+    reported: ASYNC mode forbids waiting, which mm/migrate.c's own trylocks avoid, not
+    the call.  Spinlocks are left free: spinning is not sleeping."""
+    bench = ctx.bench(cpus=2)
+    bench.populate(ctx.size(6, 3))
+    # Two rounds: the pages held in the first are the ones moved in the second.
+    first = bench.pages()[1::2]
+    for rnd in range(2):
+        pages = bench.pages()
+        stay = set(first) if rnd == 0 else {p for p in pages if p not in first}
+        moved = [p for p in pages if p not in stay]
+        if moved:
+            _async_while_held(bench, moved, [p for p in pages if p in stay])
+        verify_objects(bench, "MIG-7", "after an ASYNC migration while another CPU held the "
+                       "driver's sleeping locks")
+        check_owned_pages(bench, "MIG-7", "after an ASYNC migration while another CPU held "
+                          "the driver's sleeping locks")
+    check_no_leak(bench, "MIG-7", "after ASYNC migrations")
+
+
+def _async_while_held(bench: Bench, moved: list[Page], held: list[Page]) -> None:
+    """cpu0 holds the driver's mutexes and the page locks of `held`; cpu1 isolates and
+    migrates `moved` in ASYNC mode, then puts back what is left."""
+    sched = bench.vm.cpus
+    assert isinstance(sched, Scheduler)
+    state = {"holding": False, "done": False}
+
+    def holder() -> None:
+        mutexes = [lk for lk in sched.locks if isinstance(lk, SchedLock) and lk.sleeping
+                   and lk.cls.kind == "driver" and lk.trylock()]
+        locked = [p for p in held if sched.trylock_page(p)]
+        state["holding"] = True
+        for _ in range(HOLD_POINTS):
+            if state["done"]:
+                break
+            sched.point(f"{YIELD}: holding the driver's sleeping locks")
+        for page in locked:
+            sched.unlock_page(page)
+        for lk in mutexes:
+            lk.unlock()
+
+    def migrator() -> None:
+        while not state["holding"]:
+            sched.point(f"{YIELD}: waiting for the holder")
+        done = [p for p in moved if bench.isolate(p, ISOLATE_ASYNC_MIGRATE)]
+        bench.migrate(bench.to_list(done), MigrateMode.ASYNC)
+        state["done"] = True
+
+    out = sched.run([holder, migrator])
+    if out.error is not None:
+        raise out.error
+    if out.deadlock or out.livelock:
+        what = "deadlock" if out.deadlock else "livelock"
+        raise CheckFailed("LCK-1", f"{what} in an ASYNC migration while another CPU held the "
+                          "driver's sleeping locks: " +
+                          "; ".join(c.render() for c in out.cpus), page=moved[0])

@@ -1,7 +1,8 @@
-"""The deliberately broken drivers, as a table: simplepool plus one mistake each.
+"""The deliberately broken drivers, as a table: a correct driver plus one mistake each.
 
-Every other file in this folder is made from `tests/drivers/simplepool.py` and
-one row of `MISTAKES`: the simplepool docstring gives way to a header that
+Every other file in this folder is made from a correct driver of `BASES`
+(`tests/drivers/simplepool.py`, or `tests/conformance/bases/oneballoon.py` for
+a balloon's mistakes) and one row of `MISTAKES`: the base's docstring gives way to a header that
 names the mistake and the rule it breaks, the driver is renamed `broken_NAME`,
 and the row's edits are applied, each one carrying a `# the mistake` (or
 `# for the mistake`) comment so that a reader of the file sees it.  The files
@@ -35,15 +36,18 @@ from mmplug import rules
 
 BROKEN = Path(__file__).resolve().parent
 SIMPLEPOOL = BROKEN.parents[1] / "drivers" / "simplepool.py"
+#: the correct drivers a mistake is made in, by name; most are simplepool's
+BASES = {"simplepool": SIMPLEPOOL,
+         "oneballoon": BROKEN.parent / "bases" / "oneballoon.py"}
 #: every edit's replacement carries one of these comments
 MARKS = ("# the mistake", "# for the mistake")
 #: what a header tells the reader of a generated file
 HEADER = '''\
-"""{driver}: simplepool with one mistake, which breaks {rule}.
+"""{driver}: {base} with one mistake, which breaks {rule}.
 
 {summary}
 
-Generated from tests/drivers/simplepool.py and this mistake's row in
+Generated from {path} and this mistake's row in
 mistakes.py (python -m tests.conformance.broken.regenerate): edit those.
 """
 '''
@@ -71,7 +75,7 @@ def _marked(_obj: object, _attr: object, replacement: str) -> None:
 class Edit:
     """Replace `anchor` by `replacement`.
 
-    `anchor` must occur exactly once in simplepool, or, when `within` names a
+    `anchor` must occur exactly once in the base driver, or, when `within` names a
     function, class or method ("migratepage", "Pool.free"), exactly once in
     that definition, which lets a short anchor stay unambiguous.
     """
@@ -80,12 +84,14 @@ class Edit:
     replacement: str = field(validator=_marked)
     within: str | None = None
 
-    def locate(self, source: str, tree: ast.Module | None = None) -> Span:
-        """Where the edit applies in `source`; AnchorError unless exactly once."""
+    def locate(self, source: str, tree: ast.Module | None = None,
+               base: str = "simplepool") -> Span:
+        """Where the edit applies in `source` (the driver `base`); AnchorError unless
+        exactly once."""
         start, end = 0, len(source)
         if self.within is not None:
-            start, end = _definition(source, tree or ast.parse(source), self.within)
-        where = f"in {self.within}" if self.within else "in simplepool"
+            start, end = _definition(source, tree or ast.parse(source), self.within, base)
+        where = f"in {self.within}" if self.within else f"in {base}"
         found = source.count(self.anchor, start, end)
         if found != 1:
             raise AnchorError(f"anchor {self.anchor!r} occurs {found} times {where}, not once")
@@ -112,7 +118,8 @@ class Mistake:
     dropped: REF-1); the same violation seen again under another rule's name
     does not count.  A verdict outside `may_fail` names the wrong rule.
     `stalls` marks a mistake that hangs, sleeps or ends the process: the
-    tests run it on a few checks only.
+    tests run it on a few checks only.  `base` names the correct driver of
+    BASES the mistake is made in.
     """
 
     name: str
@@ -123,6 +130,7 @@ class Mistake:
         default=frozenset(), converter=_rule_set,
         validator=validators.deep_iterable(member_validator=_known_rule))
     stalls: bool = False
+    base: str = field(default="simplepool", validator=validators.in_(BASES))
 
     @property
     def driver(self) -> str:
@@ -134,19 +142,25 @@ class Mistake:
         return BROKEN / f"{self.name}.py"
 
     @property
+    def base_path(self) -> Path:
+        """The correct driver the mistake is made in."""
+        return BASES[self.base]
+
+    @property
     def may_fail(self) -> frozenset[str]:
         """Every rule check-driver may fail this driver on."""
         return self.also_expected | {self.rule}
 
     def spans(self, source: str) -> list[Span]:
-        """Every change to simplepool, in order: header, name, summary, the edits."""
+        """Every change to the base driver, in order: header, name, summary, the edits."""
         tree = ast.parse(source)
-        header = HEADER.format(driver=self.driver, rule=self.rule,
+        path = self.base_path.relative_to(BROKEN.parents[2]).as_posix()
+        header = HEADER.format(driver=self.driver, base=self.base, rule=self.rule, path=path,
                                summary=textwrap.fill(self.summary, 88))
         spans = [_docstring(source, tree, header),
                  *_driver_info(source, tree, name=self.driver,
-                               summary=f"simplepool that breaks {self.rule}"),
-                 *(edit.locate(source, tree) for edit in self.edits)]
+                               summary=f"{self.base} that breaks {self.rule}"),
+                 *(edit.locate(source, tree, self.base) for edit in self.edits)]
         spans.sort(key=lambda s: s.start)
         for a, b in pairwise(spans):
             if b.start < a.end:
@@ -154,7 +168,7 @@ class Mistake:
         return spans
 
     def render(self, source: str) -> str:
-        """The broken driver's file: `source` (simplepool) with the mistake made."""
+        """The broken driver's file: `source` (the base driver) with the mistake made."""
         out, at = [], 0
         for span in self.spans(source):
             out += [source[at:span.start], span.text]
@@ -173,7 +187,8 @@ def _char(source: str, starts: list[int], line: int, col: int) -> int:
     return starts[line] + len(text.encode()[:col].decode())
 
 
-def _definition(source: str, tree: ast.Module, dotted: str) -> tuple[int, int]:
+def _definition(source: str, tree: ast.Module, dotted: str,
+                base: str = "simplepool") -> tuple[int, int]:
     """The character range of the def or class `dotted` ("Pool.free")."""
     body: list[ast.stmt] = tree.body
     node: ast.stmt | None = None
@@ -181,7 +196,7 @@ def _definition(source: str, tree: ast.Module, dotted: str) -> tuple[int, int]:
         node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
                      and n.name == part), None)
         if node is None:
-            raise AnchorError(f"simplepool defines no {dotted}")
+            raise AnchorError(f"{base} defines no {dotted}")
         body = node.body
     assert node is not None and node.end_lineno is not None
     starts = _offsets(source)
@@ -248,6 +263,18 @@ def map_knob(purpose: str) -> tuple[Edit, ...]:
              "        with self.lock:\n"
              "            self.handles[handle][0].mapped -= 1\n",
              within="Pool.unpin"))
+
+
+def _migrate_under(prefix: str) -> tuple[Edit, ...]:
+    """migratepage's body moved to a function of its own that migratepage calls after
+    `prefix` (code of migratepage's, which may open a block around the call)."""
+    return (Edit("    pool = mapping.private_data\n    with pool.lock:\n",
+                 "    pool = mapping.private_data\n" + prefix +
+                 "    return _migrate(pool, mapping, newpage, page, mode)\n"
+                 "\n\n"
+                 "def _migrate(pool, mapping, newpage, page, mode):  # for the mistake\n"
+                 "    with pool.lock:\n",
+                 within="migratepage"),)
 
 
 #: the broken drivers, one row each; the driver file is broken/NAME.py
@@ -803,6 +830,8 @@ MISTAKES: tuple[Mistake, ...] = (
               "            page = st.page\n"
               "            lock_page(page)  # the mistake: the page lock under the pool's lock\n",
               within="Pool.free")),
+        # the mutex is taken in ASYNC migratepage too: it waits when free() holds it
+        also_expected={"LCK-1"},
     ),
     # --- the instance protocol ---
     Mistake(
@@ -823,5 +852,164 @@ MISTAKES: tuple[Mistake, ...] = (
               "                pass  # the mistake: spins forever\n",
               within="Pool.free"),),
         stalls=True,
+    ),
+    # --- ASYNC mode never waits (MIG-10, LCK-1) ---
+    Mistake(
+        "async_mutex", "LCK-1",
+        "migratepage takes the pool's mutex with mutex_lock in every mode, ASYNC too, and "
+        "store() holds it while it allocates a page: an ASYNC migration waits for it.",
+        (import_line("mmplug.kernel", "mutex"),
+         Edit("        self.next_handle = 1\n",
+              "        self.next_handle = 1\n"
+              '        self.mutex = mutex(vm, "simplepool.mutex")  # for the mistake\n',
+              within="Pool.__init__"),
+         Edit("        page = alloc_page(self.vm)\n",
+              "        with self.mutex:  # for the mistake\n"
+              "            page = alloc_page(self.vm)\n",
+              within="Pool.store"),
+         *_migrate_under("    with pool.mutex:  # the mistake: mutex_lock, even in ASYNC mode\n"
+                         "    "),),
+    ),
+    Mistake(
+        "async_lock_page", "LCK-1",
+        "migratepage locks the pool's oldest page with lock_page in every mode, ASYNC too, "
+        "to read a header kept there: an ASYNC migration waits for whoever holds it.",
+        _migrate_under("    oldest = next(iter(pool.states), None)\n"
+                       "    if oldest is not None and oldest.page is not page:\n"
+                       "        lock_page(oldest.page)  # the mistake: may sleep, ASYNC too\n"
+                       "        unlock_page(oldest.page)\n"),
+    ),
+    # --- a failure that never goes away (MIG-8) ---
+    Mistake(
+        "eagain_moved", "MIG-8",
+        "migratepage returns -EAGAIN, every time, for a page that came from a migration, as "
+        "if such a page were still settling.",
+        (Edit('"pinned")\n', '"pinned", "moved")  # for the mistake\n', within="PoolPage"),
+         Edit("        self.pinned = 0\n",
+              "        self.pinned = 0\n"
+              "        self.moved = False  # for the mistake\n",
+              within="PoolPage.__init__"),
+         Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        if st.moved:\n"
+              "            return -EAGAIN  # the mistake: nothing is in its way\n",
+              within="migratepage"),
+         Edit("        st.isolated = False\n        # free()",
+              "        st.isolated = False\n"
+              "        st.moved = True  # for the mistake\n"
+              "        # free()",
+              within="migratepage")),
+    ),
+    # --- a balloon releasing a page compaction holds isolated (REL-2, DRV-B2) ---
+    Mistake(
+        "balloon_unlists_isolated", "REL-2",
+        "A balloon whose balloon_page_delete() takes every deflated page off the balloon "
+        "list, also one compaction holds isolated: its lru is on the VM's migration list.",
+        (Edit("    if not page_isolated(page):\n        b_dev_info.pages.delete(page)\n",
+              "    # the mistake: list_del even when the page is isolated\n"
+              "    b_dev_info.pages._pages.pop(page, None)\n"
+              "    page.lru = None\n",
+              within="balloon_page_delete"),),
+        # the VM finds its list broken when it next walks it: the lru rule, once more
+        also_expected={"ISO-4"},
+        base="oneballoon",
+    ),
+    Mistake(
+        "balloon_counts_released", "DRV-B2",
+        "A balloon deflating a page compaction holds isolated leaves isolated_pages as it "
+        "was, as if putback or migration would still give the page back.",
+        (Edit("                if isolated:\n"
+              "                    # the VM will call neither putback nor migratepage for it\n"
+              "                    b_dev_info.isolated_pages -= 1\n",
+              "                # the mistake: isolated_pages keeps counting the page\n",
+              within="OneBalloon.free"),),
+        base="oneballoon",
+    ),
+    # --- what a reviewer tried next ---
+    Mistake(
+        "isolate_refuses_all", "ISO-6",
+        "isolate_page refuses every page, as if isolation were opt-in, though the driver "
+        "declares it never refuses: nothing can be migrated.",
+        (Edit("    return True\n", "    return False  # the mistake: declared never to refuse\n",
+              within="isolate_page"),),
+    ),
+    Mistake(
+        "store_reuses_handle", "API-1",
+        "store() numbers a new object by the count of live ones, so once an object is freed "
+        "a handle still in use is handed out again.",
+        (Edit("        handle = self.next_handle\n",
+              "        handle = len(self.handles) + 1  # the mistake: may be in use\n",
+              within="Pool._place"),),
+    ),
+    Mistake(
+        "newpage_pg_isolated", "FLG-6",
+        "migratepage sets PG_isolated (PG_reclaim, bit 17) on the new page, as if it were "
+        "still being migrated.",
+        (Edit("        newpage.private = st\n",
+              "        newpage.private = st\n"
+              "        newpage.flags |= 1 << 17  # the mistake: PG_isolated is the VM's\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "putback_takes_ref", "PUT-1",
+        "putback_page takes a reference on the page, as if putting it back were taking it "
+        "anew; nothing ever drops it.",
+        (Edit("        st.isolated = False\n",
+              "        st.isolated = False\n"
+              "        get_page(page)  # the mistake: isolation took none of the driver's\n",
+              within="putback_page"),),
+        # on several CPUs the extra reference is seen only when the page should be gone
+        also_expected={"REL-1"},
+    ),
+    Mistake(
+        "busy_ignored_async", "MIG-8",
+        "migratepage looks at the pool's busy flag and at pins in the sync modes only: an "
+        "ASYNC migration moves a page whose object is pinned.",
+        (Edit("        if pool.held or st.pinned:\n",
+              "        if mode != MigrateMode.ASYNC and (pool.held or st.pinned):  # the mistake\n",
+              within="migratepage"),
+         import_line("mmplug.kernel", "MigrateMode")),
+    ),
+    Mistake(
+        "copy_after_switch", "MIG-7",
+        "migratepage points its bookkeeping at the new page under the pool's lock and copies "
+        "the bytes after it lets the lock go: a reader in between reads the new, empty page.",
+        (Edit("        copy_highpage(newpage, page)\n",
+              "        # for the mistake: the copy is made below, after the lock\n",
+              within="migratepage"),
+         Edit("    put_page(page)\n",
+              "    copy_highpage(newpage, page)  # the mistake: readers already use newpage\n"
+              "    put_page(page)\n",
+              within="migratepage")),
+    ),
+    Mistake(
+        "eagain_two_objects", "MIG-8",
+        "migratepage returns -EAGAIN, every time, for a page that holds exactly two objects, "
+        "as if one of the two were always about to be freed.",
+        (Edit("            return -EAGAIN\n",
+              "            return -EAGAIN\n"
+              "        if st.used() == 2:\n"
+              "            return -EAGAIN  # the mistake: nothing is in its way\n",
+              within="migratepage"),),
+    ),
+    Mistake(
+        "isolate_clears_tag", "FLG-1",
+        "isolate_page clears the tag bits of page.mapping itself, as if that marked the page "
+        "taken: the VM then takes it for a file page.",
+        (Edit("    return True\n",
+              "    page.mapping &= ~3  # the mistake: the word is set and cleared by the API\n"
+              "    return True\n",
+              within="isolate_page"),),
+    ),
+    Mistake(
+        "store_skips_movable", "FLG-4",
+        "store() makes every other new page movable only, as if a page with a free slot "
+        "were not worth moving.",
+        (Edit("        set_page_movable(page, self.mapping)\n",
+              "        if len(self.states) % 2:  # the mistake: every page must be movable\n"
+              "            set_page_movable(page, self.mapping)\n",
+              within="Pool.store"),),
+        # free() then clears a page that is not movable: __ClearPageMovable's VM_BUG_ON
+        also_expected={"FLG-5"},
     ),
 )

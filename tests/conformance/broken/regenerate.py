@@ -3,7 +3,7 @@
     python -m tests.conformance.broken.regenerate [--check] [--out DIR]
 
 Run from the repository's root.  Nothing is written unless every mistake
-applies to the current simplepool; `--check` writes nothing and exits 1 when
+applies to the current base drivers; `--check` writes nothing and exits 1 when
 a file is out of date or a file has no row in the table.
 """
 
@@ -13,19 +13,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from .mistakes import BROKEN, MISTAKES, SIMPLEPOOL, AnchorError
+from .mistakes import BROKEN, MISTAKES, AnchorError
 
 #: the files of the folder that are not broken drivers
 NOT_DRIVERS = frozenset({"mistakes.py", "regenerate.py", "table.py", "__init__.py"})
 
 
 def drivers() -> dict[str, str]:
-    """Each broken driver's file name and text, from the table and the current simplepool."""
-    source = SIMPLEPOOL.read_text(encoding="utf-8")
+    """Each broken driver's file name and text, from the table and the current base drivers."""
     made = {}
     for mistake in MISTAKES:
         try:
-            made[f"{mistake.name}.py"] = mistake.render(source)
+            made[f"{mistake.name}.py"] = mistake.render(mistake.base_path.read_text(
+                encoding="utf-8"))
         except AnchorError as exc:
             raise AnchorError(f"mistake {mistake.name}: {exc}") from None
     return made
