@@ -524,6 +524,9 @@ def isolate_freepages_block(vm: VM, cc: CompactControl, start_pfn: int, end_pfn:
     cluster = SWAP_CLUSTER_MAX - 1
     # 6.1 (scan_counts_isolated): the pages of an isolated free block count as scanned
     counts_isolated = vm.config.scan_counts_isolated
+    # (bound once: a method of the zone, whose many attributes keep the interpreter from
+    # specializing `zone.isolate_free_page(...)` at each free page)
+    isolate_free_page = zone.isolate_free_page
     nr_scanned = total_isolated = 0
     valid_page = None
     blockpfn = start_pfn
@@ -552,7 +555,7 @@ def isolate_freepages_block(vm: VM, cc: CompactControl, start_pfn: int, end_pfn:
             blockpfn += stride
             continue
         order = page.private
-        isolated = zone.isolate_free_page(page, order)
+        isolated = isolate_free_page(page, order)
         if not isolated:
             break
         if counts_isolated:
