@@ -196,10 +196,12 @@ class SingleCPU(PageOperations):
     it, and the VM then calls every operation through it.
     """
 
-    __slots__ = ("task",)
-    schedules = False
+    # `schedules` is a slot, not a class attribute: the driver helpers of mmplug.kernel read
+    # it once or more per page, and an instance's slot is the read the interpreter makes fast
+    __slots__ = ("task", "schedules")
 
     def __init__(self) -> None:
+        self.schedules = False
         #: the one task, `current()` (the VM's per-page paths read its preempt_count)
         self.task = Task()
 
