@@ -14,8 +14,9 @@ driver, hook), vmstat, warnings, every page frame, the free lists and the
 zone's bytes.  The per-page paths also decide PageMovable's usual case in
 place: a test compares each of them with mmplug.page.movable_mapping on pages
 in every state it tells apart.  And the call sites keep each callback's time
-limit in place, without a wrapper: the last tests check what the watchdog sees
-and reports.
+limit in place, without a wrapper: the watchdog tests check what it sees and
+reports.  The buddy merge leaves out its bounds checks in a zone of whole aligned
+MAX_ORDER-1 blocks: the last test frees pages both ways and compares the lists.
 """
 
 from __future__ import annotations
