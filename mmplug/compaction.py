@@ -361,7 +361,7 @@ def isolate_migratepages_block(vm: VM, cc: CompactControl, low_pfn: int, end_pfn
     pages = zone.pages
     start = zone.start_pfn
     nr_scanned = nr_isolated = 0
-    valid_page = None
+    first_pfn = low_pfn
     skip_on_failure = False
     next_skip_pfn = 0
     migratepages = cc.migratepages
@@ -386,8 +386,6 @@ def isolate_migratepages_block(vm: VM, cc: CompactControl, low_pfn: int, end_pfn
             break
         nr_scanned += 1
         page = pages[low_pfn - start]
-        if valid_page is None:
-            valid_page = page
         flags = page.flags
         # (`flags and`: a page in use mostly has none, and testing an int costs less than &)
         if flags and flags & BUDDY:
@@ -437,6 +435,9 @@ def isolate_migratepages_block(vm: VM, cc: CompactControl, low_pfn: int, end_pfn
                 low_pfn = next_skip_pfn - 1
                 next_skip_pfn += 1 << cc.order
         low_pfn += 1
+    # valid_page: the first page scanned, which the first pass of the loop scans unless it
+    # backs off first (found after the loop rather than tested for at every pfn)
+    valid_page = pages[first_pfn - start] if nr_scanned else None
     low_pfn = _end_of_block_scan(vm, cc, low_pfn, end_pfn, valid_page, nr_isolated, True)
     cc.total_migrate_scanned += nr_scanned
     return low_pfn
@@ -524,8 +525,10 @@ def isolate_freepages_block(vm: VM, cc: CompactControl, start_pfn: int, end_pfn:
     cluster = SWAP_CLUSTER_MAX - 1
     # 6.1 (scan_counts_isolated): the pages of an isolated free block count as scanned
     counts_isolated = vm.config.scan_counts_isolated
+    # (bound once: a method of the zone, whose many attributes keep the interpreter from
+    # specializing `zone.isolate_free_page(...)` at each free page)
+    isolate_free_page = zone.isolate_free_page
     nr_scanned = total_isolated = 0
-    valid_page = None
     blockpfn = start_pfn
     # nothing in this loop runs other code: the flags cannot change during it
     watch = task.sigkill_pending or task.need_resched
@@ -535,8 +538,6 @@ def isolate_freepages_block(vm: VM, cc: CompactControl, start_pfn: int, end_pfn:
             break
         nr_scanned += 1
         page = pages[blockpfn - start]
-        if valid_page is None:
-            valid_page = page
         flags = page.flags
         if not flags:
             # in use with no flags, the usual page here: neither compound nor free
@@ -552,7 +553,7 @@ def isolate_freepages_block(vm: VM, cc: CompactControl, start_pfn: int, end_pfn:
             blockpfn += stride
             continue
         order = page.private
-        isolated = zone.isolate_free_page(page, order)
+        isolated = isolate_free_page(page, order)
         if not isolated:
             break
         if counts_isolated:
@@ -564,6 +565,8 @@ def isolate_freepages_block(vm: VM, cc: CompactControl, start_pfn: int, end_pfn:
             blockpfn += isolated
             break
         blockpfn += isolated - 1 + stride
+    # valid_page, as in isolate_migratepages_block(): the page at start_pfn if any was scanned
+    valid_page = pages[start_pfn - start] if nr_scanned else None
     blockpfn = _end_of_block_scan(vm, cc, blockpfn, end_pfn, valid_page, total_isolated, False)
     cc.total_free_scanned += nr_scanned
     return blockpfn

@@ -381,7 +381,9 @@ def isolate_movable_page(vm: VM, page: Page, mode: int) -> int:
         ln.fresh = True
     try:
         # a_ops is None once the instance is destroyed: that call fails as the driver's
-        ret = mapping.a_ops.isolate_page(page, mode)  # type: ignore[union-attr]
+        # (loaded, then called: see migrate_pages)
+        isolate = mapping.a_ops.isolate_page  # type: ignore[union-attr]
+        ret = isolate(page, mode)
         if watch is not None:
             ln.call = prev
     except BaseException as exc:
@@ -790,7 +792,11 @@ def migrate_pages(vm: VM, from_list: PageList, get_new_page: GetNewPage,
                         ln.call = watch.migratepage
                         ln.fresh = True
                     try:
-                        rc = ops.migratepage(mapping, newpage, page, mode)
+                        # (the callback is an attribute, not a method: loaded, then called,
+                        # which the interpreter specializes where `ops.migratepage(...)` it
+                        # cannot)
+                        migratepage = ops.migratepage
+                        rc = migratepage(mapping, newpage, page, mode)
                         if watch is not None:
                             ln.call = prev  # type: ignore[union-attr]
                     except BaseException as exc:

@@ -87,6 +87,8 @@ PAGE_MAPPING_ANON = 0x1
 PAGE_MAPPING_MOVABLE = 0x2
 PAGE_MAPPING_KSM = PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE
 PAGE_MAPPING_FLAGS = PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE
+#: the address bits of a mapping word (folded once: page_mapping() runs per page)
+_MAPPING_BASE = ~PAGE_MAPPING_FLAGS
 
 
 def flag_names(flags: int) -> str:
@@ -154,15 +156,18 @@ def page_mapping(page: Page) -> AddressSpace | None:
     Slab pages and anonymous pages have none; a word that points at nothing
     registered is reported rather than dereferenced (the kernel would follow it).
     """
-    if page.flags & TAIL:
-        page = page.zone.compound_head(page)
-    if page.flags & SLAB:
-        return None
+    flags = page.flags
+    # (one mask for the usual page, neither slab nor tail, rather than one for each)
+    if flags and flags & SLAB_OR_TAIL:
+        if flags & TAIL:
+            page = page.zone.compound_head(page)
+        if page.flags & SLAB:
+            return None
     word = page.mapping
     if word & PAGE_MAPPING_ANON:
         return None
     # the usual case, one probe; _space_of for no space (0) and a word pointing nowhere
-    space = page.zone.mappings.get(word & ~PAGE_MAPPING_FLAGS)
+    space = page.zone.mappings.get(word & _MAPPING_BASE)
     return space if space is not None else _space_of(page, word)
 
 

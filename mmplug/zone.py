@@ -174,6 +174,11 @@ class Zone:
         self.pageblock_order = pageblock_order
         self.pageblock_nr_pages = pb
         self.max_order = max_order
+        # A zone of whole aligned MAX_ORDER-1 blocks holds every buddy __free_one_page can
+        # look at (below MAX_ORDER-1, a block's buddy is inside the same top block): its
+        # bounds checks are skipped, since every freed page comes there.
+        top_block = 1 << (max_order - 1)
+        self._buddies_inside = not start_pfn % top_block and not nr_pages % top_block
         # An anonymous mapping: zero-filled on first touch, so an idle 4 GiB
         # zone costs no memory until pages are written.
         self.mem = mmap.mmap(-1, nr_pages * page_size)
@@ -304,6 +309,7 @@ class Zone:
         top = self.max_order - 1
         free_area = self.free_area
         nr_free = self.nr_free
+        inside = self._buddies_inside
         size = 1 << order
         self.nr_free_pages += size
         # (plain comparisons, and `size` doubled rather than shifted: the cheaper operations
@@ -311,7 +317,7 @@ class Zone:
         while order < top:
             buddy_pfn = pfn ^ size
             bidx = buddy_pfn - start
-            if bidx < 0 or bidx >= n:
+            if not inside and (bidx < 0 or bidx >= n):
                 break
             buddy = pages[bidx]
             flags = buddy.flags
@@ -339,7 +345,7 @@ class Zone:
         # done_merging: is the buddy of our order+1 parent free at order+1?
         if order < top - 1:
             hidx = ((pfn & ~size) ^ (size + size)) - start
-            if hidx >= 0 and hidx < n:
+            if inside or (hidx >= 0 and hidx < n):
                 higher = pages[hidx]
                 if higher.flags & BUDDY and higher.private == order + 1:
                     lst = free_area[order][mt]

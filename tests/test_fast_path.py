@@ -14,8 +14,9 @@ driver, hook), vmstat, warnings, every page frame, the free lists and the
 zone's bytes.  The per-page paths also decide PageMovable's usual case in
 place: a test compares each of them with mmplug.page.movable_mapping on pages
 in every state it tells apart.  And the call sites keep each callback's time
-limit in place, without a wrapper: the last tests check what the watchdog sees
-and reports.
+limit in place, without a wrapper: the watchdog tests check what it sees and
+reports.  The buddy merge leaves out its bounds checks in a zone of whole aligned
+MAX_ORDER-1 blocks: the last test frees pages both ways and compares the lists.
 """
 
 from __future__ import annotations
@@ -714,3 +715,40 @@ def test_pagemovable_in_place_answers_as_movable_mapping(site, state):
         got = exc.rule
     assert got == expected
     assert (expected == "movable") == (state == "movable")
+
+
+@pytest.mark.parametrize("nr_pages, start_pfn", [(4096, 0), (4096 + 64, 0), (4096, 64),
+                                                 (4096, 1 << 12)])
+def test_buddy_merge_without_bounds_checks_frees_as_with_them(nr_pages, start_pfn):
+    """__free_one_page skips its buddy bounds checks only in a zone of whole aligned
+    MAX_ORDER-1 blocks, and there it builds the free lists the checks build."""
+    from mmplug.constants import GFP_HIGHUSER_MOVABLE
+    from mmplug.zone import Zone
+
+    vm = VM(VMConfig(nr_pages=4096, pageblock_order=6, max_order=8, min_free_pages=0))
+
+    def run(checked: bool) -> tuple[Any, ...]:
+        zone = Zone(vm, nr_pages, start_pfn=start_pfn, pageblock_order=6, max_order=8,
+                    min_free_pages=0)
+        assert zone._buddies_inside == (not start_pfn % 128 and not nr_pages % 128)
+        if checked:
+            zone._buddies_inside = False
+        taken = []
+        while (page := zone.alloc_pages(0, GFP_HIGHUSER_MOVABLE, ignore_watermark=True)):
+            taken.append(page)
+        assert len(taken) == nr_pages
+        random.Random(5).shuffle(taken)
+        seen = []
+        for i, page in enumerate(taken):
+            page._refcount = 0
+            zone.free_pages(page, 0)
+            if i % 512 == 0 or i == len(taken) - 1:
+                zone.check_free_lists()
+                seen.append((zone.buddyinfo(), [[list(lst) for lst in area]
+                                                for area in zone.free_area]))
+        frames = [(p.pfn, p.flags, p.private, p.lru) for p in zone.pages]
+        return seen, frames, zone.nr_free_pages
+
+    fast = run(False)
+    assert fast[2] == nr_pages
+    assert fast == run(True)

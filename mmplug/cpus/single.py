@@ -81,7 +81,8 @@ class SpinLock(_Lock):
         self._task.preempt_count += 1
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, typ: object, value: object, tb: object) -> None:
+        # (the three arguments named: a *args tuple built per exit costs more)
         if not self.held:        # unlock(), written out
             raise self._not_held()
         self.held = False
@@ -126,7 +127,7 @@ class Mutex(_Lock):
         self.held = True
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, typ: object, value: object, tb: object) -> None:
         if not self.held:              # unlock(), written out
             raise self._not_held()
         self.held = False
@@ -195,10 +196,12 @@ class SingleCPU(PageOperations):
     it, and the VM then calls every operation through it.
     """
 
-    __slots__ = ("task",)
-    schedules = False
+    # `schedules` is a slot, not a class attribute: the driver helpers of mmplug.kernel read
+    # it once or more per page, and an instance's slot is the read the interpreter makes fast
+    __slots__ = ("task", "schedules")
 
     def __init__(self) -> None:
+        self.schedules = False
         #: the one task, `current()` (the VM's per-page paths read its preempt_count)
         self.task = Task()
 
