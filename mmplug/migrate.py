@@ -474,6 +474,20 @@ def _give_back(vm: VM, page: Page) -> None:
         cpus.put_page(page)
 
 
+def _movable_tag_lost(vm: VM, page: Page) -> NoReturn:
+    """FLG-1: a page isolated as non-LRU movable whose mapping word no longer carries
+    PAGE_MAPPING_MOVABLE.  Only __SetPageMovable() and __ClearPageMovable() write the tags,
+    and a released page keeps its tag, so the driver wrote the word itself.  From here the
+    kernel would take the page for an LRU page (__unmap_and_move's is_lru, move_to_new_page,
+    putback_movable_pages all test __PageMovable) and migrate or put it back as one."""
+    mapping = vm.isolated[page]
+    raise ContractViolation(
+        "FLG-1", f"the mapping word of a page isolated as non-LRU movable lost "
+        f"PAGE_MAPPING_MOVABLE (found {page.mapping:#x}, tag {page.mapping & PAGE_MAPPING_FLAGS}"
+        f"): only __SetPageMovable() and __ClearPageMovable() write it",
+        driver=mapping.driver, page=page)
+
+
 def putback_movable_pages(vm: VM, pagelist: PageList) -> None:
     """putback_movable_pages() (mm/migrate.c): give every page left on the list back (PUT-1).
 
@@ -492,6 +506,8 @@ def putback_movable_pages(vm: VM, pagelist: PageList) -> None:
                                         "PG_isolated", page=page)
             _give_back(vm, page)
         else:
+            if page in vm.isolated:
+                _movable_tag_lost(vm, page)
             vm.zone.nr_isolated_lru -= 1
             putback_lru_page(vm, page)
 
@@ -516,6 +532,8 @@ def move_to_new_page(vm: VM, newpage: Page, page: Page, mode: int) -> int:
     success the VM warns once if the page lost PG_isolated, then clears it.
     """
     if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE:
+        if page in vm.isolated:
+            _movable_tag_lost(vm, page)
         return _move_lru_page(vm, newpage, page, mode)
     if not page.flags & ISOLATED:
         raise ContractViolation("MIG-6", "move_to_new_page() on a non-LRU page that is not "
@@ -640,6 +658,8 @@ def unmap_and_move(vm: VM, get_new_page: GetNewPage, put_new_page: PutNewPage | 
     their driver at once.  `moved`: as for __unmap_and_move().
     """
     cpus = vm.cpus
+    if page.mapping & PAGE_MAPPING_FLAGS != PAGE_MAPPING_MOVABLE and page in vm.isolated:
+        _movable_tag_lost(vm, page)
     newpage = get_new_page(page, private)
     if newpage is None:
         vm.vmstat.events["migrate_enomem"] += 1

@@ -155,3 +155,28 @@ def test_bug3_movable_pages_are_not_counted_as_isolated_lru(pool_vm):
     page, h = stored(pool)
     isolate(vm, page)
     assert vm.zone.nr_isolated_lru == 0
+
+
+@pytest.mark.parametrize("tag", [0, 1, 3])
+@pytest.mark.parametrize("then", ["putback", "migrate"])
+def test_flg1_an_isolated_page_whose_tag_the_driver_rewrote_is_the_drivers_violation(tag, then):
+    """A page isolated as non-LRU movable keeps PAGE_MAPPING_MOVABLE until the VM is done
+    (a release keeps the tag too).  A driver that rewrites the word makes it look like an
+    LRU page to __PageMovable: putback and migration name the driver and the page (FLG-1)
+    instead of handling the driver's page as the LRU's."""
+    def isolate_page(self, page, mode):
+        ok = simplepool.isolate_page(page, mode)
+        page.mapping = page.mapping & ~3 | tag
+        return ok
+    vm, pool = make_vm(custom(isolate_page=isolate_page))
+    page, _ = stored(pool)
+    lst = isolate(vm, page)
+    with pytest.raises(ContractViolation) as ei:
+        if then == "putback":
+            putback_movable_pages(vm, lst)
+        else:
+            migrate(vm, lst)
+    exc = ei.value
+    assert exc.rule == "FLG-1" and exc.page is page
+    assert exc.driver == pool.mapping.driver
+    assert "lost PAGE_MAPPING_MOVABLE" in str(exc)

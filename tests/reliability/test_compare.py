@@ -143,3 +143,18 @@ def test_a_dead_workers_run_renders_in_every_output(tmp_path, fmt):
     assert "no trace for killed: its run gave no history" in r.stderr
     assert (tmp_path / "pics" / "buddyinfo.png").exists()
     assert (tmp_path / "h-simplepool.trace").exists()
+
+
+@pytest.mark.parametrize("tag", [0, 1, 3])
+def test_a_driver_rewriting_an_isolated_pages_tag_fails_its_run_on_flg1(capsys, tmp_path, tag):
+    """The VM took such a page for an LRU page and compare stopped with an internal error."""
+    drv = variant(tmp_path, f"retags{tag}", "        pool.partial.pop(st, None)\n    return True\n",
+                  "        pool.partial.pop(st, None)\n"
+                  f"    page.mapping = page.mapping & ~3 | {tag}\n    return True\n")
+    code, doc, err = run_json(capsys, drv, "--workload", tiny_workload(tmp_path))
+    assert code == 1 and "internal error" not in err
+    run = doc["drivers"][f"retags{tag}"]["runs"][0]
+    assert run["status"] == "failed"
+    assert run["error"].startswith("FLG-1: the mapping word of a page isolated as non-LRU "
+                                   "movable lost PAGE_MAPPING_MOVABLE")
+    assert f"driver retags{tag}" in run["error"] and "page pfn 0x" in run["error"]
