@@ -204,8 +204,16 @@ def set_page_movable(page: Page, mapping: Any) -> None:
     if page.flags != _LOCKED and not page.flags & _LOCKED:
         raise ContractViolation("FLG-4", "__SetPageMovable() on a page that is not locked",
                                 page=page)
-    word = mapping.handle
-    if word & PAGE_MAPPING_MOVABLE:
+    try:
+        word = mapping.handle
+        tagged = word & PAGE_MAPPING_MOVABLE
+    except (AttributeError, TypeError):
+        # (a try costs nothing until it raises: the usual call pays no type test)
+        raise ContractViolation(
+            "FLG-4", f"__SetPageMovable() with {type(mapping).__name__} {mapping!r:.60}, not an "
+            "address space: pass the AddressSpace the instance was created with (the "
+            "`mapping` its factory received, or migratepage's `mapping`)", page=page) from None
+    if tagged:
         raise ContractViolation("FLG-4", "__SetPageMovable() with a mapping that already carries "
                                 "PAGE_MAPPING_MOVABLE", page=page)
     page.mapping = word + PAGE_MAPPING_MOVABLE       # (the tag bit is known clear)

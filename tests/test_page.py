@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmplug import VM, ContractViolation
+from corehelp import PoolPlugin, isolate, make_vm, migrate, simplepool
+from mmplug import VM, ContractViolation, hookimpl
 from mmplug.constants import LIST_POISON2
 from mmplug.kernel import (
     clear_page_movable,
@@ -104,6 +105,38 @@ def test_flg4_set_page_movable_needs_lock_and_untagged_mapping(vm_page):
     space.handle |= PAGE_MAPPING_MOVABLE
     with pytest.raises(ContractViolation):
         set_page_movable(page, space)
+
+
+@pytest.mark.parametrize("wrong", [None, 0x1000, "mapping", object()])
+def test_flg4_set_page_movable_with_something_not_an_address_space(vm_page, wrong):
+    """A mapping that is not an AddressSpace (a handle, the instance, None) is the caller's
+    FLG-4, said as such: not an AttributeError from inside the VM."""
+    vm, space, page = vm_page
+    page.flags |= LOCKED
+    with pytest.raises(ContractViolation) as exc:
+        set_page_movable(page, wrong)
+    assert exc.value.rule == "FLG-4"
+    assert f"__SetPageMovable() with {type(wrong).__name__} " in str(exc.value)
+    assert "not an address space" in str(exc.value)
+    assert page.mapping == 0
+
+
+def test_flg4_a_driver_passing_its_instance_to_set_page_movable_is_named():
+    """Reported from migratepage with the driver, the hook and the page it was called on."""
+    class Wrong(PoolPlugin):
+        @hookimpl
+        def migratepage(self, mapping, newpage, page, mode):
+            set_page_movable(newpage, mapping.private_data)
+            return simplepool.migratepage(mapping, newpage, page, mode)
+
+    vm, pool = make_vm(Wrong())
+    page = pool.handles[pool.store(b"abc" * 20)][0].page
+    with pytest.raises(ContractViolation) as exc:
+        migrate(vm, isolate(vm, page))
+    v = exc.value
+    assert (v.rule, v.hook, v.driver) == ("FLG-4", "migratepage", pool.mapping.driver)
+    assert v.page is not page and v.page.mapping == 0    # newpage, which the call was on
+    assert "not an address space" in str(v)
 
 
 def test_flg5_clear_keeps_only_the_movable_bit(vm_page):
