@@ -127,8 +127,15 @@ def _callback_raised(mapping: AddressSpace, hook: str, page: Page, rule: str,
 
 def check_lru(vm: VM, page: Page, owner: Any, mapping: AddressSpace | None,
               hook: str | None) -> None:
-    """ISO-4: the lru of an isolated page belongs to the VM; it must be as the VM left it."""
+    """ISO-4: the lru of an isolated page belongs to the VM; it must be as the VM left it.
+    REL-2 when the driver has released the page meanwhile (its word keeps only the tag): a
+    release leaves lru to the VM too."""
     if page.lru is not owner:
+        if page.mapping == PAGE_MAPPING_MOVABLE:
+            raise ContractViolation(
+                "REL-2", f"page.lru of a page released while isolated was changed (found "
+                f"{page.lru!r}, the VM left {owner!r}): the VM finishes a release, lru "
+                "included", driver=mapping.driver if mapping else None, hook=hook, page=page)
         raise ContractViolation(
             "ISO-4", f"page.lru of an isolated page was changed (found {page.lru!r}, the VM "
             f"left {owner!r})", driver=mapping.driver if mapping else None, hook=hook, page=page)

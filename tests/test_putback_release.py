@@ -47,6 +47,22 @@ def test_put1_released_page_is_not_handed_back():
     vm.zone.check_free_lists()
 
 
+@pytest.mark.parametrize("then", ["putback", "migrate"])
+def test_rel2_a_release_that_also_unlinks_the_isolated_page_is_rel2_not_iso4(then):
+    """The driver releases a page compaction holds isolated and takes it off the list the
+    VM linked it to: REL-2 (a release leaves lru to the VM), where a page still the
+    driver's is ISO-4 (tests/test_isolate.py)."""
+    vm, pool = make_vm()
+    page, h = stored(pool)
+    lst = isolate(vm, page)
+    pool.free(h)                                         # released while isolated
+    page.lru = None                                      # the mistake: list_del too
+    with pytest.raises(ContractViolation) as exc:
+        putback_movable_pages(vm, lst) if then == "putback" else migrate(vm, lst)
+    assert exc.value.rule == "REL-2" and exc.value.page is page
+    assert "released while isolated" in str(exc.value)
+
+
 def test_put1_list_page_not_isolated_is_a_bug(pool_vm):
     vm, pool = pool_vm
     page, h = stored(pool)

@@ -910,8 +910,6 @@ MISTAKES: tuple[Mistake, ...] = (
               "    b_dev_info.pages._pages.pop(page, None)\n"
               "    page.lru = None\n",
               within="balloon_page_delete"),),
-        # the VM finds its list broken when it next walks it: the lru rule, once more
-        also_expected={"ISO-4"},
         base="oneballoon",
     ),
     Mistake(
